@@ -1,0 +1,19 @@
+from django.contrib import admin
+
+from compute.models import ComputeOperation, ComputeTarget
+
+
+@admin.register(ComputeTarget)
+class ComputeTargetAdmin(admin.ModelAdmin):
+    list_display = ["name", "workspace", "kind", "state", "address", "created_by", "created_at"]
+    list_filter = ["kind", "state", "workspace"]
+    search_fields = ["name", "address", "workspace__name"]
+    # Secrets stay out of the admin: they are set through the attach wizards.
+    exclude = ["password", "private_key", "passphrase", "access_token"]
+
+
+@admin.register(ComputeOperation)
+class ComputeOperationAdmin(admin.ModelAdmin):
+    list_display = ["action", "target_name", "workspace", "state", "started_at", "finished_at"]
+    list_filter = ["action", "state", "workspace"]
+    search_fields = ["target_name"]

@@ -1,0 +1,52 @@
+"""Who may see and change what: every workspace page goes through `workspace_view`."""
+
+from functools import wraps
+
+from django.core.exceptions import PermissionDenied
+from django.http import Http404
+
+from studio.models import Membership, Role
+
+
+def membership_for(user, slug: str) -> Membership:
+    """The user's membership of the workspace, or 404 so strangers learn nothing."""
+    if not user.is_authenticated:
+        raise Http404("No such workspace")
+    membership = (
+        Membership.objects.select_related("workspace")
+        .filter(workspace__slug=slug, user=user)
+        .first()
+    )
+    if membership is None:
+        raise Http404("No such workspace")
+    return membership
+
+
+def require_role(membership: Membership, role: str) -> None:
+    if not membership.has_role(role):
+        raise PermissionDenied(
+            f"Your role in {membership.workspace.name} is {membership.get_role_display()}; "
+            f"this needs {Role(role).label}. Ask a workspace owner to change your role."
+        )
+
+
+def workspace_view(role: str = Role.READER, write_role: str = Role.CONTRIBUTOR):
+    """Load request.workspace/request.membership from the URL's slug.
+
+    GET needs `role`; any other method needs `write_role`.
+    """
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request, slug, *args, **kwargs):
+            membership = membership_for(request.user, slug)
+            needed = role if request.method in ("GET", "HEAD") else write_role
+            require_role(membership, needed)
+            request.membership = membership
+            request.workspace = membership.workspace
+            request.session["workspace"] = slug
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator

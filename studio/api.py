@@ -1,0 +1,74 @@
+"""The JSON API at /api/v1/: bearer personal access tokens, everything scoped to workspaces."""
+
+from django.http import Http404
+from ninja import NinjaAPI, Schema
+from ninja.errors import HttpError
+from ninja.security import HttpBearer
+
+from studio.access import membership_for, require_role
+from studio.models import Membership, Role
+from studio.services import token_authenticate
+
+
+class TokenAuth(HttpBearer):
+    def authenticate(self, request, token):
+        user = token_authenticate(token)
+        if user is not None:
+            request.user = user
+        return user
+
+
+api = NinjaAPI(
+    title="Trainyard API",
+    version="1",
+    urls_namespace="api",
+    auth=TokenAuth(),
+    description=(
+        "Create a personal access token in Settings → Access tokens (or "
+        "`manage.py create_token USERNAME --name NAME`) and send it as "
+        "`Authorization: Bearer <token>`."
+    ),
+)
+
+
+def api_membership(request, workspace: str | None, role: str = Role.READER) -> Membership:
+    """The caller's membership of `workspace` (or of their only workspace); 404 for strangers."""
+    if not workspace:
+        memberships = list(Membership.objects.filter(user=request.user).select_related("workspace"))
+        if len(memberships) != 1:
+            raise HttpError(400, "Say which workspace: add ?workspace=<slug> to the request.")
+        membership = memberships[0]
+    else:
+        try:
+            membership = membership_for(request.user, workspace)
+        except Http404 as exc:
+            raise HttpError(404, "No such workspace") from exc
+    if not membership.has_role(role):
+        raise HttpError(
+            403,
+            f"Your role in {membership.workspace.name} is {membership.get_role_display()}; "
+            f"this needs {Role(role).label}.",
+        )
+    return membership
+
+
+def api_require(request, membership: Membership, role: str) -> None:
+    try:
+        require_role(membership, role)
+    except Exception as exc:
+        raise HttpError(403, str(exc)) from exc
+
+
+class WorkspaceOut(Schema):
+    slug: str
+    name: str
+    role: str
+
+
+@api.get("/workspaces", response=list[WorkspaceOut], tags=["workspaces"])
+def workspaces_list(request):
+    memberships = Membership.objects.filter(user=request.user).select_related("workspace")
+    return [
+        WorkspaceOut(slug=m.workspace.slug, name=m.workspace.name, role=m.role)
+        for m in memberships.order_by("workspace__name")
+    ]

@@ -1,0 +1,69 @@
+"""The state of each part Trainyard needs, for /healthz and the Settings page."""
+
+import os
+import socket
+import time
+
+import redis
+from django.conf import settings
+from django.db import connection
+
+MONITOR_KEY_PREFIX = "trainyard:monitor:"
+
+
+def redis_client(timeout: float = 1.0) -> redis.Redis:
+    return redis.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout
+    )
+
+
+def monitor_heartbeat(client: redis.Redis | None = None) -> None:
+    """Called by each run monitor every MONITOR_HEARTBEAT_SECONDS."""
+    client = client or redis_client()
+    key = f"{MONITOR_KEY_PREFIX}{socket.gethostname()}:{os.getpid()}"
+    client.set(key, str(time.time()), ex=settings.MONITOR_HEARTBEAT_SECONDS * 3)
+
+
+def check_database() -> dict:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return {"ok": True, "detail": connection.vendor}
+
+
+def check_redis() -> dict:
+    redis_client().ping()
+    return {"ok": True, "detail": "embedded" if settings.REDIS_EMBEDDED else "external"}
+
+
+def check_worker() -> dict:
+    from studio.celery import app
+
+    replies = app.control.ping(timeout=1.0)
+    if not replies:
+        return {"ok": False, "detail": "no Celery worker answered within 1 s"}
+    return {"ok": True, "detail": f"{len(replies)} worker(s) answered"}
+
+
+def check_monitor() -> dict:
+    keys = list(redis_client().scan_iter(match=f"{MONITOR_KEY_PREFIX}*", count=100))
+    if not keys:
+        return {"ok": False, "detail": "no run monitor heartbeat: is `manage.py monitor` running?"}
+    return {"ok": True, "detail": f"{len(keys)} monitor(s) alive"}
+
+
+CHECKS = {
+    "database": check_database,
+    "redis": check_redis,
+    "worker": check_worker,
+    "monitor": check_monitor,
+}
+
+
+def health() -> dict:
+    results = {}
+    for name, check in CHECKS.items():
+        try:
+            results[name] = check()
+        except Exception as exc:  # a failing part is the answer here, not an error
+            results[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+    return {"ok": all(r["ok"] for r in results.values()), "checks": results}

@@ -1,0 +1,48 @@
+import os
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+from studio.launcher import Launcher, StartError, port_is_free
+from studio.services import first_admin_create
+
+
+class Command(BaseCommand):
+    help = "Run all of Trainyard: web server, Celery worker and beat, run monitor (and Redis)."
+
+    def handle(self, *args, **options):
+        host = os.getenv("HOST", "127.0.0.1")
+        port = settings.PORT
+        if not port_is_free(host, port):
+            raise CommandError(
+                f"Port {port} on {host} is already in use. Stop what uses it, or start "
+                f"Trainyard on another port: PORT={port + 1} make run"
+            )
+        launcher = Launcher(host=host, port=port, out=self.stdout)
+        code = 1
+        try:
+            if settings.REDIS_EMBEDDED:
+                launcher.start_embedded_redis()
+            call_command("migrate", interactive=False, verbosity=0)
+            credentials = first_admin_create()
+            launcher.start_services()
+            self.stdout.write(f"Trainyard is running at http://{host}:{port}/  (Ctrl-C stops it)")
+            self.stdout.write(f"Data directory: {settings.DATA_DIR}")
+            if credentials:
+                username, password = credentials
+                self.stdout.write(
+                    "First start: sign in as\n"
+                    f"    username: {username}\n    password: {password}\n"
+                    "This password is shown only now: change it after signing in."
+                )
+            self.stdout.flush()
+            code = launcher.watch()
+        except StartError as exc:
+            self.stderr.write(str(exc))
+        finally:
+            self.stdout.write("Stopping Trainyard…")
+            launcher.stop_all()
+            self.stdout.write("Stopped.")
+        if code:
+            raise SystemExit(code)

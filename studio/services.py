@@ -1,0 +1,84 @@
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+from django.utils.text import slugify
+
+from compute.models import LOCAL_TARGET_NAME, ComputeKind, ComputeState, ComputeTarget
+from studio.models import ApiToken, Membership, Role, Workspace, hash_token
+
+
+@transaction.atomic
+def workspace_create(*, name: str, owner) -> Workspace:
+    base = slugify(name)[:50] or "workspace"
+    slug, n = base, 1
+    while Workspace.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    workspace = Workspace.objects.create(name=name, slug=slug)
+    Membership.objects.create(workspace=workspace, user=owner, role=Role.OWNER)
+    # Every workspace has the built-in local target, as in the studio.
+    ComputeTarget.objects.create(
+        workspace=workspace,
+        name=LOCAL_TARGET_NAME,
+        kind=ComputeKind.LOCAL,
+        state=ComputeState.SUCCEEDED,
+        created_by=owner,
+    )
+    return workspace
+
+
+def membership_set(*, workspace: Workspace, user, role: str) -> Membership:
+    membership, _ = Membership.objects.update_or_create(
+        workspace=workspace, user=user, defaults={"role": role}
+    )
+    return membership
+
+
+def membership_remove(*, workspace: Workspace, user) -> None:
+    owners = Membership.objects.filter(workspace=workspace, role=Role.OWNER)
+    if owners.count() == 1 and owners.filter(user=user).exists():
+        raise ValueError("A workspace needs at least one owner: make someone else owner first.")
+    Membership.objects.filter(workspace=workspace, user=user).delete()
+
+
+def token_create(*, user, name: str) -> tuple[ApiToken, str]:
+    """Create a token; the raw value is returned once and never stored."""
+    raw = ApiToken.new_raw()
+    token = ApiToken.objects.create(
+        user=user, name=name, prefix=raw[:10], token_hash=hash_token(raw)
+    )
+    return token, raw
+
+
+def token_revoke(*, token: ApiToken) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+
+
+def token_authenticate(raw: str):
+    """The user owning an active token, or None."""
+    token = (
+        ApiToken.objects.active().select_related("user").filter(token_hash=hash_token(raw)).first()
+    )
+    if token is None or not token.user.is_active:
+        return None
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    return token.user
+
+
+@transaction.atomic
+def first_admin_create() -> tuple[str, str] | None:
+    """On the very first start: an admin with a generated password and a workspace.
+
+    Returns (username, password) once; None when users already exist.
+    """
+    User = get_user_model()
+    if User.objects.exists():
+        return None
+    password = secrets.token_urlsafe(12)
+    admin = User.objects.create_superuser(username="admin", password=password, email="")
+    workspace_create(name="Default", owner=admin)
+    return admin.username, password

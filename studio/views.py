@@ -1,0 +1,126 @@
+from django.contrib import messages
+from django.http import HttpResponseNotAllowed, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from compute.selectors import compute_list
+from runs.selectors import run_list
+from studio import services
+from studio.access import workspace_view
+from studio.forms import MemberAddForm, MemberRoleForm, TokenForm, WorkspaceForm
+from studio.health import health
+from studio.models import ApiToken, Membership, Role
+
+
+def root(request):
+    """Open the workspace used last, else the first one, else offer to create one."""
+    memberships = Membership.objects.filter(user=request.user).select_related("workspace")
+    last = request.session.get("workspace")
+    chosen = next((m for m in memberships if m.workspace.slug == last), None) or (
+        memberships.order_by("workspace__name").first()
+    )
+    if chosen is None:
+        return redirect("workspace_new")
+    return redirect("home", slug=chosen.workspace.slug)
+
+
+@never_cache
+def healthz(request):
+    report = health()
+    return JsonResponse(report, status=200 if report["ok"] else 503)
+
+
+@workspace_view()
+def home(request):
+    return render(
+        request,
+        "studio/home.html",
+        {
+            "recent_runs": run_list(workspace=request.workspace)[:8],
+            "targets": compute_list(workspace=request.workspace)[:8],
+        },
+    )
+
+
+def workspace_new(request):
+    form = WorkspaceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        workspace = services.workspace_create(name=form.cleaned_data["name"], owner=request.user)
+        messages.success(request, f"Workspace “{workspace.name}” created. You are its owner.")
+        return redirect("home", slug=workspace.slug)
+    return render(request, "studio/workspace_new.html", {"form": form})
+
+
+@workspace_view(write_role=Role.OWNER)
+def workspace_settings(request):
+    form = MemberAddForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        user = form.cleaned_data["username"]
+        services.membership_set(
+            workspace=request.workspace, user=user, role=form.cleaned_data["role"]
+        )
+        messages.success(
+            request, f"{user.username} is now {Role(form.cleaned_data['role']).label}."
+        )
+        return redirect("workspace_settings", slug=request.workspace.slug)
+    members = request.workspace.memberships.select_related("user").order_by("user__username")
+    return render(
+        request,
+        "studio/workspace_settings.html",
+        {"form": form, "members": members, "roles": Role.choices},
+    )
+
+
+@require_POST
+@workspace_view(write_role=Role.OWNER)
+def member_update(request, user_id: int):
+    membership = get_object_or_404(Membership, workspace=request.workspace, user_id=user_id)
+    form = MemberRoleForm(request.POST)
+    if form.is_valid():
+        try:
+            if form.cleaned_data["remove"]:
+                services.membership_remove(workspace=request.workspace, user=membership.user)
+                messages.success(request, f"{membership.user.username} was removed.")
+            elif form.cleaned_data["role"]:
+                if membership.role == Role.OWNER and form.cleaned_data["role"] != Role.OWNER:
+                    owners = request.workspace.memberships.filter(role=Role.OWNER).count()
+                    if owners == 1:
+                        raise ValueError(
+                            "A workspace needs at least one owner: make someone else owner first."
+                        )
+                services.membership_set(
+                    workspace=request.workspace,
+                    user=membership.user,
+                    role=form.cleaned_data["role"],
+                )
+                messages.success(request, f"{membership.user.username}'s role was changed.")
+        except ValueError as exc:
+            messages.error(request, str(exc))
+    return redirect("workspace_settings", slug=request.workspace.slug)
+
+
+def token_list(request):
+    form = TokenForm(request.POST or None)
+    new_token = None
+    if request.method == "POST" and form.is_valid():
+        _, new_token = services.token_create(user=request.user, name=form.cleaned_data["name"])
+        form = TokenForm()
+    elif request.method not in ("GET", "HEAD", "POST"):
+        return HttpResponseNotAllowed(["GET", "POST"])
+    tokens = ApiToken.objects.filter(user=request.user)
+    response = render(
+        request,
+        "studio/token_list.html",
+        {"form": form, "tokens": tokens, "new_token": new_token},
+    )
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@require_POST
+def token_revoke(request, token_id: int):
+    token = get_object_or_404(ApiToken, pk=token_id, user=request.user)
+    services.token_revoke(token=token)
+    messages.success(request, f"Token “{token.name}” was revoked; requests using it now fail.")
+    return redirect("token_list")

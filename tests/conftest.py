@@ -1,0 +1,97 @@
+"""Shared fixtures: the healthchecks-style cast and the services tests need.
+
+alice owns the workspace, carol contributes, bob only reads, charlie is a
+stranger with a workspace of his own.
+"""
+
+import pytest
+from django.test import Client
+
+from studio.models import Role
+from studio.services import membership_set, token_create, workspace_create
+from tests.factories import PASSWORD, UserFactory
+
+pytest_plugins = [
+    "tests.services.redis_server",
+    "tests.services.live_stack",
+]
+
+
+@pytest.fixture
+def alice(db):
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def bob(db):
+    return UserFactory(username="bob")
+
+
+@pytest.fixture
+def carol(db):
+    return UserFactory(username="carol")
+
+
+@pytest.fixture
+def charlie(db):
+    return UserFactory(username="charlie")
+
+
+@pytest.fixture
+def workspace(alice, bob, carol, charlie):
+    ws = workspace_create(name="Vision", owner=alice)
+    membership_set(workspace=ws, user=bob, role=Role.READER)
+    membership_set(workspace=ws, user=carol, role=Role.CONTRIBUTOR)
+    workspace_create(name="Charlie's own", owner=charlie)
+    return ws
+
+
+def client_for(user) -> Client:
+    client = Client()
+    assert client.login(username=user.username, password=PASSWORD)
+    return client
+
+
+@pytest.fixture
+def as_alice(alice, workspace):
+    return client_for(alice)
+
+
+@pytest.fixture
+def as_bob(bob, workspace):
+    return client_for(bob)
+
+
+@pytest.fixture
+def as_carol(carol, workspace):
+    return client_for(carol)
+
+
+@pytest.fixture
+def as_charlie(charlie, workspace):
+    return client_for(charlie)
+
+
+def api_client_for(user) -> Client:
+    _, raw = token_create(user=user, name="tests")
+    return Client(headers={"Authorization": f"Bearer {raw}"})
+
+
+@pytest.fixture
+def api_alice(alice, workspace):
+    return api_client_for(alice)
+
+
+@pytest.fixture
+def api_bob(bob, workspace):
+    return api_client_for(bob)
+
+
+@pytest.fixture
+def api_carol(carol, workspace):
+    return api_client_for(carol)
+
+
+@pytest.fixture
+def api_charlie(charlie, workspace):
+    return api_client_for(charlie)

@@ -1,0 +1,21 @@
+"""Settings for the test suite: the real ones, in a throwaway DATA_DIR."""
+
+import os
+import tempfile
+
+os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="trainyard-test-"))
+
+from studio.settings import *  # noqa: E402,F403
+from studio.settings import DATA_DIR, DATABASES  # noqa: E402
+
+# A file, not :memory:, so processes started by tests (worker, monitor, web) share it.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+# In-process tests run enqueued tasks at once (the real task code, no broker);
+# the end-to-end tests run the real worker through `manage.py up`.
+CELERY_TASK_ALWAYS_EAGER = True
+CELERY_TASK_EAGER_PROPAGATES = True
+
+# Playwright's sync API runs an event loop in the test thread.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
