@@ -1,0 +1,34 @@
+#!/bin/sh
+# Builds trainyard/node:bookworm, the image managed-cluster nodes run.
+# There is no registry to pull from, so the root file system comes from
+# debootstrap; its tarball is cached so re-importing after `docker rmi` is fast.
+set -eu
+
+IMAGE=trainyard/node:bookworm
+DATA_DIR=${DATA_DIR:-.trainyard}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+docker image inspect "$IMAGE" >/dev/null 2>&1 && exit 0
+
+cache_dir="$DATA_DIR/images"
+tarball="$cache_dir/node-bookworm.tar"
+mkdir -p "$cache_dir"
+
+if [ ! -s "$tarball" ]; then
+    echo "Building the node root file system with debootstrap (a few minutes; log in $cache_dir/debootstrap.log)"
+    rootfs=$(mktemp -d)
+    trap 'rm -rf "$rootfs"' EXIT
+    if ! debootstrap --variant=minbase --include=python3-minimal,python3,procps \
+            bookworm "$rootfs" "$MIRROR" >"$cache_dir/debootstrap.log" 2>&1; then
+        echo "debootstrap failed; last lines of $cache_dir/debootstrap.log:" >&2
+        tail -n 20 "$cache_dir/debootstrap.log" >&2
+        exit 1
+    fi
+    # Write to a temporary name so an interrupted build never leaves a
+    # truncated tarball that later runs would trust.
+    tar -C "$rootfs" -c . >"$tarball.part"
+    mv "$tarball.part" "$tarball"
+fi
+
+docker import --change 'CMD ["/bin/bash"]' "$tarball" "$IMAGE" >/dev/null
+echo "Built $IMAGE"
