@@ -14,6 +14,9 @@ from tests.factories import PASSWORD, UserFactory
 pytest_plugins = [
     "tests.services.redis_server",
     "tests.services.live_stack",
+    "tests.services.sshd",
+    "tests.services.netns",
+    "tests.services.docker_engine",
 ]
 
 
