@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import redis
 from django.conf import settings
@@ -53,7 +54,7 @@ class StartError(Exception):
 class Launcher:
     host: str
     port: int
-    out: object = sys.stdout
+    out: TextIO = sys.stdout
     children: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def spawn(self, name: str, argv: list[str]) -> None:

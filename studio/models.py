@@ -19,7 +19,7 @@ class Workspace(models.Model):
     name = models.CharField(max_length=64)
     slug = models.SlugField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
-    members = models.ManyToManyField(
+    members: models.ManyToManyField = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="workspaces"
     )
 

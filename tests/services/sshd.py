@@ -164,6 +164,7 @@ Subsystem sftp internal-sftp
 
     def _wait_until_listening(self) -> None:
         deadline = time.monotonic() + 10
+        assert self.process is not None
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(
