@@ -121,3 +121,87 @@ class ComputeOperation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.target_name} ({self.state})"
+
+
+class DockerEngine(models.Model):
+    """A Docker engine a workspace owner lets managed clusters place nodes on."""
+
+    workspace = models.ForeignKey(
+        "studio.Workspace", on_delete=models.CASCADE, related_name="docker_engines"
+    )
+    name = models.CharField(max_length=32)
+    # unix:///var/run/docker.sock, tcp://host:2376 or ssh://user@host.
+    url = models.CharField(max_length=255)
+    # What the last check found: CPUs, memory, GPU runtime, Docker version, node image.
+    facts = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "name"], name="docker_engine_name_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class NodeState(models.TextChoices):
+    PREPARING = "preparing", "Preparing"
+    IDLE = "idle", "Idle"
+    RUNNING = "running", "Running"
+    LEAVING = "leaving", "Leaving"
+    UNUSABLE = "unusable", "Unusable"
+    PREEMPTED = "preempted", "Preempted"
+
+
+# Nodes that hold (or are about to hold) a container and count towards the cluster size.
+ALLOCATED_NODE_STATES = (NodeState.PREPARING, NodeState.IDLE, NodeState.RUNNING)
+
+
+class Node(models.Model):
+    """One node of a managed cluster: a long-lived container on a Docker engine."""
+
+    target = models.ForeignKey(ComputeTarget, on_delete=models.CASCADE, related_name="nodes")
+    engine = models.ForeignKey(
+        DockerEngine, null=True, blank=True, on_delete=models.SET_NULL, related_name="nodes"
+    )
+    name = models.CharField(max_length=64, blank=True)
+    state = models.CharField(max_length=16, choices=NodeState.choices, default=NodeState.PREPARING)
+    container_id = models.CharField(max_length=64, blank=True)
+    run_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    # The limits the container really got (a size may be capped to the engine).
+    nano_cpus = models.BigIntegerField(default=0)
+    memory_bytes = models.BigIntegerField(default=0)
+    network = models.CharField(max_length=64, blank=True)
+    error = models.TextField(blank=True)
+    idle_since = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    state_changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+
+    def __str__(self) -> str:
+        return self.name or f"node {self.pk}"
+
+
+class NodeRequest(models.Model):
+    """A run waiting for a node of a cluster: what makes the cluster scale up."""
+
+    target = models.ForeignKey(
+        ComputeTarget, on_delete=models.CASCADE, related_name="node_requests"
+    )
+    run_id = models.BigIntegerField(unique=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["requested_at", "pk"]
+
+    def __str__(self) -> str:
+        return f"run {self.run_id} waits for {self.target}"
