@@ -135,6 +135,18 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE: dict = {}
 
+# Managed clusters: how often the autoscaler runs, the image nodes start from,
+# and this installation's id, which labels its node containers so installations
+# (or test runs) sharing a Docker engine never touch each other's nodes.
+CLUSTER_AUTOSCALE_SECONDS = envint("CLUSTER_AUTOSCALE_SECONDS", 5)
+CLUSTER_NODE_IMAGE = os.getenv("CLUSTER_NODE_IMAGE", "trainyard/node:bookworm")
+CLUSTER_DEFAULT_ENGINE_URL = os.getenv("CLUSTER_DEFAULT_ENGINE_URL", "unix:///var/run/docker.sock")
+TRAINYARD_INSTANCE_ID = kept_secret(DATA_DIR / "instance_id", lambda: secrets.token_hex(6))
+CELERY_BEAT_SCHEDULE["cluster-autoscale"] = {
+    "task": "compute.tasks.clusters_autoscale",
+    "schedule": float(CLUSTER_AUTOSCALE_SECONDS),
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},

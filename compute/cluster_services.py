@@ -1,0 +1,418 @@
+"""Managed clusters: create, provision, update and delete; Docker engines to host them."""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from docker.errors import DockerException
+
+from compute.engines import (
+    ENGINE_URL_SCHEMES,
+    EngineError,
+    EngineFacts,
+    engine_check,
+    engine_client,
+    engine_client_forget,
+    node_image_missing_message,
+    node_limits,
+    size_fit_problem,
+)
+from compute.models import (
+    ComputeKind,
+    ComputeOperation,
+    ComputeState,
+    ComputeTarget,
+    DockerEngine,
+    Node,
+    NodeRequest,
+    NodeState,
+    OperationState,
+)
+from compute.scheduler import LOW_PRIORITY, cluster_autoscale, cluster_label_filter
+from compute.signals import node_lost
+from compute.vm_sizes import vm_size_get
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENGINE_NAME = "local"
+COMPUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,15}$")
+COMPUTE_NAME_RULE = "2–16 characters: a letter first, then letters, digits or hyphens"
+ENGINE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
+# Words the compute pages use in their own URLs.
+RESERVED_COMPUTE_NAMES = {"new", "engines"}
+PRIORITIES = {"dedicated": "Dedicated", LOW_PRIORITY: "Low priority"}
+
+
+class ClusterError(Exception):
+    """A cluster request that cannot be done; the message says what to do instead."""
+
+
+# --- Docker engines --------------------------------------------------------------------
+
+
+def engine_default_ensure(*, workspace) -> DockerEngine:
+    """Every workspace can place nodes on the Trainyard server's own Docker engine."""
+    engine, _ = DockerEngine.objects.get_or_create(
+        workspace=workspace,
+        name=DEFAULT_ENGINE_NAME,
+        defaults={"url": settings.CLUSTER_DEFAULT_ENGINE_URL},
+    )
+    return engine
+
+
+def engine_register(*, workspace, name: str, url: str, user) -> DockerEngine:
+    """Register an engine and check it at once; an unreachable one is kept with its error."""
+    name, url = name.strip(), url.strip()
+    if not ENGINE_NAME_RE.match(name):
+        raise ClusterError(
+            "An engine name is 1–32 characters: a letter first, then letters, digits, "
+            "dots, hyphens or underscores."
+        )
+    if not url.startswith(ENGINE_URL_SCHEMES):
+        raise ClusterError(
+            "Give the engine as unix:///var/run/docker.sock, ssh://user@host or tcp://host:2376."
+        )
+    if DockerEngine.objects.filter(workspace=workspace, name=name).exists():
+        raise ClusterError(f"This workspace already has a Docker engine called {name}.")
+    engine = DockerEngine.objects.create(workspace=workspace, name=name, url=url, created_by=user)
+    engine_check(engine)
+    return engine
+
+
+def engine_remove(*, engine: DockerEngine) -> None:
+    in_use = Node.objects.filter(engine=engine).values_list("target__name", flat=True)
+    if in_use:
+        names = ", ".join(sorted(set(in_use)))
+        raise ClusterError(
+            f"Docker engine {engine.name} still hosts nodes of {names}: delete those clusters "
+            "or lower their nodes to 0 first."
+        )
+    engine_client_forget(engine.url)
+    engine.delete()
+
+
+# --- operations a user can follow ------------------------------------------------------
+
+
+def _step(operation: ComputeOperation, name: str, state: str, detail: str = "") -> None:
+    operation.steps.append(
+        {"name": name, "state": state, "detail": detail, "at": timezone.now().isoformat()}
+    )
+    operation.save(update_fields=["steps"])
+
+
+def _operation_finish(operation: ComputeOperation, error: str = "") -> None:
+    operation.state = OperationState.FAILED if error else OperationState.SUCCEEDED
+    operation.error = error
+    operation.finished_at = timezone.now()
+    operation.save(update_fields=["state", "error", "finished_at"])
+
+
+# --- clusters --------------------------------------------------------------------------
+
+
+def _check_scale(*, min_nodes: int, max_nodes: int, idle_seconds: int) -> None:
+    if min_nodes < 0:
+        raise ClusterError("Minimum nodes cannot be negative.")
+    if max_nodes < 1:
+        raise ClusterError("Maximum nodes must be at least 1.")
+    if min_nodes > max_nodes:
+        raise ClusterError(
+            f"Minimum nodes ({min_nodes}) is above maximum nodes ({max_nodes}): "
+            "lower the minimum or raise the maximum."
+        )
+    if idle_seconds < 0:
+        raise ClusterError("Idle seconds before scale down cannot be negative.")
+
+
+def cluster_name_problem(*, workspace, name: str) -> str:
+    if not COMPUTE_NAME_RE.match(name):
+        return f"A compute name is {COMPUTE_NAME_RULE}."
+    if name.lower() in RESERVED_COMPUTE_NAMES:
+        return f"“{name}” is used by the compute pages themselves: choose another name."
+    if ComputeTarget.objects.filter(workspace=workspace, name__iexact=name).exists():
+        return f"This workspace already has a compute target called {name}: choose another name."
+    return ""
+
+
+def cluster_create(
+    *,
+    workspace,
+    user,
+    name: str,
+    vm_size: str,
+    vm_priority: str = "dedicated",
+    min_nodes: int = 0,
+    max_nodes: int,
+    idle_seconds_before_scaledown: int = 120,
+    engines: list[DockerEngine] | None = None,
+    vnet_name: str = "",
+    subnet_name: str = "",
+    admin_username: str = "",
+    admin_ssh_public_key: str = "",
+) -> ComputeTarget:
+    """Record the cluster as Creating; a background task provisions it."""
+    problem = cluster_name_problem(workspace=workspace, name=name)
+    if problem:
+        raise ClusterError(problem)
+    size = vm_size_get(vm_size)
+    if size is None:
+        raise ClusterError(f"{vm_size} is not a virtual machine size Trainyard knows.")
+    if vm_priority not in PRIORITIES:
+        raise ClusterError("Virtual machine priority is dedicated or lowpriority.")
+    _check_scale(
+        min_nodes=min_nodes, max_nodes=max_nodes, idle_seconds=idle_seconds_before_scaledown
+    )
+    if admin_ssh_public_key and not admin_username:
+        raise ClusterError("Give the SSH admin user name that the public key is for.")
+    if not engines:
+        engines = [engine_default_ensure(workspace=workspace)]
+    if any(engine.workspace_id != workspace.pk for engine in engines):
+        raise ClusterError("Pick Docker engines of this workspace.")
+    config = {
+        "vm_size": size.name,
+        "vm_tier": size.tier,
+        "vm_priority": vm_priority,
+        "min_nodes": min_nodes,
+        "max_nodes": max_nodes,
+        "idle_seconds_before_scaledown": idle_seconds_before_scaledown,
+        "engines": sorted(engine.name for engine in engines),
+        "vnet_name": vnet_name.strip(),
+        "subnet_name": subnet_name.strip(),
+        "admin_username": admin_username.strip(),
+        "admin_ssh_public_key": admin_ssh_public_key.strip(),
+    }
+    try:
+        with transaction.atomic():
+            target = ComputeTarget.objects.create(
+                workspace=workspace,
+                name=name,
+                kind=ComputeKind.CLUSTER,
+                state=ComputeState.CREATING,
+                config=config,
+                created_by=user,
+            )
+            operation = ComputeOperation.objects.create(
+                target=target,
+                workspace=workspace,
+                target_name=name,
+                action="provision",
+                started_by=user,
+            )
+            transaction.on_commit(lambda: _enqueue("cluster_provision_task", operation.pk))
+    except IntegrityError as exc:
+        raise ClusterError(
+            f"This workspace already has a compute target called {name}: choose another name."
+        ) from exc
+    return target
+
+
+def _enqueue(task_name: str, *args) -> None:
+    from compute import tasks
+
+    getattr(tasks, task_name).delay(*args)
+
+
+def cluster_provision(*, operation_id: int) -> None:
+    """Check the engines can host the size, then bring the cluster to its minimum nodes."""
+    operation = ComputeOperation.objects.select_related("target", "workspace").get(pk=operation_id)
+    target = operation.target
+    if target is None or target.state != ComputeState.CREATING:
+        return
+    size = vm_size_get(target.config["vm_size"])
+    assert size is not None
+
+    def fail(error: str) -> None:
+        _step(operation, "Provision", OperationState.FAILED, error)
+        _operation_finish(operation, error)
+        ComputeTarget.objects.filter(pk=target.pk).update(state=ComputeState.FAILED, error=error)
+
+    engines = list(
+        DockerEngine.objects.filter(workspace=target.workspace, name__in=target.config["engines"])
+    )
+    if not engines:
+        fail("None of the cluster's Docker engines is registered any more: register one.")
+        return
+    facts: dict[str, EngineFacts] = {}
+    for engine in engines:
+        found = engine_check(engine)
+        if found is None:
+            fail(engine.error)
+            return
+        if not found.node_image:
+            fail(node_image_missing_message(engine.name))
+            return
+        facts[engine.name] = found
+    _step(
+        operation,
+        "Check Docker engines",
+        OperationState.SUCCEEDED,
+        "; ".join(
+            f"{name}: {f.cpus} CPUs, {f.memory_gib:.1f} GiB, Docker {f.server_version}"
+            for name, f in facts.items()
+        ),
+    )
+
+    problems = {name: size_fit_problem(size, f, name) for name, f in facts.items()}
+    fitting = [name for name, problem in problems.items() if not problem]
+    if not fitting:
+        fail(
+            f"{size.name} is larger than any selected Docker engine can host: "
+            + "; ".join(problems.values())
+            + ". Pick a smaller size or register a larger engine."
+        )
+        return
+    warnings = [
+        f"Engine {name} is not used: {problem}." for name, problem in problems.items() if problem
+    ]
+    node_limits_by_engine = {}
+    for name in fitting:
+        limits = node_limits(size, facts[name])
+        network = _network_on(next(e for e in engines if e.name == name), target)
+        node_limits_by_engine[name] = {
+            "cpus": limits.cpus,
+            "memory_bytes": limits.memory_bytes,
+            "cpu_capped": limits.cpu_capped,
+            "engine_cpus": facts[name].cpus,
+            "network": network,
+        }
+        if limits.cpu_capped:
+            warnings.append(
+                f"Nodes on engine {name} get {limits.cpus:g} CPUs instead of the "
+                f"{size.vcpus} vCPUs of {size.name}: the engine has {facts[name].cpus} CPUs."
+            )
+        vnet = target.config.get("vnet_name")
+        if vnet and network == "host":
+            warnings.append(
+                f"Engine {name} has no Docker network called {vnet}: its nodes use the "
+                "host network."
+            )
+    _step(
+        operation,
+        "Size the nodes",
+        OperationState.SUCCEEDED,
+        f"{size.describe()} on {', '.join(fitting)}",
+    )
+    config = dict(target.config, node_limits=node_limits_by_engine)
+    ComputeTarget.objects.filter(pk=target.pk, state=ComputeState.CREATING).update(
+        state=ComputeState.SUCCEEDED, config=config, warnings=warnings, error=""
+    )
+    target.refresh_from_db()
+    min_nodes = int(config["min_nodes"])
+    if min_nodes:
+        cluster_autoscale(target=target)
+        ready = Node.objects.filter(target=target, state=NodeState.IDLE).count()
+        _step(
+            operation,
+            "Start minimum nodes",
+            OperationState.SUCCEEDED if ready >= min_nodes else OperationState.FAILED,
+            f"{ready} of {min_nodes} ready",
+        )
+    _operation_finish(operation)
+
+
+def _network_on(engine: DockerEngine, target: ComputeTarget) -> str:
+    """The cluster's virtual network as a Docker network on the engine, where one exists."""
+    vnet = target.config.get("vnet_name")
+    if not vnet:
+        return "host"
+    try:
+        found = engine_client(engine.url).networks.list(names=[vnet])
+    except (DockerException, OSError, EngineError):
+        return "host"
+    return vnet if any(n.name == vnet for n in found) else "host"
+
+
+def cluster_update(
+    *, target: ComputeTarget, min_nodes: int, max_nodes: int, idle_seconds_before_scaledown: int
+) -> ComputeTarget:
+    """Change the scale settings; the next autoscale pass acts on them."""
+    if target.kind != ComputeKind.CLUSTER:
+        raise ClusterError(f"{target.name} is not a managed cluster: only clusters have nodes.")
+    if target.state == ComputeState.DELETING:
+        raise ClusterError(f"{target.name} is being deleted.")
+    _check_scale(
+        min_nodes=min_nodes, max_nodes=max_nodes, idle_seconds=idle_seconds_before_scaledown
+    )
+    with transaction.atomic():
+        target = ComputeTarget.objects.select_for_update().get(pk=target.pk)
+        target.config = dict(
+            target.config,
+            min_nodes=min_nodes,
+            max_nodes=max_nodes,
+            idle_seconds_before_scaledown=idle_seconds_before_scaledown,
+        )
+        target.save(update_fields=["config", "updated_at"])
+    return target
+
+
+def cluster_delete(*, target: ComputeTarget, user) -> ComputeOperation:
+    """Mark the cluster Deleting; a background task removes its nodes, then the target."""
+    if target.kind != ComputeKind.CLUSTER:
+        raise ClusterError(f"{target.name} is not a managed cluster.")
+    with transaction.atomic():
+        ComputeTarget.objects.filter(pk=target.pk).update(state=ComputeState.DELETING)
+        target.state = ComputeState.DELETING
+        operation = ComputeOperation.objects.create(
+            target=target,
+            workspace=target.workspace,
+            target_name=target.name,
+            action="delete",
+            started_by=user,
+        )
+        transaction.on_commit(lambda: _enqueue("cluster_delete_task", operation.pk))
+    return operation
+
+
+def cluster_teardown(*, operation_id: int) -> None:
+    """Remove every node container of the cluster on every engine, then the target."""
+    operation = ComputeOperation.objects.select_related("target").get(pk=operation_id)
+    target = operation.target
+    if target is None:
+        return
+    engine_names = set(target.config.get("engines", [])) | set(
+        Node.objects.filter(target=target, engine__isnull=False).values_list(
+            "engine__name", flat=True
+        )
+    )
+    engines = DockerEngine.objects.filter(workspace=target.workspace, name__in=engine_names)
+    removed = 0
+    for engine in engines:
+        try:
+            containers = engine_client(engine.url).containers.list(
+                all=True, filters=cluster_label_filter(target)
+            )
+            for container in containers:
+                container.remove(force=True)
+                removed += 1
+        except (DockerException, OSError, EngineError) as exc:
+            engine_client_forget(engine.url)
+            error = (
+                f"Could not remove the nodes on Docker engine {engine.name} ({exc}). "
+                "Make the engine reachable and delete the cluster again."
+            )
+            _step(operation, "Remove nodes", OperationState.FAILED, error)
+            _operation_finish(operation, error)
+            ComputeTarget.objects.filter(pk=target.pk).update(
+                state=ComputeState.FAILED, error=error
+            )
+            return
+    _step(operation, "Remove nodes", OperationState.SUCCEEDED, f"{removed} containers removed")
+    carried = list(
+        Node.objects.filter(target=target, state=NodeState.RUNNING, run_id__isnull=False)
+    )
+    with transaction.atomic():
+        NodeRequest.objects.filter(target=target).delete()
+        target.delete()
+    for node in carried:
+        node_lost.send(
+            sender=Node,
+            run_id=node.run_id,
+            preempted=False,
+            reason=f"Cluster {target.name} was deleted while the run was on node {node.name}.",
+        )
+    _operation_finish(operation)

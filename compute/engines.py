@@ -1,0 +1,188 @@
+"""Docker engines that host managed-cluster nodes: connecting, checking, sizing.
+
+An engine URL is what the docker SDK accepts: `unix:///var/run/docker.sock`
+(the local engine), `tcp://host:2376`, or `ssh://user@host[:port]`, which the
+SDK speaks through paramiko with this server's SSH keys and ~/.ssh/config.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import docker
+from django.conf import settings
+from django.utils import timezone
+from docker.errors import DockerException
+
+from compute.models import DockerEngine
+from compute.vm_sizes import GIB, VmSize
+
+ENGINE_URL_SCHEMES = ("unix://", "tcp://", "ssh://", "http://", "https://")
+CLIENT_TIMEOUT_SECONDS = 30
+
+_clients: dict[str, docker.DockerClient] = {}
+_clients_lock = threading.Lock()
+
+
+class EngineError(Exception):
+    """An engine cannot be used; the message says what to do."""
+
+
+def engine_client(url: str) -> docker.DockerClient:
+    """A client for `url`, kept per process: an ssh:// engine costs a handshake to open."""
+    with _clients_lock:
+        client = _clients.get(url)
+        if client is None:
+            try:
+                client = docker.DockerClient(base_url=url, timeout=CLIENT_TIMEOUT_SECONDS)
+            except DockerException as exc:
+                raise EngineError(unreachable_message(url, exc)) from exc
+            _clients[url] = client
+        return client
+
+
+def engine_client_forget(url: str) -> None:
+    """Drop a cached client after an error, so the next call reconnects."""
+    with _clients_lock:
+        client = _clients.pop(url, None)
+    if client is not None:
+        client.close()
+
+
+def unreachable_message(url: str, exc: Exception) -> str:
+    detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if url.startswith("unix://"):
+        hint = (
+            "Is dockerd running on the Trainyard server? Start it (for example with "
+            "scripts/start-dockerd.sh) and check that Trainyard may use the socket."
+        )
+    elif url.startswith("ssh://"):
+        hint = (
+            "Check that the Trainyard server can `ssh` to that host with its own key "
+            "(no password prompt) and that the user may run `docker`."
+        )
+    else:
+        hint = "Check the address and that dockerd listens there."
+    return f"Docker engine at {url} is unreachable ({detail}). {hint}"
+
+
+@dataclass(frozen=True)
+class EngineFacts:
+    cpus: int
+    memory_bytes: int
+    gpu_runtime: bool
+    server_version: str
+    node_image: bool
+
+    @property
+    def memory_gib(self) -> float:
+        return self.memory_bytes / GIB
+
+    def as_dict(self) -> dict:
+        return {
+            "cpus": self.cpus,
+            "memory_bytes": self.memory_bytes,
+            "gpu_runtime": self.gpu_runtime,
+            "server_version": self.server_version,
+            "node_image": self.node_image,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> EngineFacts | None:
+        if not data:
+            return None
+        return cls(
+            cpus=data["cpus"],
+            memory_bytes=data["memory_bytes"],
+            gpu_runtime=data["gpu_runtime"],
+            server_version=data.get("server_version", ""),
+            node_image=data.get("node_image", False),
+        )
+
+
+def engine_probe(url: str) -> EngineFacts:
+    """Ask the engine what it has; raises EngineError when it does not answer."""
+    try:
+        client = engine_client(url)
+        info = client.info()
+        try:
+            client.images.get(settings.CLUSTER_NODE_IMAGE)
+            has_image = True
+        except docker.errors.ImageNotFound:
+            has_image = False
+    except (DockerException, OSError) as exc:
+        engine_client_forget(url)
+        raise EngineError(unreachable_message(url, exc)) from exc
+    return EngineFacts(
+        cpus=int(info.get("NCPU") or 0),
+        memory_bytes=int(info.get("MemTotal") or 0),
+        gpu_runtime="nvidia" in (info.get("Runtimes") or {}),
+        server_version=str(info.get("ServerVersion", "")),
+        node_image=has_image,
+    )
+
+
+def engine_check(engine: DockerEngine) -> EngineFacts | None:
+    """Probe an engine and keep what was found (or why it failed) on the row."""
+    try:
+        facts = engine_probe(engine.url)
+    except EngineError as exc:
+        engine.error = str(exc)
+        engine.checked_at = timezone.now()
+        engine.save(update_fields=["error", "checked_at"])
+        return None
+    engine.facts = facts.as_dict()
+    engine.error = ""
+    engine.checked_at = timezone.now()
+    engine.save(update_fields=["facts", "error", "checked_at"])
+    return facts
+
+
+def node_image_missing_message(engine_name: str) -> str:
+    return (
+        f"The node image {settings.CLUSTER_NODE_IMAGE} is missing on Docker engine "
+        f"{engine_name}. Build it on the Trainyard server with `make node-image` "
+        "(it runs scripts/build-node-image.sh: Debian bookworm with Python 3 from "
+        "debootstrap, nothing is pulled); for a remote engine run it with "
+        "DOCKER_HOST set to that engine's URL."
+    )
+
+
+@dataclass(frozen=True)
+class NodeLimits:
+    """The container limits a node of `size` gets on an engine."""
+
+    cpus: float
+    memory_bytes: int
+    cpu_capped: bool
+
+    @property
+    def nano_cpus(self) -> int:
+        return int(self.cpus * 1_000_000_000)
+
+
+def size_fit_problem(size: VmSize, facts: EngineFacts, engine_name: str) -> str:
+    """Why a node of `size` cannot live on this engine, or "" when it can.
+
+    CPU time can be shared, so a size with more vCPUs than the engine is capped
+    to the engine's CPUs. Memory and GPUs cannot be conjured: a size needing
+    more than the engine has is refused, naming the limit.
+    """
+    if size.gpus and not facts.gpu_runtime:
+        return (
+            f"{size.name} has {size.gpus} GPU{'s' if size.gpus > 1 else ''}, but Docker engine "
+            f"{engine_name} has no GPU runtime (nvidia is not among its runtimes)"
+        )
+    if size.memory_bytes > facts.memory_bytes:
+        return (
+            f"{size.name} needs {size.memory_gib:g} GiB of memory, but Docker engine "
+            f"{engine_name} has {facts.memory_gib:.1f} GiB"
+        )
+    return ""
+
+
+def node_limits(size: VmSize, facts: EngineFacts) -> NodeLimits:
+    """The size's vCPUs capped to the engine's CPUs, and its memory (checked to fit)."""
+    cpus = float(min(size.vcpus, facts.cpus)) if facts.cpus else float(size.vcpus)
+    return NodeLimits(cpus=cpus, memory_bytes=size.memory_bytes, cpu_capped=cpus < size.vcpus)

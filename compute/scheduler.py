@@ -1,0 +1,484 @@
+"""The managed-cluster scheduler: nodes for runs, and the autoscaler that keeps them.
+
+Runs ask for a node with `node_request` and give it back with `node_release`;
+`cluster_autoscale` (every few seconds, from Celery beat) turns waiting
+requests into new node containers up to max nodes, removes nodes idle for
+longer than the cluster's idle time down to min nodes, and notices node
+containers that vanished (preemption).
+
+Every pass decides in a short transaction that locks the cluster row, and
+talks to Docker outside it: counting `preparing` nodes keeps two passes
+from both adding the same node, and claiming a node is a conditional update,
+so a run and a scale-down never both get the same idle node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+import docker
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from docker.errors import DockerException, NotFound
+
+from compute.engines import (
+    EngineError,
+    EngineFacts,
+    engine_client,
+    engine_client_forget,
+    node_limits,
+    unreachable_message,
+)
+from compute.models import (
+    ALLOCATED_NODE_STATES,
+    ComputeKind,
+    ComputeState,
+    ComputeTarget,
+    DockerEngine,
+    Node,
+    NodeRequest,
+    NodeState,
+)
+from compute.signals import node_lost
+from compute.vm_sizes import vm_size_get
+
+logger = logging.getLogger(__name__)
+
+# A node still preparing after this long is given up on (its pass must have died).
+PREPARE_TIMEOUT = timedelta(minutes=2)
+# After a node failed to start, wait this long before trying another one.
+START_RETRY_AFTER = timedelta(seconds=30)
+# Preempted and unusable nodes stay in the node table this long, so users see what happened.
+LOST_NODE_KEEP = timedelta(minutes=10)
+
+LOW_PRIORITY = "lowpriority"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def container_labels(target: ComputeTarget, node_name: str) -> dict[str, str]:
+    return {
+        "trainyard.instance": settings.TRAINYARD_INSTANCE_ID,
+        "trainyard.cluster": str(target.pk),
+        "trainyard.node": node_name,
+    }
+
+
+def cluster_label_filter(target: ComputeTarget) -> dict:
+    return {
+        "label": [
+            f"trainyard.instance={settings.TRAINYARD_INSTANCE_ID}",
+            f"trainyard.cluster={target.pk}",
+        ]
+    }
+
+
+# --- the contract runs use -------------------------------------------------------------
+
+
+def node_request(*, target: ComputeTarget, run_id: int) -> Node | None:
+    """Give run `run_id` an idle node of the cluster, or None while it has to wait.
+
+    Asking again for the same run returns the node it already has. When no
+    node is idle the run is recorded as waiting, which makes the next
+    autoscale pass (started at once) add a node if the cluster is below max
+    nodes; `cluster_wait_reason` says why it waits.
+    """
+    if target.kind != ComputeKind.CLUSTER:
+        raise ValueError(f"{target.name} is not a managed cluster")
+    with transaction.atomic():
+        held = Node.objects.filter(target=target, run_id=run_id, state=NodeState.RUNNING).first()
+        if held is not None:
+            return held
+        if target.state == ComputeState.SUCCEEDED:
+            now = timezone.now()
+            for node in Node.objects.filter(target=target, state=NodeState.IDLE).order_by(
+                "idle_since", "pk"
+            ):
+                claimed = Node.objects.filter(pk=node.pk, state=NodeState.IDLE).update(
+                    state=NodeState.RUNNING, run_id=run_id, idle_since=None, state_changed_at=now
+                )
+                if claimed:
+                    NodeRequest.objects.filter(run_id=run_id).delete()
+                    node.refresh_from_db()
+                    return node
+        NodeRequest.objects.update_or_create(run_id=run_id, defaults={"target": target})
+        target_id = target.pk
+        transaction.on_commit(lambda: _autoscale_soon(target_id))
+    return None
+
+
+def node_release(*, run_id: int) -> None:
+    """Run `run_id` is done (or gave up waiting): its node becomes idle again."""
+    now = timezone.now()
+    with transaction.atomic():
+        NodeRequest.objects.filter(run_id=run_id).delete()
+        Node.objects.filter(run_id=run_id, state=NodeState.RUNNING).update(
+            state=NodeState.IDLE, run_id=None, idle_since=now, state_changed_at=now
+        )
+
+
+def node_docker(node: Node) -> docker.DockerClient:
+    """A client for the engine the node's container lives on.
+
+    `node_docker(node).containers.get(node.container_id)` is the node's container.
+    """
+    if node.engine is None:
+        raise EngineError(f"Node {node.name} has no Docker engine any more")
+    return engine_client(node.engine.url)
+
+
+@dataclass(frozen=True)
+class ClusterCounts:
+    preparing: int
+    idle: int
+    running: int
+    leaving: int
+    waiting: int
+    min_nodes: int
+    max_nodes: int
+
+    @property
+    def current(self) -> int:
+        return self.preparing + self.idle + self.running
+
+    @property
+    def target(self) -> int:
+        """How many nodes the autoscaler is heading for."""
+        return max(self.min_nodes, min(self.max_nodes, self.running + self.waiting))
+
+
+def cluster_counts(target: ComputeTarget) -> ClusterCounts:
+    by_state = dict.fromkeys(NodeState.values, 0)
+    for state in Node.objects.filter(target=target).values_list("state", flat=True):
+        by_state[state] += 1
+    return ClusterCounts(
+        preparing=by_state[NodeState.PREPARING],
+        idle=by_state[NodeState.IDLE],
+        running=by_state[NodeState.RUNNING],
+        leaving=by_state[NodeState.LEAVING],
+        waiting=NodeRequest.objects.filter(target=target).count(),
+        min_nodes=int(target.config.get("min_nodes", 0)),
+        max_nodes=int(target.config.get("max_nodes", 0)),
+    )
+
+
+def cluster_wait_reason(target: ComputeTarget) -> str:
+    """Why the cluster is or is not scaling, in the words the detail page shows."""
+    if target.state != ComputeState.SUCCEEDED:
+        if target.state == ComputeState.FAILED:
+            return f"cluster is Failed: {target.error}" if target.error else "cluster is Failed"
+        return f"cluster is {target.state}"
+    c = cluster_counts(target)
+    waiting = f"{_plural(c.waiting, 'run')} waiting"
+    if c.preparing:
+        reason = f"scaling up: {_plural(c.preparing, 'node')} preparing"
+        return f"{waiting}, {reason}" if c.waiting else reason
+    if c.waiting:
+        if c.current >= c.max_nodes:
+            return f"{waiting}, at max nodes {c.max_nodes}"
+        failure = _recent_start_failure(target)
+        if failure is not None:
+            retry_in = (failure.state_changed_at + START_RETRY_AFTER - timezone.now()).seconds
+            return f"{waiting}: a node failed to start ({failure.error}); retrying in {retry_in} s"
+        return f"{waiting}, scaling up at the next autoscale pass"
+    if c.leaving:
+        return f"scaling down: {_plural(c.leaving, 'node')} leaving"
+    idle_seconds = int(target.config.get("idle_seconds_before_scaledown", 120))
+    if c.idle and c.current > c.min_nodes:
+        return (
+            f"{_plural(c.idle, 'idle node')}: removed after {idle_seconds} s idle, "
+            f"down to min nodes {c.min_nodes}"
+        )
+    if c.current < c.min_nodes:
+        return f"scaling up to min nodes {c.min_nodes} at the next autoscale pass"
+    return f"steady at {_plural(c.current, 'node')} (min {c.min_nodes}, max {c.max_nodes})"
+
+
+def _autoscale_soon(target_id: int) -> None:
+    from compute.tasks import cluster_autoscale_task
+
+    cluster_autoscale_task.delay(target_id)
+
+
+def _recent_start_failure(target: ComputeTarget) -> Node | None:
+    return (
+        Node.objects.filter(
+            target=target,
+            state=NodeState.UNUSABLE,
+            container_id="",
+            state_changed_at__gt=timezone.now() - START_RETRY_AFTER,
+        )
+        .order_by("-state_changed_at")
+        .first()
+    )
+
+
+# --- the autoscaler --------------------------------------------------------------------
+
+
+def cluster_engines(target: ComputeTarget) -> list[DockerEngine]:
+    """The engines the cluster may place nodes on: those its size fitted at provisioning."""
+    names = list((target.config.get("node_limits") or {}).keys())
+    return list(DockerEngine.objects.filter(workspace=target.workspace, name__in=names))
+
+
+def cluster_autoscale(*, target: ComputeTarget) -> None:
+    """One autoscale pass: notice lost nodes, then add or remove nodes towards the target."""
+    if target.kind != ComputeKind.CLUSTER or target.state != ComputeState.SUCCEEDED:
+        return
+    _reconcile(target)
+    to_start, to_remove = _plan(target)
+    for node in to_remove:
+        _node_remove(node)
+    for node in to_start:
+        _node_start(target, node)
+
+
+def clusters_autoscale() -> None:
+    for target in ComputeTarget.objects.filter(
+        kind=ComputeKind.CLUSTER, state=ComputeState.SUCCEEDED
+    ):
+        try:
+            cluster_autoscale(target=target)
+        except Exception:
+            # One broken cluster must not stop the others from scaling.
+            logger.exception("Autoscale pass of cluster %s failed", target.pk)
+
+
+def _plan(target: ComputeTarget) -> tuple[list[Node], list[Node]]:
+    """Decide, under the cluster's row lock, which nodes to add and which to remove."""
+    now = timezone.now()
+    with transaction.atomic():
+        target = ComputeTarget.objects.select_for_update().get(pk=target.pk)
+        c = cluster_counts(target)
+        to_remove: list[Node] = []
+        idle = Node.objects.filter(target=target, state=NodeState.IDLE)
+        if c.current > c.max_nodes:
+            # Max nodes was lowered: idle nodes above it go at once.
+            candidates = list(idle.order_by("-idle_since")[: c.current - c.max_nodes])
+        else:
+            idle_seconds = int(target.config.get("idle_seconds_before_scaledown", 120))
+            expired = idle.filter(idle_since__lte=now - timedelta(seconds=idle_seconds))
+            candidates = list(expired.order_by("idle_since")[: max(0, c.current - c.target)])
+        for node in candidates:
+            left = Node.objects.filter(pk=node.pk, state=NodeState.IDLE).update(
+                state=NodeState.LEAVING, state_changed_at=now
+            )
+            if left:
+                to_remove.append(node)
+
+        to_start: list[Node] = []
+        missing = c.target - c.current
+        if missing > 0 and _recent_start_failure(target) is None:
+            engines = cluster_engines(target)
+            load = {e.pk: 0 for e in engines}
+            for engine_id in Node.objects.filter(
+                target=target, state__in=ALLOCATED_NODE_STATES, engine__in=engines
+            ).values_list("engine_id", flat=True):
+                load[engine_id] += 1
+            for _ in range(missing if engines else 0):
+                # Spread nodes: the engine with the fewest nodes of this cluster first.
+                engine = min(engines, key=lambda e: (load[e.pk], e.name))
+                load[engine.pk] += 1
+                to_start.append(
+                    Node.objects.create(
+                        target=target,
+                        engine=engine,
+                        name=f"{target.name}-{secrets.token_hex(3)}",
+                        state=NodeState.PREPARING,
+                    )
+                )
+    return to_start, to_remove
+
+
+def _node_start(target: ComputeTarget, node: Node) -> None:
+    """Create the node's container, set up node access, and mark the node idle."""
+    size = vm_size_get(target.config["vm_size"])
+    engine = node.engine
+    assert size is not None and engine is not None
+    limits_conf = target.config["node_limits"][engine.name]
+    facts = EngineFacts.from_dict(engine.facts)
+    assert facts is not None
+    limits = node_limits(size, facts)
+    network = limits_conf.get("network") or "host"
+    run_kwargs: dict = {
+        "image": settings.CLUSTER_NODE_IMAGE,
+        "command": ["sleep", "infinity"],
+        "init": True,
+        "detach": True,
+        "name": f"trainyard-{settings.TRAINYARD_INSTANCE_ID}-{node.name}",
+        "labels": container_labels(target, node.name),
+        "nano_cpus": limits.nano_cpus,
+        "mem_limit": limits.memory_bytes,
+        "memswap_limit": limits.memory_bytes,
+    }
+    if network == "host":
+        run_kwargs["network_mode"] = "host"
+    else:
+        run_kwargs["network"] = network
+    if size.gpus:
+        run_kwargs["device_requests"] = [
+            docker.types.DeviceRequest(count=size.gpus, capabilities=[["gpu"]])
+        ]
+    try:
+        client = engine_client(engine.url)
+        container = client.containers.run(**run_kwargs)
+        Node.objects.filter(pk=node.pk).update(container_id=container.id)
+        node.container_id = container.id
+        _node_access_setup(target, container)
+        # The node is ready when it can run Python, which is what runs need.
+        result = container.exec_run(["python3", "-c", "pass"])
+        if result.exit_code != 0:
+            raise DockerException(
+                f"python3 does not run in the node container: {result.output.decode()[:200]}"
+            )
+    except EngineError as exc:
+        _node_start_failed(target, node, str(exc))
+        return
+    except OSError as exc:
+        _node_start_failed(target, node, unreachable_message(engine.url, exc))
+        return
+    except DockerException as exc:
+        _node_start_failed(
+            target, node, f"Could not start the node container on engine {engine.name}: {exc}"
+        )
+        return
+    now = timezone.now()
+    ready = Node.objects.filter(pk=node.pk, state=NodeState.PREPARING).update(
+        state=NodeState.IDLE,
+        idle_since=now,
+        state_changed_at=now,
+        nano_cpus=limits.nano_cpus,
+        memory_bytes=limits.memory_bytes,
+        network=network,
+    )
+    if not ready:
+        # The cluster was deleted (or the node given up on) while the container started.
+        _container_remove(engine, node.container_id)
+
+
+def _node_start_failed(target: ComputeTarget, node: Node, error: str) -> None:
+    logger.warning("Node %s of cluster %s did not start: %s", node.name, target.pk, error)
+    assert node.engine is not None
+    engine_client_forget(node.engine.url)
+    try:
+        _container_remove(node.engine, node.container_id)
+    except (DockerException, OSError, EngineError):
+        logger.warning("Could not remove the container of failed node %s", node.name)
+    # container_id "" marks a start failure: the autoscaler waits before retrying.
+    Node.objects.filter(pk=node.pk).update(
+        state=NodeState.UNUSABLE, error=error, container_id="", state_changed_at=timezone.now()
+    )
+
+
+def _node_access_setup(target: ComputeTarget, container) -> None:
+    """Create the cluster's SSH admin user in the node with its public key, if one was given."""
+    user = target.config.get("admin_username")
+    key = target.config.get("admin_ssh_public_key")
+    if not user or not key:
+        return
+    script = (
+        'id -u "$1" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$1"\n'
+        'home=$(getent passwd "$1" | cut -d: -f6)\n'
+        'mkdir -p "$home/.ssh" && printf "%s\\n" "$2" > "$home/.ssh/authorized_keys"\n'
+        'chmod 700 "$home/.ssh" && chmod 600 "$home/.ssh/authorized_keys"\n'
+        'chown -R "$1:" "$home/.ssh"\n'
+    )
+    result = container.exec_run(["sh", "-c", script, "node-access", user, key])
+    if result.exit_code != 0:
+        raise DockerException(
+            f"could not create the admin user {user}: {result.output.decode()[:200]}"
+        )
+
+
+def _container_remove(engine: DockerEngine | None, container_id: str) -> None:
+    if engine is None or not container_id:
+        return
+    with contextlib.suppress(NotFound):
+        engine_client(engine.url).containers.get(container_id).remove(force=True)
+
+
+def _node_remove(node: Node) -> None:
+    try:
+        _container_remove(node.engine, node.container_id)
+    except (DockerException, OSError, EngineError) as exc:
+        # The node stays `leaving`; the next pass tries again.
+        logger.warning("Could not remove node %s: %s", node.name, exc)
+        return
+    Node.objects.filter(pk=node.pk).delete()
+
+
+def _reconcile(target: ComputeTarget) -> None:
+    """Notice nodes whose container vanished, and containers no node owns any more."""
+    now = timezone.now()
+    Node.objects.filter(
+        target=target,
+        state__in=(NodeState.PREEMPTED, NodeState.UNUSABLE),
+        state_changed_at__lt=now - LOST_NODE_KEEP,
+    ).delete()
+    Node.objects.filter(
+        target=target, state=NodeState.PREPARING, state_changed_at__lt=now - PREPARE_TIMEOUT
+    ).update(
+        state=NodeState.UNUSABLE,
+        error="The node did not become ready in time.",
+        state_changed_at=now,
+    )
+    engines = cluster_engines(target)
+    nodes = list(Node.objects.filter(target=target).select_related("engine"))
+    for engine in engines:
+        try:
+            containers = engine_client(engine.url).containers.list(
+                all=True, filters=cluster_label_filter(target)
+            )
+        except (DockerException, OSError, EngineError) as exc:
+            # An engine we cannot reach tells us nothing about its nodes: leave them be.
+            engine_client_forget(engine.url)
+            logger.warning("Autoscale of cluster %s: engine %s: %s", target.pk, engine.name, exc)
+            continue
+        by_name = {c.labels.get("trainyard.node"): c for c in containers}
+        for node in nodes:
+            if node.engine_id != engine.pk:
+                continue
+            container = by_name.pop(node.name, None)
+            if node.state in (NodeState.IDLE, NodeState.RUNNING) and (
+                container is None or container.status != "running"
+            ):
+                _node_lost(target, node, container)
+            elif node.state == NodeState.LEAVING:
+                if container is None:
+                    Node.objects.filter(pk=node.pk).delete()
+                else:
+                    _node_remove(node)
+            elif node.state in (NodeState.PREEMPTED, NodeState.UNUSABLE) and container:
+                container.remove(force=True)
+        for orphan in by_name.values():
+            orphan.remove(force=True)
+
+
+def _node_lost(target: ComputeTarget, node: Node, container) -> None:
+    low_priority = target.config.get("vm_priority") == LOW_PRIORITY
+    how = "was removed" if container is None else f"stopped ({container.status})"
+    reason = f"Node {node.name} of cluster {target.name} {how} outside Trainyard"
+    if low_priority:
+        reason += "; the cluster is low priority, so the node counts as preempted"
+    now = timezone.now()
+    lost = Node.objects.filter(pk=node.pk, state=node.state).update(
+        state=NodeState.PREEMPTED if low_priority else NodeState.UNUSABLE,
+        error=reason,
+        idle_since=None,
+        state_changed_at=now,
+    )
+    if not lost:
+        return
+    if container is not None:
+        container.remove(force=True)
+    if node.state == NodeState.RUNNING and node.run_id is not None:
+        node_lost.send(sender=Node, run_id=node.run_id, preempted=low_priority, reason=reason)

@@ -1,0 +1,26 @@
+from celery import shared_task
+
+from compute import cluster_services, scheduler
+from compute.models import ComputeTarget
+
+
+@shared_task
+def cluster_provision_task(operation_id: int) -> None:
+    cluster_services.cluster_provision(operation_id=operation_id)
+
+
+@shared_task
+def cluster_delete_task(operation_id: int) -> None:
+    cluster_services.cluster_teardown(operation_id=operation_id)
+
+
+@shared_task
+def cluster_autoscale_task(target_id: int) -> None:
+    target = ComputeTarget.objects.filter(pk=target_id).first()
+    if target is not None:
+        scheduler.cluster_autoscale(target=target)
+
+
+@shared_task
+def clusters_autoscale() -> None:
+    scheduler.clusters_autoscale()
