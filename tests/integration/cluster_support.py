@@ -1,0 +1,34 @@
+"""Helpers for the managed-cluster tests: create clusters for real, see their containers."""
+
+from __future__ import annotations
+
+import docker
+from django.conf import settings
+
+from compute import cluster_services
+from compute.models import ComputeTarget
+
+
+def cluster_containers(client: docker.DockerClient, target: ComputeTarget | None = None) -> list:
+    """Node containers of this test run (of one cluster, if given), running or not."""
+    labels = [f"trainyard.instance={settings.TRAINYARD_INSTANCE_ID}"]
+    if target is not None:
+        labels.append(f"trainyard.cluster={target.pk}")
+    return client.containers.list(all=True, filters={"label": labels})
+
+
+def make_cluster(capture, *, workspace, user, name: str = "cpu-cluster", **options) -> ComputeTarget:
+    """Create a cluster through the service and run its provisioning task (as on commit)."""
+    options.setdefault("vm_size", "Standard_D2_v2")
+    options.setdefault("max_nodes", 2)
+    with capture(execute=True):
+        target = cluster_services.cluster_create(
+            workspace=workspace, user=user, name=name, **options
+        )
+    target.refresh_from_db()
+    return target
+
+
+def remove_test_containers(client: docker.DockerClient) -> None:
+    for container in cluster_containers(client):
+        container.remove(force=True)
