@@ -17,7 +17,9 @@ def cluster_containers(client: docker.DockerClient, target: ComputeTarget | None
     return client.containers.list(all=True, filters={"label": labels})
 
 
-def make_cluster(capture, *, workspace, user, name: str = "cpu-cluster", **options) -> ComputeTarget:
+def make_cluster(
+    capture, *, workspace, user, name: str = "cpu-cluster", **options
+) -> ComputeTarget:
     """Create a cluster through the service and run its provisioning task (as on commit)."""
     options.setdefault("vm_size", "Standard_D2_v2")
     options.setdefault("max_nodes", 2)
