@@ -102,14 +102,16 @@ def _step(operation: ComputeOperation, name: str, state: str, detail: str = "") 
     operation.steps.append(
         {"name": name, "state": state, "detail": detail, "at": timezone.now().isoformat()}
     )
-    operation.save(update_fields=["steps"])
+    ComputeOperation.objects.filter(pk=operation.pk).update(steps=operation.steps)
 
 
 def _operation_finish(operation: ComputeOperation, error: str = "") -> None:
     operation.state = OperationState.FAILED if error else OperationState.SUCCEEDED
     operation.error = error
     operation.finished_at = timezone.now()
-    operation.save(update_fields=["state", "error", "finished_at"])
+    ComputeOperation.objects.filter(pk=operation.pk).update(
+        state=operation.state, error=error, finished_at=operation.finished_at
+    )
 
 
 # --- clusters --------------------------------------------------------------------------
@@ -260,11 +262,7 @@ def cluster_provision(*, operation_id: int) -> None:
     problems = {name: size_fit_problem(size, f, name) for name, f in facts.items()}
     fitting = [name for name, problem in problems.items() if not problem]
     if not fitting:
-        fail(
-            f"{size.name} is larger than any selected Docker engine can host: "
-            + "; ".join(problems.values())
-            + ". Pick a smaller size or register a larger engine."
-        )
+        fail(f"No selected Docker engine can host {size.name}: {'; '.join(problems.values())}.")
         return
     warnings = [
         f"Engine {name} is not used: {problem}." for name, problem in problems.items() if problem

@@ -172,12 +172,14 @@ def size_fit_problem(size: VmSize, facts: EngineFacts, engine_name: str) -> str:
     if size.gpus and not facts.gpu_runtime:
         return (
             f"{size.name} has {size.gpus} GPU{'s' if size.gpus > 1 else ''}, but Docker engine "
-            f"{engine_name} has no GPU runtime (nvidia is not among its runtimes)"
+            f"{engine_name} has no GPUs (nvidia is not among its runtimes): pick a CPU size, "
+            "or register an engine with the NVIDIA container runtime"
         )
     if size.memory_bytes > facts.memory_bytes:
         return (
             f"{size.name} needs {size.memory_gib:g} GiB of memory, but Docker engine "
-            f"{engine_name} has {facts.memory_gib:.1f} GiB"
+            f"{engine_name} has {facts.memory_gib:.1f} GiB: pick a size with less memory, "
+            "or register a larger engine"
         )
     return ""
 
