@@ -43,7 +43,8 @@ COMPUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,15}$")
 COMPUTE_NAME_RULE = "2–16 characters: a letter first, then letters, digits or hyphens"
 ENGINE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
 # Words the compute pages use in their own URLs.
-RESERVED_COMPUTE_NAMES = {"new", "engines"}
+RESERVED_COMPUTE_NAMES = {"new", "engines", "cluster"}
+STEP_DONE, STEP_FAILED = "done", "failed"
 PRIORITIES = {"dedicated": "Dedicated", LOW_PRIORITY: "Low priority"}
 
 
@@ -98,10 +99,10 @@ def engine_remove(*, engine: DockerEngine) -> None:
 # --- operations a user can follow ------------------------------------------------------
 
 
-def _step(operation: ComputeOperation, name: str, state: str, detail: str = "") -> None:
-    operation.steps.append(
-        {"name": name, "state": state, "detail": detail, "at": timezone.now().isoformat()}
-    )
+def _step(operation: ComputeOperation, label: str, state: str, detail: str = "") -> None:
+    """Record a finished step, in the step format every compute operation uses."""
+    key = label.lower().replace(" ", "_")
+    operation.steps.append({"key": key, "label": label, "state": state, "detail": detail})
     ComputeOperation.objects.filter(pk=operation.pk).update(steps=operation.steps)
 
 
@@ -229,7 +230,7 @@ def cluster_provision(*, operation_id: int) -> None:
     assert size is not None
 
     def fail(error: str) -> None:
-        _step(operation, "Provision", OperationState.FAILED, error)
+        _step(operation, "Provision", STEP_FAILED, error)
         _operation_finish(operation, error)
         ComputeTarget.objects.filter(pk=target.pk).update(state=ComputeState.FAILED, error=error)
 
@@ -252,7 +253,7 @@ def cluster_provision(*, operation_id: int) -> None:
     _step(
         operation,
         "Check Docker engines",
-        OperationState.SUCCEEDED,
+        STEP_DONE,
         "; ".join(
             f"{name}: {f.cpus} CPUs, {f.memory_gib:.1f} GiB, Docker {f.server_version}"
             for name, f in facts.items()
@@ -292,7 +293,7 @@ def cluster_provision(*, operation_id: int) -> None:
     _step(
         operation,
         "Size the nodes",
-        OperationState.SUCCEEDED,
+        STEP_DONE,
         f"{size.describe()} on {', '.join(fitting)}",
     )
     config = dict(target.config, node_limits=node_limits_by_engine)
@@ -307,7 +308,7 @@ def cluster_provision(*, operation_id: int) -> None:
         _step(
             operation,
             "Start minimum nodes",
-            OperationState.SUCCEEDED if ready >= min_nodes else OperationState.FAILED,
+            STEP_DONE if ready >= min_nodes else STEP_FAILED,
             f"{ready} of {min_nodes} ready",
         )
     _operation_finish(operation)
@@ -393,13 +394,13 @@ def cluster_teardown(*, operation_id: int) -> None:
                 f"Could not remove the nodes on Docker engine {engine.name} ({exc}). "
                 "Make the engine reachable and delete the cluster again."
             )
-            _step(operation, "Remove nodes", OperationState.FAILED, error)
+            _step(operation, "Remove nodes", STEP_FAILED, error)
             _operation_finish(operation, error)
             ComputeTarget.objects.filter(pk=target.pk).update(
                 state=ComputeState.FAILED, error=error
             )
             return
-    _step(operation, "Remove nodes", OperationState.SUCCEEDED, f"{removed} containers removed")
+    _step(operation, "Remove nodes", STEP_DONE, f"{removed} containers removed")
     carried = list(
         Node.objects.filter(target=target, state=NodeState.RUNNING, run_id__isnull=False)
     )

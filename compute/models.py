@@ -190,6 +190,14 @@ class Node(models.Model):
     def __str__(self) -> str:
         return self.name or f"node {self.pk}"
 
+    @property
+    def cpus(self) -> float:
+        return self.nano_cpus / 1_000_000_000
+
+    @property
+    def memory_gib(self) -> float:
+        return self.memory_bytes / 1024**3
+
 
 class NodeRequest(models.Model):
     """A run waiting for a node of a cluster: what makes the cluster scale up."""

@@ -1,8 +1,21 @@
 from django.urls import path
 
-from compute import views
+from compute import cluster_views, views
 
 urlpatterns = [
     path("", views.compute_list, name="compute_list"),
+    path("new/cluster/", cluster_views.cluster_new, name="cluster_new"),
+    path("attach/virtualmachine/", views.vm_attach, name="vm_attach"),
+    path("engines/", cluster_views.engine_list, name="engine_list"),
+    path(
+        "engines/<int:engine_id>/remove/", cluster_views.engine_remove, name="engine_remove"
+    ),
     path("<str:name>/", views.compute_detail, name="compute_detail"),
+    path("<str:name>/check/", views.compute_check, name="compute_check"),
+    path("<str:name>/credentials/", views.compute_credentials, name="compute_credentials"),
+    path("<str:name>/host-key/", views.compute_retrust, name="compute_retrust"),
+    path("<str:name>/detach/", views.compute_detach, name="compute_detach"),
+    path("<str:name>/nodes/", cluster_views.cluster_status, name="cluster_status"),
+    path("<str:name>/scale/", cluster_views.cluster_scale, name="cluster_scale"),
+    path("<str:name>/delete/", cluster_views.cluster_delete, name="cluster_delete"),
 ]

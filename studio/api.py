@@ -72,3 +72,8 @@ def workspaces_list(request):
         WorkspaceOut(slug=m.workspace.slug, name=m.workspace.name, role=m.role)
         for m in memberships.order_by("workspace__name")
     ]
+
+
+from compute.cluster_api import router as compute_router  # noqa: E402 - it imports this module
+
+api.add_router("/", compute_router)

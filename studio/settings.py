@@ -175,6 +175,9 @@ BLOB_DIR = DATA_DIR / "blobs"
 LOG_DIR = DATA_DIR / "logs"
 SNAPSHOT_MAX_BYTES = envint("SNAPSHOT_MAX_BYTES", 300 * 1024 * 1024)
 MONITOR_HEARTBEAT_SECONDS = envint("MONITOR_HEARTBEAT_SECONDS", 5)
+# How often a live log viewer checks storage and the run status on its own, in
+# case a wake-up through Redis was lost.
+LOG_POLL_SECONDS = envint("LOG_POLL_SECONDS", 2)
 
 LOGGING = {
     "version": 1,

@@ -164,7 +164,7 @@ def test_minimum_nodes_are_started_by_provisioning_with_the_size_limits(
             f"Standard_F4: the engine has {engine_cpus} CPUs." in cluster.warnings
         )
     operation = cluster.operations.get()
-    assert [step["name"] for step in operation.steps] == [
+    assert [step["label"] for step in operation.steps] == [
         "Check Docker engines",
         "Size the nodes",
         "Start minimum nodes",

@@ -1,0 +1,212 @@
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from compute import cluster_services, selectors
+from compute.cluster_forms import ClusterForm, EngineForm, ScaleForm
+from compute.cluster_services import ClusterError
+from compute.engines import EngineFacts, engine_check, node_image_missing_message
+from compute.models import BUSY_STATES, ComputeKind, ComputeTarget, DockerEngine, NodeState
+from compute.scheduler import cluster_counts, cluster_wait_reason
+from compute.vm_sizes import VM_SIZES, vm_size_get
+from studio.access import workspace_view
+from studio.models import Role
+
+TRANSIENT_NODE_STATES = (NodeState.PREPARING, NodeState.LEAVING)
+
+
+def _cluster(request, name: str) -> ComputeTarget:
+    try:
+        target = selectors.compute_get(workspace=request.workspace, name=name)
+    except ComputeTarget.DoesNotExist as exc:
+        raise Http404("No such compute target") from exc
+    if target.kind != ComputeKind.CLUSTER:
+        raise Http404("No such compute cluster")
+    return target
+
+
+def _engine_problems(engines) -> list[str]:
+    """What stops the wizard's engines from hosting nodes, as the wizard shows it."""
+    problems = []
+    for engine in engines:
+        facts = engine_check(engine)
+        if facts is None:
+            problems.append(engine.error)
+        elif not facts.node_image:
+            problems.append(node_image_missing_message(engine.name))
+    return problems
+
+
+@workspace_view(role=Role.CONTRIBUTOR)
+def cluster_new(request):
+    cluster_services.engine_default_ensure(workspace=request.workspace)
+    form = ClusterForm(request.POST or None, workspace=request.workspace)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            target = cluster_services.cluster_create(
+                workspace=request.workspace,
+                user=request.user,
+                name=data["name"],
+                vm_size=data["vm_size"],
+                vm_priority=data["vm_priority"],
+                min_nodes=data["min_nodes"],
+                max_nodes=data["max_nodes"],
+                idle_seconds_before_scaledown=data["idle_seconds_before_scaledown"],
+                engines=list(data["engines"]),
+                vnet_name=data["vnet_name"],
+                subnet_name=data["subnet_name"],
+                admin_username=data["admin_username"],
+                admin_ssh_public_key=data["admin_ssh_public_key"],
+            )
+        except ClusterError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Creating compute cluster {target.name}.")
+            return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
+    engines = DockerEngine.objects.filter(workspace=request.workspace)
+    return render(
+        request,
+        "compute/cluster_new.html",
+        {
+            "form": form,
+            "sizes": VM_SIZES,
+            "selected_size": form["vm_size"].value(),
+            "engine_problems": _engine_problems(engines) if request.method == "GET" else [],
+        },
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+def _status_context(target: ComputeTarget) -> dict:
+    nodes = list(target.nodes.select_related("engine"))
+    counts = cluster_counts(target)
+    busy = target.state in BUSY_STATES
+    transient = any(node.state in TRANSIENT_NODE_STATES for node in nodes) or counts.waiting
+    return {
+        "target": target,
+        "nodes": nodes,
+        "counts": counts,
+        "reason": cluster_wait_reason(target),
+        # Creating, deleting or scaling: follow closely; otherwise a slow look for preemptions.
+        "poll": "every 2s" if busy or transient else "every 10s",
+        "final": target.state == "Failed",
+    }
+
+
+def cluster_detail(request, target: ComputeTarget):
+    """The detail page of a cluster (compute_detail hands clusters over to it)."""
+    size = vm_size_get(target.config.get("vm_size", ""))
+    scale_form = ScaleForm(
+        initial={
+            key: target.config.get(key)
+            for key in ("min_nodes", "max_nodes", "idle_seconds_before_scaledown")
+        }
+    )
+    return _detail(request, target, size, scale_form)
+
+
+def _detail(request, target, size, scale_form, status: int = 200):
+    limits = [
+        {"engine": name, **values, "memory_gib": values["memory_bytes"] / 1024**3}
+        for name, values in (target.config.get("node_limits") or {}).items()
+    ]
+    return render(
+        request,
+        "compute/cluster_detail.html",
+        {
+            **_status_context(target),
+            "size": size,
+            "priority": cluster_services.PRIORITIES.get(target.config.get("vm_priority", "")),
+            "limits": limits,
+            "scale_form": scale_form,
+            "operations": target.operations.all()[:5],
+        },
+        status=status,
+    )
+
+
+@workspace_view()
+def cluster_status(request, name: str):
+    target = _cluster(request, name)
+    return render(request, "compute/_cluster_status.html", _status_context(target))
+
+
+@require_POST
+@workspace_view()
+def cluster_scale(request, name: str):
+    target = _cluster(request, name)
+    form = ScaleForm(request.POST)
+    if form.is_valid():
+        try:
+            cluster_services.cluster_update(target=target, **form.cleaned_data)
+        except ClusterError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(
+                request,
+                f"{target.name} now scales between {form.cleaned_data['min_nodes']} and "
+                f"{form.cleaned_data['max_nodes']} nodes; the next autoscale pass acts on it.",
+            )
+            return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
+    size = vm_size_get(target.config.get("vm_size", ""))
+    return _detail(request, target, size, form, status=400)
+
+
+@require_POST
+@workspace_view()
+def cluster_delete(request, name: str):
+    target = _cluster(request, name)
+    try:
+        cluster_services.cluster_delete(target=target, user=request.user)
+    except ClusterError as exc:
+        messages.error(request, str(exc))
+        return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
+    messages.success(request, f"Deleting {target.name}: its node containers are being removed.")
+    return redirect("compute_list", slug=request.workspace.slug)
+
+
+@workspace_view(write_role=Role.OWNER)
+def engine_list(request):
+    cluster_services.engine_default_ensure(workspace=request.workspace)
+    form = EngineForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            engine = cluster_services.engine_register(
+                workspace=request.workspace,
+                name=form.cleaned_data["name"],
+                url=form.cleaned_data["url"],
+                user=request.user,
+            )
+        except ClusterError as exc:
+            form.add_error(None, str(exc))
+        else:
+            if engine.error:
+                messages.warning(request, f"Registered {engine.name}, but: {engine.error}")
+            else:
+                messages.success(request, f"Registered Docker engine {engine.name}.")
+            return redirect("engine_list", slug=request.workspace.slug)
+    engines = [
+        (engine, EngineFacts.from_dict(engine.facts))
+        for engine in DockerEngine.objects.filter(workspace=request.workspace)
+    ]
+    return render(
+        request,
+        "compute/cluster_engines.html",
+        {"form": form, "engines": engines},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@require_POST
+@workspace_view(write_role=Role.OWNER)
+def engine_remove(request, engine_id: int):
+    engine = get_object_or_404(DockerEngine, workspace=request.workspace, pk=engine_id)
+    try:
+        cluster_services.engine_remove(engine=engine)
+    except ClusterError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Removed Docker engine {engine.name}.")
+    return redirect("engine_list", slug=request.workspace.slug)

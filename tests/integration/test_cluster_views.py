@@ -1,0 +1,250 @@
+"""The cluster pages: the wizard, the detail page with its nodes, scale, delete, engines."""
+
+import pytest
+
+from compute.cluster_services import engine_default_ensure
+from compute.models import ComputeTarget, DockerEngine
+from compute.scheduler import cluster_autoscale, node_request
+from tests.integration.cluster_support import (
+    cluster_containers,
+    make_cluster,
+    remove_test_containers,
+)
+
+pytestmark = pytest.mark.docker
+
+
+@pytest.fixture
+def engine(docker_engine):
+    yield docker_engine
+    remove_test_containers(docker_engine)
+
+
+@pytest.fixture
+def cluster(engine, workspace, alice, django_capture_on_commit_callbacks):
+    return make_cluster(
+        django_capture_on_commit_callbacks,
+        workspace=workspace,
+        user=alice,
+        vm_size="Standard_DS3_v2",
+        max_nodes=1,
+    )
+
+
+def url(workspace, tail=""):
+    return f"/w/{workspace.slug}/compute/{tail}"
+
+
+WIZARD = {
+    "name": "gpu-less",
+    "vm_tier": "cpu",
+    "vm_priority": "lowpriority",
+    "vm_size": "Standard_D2_v3",
+    "min_nodes": "0",
+    "max_nodes": "2",
+    "idle_seconds_before_scaledown": "120",
+    "vnet_name": "research-vnet",
+    "subnet_name": "default",
+}
+
+
+def test_the_wizard_lists_sizes_engines_and_labels(engine, as_carol, workspace):
+    page = as_carol.get(url(workspace, "new/cluster/"))
+    html = page.content.decode()
+    assert page.status_code == 200
+    for label in (
+        "Compute name",
+        "Virtual machine tier",
+        "Virtual machine priority",
+        "Virtual machine size",
+        "Minimum nodes",
+        "Maximum nodes",
+        "Idle seconds before scale down",
+        "Docker engines",
+        "Virtual network",
+        "Subnet",
+        "SSH admin user",
+        "SSH public key",
+    ):
+        assert label in html
+    assert "low-priority nodes can be preempted" in html.lower()
+    for size in ("Standard_D2_v2", "Standard_DS3_v2", "Standard_D4s_v3", "Standard_F8"):
+        assert f'value="{size}"' in html
+    for size in ("Standard_E16_v3", "Standard_NC6", "Standard_ND6s", "Standard_NV12"):
+        assert f'value="{size}"' in html
+    assert "local (unix:///var/run/docker.sock)" in html
+    assert "is missing on Docker engine" not in html
+
+
+def test_the_wizard_says_when_the_node_image_is_missing(engine, as_alice, workspace, settings):
+    settings.CLUSTER_NODE_IMAGE = "trainyard/node:not-built"
+    html = as_alice.get(url(workspace, "new/cluster/")).content.decode()
+    assert "The node image trainyard/node:not-built is missing on Docker engine local" in html
+    assert "<code>make node-image</code>" in html or "`make node-image`" in html
+
+
+def test_creating_through_the_wizard_provisions_and_shows_the_cluster(
+    engine, as_carol, workspace, django_capture_on_commit_callbacks
+):
+    local = engine_default_ensure(workspace=workspace)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = as_carol.post(url(workspace, "new/cluster/"), {**WIZARD, "engines": [local.pk]})
+    assert response.status_code == 302
+    assert response["Location"] == url(workspace, "gpu-less/")
+    target = ComputeTarget.objects.get(workspace=workspace, name="gpu-less")
+    assert target.config["vm_priority"] == "lowpriority"
+    assert target.config["vnet_name"] == "research-vnet"
+
+    html = as_carol.get(url(workspace, "gpu-less/")).content.decode()
+    assert "Succeeded" in html
+    assert "Standard_D2_v3 (2 vCPUs, 8 GiB RAM, 50 GiB temporary storage)" in html
+    assert "Low priority" in html
+    assert "research-vnet / default" in html
+    assert "Engine local has no Docker network called research-vnet" in html
+    assert "<strong>0</strong> current / <strong>0</strong> target" in html
+
+    list_html = as_carol.get(url(workspace)).content.decode()
+    assert "gpu-less" in list_html and "0–2" in list_html
+
+
+def test_wizard_errors_say_what_to_do(engine, as_alice, workspace, cluster):
+    response = as_alice.post(
+        url(workspace, "new/cluster/"),
+        {
+            **WIZARD,
+            "name": cluster.name,
+            "vm_tier": "gpu",
+            "min_nodes": "3",
+            "admin_ssh_public_key": "-----BEGIN OPENSSH PRIVATE KEY-----",
+        },
+    )
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert f"This workspace already has a compute target called {cluster.name}" in html
+    assert "Standard_D2_v3 is a CPU size: pick a GPU size, or switch the tier to CPU." in html
+    assert "Minimum nodes (3) is above maximum nodes (2)" in html
+    assert "This is not an OpenSSH public key" in html
+    assert not ComputeTarget.objects.filter(workspace=workspace, kind="amlcompute").exclude(
+        pk=cluster.pk
+    )
+
+
+def test_the_detail_page_shows_nodes_runs_and_why_it_waits(engine, as_bob, workspace, cluster):
+    for run in (21, 22):
+        node_request(target=cluster, run_id=run)
+    cluster_autoscale(target=cluster)
+    node = node_request(target=cluster, run_id=21)
+    html = as_bob.get(url(workspace, f"{cluster.name}/")).content.decode()
+    assert node.name in html
+    assert "run 21" in html
+    assert "1 run waiting, at max nodes 1" in html
+    assert "<strong>1</strong> current / <strong>1</strong> target" in html
+    engine_cpus = engine.info()["NCPU"]
+    if engine_cpus < 4:
+        assert f"(capped from 4 vCPUs: the engine has {engine_cpus} CPUs)" in html
+    # The node table refreshes itself through the partial.
+    partial = as_bob.get(url(workspace, f"{cluster.name}/nodes/"))
+    assert partial.status_code == 200
+    assert "1 run waiting, at max nodes 1" in partial.content.decode()
+    assert 'hx-trigger="every 2s"' in partial.content.decode()
+
+
+def test_scale_update_from_the_detail_page(engine, as_carol, workspace, cluster):
+    response = as_carol.post(
+        url(workspace, f"{cluster.name}/scale/"),
+        {"min_nodes": "0", "max_nodes": "3", "idle_seconds_before_scaledown": "30"},
+    )
+    assert response.status_code == 302
+    cluster.refresh_from_db()
+    assert (cluster.config["max_nodes"], cluster.config["idle_seconds_before_scaledown"]) == (3, 30)
+    bad = as_carol.post(
+        url(workspace, f"{cluster.name}/scale/"),
+        {"min_nodes": "4", "max_nodes": "3", "idle_seconds_before_scaledown": "30"},
+    )
+    assert bad.status_code == 400
+    assert "Minimum nodes (4) is above maximum nodes (3)" in bad.content.decode()
+
+
+def test_delete_from_the_detail_page_leaves_no_container(
+    engine, as_alice, workspace, cluster, django_capture_on_commit_callbacks
+):
+    node_request(target=cluster, run_id=5)
+    cluster_autoscale(target=cluster)
+    assert cluster_containers(engine, cluster)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = as_alice.post(url(workspace, f"{cluster.name}/delete/"))
+    assert response.status_code == 302
+    assert cluster_containers(engine, cluster) == []
+    assert not ComputeTarget.objects.filter(pk=cluster.pk).exists()
+
+
+def test_owners_register_engines_and_see_why_one_is_unreachable(engine, as_alice, workspace):
+    response = as_alice.post(
+        url(workspace, "engines/"), {"name": "gpu-box", "url": "ssh://ops@127.0.0.1:1"}
+    )
+    assert response.status_code == 302
+    html = as_alice.get(url(workspace, "engines/")).content.decode()
+    assert "gpu-box" in html and "ssh://ops@127.0.0.1:1" in html
+    assert "Docker engine at ssh://ops@127.0.0.1:1 is unreachable" in html
+    assert "node image" in html.lower()
+    bad = as_alice.post(url(workspace, "engines/"), {"name": "x", "url": "docker.example.com"})
+    assert bad.status_code == 400
+    assert "Give the engine as unix:///var/run/docker.sock" in bad.content.decode()
+
+
+# --- who may do what -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("who", "status"), [("as_alice", 200), ("as_carol", 200), ("as_bob", 403), ("as_charlie", 404)]
+)
+def test_who_may_open_the_wizard(engine, request, workspace, who, status):
+    assert request.getfixturevalue(who).get(url(workspace, "new/cluster/")).status_code == status
+
+
+@pytest.mark.parametrize(("who", "status"), [("as_bob", 403), ("as_charlie", 404)])
+def test_readers_and_strangers_cannot_create(engine, request, workspace, who, status):
+    response = request.getfixturevalue(who).post(url(workspace, "new/cluster/"), WIZARD)
+    assert response.status_code == status
+    assert not ComputeTarget.objects.filter(name="gpu-less").exists()
+
+
+@pytest.mark.parametrize(
+    ("who", "status"), [("as_alice", 200), ("as_carol", 200), ("as_bob", 200), ("as_charlie", 404)]
+)
+def test_who_may_see_a_cluster(engine, request, workspace, cluster, who, status):
+    client = request.getfixturevalue(who)
+    assert client.get(url(workspace, f"{cluster.name}/")).status_code == status
+    assert client.get(url(workspace, f"{cluster.name}/nodes/")).status_code == status
+
+
+@pytest.mark.parametrize(("who", "status"), [("as_bob", 403), ("as_charlie", 404)])
+def test_readers_and_strangers_cannot_scale_or_delete(
+    engine, request, workspace, cluster, who, status
+):
+    client = request.getfixturevalue(who)
+    scale = {"min_nodes": "0", "max_nodes": "5", "idle_seconds_before_scaledown": "1"}
+    assert client.post(url(workspace, f"{cluster.name}/scale/"), scale).status_code == status
+    assert client.post(url(workspace, f"{cluster.name}/delete/")).status_code == status
+    cluster.refresh_from_db()
+    assert cluster.state == "Succeeded" and cluster.config["max_nodes"] == 1
+
+
+@pytest.mark.parametrize(
+    ("who", "get", "post"),
+    [
+        ("as_alice", 200, 302),
+        ("as_carol", 200, 403),
+        ("as_bob", 200, 403),
+        ("as_charlie", 404, 404),
+    ],
+)
+def test_only_owners_manage_engines(engine, request, workspace, who, get, post):
+    client = request.getfixturevalue(who)
+    assert client.get(url(workspace, "engines/")).status_code == get
+    response = client.post(url(workspace, "engines/"), {"name": "more", "url": "tcp://127.0.0.1:1"})
+    assert response.status_code == post
+    local = engine_default_ensure(workspace=workspace)
+    removal = client.post(url(workspace, f"engines/{local.pk}/remove/"))
+    assert removal.status_code == post
+    assert DockerEngine.objects.filter(pk=local.pk).exists() == (post != 302)
