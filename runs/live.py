@@ -1,4 +1,8 @@
-"""Wake-ups for live viewers of a run: the channel layer carries only news, storage the bytes."""
+"""Wake-ups for live viewers of a run: the channel layer carries only news, storage the bytes.
+
+A wake-up says how far a stream has been stored; every viewer then reads the
+bytes it lacks from `runs.logstore`, so a lost or late wake-up loses nothing.
+"""
 
 import logging
 
@@ -14,16 +18,7 @@ def run_group(run_id: int) -> str:
 
 def notify_log(run_id: int, stream: str, offset: int, data: bytes) -> None:
     """Tell the run's viewers that `data` was stored at `offset` of `stream`."""
-    _send(
-        run_id,
-        {
-            "type": "log.append",
-            "stream": stream,
-            "offset": offset,
-            "data": data.decode("utf-8", errors="replace"),
-            "size": offset + len(data),
-        },
-    )
+    _send(run_id, {"type": "log.stored", "stream": stream, "size": offset + len(data)})
 
 
 def notify_status(run_id: int, status: str) -> None:

@@ -27,3 +27,14 @@ def experiment_list(*, workspace):
 
 def environment_list(*, workspace):
     return Environment.objects.filter(Q(workspace=workspace) | Q(workspace__isnull=True))
+
+
+def run_status_for_user(*, user, run_id: int) -> str | None:
+    """The run's status if `user` is a member of its workspace, else None."""
+    if not user.is_authenticated:
+        return None
+    return (
+        Run.objects.filter(pk=run_id, workspace__memberships__user=user)
+        .values_list("status", flat=True)
+        .first()
+    )

@@ -1,0 +1,134 @@
+"""The live log websocket: `/ws/runs/<id>/logs/`.
+
+The client says which streams it shows and how far it has each
+(`{"type": "follow", "offsets": {"stdout": 1024, "stderr": 0}}`); the consumer
+sends the stored bytes after those offsets, then new bytes as the run
+monitor stores them. Bytes always come from `runs.logstore`: a wake-up on the
+run's group (or, should one be lost, the periodic check) only says that there
+is more, so a reconnecting client resumes exactly where it stopped.
+
+Frames to the client are JSON: `{"type": "log", "stream", "offset", "data"}`
+with `data` base64 (a chunk may end inside a UTF-8 character; the browser
+decodes each stream with a streaming TextDecoder), `{"type": "stream"}` when a
+stream the client does not follow appears, `{"type": "synced"}` once the
+stored bytes asked for by a follow were sent, and `{"type": "status"}`.
+"""
+
+import asyncio
+import base64
+import contextlib
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from runs import logstore, selectors
+from runs.live import run_group
+from runs.models import FINAL_STATUSES
+
+NOT_ALLOWED = 4403
+CHUNK_BYTES = 512 * 1024
+
+
+class RunLogConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self):
+        self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
+        self.offsets: dict[str, int] = {}
+        self.announced: set[str] = set()
+        self.status = ""
+        self.lock = asyncio.Lock()
+        self.poller: asyncio.Task | None = None
+        self.joined = False
+        # Accept first so the browser sees our close code (a refused handshake
+        # reaches it only as 1006) and knows not to retry.
+        await self.accept()
+        status = await database_sync_to_async(selectors.run_status_for_user)(
+            user=self.scope["user"], run_id=self.run_id
+        )
+        if status is None:
+            await self.close(code=NOT_ALLOWED)
+            return
+        await self.channel_layer.group_add(run_group(self.run_id), self.channel_name)
+        self.joined = True
+        await self.send_status(status)
+        self.poller = asyncio.create_task(self.poll())
+
+    async def disconnect(self, code):
+        if self.poller:
+            self.poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.poller
+        if self.joined:
+            await self.channel_layer.group_discard(run_group(self.run_id), self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        if not self.joined or content.get("type") != "follow":
+            return
+        offsets = content.get("offsets")
+        if not isinstance(offsets, dict):
+            return
+        async with self.lock:
+            self.offsets = {}
+            for stream, offset in offsets.items():
+                if isinstance(offset, int) and offset >= 0 and logstore.STREAM_NAME.match(stream):
+                    self.offsets[stream] = offset
+                    self.announced.add(stream)
+            for stream in self.offsets:
+                await self.catch_up(stream)
+            await self.send_json({"type": "synced"})
+
+    async def log_stored(self, event):
+        stream, size = event["stream"], event["size"]
+        async with self.lock:
+            if stream in self.offsets:
+                if size > self.offsets[stream]:
+                    await self.catch_up(stream)
+            elif stream not in self.announced:
+                self.announced.add(stream)
+                await self.send_json({"type": "stream", "stream": stream, "size": size})
+
+    async def run_status(self, event):
+        async with self.lock:
+            # The monitor stores a run's last bytes before it finishes the run.
+            for stream in self.offsets:
+                await self.catch_up(stream)
+            await self.send_status(event["status"])
+
+    async def catch_up(self, stream: str) -> None:
+        while True:
+            data, after = await asyncio.to_thread(
+                logstore.read, self.run_id, stream, self.offsets[stream], CHUNK_BYTES
+            )
+            if not data:
+                return
+            await self.send_json(
+                {
+                    "type": "log",
+                    "stream": stream,
+                    "offset": self.offsets[stream],
+                    "data": base64.b64encode(data).decode("ascii"),
+                }
+            )
+            self.offsets[stream] = after
+
+    async def send_status(self, status: str) -> None:
+        self.status = status
+        await self.send_json(
+            {"type": "status", "status": status, "final": status in FINAL_STATUSES}
+        )
+
+    async def poll(self) -> None:
+        """Catch up without wake-ups too: they travel through Redis, which may drop them."""
+        while True:
+            await asyncio.sleep(settings.LOG_POLL_SECONDS)
+            sizes = await asyncio.to_thread(logstore.streams, self.run_id)
+            for stream, size in sizes.items():
+                await self.log_stored({"stream": stream, "size": size})
+            status = await database_sync_to_async(selectors.run_status_for_user)(
+                user=self.scope["user"], run_id=self.run_id
+            )
+            if status is None:
+                await self.close(code=NOT_ALLOWED)
+                return
+            if status != self.status:
+                await self.run_status({"status": status})

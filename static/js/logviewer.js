@@ -1,0 +1,417 @@
+/* The live log viewer of a run (templates/runs/_log_viewer.html).
+ *
+ * Each stream (driver stdout/stderr, a node's log) is followed by byte offset
+ * over the run's websocket; a chunk is written only for the bytes past what the
+ * viewer already has, so a reconnect neither loses nor repeats output. Bytes
+ * are decoded per stream with a streaming TextDecoder, so a UTF-8 character
+ * split across chunks comes out whole. A finished run's log loads tail first;
+ * "Load earlier output" pages backwards through the HTTP logs API.
+ */
+(function () {
+  "use strict";
+
+  const STDERR_ON = "\x1b[38;5;209m";
+  const STDERR_OFF = "\x1b[39m";
+  const PAGE_BYTES = 1024 * 1024;
+  // Decoded text kept to redraw the terminal after paging backwards.
+  const MAX_TRANSCRIPT_CHARS = 16 * 1024 * 1024;
+  const RETRY_MIN_MS = 250;
+  const RETRY_MAX_MS = 5000;
+  const NOT_ALLOWED = 4403;
+
+  // "stdout"/"stderr" are the driver's; "<source>.stdout"/"<source>.stderr" a
+  // node's pair; any other name is a log of its own.
+  function sourceOf(stream) {
+    const match = /^(?:(.+)\.)?(stdout|stderr)$/.exec(stream);
+    return match ? match[1] || "" : stream;
+  }
+
+  function sourceLabel(source) {
+    return source === "" ? "Driver" : source;
+  }
+
+  function isStderr(stream) {
+    return /(^|\.)stderr$/.test(stream);
+  }
+
+  // How many bytes at the end of `bytes` begin a UTF-8 character that is not complete yet.
+  function incompleteUtf8(bytes) {
+    for (let back = 1; back <= Math.min(3, bytes.length); back++) {
+      const byte = bytes[bytes.length - back];
+      if ((byte & 0xc0) === 0x80) continue;
+      const length = byte >= 0xf0 ? 4 : byte >= 0xe0 ? 3 : byte >= 0xc0 ? 2 : 1;
+      return length > back ? back : 0;
+    }
+    return 0;
+  }
+
+  function joined(first, second) {
+    if (!first.length) return second;
+    const both = new Uint8Array(first.length + second.length);
+    both.set(first);
+    both.set(second, first.length);
+    return both;
+  }
+
+  const encoder = new TextEncoder();
+  const decoder = new TextDecoder("utf-8");
+
+  function fromBase64(text) {
+    if (Uint8Array.fromBase64) return Uint8Array.fromBase64(text);
+    const binary = atob(text);
+    const bytes = new Uint8Array(binary.length);
+    for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+    return bytes;
+  }
+
+  // An escape sequence cut at the end of a chunk is held back until its rest
+  // arrives, so colouring stderr never lands inside the program's own sequence.
+  function splitIncompleteEscape(text) {
+    const at = text.lastIndexOf("\x1b");
+    if (at < 0 || text.length - at > 64) return [text, ""];
+    const rest = text.slice(at);
+    const complete =
+      /^\x1b\[[0-?]*[ -/]*[@-~]/.test(rest) ||
+      /^\x1b\][^\x07\x1b]*(\x07|\x1b\\)/.test(rest) ||
+      /^\x1b[^[\]]/.test(rest);
+    return complete ? [text, ""] : [text.slice(0, at), rest];
+  }
+
+  class LogViewer {
+    constructor(root) {
+      this.root = root;
+      this.config = JSON.parse(document.getElementById(root.dataset.config).textContent);
+      this.part = (name) => root.querySelector(`[data-role="${name}"]`);
+      this.sizes = Object.assign({}, this.config.streams);
+      this.final = this.config.final;
+      this.status = this.config.status;
+      this.socket = null;
+      this.synced = false;
+      this.retryMs = RETRY_MIN_MS;
+      this.denied = false;
+
+      this.term = new Terminal({
+        convertEol: true,
+        disableStdin: true,
+        scrollback: 100000,
+        fontSize: 13,
+        fontFamily: 'ui-monospace, "SFMono-Regular", Menlo, monospace',
+        theme: { background: "#0f1419", foreground: "#e6e6e6" },
+      });
+      this.fit = new FitAddon.FitAddon();
+      this.search = new SearchAddon.SearchAddon();
+      this.term.loadAddon(this.fit);
+      this.term.loadAddon(this.search);
+      this.term.open(this.part("terminal"));
+      this.fit.fit();
+      new ResizeObserver(() => this.fit.fit()).observe(this.part("terminal"));
+      this.term.onScroll(() => this.showFollow());
+      this.term.onWriteParsed(() => this.showFollow());
+
+      this.bindControls();
+      this.fillSources();
+      const driver = "stdout" in this.sizes || "stderr" in this.sizes;
+      this.select(driver ? "" : this.sources()[1] || "");
+    }
+
+    bindControls() {
+      this.part("source").addEventListener("change", (e) => this.select(e.target.value));
+      this.part("follow").addEventListener("click", () => {
+        this.term.scrollToBottom();
+        this.showFollow();
+      });
+      this.part("earlier").addEventListener("click", () => this.loadEarlier());
+      const form = this.part("search");
+      const find = (backwards) => {
+        const query = form.querySelector("input").value;
+        if (!query) return;
+        const found = backwards
+          ? this.search.findPrevious(query)
+          : this.search.findNext(query);
+        this.part("search-result").textContent = found ? "" : "Not found";
+      };
+      form.addEventListener("submit", (e) => {
+        e.preventDefault();
+        find(false);
+      });
+      this.part("search-previous").addEventListener("click", () => find(true));
+    }
+
+    sources() {
+      const found = new Set(Object.keys(this.sizes).map(sourceOf));
+      found.add("");
+      return Array.from(found).sort((a, b) => (a === "" ? -1 : b === "" ? 1 : a < b ? -1 : 1));
+    }
+
+    streamsOf(source) {
+      if (source === "") return ["stdout", "stderr"];
+      const pair = [source + ".stdout", source + ".stderr"];
+      const names = pair.some((stream) => stream in this.sizes) ? pair : [];
+      return source in this.sizes ? [source].concat(names) : names;
+    }
+
+    fillSources() {
+      const select = this.part("source");
+      const current = select.value;
+      select.replaceChildren(
+        ...this.sources().map((source) => new Option(sourceLabel(source), source)),
+      );
+      select.value = this.source !== undefined ? this.source : current;
+    }
+
+    // Start a source afresh: its tail, then whatever follows.
+    select(source) {
+      this.source = source;
+      this.part("source").value = source;
+      this.streams = {};
+      for (const stream of this.streamsOf(source)) {
+        const size = this.sizes[stream] || 0;
+        const start = Math.max(0, size - this.config.tailBytes);
+        this.streams[stream] = {
+          start: start,
+          offset: start,
+          skipToLine: start > 0,
+          // Bytes of a UTF-8 character and text of an escape sequence cut by a chunk's end.
+          carry: new Uint8Array(0),
+          hold: "",
+        };
+      }
+      this.transcript = [];
+      this.transcriptChars = 0;
+      this.term.reset();
+      this.term.write("\x1b[?25l");
+      this.showDownloads();
+      this.showEarlier();
+      this.follow();
+    }
+
+    follow() {
+      this.synced = false;
+      if (this.socket && this.socket.readyState === WebSocket.OPEN) {
+        const offsets = {};
+        for (const [stream, state] of Object.entries(this.streams)) offsets[stream] = state.offset;
+        this.socket.send(JSON.stringify({ type: "follow", offsets: offsets }));
+      } else if (!this.socket && !this.denied) {
+        this.connect();
+      }
+    }
+
+    connect() {
+      const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+      const socket = new WebSocket(scheme + "//" + location.host + this.config.socket);
+      this.socket = socket;
+      this.setState(this.final ? "Loading…" : "Connecting…");
+      socket.onopen = () => {
+        this.retryMs = RETRY_MIN_MS;
+        this.follow();
+      };
+      socket.onmessage = (event) => this.receive(JSON.parse(event.data));
+      socket.onclose = (event) => {
+        if (this.socket === socket) this.socket = null;
+        if (event.code === NOT_ALLOWED) {
+          this.denied = true;
+          this.setState("You cannot see this run's logs: you are not a member of its workspace.");
+          return;
+        }
+        if (this.final && this.synced) return;
+        this.setState("Connection lost; reconnecting…");
+        setTimeout(() => {
+          if (!this.socket) this.connect();
+        }, this.retryMs);
+        this.retryMs = Math.min(RETRY_MAX_MS, this.retryMs * 2);
+      };
+    }
+
+    receive(message) {
+      if (message.type === "log") this.append(message);
+      else if (message.type === "stream") this.discovered(message.stream, message.size);
+      else if (message.type === "status") {
+        this.status = message.status;
+        this.final = message.final;
+        this.root.dataset.status = message.status;
+        this.settle();
+      } else if (message.type === "synced") {
+        this.synced = true;
+        this.settle();
+      }
+    }
+
+    // Once a finished run's log is all here, the socket has nothing more to bring.
+    settle() {
+      if (!this.synced) return;
+      if (this.final) {
+        this.setState(`Run ${this.status}: complete log loaded.`);
+        if (this.socket) this.socket.close(1000);
+      } else {
+        this.setState("Live");
+      }
+    }
+
+    discovered(stream, size) {
+      if (!(stream in this.sizes)) this.sizes[stream] = size;
+      this.fillSources();
+      this.showDownloads();
+    }
+
+    append(message) {
+      const state = this.streams[message.stream];
+      if (!state) return;
+      let bytes = fromBase64(message.data);
+      const offset = message.offset;
+      // A chunk past our offset would leave a gap: the server resends from our offset.
+      if (offset > state.offset || offset + bytes.length <= state.offset) return;
+      bytes = bytes.subarray(state.offset - offset);
+      const at = state.offset;
+      state.offset += bytes.length;
+      this.sizes[message.stream] = Math.max(this.sizes[message.stream] || 0, state.offset);
+      if (state.skipToLine) {
+        const newline = bytes.indexOf(10);
+        if (newline < 0) {
+          state.start = state.offset;
+          return;
+        }
+        state.start = at + newline + 1;
+        state.skipToLine = false;
+        bytes = bytes.subarray(newline + 1);
+        this.showEarlier();
+      }
+      bytes = joined(state.carry, bytes);
+      const cut = bytes.length - incompleteUtf8(bytes);
+      state.carry = bytes.slice(cut);
+      const [text, hold] = splitIncompleteEscape(state.hold + decoder.decode(bytes.subarray(0, cut)));
+      state.hold = hold;
+      if (!text) return;
+      // Where the next segment of this stream starts, for paging back after a trim.
+      const end = state.offset - state.carry.length - encoder.encode(hold).length;
+      this.transcript.push({ stream: message.stream, text: text, end: end });
+      this.transcriptChars += text.length;
+      this.trimTranscript();
+      this.term.write(this.paint(message.stream, text));
+      if (!this.part("downloads").children.length) this.showDownloads();
+    }
+
+    paint(stream, text) {
+      return isStderr(stream) ? STDERR_ON + text + STDERR_OFF : text;
+    }
+
+    trimTranscript() {
+      while (this.transcriptChars > MAX_TRANSCRIPT_CHARS && this.transcript.length > 1) {
+        const dropped = this.transcript.shift();
+        this.transcriptChars -= dropped.text.length;
+        this.streams[dropped.stream].start = dropped.end;
+      }
+      this.showEarlier();
+    }
+
+    async loadEarlier() {
+      const button = this.part("earlier");
+      button.disabled = true;
+      const source = this.source;
+      const earlier = [];
+      try {
+        for (const [stream, state] of Object.entries(this.streams)) {
+          if (state.start === 0 || state.skipToLine) continue;
+          const from = Math.max(0, state.start - PAGE_BYTES);
+          const url = `${this.config.api}?stream=${encodeURIComponent(stream)}&offset=${from}&limit=${state.start - from}`;
+          const response = await fetch(url, { credentials: "same-origin" });
+          if (!response.ok) throw new Error(`the server answered ${response.status}`);
+          let bytes = new Uint8Array(await response.arrayBuffer());
+          let start = from;
+          if (from > 0) {
+            const newline = bytes.indexOf(10);
+            if (newline >= 0) {
+              start = from + newline + 1;
+              bytes = bytes.subarray(newline + 1);
+            }
+          }
+          earlier.push({ stream: stream, start: start, end: state.start, text: decoder.decode(bytes) });
+        }
+      } catch (error) {
+        this.setState(`Earlier output could not be loaded (${error.message}); try again.`);
+        button.disabled = false;
+        return;
+      }
+      if (source !== this.source) return;
+      for (const part of earlier) this.streams[part.stream].start = part.start;
+      this.redraw(earlier.filter((part) => part.text));
+      button.disabled = false;
+      this.showEarlier();
+    }
+
+    // xterm.js cannot insert above its scrollback: write the earlier text and
+    // then everything already shown, and keep the reader at the line they were on.
+    redraw(earlier) {
+      const before = this.transcript;
+      this.transcript = earlier.map((part) => ({ stream: part.stream, text: part.text, end: part.end }));
+      this.transcriptChars = 0;
+      for (const part of this.transcript) this.transcriptChars += part.text.length;
+      this.term.reset();
+      this.term.write("\x1b[?25l");
+      for (const part of this.transcript) this.term.write(this.paint(part.stream, part.text));
+      this.term.write("", () => {
+        const buffer = this.term.buffer.active;
+        const line = buffer.baseY + buffer.cursorY;
+        for (const part of before) {
+          this.transcript.push(part);
+          this.transcriptChars += part.text.length;
+          this.term.write(this.paint(part.stream, part.text));
+        }
+        this.term.write("", () => this.term.scrollToLine(line));
+      });
+    }
+
+    showEarlier() {
+      const more = Object.values(this.streams).some((state) => state.start > 0 && !state.skipToLine);
+      this.part("earlier").hidden = !more;
+    }
+
+    showFollow() {
+      const buffer = this.term.buffer.active;
+      const following = buffer.viewportY >= buffer.baseY;
+      this.part("follow").hidden = following;
+      this.root.dataset.following = following ? "yes" : "no";
+    }
+
+    showDownloads() {
+      const links = [];
+      for (const stream of Object.keys(this.streams)) {
+        if (!this.sizes[stream]) continue;
+        const link = document.createElement("a");
+        link.href = this.config.download.replace("STREAM", encodeURIComponent(stream));
+        link.textContent = `Download ${stream}`;
+        link.setAttribute("download", "");
+        links.push(link);
+      }
+      this.part("downloads").replaceChildren(...links);
+    }
+
+    setState(text) {
+      this.part("state").textContent = text;
+    }
+
+    // The terminal's text as a reader sees it, wrapped lines joined.
+    text() {
+      const buffer = this.term.buffer.active;
+      const lines = [];
+      for (let i = 0; i < buffer.length; i++) {
+        const line = buffer.getLine(i);
+        const text = line.translateToString(true);
+        if (line.isWrapped && lines.length) lines[lines.length - 1] += text;
+        else lines.push(text);
+      }
+      while (lines.length && lines[lines.length - 1] === "") lines.pop();
+      return lines.join("\n");
+    }
+  }
+
+  function start() {
+    window.trainyardLogViewers = window.trainyardLogViewers || {};
+    for (const root of document.querySelectorAll("[data-log-viewer]")) {
+      const viewer = new LogViewer(root);
+      window.trainyardLogViewers[viewer.config.run] = viewer;
+    }
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
