@@ -74,6 +74,10 @@ def workspaces_list(request):
     ]
 
 
+from runs.api_logs import router as run_logs_router  # noqa: E402 - it imports this module
+
+api.add_router("/", run_logs_router)
+
 from compute.cluster_api import router as compute_router  # noqa: E402 - it imports this module
 
 api.add_router("/", compute_router)
