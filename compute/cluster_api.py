@@ -2,10 +2,11 @@
 
 from datetime import datetime
 
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
-from compute import cluster_services, selectors
+from compute import cluster_services, selectors, services
+from compute.api import AttachedOut, attached_out
 from compute.cluster_services import ClusterError
 from compute.models import ComputeKind, ComputeTarget, DockerEngine
 from compute.scheduler import cluster_counts, cluster_wait_reason
@@ -27,7 +28,7 @@ class NodeOut(Schema):
     error: str
 
 
-class ComputeOut(Schema):
+class ComputeOut(AttachedOut):
     name: str
     kind: str
     state: str
@@ -77,6 +78,7 @@ def compute_out(target: ComputeTarget) -> ComputeOut:
         error=target.error,
         warnings=target.warnings or [],
         created_at=target.created_at,
+        **attached_out(target),
     )
     if target.kind != ComputeKind.CLUSTER:
         return out
@@ -147,9 +149,7 @@ def cluster_create(request, payload: ClusterIn, workspace: str | None = None):
         )
         unknown = sorted(set(payload.engines) - {e.name for e in engines})
         if unknown:
-            raise HttpError(
-                400, f"No Docker engine called {', '.join(unknown)} in this workspace."
-            )
+            raise HttpError(400, f"No Docker engine called {', '.join(unknown)} in this workspace.")
     try:
         target = cluster_services.cluster_create(
             workspace=membership.workspace,
@@ -161,7 +161,7 @@ def cluster_create(request, payload: ClusterIn, workspace: str | None = None):
         status = 409 if "already has a compute target" in str(exc) else 400
         raise HttpError(status, str(exc)) from exc
     target.refresh_from_db()
-    return 201, compute_out(target)
+    return Status(201, compute_out(target))
 
 
 @router.get("/computes/{name}", response=ComputeOut)
@@ -187,14 +187,22 @@ def cluster_update(request, name: str, payload: ScaleIn, workspace: str | None =
     return compute_out(target)
 
 
-@router.delete("/computes/{name}", response={202: ComputeOut})
+@router.delete("/computes/{name}", response={202: ComputeOut, 204: None})
 def cluster_delete(request, name: str, workspace: str | None = None):
-    """Delete a cluster: its node containers are removed in the background, then the target."""
+    """Delete a cluster: its node containers are removed in the background, then the target.
+    An attached target (e.g. a VM) is detached at once: it and its secrets are gone, runs
+    that used it keep their history."""
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
-    target = _cluster(membership, name)
+    target = _target(membership, name)
+    if target.kind != ComputeKind.CLUSTER:
+        try:
+            services.compute_detach(target=target, user=request.user)
+        except services.ComputeError as exc:
+            raise HttpError(409, str(exc)) from exc
+        return 204, None
     try:
         cluster_services.cluster_delete(target=target, user=request.user)
     except ClusterError as exc:
         raise HttpError(400, str(exc)) from exc
     target = ComputeTarget.objects.filter(pk=target.pk).first() or target
-    return 202, compute_out(target)
+    return Status(202, compute_out(target))
