@@ -7,9 +7,7 @@ urlpatterns = [
     path("new/cluster/", cluster_views.cluster_new, name="cluster_new"),
     path("attach/virtualmachine/", views.vm_attach, name="vm_attach"),
     path("engines/", cluster_views.engine_list, name="engine_list"),
-    path(
-        "engines/<int:engine_id>/remove/", cluster_views.engine_remove, name="engine_remove"
-    ),
+    path("engines/<int:engine_id>/remove/", cluster_views.engine_remove, name="engine_remove"),
     path("<str:name>/", views.compute_detail, name="compute_detail"),
     path("<str:name>/check/", views.compute_check, name="compute_check"),
     path("<str:name>/credentials/", views.compute_credentials, name="compute_credentials"),
