@@ -1,4 +1,4 @@
-from compute.models import ComputeTarget
+from compute.models import ComputeOperation, ComputeTarget
 
 
 def compute_list(*, workspace):
@@ -7,3 +7,7 @@ def compute_list(*, workspace):
 
 def compute_get(*, workspace, name: str) -> ComputeTarget:
     return ComputeTarget.objects.select_related("created_by").get(workspace=workspace, name=name)
+
+
+def operation_latest(*, target: ComputeTarget) -> ComputeOperation | None:
+    return target.operations.select_related("started_by").first()

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from compute import cluster_services, scheduler
+from compute import cluster_services, scheduler, services
 from compute.models import ComputeTarget
 
 
@@ -24,3 +24,8 @@ def cluster_autoscale_task(target_id: int) -> None:
 @shared_task
 def clusters_autoscale() -> None:
     scheduler.clusters_autoscale()
+
+
+@shared_task
+def vm_check_task(operation_id: int) -> None:
+    services.vm_check_execute(operation_id=operation_id)

@@ -1,23 +1,199 @@
+from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import Http404
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
 
-from compute import cluster_views, selectors
-from compute.models import ComputeKind, ComputeTarget
+from compute import cluster_views, selectors, services, ssh
+from compute.forms import (
+    KEYGEN_COMMAND,
+    Authentication,
+    VmAttachForm,
+    VmCredentialsForm,
+    authorized_keys_command,
+    generated_key_open,
+    generated_key_seal,
+)
+from compute.models import ComputeKind, ComputeTarget, OperationState
 from studio.access import workspace_view
+from studio.models import Role
+
+# Fields a re-rendered wizard may show again; secrets are never sent back to the browser.
+NON_SECRET_FIELDS = ("name", "address", "reachable_address", "port", "username")
+
+
+def _target(request, name: str) -> ComputeTarget:
+    try:
+        return selectors.compute_get(workspace=request.workspace, name=name)
+    except ComputeTarget.DoesNotExist as exc:
+        raise Http404("No such compute target") from exc
+
+
+def _vm(request, name: str) -> ComputeTarget:
+    target = _target(request, name)
+    if target.kind != ComputeKind.VM:
+        raise Http404("No such virtual machine")
+    return target
 
 
 @workspace_view()
 def compute_list(request):
-    targets = selectors.compute_list(workspace=request.workspace)
-    return render(request, "compute/compute_list.html", {"targets": targets})
+    targets = list(selectors.compute_list(workspace=request.workspace))
+    context = {"targets": targets, "poll": any(t.is_busy for t in targets)}
+    template = "compute/_compute_table.html" if request.htmx else "compute/compute_list.html"
+    return render(request, template, context)
 
 
 @workspace_view()
 def compute_detail(request, name: str):
-    try:
-        target = selectors.compute_get(workspace=request.workspace, name=name)
-    except ComputeTarget.DoesNotExist as exc:
-        raise Http404("No such compute target") from exc
+    target = _target(request, name)
     if target.kind == ComputeKind.CLUSTER:
         return cluster_views.cluster_detail(request, target)
-    return render(request, "compute/compute_detail.html", {"target": target})
+    operation = selectors.operation_latest(target=target)
+    running = operation is not None and operation.state == OperationState.RUNNING
+    context = {"target": target, "operation": operation, "poll": running or target.is_busy}
+    if request.htmx:
+        return render(request, "compute/_target_status.html", context)
+    return render(request, "compute/compute_detail.html", context)
+
+
+def _key_pair_context(token: str) -> dict:
+    """What the wizard shows for a generated key: the public half and how to authorise it."""
+    try:
+        public_key = services.public_key_line(generated_key_open(token))
+    except ValidationError:
+        return {}
+    return {"public_key": public_key, "authorize_command": authorized_keys_command(public_key)}
+
+
+@workspace_view(role=Role.CONTRIBUTOR)
+def vm_attach(request):
+    context = {"keygen_command": KEYGEN_COMMAND}
+    if request.method == "POST" and "generate" in request.POST:
+        private_key, _ = ssh.generate_key_pair()
+        initial = {field: request.POST.get(field, "") for field in NON_SECRET_FIELDS}
+        initial.update(
+            authentication=Authentication.GENERATE, generated_key=generated_key_seal(private_key)
+        )
+        form = VmAttachForm(initial=initial, workspace=request.workspace)
+        context.update(_key_pair_context(initial["generated_key"]))
+    elif request.method == "POST":
+        form = VmAttachForm(request.POST, request.FILES, workspace=request.workspace)
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                services.vm_attach(
+                    workspace=request.workspace,
+                    user=request.user,
+                    name=data["name"],
+                    address=data["host"],
+                    resource_id=data["resource_id"],
+                    port=data["port"],
+                    username=data["username"],
+                    **data["credentials"],
+                )
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(
+                    request, f"Attaching {data['name']}: follow the steps below as they happen."
+                )
+                return redirect("compute_detail", slug=request.workspace.slug, name=data["name"])
+        if request.POST.get("generated_key"):
+            context.update(_key_pair_context(request.POST["generated_key"]))
+    else:
+        form = VmAttachForm(workspace=request.workspace)
+    context["form"] = form
+    return render(request, "compute/vm_attach.html", context)
+
+
+@require_POST
+@workspace_view()
+def compute_check(request, name: str):
+    target = _vm(request, name)
+    try:
+        services.compute_check(target=target, user=request.user)
+    except services.ComputeError as exc:
+        messages.error(request, str(exc))
+    return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
+
+
+@workspace_view(role=Role.CONTRIBUTOR)
+def compute_credentials(request, name: str):
+    target = _vm(request, name)
+    context = {"target": target, "keygen_command": KEYGEN_COMMAND}
+    if request.method == "POST" and "generate" in request.POST:
+        private_key, _ = ssh.generate_key_pair()
+        form = VmCredentialsForm(
+            initial={
+                "username": request.POST.get("username", target.username),
+                "authentication": Authentication.GENERATE,
+                "generated_key": generated_key_seal(private_key),
+            }
+        )
+        context.update(_key_pair_context(form.initial["generated_key"]))
+    elif request.method == "POST":
+        form = VmCredentialsForm(request.POST, request.FILES)
+        if form.is_valid():
+            try:
+                services.compute_credentials_update(
+                    target=target,
+                    user=request.user,
+                    username=form.cleaned_data["username"],
+                    **form.cleaned_data["credentials"],
+                )
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            except services.ComputeError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(
+                    request, f"New credentials saved for {target.name}: checking them now."
+                )
+                return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
+        if request.POST.get("generated_key"):
+            context.update(_key_pair_context(request.POST["generated_key"]))
+    else:
+        method = Authentication.PASSWORD if target.auth_method == "password" else Authentication.KEY
+        form = VmCredentialsForm(initial={"username": target.username, "authentication": method})
+    context["form"] = form
+    return render(request, "compute/vm_credentials.html", context)
+
+
+@require_POST
+@workspace_view()
+def compute_retrust(request, name: str):
+    target = _vm(request, name)
+    try:
+        services.host_key_retrust(
+            target=target, user=request.user, fingerprint=request.POST.get("fingerprint", "")
+        )
+    except services.ComputeError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(
+            request, f"{target.name} is now pinned to {target.host_key_fingerprint}: re-checking."
+        )
+    return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
+
+
+@workspace_view(role=Role.CONTRIBUTOR)
+def compute_detach(request, name: str):
+    target = _target(request, name)
+    if request.method == "POST":
+        try:
+            services.compute_detach(target=target, user=request.user)
+        except services.ComputeError as exc:
+            messages.error(request, str(exc))
+            return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
+        messages.success(
+            request,
+            f"{target.name} was detached and its credentials deleted. "
+            "Runs that used it keep their history.",
+        )
+        return redirect("compute_list", slug=request.workspace.slug)
+    return render(
+        request,
+        "compute/compute_detach.html",
+        {"target": target, "run_count": target.runs.count()},
+    )

@@ -81,3 +81,7 @@ api.add_router("/", run_logs_router)
 from compute.cluster_api import router as compute_router  # noqa: E402 - it imports this module
 
 api.add_router("/", compute_router)
+
+from compute.api import router as vm_router  # noqa: E402 - it imports this module
+
+api.add_router("/", vm_router)

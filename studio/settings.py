@@ -147,6 +147,9 @@ CELERY_BEAT_SCHEDULE["cluster-autoscale"] = {
     "schedule": float(CLUSTER_AUTOSCALE_SECONDS),
 }
 
+# Attached VMs: seconds to wait for a VM to accept the connection and log us in.
+COMPUTE_SSH_TIMEOUT = envint("COMPUTE_SSH_TIMEOUT", 10)
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},

@@ -1,0 +1,249 @@
+"""/api/v1/computes for attached virtual machines: attach, re-check, credentials, host key.
+
+Listing, reading and deleting every kind of target is in compute.cluster_api,
+whose ComputeOut carries the AttachedOut fields defined here.
+"""
+
+from datetime import datetime
+
+from django.core.exceptions import ValidationError
+from ninja import Router, Schema
+from ninja.errors import HttpError
+
+from compute import selectors, services, ssh
+from compute.forms import (
+    Authentication,
+    VmAttachForm,
+    VmCredentialsForm,
+    authorized_keys_command,
+    generated_key_seal,
+)
+from compute.models import ComputeKind, ComputeTarget
+from studio.api import api_membership
+from studio.models import Role
+
+router = Router(tags=["compute"])
+
+
+class OperationOut(Schema):
+    action: str
+    state: str
+    steps: list[dict]
+    error: str
+    started_by: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+class AttachedOut(Schema):
+    """What a target attached over SSH adds to its JSON; never a secret."""
+
+    address: str | None = None
+    resource_id: str | None = None
+    port: int | None = None
+    username: str | None = None
+    auth_method: str | None = None
+    public_key: str | None = None
+    host_key_fingerprint: str | None = None
+    host_key_type: str | None = None
+    offered_host_key: dict | None = None
+    facts: dict = {}
+    checked_at: datetime | None = None
+    created_by: str | None = None
+    operation: OperationOut | None = None
+
+
+def attached_out(target: ComputeTarget) -> dict:
+    """The AttachedOut fields of `target` (all empty for kinds that are not attached over SSH)."""
+    operation = selectors.operation_latest(target=target)
+    fields: dict = {
+        "created_by": target.created_by.username if target.created_by else None,
+        "operation": operation_out(operation) if operation else None,
+    }
+    if target.kind != ComputeKind.VM:
+        return fields
+    return fields | {
+        "address": target.address,
+        "resource_id": target.resource_id or None,
+        "port": target.port,
+        "username": target.username,
+        "auth_method": target.auth_method,
+        "public_key": target.config.get("public_key"),
+        "host_key_fingerprint": target.host_key_fingerprint or None,
+        "host_key_type": target.host_key_type or None,
+        "offered_host_key": target.config.get("offered_host_key"),
+        "facts": target.facts,
+        "checked_at": target.checked_at,
+    }
+
+
+def operation_out(operation) -> OperationOut:
+    return OperationOut(
+        action=operation.action,
+        state=operation.state,
+        steps=operation.steps,
+        error=operation.error,
+        started_by=operation.started_by.username if operation.started_by else None,
+        started_at=operation.started_at,
+        finished_at=operation.finished_at,
+    )
+
+
+class VmOut(AttachedOut):
+    name: str
+    kind: str
+    state: str
+    error: str
+    warnings: list[str]
+    created_at: datetime
+
+
+def vm_out(target: ComputeTarget) -> VmOut:
+    target.refresh_from_db()
+    return VmOut(
+        name=target.name,
+        kind=target.kind,
+        state=target.state,
+        error=target.error,
+        warnings=target.warnings or [],
+        created_at=target.created_at,
+        **attached_out(target),
+    )
+
+
+class FormErrorOut(Schema):
+    detail: str
+    errors: dict[str, list[str]]
+
+
+class CredentialsIn(Schema):
+    username: str
+    authentication: str = Authentication.KEY
+    private_key: str = ""
+    passphrase: str = ""
+    password: str = ""
+    generated_key: str = ""
+
+
+class VmIn(CredentialsIn):
+    name: str
+    address: str
+    reachable_address: str = ""
+    port: int = 22
+
+
+class KeyPairOut(Schema):
+    public_key: str
+    authorized_keys_command: str
+    generated_key: str
+
+
+class HostKeyIn(Schema):
+    fingerprint: str
+
+
+def _form_errors(form) -> FormErrorOut:
+    errors = {field: [str(m) for m in messages] for field, messages in form.errors.items()}
+    first = next(iter(errors.values()))[0]
+    return FormErrorOut(detail=first, errors=errors)
+
+
+def _vm(membership, name: str) -> ComputeTarget:
+    try:
+        target = selectors.compute_get(workspace=membership.workspace, name=name)
+    except ComputeTarget.DoesNotExist as exc:
+        raise HttpError(404, f"No compute target called {name} in this workspace.") from exc
+    if target.kind != ComputeKind.VM:
+        raise HttpError(409, f"{name} is a {target.get_kind_display()}, not an attached VM.")
+    return target
+
+
+@router.post("/computes/keypair", response=KeyPairOut)
+def keypair_generate(request, workspace: str | None = None):
+    """A new ed25519 key pair: add `public_key` to the VM, then attach with
+    `authentication: "generate"` and this `generated_key` (the private key, encrypted)."""
+    api_membership(request, workspace, Role.CONTRIBUTOR)
+    private_key, _ = ssh.generate_key_pair()
+    public_key = services.public_key_line(private_key)
+    return KeyPairOut(
+        public_key=public_key,
+        authorized_keys_command=authorized_keys_command(public_key),
+        generated_key=generated_key_seal(private_key),
+    )
+
+
+@router.post("/computes/vm", response={202: VmOut, 400: FormErrorOut, 409: FormErrorOut})
+def vm_attach(request, payload: VmIn, workspace: str | None = None):
+    """Attach a VM over SSH; it is checked in the background (state Creating, then
+    Succeeded or Failed with the failed step in `operation`)."""
+    membership = api_membership(request, workspace, Role.CONTRIBUTOR)
+    form = VmAttachForm(data=payload.dict(), workspace=membership.workspace)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            operation = services.vm_attach(
+                workspace=membership.workspace,
+                user=request.user,
+                name=data["name"],
+                address=data["host"],
+                resource_id=data["resource_id"],
+                port=data["port"],
+                username=data["username"],
+                **data["credentials"],
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            return 202, vm_out(operation.target)
+    status = 409 if "already has a compute target" in str(form.errors.get("name", "")) else 400
+    return status, _form_errors(form)
+
+
+@router.post("/computes/{name}/check", response={202: VmOut})
+def compute_check(request, name: str, workspace: str | None = None):
+    """Log in again and refresh the facts (over the pooled connection when there is one)."""
+    membership = api_membership(request, workspace, Role.CONTRIBUTOR)
+    target = _vm(membership, name)
+    try:
+        services.compute_check(target=target, user=request.user)
+    except services.ComputeError as exc:
+        raise HttpError(409, str(exc)) from exc
+    return 202, vm_out(target)
+
+
+@router.put("/computes/{name}/credentials", response={202: VmOut, 400: FormErrorOut})
+def compute_credentials_update(
+    request, name: str, payload: CredentialsIn, workspace: str | None = None
+):
+    """Replace the user name and password or key, then check the VM with them."""
+    membership = api_membership(request, workspace, Role.CONTRIBUTOR)
+    target = _vm(membership, name)
+    form = VmCredentialsForm(data=payload.dict())
+    if form.is_valid():
+        try:
+            services.compute_credentials_update(
+                target=target,
+                user=request.user,
+                username=form.cleaned_data["username"],
+                **form.cleaned_data["credentials"],
+            )
+        except services.ComputeError as exc:
+            raise HttpError(409, str(exc)) from exc
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            return 202, vm_out(target)
+    return 400, _form_errors(form)
+
+
+@router.post("/computes/{name}/host-key", response={202: VmOut})
+def host_key_retrust(request, name: str, payload: HostKeyIn, workspace: str | None = None):
+    """Trust the host key the VM now offers (`offered_host_key.fingerprint`), after
+    comparing it on the VM with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`."""
+    membership = api_membership(request, workspace, Role.CONTRIBUTOR)
+    target = _vm(membership, name)
+    try:
+        services.host_key_retrust(target=target, user=request.user, fingerprint=payload.fingerprint)
+    except services.ComputeError as exc:
+        raise HttpError(409, str(exc)) from exc
+    return 202, vm_out(target)

@@ -1,0 +1,443 @@
+"""Compute targets: attaching VMs over SSH, checking them, editing credentials, detaching.
+
+Everything that talks to a VM runs in a Celery task and records its steps in a
+ComputeOperation, so the detail page can show what is happening and why it
+failed. Secrets never reach a step, an error or a log line: every message
+passes `redact` before it is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import paramiko
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from compute import ssh
+from compute.models import (
+    AuthMethod,
+    ComputeKind,
+    ComputeOperation,
+    ComputeState,
+    ComputeTarget,
+    OperationState,
+)
+from studio.secrets import redact
+
+log = logging.getLogger(__name__)
+
+STEPS = [
+    ("connecting", "Connecting"),
+    ("host_key", "Host key"),
+    ("authenticating", "Authenticating"),
+    ("preflight", "Preflight"),
+]
+# Longer than the slowest check (connect timeout + 120 s preflight): an operation
+# still "running" after this lost its worker and must not block the target.
+STALE_OPERATION = timedelta(minutes=5)
+HOST_KEY_HELP = "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"
+
+
+class ComputeError(Exception):
+    """A request the target's current state does not allow; the message says what to do."""
+
+
+def ssh_target(target: ComputeTarget) -> ssh.SshTarget:
+    """How to reach `target` over SSH, pinned to its stored host key."""
+    return ssh.SshTarget(
+        host=target.address,
+        port=target.port or 22,
+        username=target.username,
+        password=target.password if target.auth_method == AuthMethod.PASSWORD else None,
+        private_key=target.private_key if target.auth_method == AuthMethod.KEY else None,
+        passphrase=(target.passphrase or None) if target.auth_method == AuthMethod.KEY else None,
+        pinned_fingerprint=target.host_key_fingerprint or None,
+    )
+
+
+def public_key_line(private_key: str, passphrase: str = "", comment: str = "trainyard") -> str:
+    """The authorized_keys line for a private key."""
+    key = ssh.parse_private_key(private_key, passphrase or None)
+    return f"{key.get_name()} {key.get_base64()} {comment}"
+
+
+# ---------------------------------------------------------------- starting operations
+
+
+def vm_attach(
+    *,
+    workspace,
+    user,
+    name: str,
+    address: str,
+    username: str,
+    auth_method: str,
+    port: int = 22,
+    resource_id: str = "",
+    password: str = "",
+    private_key: str = "",
+    passphrase: str = "",
+    public_key: str = "",
+) -> ComputeOperation:
+    """Store the VM (state Creating) and check it in the background."""
+    _require_credentials(auth_method, password, private_key, passphrase)
+    with transaction.atomic():
+        try:
+            target = ComputeTarget.objects.create(
+                workspace=workspace,
+                name=name,
+                kind=ComputeKind.VM,
+                state=ComputeState.CREATING,
+                address=address,
+                resource_id=resource_id,
+                port=port,
+                username=username,
+                **_credential_fields(auth_method, password, private_key, passphrase),
+                config={"public_key": public_key} if public_key else {},
+                created_by=user,
+            )
+        except IntegrityError:
+            raise ValidationError(
+                {
+                    "name": f"A compute target called “{name}” already exists in this "
+                    "workspace: choose another name."
+                }
+            ) from None
+        return _operation_start(target=target, user=user, action="attach")
+
+
+def compute_check(*, target: ComputeTarget, user) -> ComputeOperation:
+    """Log in again and refresh the facts, over the pooled connection when there is one."""
+    _require_checkable(target)
+    with transaction.atomic():
+        return _operation_start(target=target, user=user, action="check")
+
+
+def compute_credentials_update(
+    *,
+    target: ComputeTarget,
+    user,
+    username: str,
+    auth_method: str,
+    password: str = "",
+    private_key: str = "",
+    passphrase: str = "",
+    public_key: str = "",
+) -> ComputeOperation:
+    """Replace how Trainyard logs in (the old secrets are overwritten) and check again."""
+    _require_checkable(target)
+    _require_credentials(auth_method, password, private_key, passphrase)
+    old_pool_key = ssh_target(target).pool_key
+    with transaction.atomic():
+        target.username = username
+        for field, value in _credential_fields(
+            auth_method, password, private_key, passphrase
+        ).items():
+            setattr(target, field, value)
+        config = dict(target.config)
+        config.pop("public_key", None)
+        if public_key:
+            config["public_key"] = public_key
+        target.config = config
+        target.save()
+        operation = _operation_start(target=target, user=user, action="credentials")
+    ssh.pool.close(old_pool_key)
+    return operation
+
+
+def host_key_retrust(*, target: ComputeTarget, user, fingerprint: str) -> ComputeOperation:
+    """Pin the host key the VM offers now, which the user compared on the VM itself."""
+    _require_checkable(target)
+    offered = target.config.get("offered_host_key") or {}
+    if not offered or offered.get("fingerprint") != fingerprint:
+        raise ComputeError(
+            f"{target.name} does not currently offer the host key {fingerprint}: "
+            "re-check it to see the key it offers now, then trust that one."
+        )
+    old_pool_key = ssh_target(target).pool_key
+    with transaction.atomic():
+        target.host_key_fingerprint = fingerprint
+        target.host_key_type = offered.get("type", "")
+        target.config = {k: v for k, v in target.config.items() if k != "offered_host_key"}
+        target.save()
+        operation = _operation_start(target=target, user=user, action="retrust")
+    ssh.pool.close(old_pool_key)
+    return operation
+
+
+def compute_detach(*, target: ComputeTarget, user) -> None:
+    """Forget an attached target and its secrets; runs keep their history and its name."""
+    if target.kind == ComputeKind.LOCAL:
+        raise ComputeError("The built-in local target is part of every workspace: it stays.")
+    if target.kind == ComputeKind.CLUSTER:
+        raise ComputeError(
+            f"{target.name} is a compute cluster Trainyard created: delete it instead of detaching."
+        )
+    pool_key = ssh_target(target).pool_key if target.address else None
+    with transaction.atomic():
+        ComputeOperation.objects.create(
+            target=None,
+            workspace=target.workspace,
+            target_name=target.name,
+            action="detach",
+            state=OperationState.SUCCEEDED,
+            started_by=user,
+            finished_at=timezone.now(),
+        )
+        target.delete()
+    if pool_key is not None:
+        ssh.pool.close(pool_key)
+
+
+def _require_credentials(auth_method: str, password: str, private_key: str, passphrase: str):
+    if auth_method == AuthMethod.PASSWORD:
+        if not password:
+            raise ValidationError({"password": "Enter the password of the user on the VM."})
+        return
+    if auth_method != AuthMethod.KEY:
+        raise ValidationError({"authentication": "Choose an SSH key or a password."})
+    if not private_key:
+        raise ValidationError({"private_key": "Paste the private key or upload its file."})
+    try:
+        ssh.parse_private_key(private_key, passphrase or None)
+    except ssh.SshError as exc:
+        field = "passphrase" if exc.code == "bad_passphrase" else "private_key"
+        raise ValidationError({field: exc.message}) from None
+
+
+def _credential_fields(auth_method: str, password: str, private_key: str, passphrase: str):
+    """Only the chosen method's secrets are kept; the others are wiped."""
+    is_key = auth_method == AuthMethod.KEY
+    return {
+        "auth_method": auth_method,
+        "password": "" if is_key else password,
+        "private_key": private_key if is_key else "",
+        "passphrase": passphrase if is_key else "",
+    }
+
+
+def _require_checkable(target: ComputeTarget) -> None:
+    if target.kind != ComputeKind.VM:
+        raise ComputeError(f"{target.name} is not a virtual machine attached over SSH.")
+    running = target.operations.filter(
+        state=OperationState.RUNNING, started_at__gt=timezone.now() - STALE_OPERATION
+    ).first()
+    if running is not None:
+        raise ComputeError(
+            f"{target.name} is busy ({running.action} started "
+            f"{running.started_at:%H:%M:%S}): wait until it finishes, then try again."
+        )
+
+
+def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOperation:
+    # Anything a stale operation left "running" is closed, so the page shows one live operation.
+    target.operations.filter(state=OperationState.RUNNING).update(
+        state=OperationState.FAILED,
+        error="The worker running this operation stopped before it finished.",
+        finished_at=timezone.now(),
+    )
+    state = ComputeState.CREATING if action == "attach" else ComputeState.UPDATING
+    ComputeTarget.objects.filter(pk=target.pk).update(state=state, error="")
+    target.state, target.error = state, ""
+    operation = ComputeOperation.objects.create(
+        target=target,
+        workspace=target.workspace,
+        target_name=target.name,
+        action=action,
+        started_by=user,
+        steps=[
+            {"key": key, "label": label, "state": "pending", "detail": ""} for key, label in STEPS
+        ],
+    )
+    from compute.tasks import vm_check_task
+
+    transaction.on_commit(lambda: vm_check_task.delay(operation.pk))
+    return operation
+
+
+# ---------------------------------------------------------------- running operations
+
+
+class _Progress:
+    """The operation's steps, saved on every change so the page can follow them."""
+
+    def __init__(self, operation: ComputeOperation | None):
+        self.operation = operation
+        self.current = "connecting"
+
+    def _set(self, key: str, state: str, detail: str | None = None) -> None:
+        if self.operation is None:
+            return
+        for step in self.operation.steps:
+            if step["key"] == key:
+                step["state"] = state
+                if detail is not None:
+                    step["detail"] = redact(detail)
+        ComputeOperation.objects.filter(pk=self.operation.pk).update(steps=self.operation.steps)
+
+    def start(self, key: str, detail: str) -> None:
+        self.current = key
+        self._set(key, "running", detail)
+
+    def done(self, key: str, detail: str) -> None:
+        self._set(key, "done", detail)
+
+    def fail(self, key: str, detail: str) -> None:
+        self._set(key, "failed", detail)
+
+
+class _ObservedConnection(ssh.SshConnection):
+    """A connection that reports each phase of logging in as it happens.
+
+    It hooks the two phase boundaries of SshConnection's login (host key check,
+    then authentication) so the user watches the steps live, and keeps the key
+    the server offered, which a refused host key needs for re-trusting.
+    """
+
+    def __init__(self, target: ssh.SshTarget, progress: _Progress, timeout: float):
+        self.progress = progress
+        self.offered_key: tuple[str, str] | None = None
+        super().__init__(target, timeout=timeout)
+
+    def _check_host_key(self, transport: paramiko.Transport) -> None:
+        key = transport.get_remote_server_key()
+        self.offered_key = (key.fingerprint, key.get_name())
+        self.progress.done("connecting", f"Reached {self.target.address}")
+        self.progress.start("host_key", f"The VM offers {key.fingerprint} ({key.get_name()})")
+        super()._check_host_key(transport)
+
+    def _authenticate(self, transport: paramiko.Transport) -> None:
+        self.progress.done("host_key", _host_key_detail(self.target, *self.offered_key))
+        self.progress.start("authenticating", f"Logging in as {self.target.username}")
+        super()._authenticate(transport)
+
+
+def _host_key_detail(target: ssh.SshTarget, fingerprint: str, key_type: str) -> str:
+    if target.pinned_fingerprint:
+        return f"Matches the pinned {fingerprint} ({key_type})"
+    return (
+        f"First contact: pinned {fingerprint} ({key_type}). To be sure it is your VM, "
+        f"compare it with `{HOST_KEY_HELP}` run on the VM."
+    )
+
+
+# Where a failure belongs when it surfaces before the step it concerns was reported.
+_FAILED_STEP = {
+    "auth_password": "authenticating",
+    "auth_key": "authenticating",
+    "bad_key": "authenticating",
+    "bad_passphrase": "authenticating",
+    "host_key_changed": "host_key",
+    "not_linux": "preflight",
+}
+
+
+def vm_check_execute(*, operation_id: int) -> None:
+    """Connect, verify the host key, log in and run the preflight; record every step."""
+    operation = ComputeOperation.objects.select_related("target").get(pk=operation_id)
+    target = operation.target
+    if target is None or operation.state != OperationState.RUNNING:
+        return
+    progress = _Progress(operation)
+    timeout = float(settings.COMPUTE_SSH_TIMEOUT)
+    where = ssh_target(target)
+    connection: ssh.SshConnection | None = None
+    try:
+        progress.start("connecting", f"Connecting to {where.address}")
+        if operation.action == "check":
+            connection = ssh.pool.get(where, timeout=timeout)
+            progress.done("connecting", f"Connected to {where.address}")
+            progress.done(
+                "host_key",
+                _host_key_detail(
+                    where, connection.host_key_fingerprint, connection.host_key_type or ""
+                ),
+            )
+        else:
+            # Attaching, new credentials and a re-trusted key log in afresh, step by step.
+            connection = _ObservedConnection(where, progress, timeout)
+            connection.transport  # noqa: B018 - logs in now, reporting each step
+        method = "an SSH key" if target.auth_method == AuthMethod.KEY else "a password"
+        progress.done("authenticating", f"Logged in as {where.username} with {method}")
+        progress.start("preflight", "Looking at the OS, CPUs, memory, disk, GPUs and tools")
+        facts = ssh.preflight(connection)
+    except ssh.SshError as exc:
+        if exc.code == "host_key_changed":
+            _remember_offered_key(target, connection, where, timeout)
+        step = _FAILED_STEP.get(exc.code, progress.current)
+        _operation_finish(operation, progress, error=exc.message, failed_step=step)
+        return
+    except Exception as exc:
+        log.exception("checking compute target %s failed", target.pk)
+        message = (
+            f"Unexpected error while checking {where.address}: {type(exc).__name__}: {exc}. "
+            "Try again; if it persists, the worker log has the details."
+        )
+        _operation_finish(operation, progress, error=message, failed_step=progress.current)
+        return
+    finally:
+        if connection is not None and operation.action != "check":
+            connection.close()
+
+    progress.done("preflight", _facts_summary(facts))
+    warnings = facts.pop("warnings", [])
+    config = {k: v for k, v in target.config.items() if k != "offered_host_key"}
+    ComputeTarget.objects.filter(pk=target.pk).update(
+        state=ComputeState.SUCCEEDED,
+        error="",
+        warnings=warnings,
+        facts=facts,
+        config=config,
+        checked_at=timezone.now(),
+        host_key_fingerprint=connection.host_key_fingerprint,
+        host_key_type=connection.host_key_type or "",
+    )
+    ComputeOperation.objects.filter(pk=operation.pk).update(
+        state=OperationState.SUCCEEDED, finished_at=timezone.now()
+    )
+
+
+def _operation_finish(operation, progress: _Progress, *, error: str, failed_step: str) -> None:
+    error = redact(error)
+    progress.fail(failed_step, error)
+    ComputeOperation.objects.filter(pk=operation.pk).update(
+        state=OperationState.FAILED, error=error, finished_at=timezone.now()
+    )
+    ComputeTarget.objects.filter(pk=operation.target_id).update(
+        state=ComputeState.FAILED, error=error
+    )
+
+
+def _remember_offered_key(target, connection, where: ssh.SshTarget, timeout: float) -> None:
+    """Store the key the VM offers now, so the page can show it and offer to trust it."""
+    if not isinstance(connection, _ObservedConnection):
+        # The pooled connection failed inside the pool: look at the key once more.
+        connection = _ObservedConnection(where, _Progress(None), timeout)
+        try:
+            connection.transport  # noqa: B018 - fails at the host key, after noting it
+        except ssh.SshError:
+            pass
+        finally:
+            connection.close()
+    if connection.offered_key is None:
+        return
+    fingerprint, key_type = connection.offered_key
+    config = dict(target.config)
+    config["offered_host_key"] = {"fingerprint": fingerprint, "type": key_type}
+    ComputeTarget.objects.filter(pk=target.pk).update(config=config)
+
+
+def _facts_summary(facts: dict) -> str:
+    parts = [facts.get("os_name") or facts.get("system") or "Linux"]
+    if facts.get("cpus"):
+        parts.append(f"{facts['cpus']} CPUs")
+    if facts.get("memory_mib"):
+        parts.append(f"{facts['memory_mib'] / 1024:.1f} GiB memory")
+    gpus = facts.get("gpus") or []
+    parts.append(f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}" if gpus else "no GPU")
+    parts.append("Docker usable" if facts.get("docker_usable") else "no usable Docker")
+    return " · ".join(parts)

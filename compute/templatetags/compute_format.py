@@ -1,0 +1,30 @@
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def mib(value) -> str:
+    """Mebibytes as people read them: 512 MiB, 3.8 GiB, 1.2 TiB."""
+    if value in (None, ""):
+        return "—"
+    value = float(value)
+    for unit in ("MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "MiB" else f"{value:.1f} {unit}"
+        value /= 1024
+    return ""
+
+
+OPERATION_LABELS = {
+    "attach": "Attach",
+    "check": "Re-check",
+    "credentials": "New credentials",
+    "retrust": "Re-trust host key",
+    "detach": "Detach",
+}
+
+
+@register.filter
+def operation_label(action: str) -> str:
+    return OPERATION_LABELS.get(action, action.replace("_", " ").capitalize())
