@@ -1,0 +1,41 @@
+"""Clients for the cloud services a compute target can be: Databricks, Azure Batch, Data Lake.
+
+Each module has one client class with the same small surface, the cloud half
+of the compute backend interface:
+
+- `check() -> dict`: reach the service with the credentials, return facts to show
+- `submit(...) -> dict`: start the work, return a JSON-able handle to store
+- `status(handle) -> (state, finished, result)`
+- `log(handle, offset) -> bytes`: the main log from byte `offset` on
+- `output(handle) -> (stdout, stderr)`
+- `cancel(handle)`
+
+Every failure a user can cause or fix is a `CloudError` whose message says what
+to do next. No message or log line ever holds a token or key.
+"""
+
+from __future__ import annotations
+
+from studio.secrets import redact
+
+
+class CloudError(Exception):
+    """A service refused or failed; `code` is stable for programs, `message` is for people."""
+
+    def __init__(self, code: str, message: str, *, secrets: tuple[str, ...] = ()):
+        self.code = code
+        self.message = redact(message, secrets)
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+# The run states (the studio's words) that `status()` maps each service's states onto.
+QUEUED = "Queued"
+PREPARING = "Preparing"
+RUNNING = "Running"
+FINALIZING = "Finalizing"
+COMPLETED = "Completed"
+FAILED = "Failed"
+CANCELED = "Canceled"

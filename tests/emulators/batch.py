@@ -1,0 +1,639 @@
+"""An Azure Batch account emulator: the data-plane REST API the official `azure-batch` calls.
+
+Endpoints (api-version as the client sends it, JSON in the service's shapes):
+- GET  /pools, GET /pools/{poolId}
+- POST /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/terminate
+- POST /jobs/{jobId}/tasks, GET /jobs/{jobId}/tasks, GET /jobs/{jobId}/tasks/{taskId},
+  POST /jobs/{jobId}/tasks/{taskId}/terminate
+- GET / HEAD /jobs/{jobId}/tasks/{taskId}/files/{filePath} (`ocp-range: bytes=a-b`)
+
+Authentication is Shared Key, verified as the service does: the emulator
+builds the same string to sign (verb, the standard headers, the `ocp-*`
+headers, `/account/path`, the sorted query) and compares the HMAC-SHA256 made
+with the account key; a wrong key or account gets 403 AuthenticationFailed.
+
+Scheduling: a job on a pool with nodes gets its tasks run, one task per node
+at a time; on a pool without nodes (or a pool id that does not exist, which
+the service accepts too) tasks stay `active`. A task's command line runs
+without a shell, as on a Linux node (use `/bin/sh -c "..."` for shell syntax),
+in `<task dir>/wd`, with stdout.txt / stderr.txt in the task directory and the
+AZ_BATCH_* variables plus the task's environment settings. States:
+active → preparing → running → completed (executionInfo.result success /
+failure with the exit code). Terminating a task or its job kills the process
+group (failureInfo TaskEnded).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import itertools
+import shlex
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.emulators.base import (
+    EmulatorServer,
+    HttpError,
+    LocalProcess,
+    Request,
+    Response,
+    Ticker,
+    http_date,
+    new_request_id,
+)
+
+SIGNED_HEADERS = (
+    "content-encoding",
+    "content-language",
+    "content-length",
+    "content-md5",
+    "content-type",
+    "date",
+    "if-modified-since",
+    "if-match",
+    "if-none-match",
+    "if-unmodified-since",
+    "range",
+)
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def task_url(base: str, task) -> str:
+    return f"{base}/jobs/{task.job_id}/tasks/{task.id}"
+
+
+class BatchError(HttpError):
+    def __init__(self, status: int, code: str, message: str, values: dict | None = None):
+        body = {
+            "odata.metadata": "https://batch.emulator/$metadata#Microsoft.Azure.Batch.Protocol"
+            ".Entities.Container.errors/@Element",
+            "code": code,
+            "message": {
+                "lang": "en-US",
+                "value": f"{message}\nRequestId:{new_request_id()}\nTime:{iso(time.time())}",
+            },
+        }
+        if values:
+            body["values"] = [{"key": k, "value": v} for k, v in values.items()]
+        super().__init__(status, body, {"request-id": new_request_id()})
+
+
+@dataclass
+class Pool:
+    id: str
+    vm_size: str = "standard_d2s_v3"
+    dedicated_nodes: int = 2
+    low_priority_nodes: int = 0
+    created: float = field(default_factory=time.time)
+
+    def as_json(self, base: str) -> dict:
+        created = iso(self.created)
+        return {
+            "id": self.id,
+            "url": f"{base}/pools/{self.id}",
+            "eTag": f'"0x{int(self.created * 1000):X}"',
+            "lastModified": created,
+            "creationTime": created,
+            "state": "active",
+            "stateTransitionTime": created,
+            "allocationState": "steady",
+            "allocationStateTransitionTime": created,
+            "vmSize": self.vm_size,
+            "resizeTimeout": "PT15M",
+            "currentDedicatedNodes": self.dedicated_nodes,
+            "currentLowPriorityNodes": self.low_priority_nodes,
+            "targetDedicatedNodes": self.dedicated_nodes,
+            "targetLowPriorityNodes": self.low_priority_nodes,
+            "enableAutoScale": False,
+            "enableInterNodeCommunication": False,
+            "taskSlotsPerNode": 1,
+            "taskSchedulingPolicy": {"nodeFillType": "Spread"},
+            "virtualMachineConfiguration": {
+                "imageReference": {
+                    "publisher": "canonical",
+                    "offer": "0001-com-ubuntu-server-jammy",
+                    "sku": "22_04-lts",
+                    "version": "latest",
+                },
+                "nodeAgentSKUId": "batch.node.ubuntu 22.04",
+            },
+        }
+
+
+@dataclass
+class Task:
+    id: str
+    job_id: str
+    command_line: str
+    environment: dict[str, str]
+    created: float = field(default_factory=time.time)
+    state: str = "active"
+    previous_state: str | None = None
+    state_time: float = field(default_factory=time.time)
+    node_id: str | None = None
+    directory: Path | None = None
+    process: LocalProcess | None = None
+    exit_code: int | None = None
+    started: float | None = None
+    ended: float | None = None
+    failure: dict | None = None
+    ready_at: float = 0.0
+
+    def move(self, state: str) -> None:
+        self.previous_state, self.state, self.state_time = self.state, state, time.time()
+
+
+@dataclass
+class Job:
+    id: str
+    pool_id: str
+    created: float = field(default_factory=time.time)
+    state: str = "active"
+    previous_state: str | None = None
+    state_time: float = field(default_factory=time.time)
+    ended: float | None = None
+    terminate_reason: str | None = None
+    on_all_tasks_complete: str = "noaction"
+    tasks: dict[str, Task] = field(default_factory=dict)
+
+    def move(self, state: str) -> None:
+        self.previous_state, self.state, self.state_time = self.state, state, time.time()
+
+
+class BatchEmulator(EmulatorServer):
+    name = "batch"
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        account_name: str = "trainyardbatch",
+        account_key: str | None = None,
+        pools: list[Pool] | None = None,
+        preparing_seconds: float = 0.2,
+    ):
+        super().__init__(root)
+        self.account_name = account_name
+        self.account_key = account_key or base64.b64encode(b"emulator-batch-key-" * 3).decode()
+        self.pools = {
+            p.id: p
+            for p in (
+                pools
+                if pools is not None
+                else [Pool("cpu-pool"), Pool("empty-pool", dedicated_nodes=0)]
+            )
+        }
+        self.jobs: dict[str, Job] = {}
+        self.preparing_seconds = preparing_seconds
+        self._etags = itertools.count(1)
+        self._ticker = Ticker(self._advance, name="batch-scheduler")
+
+    def start(self):
+        super().start()
+        self._ticker.start()
+        return self
+
+    def stop(self) -> None:
+        self._ticker.stop()
+        super().stop()
+
+    def processes(self) -> list[LocalProcess]:
+        return [t.process for j in self.jobs.values() for t in j.tasks.values() if t.process]
+
+    # --- authentication ---
+
+    def string_to_sign(self, request: Request) -> str:
+        headers = {k.lower(): v for k, v in request.headers.items() if v}
+        if request.method not in ("GET", "HEAD"):
+            headers.setdefault("content-length", "0")
+        text = request.method + "\n"
+        text += "\n".join(headers.get(name, "") for name in SIGNED_HEADERS) + "\n"
+        for name in sorted(k for k in headers if k.startswith("ocp-")):
+            text += f"{name}:{headers[name]}\n"
+        text += f"/{self.account_name}{request.raw_path}"
+        query = parse_qs(urlsplit("?" + request.raw_query).query)
+        for name in sorted(query):
+            if query[name][0]:
+                text += f"\n{name}:{query[name][0]}"
+        return text
+
+    def _authenticate(self, request: Request) -> None:
+        header = request.headers.get("Authorization", "")
+        if not header:
+            raise BatchError(
+                401,
+                "MissingRequiredHeader",
+                "The request is missing a required header: Authorization.",
+                {"HeaderName": "Authorization"},
+            )
+        scheme, _, credential = header.partition(" ")
+        account, _, signature = credential.partition(":")
+        expected = base64.b64encode(
+            hmac.new(
+                base64.b64decode(self.account_key),
+                self.string_to_sign(request).encode(),
+                hashlib.sha256,
+            ).digest()
+        ).decode()
+        if (
+            scheme != "SharedKey"
+            or account != self.account_name
+            or not hmac.compare_digest(signature, expected)
+        ):
+            raise BatchError(
+                403,
+                "AuthenticationFailed",
+                "Server failed to authenticate the request. Make sure the value of "
+                "Authorization header is formed correctly including the signature.",
+                {
+                    "AuthenticationErrorDetail": "The MAC signature found in the HTTP request "
+                    f"'{signature}' is not the same as any computed signature."
+                },
+            )
+
+    # --- HTTP ---
+
+    def route(self, request: Request) -> Response:
+        self._authenticate(request)
+        if "api-version" not in request.query:
+            raise BatchError(
+                400,
+                "MissingRequiredQueryParameter",
+                "A query parameter that's mandatory for this request is not specified.",
+                {"QueryParameterName": "api-version"},
+            )
+        parts = [p for p in request.path.split("/") if p]
+        method = request.method
+        with self.lock:
+            if parts == ["pools"] and method == "GET":
+                return self._list([p.as_json(self.url) for p in self.pools.values()], "pools")
+            if len(parts) == 2 and parts[0] == "pools" and method == "GET":
+                return Response(200, self._pool(parts[1]).as_json(self.url), self._headers())
+            if parts == ["jobs"] and method == "POST":
+                return self._job_add(request)
+            if len(parts) >= 2 and parts[0] == "jobs":
+                job = self._job(parts[1])
+                rest = parts[2:]
+                if not rest and method == "GET":
+                    return Response(200, self._job_json(job), self._headers())
+                if rest == ["terminate"] and method == "POST":
+                    return self._job_terminate(job, request)
+                if rest == ["tasks"] and method == "POST":
+                    return self._task_add(job, request)
+                if rest == ["tasks"] and method == "GET":
+                    return self._list([self._task_json(t) for t in job.tasks.values()], "tasks")
+                if len(rest) >= 2 and rest[0] == "tasks":
+                    task = self._task(job, rest[1])
+                    if len(rest) == 2 and method == "GET":
+                        return Response(200, self._task_json(task), self._headers())
+                    if rest[2:] == ["terminate"] and method == "POST":
+                        self._end_task(task, "Task Was Ended by User Request")
+                        return Response(204, None, self._headers())
+                    if len(rest) >= 4 and rest[2] == "files" and method in ("GET", "HEAD"):
+                        return self._task_file(task, "/".join(rest[3:]), request)
+        raise BatchError(
+            400,
+            "InvalidUri",
+            "The requested URI does not represent any resource on the server.",
+            {"UriPath": request.path},
+        )
+
+    def _headers(self, **extra) -> dict:
+        return {
+            "request-id": new_request_id(),
+            "ETag": f'"0x{next(self._etags):X}"',
+            "Last-Modified": http_date(),
+            **extra,
+        }
+
+    def _list(self, items: list[dict], what: str) -> Response:
+        return Response(
+            200,
+            {
+                "odata.metadata": f"{self.url}/$metadata#{what}",
+                "value": items,
+            },
+            {"request-id": new_request_id()},
+        )
+
+    def _pool(self, pool_id: str) -> Pool:
+        pool = self.pools.get(pool_id)
+        if pool is None:
+            raise BatchError(404, "PoolNotFound", "The specified pool does not exist.")
+        return pool
+
+    def _job(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise BatchError(404, "JobNotFound", "The specified job does not exist.")
+        return job
+
+    def _task(self, job: Job, task_id: str) -> Task:
+        task = job.tasks.get(task_id)
+        if task is None:
+            raise BatchError(404, "TaskNotFound", "The specified task does not exist.")
+        return task
+
+    def _job_add(self, request: Request) -> Response:
+        body = request.json()
+        job_id = body.get("id", "")
+        pool_id = (body.get("poolInfo") or {}).get("poolId", "")
+        missing = [name for name, value in (("id", job_id), ("poolInfo", pool_id)) if not value]
+        if missing:
+            raise BatchError(
+                400,
+                "MissingRequiredProperty",
+                "A required property was not specified in the request body.",
+                {"PropertyName": missing[0]},
+            )
+        if job_id in self.jobs:
+            raise BatchError(409, "JobExists", "The specified job already exists.")
+        self.jobs[job_id] = Job(
+            job_id, pool_id, on_all_tasks_complete=body.get("onAllTasksComplete") or "noaction"
+        )
+        return Response(
+            201,
+            None,
+            self._headers(
+                Location=f"{self.url}/jobs/{job_id}", DataServiceId=f"{self.url}/jobs/{job_id}"
+            ),
+        )
+
+    def _job_terminate(self, job: Job, request: Request) -> Response:
+        if job.state in ("completed", "terminating"):
+            raise BatchError(
+                409, "JobCompleted", "The specified job is already in a completed state."
+            )
+        job.move("terminating")
+        job.terminate_reason = request.json().get("terminateReason") or "UserTerminate"
+        for task in job.tasks.values():
+            if task.state in ("preparing", "running"):
+                self._end_task(task, "Task Was Ended by User Request")
+        return Response(202, None, self._headers(DataServiceId=f"{self.url}/jobs/{job.id}"))
+
+    def _task_add(self, job: Job, request: Request) -> Response:
+        if job.state != "active":
+            raise BatchError(
+                409, "JobCompleted", "The specified job is already in a completed state."
+            )
+        body = request.json()
+        task_id = body.get("id", "")
+        if not task_id or not body.get("commandLine"):
+            raise BatchError(
+                400,
+                "MissingRequiredProperty",
+                "A required property was not specified in the request body.",
+                {"PropertyName": "id" if not task_id else "commandLine"},
+            )
+        if task_id in job.tasks:
+            raise BatchError(409, "TaskExists", "The specified task already exists.")
+        env = {e["name"]: e.get("value", "") for e in body.get("environmentSettings") or []}
+        job.tasks[task_id] = Task(task_id, job.id, body["commandLine"], env)
+        return Response(
+            201,
+            None,
+            self._headers(DataServiceId=f"{self.url}/jobs/{job.id}/tasks/{task_id}"),
+        )
+
+    def _task_file(self, task: Task, file_path: str, request: Request) -> Response:
+        if task.directory is None:
+            raise BatchError(
+                409,
+                "OperationInvalidForCurrentState",
+                "The specified operation is not valid for the current state of the resource.",
+            )
+        path = (task.directory / file_path).resolve()
+        if not path.is_relative_to(task.directory.resolve()) or not path.is_file():
+            raise BatchError(404, "FileNotFound", "The specified file does not exist.")
+        data = path.read_bytes()
+        size = len(data)
+        wanted = request.headers.get("ocp-range", "")
+        if wanted.startswith("bytes="):
+            first, _, last = wanted.removeprefix("bytes=").partition("-")
+            start = int(first or 0)
+            end = int(last) if last else size - 1
+            if start >= size and size > 0:
+                raise BatchError(
+                    416,
+                    "InvalidRange",
+                    "The range specified is invalid for the current size of the resource.",
+                )
+            data = data[start : end + 1]
+        headers = self._headers(
+            **{
+                "ocp-creation-time": http_date(task.started),
+                "ocp-batch-file-isdirectory": "false",
+                "ocp-batch-file-url": f"{task_url(self.url, task)}/files/{file_path}",
+                "ocp-batch-file-mode": "0o100644",
+                "Content-Type": "application/octet-stream",
+            }
+        )
+        if request.method == "HEAD":
+            headers["Content-Length"] = str(size)
+            return Response(200, None, headers)
+        return Response(200, data, headers)
+
+    def _job_json(self, job: Job) -> dict:
+        data = {
+            "id": job.id,
+            "url": f"{self.url}/jobs/{job.id}",
+            "eTag": f'"0x{next(self._etags):X}"',
+            "lastModified": iso(job.state_time),
+            "creationTime": iso(job.created),
+            "state": job.state,
+            "stateTransitionTime": iso(job.state_time),
+            "priority": 0,
+            "maxParallelTasks": -1,
+            "allowTaskPreemption": False,
+            "usesTaskDependencies": False,
+            "constraints": {
+                "maxWallClockTime": "P10675199DT2H48M5.4775807S",
+                "maxTaskRetryCount": 0,
+            },
+            "poolInfo": {"poolId": job.pool_id},
+            "onAllTasksComplete": job.on_all_tasks_complete,
+            "onTaskFailure": "noaction",
+            "executionInfo": {"startTime": iso(job.created), "poolId": job.pool_id},
+        }
+        if job.previous_state:
+            data["previousState"] = job.previous_state
+        if job.ended:
+            data["executionInfo"]["endTime"] = iso(job.ended)
+            data["executionInfo"]["terminateReason"] = job.terminate_reason
+        return data
+
+    def _task_json(self, task: Task) -> dict:
+        data = {
+            "id": task.id,
+            "url": f"{self.url}/jobs/{task.job_id}/tasks/{task.id}",
+            "eTag": f'"0x{next(self._etags):X}"',
+            "creationTime": iso(task.created),
+            "lastModified": iso(task.state_time),
+            "state": task.state,
+            "stateTransitionTime": iso(task.state_time),
+            "commandLine": task.command_line,
+            "environmentSettings": [{"name": k, "value": v} for k, v in task.environment.items()],
+            "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}},
+            "constraints": {
+                "maxWallClockTime": "P10675199DT2H48M5.4775807S",
+                "retentionTime": "P7D",
+                "maxTaskRetryCount": 0,
+            },
+            "requiredSlots": 1,
+        }
+        if task.previous_state:
+            data["previousState"] = task.previous_state
+            data["previousStateTransitionTime"] = iso(task.state_time)
+        if task.started:
+            info = {"startTime": iso(task.started), "retryCount": 0, "requeueCount": 0}
+            if task.state == "completed":
+                info["endTime"] = iso(task.ended)
+                info["exitCode"] = task.exit_code
+                info["result"] = (
+                    "success" if task.exit_code == 0 and not task.failure else "failure"
+                )
+                if task.failure:
+                    info["failureInfo"] = task.failure
+            data["executionInfo"] = info
+        if task.node_id:
+            pool_id = self.jobs[task.job_id].pool_id
+            data["nodeInfo"] = {
+                "affinityId": f"TVM:{task.node_id}",
+                "nodeUrl": f"{self.url}/pools/{pool_id}/nodes/{task.node_id}",
+                "poolId": pool_id,
+                "nodeId": task.node_id,
+                "taskRootDirectory": f"workitems/{task.job_id}/job-1/{task.id}",
+                "taskRootDirectoryUrl": f"{self.url}/jobs/{task.job_id}/tasks/{task.id}/files",
+            }
+        return data
+
+    # --- the scheduler ---
+
+    def _advance(self) -> None:
+        with self.lock:
+            now = time.time()
+            for job in self.jobs.values():
+                pool = self.pools.get(job.pool_id)
+                for task in job.tasks.values():
+                    if task.state == "running" and task.process:
+                        code = task.process.poll()
+                        if code is not None:
+                            task.exit_code = code
+                            task.ended = now
+                            if task.process.start_error:
+                                task.failure = {
+                                    "category": "UserError",
+                                    "code": "CommandProgramNotFound",
+                                    "message": f"The specified command program is not found: "
+                                    f"{task.process.start_error}",
+                                }
+                            task.move("completed")
+                    elif task.state == "preparing" and now >= task.ready_at:
+                        self._launch(job, task)
+                if job.state == "active" and pool is not None:
+                    busy = {
+                        t.node_id for t in self._all_tasks() if t.state in ("preparing", "running")
+                    }
+                    free = [n for n in self._nodes(pool) if n not in busy]
+                    for task in job.tasks.values():
+                        if task.state == "active" and free:
+                            task.node_id = free.pop(0)
+                            task.ready_at = now + self.preparing_seconds
+                            task.move("preparing")
+                if (
+                    job.state == "active"
+                    and job.on_all_tasks_complete == "terminatejob"
+                    and job.tasks
+                    and all(t.state == "completed" for t in job.tasks.values())
+                ):
+                    job.terminate_reason = "AllTasksComplete"
+                    job.move("terminating")
+                if job.state == "terminating" and all(
+                    t.state in ("completed", "active") for t in job.tasks.values()
+                ):
+                    job.ended = now
+                    job.move("completed")
+
+    def _all_tasks(self):
+        return [t for j in self.jobs.values() for t in j.tasks.values()]
+
+    def _nodes(self, pool: Pool) -> list[str]:
+        count = pool.dedicated_nodes + pool.low_priority_nodes
+        return [f"tvmps_{pool.id}_{n:02d}" for n in range(count)]
+
+    def _launch(self, job: Job, task: Task) -> None:
+        task.directory = (
+            self.root / "nodes" / task.node_id / "workitems" / job.id / "job-1" / task.id
+        )
+        working = task.directory / "wd"
+        working.mkdir(parents=True, exist_ok=True)
+        env = {
+            "AZ_BATCH_ACCOUNT_NAME": self.account_name,
+            "AZ_BATCH_ACCOUNT_URL": self.url,
+            "AZ_BATCH_POOL_ID": job.pool_id,
+            "AZ_BATCH_NODE_ID": task.node_id,
+            "AZ_BATCH_JOB_ID": job.id,
+            "AZ_BATCH_TASK_ID": task.id,
+            "AZ_BATCH_TASK_DIR": str(task.directory),
+            "AZ_BATCH_TASK_WORKING_DIR": str(working),
+            **task.environment,
+        }
+        try:
+            argv = shlex.split(task.command_line)
+        except ValueError as exc:
+            argv = []
+            task.failure = {
+                "category": "UserError",
+                "code": "CommandLineInvalid",
+                "message": f"The command line cannot be parsed: {exc}",
+            }
+        task.started = time.time()
+        task.move("running")
+        (task.directory / "stdout.txt").touch()
+        (task.directory / "stderr.txt").touch()
+        if not argv:
+            task.exit_code, task.ended = -1, time.time()
+            task.move("completed")
+            return
+        task.process = LocalProcess(
+            argv,
+            cwd=working,
+            stdout_path=task.directory / "stdout.txt",
+            stderr_path=task.directory / "stderr.txt",
+            env=env,
+        )
+        task.process.start()
+
+    def _end_task(self, task: Task, message: str) -> None:
+        if task.state == "completed":
+            return
+        if task.process:
+            task.process.kill()
+            task.exit_code = task.process.poll()
+        task.started = task.started or time.time()
+        task.ended = time.time()
+        task.failure = {"category": "UserError", "code": "TaskEnded", "message": message}
+        task.move("completed")
+
+    def task_directory(self, job_id: str, task_id: str) -> Path | None:
+        """Where a task ran on this machine (its wd/ holds what the command wrote)."""
+        return self.jobs[job_id].tasks[task_id].directory
+
+
+@pytest.fixture
+def batch_emulator(tmp_path):
+    """A running Batch account emulator: `.url`, `.account_name`, `.account_key`, `.pools`."""
+    with BatchEmulator(tmp_path / "batch") as emulator:
+        yield emulator
