@@ -17,6 +17,9 @@ pytest_plugins = [
     "tests.services.sshd",
     "tests.services.netns",
     "tests.services.docker_engine",
+    "tests.emulators.databricks",
+    "tests.emulators.batch",
+    "tests.emulators.datalake",
 ]
 
 

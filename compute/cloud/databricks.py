@@ -302,8 +302,10 @@ class Databricks:
                 "the token's user the permission, or use a token of a user who has it.",
                 secrets=secrets,
             )
-        if isinstance(exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout) or (
-            isinstance(exc, TimeoutError | ValueError) and "host" in text.lower()
+        # The SDK retries connection failures until its retry budget runs out, then
+        # raises TimeoutError.
+        if isinstance(
+            exc, requests.exceptions.ConnectionError | requests.exceptions.Timeout | TimeoutError
         ):
             return CloudError(
                 "unreachable",

@@ -1,0 +1,46 @@
+"""Helpers for the cloud client tests: follow a job to its end, check a process is gone."""
+
+import os
+import time
+
+
+def follow(client, handle: dict, timeout: float = 60) -> tuple[list[str], str, dict]:
+    """Poll `client.status(handle)` until finished: (states seen in order, final state, result)."""
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state, finished, result = client.status(handle)
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        if finished:
+            return seen, state, result
+        time.sleep(0.1)
+    raise AssertionError(f"the job did not finish in {timeout}s; states seen: {seen}")
+
+
+def wait_until(predicate, timeout: float = 30, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def closed_port_url() -> str:
+    """A loopback URL on which nothing listens."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
