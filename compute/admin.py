@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from compute.models import ComputeOperation, ComputeTarget
+from compute.models import ComputeOperation, ComputeTarget, DockerEngine, Node
 
 
 @admin.register(ComputeTarget)
@@ -17,3 +17,17 @@ class ComputeOperationAdmin(admin.ModelAdmin):
     list_display = ["action", "target_name", "workspace", "state", "started_at", "finished_at"]
     list_filter = ["action", "state", "workspace"]
     search_fields = ["target_name"]
+
+
+@admin.register(DockerEngine)
+class DockerEngineAdmin(admin.ModelAdmin):
+    list_display = ["name", "workspace", "url", "checked_at", "created_by"]
+    list_filter = ["workspace"]
+    search_fields = ["name", "url"]
+
+
+@admin.register(Node)
+class NodeAdmin(admin.ModelAdmin):
+    list_display = ["name", "target", "state", "run_id", "engine", "idle_since", "created_at"]
+    list_filter = ["state", "target__workspace"]
+    search_fields = ["name", "container_id", "target__name"]
