@@ -1,3 +1,6 @@
+import hashlib
+import json
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -74,6 +77,33 @@ class Run(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
 
+    # What to run.
+    environment = models.ForeignKey(
+        "Environment", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs"
+    )
+    snapshot = models.ForeignKey(
+        "Snapshot", null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    entry_script = models.CharField(max_length=512, blank=True)
+    arguments = models.JSONField(default=list, blank=True)
+    node_count = models.PositiveIntegerField(default=1)
+    max_duration_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # Regular expressions with named groups: each group is a metric read from stdout.
+    metric_patterns = models.JSONField(default=list, blank=True)
+    stderr_tail = models.TextField(blank=True)
+    cancel_reason = models.TextField(blank=True)
+
+    # Where and how it executes: the backend's handle (paths, process group,
+    # container), which node carries it, and the run monitor holding it.
+    handle = models.JSONField(null=True, blank=True)
+    node_name = models.CharField(max_length=64, blank=True)
+    lease_owner = models.CharField(max_length=128, blank=True, db_index=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # How far the monitor has read the run's metrics file on the target, and
+    # how far it has scanned the stored stdout for metric patterns.
+    metrics_file_offset = models.BigIntegerField(default=0)
+    metrics_stdout_offset = models.BigIntegerField(default=0)
+
     class Meta:
         ordering = ["-created_at"]
         constraints = [
@@ -131,3 +161,84 @@ class Environment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}:{self.version}"
+
+    @property
+    def definition_hash(self) -> str:
+        """What a built copy of the environment on a target is keyed by."""
+        definition = json.dumps(
+            [self.kind, self.interpreter_path, self.pip_requirements, self.conda_yaml],
+            sort_keys=True,
+        )
+        return hashlib.sha256(definition.encode()).hexdigest()[:16]
+
+
+class RunEvent(models.Model):
+    """One step of a run's timeline: the status it entered, when, and why."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    status = models.CharField(max_length=20, choices=RunStatus.choices)
+    message = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.status}"
+
+
+class Snapshot(models.Model):
+    """A captured source directory: a manifest of paths pointing at content-addressed blobs."""
+
+    workspace = models.ForeignKey(
+        "studio.Workspace", on_delete=models.CASCADE, related_name="snapshots"
+    )
+    # sha256 of the manifest: the same tree gives the same snapshot.
+    digest = models.CharField(max_length=64)
+    # [[path, sha256, size, executable], ...] sorted by path.
+    manifest = models.JSONField(default=list)
+    file_count = models.PositiveIntegerField(default=0)
+    total_bytes = models.BigIntegerField(default=0)
+    git = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "digest"], name="snapshot_digest_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.digest[:12]
+
+
+class Metric(models.Model):
+    """One value of a metric series a run logged."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
+    name = models.CharField(max_length=255)
+    step = models.IntegerField()
+    value = models.FloatField()
+    logged_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name", "step", "pk"]
+        indexes = [models.Index(fields=["run", "name", "step"])]
+
+    def __str__(self) -> str:
+        return f"{self.name}[{self.step}]={self.value}"
+
+
+class RunFile(models.Model):
+    """A file the run wrote to ./outputs or ./logs, kept as a blob."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="files")
+    path = models.CharField(max_length=1024)
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+
+    class Meta:
+        ordering = ["path"]
+        constraints = [models.UniqueConstraint(fields=["run", "path"], name="run_file_unique")]
+
+    def __str__(self) -> str:
+        return self.path

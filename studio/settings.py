@@ -178,6 +178,19 @@ BLOB_DIR = DATA_DIR / "blobs"
 LOG_DIR = DATA_DIR / "logs"
 SNAPSHOT_MAX_BYTES = envint("SNAPSHOT_MAX_BYTES", 300 * 1024 * 1024)
 MONITOR_HEARTBEAT_SECONDS = envint("MONITOR_HEARTBEAT_SECONDS", 5)
+# The run monitor: how often it reads each active run, how long its lease on a
+# run lasts (another monitor takes the run over after that), and how long a
+# canceled run gets between SIGTERM and SIGKILL.
+MONITOR_POLL_SECONDS = float(os.getenv("MONITOR_POLL_SECONDS", "0.25"))
+MONITOR_LEASE_SECONDS = envint("MONITOR_LEASE_SECONDS", 15)
+RUN_CANCEL_GRACE_SECONDS = envint("RUN_CANCEL_GRACE_SECONDS", 10)
+# A run still preparing after this long lost its worker and is queued again.
+RUN_START_TIMEOUT_SECONDS = envint("RUN_START_TIMEOUT_SECONDS", 300)
+RUN_DISPATCH_SECONDS = envint("RUN_DISPATCH_SECONDS", 3)
+CELERY_BEAT_SCHEDULE["runs-dispatch"] = {
+    "task": "runs.tasks.runs_dispatch",
+    "schedule": float(RUN_DISPATCH_SECONDS),
+}
 # How often a live log viewer checks storage and the run status on its own, in
 # case a wake-up through Redis was lost.
 LOG_POLL_SECONDS = envint("LOG_POLL_SECONDS", 2)

@@ -1,0 +1,43 @@
+"""Compute backends: one small interface, one module per kind of target.
+
+Every backend offers `check()` (facts about the target), `prepare(spec,
+local_blob)` (upload what the target lacks) and `launch(spec, handle)` (start
+detached, return the handle), `poll(handle, offsets)` (status and new output
+in one round trip; `stream` and `status` are its halves), `cancel(handle,
+grace)` and `collect(handle)` (a tar of ./outputs and ./logs). Views, tasks
+and the run monitor speak only to this interface.
+"""
+
+from __future__ import annotations
+
+from compute.backends.base import LOG_STREAMS, STREAMS, BackendError, LaunchSpec, Poll
+from compute.models import ComputeKind
+
+__all__ = ["LOG_STREAMS", "STREAMS", "BackendError", "LaunchSpec", "Poll", "backend_for"]
+
+RUNNABLE_KINDS = (ComputeKind.LOCAL, ComputeKind.VM, ComputeKind.CLUSTER)
+
+
+def backend_for(target, *, node=None, handle: dict | None = None):
+    """The backend for a target (and, on a cluster, the node carrying the run)."""
+    if target.kind == ComputeKind.LOCAL:
+        from compute.backends.local import LocalBackend
+
+        return LocalBackend()
+    if target.kind == ComputeKind.VM:
+        from compute.backends.vm import VmBackend
+
+        return VmBackend(target, root=(handle or {}).get("root", ""))
+    if target.kind == ComputeKind.CLUSTER:
+        from compute.backends.cluster import NodeBackend
+        from compute.models import Node
+
+        if node is None and handle is not None:
+            node = Node.objects.filter(pk=handle.get("node_id")).select_related("engine").first()
+        if node is None:
+            raise BackendError(f"The node that ran this run on {target.name} no longer exists.")
+        return NodeBackend(target, node)
+    raise BackendError(
+        f"Script runs on {target.get_kind_display()} targets are not supported: "
+        "choose the local target, a VM or a compute cluster."
+    )

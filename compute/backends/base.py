@@ -1,0 +1,57 @@
+"""The one small interface every compute backend offers to runs, and what it passes around."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+# The files a run writes on its target, in the order a poll returns them.
+# `prepare` is the snapshot unpacking and environment build, `metrics` the
+# JSON lines of the trainyard helper; the others are the script's output.
+STREAMS = ("prepare", "stdout", "stderr", "metrics")
+LOG_STREAMS = ("prepare", "stdout", "stderr")
+
+
+class BackendError(Exception):
+    """The target could not do what was asked; the message says what to check.
+
+    `unreachable` marks failures to reach the target at all (the run may be
+    fine there), as opposed to the target refusing or failing the request.
+    """
+
+    def __init__(self, message: str, *, unreachable: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.unreachable = unreachable
+
+
+@dataclass
+class LaunchSpec:
+    run_id: int
+    manifest: list[list]
+    entry_script: str
+    arguments: list[str] = field(default_factory=list)
+    # "" (use `interpreter` as it is), "pip" or "conda" (build once per env_hash).
+    env_kind: str = ""
+    env_name: str = ""
+    env_hash: str = ""
+    interpreter: str = "python3"
+    pip_requirements: str = ""
+    conda_yaml: str = ""
+    conda: str = "conda"
+    docker_image: str = ""
+    # The Python that unpacks the snapshot and builds venvs, outside any container.
+    host_python: str = "python3"
+
+    @property
+    def container_name(self) -> str:
+        return f"trainyard-run-{self.run_id}"
+
+
+@dataclass
+class Poll:
+    """What one look at a run found: `running`, `exited` (with exit_code) or `lost`."""
+
+    state: str
+    exit_code: int | None
+    started: bool
+    chunks: dict[str, bytes]

@@ -1,0 +1,66 @@
+"""Managed-cluster nodes: a run executes inside its node's container, through `docker exec`."""
+
+from __future__ import annotations
+
+import requests
+from docker.errors import DockerException, NotFound
+
+from compute.backends.base import BackendError
+from compute.backends.posix import PosixBackend
+
+NODE_ROOT = "/var/lib/trainyard"
+
+
+class NodeBackend(PosixBackend):
+    kind = "amlcompute"
+
+    def __init__(self, target, node) -> None:
+        self.target = target
+        self.node = node
+        self.root = NODE_ROOT
+
+    def describe(self) -> str:
+        return f"node {self.node.name} of cluster {self.target.name}"
+
+    def container(self):
+        from compute.scheduler import node_docker
+
+        try:
+            return node_docker(self.node).containers.get(self.node.container_id)
+        except NotFound:
+            raise BackendError(f"The container of {self.describe()} is gone.") from None
+        except (DockerException, OSError, requests.RequestException) as exc:
+            raise BackendError(
+                f"Cannot reach the Docker engine of {self.describe()}: {exc}", unreachable=True
+            ) from None
+        except Exception as exc:
+            # compute.engines.EngineError: the engine is unknown or unreachable.
+            raise BackendError(str(exc), unreachable=True) from None
+
+    def exec(self, script_text, args, *, stdin=None, timeout=60):
+        if stdin is not None:
+            raise ValueError("docker exec here takes no input: use put_tar")
+        try:
+            result = self.container().exec_run(["sh", "-c", script_text, "sh", *args], demux=True)
+        except (DockerException, OSError, requests.RequestException) as exc:
+            raise BackendError(
+                f"docker exec on {self.describe()} failed: {exc}", unreachable=True
+            ) from None
+        out, err = result.output
+        return result.exit_code, out or b"", err or b""
+
+    def put_tar(self, dest, data):
+        code, _, err = self.exec('mkdir -p "$1"', [dest])
+        if code != 0:
+            raise BackendError(f"Could not create {dest} on {self.describe()}: {err!r}")
+        try:
+            self.container().put_archive(dest, data)
+        except (DockerException, OSError, requests.RequestException) as exc:
+            raise BackendError(
+                f"Copying files to {self.describe()} failed: {exc}", unreachable=True
+            ) from None
+
+    def check(self) -> dict:
+        code, out, _ = self.exec("python3 -V; nproc", [])
+        lines = out.decode().split("\n")
+        return {"python3": lines[0].split()[-1] if code == 0 else None, "cpus": lines[1:2]}

@@ -1,0 +1,120 @@
+"""The local target: runs execute as processes on the Trainyard server itself.
+
+Snapshot blobs are already here, so nothing is uploaded, and status and
+output are read straight from the run's files instead of through a shell.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import tarfile
+from io import BytesIO
+from pathlib import Path
+
+from django.conf import settings
+
+from compute.backends.base import STREAMS, BackendError, Poll
+from compute.backends.posix import POLL_LIMIT, PosixBackend
+
+
+class LocalBackend(PosixBackend):
+    kind = "local"
+
+    def __init__(self) -> None:
+        self.root = str(Path(settings.DATA_DIR) / "local-target")
+
+    def describe(self) -> str:
+        return "the local target"
+
+    def blob_dir(self) -> str:
+        return str(settings.BLOB_DIR)
+
+    def exec(self, script_text, args, *, stdin=None, timeout=60):
+        try:
+            result = subprocess.run(
+                ["sh", "-c", script_text, "sh", *args],
+                input=stdin,
+                capture_output=True,
+                timeout=timeout,
+                cwd=self.root if os.path.isdir(self.root) else None,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BackendError(f"A command on the local target took over {timeout} s.") from exc
+        return result.returncode, result.stdout, result.stderr
+
+    def put_tar(self, dest, data):
+        Path(dest).mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=BytesIO(data)) as tar:
+            tar.extractall(dest, filter="data")
+
+    def ensure_root(self) -> None:
+        Path(self.root).mkdir(parents=True, exist_ok=True)
+
+    def upload_blobs(self, manifest, local_blob):
+        return {"uploaded_files": 0, "uploaded_bytes": 0, "reused_files": len(manifest)}
+
+    def check(self) -> dict:
+        usage = shutil.disk_usage(settings.DATA_DIR)
+        return {
+            "system": platform.system(),
+            "os_name": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python3": shutil.which("python3"),
+            "docker": shutil.which("docker"),
+            "disk_free_mib": usage.free // (1024 * 1024),
+        }
+
+    def poll(self, handle, offsets):
+        ctl = Path(handle["run_dir"]) / "ctl"
+        pgid = _read_int(ctl / "pid") or 0
+        alive = pgid > 0 and _group_alive(pgid)
+        exit_code = _read_int(ctl / "exit_code")
+        chunks = {}
+        for name in STREAMS:
+            try:
+                with open(ctl / name, "rb") as f:
+                    f.seek(offsets.get(name, 0))
+                    chunks[name] = f.read(POLL_LIMIT)
+            except FileNotFoundError:
+                chunks[name] = b""
+        if exit_code is not None:
+            state = "exited"
+        elif alive or pgid == 0:
+            state = "running"
+        else:
+            state = "lost"
+        return Poll(
+            state=state, exit_code=exit_code, started=(ctl / "started").exists(), chunks=chunks
+        )
+
+    def collect(self, handle):
+        wd = Path(handle["run_dir"]) / "wd"
+        buffer = BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            for name in ("outputs", "logs"):
+                if (wd / name).is_dir():
+                    tar.add(wd / name, arcname=name)
+        return buffer.getvalue()
+
+    def cleanup(self, handle):
+        shutil.rmtree(handle["run_dir"], ignore_errors=True)
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

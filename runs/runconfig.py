@@ -1,0 +1,100 @@
+"""The `az ml` runconfig YAML (`.azureml/<target>.runconfig`): read it into submit fields.
+
+Only the keys a script run uses are read; others (data references, Spark
+settings, ...) are ignored, as the CLI ignores what a target does not need.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+import yaml
+
+SUPPORTED_FRAMEWORKS = ("python",)
+
+
+class RunConfigError(Exception):
+    """The file cannot be used; the message names the key and what to change."""
+
+
+@dataclass
+class EnvironmentSpec:
+    name: str = ""
+    interpreter_path: str = ""
+    user_managed: bool = False
+    conda_yaml: str = ""
+    docker_image: str = ""
+
+
+@dataclass
+class RunConfig:
+    script: str = ""
+    arguments: list[str] = field(default_factory=list)
+    target: str = ""
+    framework: str = "Python"
+    max_duration_seconds: int | None = None
+    node_count: int | None = None
+    environment: EnvironmentSpec | None = None
+
+
+def _int(value, key: str) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise RunConfigError(f"{key} must be a whole number, not {value!r}.") from None
+    if number < 0:
+        raise RunConfigError(f"{key} must not be negative.")
+    return number
+
+
+def parse_runconfig(text: str) -> RunConfig:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise RunConfigError(
+            f"The runconfig is not valid YAML{where}: fix it and upload again."
+        ) from None
+    if not isinstance(data, dict):
+        raise RunConfigError(
+            "The runconfig must be a YAML mapping with keys such as script, arguments, target."
+        )
+    config = RunConfig()
+    config.script = str(data.get("script") or "")
+    arguments = data.get("arguments") or []
+    if isinstance(arguments, str):
+        arguments = shlex.split(arguments)
+    if not isinstance(arguments, list):
+        raise RunConfigError("arguments must be a list, e.g. [--epochs, 10].")
+    config.arguments = [str(a) for a in arguments]
+    config.target = str(data.get("target") or "")
+    config.framework = str(data.get("framework") or "Python")
+    if config.framework.lower() not in SUPPORTED_FRAMEWORKS:
+        raise RunConfigError(
+            f"framework {config.framework} is not supported for script runs here: use Python "
+            "(PySpark jobs run on an HDInsight target)."
+        )
+    config.max_duration_seconds = _int(data.get("maxRunDurationSeconds"), "maxRunDurationSeconds")
+    config.node_count = _int(data.get("nodeCount"), "nodeCount")
+
+    env = data.get("environment")
+    if isinstance(env, dict):
+        spec = EnvironmentSpec(name=str(env.get("name") or ""))
+        python = env.get("python") or {}
+        if isinstance(python, dict):
+            spec.interpreter_path = str(python.get("interpreterPath") or "")
+            spec.user_managed = bool(python.get("userManagedDependencies"))
+            conda = python.get("condaDependencies")
+            if conda and not spec.user_managed:
+                spec.conda_yaml = yaml.safe_dump(conda, sort_keys=False)
+        docker = env.get("docker") or {}
+        if isinstance(docker, dict) and docker.get("enabled"):
+            spec.docker_image = str(docker.get("baseImage") or "")
+            if not spec.docker_image:
+                raise RunConfigError("environment.docker.enabled is true but baseImage is empty.")
+        config.environment = spec
+    return config

@@ -1,0 +1,645 @@
+"""Experiments, environments, snapshots and runs: everything that changes their state.
+
+A run moves through its statuses only by `run_transition`, a conditional
+update that also records the step on the run's timeline and tells live
+viewers. Starting a run (`run_start`) is a short Celery task: it uploads what
+the target lacks and launches the run detached; the run monitor follows it
+from there (runs/monitor.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shlex
+import tarfile
+import tempfile
+from datetime import timedelta
+from io import BytesIO
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from compute.backends import LOG_STREAMS, RUNNABLE_KINDS, BackendError, LaunchSpec, backend_for
+from compute.models import ComputeKind, ComputeState, ComputeTarget
+from runs import live, logstore, snapshots
+from runs.models import (
+    FINAL_STATUSES,
+    Environment,
+    EnvironmentKind,
+    Experiment,
+    Metric,
+    Run,
+    RunEvent,
+    RunFile,
+    RunStatus,
+    Snapshot,
+)
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,249}$")
+ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+# Statuses in which the run's process may exist on its target.
+ACTIVE_STATUSES = (
+    RunStatus.STARTING,
+    RunStatus.RUNNING,
+    RunStatus.CANCEL_REQUESTED,
+    RunStatus.NOT_RESPONDING,
+    RunStatus.FINALIZING,
+)
+STDERR_TAIL_LINES = 20
+
+
+class RunError(Exception):
+    """A request that cannot be done as asked; the message says what to do instead."""
+
+
+# --- experiments -------------------------------------------------------------------------
+
+
+def experiment_name_problem(name: str) -> str:
+    if not EXPERIMENT_NAME.match(name or ""):
+        return (
+            "An experiment name has 1–250 characters: letters, digits, dashes and underscores, "
+            "starting with a letter or digit (e.g. mnist-baseline)."
+        )
+    return ""
+
+
+def experiment_create(*, workspace, name: str, user, description: str = "") -> Experiment:
+    problem = experiment_name_problem(name)
+    if problem:
+        raise RunError(problem)
+    try:
+        with transaction.atomic():
+            return Experiment.objects.create(
+                workspace=workspace, name=name, description=description, created_by=user
+            )
+    except IntegrityError:
+        raise RunError(
+            f"An experiment named {name} already exists in this workspace: open it, "
+            "or choose another name."
+        ) from None
+
+
+def experiment_get_or_create(*, workspace, name: str, user) -> Experiment:
+    existing = Experiment.objects.filter(workspace=workspace, name=name).first()
+    return existing or experiment_create(workspace=workspace, name=name, user=user)
+
+
+# --- environments ------------------------------------------------------------------------
+
+
+def environment_create(
+    *,
+    workspace,
+    name: str,
+    kind: str,
+    description: str = "",
+    interpreter_path: str = "",
+    pip_requirements: str = "",
+    conda_yaml: str = "",
+    docker_image: str = "",
+) -> Environment:
+    """A new environment, or a new version of an existing name."""
+    if not ENVIRONMENT_NAME.match(name or ""):
+        raise RunError(
+            "An environment name has letters, digits, dots, dashes and underscores, starting "
+            "with a letter or digit (e.g. sklearn-1.5)."
+        )
+    if kind == EnvironmentKind.CURATED:
+        raise RunError(
+            "Curated environments come with Trainyard; create a user- or system-managed one."
+        )
+    if kind == EnvironmentKind.SYSTEM_MANAGED and not (
+        pip_requirements.strip() or conda_yaml.strip()
+    ):
+        raise RunError(
+            "A system-managed environment is built from a pip requirements list or a conda "
+            "environment file: fill in one of them (or choose user-managed)."
+        )
+    if pip_requirements.strip() and conda_yaml.strip():
+        raise RunError("Give either pip requirements or a conda file, not both.")
+    with transaction.atomic():
+        latest = Environment.objects.filter(workspace=workspace, name=name).aggregate(
+            v=Max("version")
+        )["v"]
+        return Environment.objects.create(
+            workspace=workspace,
+            name=name,
+            version=(latest or 0) + 1,
+            kind=kind,
+            description=description,
+            interpreter_path=interpreter_path.strip(),
+            pip_requirements=pip_requirements,
+            conda_yaml=conda_yaml,
+            docker_image=docker_image.strip(),
+        )
+
+
+def environment_from_runconfig(*, workspace, spec) -> Environment:
+    """The workspace environment a runconfig's `environment:` describes, created if new."""
+    kind = (
+        EnvironmentKind.USER_MANAGED
+        if spec.user_managed or not spec.conda_yaml
+        else (EnvironmentKind.SYSTEM_MANAGED)
+    )
+    candidate = Environment(
+        kind=kind,
+        interpreter_path=spec.interpreter_path if kind == EnvironmentKind.USER_MANAGED else "",
+        conda_yaml=spec.conda_yaml,
+        docker_image=spec.docker_image,
+    )
+    for env in Environment.objects.filter(
+        Q(workspace=workspace) | Q(workspace__isnull=True), docker_image=spec.docker_image
+    ):
+        if env.definition_hash == candidate.definition_hash:
+            return env
+    name = spec.name or f"runconfig-{candidate.definition_hash[:8]}"
+    if not ENVIRONMENT_NAME.match(name):
+        name = f"runconfig-{candidate.definition_hash[:8]}"
+    return environment_create(
+        workspace=workspace,
+        name=name,
+        kind=kind,
+        description="Created from a runconfig file.",
+        interpreter_path=candidate.interpreter_path,
+        conda_yaml=spec.conda_yaml,
+        docker_image=spec.docker_image,
+    )
+
+
+# --- snapshots ---------------------------------------------------------------------------
+
+
+def snapshot_create(
+    *, workspace, root: Path, use_cache: bool = False
+) -> tuple[Snapshot, snapshots.Capture]:
+    """Capture a folder: store new blobs, and the snapshot (reused when the tree is the same)."""
+    capture = snapshots.capture_dir(root, use_cache=use_cache)
+    if not capture.manifest:
+        raise RunError(
+            "The source folder has no files to snapshot (after .amlignore / .gitignore): "
+            "choose the folder with your training script."
+        )
+    snapshot, _ = Snapshot.objects.get_or_create(
+        workspace=workspace,
+        digest=capture.digest,
+        defaults={
+            "manifest": capture.manifest,
+            "file_count": len(capture.manifest),
+            "total_bytes": capture.total_bytes,
+            "git": capture.git,
+        },
+    )
+    return snapshot, capture
+
+
+def snapshot_from_upload(
+    *, workspace, files: list[tuple[str, object]] | None = None, archive=None
+) -> tuple[Snapshot, snapshots.Capture]:
+    """A snapshot of a folder chosen in the browser, or of an uploaded archive."""
+    with tempfile.TemporaryDirectory(prefix="snapshot-", dir=settings.DATA_DIR) as tmp:
+        root = Path(tmp)
+        if archive is not None:
+            snapshots.extract_archive(archive, archive.name, root)
+        if files:
+            snapshots.write_uploaded_files(files, root)
+        return snapshot_create(workspace=workspace, root=root)
+
+
+def snapshot_has(snapshot: Snapshot, path: str) -> bool:
+    return any(entry[0] == path for entry in snapshot.manifest)
+
+
+# --- submitting --------------------------------------------------------------------------
+
+
+def parse_tags(text: str) -> dict[str, str]:
+    """`key=value, other=thing` (or one per line) into a dict."""
+    tags: dict[str, str] = {}
+    for part in re.split(r"[,\n]", text or ""):
+        part = part.strip()
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        if not key.strip():
+            raise RunError(f"The tag {part!r} has no name: write tags as name=value.")
+        tags[key.strip()] = value.strip()
+    return tags
+
+
+def parse_metric_patterns(text: str) -> list[str]:
+    """One regular expression per line; each named group is a metric read from stdout."""
+    patterns = []
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            compiled = re.compile(line)
+        except re.error as exc:
+            raise RunError(
+                f"The metric pattern {line!r} is not a valid regular expression: {exc}."
+            ) from None
+        if not set(compiled.groupindex) - {"step"}:
+            raise RunError(
+                f"The metric pattern {line!r} has no named group: name the value's group after "
+                r"the metric, e.g. loss=(?P<loss>[0-9.]+)."
+            )
+        patterns.append(line)
+    return patterns
+
+
+def run_submit(
+    *,
+    workspace,
+    user,
+    experiment: Experiment,
+    target: ComputeTarget,
+    snapshot: Snapshot,
+    entry_script: str,
+    environment: Environment,
+    arguments: list[str] | None = None,
+    node_count: int = 1,
+    max_duration_seconds: int | None = None,
+    tags: dict | None = None,
+    metric_patterns: list[str] | None = None,
+    display_name: str = "",
+) -> Run:
+    """Create the run (Queued) and start it once the transaction commits."""
+    if experiment.workspace_id != workspace.pk or target.workspace_id != workspace.pk:
+        raise RunError("The experiment and the compute target must belong to this workspace.")
+    if environment.workspace_id not in (None, workspace.pk):
+        raise RunError("That environment belongs to another workspace.")
+    if target.kind not in RUNNABLE_KINDS:
+        raise RunError(
+            f"{target.name} is a {target.get_kind_display()} target, which runs pipeline steps, "
+            "not script runs: choose the local target, a VM or a compute cluster."
+        )
+    if target.state != ComputeState.SUCCEEDED and target.kind != ComputeKind.CLUSTER:
+        raise RunError(f"{target.name} is {target.state}: wait until it is ready, or fix it.")
+    if not snapshot_has(snapshot, entry_script):
+        scripts = [e[0] for e in snapshot.manifest if e[0].endswith(".py")][:10]
+        listed = ", ".join(scripts) if scripts else "none"
+        raise RunError(
+            f"The entry script {entry_script} is not in the source folder. Python files in it: "
+            f"{listed}."
+        )
+    if node_count != 1:
+        raise RunError("Multi-node runs are not supported yet: use a node count of 1.")
+    if target.kind == ComputeKind.CLUSTER and environment.docker_image:
+        raise RunError(
+            "Cluster nodes run the environment's Python directly: choose an environment "
+            "without a Docker image for a compute cluster."
+        )
+    if environment.docker_image and environment.conda_yaml.strip():
+        raise RunError("An environment with a Docker image can use pip requirements, not conda.")
+    for pattern in metric_patterns or []:
+        parse_metric_patterns(pattern)
+
+    for _attempt in range(5):
+        try:
+            with transaction.atomic():
+                number = (
+                    Run.objects.filter(experiment=experiment).aggregate(n=Max("number"))["n"] or 0
+                ) + 1
+                run = Run.objects.create(
+                    workspace=workspace,
+                    experiment=experiment,
+                    number=number,
+                    display_name=display_name,
+                    target=target,
+                    target_name=target.name,
+                    tags=tags or {},
+                    submitted_by=user,
+                    environment=environment,
+                    snapshot=snapshot,
+                    entry_script=entry_script,
+                    arguments=list(arguments or []),
+                    node_count=node_count,
+                    max_duration_seconds=max_duration_seconds,
+                    metric_patterns=list(metric_patterns or []),
+                )
+                RunEvent.objects.create(run=run, status=RunStatus.NOT_STARTED)
+                run_transition(
+                    run.pk,
+                    RunStatus.QUEUED,
+                    allowed_from=[RunStatus.NOT_STARTED],
+                    message=f"Submitted to {target.name}",
+                )
+                transaction.on_commit(lambda pk=run.pk: _enqueue_start(pk))
+        except IntegrityError:
+            continue
+        run.refresh_from_db()
+        return run
+    raise RunError("Too many runs were submitted to this experiment at once: try again.")
+
+
+def _enqueue_start(run_id: int) -> None:
+    from runs.tasks import start_run
+
+    start_run.delay(run_id)
+
+
+# --- status changes ----------------------------------------------------------------------
+
+
+def run_transition(run_id: int, status: str, *, allowed_from, message: str = "", **fields) -> bool:
+    """Move the run to `status` if it is in one of `allowed_from`; record it on the timeline."""
+    now = timezone.now()
+    updates = {"status": status, **fields}
+    if status in FINAL_STATUSES:
+        updates.setdefault("ended_at", now)
+        updates.setdefault("lease_owner", "")
+    with transaction.atomic():
+        changed = Run.objects.filter(pk=run_id, status__in=list(allowed_from)).update(**updates)
+        if changed:
+            RunEvent.objects.create(run_id=run_id, status=status, message=message, at=now)
+            transaction.on_commit(lambda: live.notify_status(run_id, status))
+    return bool(changed)
+
+
+def run_status(run_id: int) -> str | None:
+    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+
+
+def launch_spec(run: Run) -> LaunchSpec:
+    env = run.environment
+    target = run.target
+    assert env is not None and run.snapshot is not None and target is not None
+    if env.kind == EnvironmentKind.SYSTEM_MANAGED:
+        env_kind = "conda" if env.conda_yaml.strip() else "pip"
+    else:
+        env_kind = ""
+    return LaunchSpec(
+        run_id=run.pk,
+        manifest=run.snapshot.manifest,
+        entry_script=run.entry_script,
+        arguments=list(run.arguments),
+        env_kind=env_kind,
+        env_name=str(env),
+        env_hash=env.definition_hash,
+        interpreter=env.interpreter_path or "python3",
+        pip_requirements=env.pip_requirements,
+        conda_yaml=env.conda_yaml,
+        conda=(target.facts or {}).get("conda") or "conda",
+        docker_image=env.docker_image,
+    )
+
+
+def run_start(*, run_id: int) -> None:
+    """Claim a queued run, get it a node, upload what the target lacks, launch it detached."""
+    if not run_transition(
+        run_id, RunStatus.PREPARING, allowed_from=[RunStatus.QUEUED], status_reason=""
+    ):
+        return
+    run = Run.objects.select_related("target", "environment", "snapshot").get(pk=run_id)
+    target = run.target
+    if target is None:
+        run_transition(
+            run_id,
+            RunStatus.FAILED,
+            allowed_from=[RunStatus.PREPARING],
+            error="The compute target was detached before the run started.",
+        )
+        return
+    node = None
+    if target.kind == ComputeKind.CLUSTER:
+        from compute.scheduler import cluster_wait_reason, node_request
+
+        node = node_request(target=target, run_id=run_id)
+        if node is None:
+            reason = f"Waiting for a node of {target.name}: {cluster_wait_reason(target)}"
+            _back_to_queue(run_id, reason)
+            return
+        Run.objects.filter(pk=run_id).update(node_name=node.name)
+    try:
+        backend = backend_for(target, node=node)
+        spec = launch_spec(run)
+        handle = backend.prepare(spec, snapshots.blob_path)
+        handle["node_id"] = node.pk if node else None
+        # Where this attempt's output starts in storage: a requeued run goes on after
+        # what its earlier attempt printed. Per stream: [target offset, stored offset].
+        handle["log_offsets"] = {s: [0, logstore.size(run_id, s)] for s in LOG_STREAMS}
+        moved = f"{handle['uploaded_files']} changed file(s) uploaded"
+        if handle["uploaded_bytes"]:
+            moved += f" ({snapshots.human_bytes(handle['uploaded_bytes'])})"
+        moved += f", {handle['reused_files']} already on the target"
+        if not run_transition(
+            run_id,
+            RunStatus.STARTING,
+            allowed_from=[RunStatus.PREPARING],
+            message=moved,
+            handle=handle,
+        ):
+            _stopped_before_launch(run_id)
+            return
+        handle = backend.launch(spec, handle)
+        # Stored whatever the status is now, so a cancel that came meanwhile can reach it.
+        Run.objects.filter(pk=run_id).update(handle=handle)
+    except BackendError as exc:
+        if node is not None:
+            from compute.scheduler import node_release
+
+            node_release(run_id=run_id)
+        if exc.unreachable:
+            _back_to_queue(run_id, f"Target unreachable, retrying: {exc.message}")
+        else:
+            run_transition(
+                run_id,
+                RunStatus.FAILED,
+                allowed_from=[RunStatus.PREPARING, RunStatus.STARTING, RunStatus.CANCEL_REQUESTED],
+                error=exc.message,
+                message=exc.message,
+            )
+
+
+def _back_to_queue(run_id: int, reason: str) -> None:
+    if not run_transition(
+        run_id,
+        RunStatus.QUEUED,
+        allowed_from=[RunStatus.PREPARING, RunStatus.STARTING],
+        message=reason,
+        status_reason=reason,
+        handle=None,
+    ):
+        _stopped_before_launch(run_id)
+
+
+def _stopped_before_launch(run_id: int) -> None:
+    """A cancel arrived while the run was being prepared: nothing runs yet, so it is done."""
+    if run_transition(
+        run_id,
+        RunStatus.CANCELED,
+        allowed_from=[RunStatus.CANCEL_REQUESTED],
+        message="Canceled before the run started",
+    ):
+        run_release_node(run_id=run_id)
+
+
+def run_release_node(*, run_id: int) -> None:
+    from compute.scheduler import node_release
+
+    node_release(run_id=run_id)
+
+
+def run_cancel(*, run: Run, user=None, reason: str = "") -> bool:
+    """Ask for the run to stop: at once if nothing runs yet, else through the run monitor."""
+    why = reason or (f"Canceled by {user.username}" if user is not None else "Canceled")
+    if run_transition(
+        run.pk,
+        RunStatus.CANCELED,
+        allowed_from=[RunStatus.NOT_STARTED, RunStatus.QUEUED],
+        message=why,
+        cancel_reason=why,
+    ):
+        run_release_node(run_id=run.pk)
+        return True
+    return run_transition(
+        run.pk,
+        RunStatus.CANCEL_REQUESTED,
+        allowed_from=[
+            RunStatus.PREPARING,
+            RunStatus.STARTING,
+            RunStatus.RUNNING,
+            RunStatus.NOT_RESPONDING,
+        ],
+        message=why,
+        cancel_reason=why,
+    )
+
+
+def run_requeue(*, run_id: int, reason: str) -> bool:
+    """Put a run whose node was preempted back in the queue, to start again on another node."""
+    requeued = run_transition(
+        run_id,
+        RunStatus.QUEUED,
+        allowed_from=[RunStatus.STARTING, RunStatus.RUNNING, RunStatus.NOT_RESPONDING],
+        message=f"Requeued: {reason}",
+        status_reason=f"Requeued: {reason}",
+        handle=None,
+        lease_owner="",
+        node_name="",
+    )
+    if requeued:
+        transaction.on_commit(lambda: _enqueue_start(run_id))
+    return requeued
+
+
+def run_fail(*, run_id: int, reason: str) -> bool:
+    failed = run_transition(
+        run_id, RunStatus.FAILED, allowed_from=ACTIVE_STATUSES, message=reason, error=reason
+    )
+    if failed:
+        run_release_node(run_id=run_id)
+    return failed
+
+
+def runs_dispatch() -> int:
+    """Start queued runs again (a node may be free, a target back) and rescue stuck ones."""
+    now = timezone.now()
+    queued = list(Run.objects.filter(status=RunStatus.QUEUED).values_list("pk", flat=True))
+    for run_id in queued:
+        _enqueue_start(run_id)
+    stale = now - timedelta(seconds=settings.RUN_START_TIMEOUT_SECONDS)
+    for run in Run.objects.filter(
+        status__in=[RunStatus.PREPARING, RunStatus.STARTING], handle__isnull=True
+    ):
+        last = run.events.order_by("-at").first()
+        if last is not None and last.at < stale:
+            _back_to_queue(run.pk, "The worker starting the run stopped; trying again")
+    for run in Run.objects.filter(status=RunStatus.CANCEL_REQUESTED, handle__isnull=True):
+        last = run.events.order_by("-at").first()
+        if last is not None and last.at < stale:
+            _stopped_before_launch(run.pk)
+    return len(queued)
+
+
+# --- what the run monitor records --------------------------------------------------------
+
+
+def metrics_record(
+    *,
+    run: Run,
+    records: list[dict],
+    file_offset: int | None = None,
+    stdout_offset: int | None = None,
+) -> None:
+    """Store metric values and tags, and how far their sources were read, together."""
+    with transaction.atomic():
+        steps: dict[str, int] = {}
+        rows = []
+        tags = {}
+        for record in records:
+            if "tag" in record:
+                tags[str(record["tag"])] = str(record.get("value", ""))
+                continue
+            name = str(record.get("metric", ""))[:255]
+            try:
+                value = float(record["value"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if not name:
+                continue
+            step = record.get("step")
+            if step is None:
+                if name not in steps:
+                    last = Metric.objects.filter(run=run, name=name).aggregate(s=Max("step"))["s"]
+                    steps[name] = -1 if last is None else last
+                steps[name] += 1
+                step = steps[name]
+            else:
+                steps[name] = max(int(step), steps.get(name, -1))
+            rows.append(Metric(run=run, name=name, step=int(step), value=value))
+        Metric.objects.bulk_create(rows)
+        updates: dict = {}
+        if file_offset is not None:
+            updates["metrics_file_offset"] = file_offset
+        if stdout_offset is not None:
+            updates["metrics_stdout_offset"] = stdout_offset
+        if tags:
+            current = Run.objects.get(pk=run.pk).tags or {}
+            updates["tags"] = {**current, **tags}
+        if updates:
+            Run.objects.filter(pk=run.pk).update(**updates)
+
+
+def outputs_record(*, run: Run, tar_data: bytes) -> int:
+    """Keep the files of a tar of ./outputs and ./logs as the run's files."""
+    count = 0
+    if not tar_data:
+        return 0
+    with tarfile.open(fileobj=BytesIO(tar_data)) as tar:
+        for member in tar:
+            if not member.isfile():
+                continue
+            try:
+                path = str(snapshots.safe_relative(member.name))
+            except snapshots.SnapshotError:
+                continue
+            src = tar.extractfile(member)
+            if src is None:
+                continue
+            with src:
+                sha, _ = snapshots.blob_store_bytes(src.read())
+            RunFile.objects.update_or_create(
+                run=run, path=path, defaults={"sha256": sha, "size": member.size}
+            )
+            count += 1
+    return count
+
+
+def stderr_tail(run_id: int) -> str:
+    size = logstore.size(run_id, "stderr")
+    data, _ = logstore.read(run_id, "stderr", max(0, size - 16384), 16384)
+    lines = data.decode(errors="replace").splitlines()
+    return "\n".join(lines[-STDERR_TAIL_LINES:])
+
+
+def run_arguments_text(run: Run) -> str:
+    return shlex.join(run.arguments)

@@ -1,0 +1,417 @@
+"""Snapshots of source directories: content-addressed blobs and a manifest of paths.
+
+A blob is stored once under its sha256, so submitting the same folder again
+stores (and later uploads to a target) only the files that changed. Which
+files belong to a snapshot follows `.amlignore` if the folder has one, else
+`.gitignore` (gitignore syntax, via pathspec), as Azure ML does.
+
+Capturing a folder on disk keeps a cache of (size, mtime, inode) → sha256 per
+folder, so an unchanged file is not read again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import pathspec
+from django.conf import settings
+
+IGNORE_FILES = (".amlignore", ".gitignore")
+# Never part of a snapshot: git's own database (its facts are recorded apart).
+ALWAYS_IGNORED = (".git/",)
+# Files up to this size are hashed and stored from memory in one read.
+SMALL_FILE = 8 * 1024 * 1024
+
+
+class SnapshotError(Exception):
+    """The source cannot become a snapshot; the message says what to change."""
+
+
+@dataclass
+class Capture:
+    """What capturing a folder found and did."""
+
+    manifest: list[list] = field(default_factory=list)
+    total_bytes: int = 0
+    new_blobs: int = 0
+    new_bytes: int = 0
+    git: dict = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        return manifest_digest(self.manifest)
+
+
+def manifest_digest(manifest: list[list]) -> str:
+    return hashlib.sha256(json.dumps(manifest, separators=(",", ":")).encode()).hexdigest()
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+# --- blobs -----------------------------------------------------------------------------
+
+
+def blob_path(sha: str) -> Path:
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise ValueError(f"not a sha256: {sha!r}")
+    return Path(settings.BLOB_DIR) / sha[:2] / sha
+
+
+def blob_exists(sha: str) -> bool:
+    return blob_path(sha).exists()
+
+
+def _blob_write(sha: str, write) -> bool:
+    """Store a blob through `write(file)` unless it exists; True when it was new."""
+    path = blob_path(sha)
+    if path.exists():
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def blob_store_bytes(data: bytes) -> tuple[str, bool]:
+    sha = hashlib.sha256(data).hexdigest()
+    return sha, _blob_write(sha, lambda f: f.write(data))
+
+
+def blob_store_file(path: Path, size: int) -> tuple[str, bool]:
+    """Hash a file and store it as a blob; returns (sha256, newly stored)."""
+    if size <= SMALL_FILE:
+        data = path.read_bytes()
+        return blob_store_bytes(data)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    sha = digest.hexdigest()
+    return sha, _blob_write(sha, lambda out: _copy_into(path, out))
+
+
+def _copy_into(path: Path, out) -> None:
+    with open(path, "rb") as src:
+        shutil.copyfileobj(src, out, 1 << 20)
+
+
+# --- ignore rules ----------------------------------------------------------------------
+
+
+def ignore_spec(root: Path) -> tuple[pathspec.PathSpec, str | None]:
+    """The rules for `root`: `.amlignore` wins over `.gitignore`; returns (spec, file used)."""
+    for name in IGNORE_FILES:
+        path = root / name
+        if path.is_file():
+            lines = path.read_text(errors="replace").splitlines()
+            return pathspec.GitIgnoreSpec.from_lines([*ALWAYS_IGNORED, *lines]), name
+    return pathspec.GitIgnoreSpec.from_lines(ALWAYS_IGNORED), None
+
+
+# --- capturing a folder ----------------------------------------------------------------
+
+
+def _cache_path(root: Path) -> Path:
+    key = hashlib.sha256(str(root).encode()).hexdigest()[:32]
+    return Path(settings.DATA_DIR) / "snapshot-cache" / f"{key}.json"
+
+
+def _walk(root: Path, spec: pathspec.PathSpec) -> list[tuple[str, os.stat_result, bool]]:
+    """Every file to capture: (posix path relative to root, stat, executable)."""
+    found: list[tuple[str, os.stat_result, bool]] = []
+    real_root = root.resolve()
+
+    def visit(folder: Path, prefix: str) -> None:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                rel = f"{prefix}{entry.name}"
+                if entry.is_dir(follow_symlinks=False):
+                    if not spec.match_file(f"{rel}/"):
+                        visit(Path(entry.path), f"{rel}/")
+                    continue
+                if spec.match_file(rel):
+                    continue
+                if entry.is_symlink():
+                    resolved = Path(entry.path).resolve()
+                    if not resolved.is_relative_to(real_root):
+                        raise SnapshotError(
+                            f"{rel} is a link to {os.readlink(entry.path)}, outside the source "
+                            "folder: copy the file into the folder, or add it to .amlignore."
+                        )
+                    if not resolved.is_file():
+                        continue
+                    st = resolved.stat()
+                elif entry.is_file(follow_symlinks=False):
+                    st = entry.stat(follow_symlinks=False)
+                else:
+                    continue
+                found.append((rel, st, bool(st.st_mode & stat.S_IXUSR)))
+
+    visit(root, "")
+    return found
+
+
+def capture_dir(root: Path, *, max_bytes: int | None = None, use_cache: bool = False) -> Capture:
+    """Store the files of `root` as blobs and return their manifest.
+
+    Raises SnapshotError, naming the biggest files, when the files to capture
+    add up to more than `max_bytes` (default: settings.SNAPSHOT_MAX_BYTES).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise SnapshotError(f"{root} is not a folder.")
+    limit = settings.SNAPSHOT_MAX_BYTES if max_bytes is None else max_bytes
+    spec, _ = ignore_spec(root)
+    files = _walk(root, spec)
+    total = sum(st.st_size for _, st, _ in files)
+    if total > limit:
+        biggest = sorted(files, key=lambda f: f[1].st_size, reverse=True)[:5]
+        names = ", ".join(f"{rel} ({human_bytes(st.st_size)})" for rel, st, _ in biggest)
+        raise SnapshotError(
+            f"The source folder holds {human_bytes(total)} to snapshot, over the limit of "
+            f"{human_bytes(limit)}. The biggest files: {names}. Add data files to .amlignore "
+            "(or .gitignore) and read them from a datastore instead, or ask an operator to "
+            "raise SNAPSHOT_MAX_BYTES."
+        )
+
+    cache_file = _cache_path(root.resolve()) if use_cache else None
+    cache: dict[str, list] = {}
+    if cache_file is not None and cache_file.exists():
+        try:
+            cache = json.loads(cache_file.read_text())
+        except ValueError:
+            cache = {}
+    new_cache: dict[str, list] = {}
+    capture = Capture(total_bytes=total)
+    for rel, st, executable in sorted(files):
+        key = [st.st_size, st.st_mtime_ns, st.st_ino]
+        hit = cache.get(rel)
+        if hit is not None and hit[:3] == key and blob_exists(hit[3]):
+            sha = hit[3]
+        else:
+            sha, new = blob_store_file(root / rel, st.st_size)
+            if new:
+                capture.new_blobs += 1
+                capture.new_bytes += st.st_size
+        new_cache[rel] = [*key, sha]
+        capture.manifest.append([rel, sha, st.st_size, executable])
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(".part")
+        tmp.write_text(json.dumps(new_cache, separators=(",", ":")))
+        os.replace(tmp, cache_file)
+    capture.git = git_info(root)
+    return capture
+
+
+def git_info(root: Path) -> dict:
+    """Repository, branch, commit and dirty flag of the folder, if it is a git checkout."""
+    if not (root / ".git").exists():
+        return {}
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", "-c", f"safe.directory={root}", "-C", str(root), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return {}
+    return {
+        "repository": git("config", "--get", "remote.origin.url"),
+        "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
+        "commit": commit,
+        "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+    }
+
+
+# --- uploads and archives --------------------------------------------------------------
+
+
+def safe_relative(name: str) -> PurePosixPath:
+    """A path from an upload or archive, refused if it is absolute or climbs out with `..`."""
+    cleaned = name.replace("\\", "/")
+    path = PurePosixPath(cleaned)
+    if cleaned.startswith("/") or (len(cleaned) > 1 and cleaned[1] == ":"):
+        raise SnapshotError(
+            f"The archive contains the absolute path {name!r}: create the archive from "
+            "inside the source folder (e.g. `tar -czf src.tar.gz -C myfolder .`)."
+        )
+    if ".." in path.parts:
+        raise SnapshotError(
+            f"The archive contains {name!r}, which points outside the source folder "
+            "(`..`): such archives are refused. Create it from inside the source folder."
+        )
+    parts = [p for p in path.parts if p not in ("", ".")]
+    return PurePosixPath(*parts) if parts else PurePosixPath(".")
+
+
+def _check_total(total: int, limit: int, sizes: list[tuple[str, int]]) -> None:
+    if total > limit:
+        biggest = sorted(sizes, key=lambda s: s[1], reverse=True)[:5]
+        names = ", ".join(f"{n} ({human_bytes(s)})" for n, s in biggest)
+        raise SnapshotError(
+            f"The archive unpacks to {human_bytes(total)}, over the snapshot limit of "
+            f"{human_bytes(limit)}. The biggest files: {names}. Leave data files out of the "
+            "source (or list them in .amlignore), or ask an operator to raise SNAPSHOT_MAX_BYTES."
+        )
+
+
+def extract_archive(fileobj, filename: str, dest: Path, *, max_bytes: int | None = None) -> None:
+    """Unpack a .zip, .tar, .tar.gz or .tgz into `dest`, refusing anything that escapes it."""
+    limit = settings.SNAPSHOT_MAX_BYTES if max_bytes is None else max_bytes
+    lower = filename.lower()
+    if lower.endswith(".zip"):
+        _extract_zip(fileobj, dest, limit)
+    elif lower.endswith((".tar.gz", ".tgz", ".tar")):
+        _extract_tar(fileobj, dest, limit)
+    else:
+        raise SnapshotError(
+            f"{filename} is not a .zip, .tar.gz or .tgz archive: upload one of those, "
+            "or choose the folder itself."
+        )
+
+
+def _extract_zip(fileobj, dest: Path, limit: int) -> None:
+    try:
+        archive = zipfile.ZipFile(fileobj)
+    except zipfile.BadZipFile as exc:
+        raise SnapshotError("The .zip file is damaged or not a zip archive.") from exc
+    with archive:
+        members = archive.infolist()
+        for info in members:
+            safe_relative(info.filename)
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise SnapshotError(
+                    f"The archive contains the link {info.filename}: links are refused in "
+                    "zip archives; put the file itself in the archive."
+                )
+        files = [i for i in members if not i.is_dir()]
+        sizes = [(i.filename, i.file_size) for i in files]
+        _check_total(sum(s for _, s in sizes), limit, sizes)
+        for info in files:
+            target = dest / safe_relative(info.filename)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(info) as src, open(target, "wb") as out:
+                shutil.copyfileobj(src, out, 1 << 20)
+            if (info.external_attr >> 16) & stat.S_IXUSR:
+                target.chmod(0o755)
+
+
+def _extract_tar(fileobj, dest: Path, limit: int) -> None:
+    try:
+        archive = tarfile.open(fileobj=fileobj, mode="r:*")  # noqa: SIM115 - closed below
+    except tarfile.TarError as exc:
+        raise SnapshotError("The archive is damaged or not a tar / tar.gz archive.") from exc
+    with archive:
+        members = archive.getmembers()
+        sizes: list[tuple[str, int]] = []
+        links: list[tarfile.TarInfo] = []
+        for member in members:
+            rel = safe_relative(member.name)
+            if member.issym() or member.islnk():
+                link = member.linkname
+                base = rel.parent if member.issym() else PurePosixPath(".")
+                if link.startswith("/") or _escapes(base / link):
+                    raise SnapshotError(
+                        f"The archive contains the link {member.name} -> {link}, which points "
+                        "outside the source folder: such archives are refused."
+                    )
+                links.append(member)
+            elif member.isfile():
+                sizes.append((member.name, member.size))
+            elif not member.isdir():
+                raise SnapshotError(
+                    f"The archive contains {member.name}, which is neither a file, a folder nor "
+                    "a link: such archives are refused."
+                )
+        _check_total(sum(s for _, s in sizes), limit, sizes)
+        for member in members:
+            if member.isfile():
+                target = dest / safe_relative(member.name)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                src = archive.extractfile(member)
+                assert src is not None
+                with src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                if member.mode & stat.S_IXUSR:
+                    target.chmod(0o755)
+        # Links inside the tree become copies of what they point at.
+        for member in links:
+            rel = safe_relative(member.name)
+            if member.issym():
+                source = dest / _normalise(rel.parent / member.linkname)
+            else:
+                source = dest / safe_relative(member.linkname)
+            if source.is_file():
+                target = dest / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
+
+
+def _normalise(path: PurePosixPath) -> PurePosixPath:
+    parts: list[str] = []
+    for part in path.parts:
+        if part == "..":
+            if not parts:
+                raise SnapshotError(f"{path} points outside the source folder.")
+            parts.pop()
+        elif part not in ("", "."):
+            parts.append(part)
+    return PurePosixPath(*parts)
+
+
+def _escapes(path: PurePosixPath) -> bool:
+    try:
+        _normalise(path)
+    except SnapshotError:
+        return True
+    return False
+
+
+def write_uploaded_files(files: list[tuple[str, object]], dest: Path) -> None:
+    """Write browser-uploaded files (relative path, UploadedFile) under `dest`."""
+    for name, upload in files:
+        rel = safe_relative(name)
+        if str(rel) == ".":
+            continue
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "wb") as out:
+            for chunk in upload.chunks():  # type: ignore[attr-defined]
+                out.write(chunk)
+
+
+def strip_common_folder(paths: list[str]) -> list[str]:
+    """A chosen folder arrives as `folder/a.py, folder/b/c.py`: drop the shared first part."""
+    split = [p.replace("\\", "/").lstrip("/").split("/") for p in paths]
+    if split and all(len(s) > 1 for s in split) and len({s[0] for s in split}) == 1:
+        return ["/".join(s[1:]) for s in split]
+    return ["/".join(s) for s in split]
