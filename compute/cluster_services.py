@@ -8,9 +8,9 @@ import re
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from docker.errors import DockerException
 
 from compute.engines import (
+    ENGINE_ERRORS,
     ENGINE_URL_SCHEMES,
     EngineError,
     EngineFacts,
@@ -321,7 +321,7 @@ def _network_on(engine: DockerEngine, target: ComputeTarget) -> str:
         return "host"
     try:
         found = engine_client(engine.url).networks.list(names=[vnet])
-    except (DockerException, OSError, EngineError):
+    except (*ENGINE_ERRORS, EngineError):
         return "host"
     return vnet if any(n.name == vnet for n in found) else "host"
 
@@ -388,7 +388,7 @@ def cluster_teardown(*, operation_id: int) -> None:
             for container in containers:
                 container.remove(force=True)
                 removed += 1
-        except (DockerException, OSError, EngineError) as exc:
+        except (*ENGINE_ERRORS, EngineError) as exc:
             engine_client_forget(engine.url)
             error = (
                 f"Could not remove the nodes on Docker engine {engine.name} ({exc}). "

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 
 import docker
+import paramiko
 from django.conf import settings
 from django.utils import timezone
 from docker.errors import DockerException
@@ -20,6 +21,10 @@ from compute.vm_sizes import GIB, VmSize
 
 ENGINE_URL_SCHEMES = ("unix://", "tcp://", "ssh://", "http://", "https://")
 CLIENT_TIMEOUT_SECONDS = 30
+
+# What talking to an engine can raise: Docker API errors, sockets and HTTP
+# (requests' errors are OSErrors), and SSH for ssh:// engines.
+ENGINE_ERRORS = (DockerException, OSError, paramiko.SSHException)
 
 _clients: dict[str, docker.DockerClient] = {}
 _clients_lock = threading.Lock()
@@ -36,7 +41,7 @@ def engine_client(url: str) -> docker.DockerClient:
         if client is None:
             try:
                 client = docker.DockerClient(base_url=url, timeout=CLIENT_TIMEOUT_SECONDS)
-            except DockerException as exc:
+            except ENGINE_ERRORS as exc:
                 raise EngineError(unreachable_message(url, exc)) from exc
             _clients[url] = client
         return client
@@ -111,7 +116,7 @@ def engine_probe(url: str) -> EngineFacts:
             has_image = True
         except docker.errors.ImageNotFound:
             has_image = False
-    except (DockerException, OSError) as exc:
+    except ENGINE_ERRORS as exc:
         engine_client_forget(url)
         raise EngineError(unreachable_message(url, exc)) from exc
     return EngineFacts(

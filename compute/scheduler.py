@@ -21,12 +21,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import docker
+import paramiko
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from docker.errors import DockerException, NotFound
 
 from compute.engines import (
+    ENGINE_ERRORS,
     EngineError,
     EngineFacts,
     engine_client,
@@ -343,7 +345,7 @@ def _node_start(target: ComputeTarget, node: Node) -> None:
     except EngineError as exc:
         _node_start_failed(target, node, str(exc))
         return
-    except OSError as exc:
+    except (OSError, paramiko.SSHException) as exc:
         _node_start_failed(target, node, unreachable_message(engine.url, exc))
         return
     except DockerException as exc:
@@ -371,7 +373,7 @@ def _node_start_failed(target: ComputeTarget, node: Node, error: str) -> None:
     engine_client_forget(node.engine.url)
     try:
         _container_remove(node.engine, node.container_id)
-    except (DockerException, OSError, EngineError):
+    except (*ENGINE_ERRORS, EngineError):
         logger.warning("Could not remove the container of failed node %s", node.name)
     # container_id "" marks a start failure: the autoscaler waits before retrying.
     Node.objects.filter(pk=node.pk).update(
@@ -409,7 +411,7 @@ def _container_remove(engine: DockerEngine | None, container_id: str) -> None:
 def _node_remove(node: Node) -> None:
     try:
         _container_remove(node.engine, node.container_id)
-    except (DockerException, OSError, EngineError) as exc:
+    except (*ENGINE_ERRORS, EngineError) as exc:
         # The node stays `leaving`; the next pass tries again.
         logger.warning("Could not remove node %s: %s", node.name, exc)
         return
@@ -438,7 +440,7 @@ def _reconcile(target: ComputeTarget) -> None:
             containers = engine_client(engine.url).containers.list(
                 all=True, filters=cluster_label_filter(target)
             )
-        except (DockerException, OSError, EngineError) as exc:
+        except (*ENGINE_ERRORS, EngineError) as exc:
             # An engine we cannot reach tells us nothing about its nodes: leave them be.
             engine_client_forget(engine.url)
             logger.warning("Autoscale of cluster %s: engine %s: %s", target.pk, engine.name, exc)
