@@ -240,18 +240,6 @@ class LocalProcess:
             pass
         self.poll()
 
-    def group_alive(self) -> bool:
-        """Whether any process of the group (the command or its children) still runs."""
-        if self.popen is None:
-            return False
-        # Reap the leader first: a zombie would still count as a member of the group.
-        self.popen.poll()
-        try:
-            os.killpg(self.popen.pid, 0)
-        except ProcessLookupError:
-            return False
-        return True
-
 
 class Ticker:
     """Calls `tick()` every `interval` seconds in a daemon thread until stopped."""

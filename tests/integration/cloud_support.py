@@ -1,6 +1,5 @@
 """Helpers for the cloud client tests: follow a job to its end, check a process is gone."""
 
-import os
 import time
 
 
@@ -29,11 +28,14 @@ def wait_until(predicate, timeout: float = 30, what: str = "condition"):
 
 
 def process_exists(pid: int) -> bool:
+    """Whether `pid` is still a live process (a zombie awaiting its reaper has ended)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        with open(f"/proc/{pid}/stat") as stat:
+            # The state follows the parenthesised command name, which may contain spaces.
+            state = stat.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
         return False
-    return True
+    return state not in ("Z", "X")
 
 
 def closed_port_url() -> str:
