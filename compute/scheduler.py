@@ -46,7 +46,7 @@ from compute.models import (
     NodeRequest,
     NodeState,
 )
-from compute.signals import node_lost
+from compute.signals import node_lost, node_ready
 from compute.vm_sizes import vm_size_get
 
 logger = logging.getLogger(__name__)
@@ -365,6 +365,8 @@ def _node_start(target: ComputeTarget, node: Node) -> None:
     if not ready:
         # The cluster was deleted (or the node given up on) while the container started.
         _container_remove(engine, node.container_id)
+        return
+    node_ready.send(sender=Node, target_id=target.pk, node_name=node.name)
 
 
 def _node_start_failed(target: ComputeTarget, node: Node, error: str) -> None:

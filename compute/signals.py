@@ -6,3 +6,8 @@ from django.dispatch import Signal
 # cluster, where the run should go back to the queue; False means the run
 # fails), reason (str, for the user).
 node_lost = Signal()
+
+# Sent when a new node of a cluster has started and is idle, so runs waiting
+# for that cluster can ask for a node at once instead of at their next retry.
+# Keyword arguments: target_id (int), node_name (str).
+node_ready = Signal()

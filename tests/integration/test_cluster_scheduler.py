@@ -14,7 +14,7 @@ from compute.scheduler import (
     node_release,
     node_request,
 )
-from compute.signals import node_lost
+from compute.signals import node_lost, node_ready
 from tests.integration.cluster_support import (
     cluster_containers,
     make_cluster,
@@ -63,7 +63,16 @@ def test_two_nodes_come_up_the_third_run_waits_then_scale_down_to_zero(
 
     assert [node_request(target=cluster, run_id=run) for run in (1, 2, 3)] == [None] * 3
     assert cluster_wait_reason(cluster) == "3 runs waiting, scaling up at the next autoscale pass"
-    cluster_autoscale(target=cluster)
+    ready = []
+    node_ready.connect(lambda sender, **kw: ready.append(kw), weak=False, dispatch_uid="t-ready")
+    try:
+        cluster_autoscale(target=cluster)
+    finally:
+        node_ready.disconnect(dispatch_uid="t-ready")
+    assert sorted(r["node_name"] for r in ready) == sorted(
+        Node.objects.filter(target=cluster).values_list("name", flat=True)
+    )
+    assert {r["target_id"] for r in ready} == {cluster.pk}
 
     assert len(running(engine, cluster)) == 2
     assert cluster_counts(cluster).idle == 2
