@@ -142,6 +142,7 @@ class RunFollower:
         self.run_id = run_id
         self.monitor = monitor
         self.backend = None
+        self.attempt = None
         self.more = False
         self.patterns: list[re.Pattern] = []
 
@@ -154,7 +155,9 @@ class RunFollower:
         if run.target is None:
             services.run_fail(run_id=run.pk, reason="The compute target was detached.")
             return False
-        if self.backend is None:
+        attempt = (run.handle or {}).get("attempt")
+        if self.backend is None or attempt != self.attempt:
+            self.attempt = attempt
             try:
                 self.backend = backend_for(run.target, handle=run.handle)
             except BackendError as exc:

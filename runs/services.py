@@ -525,6 +525,7 @@ def run_requeue(*, run_id: int, reason: str) -> bool:
         handle=None,
         lease_owner="",
         node_name="",
+        metrics_file_offset=0,
     )
     if requeued:
         transaction.on_commit(lambda: _enqueue_start(run_id))

@@ -28,7 +28,11 @@ class NodeBackend(PosixBackend):
         try:
             return node_docker(self.node).containers.get(self.node.container_id)
         except NotFound:
-            raise BackendError(f"The container of {self.describe()} is gone.") from None
+            # Unreachable rather than failed: the autoscaler decides whether the node was
+            # preempted (the run is requeued) or lost (the run fails), and says why.
+            raise BackendError(
+                f"The container of {self.describe()} is gone.", unreachable=True
+            ) from None
         except (DockerException, OSError, requests.RequestException) as exc:
             raise BackendError(
                 f"Cannot reach the Docker engine of {self.describe()}: {exc}", unreachable=True

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import shlex
 import tarfile
 import time
@@ -186,7 +187,9 @@ class PosixBackend:
         files["requirements.txt"] = spec.pip_requirements.encode()
         files["environment.yml"] = spec.conda_yaml.encode()
         self.put_tar(f"{run_dir}/ctl", tar_bytes(files))
-        return {**transfer, "run_dir": run_dir, "root": self.root}
+        # Tells the monitor apart one attempt of a run from the next (after a requeue).
+        attempt = secrets.token_hex(4)
+        return {**transfer, "run_dir": run_dir, "root": self.root, "attempt": attempt}
 
     def ensure_root(self) -> None:
         """Subclasses that find their root on the target set it here."""

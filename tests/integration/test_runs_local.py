@@ -35,8 +35,12 @@ def test_a_local_run_completes_with_outputs_logs_and_metrics(tmp_path, workspace
     source = write_tree(tmp_path / "src", {"train.py": TRAIN})
     with running_monitor():
         run = submit(
-            workspace=workspace, user=alice, target=local, source=source,
-            arguments=["--epochs", "3"], metric_patterns=[r"accuracy=(?P<accuracy>[0-9.]+)"],
+            workspace=workspace,
+            user=alice,
+            target=local,
+            source=source,
+            arguments=["--epochs", "3"],
+            metric_patterns=[r"accuracy=(?P<accuracy>[0-9.]+)"],
         )
         run = wait_final(run)
     assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
@@ -52,7 +56,13 @@ def test_a_local_run_completes_with_outputs_logs_and_metrics(tmp_path, workspace
     assert run.tags["model"] == "tiny"
     statuses = [e.status for e in run.events.all()]
     assert statuses == [
-        "NotStarted", "Queued", "Preparing", "Starting", "Running", "Finalizing", "Completed"
+        "NotStarted",
+        "Queued",
+        "Preparing",
+        "Starting",
+        "Running",
+        "Finalizing",
+        "Completed",
     ]
 
 

@@ -18,13 +18,13 @@ left() {
     echo "$n"
 }
 if [ -n "$pg" ]; then
-    kill -TERM -- "-$pg" 2>/dev/null
+    kill -TERM "-$pg" 2>/dev/null
     [ -n "$container" ] && docker kill --signal TERM "$container" > /dev/null 2>&1
     end=$(($(date +%s) + grace))
     while [ "$(left)" -gt 0 ] && [ "$(date +%s)" -lt $end ]; do
         sleep 0.2
     done
-    kill -KILL -- "-$pg" 2>/dev/null
+    kill -KILL "-$pg" 2>/dev/null
 fi
 [ -n "$container" ] && docker rm -f "$container" > /dev/null 2>&1
 i=0

@@ -7,9 +7,10 @@ limit=$2
 shift 2
 pg=$(cat "$ctl/pid" 2>/dev/null || echo 0)
 # Alive is read before the exit code: run.sh writes the code before it exits,
-# so "not alive and no code" really means the process vanished.
+# so "not alive and no code" really means the process vanished. (dash's kill
+# takes no "--"; after -0, "-PGID" names the process group.)
 alive=0
-[ "$pg" != 0 ] && kill -0 -- "-$pg" 2>/dev/null && alive=1
+[ "$pg" != 0 ] && kill -0 "-$pg" 2>/dev/null && alive=1
 code=$(cat "$ctl/exit_code" 2>/dev/null || echo -)
 started=0
 [ -e "$ctl/started" ] && started=1

@@ -1,0 +1,104 @@
+"""Runs on managed-cluster nodes: real node containers on the local Docker engine."""
+
+import time
+
+import pytest
+
+from compute import cluster_services
+from compute.models import Node, NodeState
+from compute.scheduler import cluster_autoscale, node_docker
+from runs import logstore, services
+from runs.models import RunStatus
+from tests.integration.cluster_support import remove_test_containers
+from tests.integration.runs_support import (
+    running_monitor,
+    submit,
+    wait_final,
+    wait_for,
+    write_tree,
+)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
+
+
+@pytest.fixture
+def engine(docker_engine):
+    yield docker_engine
+    remove_test_containers(docker_engine)
+
+
+def make_cluster(workspace, alice, **options):
+    options.setdefault("max_nodes", 1)
+    cluster = cluster_services.cluster_create(
+        workspace=workspace, user=alice, name="cpu-cluster", vm_size="Standard_D2_v2", **options
+    )
+    cluster.refresh_from_db()
+    assert cluster.state == "Succeeded", cluster.error
+    return cluster
+
+
+def dispatch_until_started(run, timeout: float = 60):
+    """What Celery beat does every few seconds: retry queued runs."""
+    deadline = time.monotonic() + timeout
+    run.refresh_from_db()
+    while run.status == RunStatus.QUEUED and time.monotonic() < deadline:
+        services.runs_dispatch()
+        time.sleep(0.2)
+        run.refresh_from_db()
+    return run
+
+
+def test_a_run_waits_for_a_node_then_completes_on_it(tmp_path, workspace, alice, engine):
+    cluster = make_cluster(workspace, alice)
+    source = write_tree(
+        tmp_path / "src",
+        {
+            "train.py": (
+                "import socket\nfrom trainyard import run\n"
+                "print('on', socket.gethostname())\nrun.log('loss', 0.25)\n"
+                "open('outputs/model.bin', 'wb').write(b'x' * 10)\n"
+            )
+        },
+    )
+    with running_monitor():
+        run = submit(workspace=workspace, user=alice, target=cluster, source=source)
+        waited = run.events.filter(
+            status=RunStatus.QUEUED, message__startswith="Waiting for a node"
+        )
+        assert waited.exists()
+        run = wait_final(dispatch_until_started(run))
+    assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
+    node = Node.objects.get(target=cluster, name=run.node_name)
+    container = node_docker(node).containers.get(node.container_id)
+    assert (
+        logstore.read(run.pk, "stdout")[0]
+        == f"on {container.attrs['Config']['Hostname']}\n".encode()
+    )
+    assert list(run.metrics.values_list("name", "value")) == [("loss", 0.25)]
+    assert [(f.path, f.size) for f in run.files.all()] == [("outputs/model.bin", 10)]
+    node.refresh_from_db()
+    assert node.state == NodeState.IDLE and node.run_id is None
+
+
+def test_a_preempted_run_is_requeued_and_completes_on_another_node(
+    tmp_path, workspace, alice, engine
+):
+    cluster = make_cluster(workspace, alice, vm_priority="lowpriority", min_nodes=1)
+    cluster_autoscale(target=cluster)
+    source = write_tree(
+        tmp_path / "src",
+        {"train.py": "import time\nprint('working', flush=True)\ntime.sleep(3)\nprint('done')\n"},
+    )
+    with running_monitor():
+        run = submit(workspace=workspace, user=alice, target=cluster, source=source)
+        run = wait_for(dispatch_until_started(run), [RunStatus.RUNNING])
+        first = Node.objects.get(target=cluster, name=run.node_name)
+        node_docker(first).containers.get(first.container_id).remove(force=True)
+        cluster_autoscale(target=cluster)  # notices the lost node: preempted, run requeued
+        run.refresh_from_db()
+        assert run.events.filter(status=RunStatus.QUEUED, message__startswith="Requeued").exists()
+        cluster_autoscale(target=cluster)  # a new node for the waiting run
+        run = wait_final(dispatch_until_started(run))
+    assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
+    assert run.node_name != first.name
+    assert logstore.read(run.pk, "stdout")[0].endswith(b"working\ndone\n")

@@ -1,0 +1,77 @@
+"""A run survives its monitor being killed: another monitor process takes it over."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from compute.models import ComputeTarget
+from runs import logstore
+from runs.models import RunStatus
+from tests.integration.runs_support import submit, wait_final, write_tree
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parents[2]
+
+COUNT = """\
+import time
+for i in range(40):
+    print(f"line {i}", flush=True)
+    time.sleep(0.1)
+"""
+
+
+def start_monitor() -> subprocess.Popen:
+    env = dict(
+        os.environ,
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATA_DIR=str(settings.DATA_DIR),
+        DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}",
+        MONITOR_LEASE_SECONDS="2",
+        MONITOR_POLL_SECONDS="0.1",
+    )
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "monitor"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def stored_lines(run) -> list[str]:
+    return logstore.read(run.pk, "stdout")[0].decode().splitlines()
+
+
+def test_killing_the_monitor_mid_run_loses_and_repeats_nothing(tmp_path, workspace, alice):
+    local = ComputeTarget.objects.get(workspace=workspace, name="local")
+    source = write_tree(tmp_path / "src", {"train.py": COUNT})
+    # start_run runs in this process (eager Celery) and returns: the run lives on, detached.
+    run = submit(workspace=workspace, user=alice, target=local, source=source)
+    first = start_monitor()
+    try:
+        deadline = time.monotonic() + 30
+        while len(stored_lines(run)) < 8:
+            assert time.monotonic() < deadline, "the first monitor stored nothing"
+            time.sleep(0.05)
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        killed_at = len(stored_lines(run))
+        second = start_monitor()
+        try:
+            run = wait_final(run)
+        finally:
+            second.terminate()
+            second.wait(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert run.status == RunStatus.COMPLETED
+    assert killed_at < 40
+    assert stored_lines(run) == [f"line {i}" for i in range(40)]
