@@ -398,7 +398,12 @@ def _handshake(transport: paramiko.Transport, target: SshTarget, timeout: float)
     if done.wait(timeout) and transport.is_active():
         return
     error = transport.get_exception()
-    if error is None or ("banner" in str(error) and "timed out" in str(error)):
+    # paramiko words a banner timeout "Error reading SSH protocol banner" with an
+    # empty reason; only the exception it was raised from says it was a timeout.
+    banner_timed_out = "banner" in str(error) and (
+        "timed out" in str(error) or isinstance(error.__context__, TimeoutError)
+    )
+    if error is None or banner_timed_out:
         raise SshError(
             "timeout",
             f"{target.address} accepted the connection but did not answer as an SSH server "
