@@ -1,6 +1,10 @@
 """A cluster whose nodes live on a Docker engine reached as ssh://user@host (real sshd)."""
 
+import pwd
+import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -12,33 +16,60 @@ from tests.integration.cluster_support import (
     make_cluster,
     remove_test_containers,
 )
-from tests.services.sshd import TEST_USER
+from tests.services.sshd import TEST_USER, SshServer, free_port
 
 pytestmark = pytest.mark.docker
 
 
+# A user of its own: the VM tests rely on their user *not* being allowed to run docker.
+DOCKER_USER = "tydocker"
+
+
+def ensure_docker_user() -> None:
+    try:
+        pwd.getpwnam(DOCKER_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--create-home", "--shell", "/bin/bash", DOCKER_USER], check=True
+        )
+    # "*": no password, but not locked (sshd refuses key logins to locked "!" accounts).
+    subprocess.run(
+        ["usermod", "--password", "*", "--append", "--groups", "docker", DOCKER_USER], check=True
+    )
+
+
 @pytest.fixture
-def ssh_engine_url(docker_engine, sshd_factory, tmp_path, monkeypatch):
+def ssh_engine_url(docker_engine, tmp_path, monkeypatch):
     """An sshd whose user may run docker, and a HOME whose key and known_hosts reach it.
 
     The docker SDK logs in as this server's user with ~/.ssh keys and checks
     the host key against ~/.ssh/known_hosts, as `ssh` would.
     """
-    subprocess.run(["usermod", "--append", "--groups", "docker", TEST_USER], check=True)
-    server = sshd_factory()
-    ssh_dir = tmp_path / ".ssh"
-    ssh_dir.mkdir(mode=0o700)
+    ensure_docker_user()
+    # sshd reads authorized_keys as the logging-in user: outside root's private pytest tmp.
+    server_dir = Path(tempfile.mkdtemp(prefix="trainyard-sshd-engine-"))
+    server_dir.chmod(0o755)
+    server = SshServer(server_dir, "127.0.0.1", free_port())
+    server.config.write_text(
+        server.config.read_text().replace(f"AllowUsers {TEST_USER}", f"AllowUsers {DOCKER_USER}")
+    )
+    home = tmp_path / "home"
+    ssh_dir = home / ".ssh"
+    ssh_dir.mkdir(parents=True, mode=0o700)
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ssh_dir / "id_ed25519")],
         check=True,
     )
     server.authorize((ssh_dir / "id_ed25519.pub").read_text())
-    host_key = (server.host_key.parent / f"{server.host_key.name}.pub").read_text().split()
+    host_key = Path(f"{server.host_key}.pub").read_text().split()
     (ssh_dir / "known_hosts").write_text(
         f"[{server.host}]:{server.port} {host_key[0]} {host_key[1]}\n"
     )
-    monkeypatch.setenv("HOME", str(tmp_path))
-    yield f"ssh://{TEST_USER}@{server.host}:{server.port}"
+    monkeypatch.setenv("HOME", str(home))
+    server.start()
+    yield f"ssh://{DOCKER_USER}@{server.host}:{server.port}"
+    server.stop()
+    shutil.rmtree(server_dir, ignore_errors=True)
     remove_test_containers(docker_engine)
 
 
@@ -78,7 +109,7 @@ def test_nodes_on_an_ssh_engine(
 def test_an_ssh_engine_that_refuses_the_login_says_what_to_check(
     ssh_engine_url, workspace, alice, tmp_path
 ):
-    (tmp_path / ".ssh" / "id_ed25519").unlink()
+    (tmp_path / "home" / ".ssh" / "id_ed25519").unlink()
     engine = cluster_services.engine_register(
         workspace=workspace, name="locked", url=ssh_engine_url, user=alice
     )
