@@ -13,6 +13,7 @@ import io
 import logging
 import shlex
 import tarfile
+from pathlib import Path
 
 from azure.batch import BatchClient
 from azure.batch import models as batch_models
@@ -221,6 +222,29 @@ class Batch:
     def output(self, handle: dict) -> tuple[bytes, bytes]:
         return self.log(handle, 0), self.log(handle, 0, name="stderr.txt")
 
+    def collect(self, handle: dict, dest: Path, *, folder: str = "outputs") -> list[str]:
+        """Download the task's `wd/<folder>` files into `dest/<folder>`; the paths written."""
+        job_id, task_id = handle["job_id"], handle["task_id"]
+        prefix = f"wd/{folder}/"
+        files = self._call(
+            lambda: [
+                f.name
+                for f in self.client.list_task_files(job_id, task_id, recursive=True)
+                if f.name and f.name.startswith(prefix) and not f.is_directory
+            ]
+        )
+        written = []
+        for name in sorted(files):
+            relative = name.removeprefix("wd/")
+            content = self._call(
+                lambda name=name: b"".join(self.client.download_task_file(job_id, task_id, name))
+            )
+            target = Path(dest) / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+            written.append(relative)
+        return written
+
     def cancel(self, handle: dict) -> None:
         """End the task (its processes are killed) and the job."""
         job_id, task_id = handle["job_id"], handle["task_id"]
@@ -229,7 +253,9 @@ class Batch:
             # The client cannot send a terminate without a body (it fails on its own
             # content type), so the request carries the reason the portal shows.
             self.client.begin_terminate_job(
-                job_id, {"terminateReason": "Canceled in Trainyard"}, polling_interval=1
+                job_id,
+                {"terminateReason": "Canceled in Trainyard"},  # type: ignore[arg-type]
+                polling_interval=1,
             )
         except HttpResponseError as exc:
             # A job that already finished has nothing left to stop.
@@ -287,7 +313,7 @@ class Batch:
                 secrets=secrets,
             )
         if isinstance(exc, HttpResponseError):
-            message = exc.error.message if getattr(exc, "error", None) else exc.message
+            message = exc.error.message if exc.error is not None else exc.message
             return CloudError(
                 "service_error",
                 f"Azure Batch answered {exc.status_code} {_code(exc)}: "

@@ -3,7 +3,9 @@
 A run uploads its files to the workspace (`/Users/<me>/trainyard/<folder>/`)
 and submits a one-time job run with one task: a Python script
 (spark_python_task), a notebook (notebook_task) or a JAR (spark_jar_task), on
-an existing cluster or a new job cluster. Logs come from the task run's output.
+an existing cluster or a new job cluster. Logs come from the task run's output
+(the service gives none for notebooks: their exit value is the result). What
+a script writes under `outputs/` beside itself is collected from the workspace.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import base64
 import re
 import uuid
+from pathlib import Path
 
 import requests
 from databricks.sdk import WorkspaceClient
@@ -157,7 +160,7 @@ class Databricks:
         task = jobs.SubmitTask(task_key="trainyard")
         if cluster_id:
             task.existing_cluster_id = cluster_id
-        else:
+        elif new_cluster:
             task.new_cluster = compute.ClusterSpec(
                 spark_version=new_cluster["spark_version"],
                 node_type_id=new_cluster["node_type_id"],
@@ -223,6 +226,34 @@ class Databricks:
 
     def cancel(self, handle: dict) -> None:
         self._call(lambda: self.client.jobs.cancel_run(handle["run_id"]))
+
+    def collect(self, handle: dict, dest: Path, *, folder: str = "outputs") -> list[str]:
+        """Download what the run wrote under `folder` beside its script into `dest/folder`.
+
+        Returns the paths written, relative to `dest`; none when the run wrote nothing there.
+        """
+        root = f"{handle['folder']}/{folder}"
+        try:
+            objects = list(self.client.workspace.list(root, recursive=True))
+        except dbx_errors.NotFound:
+            return []
+        except Exception as exc:
+            raise self._error(exc) from exc
+        written = []
+        for item in objects:
+            if item.object_type != workspace.ObjectType.FILE or not item.path:
+                continue
+            relative = f"{folder}/{item.path.removeprefix(root + '/')}"
+            exported = self._call(
+                lambda path=item.path: self.client.workspace.export(
+                    path, format=workspace.ExportFormat.AUTO
+                )
+            )
+            target = Path(dest) / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(base64.b64decode(exported.content or ""))
+            written.append(relative)
+        return written
 
     # --- helpers ---
 

@@ -169,6 +169,10 @@ class DataLakeAnalytics:
     def cancel(self, handle: dict) -> None:
         self._request("POST", f"/jobs/{handle['job_id']}/CancelJob")
 
+    def collect(self, handle: dict, dest, *, folder: str = "outputs") -> list[str]:
+        """Nothing to download: a U-SQL job's OUTPUT goes to its Data Lake Store paths."""
+        return []
+
     # --- helpers ---
 
     def _job(self, handle: dict) -> dict:

@@ -5,6 +5,7 @@ Endpoints (api-version as the client sends it, JSON in the service's shapes):
 - POST /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/terminate
 - POST /jobs/{jobId}/tasks, GET /jobs/{jobId}/tasks, GET /jobs/{jobId}/tasks/{taskId},
   POST /jobs/{jobId}/tasks/{taskId}/terminate
+- GET /jobs/{jobId}/tasks/{taskId}/files (`recursive=true` walks the task directory)
 - GET / HEAD /jobs/{jobId}/tasks/{taskId}/files/{filePath} (`ocp-range: bytes=a-b`)
 
 Authentication is Shared Key, verified as the service does: the emulator
@@ -34,6 +35,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -76,7 +78,7 @@ def task_url(base: str, task) -> str:
 
 class BatchError(HttpError):
     def __init__(self, status: int, code: str, message: str, values: dict | None = None):
-        body = {
+        body: dict[str, Any] = {
             "odata.metadata": "https://batch.emulator/$metadata#Microsoft.Azure.Batch.Protocol"
             ".Entities.Container.errors/@Element",
             "code": code,
@@ -301,6 +303,8 @@ class BatchEmulator(EmulatorServer):
                     if rest[2:] == ["terminate"] and method == "POST":
                         self._end_task(task, "Task Was Ended by User Request")
                         return Response(204, None, self._headers())
+                    if rest[2:] == ["files"] and method == "GET":
+                        return self._task_files(task, request)
                     if len(rest) >= 4 and rest[2] == "files" and method in ("GET", "HEAD"):
                         return self._task_file(task, "/".join(rest[3:]), request)
         raise BatchError(
@@ -407,6 +411,33 @@ class BatchEmulator(EmulatorServer):
             self._headers(DataServiceId=f"{self.url}/jobs/{job.id}/tasks/{task_id}"),
         )
 
+    def _task_files(self, task: Task, request: Request) -> Response:
+        if task.directory is None:
+            raise BatchError(
+                409,
+                "OperationInvalidForCurrentState",
+                "The specified operation is not valid for the current state of the resource.",
+            )
+        recursive = request.query.get("recursive", "false").lower() == "true"
+        paths = task.directory.rglob("*") if recursive else task.directory.iterdir()
+        items = []
+        for path in sorted(paths):
+            name = path.relative_to(task.directory).as_posix()
+            item = {
+                "name": name,
+                "url": f"{task_url(self.url, task)}/files/{name}",
+                "isDirectory": path.is_dir(),
+            }
+            if path.is_file():
+                item["properties"] = {
+                    "lastModified": iso(path.stat().st_mtime),
+                    "contentLength": path.stat().st_size,
+                    "contentType": "application/octet-stream",
+                    "fileMode": "0o100644",
+                }
+            items.append(item)
+        return self._list(items, "files")
+
     def _task_file(self, task: Task, file_path: str, request: Request) -> Response:
         if task.directory is None:
             raise BatchError(
@@ -446,7 +477,7 @@ class BatchEmulator(EmulatorServer):
         return Response(200, data, headers)
 
     def _job_json(self, job: Job) -> dict:
-        data = {
+        data: dict[str, Any] = {
             "id": job.id,
             "url": f"{self.url}/jobs/{job.id}",
             "eTag": f'"0x{next(self._etags):X}"',
@@ -475,7 +506,7 @@ class BatchEmulator(EmulatorServer):
         return data
 
     def _task_json(self, task: Task) -> dict:
-        data = {
+        data: dict[str, Any] = {
             "id": task.id,
             "url": f"{self.url}/jobs/{task.job_id}/tasks/{task.id}",
             "eTag": f'"0x{next(self._etags):X}"',
@@ -497,7 +528,11 @@ class BatchEmulator(EmulatorServer):
             data["previousState"] = task.previous_state
             data["previousStateTransitionTime"] = iso(task.state_time)
         if task.started:
-            info = {"startTime": iso(task.started), "retryCount": 0, "requeueCount": 0}
+            info: dict[str, Any] = {
+                "startTime": iso(task.started),
+                "retryCount": 0,
+                "requeueCount": 0,
+            }
             if task.state == "completed":
                 info["endTime"] = iso(task.ended)
                 info["exitCode"] = task.exit_code
@@ -574,16 +609,15 @@ class BatchEmulator(EmulatorServer):
         return [f"tvmps_{pool.id}_{n:02d}" for n in range(count)]
 
     def _launch(self, job: Job, task: Task) -> None:
-        task.directory = (
-            self.root / "nodes" / task.node_id / "workitems" / job.id / "job-1" / task.id
-        )
+        node_id = task.node_id or ""
+        task.directory = self.root / "nodes" / node_id / "workitems" / job.id / "job-1" / task.id
         working = task.directory / "wd"
         working.mkdir(parents=True, exist_ok=True)
         env = {
             "AZ_BATCH_ACCOUNT_NAME": self.account_name,
             "AZ_BATCH_ACCOUNT_URL": self.url,
             "AZ_BATCH_POOL_ID": job.pool_id,
-            "AZ_BATCH_NODE_ID": task.node_id,
+            "AZ_BATCH_NODE_ID": node_id,
             "AZ_BATCH_JOB_ID": job.id,
             "AZ_BATCH_TASK_ID": task.id,
             "AZ_BATCH_TASK_DIR": str(task.directory),

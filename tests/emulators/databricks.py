@@ -5,6 +5,8 @@ Endpoints (same paths, bodies and error JSON as the service):
 - GET  /api/2.0/preview/scim/v2/Me              the token's user
 - GET  /api/2.1/clusters/list, /api/2.1/clusters/get?cluster_id=
 - POST /api/2.0/workspace/mkdirs, /api/2.0/workspace/import (JSON, base64 content)
+- GET  /api/2.0/workspace/list?path=, /api/2.0/workspace/export?path= (JSON, base64 content);
+  what a run writes beside its script becomes workspace files when it ends
 - POST /api/2.2/jobs/runs/submit                one-time run with `tasks` (2.1+ API)
 - GET  /api/2.2/jobs/runs/get?run_id=, /api/2.2/jobs/runs/get-output?run_id=<task run id>
 - POST /api/2.2/jobs/runs/cancel
@@ -246,6 +248,8 @@ class DatabricksEmulator(EmulatorServer):
             ("GET", "/api/2.1/clusters/get"): self._clusters_get,
             ("POST", "/api/2.0/workspace/mkdirs"): self._mkdirs,
             ("POST", "/api/2.0/workspace/import"): self._import,
+            ("GET", "/api/2.0/workspace/list"): self._list,
+            ("GET", "/api/2.0/workspace/export"): self._export,
             ("POST", "/api/2.2/jobs/runs/submit"): self._submit,
             ("GET", "/api/2.2/jobs/runs/get"): self._runs_get,
             ("GET", "/api/2.2/jobs/runs/get-output"): self._runs_get_output,
@@ -328,6 +332,42 @@ class DatabricksEmulator(EmulatorServer):
         self.files[path] = ("NOTEBOOK" if is_notebook else "FILE", content, language)
         return {}
 
+    def _list(self, request: Request) -> dict:
+        path = request.query.get("path", "").rstrip("/") or "/"
+        if path not in self.directories:
+            if path in self.files:
+                return {"objects": [self._object(path)]}
+            raise DatabricksError(404, "RESOURCE_DOES_NOT_EXIST", f"Path ({path}) doesn't exist.")
+        prefix = "" if path == "/" else path
+        children = sorted(
+            {
+                p
+                for p in (*self.directories, *self.files)
+                if p.startswith(prefix + "/") and "/" not in p[len(prefix) + 1 :] and p != path
+            }
+        )
+        return {"objects": [self._object(p) for p in children]} if children else {}
+
+    def _object(self, path: str) -> dict:
+        if path in self.directories:
+            return {"path": path, "object_type": "DIRECTORY", "object_id": abs(hash(path))}
+        kind, content, language = self.files[path]
+        info = {"path": path, "object_type": kind, "object_id": abs(hash(path))}
+        info["size"] = len(content)
+        if language:
+            info["language"] = language
+        return info
+
+    def _export(self, request: Request) -> dict:
+        path = request.query.get("path", "")
+        if path not in self.files:
+            raise DatabricksError(404, "RESOURCE_DOES_NOT_EXIST", f"Path ({path}) doesn't exist.")
+        kind, content, _ = self.files[path]
+        return {
+            "content": base64.b64encode(content).decode(),
+            "file_type": "py" if kind == "NOTEBOOK" else path.rsplit(".", 1)[-1],
+        }
+
     def _submit(self, request: Request) -> dict:
         body = request.json()
         tasks = body.get("tasks")
@@ -394,8 +434,8 @@ class DatabricksEmulator(EmulatorServer):
     def _parent(self, request: Request) -> ParentRun:
         raw = request.query.get("run_id") or request.json().get("run_id")
         try:
-            run_id = int(raw)
-        except (TypeError, ValueError) as exc:
+            run_id = int(str(raw))
+        except ValueError as exc:
             raise invalid("Missing required field: run_id") from exc
         if run_id in self.runs:
             return self.runs[run_id]
@@ -461,7 +501,7 @@ class DatabricksEmulator(EmulatorServer):
         }
         if result:
             state["result_state"] = result
-        ends = [t.end_time for t in run.tasks]
+        ends = [t.end_time or 0.0 for t in run.tasks]
         return {
             "run_id": run.run_id,
             "number_in_job": run.run_id,
@@ -514,6 +554,7 @@ class DatabricksEmulator(EmulatorServer):
                     if task.cancel_requested and task.result_state is None:
                         if task.process:
                             task.process.kill()
+                            self._sync_back(task)
                         task.result_state = "CANCELED"
                         task.state_message = "Run cancelled."
                         task.end_time = now
@@ -598,7 +639,18 @@ class DatabricksEmulator(EmulatorServer):
         key = workspace_path.removeprefix("/Workspace")
         return self.task_runs[task_run_id].directory / "workspace" / key.lstrip("/")
 
+    def _sync_back(self, task: TaskRun) -> None:
+        """Files a run wrote beside its script become workspace files, as on the service."""
+        local_root = task.directory / "workspace"
+        for local in sorted(local_root.rglob("*")):
+            key = "/" + local.relative_to(local_root).as_posix()
+            if local.is_dir():
+                self.directories.add(key)
+            elif key not in self.files or self.files[key][1] != local.read_bytes():
+                self.files[key] = ("FILE", local.read_bytes(), "")
+
     def _finish(self, task: TaskRun, code: int) -> None:
+        self._sync_back(task)
         if task.kind == "notebook_task":
             result = task.directory / "notebook_result.txt"
             if result.exists():

@@ -297,7 +297,7 @@ class DataLakeEmulator(EmulatorServer):
                     "error": error,
                     "error_description": f"{description}\r\nTrace ID: {uuid.uuid4()}\r\n"
                     f"Timestamp: {iso(time.time())}",
-                    "error_codes": [int(re.search(r"AADSTS(\d+)", description).group(1))],
+                    "error_codes": [int(description[6 : description.index(":")])],
                 },
             )
 

@@ -25,7 +25,9 @@ TRAIN = textwrap.dedent(
     for epoch in range(3):
         print(f"epoch {epoch} loss {1 / (epoch + 1):.3f}", flush=True)
         time.sleep(0.2)
-    with open("model.txt", "w") as out:
+    import os
+    os.makedirs("outputs", exist_ok=True)
+    with open("outputs/model.txt", "w") as out:
         out.write("weights=42")
     print("done", flush=True)
     """
@@ -48,7 +50,7 @@ def test_check_shows_the_user_and_the_clusters(dbx, databricks_emulator):
     assert all(c["state"] == "RUNNING" for c in facts["clusters"])
 
 
-def test_python_script_runs_on_an_existing_cluster_to_success(dbx, databricks_emulator):
+def test_python_script_runs_on_an_existing_cluster_to_success(dbx, databricks_emulator, tmp_path):
     handle = dbx.submit(
         kind="python",
         entry="train.py",
@@ -85,9 +87,11 @@ def test_python_script_runs_on_an_existing_cluster_to_success(dbx, databricks_em
     # The log read piece by piece is the whole log, nothing lost or repeated.
     assert b"".join(pieces) == stdout
     written = databricks_emulator.workspace_path(
-        handle["task_run_id"], f"{handle['folder']}/model.txt"
+        handle["task_run_id"], f"{handle['folder']}/outputs/model.txt"
     )
     assert written.read_text() == "weights=42"
+    assert dbx.collect(handle, tmp_path) == ["outputs/model.txt"]
+    assert (tmp_path / "outputs" / "model.txt").read_text() == "weights=42"
     assert handle["run_page_url"].endswith(f"#job/runs/{handle['run_id']}")
 
 
@@ -104,7 +108,7 @@ def test_states_move_from_preparing_through_running_to_completed(dbx, databricks
     assert state == COMPLETED
 
 
-def test_a_failing_script_fails_with_its_error(dbx):
+def test_a_failing_script_fails_with_its_error(dbx, tmp_path):
     script = b"print('loading')\nraise RuntimeError('CUDA out of memory')\n"
     handle = dbx.submit(
         kind="python", entry="bad.py", files={"bad.py": script}, run_name="bad", cluster_id=CLUSTER
@@ -114,6 +118,7 @@ def test_a_failing_script_fails_with_its_error(dbx):
 
     assert state == FAILED
     assert result["result_state"] == "FAILED"
+    assert dbx.collect(handle, tmp_path) == []
     assert "RuntimeError: CUDA out of memory" in result["error"]
     stdout, stderr = dbx.output(handle)
     assert b"loading" in stdout
