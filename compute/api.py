@@ -7,7 +7,7 @@ whose ComputeOut carries the AttachedOut fields defined here.
 from datetime import datetime
 
 from django.core.exceptions import ValidationError
-from ninja import Router, Schema
+from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
 from compute import selectors, services, ssh
@@ -194,9 +194,9 @@ def vm_attach(request, payload: VmIn, workspace: str | None = None):
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            return 202, vm_out(operation.target)
+            return Status(202, vm_out(operation.target))
     status = 409 if "already has a compute target" in str(form.errors.get("name", "")) else 400
-    return status, _form_errors(form)
+    return Status(status, _form_errors(form))
 
 
 @router.post("/computes/{name}/check", response={202: VmOut})
@@ -208,7 +208,7 @@ def compute_check(request, name: str, workspace: str | None = None):
         services.compute_check(target=target, user=request.user)
     except services.ComputeError as exc:
         raise HttpError(409, str(exc)) from exc
-    return 202, vm_out(target)
+    return Status(202, vm_out(target))
 
 
 @router.put("/computes/{name}/credentials", response={202: VmOut, 400: FormErrorOut})
@@ -232,8 +232,8 @@ def compute_credentials_update(
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            return 202, vm_out(target)
-    return 400, _form_errors(form)
+            return Status(202, vm_out(target))
+    return Status(400, _form_errors(form))
 
 
 @router.post("/computes/{name}/host-key", response={202: VmOut})
@@ -246,4 +246,4 @@ def host_key_retrust(request, name: str, payload: HostKeyIn, workspace: str | No
         services.host_key_retrust(target=target, user=request.user, fingerprint=payload.fingerprint)
     except services.ComputeError as exc:
         raise HttpError(409, str(exc)) from exc
-    return 202, vm_out(target)
+    return Status(202, vm_out(target))

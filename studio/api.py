@@ -78,10 +78,11 @@ from runs.api_logs import router as run_logs_router  # noqa: E402 - it imports t
 
 api.add_router("/", run_logs_router)
 
-from compute.cluster_api import router as compute_router  # noqa: E402 - it imports this module
-
-api.add_router("/", compute_router)
-
+# Before the cluster router: its /computes/{name} would otherwise answer /computes/vm.
 from compute.api import router as vm_router  # noqa: E402 - it imports this module
 
 api.add_router("/", vm_router)
+
+from compute.cluster_api import router as compute_router  # noqa: E402 - it imports this module
+
+api.add_router("/", compute_router)
