@@ -85,7 +85,7 @@ class EmulatorServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self):
+    def start(self, port: int = 0):
         emulator = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -127,7 +127,7 @@ class EmulatorServer:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name=f"{self.name}-http", daemon=True

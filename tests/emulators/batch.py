@@ -202,8 +202,8 @@ class BatchEmulator(EmulatorServer):
         self._etags = itertools.count(1)
         self._ticker = Ticker(self._advance, name="batch-scheduler")
 
-    def start(self):
-        super().start()
+    def start(self, port: int = 0):
+        super().start(port)
         self._ticker.start()
         return self
 

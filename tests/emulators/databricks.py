@@ -215,8 +215,8 @@ class DatabricksEmulator(EmulatorServer):
         self._ids = itertools.count(1000)
         self._ticker = Ticker(self._advance, name="databricks-runs")
 
-    def start(self):
-        super().start()
+    def start(self, port: int = 0):
+        super().start(port)
         self._ticker.start()
         return self
 

@@ -247,8 +247,8 @@ class DataLakeEmulator(EmulatorServer):
         self.jobs: dict[str, Job] = {}
         self._ticker = Ticker(self._advance, name="datalake-jobs")
 
-    def start(self):
-        super().start()
+    def start(self, port: int = 0):
+        super().start(port)
         self._ticker.start()
         return self
 
