@@ -1,15 +1,136 @@
-from django.db.models import Count, OuterRef, Q, Subquery
+from django.db.models import (
+    Count,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    Subquery,
+)
+from django.db.models.functions import Coalesce, Now
+from django.shortcuts import get_object_or_404
 
-from runs.models import Environment, Experiment, Run
+from compute.models import ComputeTarget
+from runs.models import Environment, Experiment, Metric, Run, Snapshot
+
+RUN_SORTS = {
+    "number": "number",
+    "-number": "-number",
+    "status": "status",
+    "-status": "-status",
+    "target": "target_name",
+    "-target": "-target_name",
+    "submitted": "created_at",
+    "-submitted": "-created_at",
+    "duration": "duration_s",
+    "-duration": "-duration_s",
+}
 
 
-def run_list(*, workspace, experiment=None):
+def run_list(*, workspace, experiment=None, filters: dict | None = None, sort: str = ""):
+    """Runs of a workspace (or experiment), filtered by status, target, tag or text, sorted."""
     runs = Run.objects.filter(workspace=workspace).select_related(
         "experiment", "submitted_by", "target"
     )
     if experiment is not None:
         runs = runs.filter(experiment=experiment)
+    filters = filters or {}
+    if filters.get("status"):
+        runs = runs.filter(status=filters["status"])
+    if filters.get("target"):
+        runs = runs.filter(target_name=filters["target"])
+    if filters.get("tag"):
+        key, _, value = filters["tag"].partition("=")
+        runs = runs.filter(tags__has_key=key.strip())
+        if value.strip():
+            runs = runs.filter(**{f"tags__{key.strip()}": value.strip()})
+    if filters.get("q"):
+        text = filters["q"]
+        runs = runs.filter(
+            Q(display_name__icontains=text)
+            | Q(experiment__name__icontains=text)
+            | Q(entry_script__icontains=text)
+        )
+    if sort in RUN_SORTS:
+        if "duration" in sort:
+            runs = runs.annotate(
+                duration_s=ExpressionWrapper(
+                    Coalesce(F("ended_at"), Now()) - F("started_at"), output_field=DurationField()
+                )
+            )
+        runs = runs.order_by(RUN_SORTS[sort], "-pk")
     return runs
+
+
+def run_get(*, workspace, run_id: int) -> Run:
+    return get_object_or_404(
+        Run.objects.select_related(
+            "experiment", "submitted_by", "target", "environment", "snapshot"
+        ),
+        pk=run_id,
+        workspace=workspace,
+    )
+
+
+def run_timeline(run: Run):
+    return list(run.events.all())
+
+
+def metric_series(run: Run) -> dict[str, list[tuple[int, float]]]:
+    """Each metric of the run as (step, value) points in step order."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for name, step, value in run.metrics.order_by("name", "step", "pk").values_list(
+        "name", "step", "value"
+    ):
+        series.setdefault(name, []).append((step, value))
+    return series
+
+
+def metric_names(*, experiment) -> list[str]:
+    return list(
+        Metric.objects.filter(run__experiment=experiment)
+        .order_by("name")
+        .values_list("name", flat=True)
+        .distinct()
+    )
+
+
+def metric_compare(*, runs, name: str) -> dict[str, list[tuple[int, float]]]:
+    """One metric across runs: run label → (step, value) points."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    for run in runs:
+        points = list(
+            run.metrics.filter(name=name).order_by("step", "pk").values_list("step", "value")
+        )
+        if points:
+            series[f"#{run.number}"] = points
+    return series
+
+
+def experiment_get(*, workspace, name: str) -> Experiment:
+    return get_object_or_404(Experiment, workspace=workspace, name=name)
+
+
+def snapshot_entries(snapshot: Snapshot | None) -> list[dict]:
+    if snapshot is None:
+        return []
+    return [
+        {"path": path, "sha256": sha, "size": size, "executable": executable}
+        for path, sha, size, executable in snapshot.manifest
+    ]
+
+
+def snapshot_entry(snapshot: Snapshot | None, path: str) -> dict | None:
+    for entry in snapshot_entries(snapshot):
+        if entry["path"] == path:
+            return entry
+    return None
+
+
+def runnable_targets(*, workspace):
+    from compute.backends import RUNNABLE_KINDS
+
+    return ComputeTarget.objects.filter(workspace=workspace, kind__in=RUNNABLE_KINDS)
 
 
 def experiment_list(*, workspace):

@@ -14,6 +14,8 @@ import re
 import shlex
 import tarfile
 import tempfile
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from datetime import timedelta
 from io import BytesIO
 from pathlib import Path
@@ -38,6 +40,7 @@ from runs.models import (
     RunStatus,
     Snapshot,
 )
+from runs.runconfig import EnvironmentSpec, RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -644,3 +647,100 @@ def stderr_tail(run_id: int) -> str:
 
 def run_arguments_text(run: Run) -> str:
     return shlex.join(run.arguments)
+
+
+# --- submitting from a form, the API or a runconfig --------------------------------------
+
+
+class FieldError(RunError):
+    """A RunError that belongs to one submit field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class SubmitRequest:
+    """The submit fields as the form, the API and the runconfig give them."""
+
+    experiment: str = ""
+    target: str = ""
+    entry_script: str = ""
+    arguments: list[str] = dc_field(default_factory=list)
+    environment: Environment | None = None
+    environment_spec: EnvironmentSpec | None = None
+    node_count: int | None = None
+    max_duration_seconds: int | None = None
+    tags: dict = dc_field(default_factory=dict)
+    metric_patterns: list[str] = dc_field(default_factory=list)
+    display_name: str = ""
+
+    def apply_runconfig(self, config: RunConfig) -> None:
+        """Fill what the user left empty from an `az ml` runconfig file."""
+        self.entry_script = self.entry_script or config.script
+        self.arguments = self.arguments or config.arguments
+        self.target = self.target or config.target
+        if self.max_duration_seconds is None:
+            self.max_duration_seconds = config.max_duration_seconds or None
+        if self.node_count is None:
+            self.node_count = config.node_count
+        if self.environment is None and config.environment is not None:
+            self.environment_spec = config.environment
+
+
+def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, archive=None) -> Run:
+    """Snapshot the uploaded folder or archive and submit it as `request` describes."""
+    name = request.experiment.strip()
+    if not name:
+        raise FieldError("experiment", "Name the experiment this run belongs to.")
+    problem = experiment_name_problem(name)
+    if problem:
+        raise FieldError("experiment", problem)
+    target = ComputeTarget.objects.filter(workspace=workspace, name=request.target).first()
+    if target is None:
+        raise FieldError(
+            "target",
+            f"This workspace has no compute target {request.target!r}: choose one of its "
+            "targets (see Compute)."
+            if request.target
+            else "Choose the compute target.",
+        )
+    if not request.entry_script:
+        raise FieldError("entry_script", "Say which script to run, e.g. train.py.")
+    if not files and archive is None:
+        raise FieldError(
+            "source_folder", "Choose the source folder (or upload it as a .zip or .tar.gz)."
+        )
+    environment = request.environment
+    if environment is None and request.environment_spec is not None:
+        environment = environment_from_runconfig(workspace=workspace, spec=request.environment_spec)
+    if environment is None:
+        raise FieldError("environment", "Choose the environment the script runs in.")
+    try:
+        snapshot, _ = snapshot_from_upload(workspace=workspace, files=files, archive=archive)
+    except snapshots.SnapshotError as exc:
+        raise FieldError("source_folder", str(exc)) from None
+    if not snapshot_has(snapshot, request.entry_script):
+        scripts = [e[0] for e in snapshot.manifest if e[0].endswith(".py")][:10]
+        raise FieldError(
+            "entry_script",
+            f"{request.entry_script} is not in the source folder. Python files in it: "
+            f"{', '.join(scripts) or 'none'}.",
+        )
+    experiment = experiment_get_or_create(workspace=workspace, name=name, user=user)
+    return run_submit(
+        workspace=workspace,
+        user=user,
+        experiment=experiment,
+        target=target,
+        snapshot=snapshot,
+        entry_script=request.entry_script,
+        environment=environment,
+        arguments=request.arguments,
+        node_count=request.node_count or 1,
+        max_duration_seconds=request.max_duration_seconds,
+        tags=request.tags,
+        metric_patterns=request.metric_patterns,
+        display_name=request.display_name,
+    )

@@ -1,22 +1,206 @@
-from django.shortcuts import render
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
-from runs import selectors
+from runs import charts, selectors, services, snapshots
+from runs.forms import EnvironmentForm, ExperimentForm, RunSubmitForm
+from runs.models import RunFile, RunStatus
 from studio.access import workspace_view
+
+RUNS_PER_PAGE = 25
+
+
+def _run_table(request, *, experiment=None):
+    filters = {key: request.GET.get(key, "").strip() for key in ("status", "target", "tag", "q")}
+    sort = request.GET.get("sort", "-submitted")
+    runs = selectors.run_list(
+        workspace=request.workspace, experiment=experiment, filters=filters, sort=sort
+    )
+    page = Paginator(runs, RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    sort_query = query.copy()
+    sort_query.pop("sort", None)
+    return {
+        "page": page,
+        "filters": filters,
+        "sort": sort,
+        "statuses": RunStatus.values,
+        "targets": selectors.runnable_targets(workspace=request.workspace),
+        "query": query.urlencode(),
+        "sort_query": sort_query.urlencode(),
+    }
 
 
 @workspace_view()
 def experiment_list(request):
+    form = ExperimentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            experiment = services.experiment_create(
+                workspace=request.workspace,
+                name=form.cleaned_data["name"],
+                description=form.cleaned_data["description"],
+                user=request.user,
+            )
+        except services.RunError as exc:
+            form.add_error("name", str(exc))
+        else:
+            messages.success(request, f"Experiment {experiment.name} created.")
+            return redirect("experiment_detail", request.workspace.slug, experiment.name)
     experiments = selectors.experiment_list(workspace=request.workspace)
-    return render(request, "runs/experiment_list.html", {"experiments": experiments})
+    return render(request, "runs/experiment_list.html", {"experiments": experiments, "form": form})
+
+
+@workspace_view()
+def experiment_detail(request, name: str):
+    experiment = selectors.experiment_get(workspace=request.workspace, name=name)
+    context = {"experiment": experiment, **_run_table(request, experiment=experiment)}
+    if request.htmx:
+        return render(request, "runs/_run_table.html", context)
+    metric_names = selectors.metric_names(experiment=experiment)
+    metric = request.GET.get("metric") or (metric_names[0] if metric_names else "")
+    chosen = [int(pk) for pk in request.GET.getlist("compare") if pk.isdigit()]
+    compare_runs = selectors.run_list(workspace=request.workspace, experiment=experiment)
+    compare_runs = compare_runs.filter(pk__in=chosen) if chosen else compare_runs[:5]
+    chart = charts.line_chart(metric, selectors.metric_compare(runs=compare_runs, name=metric))
+    context.update(
+        {
+            "metric_names": metric_names,
+            "metric": metric,
+            "compare_chart": chart if metric else "",
+            "compared": {run.pk for run in compare_runs},
+            "all_runs": selectors.run_list(workspace=request.workspace, experiment=experiment)[:50],
+        }
+    )
+    return render(request, "runs/experiment_detail.html", context)
 
 
 @workspace_view()
 def run_list(request):
-    runs = selectors.run_list(workspace=request.workspace)[:100]
-    return render(request, "runs/run_list.html", {"runs": runs})
+    context = _run_table(request)
+    if request.htmx:
+        return render(request, "runs/_run_table.html", context)
+    return render(request, "runs/run_list.html", context)
+
+
+@workspace_view()
+def run_submit(request):
+    initial = {"experiment": request.GET.get("experiment", ""), "target": "local"}
+    minimal = next(
+        (e for e in selectors.environment_list(workspace=request.workspace) if e.kind == "curated"),
+        None,
+    )
+    if minimal is not None:
+        initial["environment"] = str(minimal.pk)
+    form = RunSubmitForm(
+        request.POST or None, request.FILES or None, workspace=request.workspace, initial=initial
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            run = services.run_submit_upload(
+                workspace=request.workspace,
+                user=request.user,
+                request=form.submit_request(),
+                files=form.folder_files(),
+                archive=form.cleaned_data.get("source_archive"),
+            )
+        except services.FieldError as exc:
+            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
+        except services.RunError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Run {run} submitted to {run.target_name}.")
+            return redirect("run_detail", request.workspace.slug, run.pk)
+    return render(request, "runs/run_submit.html", {"form": form})
+
+
+def _run_context(request, run):
+    series = selectors.metric_series(run)
+    return {
+        "run": run,
+        "timeline": selectors.run_timeline(run),
+        "charts": [charts.line_chart(name, {name: points}) for name, points in series.items()],
+        "files": list(run.files.all()),
+        "can_cancel": request.membership.can_edit
+        and run.status not in (*services.FINAL_STATUSES, RunStatus.CANCEL_REQUESTED),
+    }
+
+
+@workspace_view()
+def run_detail(request, run_id: int):
+    run = selectors.run_get(workspace=request.workspace, run_id=run_id)
+    context = _run_context(request, run)
+    context["snapshot_files"] = selectors.snapshot_entries(run.snapshot)[:200]
+    return render(request, "runs/run_detail.html", context)
+
+
+@workspace_view()
+def run_status(request, run_id: int):
+    """The part of the run page that changes while the run runs (polled by htmx)."""
+    run = selectors.run_get(workspace=request.workspace, run_id=run_id)
+    return render(request, "runs/_run_status.html", _run_context(request, run))
+
+
+@require_POST
+@workspace_view()
+def run_cancel(request, run_id: int):
+    run = selectors.run_get(workspace=request.workspace, run_id=run_id)
+    if services.run_cancel(run=run, user=request.user):
+        messages.success(request, f"Canceling run {run}: its processes are being stopped.")
+    else:
+        messages.warning(request, f"Run {run} is {run.status}: there is nothing to cancel.")
+    url = reverse("run_detail", args=[request.workspace.slug, run.pk])
+    if request.htmx:
+        return HttpResponseClientRedirect(url)
+    return redirect(url)
+
+
+@workspace_view()
+def run_file_download(request, run_id: int, path: str):
+    run = selectors.run_get(workspace=request.workspace, run_id=run_id)
+    run_file = RunFile.objects.filter(run=run, path=path).first()
+    if run_file is None:
+        raise Http404("This run has no such file")
+    return _blob_response(run_file.sha256, path)
+
+
+@workspace_view()
+def run_snapshot_file(request, run_id: int, path: str):
+    run = selectors.run_get(workspace=request.workspace, run_id=run_id)
+    entry = selectors.snapshot_entry(run.snapshot, path)
+    if entry is None:
+        raise Http404("The run's snapshot has no such file")
+    return _blob_response(entry["sha256"], path)
+
+
+def _blob_response(sha: str, path: str) -> FileResponse:
+    try:
+        handle = snapshots.blob_path(sha).open("rb")
+    except FileNotFoundError as exc:
+        raise Http404("The file's content is no longer stored") from exc
+    return FileResponse(handle, as_attachment=True, filename=path.rsplit("/", 1)[-1])
 
 
 @workspace_view()
 def environment_list(request):
     environments = selectors.environment_list(workspace=request.workspace)
     return render(request, "runs/environment_list.html", {"environments": environments})
+
+
+@workspace_view()
+def environment_create(request):
+    form = EnvironmentForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            env = services.environment_create(workspace=request.workspace, **form.cleaned_data)
+        except services.RunError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Environment {env} saved.")
+            return redirect("environment_list", request.workspace.slug)
+    return render(request, "runs/environment_form.html", {"form": form})

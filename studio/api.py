@@ -86,3 +86,7 @@ api.add_router("/", vm_router)
 from compute.cluster_api import router as compute_router  # noqa: E402 - it imports this module
 
 api.add_router("/", compute_router)
+
+from runs.api import router as runs_router  # noqa: E402 - it imports this module
+
+api.add_router("/", runs_router)

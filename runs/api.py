@@ -1,0 +1,302 @@
+"""Runs and experiments over the JSON API: submit, list, inspect, cancel, metrics, files.
+
+`POST /api/v1/runs` takes the submit form's fields as multipart form data
+with the source folder as a .zip or .tar.gz (`snapshot`) and, optionally, an
+`az ml` runconfig file (`runconfig`) that fills the fields left out.
+"""
+
+from __future__ import annotations
+
+import shlex
+from datetime import datetime
+
+from django.db.models import Q
+from django.http import FileResponse
+from django.urls import reverse
+from ninja import File, Form, Router, Schema, Status
+from ninja.errors import HttpError
+from ninja.files import UploadedFile
+
+from runs import selectors, services
+from runs.models import Environment, Run
+from runs.runconfig import RunConfigError, parse_runconfig
+from runs.snapshots import blob_path
+from studio.api import api_membership
+from studio.models import Role
+
+router = Router(tags=["runs"])
+
+
+class RunEventOut(Schema):
+    status: str
+    at: datetime
+    message: str
+
+
+class RunOut(Schema):
+    id: int
+    experiment: str
+    number: int
+    status: str
+    status_reason: str
+    target: str
+    node: str
+    entry_script: str
+    arguments: list[str]
+    environment: str
+    exit_code: int | None
+    error: str
+    stderr_tail: str
+    tags: dict
+    submitted_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    timeline: list[RunEventOut]
+    url: str
+
+
+class MetricPointOut(Schema):
+    step: int
+    value: float
+
+
+class MetricOut(Schema):
+    name: str
+    points: list[MetricPointOut]
+
+
+class RunFileOut(Schema):
+    path: str
+    size: int
+    sha256: str
+    url: str
+
+
+class ExperimentOut(Schema):
+    name: str
+    description: str
+    run_count: int
+    latest_status: str | None
+
+
+class ExperimentIn(Schema):
+    name: str
+    description: str = ""
+
+
+def run_out(run: Run) -> RunOut:
+    return RunOut(
+        id=run.pk,
+        experiment=run.experiment.name,
+        number=run.number,
+        status=run.status,
+        status_reason=run.status_reason,
+        target=run.target_name,
+        node=run.node_name,
+        entry_script=run.entry_script,
+        arguments=run.arguments,
+        environment=str(run.environment) if run.environment else "",
+        exit_code=run.exit_code,
+        error=run.error,
+        stderr_tail=run.stderr_tail,
+        tags=run.tags,
+        submitted_by=run.submitted_by.username if run.submitted_by else None,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+        timeline=[
+            RunEventOut(status=e.status, at=e.at, message=e.message) for e in run.events.all()
+        ],
+        url=reverse("run_detail", args=[run.workspace.slug, run.pk]),
+    )
+
+
+def visible_run(request, run_id: int, role: str = Role.READER) -> Run:
+    run = (
+        Run.objects.select_related("workspace", "experiment", "submitted_by", "environment")
+        .filter(pk=run_id)
+        .first()
+    )
+    if run is None:
+        raise HttpError(404, "No such run")
+    api_membership(request, run.workspace.slug, role)
+    return run
+
+
+def environment_named(workspace, name: str) -> Environment:
+    """`name` (its latest version) or `name:version`, of the workspace or curated."""
+    base, _, version = name.partition(":")
+    envs = Environment.objects.filter(
+        Q(workspace=workspace) | Q(workspace__isnull=True), name=base
+    ).order_by("-version")
+    if version:
+        envs = envs.filter(version=int(version) if version.isdigit() else -1)
+    env = envs.first()
+    if env is None:
+        raise HttpError(
+            400, f"No environment {name!r}: see the Environments page for the names you can use."
+        )
+    return env
+
+
+@router.post("/runs", response={201: RunOut})
+def runs_submit(
+    request,
+    workspace: str | None = None,
+    experiment: str = Form(""),
+    target: str = Form(""),
+    entry_script: str = Form(""),
+    arguments: str = Form(""),
+    environment: str = Form(""),
+    node_count: int | None = Form(None),
+    max_duration_seconds: int | None = Form(None),
+    tags: str = Form(""),
+    metric_patterns: str = Form(""),
+    display_name: str = Form(""),
+    snapshot: UploadedFile = File(...),  # noqa: B008 - how ninja declares an upload
+    runconfig: UploadedFile | None = File(None),  # noqa: B008
+):
+    """Submit a run: the source folder as a .zip or .tar.gz in `snapshot`."""
+    membership = api_membership(request, workspace, Role.CONTRIBUTOR)
+    ws = membership.workspace
+    try:
+        submit = services.SubmitRequest(
+            experiment=experiment,
+            target=target,
+            entry_script=entry_script.strip(),
+            arguments=shlex.split(arguments),
+            environment=environment_named(ws, environment) if environment else None,
+            node_count=node_count,
+            max_duration_seconds=max_duration_seconds,
+            tags=services.parse_tags(tags),
+            metric_patterns=services.parse_metric_patterns(metric_patterns),
+            display_name=display_name,
+        )
+        if runconfig is not None:
+            submit.apply_runconfig(parse_runconfig(runconfig.read().decode(errors="replace")))
+        if submit.environment is None and submit.environment_spec is None:
+            submit.environment = environment_named(ws, "trainyard-minimal-python")
+        run = services.run_submit_upload(
+            workspace=ws, user=request.user, request=submit, archive=snapshot
+        )
+    except services.FieldError as exc:
+        raise HttpError(400, f"{exc.field}: {exc}") from None
+    except (services.RunError, RunConfigError) as exc:
+        raise HttpError(400, str(exc)) from None
+    except ValueError as exc:
+        raise HttpError(400, f"arguments: {exc}") from None
+    return Status(
+        201, run_out(Run.objects.select_related("workspace", "experiment").get(pk=run.pk))
+    )
+
+
+@router.get("/runs", response=list[RunOut])
+def runs_list(
+    request,
+    workspace: str | None = None,
+    experiment: str = "",
+    status: str = "",
+    limit: int = 50,
+    offset: int = 0,
+):
+    """Runs of a workspace, newest first; `experiment` and `status` filter them."""
+    membership = api_membership(request, workspace)
+    runs = selectors.run_list(workspace=membership.workspace, filters={"status": status})
+    if experiment:
+        runs = runs.filter(experiment__name=experiment)
+    runs = runs.select_related("workspace", "environment").prefetch_related("events")
+    limit = max(1, min(limit, 500))
+    return [run_out(run) for run in runs[offset : offset + limit]]
+
+
+@router.get("/runs/{run_id}", response=RunOut)
+def runs_get(request, run_id: int):
+    """A run's status, timeline, exit code and error."""
+    return run_out(visible_run(request, run_id))
+
+
+@router.post("/runs/{run_id}/cancel", response=RunOut)
+def runs_cancel(request, run_id: int):
+    """Ask the run to stop (SIGTERM, grace period, SIGKILL); it ends Canceled."""
+    run = visible_run(request, run_id, Role.CONTRIBUTOR)
+    if not services.run_cancel(run=run, user=request.user):
+        raise HttpError(409, f"The run is {run.status}: there is nothing to cancel.")
+    run.refresh_from_db()
+    return run_out(run)
+
+
+@router.get("/runs/{run_id}/metrics", response=list[MetricOut])
+def runs_metrics(request, run_id: int):
+    """Every metric the run logged, as (step, value) series."""
+    run = visible_run(request, run_id)
+    return [
+        MetricOut(name=name, points=[MetricPointOut(step=s, value=v) for s, v in points])
+        for name, points in selectors.metric_series(run).items()
+    ]
+
+
+@router.get("/runs/{run_id}/files", response=list[RunFileOut])
+def runs_files(request, run_id: int):
+    """The files the run wrote to ./outputs and ./logs, with download links."""
+    run = visible_run(request, run_id)
+    return [
+        RunFileOut(
+            path=f.path,
+            size=f.size,
+            sha256=f.sha256,
+            url=reverse("run_file", args=[run.workspace.slug, run.pk, f.path]),
+        )
+        for f in run.files.all()
+    ]
+
+
+@router.get("/experiments", response=list[ExperimentOut], tags=["experiments"])
+def experiments_list(request, workspace: str | None = None):
+    membership = api_membership(request, workspace)
+    return [
+        ExperimentOut(
+            name=e.name,
+            description=e.description,
+            run_count=e.run_count,
+            latest_status=e.latest_status,
+        )
+        for e in selectors.experiment_list(workspace=membership.workspace)
+    ]
+
+
+@router.post("/experiments", response={201: ExperimentOut}, tags=["experiments"])
+def experiments_create(request, payload: ExperimentIn, workspace: str | None = None):
+    membership = api_membership(request, workspace, Role.CONTRIBUTOR)
+    try:
+        experiment = services.experiment_create(
+            workspace=membership.workspace,
+            name=payload.name,
+            description=payload.description,
+            user=request.user,
+        )
+    except services.RunError as exc:
+        raise HttpError(400, str(exc)) from None
+    return Status(
+        201,
+        ExperimentOut(
+            name=experiment.name,
+            description=experiment.description,
+            run_count=0,
+            latest_status=None,
+        ),
+    )
+
+
+@router.get("/runs/{run_id}/files/{path:path}")
+def runs_file_download(request, run_id: int, path: str):
+    """One output or log file of the run, as stored."""
+    run = visible_run(request, run_id)
+    run_file = run.files.filter(path=path).first()
+    if run_file is None:
+        raise HttpError(404, "This run has no such file")
+    try:
+        handle = blob_path(run_file.sha256).open("rb")
+    except FileNotFoundError:
+        raise HttpError(404, "The file's content is no longer stored") from None
+    return FileResponse(handle, as_attachment=True, filename=path.rsplit("/", 1)[-1])

@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+import shlex
+
+from django import forms
+from django.conf import settings
+
+from runs import selectors, services, snapshots
+from runs.models import EnvironmentKind
+from runs.runconfig import RunConfigError, parse_runconfig
+
+MAX_RUNCONFIG_BYTES = 256 * 1024
+
+
+class ExperimentForm(forms.Form):
+    name = forms.CharField(
+        max_length=250,
+        help_text="Letters, digits, dashes and underscores, e.g. mnist-baseline.",
+    )
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        problem = services.experiment_name_problem(name)
+        if problem:
+            raise forms.ValidationError(problem)
+        return name
+
+
+class EnvironmentForm(forms.Form):
+    name = forms.CharField(
+        max_length=255,
+        help_text="Saving a name that exists adds a new version of it, e.g. sklearn-1.5.",
+    )
+    kind = forms.ChoiceField(
+        label="Kind",
+        choices=[
+            (EnvironmentKind.USER_MANAGED, "User-managed: use an interpreter on the target as is"),
+            (EnvironmentKind.SYSTEM_MANAGED, "System-managed: build it from a dependency list"),
+        ],
+        widget=forms.RadioSelect,
+        initial=EnvironmentKind.USER_MANAGED,
+    )
+    interpreter_path = forms.CharField(
+        label="Python interpreter",
+        required=False,
+        help_text="User-managed only: the interpreter on the target, e.g. "
+        "/opt/conda/envs/tf/bin/python. Empty means python3 on the target's PATH.",
+    )
+    pip_requirements = forms.CharField(
+        label="pip requirements",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 5}),
+        help_text="System-managed: a requirements.txt. Built once per target in a venv and "
+        "reused by every run with the same list.",
+    )
+    conda_yaml = forms.CharField(
+        label="conda environment file",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 5}),
+        help_text="System-managed, instead of pip: an environment.yml; the target needs conda.",
+    )
+    docker_image = forms.CharField(
+        label="Docker base image",
+        required=False,
+        help_text="Optional: run in this image (CPU or GPU) on targets with Docker, e.g. "
+        "python:3.11-slim. The image must already be on the target.",
+    )
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class FolderInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+    def __init__(self, attrs=None):
+        super().__init__({"webkitdirectory": True, "multiple": True, **(attrs or {})})
+
+
+class FolderField(forms.FileField):
+    """Every file of a chosen folder (empty files included: __init__.py often is)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("widget", FolderInput())
+        super().__init__(**kwargs)
+
+    def clean(self, data, initial=None):
+        if not data:
+            return []
+        return list(data) if isinstance(data, (list, tuple)) else [data]
+
+
+class RunSubmitForm(forms.Form):
+    experiment = forms.CharField(
+        required=False,
+        max_length=250,
+        help_text="An existing experiment, or a new name to create one.",
+        widget=forms.TextInput(attrs={"list": "experiment-names", "autocomplete": "off"}),
+    )
+    target = forms.ChoiceField(
+        label="Compute target",
+        required=False,
+        help_text="Where the script runs: this server (local), an attached VM or a cluster.",
+    )
+    source_folder = FolderField(
+        label="Source folder",
+        required=False,
+        help_text="Choose or drop the folder with your script. .amlignore (or else .gitignore) "
+        "decides what is left out; only changed files are uploaded to the target again.",
+    )
+    source_paths = forms.CharField(required=False, widget=forms.HiddenInput)
+    source_archive = forms.FileField(
+        label="…or an archive",
+        required=False,
+        help_text="A .zip or .tar.gz of the source folder, instead of choosing the folder.",
+    )
+    entry_script = forms.CharField(
+        label="Entry script",
+        required=False,
+        max_length=512,
+        help_text="The script to run, relative to the source folder, e.g. train.py.",
+        widget=forms.TextInput(attrs={"list": "entry-scripts", "autocomplete": "off"}),
+    )
+    arguments = forms.CharField(
+        required=False,
+        help_text="Passed to the script as in a shell, e.g. --epochs 10 --lr 0.01.",
+    )
+    environment = forms.ChoiceField(
+        required=False,
+        help_text="The Python the script runs with (see Environments).",
+    )
+    node_count = forms.IntegerField(
+        label="Node count",
+        required=False,
+        min_value=1,
+        initial=1,
+        help_text="Nodes the run uses; multi-node runs are not supported yet.",
+    )
+    max_duration_seconds = forms.IntegerField(
+        label="Max run duration (seconds)",
+        required=False,
+        min_value=1,
+        help_text="Optional: the run is stopped (SIGTERM, then SIGKILL) after this long.",
+    )
+    tags = forms.CharField(
+        required=False, help_text="name=value pairs separated by commas, e.g. model=resnet, lr=0.1."
+    )
+    metric_patterns = forms.CharField(
+        label="Metrics from output",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Optional, one regular expression per line: each named group becomes a metric "
+        "read from stdout, e.g. loss=(?P&lt;loss&gt;[0-9.]+). Scripts can also log metrics "
+        'with <code>from trainyard import run; run.log("loss", 0.3)</code>.',
+    )
+    runconfig = forms.FileField(
+        label="Runconfig file",
+        required=False,
+        help_text="Optional: an az ml runconfig (.azureml/&lt;target&gt;.runconfig). It fills the "
+        "fields you leave empty: script, arguments, target, maxRunDurationSeconds, nodeCount, "
+        "environment.",
+    )
+
+    def __init__(self, *args, workspace, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.workspace = workspace
+        targets = list(selectors.runnable_targets(workspace=workspace))
+        self.fields["target"].choices = [("", "—")] + [
+            (t.name, f"{t.name} ({t.get_kind_display()})") for t in targets
+        ]
+        self.environments = {str(e.pk): e for e in selectors.environment_list(workspace=workspace)}
+        self.fields["environment"].choices = [("", "—")] + [
+            (pk, f"{e} ({e.get_kind_display()})") for pk, e in self.environments.items()
+        ]
+        self.experiment_names = list(
+            selectors.experiment_list(workspace=workspace).values_list("name", flat=True)
+        )
+
+    def clean_arguments(self):
+        try:
+            return shlex.split(self.cleaned_data["arguments"] or "")
+        except ValueError as exc:
+            raise forms.ValidationError(
+                f"The arguments cannot be split like a shell would ({exc}): check the quotes."
+            ) from None
+
+    def clean_tags(self):
+        try:
+            return services.parse_tags(self.cleaned_data["tags"])
+        except services.RunError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_metric_patterns(self):
+        try:
+            return services.parse_metric_patterns(self.cleaned_data["metric_patterns"])
+        except services.RunError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_runconfig(self):
+        upload = self.cleaned_data.get("runconfig")
+        if not upload:
+            return None
+        if upload.size > MAX_RUNCONFIG_BYTES:
+            raise forms.ValidationError(
+                "A runconfig file is a small YAML file: this one is too big."
+            )
+        try:
+            return parse_runconfig(upload.read().decode("utf-8", errors="replace"))
+        except RunConfigError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_source_archive(self):
+        archive = self.cleaned_data.get("source_archive")
+        if archive and archive.size > settings.SNAPSHOT_MAX_BYTES:
+            raise forms.ValidationError(
+                f"The archive is {snapshots.human_bytes(archive.size)}, over the snapshot limit of "
+                f"{snapshots.human_bytes(settings.SNAPSHOT_MAX_BYTES)}."
+            )
+        return archive
+
+    def folder_files(self) -> list[tuple[str, object]]:
+        """The chosen folder's files with their paths (the browser sends bare file names)."""
+        files = self.cleaned_data.get("source_folder") or []
+        paths = [p for p in (self.cleaned_data.get("source_paths") or "").split("\n") if p]
+        if len(paths) != len(files):
+            paths = [f.name for f in files]
+        return list(zip(snapshots.strip_common_folder(paths), files, strict=True))
+
+    def submit_request(self) -> services.SubmitRequest:
+        data = self.cleaned_data
+        request = services.SubmitRequest(
+            experiment=data.get("experiment") or "",
+            target=data.get("target") or "",
+            entry_script=(data.get("entry_script") or "").strip(),
+            arguments=data.get("arguments") or [],
+            environment=self.environments.get(data.get("environment") or ""),
+            node_count=data.get("node_count"),
+            max_duration_seconds=data.get("max_duration_seconds"),
+            tags=data.get("tags") or {},
+            metric_patterns=data.get("metric_patterns") or [],
+        )
+        if data.get("runconfig") is not None:
+            request.apply_runconfig(data["runconfig"])
+        return request

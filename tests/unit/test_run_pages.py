@@ -1,0 +1,273 @@
+"""Run pages and forms: who may see and do what, and what the submit form accepts.
+
+Runs stay Queued here (tasks enqueued on commit never run inside a test
+transaction); tests/integration runs them for real.
+"""
+
+import io
+import tarfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from runs import services
+from runs.models import Environment, Experiment, Metric, Run, RunFile, RunStatus
+from runs.snapshots import blob_store_bytes
+from tests.integration.runs_support import minimal_environment, write_tree
+
+
+@pytest.fixture
+def run(workspace, alice, tmp_path):
+    source = write_tree(tmp_path / "src", {"train.py": "print('hi')\n", "lib/util.py": "X = 1\n"})
+    snapshot, _ = services.snapshot_create(workspace=workspace, root=source)
+    experiment = services.experiment_create(workspace=workspace, name="mnist", user=alice)
+    run = services.run_submit(
+        workspace=workspace,
+        user=alice,
+        experiment=experiment,
+        target=workspace.compute_targets.get(name="local"),
+        snapshot=snapshot,
+        entry_script="train.py",
+        environment=minimal_environment(),
+        tags={"model": "cnn"},
+    )
+    sha, _ = blob_store_bytes(b"model weights")
+    RunFile.objects.create(run=run, path="outputs/model.bin", sha256=sha, size=13)
+    Metric.objects.bulk_create(
+        [Metric(run=run, name="loss", step=i, value=1 / (i + 1)) for i in range(3)]
+    )
+    return run
+
+
+def pages(workspace, run):
+    slug = workspace.slug
+    return [
+        reverse("experiment_list", args=[slug]),
+        reverse("experiment_detail", args=[slug, "mnist"]),
+        reverse("run_list", args=[slug]),
+        reverse("run_submit", args=[slug]),
+        reverse("run_detail", args=[slug, run.pk]),
+        reverse("run_status", args=[slug, run.pk]),
+        reverse("run_file", args=[slug, run.pk, "outputs/model.bin"]),
+        reverse("run_snapshot_file", args=[slug, run.pk, "lib/util.py"]),
+        reverse("environment_list", args=[slug]),
+        reverse("environment_create", args=[slug]),
+    ]
+
+
+def test_members_see_the_run_pages_and_strangers_get_404(
+    workspace, run, as_alice, as_bob, as_carol, as_charlie
+):
+    for url in pages(workspace, run):
+        for client in (as_alice, as_bob, as_carol):
+            assert client.get(url).status_code == 200, url
+        assert as_charlie.get(url).status_code == 404, url
+
+
+def test_run_page_shows_status_timeline_metrics_files_and_snapshot(workspace, run, as_bob):
+    page = as_bob.get(reverse("run_detail", args=[workspace.slug, run.pk])).content.decode()
+    assert "mnist #1" in page
+    assert 'data-status="Queued"' in page
+    assert "Submitted to local" in page
+    assert 'data-metric="loss"' in page and "<svg" in page
+    assert "outputs/model.bin" in page
+    assert "lib/util.py" in page
+    assert "data-log-viewer" in page
+    assert 'hx-trigger="every 2s"' in page
+    # A reader cannot cancel.
+    assert "Cancel run" not in page
+
+
+def test_downloads_return_the_stored_bytes(workspace, run, as_bob):
+    file_url = reverse("run_file", args=[workspace.slug, run.pk, "outputs/model.bin"])
+    assert b"".join(as_bob.get(file_url).streaming_content) == b"model weights"
+    source_url = reverse("run_snapshot_file", args=[workspace.slug, run.pk, "lib/util.py"])
+    assert b"".join(as_bob.get(source_url).streaming_content) == b"X = 1\n"
+    missing = reverse("run_file", args=[workspace.slug, run.pk, "outputs/none"])
+    assert as_bob.get(missing).status_code == 404
+
+
+def test_cancel_needs_a_contributor(workspace, run, as_bob, as_charlie, as_carol):
+    url = reverse("run_cancel", args=[workspace.slug, run.pk])
+    assert as_bob.post(url).status_code == 403
+    assert as_charlie.post(url).status_code == 404
+    response = as_carol.post(url, follow=True)
+    run.refresh_from_db()
+    assert run.status == RunStatus.CANCELED
+    assert "Canceled by carol" in response.content.decode()
+
+
+def test_experiment_create(workspace, as_alice, as_bob, as_charlie, as_carol):
+    url = reverse("experiment_list", args=[workspace.slug])
+    assert as_bob.post(url, {"name": "x"}).status_code == 403
+    assert as_charlie.post(url, {"name": "x"}).status_code == 404
+    bad = as_carol.post(url, {"name": "has space"})
+    assert "letters, digits, dashes and underscores" in bad.content.decode()
+    response = as_carol.post(url, {"name": "cifar-10"}, follow=True)
+    assert response.redirect_chain[-1][0] == reverse(
+        "experiment_detail", args=[workspace.slug, "cifar-10"]
+    )
+    again = as_alice.post(url, {"name": "cifar-10"})
+    assert "already exists" in again.content.decode()
+
+
+def test_environment_create_adds_versions(workspace, as_carol, as_bob):
+    url = reverse("environment_create", args=[workspace.slug])
+    data = {"name": "sk", "kind": "system", "pip_requirements": "scikit-learn==1.5.2\n"}
+    assert as_bob.post(url, data).status_code == 403
+    as_carol.post(url, data)
+    as_carol.post(url, data | {"pip_requirements": "scikit-learn==1.6.0\n"})
+    assert list(
+        Environment.objects.filter(workspace=workspace, name="sk").values_list("version", flat=True)
+    ) == [2, 1]
+    empty = as_carol.post(url, {"name": "sk", "kind": "system"})
+    assert "pip requirements list or a conda" in empty.content.decode()
+
+
+def submit_data(**overrides):
+    data = {
+        "experiment": "mnist",
+        "target": "local",
+        "entry_script": "train.py",
+        "environment": str(minimal_environment().pk),
+        "arguments": "--epochs 3 --name 'a b'",
+        "tags": "model=cnn, lr=0.1",
+        "node_count": "1",
+    }
+    data.update(overrides)
+    return data
+
+
+def folder(*files):
+    return [SimpleUploadedFile(name.rsplit("/", 1)[-1], content) for name, content in files]
+
+
+def test_submit_a_folder_through_the_form(workspace, as_carol, as_bob):
+    url = reverse("run_submit", args=[workspace.slug])
+    files = [("proj/train.py", b"print(1)\n"), ("proj/pkg/__init__.py", b"")]
+    data = submit_data(source_paths="\n".join(name for name, _ in files))
+    data["source_folder"] = folder(*files)
+    assert as_bob.post(url, data).status_code == 403
+    response = as_carol.post(url, data)
+    run = Run.objects.get(experiment__name="mnist")
+    assert response["Location"] == reverse("run_detail", args=[workspace.slug, run.pk])
+    assert run.status == RunStatus.QUEUED
+    assert [entry[0] for entry in run.snapshot.manifest] == ["pkg/__init__.py", "train.py"]
+    assert run.arguments == ["--epochs", "3", "--name", "a b"]
+    assert run.tags == {"model": "cnn", "lr": "0.1"}
+
+
+def test_submit_with_a_missing_entry_script_says_which_scripts_exist(workspace, as_carol):
+    url = reverse("run_submit", args=[workspace.slug])
+    data = submit_data(entry_script="main.py", source_paths="src/train.py")
+    data["source_folder"] = folder(("src/train.py", b"print(1)\n"))
+    page = as_carol.post(url, data).content.decode()
+    assert "main.py is not in the source folder. Python files in it: train.py." in page
+    assert not Run.objects.exists()
+
+
+def test_submit_refuses_a_path_traversal_archive(workspace, as_carol):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("../escape.py")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"x"))
+    data = submit_data()
+    data["source_archive"] = SimpleUploadedFile("src.tar.gz", buffer.getvalue())
+    page = as_carol.post(reverse("run_submit", args=[workspace.slug]), data).content.decode()
+    assert "points outside the source folder" in page
+    assert not Run.objects.exists()
+
+
+def test_submit_refuses_an_oversize_folder(workspace, as_carol, settings):
+    settings.SNAPSHOT_MAX_BYTES = 1000
+    data = submit_data(source_paths="p/train.py\np/data.bin")
+    data["source_folder"] = folder(("p/train.py", b"print(1)"), ("p/data.bin", b"\0" * 2000))
+    page = as_carol.post(reverse("run_submit", args=[workspace.slug]), data).content.decode()
+    assert "over the limit of 1000 B" in page
+    assert "data.bin (2.0 KB)" in page
+
+
+RUNCONFIG = b"""\
+script: train.py
+arguments: [--lr, '0.5']
+target: local
+framework: Python
+maxRunDurationSeconds: 600
+nodeCount: 1
+environment:
+  python:
+    interpreterPath: /usr/bin/python3
+    userManagedDependencies: true
+history:
+  outputCollection: true
+"""
+
+
+def test_a_runconfig_fills_the_fields_left_empty(workspace, as_carol):
+    data = submit_data(entry_script="", target="", environment="", arguments="")
+    data["source_paths"] = "p/train.py"
+    data["source_folder"] = folder(("p/train.py", b"print(1)"))
+    data["runconfig"] = SimpleUploadedFile("local.runconfig", RUNCONFIG)
+    response = as_carol.post(reverse("run_submit", args=[workspace.slug]), data)
+    assert response.status_code == 302, response.content.decode()
+    run = Run.objects.get()
+    assert (run.entry_script, run.arguments, run.target_name) == (
+        "train.py",
+        ["--lr", "0.5"],
+        "local",
+    )
+    assert run.max_duration_seconds == 600
+    assert run.environment.kind == "user"
+    assert run.environment.interpreter_path == "/usr/bin/python3"
+
+
+def test_a_bad_runconfig_is_explained(workspace, as_carol):
+    data = submit_data()
+    data["runconfig"] = SimpleUploadedFile("x.runconfig", b"framework: PySpark\n")
+    page = as_carol.post(reverse("run_submit", args=[workspace.slug]), data).content.decode()
+    assert "framework PySpark is not supported for script runs" in page
+
+
+def test_run_list_filters_sorts_and_pages(workspace, run, alice, as_bob):
+    for _ in range(30):
+        services.run_submit(
+            workspace=workspace,
+            user=alice,
+            experiment=run.experiment,
+            target=run.target,
+            snapshot=run.snapshot,
+            entry_script="train.py",
+            environment=run.environment,
+        )
+    url = reverse("run_list", args=[workspace.slug])
+    first = as_bob.get(url).content.decode()
+    assert "Page 1 of 2 · 31 runs" in first
+    assert "mnist #31" in first and "mnist #1<" not in first
+    tagged = as_bob.get(url, {"tag": "model=cnn"}).content.decode()
+    assert "1 run<" in tagged or "· 1 run" in tagged
+    oldest = as_bob.get(url, {"sort": "number"}).content.decode()
+    assert oldest.index("mnist #1<") < oldest.index("mnist #2<")
+    fragment = as_bob.get(url, {"status": "Canceled"}, headers={"HX-Request": "true"})
+    assert "No runs match these filters" in fragment.content.decode()
+    assert "<html" not in fragment.content.decode()
+
+
+def test_experiment_page_compares_a_metric_across_runs(workspace, run, alice, as_bob):
+    other = services.run_submit(
+        workspace=workspace,
+        user=alice,
+        experiment=run.experiment,
+        target=run.target,
+        snapshot=run.snapshot,
+        entry_script="train.py",
+        environment=run.environment,
+    )
+    Metric.objects.create(run=other, name="loss", step=0, value=0.2)
+    url = reverse("experiment_detail", args=[workspace.slug, "mnist"])
+    page = as_bob.get(url, {"metric": "loss", "compare": [run.pk, other.pk]}).content.decode()
+    assert 'data-metric="loss"' in page
+    assert "#1" in page and "#2" in page
+    assert page.count("<polyline") == 2
+    assert Experiment.objects.get(name="mnist").runs.count() == 2

@@ -1,0 +1,132 @@
+"""The runs API: submit with an archive, list, inspect, cancel, metrics, files, experiments."""
+
+import io
+import tarfile
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from runs.models import Metric, Run, RunFile, RunStatus
+from runs.snapshots import blob_store_bytes
+
+
+def archive(files: dict[str, bytes]) -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return SimpleUploadedFile("src.tar.gz", buffer.getvalue())
+
+
+def submit(client, **fields):
+    data = {
+        "experiment": "api-exp",
+        "target": "local",
+        "entry_script": "train.py",
+        "arguments": "--epochs 2",
+        "snapshot": archive({"train.py": b"print(1)\n"}),
+    }
+    data.update(fields)
+    return client.post("/api/v1/runs?workspace=vision", data)
+
+
+@pytest.fixture
+def run(api_alice):
+    response = submit(api_alice, tags="model=cnn")
+    assert response.status_code == 201, response.content
+    return Run.objects.get(pk=response.json()["id"])
+
+
+def test_submit_returns_the_queued_run(api_carol):
+    response = submit(api_carol)
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["status"] == "Queued"
+    assert body["experiment"] == "api-exp" and body["number"] == 1
+    assert body["arguments"] == ["--epochs", "2"]
+    assert body["environment"] == "trainyard-minimal-python:1"
+    assert [e["status"] for e in body["timeline"]] == ["NotStarted", "Queued"]
+    assert body["url"] == f"/w/vision/runs/{body['id']}/"
+
+
+def test_submit_needs_a_contributor_and_a_member(api_bob, api_charlie):
+    assert submit(api_bob).status_code == 403
+    assert submit(api_charlie).status_code == 404
+    assert not Run.objects.exists()
+
+
+def test_submit_errors_say_what_to_fix(api_alice):
+    missing = submit(api_alice, entry_script="main.py")
+    assert missing.status_code == 400
+    assert "main.py is not in the source folder" in missing.json()["detail"]
+    unsafe = submit(api_alice, snapshot=archive({"../x.py": b"1"}))
+    assert "points outside the source folder" in unsafe.json()["detail"]
+    target = submit(api_alice, target="nope")
+    assert "no compute target 'nope'" in target.json()["detail"]
+
+
+def test_submit_with_a_runconfig(api_alice):
+    runconfig = SimpleUploadedFile(
+        "local.runconfig", b"script: train.py\ntarget: local\narguments: [--x, '1']\n"
+    )
+    response = submit(api_alice, entry_script="", target="", arguments="", runconfig=runconfig)
+    assert response.status_code == 201, response.content
+    assert response.json()["arguments"] == ["--x", "1"]
+
+
+def test_list_and_get(run, api_bob, api_charlie):
+    listed = api_bob.get("/api/v1/runs?workspace=vision&experiment=api-exp").json()
+    assert [r["id"] for r in listed] == [run.pk]
+    assert api_bob.get("/api/v1/runs?workspace=vision&experiment=other").json() == []
+    detail = api_bob.get(f"/api/v1/runs/{run.pk}").json()
+    assert detail["status"] == "Queued" and detail["tags"] == {"model": "cnn"}
+    assert api_charlie.get(f"/api/v1/runs/{run.pk}").status_code == 404
+    assert api_charlie.get("/api/v1/runs?workspace=vision").status_code == 404
+
+
+def test_cancel(run, api_bob, api_charlie, api_carol):
+    assert api_bob.post(f"/api/v1/runs/{run.pk}/cancel").status_code == 403
+    assert api_charlie.post(f"/api/v1/runs/{run.pk}/cancel").status_code == 404
+    response = api_carol.post(f"/api/v1/runs/{run.pk}/cancel")
+    assert response.json()["status"] == RunStatus.CANCELED
+    assert response.json()["timeline"][-1]["message"] == "Canceled by carol"
+    assert api_carol.post(f"/api/v1/runs/{run.pk}/cancel").status_code == 409
+
+
+def test_metrics_and_files(run, api_bob, api_charlie):
+    Metric.objects.bulk_create(
+        [Metric(run=run, name="loss", step=s, value=v) for s, v in [(0, 0.9), (1, 0.5)]]
+    )
+    sha, _ = blob_store_bytes(b"weights")
+    RunFile.objects.create(run=run, path="outputs/model.bin", sha256=sha, size=7)
+    metrics = api_bob.get(f"/api/v1/runs/{run.pk}/metrics").json()
+    assert metrics == [
+        {"name": "loss", "points": [{"step": 0, "value": 0.9}, {"step": 1, "value": 0.5}]}
+    ]
+    files = api_bob.get(f"/api/v1/runs/{run.pk}/files").json()
+    assert [(f["path"], f["size"]) for f in files] == [("outputs/model.bin", 7)]
+    download = api_bob.get(f"/api/v1/runs/{run.pk}/files/outputs/model.bin")
+    assert b"".join(download.streaming_content) == b"weights"
+    for path in ("metrics", "files", "files/outputs/model.bin"):
+        assert api_charlie.get(f"/api/v1/runs/{run.pk}/{path}").status_code == 404
+
+
+def test_experiments(api_carol, api_bob, api_charlie):
+    created = api_carol.post(
+        "/api/v1/experiments?workspace=vision", {"name": "exp-1"}, content_type="application/json"
+    )
+    assert created.status_code == 201
+    assert (
+        api_bob.post(
+            "/api/v1/experiments?workspace=vision",
+            {"name": "exp-2"},
+            content_type="application/json",
+        ).status_code
+        == 403
+    )
+    assert [e["name"] for e in api_bob.get("/api/v1/experiments?workspace=vision").json()] == [
+        "exp-1"
+    ]
+    assert api_charlie.get("/api/v1/experiments?workspace=vision").status_code == 404

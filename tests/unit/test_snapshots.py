@@ -1,0 +1,157 @@
+"""Snapshots: ignore rules, content addressing, size limit, unsafe archives, git facts."""
+
+import io
+import subprocess
+import tarfile
+import zipfile
+
+import pytest
+
+from runs import snapshots
+from runs.snapshots import SnapshotError, capture_dir, extract_archive
+from tests.integration.runs_support import write_tree
+
+
+def paths(capture) -> list[str]:
+    return [entry[0] for entry in capture.manifest]
+
+
+def test_amlignore_wins_over_gitignore(tmp_path):
+    root = write_tree(
+        tmp_path,
+        {
+            ".gitignore": "*.csv\n",
+            ".amlignore": "data/\n",
+            "train.py": "print(1)",
+            "data/big.bin": "x",
+            "results.csv": "a,b",
+        },
+    )
+    assert paths(capture_dir(root)) == [".amlignore", ".gitignore", "results.csv", "train.py"]
+
+
+def test_gitignore_applies_without_amlignore(tmp_path):
+    root = write_tree(
+        tmp_path, {".gitignore": "*.csv\n!keep.csv\n", "a.csv": "1", "keep.csv": "2", "t.py": ""}
+    )
+    assert paths(capture_dir(root)) == [".gitignore", "keep.csv", "t.py"]
+
+
+def test_a_second_capture_stores_only_the_changed_file(tmp_path):
+    root = write_tree(tmp_path / "src", {f"f{i}.py": f"# file {i} {tmp_path}" for i in range(5)})
+    first = capture_dir(root, use_cache=True)
+    assert first.new_blobs == 5
+    (root / "f3.py").write_text("# changed")
+    second = capture_dir(root, use_cache=True)
+    assert second.new_blobs == 1
+    assert second.digest != first.digest
+    assert capture_dir(root, use_cache=True).digest == second.digest
+
+
+def test_the_size_limit_names_the_biggest_files(tmp_path):
+    root = write_tree(
+        tmp_path, {"train.py": "x", "data/huge.bin": b"\0" * 3000, "small.bin": b"\0" * 1500}
+    )
+    with pytest.raises(SnapshotError) as error:
+        capture_dir(root, max_bytes=4000)
+    message = str(error.value)
+    assert "over the limit of 3.9 KB" in message
+    assert message.index("data/huge.bin (2.9 KB)") < message.index("small.bin (1.5 KB)")
+    assert ".amlignore" in message
+
+
+def tar_with(members) -> io.BytesIO:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for info, data in members:
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    buffer.seek(0)
+    return buffer
+
+
+def file_member(name: str, data: bytes = b"x"):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    return info, data
+
+
+def link_member(name: str, target: str):
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.SYMTYPE
+    info.linkname = target
+    return info, None
+
+
+@pytest.mark.parametrize(
+    ("member", "message"),
+    [
+        (file_member("../evil.py"), "points outside the source folder"),
+        (file_member("src/../../evil.py"), "points outside the source folder"),
+        (file_member("/etc/cron.d/evil"), "absolute path"),
+        (link_member("passwd", "/etc/passwd"), "outside the source folder"),
+        (link_member("sub/up", "../../secret"), "outside the source folder"),
+    ],
+)
+def test_unsafe_tar_archives_are_refused(tmp_path, member, message):
+    archive = tar_with([file_member("train.py"), member])
+    with pytest.raises(SnapshotError, match=message):
+        extract_archive(archive, "src.tar.gz", tmp_path)
+    assert not (tmp_path.parent / "evil.py").exists()
+
+
+def test_zip_with_dot_dot_is_refused(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("train.py", "print(1)")
+        archive.writestr("../../evil.py", "boom")
+    with pytest.raises(SnapshotError, match="points outside the source folder"):
+        extract_archive(buffer, "src.zip", tmp_path)
+
+
+def test_an_archive_over_the_limit_is_refused_before_unpacking(tmp_path):
+    archive = tar_with([file_member("weights.bin", b"\0" * 5000), file_member("train.py")])
+    with pytest.raises(SnapshotError, match=r"weights.bin \(4.9 KB\)"):
+        extract_archive(archive, "src.tgz", tmp_path / "out", max_bytes=1000)
+    assert not (tmp_path / "out" / "weights.bin").exists()
+
+
+def test_links_inside_the_archive_become_copies(tmp_path):
+    archive = tar_with(
+        [file_member("lib/real.py", b"VALUE = 1"), link_member("alias.py", "lib/real.py")]
+    )
+    extract_archive(archive, "src.tar.gz", tmp_path)
+    assert (tmp_path / "alias.py").read_bytes() == b"VALUE = 1"
+    assert not (tmp_path / "alias.py").is_symlink()
+
+
+def test_a_link_out_of_a_folder_is_refused(tmp_path):
+    root = write_tree(tmp_path / "src", {"train.py": ""})
+    (root / "leak").symlink_to("/etc/hostname")
+    with pytest.raises(SnapshotError, match="outside the source folder"):
+        capture_dir(root)
+
+
+def test_git_facts_are_recorded_and_dot_git_is_left_out(tmp_path):
+    root = write_tree(tmp_path / "repo", {"train.py": "print(1)\n"})
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+
+    git("init", "-b", "main")
+    git("remote", "add", "origin", "https://example.com/team/repo.git")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-m", "first")
+    clean = capture_dir(root)
+    assert paths(clean) == ["train.py"]
+    assert clean.git["branch"] == "main"
+    assert clean.git["repository"] == "https://example.com/team/repo.git"
+    assert len(clean.git["commit"]) == 40 and clean.git["dirty"] is False
+    (root / "train.py").write_text("print(2)\n")
+    assert capture_dir(root).git["dirty"] is True
+
+
+def test_blobs_are_content_addressed(tmp_path):
+    sha, new = snapshots.blob_store_bytes(b"same bytes " + str(tmp_path).encode())
+    assert new
+    assert snapshots.blob_store_bytes(b"same bytes " + str(tmp_path).encode()) == (sha, False)
+    assert snapshots.blob_path(sha).name == sha
