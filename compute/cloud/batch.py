@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import re
 import shlex
 import tarfile
 from pathlib import Path
@@ -21,6 +22,7 @@ from azure.core.credentials import AzureNamedKeyCredential
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
+    ResourceExistsError,
     ResourceNotFoundError,
     ServiceRequestError,
 )
@@ -37,6 +39,7 @@ from compute.cloud import (
 )
 
 TASK_ID = "main"
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 FILES_VARIABLE = "TRAINYARD_FILES"
 # An environment variable must fit in one argv/env string on the node (128 KiB on Linux).
 MAX_INLINE_FILES = 96 * 1024
@@ -120,8 +123,15 @@ class Batch:
         """Create job `job_id` on `pool_id` with one task running `command_line`.
 
         `files` (name → content) are unpacked into the task's working
-        directory before the command runs.
+        directory before the command runs. Submitting the same `job_id` again
+        (a retry) finds the job and task the first attempt made.
         """
+        if not JOB_ID.fullmatch(job_id):
+            raise CloudError(
+                "invalid_request",
+                f"'{job_id}' cannot be a Batch job id: use at most 64 letters, digits, "
+                "hyphens and underscores.",
+            )
         pool = self._pool(pool_id)
         settings = [
             batch_models.EnvironmentSetting(name=k, value=v) for k, v in (environment or {}).items()
@@ -138,22 +148,24 @@ class Batch:
             settings.append(batch_models.EnvironmentSetting(name=FILES_VARIABLE, value=packed))
             unpack = f'printf %s "${FILES_VARIABLE}" | base64 -d | tar -xzf - && '
             command_line = f"/bin/sh -c {shlex.quote(unpack + command_line)}"
-        self._call(
+        self._create(
+            "JobExists",
             lambda: self.client.create_job(
                 batch_models.BatchJobCreateOptions(
                     id=job_id,
                     pool_info=batch_models.BatchPoolInfo(pool_id=pool_id),
                     all_tasks_complete_mode="terminatejob",
                 )
-            )
+            ),
         )
-        self._call(
+        self._create(
+            "TaskExists",
             lambda: self.client.create_task(
                 job_id,
                 batch_models.BatchTaskCreateOptions(
                     id=TASK_ID, command_line=command_line, environment_settings=settings
                 ),
-            )
+            ),
         )
         return {
             "job_id": job_id,
@@ -281,6 +293,15 @@ class Batch:
                 + ".",
                 secrets=(self._key,),
             ) from exc
+        except Exception as exc:
+            raise self._error(exc) from exc
+
+    def _create(self, exists_code: str, fn) -> None:
+        try:
+            fn()
+        except ResourceExistsError as exc:
+            if _code(exc) != exists_code:
+                raise self._error(exc) from exc
         except Exception as exc:
             raise self._error(exc) from exc
 

@@ -128,6 +128,8 @@ class Databricks:
         cluster_id: str = "",
         new_cluster: dict | None = None,
         main_class: str = "",
+        idempotency_key: str = "",
+        timeout_seconds: int | None = None,
     ) -> dict:
         """Upload `files` and start a one-time run of `entry` (one of them).
 
@@ -135,6 +137,9 @@ class Databricks:
         notebook) or "jar" (entry is the JAR, `main_class` its main class).
         Either `cluster_id` (an existing cluster) or `new_cluster`
         ({"spark_version", "node_type_id", "num_workers"}) says where it runs.
+        With `idempotency_key` (e.g. the run's id) a retried submit returns the
+        run the first one started instead of starting another. The service
+        stops the run after `timeout_seconds`.
         """
         if kind not in TASK_KINDS:
             raise CloudError("invalid_request", f"Unknown Databricks task kind '{kind}'.")
@@ -147,11 +152,22 @@ class Databricks:
             )
         if kind == "jar" and not main_class:
             raise CloudError("invalid_request", "A JAR run needs the name of its main class.")
+        missing = [
+            k for k in ("spark_version", "node_type_id") if new_cluster and not new_cluster.get(k)
+        ]
+        if missing:
+            raise CloudError(
+                "invalid_request",
+                f"A new job cluster needs its {' and '.join(missing)}: pick them from the "
+                "workspace's cluster settings (e.g. 13.3.x-scala2.12, Standard_DS3_v2).",
+            )
         if cluster_id:
             self._existing_cluster(cluster_id)
 
         me = self._call(lambda: self.client.current_user.me())
-        folder = f"/Users/{me.user_name}/trainyard/{_slug(run_name)}-{uuid.uuid4().hex[:8]}"
+        # A retry with the same key writes the same folder the first attempt's run reads.
+        suffix = _slug(idempotency_key) if idempotency_key else uuid.uuid4().hex[:8]
+        folder = f"/Users/{me.user_name}/trainyard/{_slug(run_name)}-{suffix}"
         self._call(lambda: self.client.workspace.mkdirs(folder))
         for name, content in files.items():
             self._upload(folder, name, content, notebook=(kind == "notebook" and name == entry))
@@ -183,7 +199,14 @@ class Databricks:
             task.spark_jar_task = jobs.SparkJarTask(main_class_name=main_class, parameters=params)
             task.libraries = [compute.Library(jar=f"/Workspace{entry_path}")]
 
-        waiter = self._call(lambda: self.client.jobs.submit(run_name=run_name, tasks=[task]))
+        waiter = self._call(
+            lambda: self.client.jobs.submit(
+                run_name=run_name,
+                tasks=[task],
+                idempotency_token=idempotency_key or None,
+                timeout_seconds=timeout_seconds,
+            )
+        )
         run = self._call(lambda: self.client.jobs.get_run(waiter.run_id))
         return {
             "run_id": run.run_id,

@@ -130,7 +130,10 @@ class DataLakeAnalytics:
         priority: int = 1000,
         job_id: str = "",
     ) -> dict:
-        """Submit a U-SQL `script` as job `name`; the job id is a new GUID unless given."""
+        """Submit a U-SQL `script` as job `name`; the job id is a new GUID unless given.
+
+        Submitting a given `job_id` again (a retry) finds the job the first attempt made.
+        """
         job_id = job_id or str(uuid.uuid4())
         body = {
             "name": name,
@@ -139,7 +142,12 @@ class DataLakeAnalytics:
             "priority": priority,
             "properties": {"type": "USql", "script": script},
         }
-        info = self._request("PUT", f"/jobs/{job_id}", json=body).json()
+        try:
+            info = self._request("PUT", f"/jobs/{job_id}", json=body).json()
+        except CloudError as exc:
+            if exc.code != "job_exists":
+                raise
+            info = self._job({"job_id": job_id})
         return {"job_id": info.get("jobId", job_id)}
 
     def status(self, handle: dict) -> tuple[str, bool, dict]:
@@ -288,6 +296,8 @@ class DataLakeAnalytics:
                 "role on the account.",
                 secrets=secrets,
             )
+        elif response.status_code == 409:
+            return_error = CloudError("job_exists", message, secrets=secrets)
         elif code == "JobNotFound":
             return_error = CloudError(
                 "job_not_found",

@@ -30,6 +30,7 @@ import base64
 import hashlib
 import hmac
 import itertools
+import re
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -361,6 +362,13 @@ class BatchEmulator(EmulatorServer):
                 "MissingRequiredProperty",
                 "A required property was not specified in the request body.",
                 {"PropertyName": missing[0]},
+            )
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", job_id):
+            raise BatchError(
+                400,
+                "InvalidPropertyValue",
+                "The value provided for one of the properties in the request body is invalid.",
+                {"PropertyName": "id", "PropertyValue": job_id},
             )
         if job_id in self.jobs:
             raise BatchError(409, "JobExists", "The specified job already exists.")

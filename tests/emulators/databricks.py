@@ -7,7 +7,9 @@ Endpoints (same paths, bodies and error JSON as the service):
 - POST /api/2.0/workspace/mkdirs, /api/2.0/workspace/import (JSON, base64 content)
 - GET  /api/2.0/workspace/list?path=, /api/2.0/workspace/export?path= (JSON, base64 content);
   what a run writes beside its script becomes workspace files when it ends
-- POST /api/2.2/jobs/runs/submit                one-time run with `tasks` (2.1+ API)
+- POST /api/2.2/jobs/runs/submit                one-time run with `tasks` (2.1+ API);
+  `idempotency_token` returns the run already started with it, `timeout_seconds`
+  ends a run that outlives it (result TIMEDOUT)
 - GET  /api/2.2/jobs/runs/get?run_id=, /api/2.2/jobs/runs/get-output?run_id=<task run id>
 - POST /api/2.2/jobs/runs/cancel
 
@@ -144,6 +146,7 @@ class TaskRun:
     start_time: float = field(default_factory=time.time)
     end_time: float | None = None
     cancel_requested: bool = False
+    timeout_seconds: int = 0
 
     @property
     def log_path(self) -> Path:
@@ -211,6 +214,7 @@ class DatabricksEmulator(EmulatorServer):
         self.files: dict[str, tuple[str, bytes, str]] = {}  # path -> (object type, content, lang)
         self.directories: set[str] = {"/", "/Users", "/Shared", f"/Users/{user_name}"}
         self.runs: dict[int, ParentRun] = {}
+        self.idempotency_tokens: dict[str, int] = {}
         self.task_runs: dict[int, TaskRun] = {}
         self._ids = itertools.count(1000)
         self._ticker = Ticker(self._advance, name="databricks-runs")
@@ -370,6 +374,9 @@ class DatabricksEmulator(EmulatorServer):
 
     def _submit(self, request: Request) -> dict:
         body = request.json()
+        token = body.get("idempotency_token")
+        if token and token in self.idempotency_tokens:
+            return {"run_id": self.idempotency_tokens[token]}
         tasks = body.get("tasks")
         if not tasks:
             raise invalid("A run needs at least one task: the tasks field is empty.")
@@ -400,9 +407,13 @@ class DatabricksEmulator(EmulatorServer):
             if task.cluster.job_cluster:
                 task.state_message = "Waiting for cluster"
             self.task_runs[task.run_id] = task
+        for task in task_runs:
+            task.timeout_seconds = int(body.get("timeout_seconds") or 0)
         self.runs[run_id] = ParentRun(
             run_id, body.get("run_name") or f"Untitled run {run_id}", task_runs, self.user_name
         )
+        if token:
+            self.idempotency_tokens[token] = run_id
         return {"run_id": run_id}
 
     def _task_cluster(self, spec: dict, run_id: int) -> Cluster:
@@ -486,7 +497,9 @@ class DatabricksEmulator(EmulatorServer):
         results = [t.result_state for t in run.tasks]
         if all(s == "TERMINATED" for s in states):
             life = "TERMINATED"
-            result = next((r for r in ("CANCELED", "FAILED") if r in results), "SUCCESS")
+            result = next(
+                (r for r in ("CANCELED", "TIMEDOUT", "FAILED") if r in results), "SUCCESS"
+            )
         elif "TERMINATING" in states:
             life, result = "TERMINATING", None
         elif "RUNNING" in states:
@@ -550,6 +563,8 @@ class DatabricksEmulator(EmulatorServer):
                     code = task.process.poll() if task.process else 0
                     if code is not None:
                         self._finish(task, code)
+                    elif task.timeout_seconds and now > task.start_at + task.timeout_seconds:
+                        self._time_out(task)
                 elif task.life_cycle_state == "TERMINATING":
                     if task.cancel_requested and task.result_state is None:
                         if task.process:
@@ -663,6 +678,16 @@ class DatabricksEmulator(EmulatorServer):
         else:
             tail = task.log_path.read_text("utf-8", "replace").strip().splitlines()
             self._fail(task, tail[-1] if tail else f"Process exited with code {code}")
+
+    def _time_out(self, task: TaskRun) -> None:
+        if task.process:
+            task.process.kill()
+        self._sync_back(task)
+        task.end_time = time.time()
+        task.life_cycle_state = "TERMINATING"
+        task.result_state = "TIMEDOUT"
+        task.state_message = f"Run timed out after {task.timeout_seconds} seconds."
+        task.error = task.state_message
 
     def _fail(self, task: TaskRun, error: str) -> None:
         task.end_time = task.end_time or time.time()

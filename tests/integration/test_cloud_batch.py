@@ -165,6 +165,28 @@ def test_cancel_ends_the_task_and_kills_its_process(batch, batch_emulator):
     assert wait_until(lambda: batch_emulator.jobs["long"].state == "completed")
 
 
+def test_a_retried_submit_finds_the_job_it_made(batch, batch_emulator):
+    first = batch.submit(pool_id="cpu-pool", job_id="run-41", command_line="echo once")
+    second = batch.submit(pool_id="cpu-pool", job_id="run-41", command_line="echo once")
+
+    assert second == first
+    assert list(batch_emulator.jobs["run-41"].tasks) == ["main"]
+    assert follow(batch, first)[1] == COMPLETED
+    assert batch.output(first)[0] == b"once\n"
+
+
+def test_a_job_id_batch_cannot_take_is_refused(batch, batch_emulator):
+    with pytest.raises(CloudError) as caught:
+        batch.submit(pool_id="cpu-pool", job_id="mnist #1", command_line="true")
+
+    assert caught.value.code == "invalid_request"
+    assert str(caught.value) == (
+        "'mnist #1' cannot be a Batch job id: use at most 64 letters, digits, hyphens and "
+        "underscores."
+    )
+    assert batch_emulator.jobs == {}
+
+
 def test_a_wrong_key_says_where_to_copy_the_right_one(batch_emulator):
     wrong = base64.b64encode(b"not the key of this account").decode()
     client = Batch(

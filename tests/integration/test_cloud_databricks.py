@@ -213,6 +213,61 @@ def test_cancel_stops_the_run_and_its_process(dbx, databricks_emulator):
     assert not process_exists(pid)
 
 
+def test_a_retried_submit_with_the_same_key_starts_one_run(dbx, databricks_emulator):
+    options = {
+        "kind": "python",
+        "entry": "a.py",
+        "files": {"a.py": b"print('once')\n"},
+        "run_name": "retry",
+        "cluster_id": CLUSTER,
+        "idempotency_key": "run-41",
+    }
+
+    first = dbx.submit(**options)
+    second = dbx.submit(**options)
+
+    assert second == first
+    assert list(databricks_emulator.runs) == [first["run_id"]]
+    assert follow(dbx, first)[1] == COMPLETED
+    assert dbx.output(second)[0] == b"once\n"
+
+
+def test_a_run_past_its_timeout_is_stopped_and_fails(dbx, databricks_emulator):
+    script = b"import os, time\nopen('pid', 'w').write(str(os.getpid()))\ntime.sleep(300)\n"
+    handle = dbx.submit(
+        kind="python",
+        entry="slow.py",
+        files={"slow.py": script},
+        run_name="too slow",
+        cluster_id=CLUSTER,
+        timeout_seconds=1,
+    )
+    pid_file = databricks_emulator.workspace_path(handle["task_run_id"], f"{handle['folder']}/pid")
+    pid = int(wait_until(lambda: pid_file.exists() and pid_file.read_text(), what="the pid file"))
+
+    _, state, result = follow(dbx, handle)
+
+    assert state == FAILED
+    assert result["result_state"] == "TIMEDOUT"
+    assert result["message"] == "Run timed out after 1 seconds."
+    assert not process_exists(pid)
+
+
+def test_a_new_cluster_without_its_node_type_is_refused(dbx, databricks_emulator):
+    with pytest.raises(CloudError) as caught:
+        dbx.submit(
+            kind="python",
+            entry="a.py",
+            files={"a.py": b""},
+            run_name="x",
+            new_cluster={"spark_version": "13.3.x-scala2.12", "num_workers": 1},
+        )
+
+    assert caught.value.code == "invalid_request"
+    assert str(caught.value).startswith("A new job cluster needs its node_type_id")
+    assert databricks_emulator.runs == {}
+
+
 def test_a_rejected_token_says_how_to_make_a_new_one(databricks_emulator):
     bad = "dapi-not-the-right-token-42"
     client = Databricks(workspace_url=databricks_emulator.url, token=bad)

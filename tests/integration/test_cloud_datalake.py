@@ -86,6 +86,16 @@ def test_a_usql_job_moves_through_compiling_queued_running_to_succeeded(adla, da
     assert datalake_emulator.jobs[handle["job_id"]].degree_of_parallelism == 2
 
 
+def test_a_retried_submit_finds_the_job_it_made(adla, datalake_emulator):
+    job_id = str(uuid.uuid4())
+
+    first = adla.submit(script=WORD_COUNT, name="retry", job_id=job_id)
+    second = adla.submit(script=WORD_COUNT, name="retry", job_id=job_id)
+
+    assert first == second == {"job_id": job_id}
+    assert list(datalake_emulator.jobs) == [job_id]
+
+
 def test_a_syntax_error_fails_the_job_with_a_diagnostic_on_its_line(adla):
     script = WORD_COUNT.replace("    SELECT word", "    select word")
 
