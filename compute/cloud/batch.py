@@ -102,8 +102,10 @@ class Batch:
 
     # --- the backend surface ---
 
-    def check(self) -> dict:
-        """The account's pools, with their sizes and node counts."""
+    def check(self, *, pool_id: str = "") -> dict:
+        """The account's pools with sizes and node counts; `pool_id`, if given, must be one."""
+        if pool_id:
+            self._pool(pool_id)
         pools = self._call(lambda: list(self.client.list_pools()))
         return {
             "account_name": self.account_name,

@@ -97,9 +97,11 @@ class Databricks:
 
     # --- the backend surface ---
 
-    def check(self) -> dict:
-        """The token's user and the workspace's clusters."""
+    def check(self, *, cluster_id: str = "") -> dict:
+        """The token's user and the workspace's clusters; `cluster_id`, if given, must be one."""
         me = self._call(lambda: self.client.current_user.me())
+        if cluster_id:
+            self._existing_cluster(cluster_id)
         clusters = self._call(lambda: list(self.client.clusters.list()))
         return {
             "workspace_url": self.workspace_url,

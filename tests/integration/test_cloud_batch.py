@@ -232,6 +232,16 @@ def test_an_unknown_pool_names_the_pools_there_are(batch, batch_emulator):
     assert "nowhere" not in batch_emulator.jobs
 
 
+def test_check_of_a_pool_the_account_lacks_names_the_ones_it_has(batch):
+    assert len(batch.check(pool_id="cpu-pool")["pools"]) == 2
+
+    with pytest.raises(CloudError) as caught:
+        batch.check(pool_id="gpu-pool")
+
+    assert caught.value.code == "pool_not_found"
+    assert "pick one of: cpu-pool, empty-pool" in str(caught.value)
+
+
 def test_an_unreachable_account_says_so():
     client = Batch(
         account_url=closed_port_url(),

@@ -302,6 +302,16 @@ def test_an_unknown_cluster_names_the_clusters_there_are(dbx):
     )
 
 
+def test_check_of_a_cluster_the_workspace_lacks_names_the_ones_it_has(dbx):
+    assert len(dbx.check(cluster_id=CLUSTER)["clusters"]) == 2
+
+    with pytest.raises(CloudError) as caught:
+        dbx.check(cluster_id="0000-000000-nothere")
+
+    assert caught.value.code == "cluster_not_found"
+    assert "pick one of: shared-autoscale (0923-164208-meows279)" in str(caught.value)
+
+
 def test_an_unreachable_workspace_says_so():
     client = Databricks(workspace_url=closed_port_url(), token="dapi-x-0123456789", timeout=1)
 
