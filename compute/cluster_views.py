@@ -1,7 +1,9 @@
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
 from compute import cluster_services, selectors
 from compute.cluster_forms import ClusterForm, EngineForm, ScaleForm
@@ -129,7 +131,18 @@ def _detail(request, target, size, scale_form, status: int = 200):
 
 @workspace_view()
 def cluster_status(request, name: str):
+    """The self-refreshing state and node table of the detail page."""
+    if (
+        request.htmx
+        and not ComputeTarget.objects.filter(workspace=request.workspace, name=name).exists()
+    ):
+        # Deleted while the page was open: back to the list, which says so.
+        return HttpResponseClientRedirect(reverse("compute_list", args=[request.workspace.slug]))
     target = _cluster(request, name)
+    shown = request.GET.get("shown")
+    if request.htmx and shown and shown != target.state:
+        # Settings, limits and operations change with the state: reload the whole page.
+        return HttpResponseClientRefresh()
     return render(request, "compute/_cluster_status.html", _status_context(target))
 
 

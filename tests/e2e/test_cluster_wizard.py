@@ -55,7 +55,13 @@ def test_create_a_cluster_in_the_wizard_and_delete_it(page, live_stack, stack_co
     expect(status.locator(".badge", has_text="Succeeded")).to_be_visible(timeout=60_000)
     expect(status.locator("table.nodes .badge", has_text="idle")).to_have_count(1, timeout=60_000)
     expect(status).to_contain_text("1 current / 1 target")
-    expect(page.get_by_text("Standard_D2_v2 (2 vCPUs, 7 GiB RAM")).to_be_visible()
+    # Once provisioned, the page reloads itself with the settings and the operation's steps.
+    expect(
+        page.get_by_text(
+            "Standard_D2_v2 (2 vCPUs, 7 GiB RAM, 100 GiB temporary storage)", exact=True
+        )
+    ).to_be_visible()
+    expect(page.locator("ol.steps")).to_contain_text("Start minimum nodes: done 1 of 1 ready")
     expect(page.get_by_text("research-vnet / —")).to_be_visible()
     [container] = stack_containers()
     assert container.status == "running"

@@ -248,3 +248,16 @@ def test_only_owners_manage_engines(engine, request, workspace, who, get, post):
     removal = client.post(url(workspace, f"engines/{local.pk}/remove/"))
     assert removal.status_code == post
     assert DockerEngine.objects.filter(pk=local.pk).exists() == (post != 302)
+
+
+def test_the_status_partial_reloads_the_page_when_the_state_changed(
+    engine, as_bob, workspace, cluster
+):
+    path = url(workspace, f"{cluster.name}/nodes/")
+    same = as_bob.get(f"{path}?shown=Succeeded", headers={"HX-Request": "true"})
+    assert same.status_code == 200 and "HX-Refresh" not in same.headers
+    changed = as_bob.get(f"{path}?shown=Creating", headers={"HX-Request": "true"})
+    assert changed.headers["HX-Refresh"] == "true"
+    ComputeTarget.objects.filter(pk=cluster.pk).delete()
+    gone = as_bob.get(f"{path}?shown=Deleting", headers={"HX-Request": "true"})
+    assert gone.headers["HX-Redirect"] == url(workspace)
