@@ -386,30 +386,32 @@ def vm_check_execute(*, operation_id: int) -> None:
     progress.done("preflight", _facts_summary(facts))
     warnings = facts.pop("warnings", [])
     config = {k: v for k, v in target.config.items() if k != "offered_host_key"}
-    ComputeTarget.objects.filter(pk=target.pk).update(
-        state=ComputeState.SUCCEEDED,
-        error="",
-        warnings=warnings,
-        facts=facts,
-        config=config,
-        checked_at=timezone.now(),
-        host_key_fingerprint=connection.host_key_fingerprint,
-        host_key_type=connection.host_key_type or "",
-    )
-    ComputeOperation.objects.filter(pk=operation.pk).update(
-        state=OperationState.SUCCEEDED, finished_at=timezone.now()
-    )
+    with transaction.atomic():
+        ComputeTarget.objects.filter(pk=target.pk).update(
+            state=ComputeState.SUCCEEDED,
+            error="",
+            warnings=warnings,
+            facts=facts,
+            config=config,
+            checked_at=timezone.now(),
+            host_key_fingerprint=connection.host_key_fingerprint,
+            host_key_type=connection.host_key_type or "",
+        )
+        ComputeOperation.objects.filter(pk=operation.pk).update(
+            state=OperationState.SUCCEEDED, finished_at=timezone.now()
+        )
 
 
 def _operation_finish(operation, progress: _Progress, *, error: str, failed_step: str) -> None:
     error = redact(error)
     progress.fail(failed_step, error)
-    ComputeOperation.objects.filter(pk=operation.pk).update(
-        state=OperationState.FAILED, error=error, finished_at=timezone.now()
-    )
-    ComputeTarget.objects.filter(pk=operation.target_id).update(
-        state=ComputeState.FAILED, error=error
-    )
+    with transaction.atomic():
+        ComputeTarget.objects.filter(pk=operation.target_id).update(
+            state=ComputeState.FAILED, error=error
+        )
+        ComputeOperation.objects.filter(pk=operation.pk).update(
+            state=OperationState.FAILED, error=error, finished_at=timezone.now()
+        )
 
 
 def _remember_offered_key(target, connection, where: ssh.SshTarget, timeout: float) -> None:
