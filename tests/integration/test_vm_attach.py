@@ -450,3 +450,19 @@ def test_busy_target_refuses_a_second_operation(sshd, workspace, carol):
     )
     with pytest.raises(services.ComputeError, match="busy-vm is busy"):
         services.compute_check(target=target, user=carol)
+
+
+def test_switch_to_a_key_generated_on_the_credentials_page(sshd, workspace, as_carol):
+    attach(as_carol, workspace, form_data(sshd))
+    url = reverse("compute_credentials", args=[workspace.slug, "gpu-vm"])
+    page = html.unescape(
+        as_carol.post(url, {"username": "tytest", "generate": "1"}).content.decode()
+    )
+    public = re.search(r'id="generated-public-key" readonly value="([^"]+)"', page).group(1)
+    token = re.search(r'name="generated_key" value="([^"]+)"', page).group(1)
+    sshd.authorize(public)
+    as_carol.post(url, {"username": "tytest", "authentication": "generate", "generated_key": token})
+    target = ComputeTarget.objects.get(name="gpu-vm")
+    assert (target.state, target.auth_method, target.password) == ("Succeeded", "key", "")
+    assert target.config["public_key"] == public
+    assert public in page_of(as_carol, workspace, "gpu-vm")
