@@ -218,12 +218,21 @@ class RunSubmitForm(forms.Form):
         return archive
 
     def folder_files(self) -> list[tuple[str, object]]:
-        """The chosen folder's files with their paths (the browser sends bare file names)."""
+        """The chosen folder's files with their paths.
+
+        Browsers send bare file names, so the page numbers the files and sends
+        their paths in `source_paths`; without that script, the names are used.
+        """
         files = self.cleaned_data.get("source_folder") or []
-        paths = [p for p in (self.cleaned_data.get("source_paths") or "").split("\n") if p]
-        if len(paths) != len(files):
-            paths = [f.name for f in files]
-        return list(zip(snapshots.strip_common_folder(paths), files, strict=True))
+        # Form submission turns the field's newlines into CRLF.
+        paths = [p for p in (self.cleaned_data.get("source_paths") or "").splitlines() if p]
+        if paths and all(f.name.isdigit() and int(f.name) < len(paths) for f in files):
+            named = [paths[int(f.name)] for f in files]
+        elif len(paths) == len(files):
+            named = paths
+        else:
+            named = [f.name for f in files]
+        return list(zip(snapshots.strip_common_folder(named), files, strict=True))
 
     def submit_request(self) -> services.SubmitRequest:
         data = self.cleaned_data

@@ -271,3 +271,16 @@ def test_experiment_page_compares_a_metric_across_runs(workspace, run, alice, as
     assert "#1" in page and "#2" in page
     assert page.count("<polyline") == 2
     assert Experiment.objects.get(name="mnist").runs.count() == 2
+
+
+def test_numbered_folder_files_take_their_paths_from_the_hidden_field(workspace, as_carol):
+    # What the page's script sends: files named by index, paths joined with CRLF.
+    data = submit_data(source_paths="proj/src/b.py\r\nproj/train.py")
+    data["source_folder"] = [
+        SimpleUploadedFile("1", b"print('train')\n"),
+        SimpleUploadedFile("0", b"B = 2\n"),
+    ]
+    response = as_carol.post(reverse("run_submit", args=[workspace.slug]), data)
+    assert response.status_code == 302, response.content.decode()
+    manifest = Run.objects.get().snapshot.manifest
+    assert [(entry[0], entry[2]) for entry in manifest] == [("src/b.py", 6), ("train.py", 15)]

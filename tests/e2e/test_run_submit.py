@@ -1,0 +1,58 @@
+"""Submitting a folder through the form in Chromium, against `manage.py up` (real worker, monitor)."""
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.integration.runs_support import write_tree
+from tests.services.live_stack import login
+
+pytestmark = pytest.mark.e2e
+
+TRAIN = """\
+import sys
+from trainyard import run
+for step in range(5):
+    loss = 1.0 / (step + 1)
+    run.log("loss", loss)
+    print(f"step {step} loss {loss:.3f}")
+open("outputs/model.txt", "w").write("trained")
+print("arguments", sys.argv[1:])
+"""
+
+
+def test_submit_a_folder_and_see_it_complete_with_its_metric_chart(page, live_stack, tmp_path):
+    source = write_tree(
+        tmp_path / "mnist",
+        {
+            "train.py": TRAIN,
+            "lib/helpers.py": "X = 1\n",
+            "data.csv": "1,2\n",
+            ".amlignore": "*.csv\n",
+        },
+    )
+    login(page, live_stack, "carol")
+    page.get_by_role("link", name="Runs", exact=True).click()
+    page.get_by_role("link", name="Submit a run").click()
+    page.get_by_label("Experiment").fill("mnist-e2e")
+    page.get_by_label("Compute target").select_option("local")
+    page.get_by_label("Source folder").set_input_files(source)
+    expect(page.get_by_text("4 files chosen")).to_be_visible()
+    expect(page.get_by_label("Entry script")).to_have_value("train.py")
+    page.get_by_label("Arguments").fill("--epochs 5")
+    page.get_by_role("button", name="Submit run").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("mnist-e2e #1")
+    badge = page.locator(".run-badge")
+    expect(badge).to_have_attribute("data-status", "Completed", timeout=60_000)
+    chart = page.locator('figure[data-metric="loss"]')
+    expect(chart).to_be_visible()
+    expect(chart.get_by_role("img")).to_have_attribute(
+        "aria-label", "loss over steps (loss: 5 points)"
+    )
+    expect(page.get_by_role("link", name="outputs/model.txt")).to_be_visible()
+    timeline = page.get_by_role("region", name="Timeline")
+    for status in ("Queued", "Preparing", "Starting", "Running", "Finalizing", "Completed"):
+        expect(timeline.get_by_text(status, exact=True)).to_be_visible()
+    snapshot = page.get_by_role("region", name="Snapshot")
+    expect(snapshot.get_by_role("link", name="lib/helpers.py")).to_be_visible()
+    expect(snapshot.get_by_role("link", name="data.csv")).to_have_count(0)
