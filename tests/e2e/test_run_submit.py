@@ -1,4 +1,4 @@
-"""Submitting a folder through the form in Chromium, against `manage.py up` (real worker, monitor)."""
+"""Submitting a folder through the form in Chromium, against `manage.py up` (worker, monitor)."""
 
 import pytest
 from playwright.sync_api import expect
