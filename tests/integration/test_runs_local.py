@@ -1,10 +1,11 @@
 """Runs on the local target: real detached processes, the real run monitor."""
 
 import pytest
+from django.conf import settings
 
 from compute.models import ComputeTarget
-from runs import logstore
-from runs.models import RunStatus
+from runs import logstore, services
+from runs.models import EnvironmentKind, RunStatus
 from tests.integration.runs_support import running_monitor, submit, wait_final, write_tree
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -77,3 +78,73 @@ def test_a_failing_script_shows_its_exit_code_and_stderr_tail(tmp_path, workspac
     assert run.exit_code == 3
     assert "about to fail" in run.stderr_tail
     assert "exited with code 3" in run.error
+
+
+def test_max_run_duration_stops_the_run(tmp_path, workspace, alice, local, settings):
+    settings.RUN_CANCEL_GRACE_SECONDS = 1
+    source = write_tree(
+        tmp_path / "src", {"train.py": "import time\nprint('long', flush=True)\ntime.sleep(120)\n"}
+    )
+    with running_monitor():
+        run = submit(
+            workspace=workspace, user=alice, target=local, source=source, max_duration_seconds=1
+        )
+        run = wait_final(run, timeout=60)
+    assert run.status == RunStatus.CANCELED
+    assert run.cancel_reason == "Stopped after the maximum run duration of 1 s"
+    assert run.events.filter(status=RunStatus.CANCEL_REQUESTED).exists()
+    assert b"long" in logstore.read(run.pk, "stdout")[0]
+
+
+def test_a_system_managed_environment_is_built_once_and_reused(tmp_path, workspace, alice, local):
+    env = services.environment_create(
+        workspace=workspace,
+        name="venv-test",
+        kind=EnvironmentKind.SYSTEM_MANAGED,
+        pip_requirements=f"# nothing to install yet ({tmp_path.name})\n",
+    )
+    source = write_tree(
+        tmp_path / "src", {"train.py": "import sys\nprint(sys.prefix != sys.base_prefix)\n"}
+    )
+    with running_monitor():
+        first = wait_final(
+            submit(workspace=workspace, user=alice, target=local, source=source, environment=env),
+            timeout=120,
+        )
+        second = wait_final(
+            submit(workspace=workspace, user=alice, target=local, source=source, environment=env)
+        )
+    assert first.status == second.status == RunStatus.COMPLETED, (first.error, second.error)
+    assert logstore.read(first.pk, "stdout")[0] == b"True\n"
+    assert b"Building environment venv-test:1" in logstore.read(first.pk, "prepare")[0]
+    assert b"Reusing environment venv-test:1" in logstore.read(second.pk, "prepare")[0]
+
+
+@pytest.mark.docker
+def test_an_environment_with_a_docker_image_runs_in_a_container(
+    tmp_path, workspace, alice, local, docker_engine
+):
+    env = services.environment_create(
+        workspace=workspace,
+        name="in-docker",
+        kind=EnvironmentKind.USER_MANAGED,
+        docker_image=settings.CLUSTER_NODE_IMAGE,
+    )
+    source = write_tree(
+        tmp_path / "src",
+        {
+            "train.py": (
+                "import os\nfrom trainyard import run\n"
+                "print('in a container:', os.path.exists('/.dockerenv'))\n"
+                "run.log('acc', 0.75)\nopen('outputs/o.txt', 'w').write('x')\n"
+            )
+        },
+    )
+    with running_monitor():
+        run = wait_final(
+            submit(workspace=workspace, user=alice, target=local, source=source, environment=env)
+        )
+    assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
+    assert logstore.read(run.pk, "stdout")[0] == b"in a container: True\n"
+    assert list(run.metrics.values_list("name", "value")) == [("acc", 0.75)]
+    assert [f.path for f in run.files.all()] == ["outputs/o.txt"]
