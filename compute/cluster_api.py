@@ -199,7 +199,7 @@ def cluster_delete(request, name: str, workspace: str | None = None):
             services.compute_detach(target=target, user=request.user)
         except services.ComputeError as exc:
             raise HttpError(409, str(exc)) from exc
-        return 204, None
+        return Status(204, None)
     try:
         cluster_services.cluster_delete(target=target, user=request.user)
     except ClusterError as exc:
