@@ -82,7 +82,9 @@ class Studio:
 
     def _csrf(self, url: str) -> str:
         page = self.browser.open(url).read().decode()
-        return re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+        match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert match, f"no CSRF token on {url}"
+        return match.group(1)
 
     def _post_form(self, url: str, fields: dict) -> None:
         body = urllib.parse.urlencode(fields | {"csrfmiddlewaretoken": self.csrf}).encode()

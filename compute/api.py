@@ -181,7 +181,7 @@ def vm_attach(request, payload: VmIn, workspace: str | None = None):
     if form.is_valid():
         data = form.cleaned_data
         try:
-            operation = services.vm_attach(
+            services.vm_attach(
                 workspace=membership.workspace,
                 user=request.user,
                 name=data["name"],
@@ -194,7 +194,8 @@ def vm_attach(request, payload: VmIn, workspace: str | None = None):
         except ValidationError as exc:
             form.add_error(None, exc)
         else:
-            return Status(202, vm_out(operation.target))
+            target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
+            return Status(202, vm_out(target))
     status = 409 if "already has a compute target" in str(form.errors.get("name", "")) else 400
     return Status(status, _form_errors(form))
 

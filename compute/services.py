@@ -311,6 +311,7 @@ class _ObservedConnection(ssh.SshConnection):
         super()._check_host_key(transport)
 
     def _authenticate(self, transport: paramiko.Transport) -> None:
+        assert self.offered_key is not None  # _check_host_key ran first and set it
         self.progress.done("host_key", _host_key_detail(self.target, *self.offered_key))
         self.progress.start("authenticating", f"Logging in as {self.target.username}")
         super()._authenticate(transport)
@@ -354,7 +355,7 @@ def vm_check_execute(*, operation_id: int) -> None:
             progress.done(
                 "host_key",
                 _host_key_detail(
-                    where, connection.host_key_fingerprint, connection.host_key_type or ""
+                    where, connection.host_key_fingerprint or "", connection.host_key_type or ""
                 ),
             )
         else:
