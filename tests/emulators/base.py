@@ -90,6 +90,9 @@ class EmulatorServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body leave in two writes: with Nagle on, a keep-alive client
+            # would wait for a delayed ACK (40 ms) on every request.
+            disable_nagle_algorithm = True
 
             def log_message(self, format, *args):  # noqa: A002 - the stdlib's signature
                 return
