@@ -216,8 +216,9 @@ class VmAttachForm(VmCredentialsForm):
         max_length=512,
         help_text=(
             "The VM's DNS name or IP address, e.g. myvm.westeurope.cloudapp.azure.com or "
-            "10.0.0.4 — or its Azure resource ID, /subscriptions/&lt;subscription&gt;/"
-            "resourceGroups/&lt;group&gt;/providers/Microsoft.Compute/virtualMachines/&lt;vm&gt;."
+            '10.0.0.4 — or its Azure resource ID, <code class="wrap">'
+            "/subscriptions/&lt;subscription&gt;/resourceGroups/&lt;group&gt;"
+            "/providers/Microsoft.Compute/virtualMachines/&lt;vm&gt;</code>."
         ),
     )
     reachable_address = forms.CharField(

@@ -322,7 +322,7 @@ def _host_key_detail(target: ssh.SshTarget, fingerprint: str, key_type: str) -> 
         return f"Matches the pinned {fingerprint} ({key_type})"
     return (
         f"First contact: pinned {fingerprint} ({key_type}). To be sure it is your VM, "
-        f"compare it with `{HOST_KEY_HELP}` run on the VM."
+        f"compare it with what “{HOST_KEY_HELP}” prints on the VM."
     )
 
 
@@ -369,6 +369,13 @@ def vm_check_execute(*, operation_id: int) -> None:
     except ssh.SshError as exc:
         if exc.code == "host_key_changed":
             _remember_offered_key(target, connection, where, timeout)
+        elif isinstance(connection, _ObservedConnection) and connection.host_key_fingerprint:
+            # The first contact happened even though the login failed afterwards: the key
+            # stays pinned, so fixing the credentials cannot silently trust another host.
+            ComputeTarget.objects.filter(pk=target.pk).update(
+                host_key_fingerprint=connection.host_key_fingerprint,
+                host_key_type=connection.host_key_type or "",
+            )
         step = _FAILED_STEP.get(exc.code, progress.current)
         _operation_finish(operation, progress, error=exc.message, failed_step=step)
         return

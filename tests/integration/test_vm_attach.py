@@ -466,3 +466,10 @@ def test_switch_to_a_key_generated_on_the_credentials_page(sshd, workspace, as_c
     assert (target.state, target.auth_method, target.password) == ("Succeeded", "key", "")
     assert target.config["public_key"] == public
     assert public in page_of(as_carol, workspace, "gpu-vm")
+
+
+def test_first_contact_pins_the_host_key_even_when_the_login_fails(sshd, workspace, as_carol):
+    page = attach(as_carol, workspace, form_data(sshd, password="not-it-at-all"))
+    assert f"<code>{sshd.host_key_fingerprint}</code> (ssh-ed25519), pinned" in page
+    target = ComputeTarget.objects.get(name="gpu-vm")
+    assert (target.state, target.host_key_fingerprint) == ("Failed", sshd.host_key_fingerprint)
