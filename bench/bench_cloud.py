@@ -93,28 +93,28 @@ def main() -> None:
         )
 
     with BatchEmulator(root / "batch") as emulator:
-        client = Batch(
+        batch = Batch(
             account_url=emulator.url,
             account_name=emulator.account_name,
             account_key=emulator.account_key,
         )
-        handle = client.submit(
+        handle = batch.submit(
             pool_id="cpu-pool",
             job_id="bench",
             command_line="python3 train.py",
             files={"train.py": SCRIPT},
         )
-        finish(client, handle)
+        finish(batch, handle)
         # The baseline signs nothing: the emulator is asked for a route it rejects before
         # any work, so it measures the bare HTTP round trip.
         session = requests.Session()
         url = f"{emulator.url}/jobs/bench/tasks/main"
         rows.append(
-            ("Azure Batch", median_ms(lambda: session.get(url)), median_ms(poll(client, handle)))
+            ("Azure Batch", median_ms(lambda: session.get(url)), median_ms(poll(batch, handle)))
         )
 
     with DataLakeEmulator(root / "datalake", compile_seconds=0, queued_seconds=0) as emulator:
-        client = DataLakeAnalytics(
+        adla = DataLakeAnalytics(
             account_name=emulator.account_name,
             tenant_id=emulator.tenant_id,
             client_id=emulator.client_id,
@@ -122,8 +122,8 @@ def main() -> None:
             endpoint=emulator.url,
             authority_url=emulator.url,
         )
-        handle = client.submit(script=USQL, name="bench")
-        finish(client, handle)
+        handle = adla.submit(script=USQL, name="bench")
+        finish(adla, handle)
         session = requests.Session()
         token = session.post(
             f"{emulator.url}/{emulator.tenant_id}/oauth2/v2.0/token",
@@ -139,7 +139,7 @@ def main() -> None:
             (
                 "Data Lake Analytics",
                 median_ms(lambda: session.get(url, params={"api-version": "2016-11-01"})),
-                median_ms(poll(client, handle)),
+                median_ms(poll(adla, handle)),
             )
         )
 
