@@ -69,7 +69,8 @@ class Monitor:
                     log.warning("monitor heartbeat failed: %s", exc)
                 next_beat = now + settings.MONITOR_HEARTBEAT_SECONDS
             self.tick_safely()
-            clock.wait(min(0.5, self.poll_seconds * 2))
+            # New runs are claimed on the next pass: as often as runs are polled.
+            clock.wait(min(0.5, self.poll_seconds))
         self.shutdown()
         log.info("run monitor %s stopped", self.owner)
 

@@ -54,11 +54,14 @@ class NodeBackend(PosixBackend):
         return result.exit_code, out or b"", err or b""
 
     def put_tar(self, dest, data):
-        code, _, err = self.exec('mkdir -p "$1"', [dest])
-        if code != 0:
-            raise BackendError(f"Could not create {dest} on {self.describe()}: {err!r}")
+        container = self.container()
         try:
-            self.container().put_archive(dest, data)
+            try:
+                container.put_archive(dest, data)
+            except NotFound:
+                # The first run on this node: its root does not exist yet.
+                self.exec('mkdir -p "$1"', [dest])
+                container.put_archive(dest, data)
         except (DockerException, OSError, requests.RequestException) as exc:
             raise BackendError(
                 f"Copying files to {self.describe()} failed: {exc}", unreachable=True

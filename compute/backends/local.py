@@ -53,8 +53,9 @@ class LocalBackend(PosixBackend):
     def ensure_root(self) -> None:
         Path(self.root).mkdir(parents=True, exist_ok=True)
 
-    def upload_blobs(self, manifest, local_blob):
-        return {"uploaded_files": 0, "uploaded_bytes": 0, "reused_files": len(manifest)}
+    def missing_blobs(self, manifest, local_blob):
+        # The run reads the snapshot straight from the control plane's blob store.
+        return {}, {"uploaded_files": 0, "uploaded_bytes": 0, "reused_files": len(manifest)}
 
     def check(self) -> dict:
         usage = shutil.disk_usage(settings.DATA_DIR)

@@ -138,16 +138,13 @@ class PosixBackend:
             return set()
         return {line.rsplit("/", 1)[-1] for line in out.decode().split()}
 
-    def upload_blobs(self, manifest: list[list], local_blob) -> dict:
-        """Send the blobs of `manifest` the target lacks; return what was sent and reused."""
+    def missing_blobs(self, manifest: list[list], local_blob) -> tuple[dict, dict]:
+        """The blobs of `manifest` the target lacks (tar path → file), and the counts."""
         wanted = {sha: size for _, sha, size, _ in manifest}
         present = self.blobs_present()
         missing = sorted(sha for sha in wanted if sha not in present)
-        if missing:
-            self.put_tar(
-                self.blob_dir(), tar_bytes({f"{sha[:2]}/{sha}": local_blob(sha) for sha in missing})
-            )
-        return {
+        files = {f"blobs/{sha[:2]}/{sha}": local_blob(sha) for sha in missing}
+        return files, {
             "uploaded_files": len(missing),
             "uploaded_bytes": sum(wanted[sha] for sha in missing),
             "reused_files": len(wanted) - len(missing),
@@ -177,16 +174,18 @@ class PosixBackend:
         return "\n".join(lines) + "\n"
 
     def prepare(self, spec: LaunchSpec, local_blob) -> dict:
-        """Upload the snapshot blobs and the run's control files; nothing starts yet."""
+        """Upload the missing snapshot blobs and the run's control files, in one transfer."""
         self.ensure_root()
-        transfer = self.upload_blobs(spec.manifest, local_blob)
+        files, transfer = self.missing_blobs(spec.manifest, local_blob)
         run_dir = self.run_dir(spec.run_id)
-        files = helper_files()
-        files["config.sh"] = self.config_sh(spec, run_dir).encode()
-        files["manifest.json"] = json.dumps(spec.manifest).encode()
-        files["requirements.txt"] = spec.pip_requirements.encode()
-        files["environment.yml"] = spec.conda_yaml.encode()
-        self.put_tar(f"{run_dir}/ctl", tar_bytes(files))
+        ctl = f"runs/{spec.run_id}/ctl"
+        for name, content in helper_files().items():
+            files[f"{ctl}/{name}"] = content
+        files[f"{ctl}/config.sh"] = self.config_sh(spec, run_dir).encode()
+        files[f"{ctl}/manifest.json"] = json.dumps(spec.manifest).encode()
+        files[f"{ctl}/requirements.txt"] = spec.pip_requirements.encode()
+        files[f"{ctl}/environment.yml"] = spec.conda_yaml.encode()
+        self.put_tar(self.root, tar_bytes(files))
         # Tells the monitor apart one attempt of a run from the next (after a requeue).
         attempt = secrets.token_hex(4)
         return {**transfer, "run_dir": run_dir, "root": self.root, "attempt": attempt}
