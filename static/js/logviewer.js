@@ -26,8 +26,10 @@
     return match ? match[1] || "" : stream;
   }
 
+  const SOURCE_LABELS = { "": "Driver", prepare: "Preparation (snapshot, environment)" };
+
   function sourceLabel(source) {
-    return source === "" ? "Driver" : source;
+    return SOURCE_LABELS[source] || source;
   }
 
   function isStderr(stream) {
@@ -110,8 +112,7 @@
 
       this.bindControls();
       this.fillSources();
-      const driver = "stdout" in this.sizes || "stderr" in this.sizes;
-      this.select(driver ? "" : this.sources()[1] || "");
+      this.select("");
     }
 
     bindControls() {
@@ -306,6 +307,7 @@
     async loadEarlier() {
       const button = this.part("earlier");
       button.disabled = true;
+      this.part("terminal").setAttribute("aria-busy", "true");
       const source = this.source;
       const earlier = [];
       try {
@@ -329,18 +331,21 @@
       } catch (error) {
         this.setState(`Earlier output could not be loaded (${error.message}); try again.`);
         button.disabled = false;
+        this.part("terminal").setAttribute("aria-busy", "false");
         return;
       }
       if (source !== this.source) return;
       for (const part of earlier) this.streams[part.stream].start = part.start;
-      this.redraw(earlier.filter((part) => part.text));
-      button.disabled = false;
-      this.showEarlier();
+      this.redraw(earlier.filter((part) => part.text), () => {
+        button.disabled = false;
+        this.part("terminal").setAttribute("aria-busy", "false");
+        this.showEarlier();
+      });
     }
 
     // xterm.js cannot insert above its scrollback: write the earlier text and
     // then everything already shown, and keep the reader at the line they were on.
-    redraw(earlier) {
+    redraw(earlier, done) {
       const before = this.transcript;
       this.transcript = earlier.map((part) => ({ stream: part.stream, text: part.text, end: part.end }));
       this.transcriptChars = 0;
@@ -356,7 +361,10 @@
           this.transcriptChars += part.text.length;
           this.term.write(this.paint(part.stream, part.text));
         }
-        this.term.write("", () => this.term.scrollToLine(line));
+        this.term.write("", () => {
+          this.term.scrollToLine(line);
+          done();
+        });
       });
     }
 

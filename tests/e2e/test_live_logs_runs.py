@@ -1,0 +1,172 @@
+"""Real runs streaming to Chromium through `manage.py up`: worker, run monitor, websocket.
+
+The runs are submitted with the same service the form and the API call, in a
+process with the stack's environment; the stack's own Celery worker launches
+them and its run monitor (or an extra one started here) streams their output.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+
+import psutil
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.test_log_viewer import python, shown, wait_for_text
+from tests.integration.runs_support import write_tree
+from tests.services.live_stack import ROOT, login
+
+pytestmark = pytest.mark.e2e
+
+SUBMIT = """
+import sys
+from pathlib import Path
+import django; django.setup()
+from django.contrib.auth import get_user_model
+from compute.models import ComputeTarget
+from studio.models import Workspace
+from tests.integration.runs_support import submit
+ws = Workspace.objects.get(slug=sys.argv[1])
+alice = get_user_model().objects.get(username="alice")
+target = ComputeTarget.objects.get(workspace=ws, name=sys.argv[2])
+run = submit(workspace=ws, user=alice, target=target, source=Path(sys.argv[3]),
+             experiment="live-logs")
+print(run.pk)
+"""
+
+ATTACH_VM = """
+import sys
+import django; django.setup()
+from django.contrib.auth import get_user_model
+from compute.models import AuthMethod, ComputeKind, ComputeState, ComputeTarget
+from studio.models import Workspace
+slug, name, host, port, username, password, fingerprint = sys.argv[1:]
+ComputeTarget.objects.get_or_create(
+    workspace=Workspace.objects.get(slug=slug), name=name,
+    defaults=dict(kind=ComputeKind.VM, state=ComputeState.SUCCEEDED, address=host,
+                  port=int(port), username=username, auth_method=AuthMethod.PASSWORD,
+                  password=password, host_key_fingerprint=fingerprint,
+                  created_by=get_user_model().objects.get(username="alice")))
+"""
+
+COUNT = """\
+import time
+for i in range(1, {lines} + 1):
+    print(f"line {{i}}", flush=True)
+    time.sleep({pause})
+"""
+
+
+def submit_run(stack, tmp_path, target: str, script: str) -> int:
+    source = write_tree(tmp_path / "src", {"train.py": script})
+    return int(python(stack, SUBMIT, stack.workspace_slug, target, str(source)).strip())
+
+
+def open_run(page, stack, run_id: int) -> None:
+    page.goto(f"{stack.url}/w/{stack.workspace_slug}/runs/{run_id}/")
+    page.wait_for_function(f"window.trainyardLogViewers && window.trainyardLogViewers[{run_id}]")
+
+
+def wait_until_finished(page, run_id: int, status: str = "Completed") -> None:
+    viewer = page.locator(f"[data-log-viewer][data-config='log-config-{run_id}']")
+    expect(viewer).to_have_attribute("data-status", status, timeout=120_000)
+    expect(viewer.get_by_text(f"Run {status}: complete log loaded.")).to_be_visible()
+
+
+def stack_monitor(stack) -> psutil.Process:
+    for child in psutil.Process(stack.process.pid).children(recursive=True):
+        if "monitor" in child.cmdline() and any("manage.py" in a for a in child.cmdline()):
+            return child
+    raise AssertionError("manage.py up runs no monitor")
+
+
+@pytest.fixture
+def alice_page(page, live_stack):
+    login(page, live_stack, "alice")
+    return page
+
+
+def test_every_line_once_and_in_order_while_a_monitor_is_killed_and_another_takes_over(
+    alice_page, live_stack, tmp_path
+):
+    page, stack = alice_page, live_stack
+    # The stack's monitor sleeps, so the extra one below follows the run; when that
+    # one is killed mid-run, the stack's monitor wakes and takes the run over once
+    # the dead monitor's lease expires, from the stored offsets.
+    original = stack_monitor(stack)
+    original.suspend()
+    extra = subprocess.Popen(
+        [sys.executable, "manage.py", "monitor"],
+        cwd=ROOT,
+        env=stack.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        run_id = submit_run(stack, tmp_path, "local", COUNT.format(lines=300, pause=0.1))
+        open_run(page, stack, run_id)
+        wait_for_text(page, run_id, "line 20\n", timeout=60_000)
+        os.kill(extra.pid, signal.SIGKILL)
+        extra.wait()
+        original.resume()
+        wait_until_finished(page, run_id)
+    finally:
+        if extra.poll() is None:
+            extra.kill()
+        original.resume()
+    assert shown(page, run_id).splitlines() == [f"line {i}" for i in range(1, 301)]
+
+
+PROGRESS_AND_SECRET = """\
+import sys, time
+for i in range(1, 51):
+    print(f"line {{i}}", flush=True)
+    time.sleep(0.02)
+# stdout and stderr are separate files on the target: pauses keep their order plain.
+time.sleep(1)
+for done in range(0, 101, 5):
+    bar = "#" * (done // 10)
+    sys.stderr.write(f"\\r{{done:3d}}%|{{bar:<10}}| {{done}}/100")
+    sys.stderr.flush()
+    time.sleep(0.05)
+sys.stderr.write("\\n")
+time.sleep(1)
+print("connecting with {password} to the data store", flush=True)
+print("\\x1b[32mdone\\x1b[0m", flush=True)
+"""
+
+
+def test_a_run_on_an_ssh_target_streams_with_its_progress_bar_and_masked_password(
+    alice_page, live_stack, tmp_path, sshd
+):
+    page, stack = alice_page, live_stack
+    python(
+        stack,
+        ATTACH_VM,
+        stack.workspace_slug,
+        "logs-vm",
+        sshd.host,
+        str(sshd.port),
+        sshd.username,
+        sshd.password,
+        sshd.host_key_fingerprint,
+    )
+    script = PROGRESS_AND_SECRET.format(password=sshd.password)
+    run_id = submit_run(stack, tmp_path, "logs-vm", script)
+    open_run(page, stack, run_id)
+    wait_for_text(page, run_id, "line 1\n", timeout=60_000)
+    wait_until_finished(page, run_id)
+
+    text = shown(page, run_id)
+    assert sshd.password not in text
+    assert text.splitlines() == [
+        *(f"line {i}" for i in range(1, 51)),
+        "100%|##########| 100/100",
+        "connecting with ****** to the data store",
+        "done",
+    ]
+    api = page.request.get(f"{stack.url}/api/v1/runs/{run_id}/logs?stream=stdout")
+    assert b"connecting with ****** to the data store" in api.body()
+    assert sshd.password.encode() not in api.body()

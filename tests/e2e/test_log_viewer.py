@@ -1,0 +1,228 @@
+"""The log viewer in Chromium against `manage.py up`, fed the way the run monitor feeds it.
+
+A helper process in the stack's environment stores output with
+`logstore.append` and wakes viewers with `live.notify_log`: the real path
+from the monitor to the browser. Runs launched through the runs code are in
+test_live_logs_runs.py.
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.services.live_stack import ROOT, login
+
+pytestmark = pytest.mark.e2e
+
+NEW_RUN = """
+import django; django.setup()
+from django.contrib.auth import get_user_model
+from runs.models import Experiment, Run
+from studio.models import Workspace
+ws = Workspace.objects.get(slug=%r)
+alice = get_user_model().objects.get(username="alice")
+experiment, _ = Experiment.objects.get_or_create(workspace=ws, name="viewer", created_by=alice)
+number = experiment.runs.count() + 1
+run = Run.objects.create(workspace=ws, experiment=experiment, number=number, status=%r,
+                         target_name="local", submitted_by=alice)
+print(run.pk)
+"""
+
+# Stores each piece of output as the monitor does: append at the stream's end, then wake viewers.
+WRITER = r"""
+import sys, time, django; django.setup()
+from runs import live, logstore
+from runs.models import Run
+run_id = int(sys.argv[1])
+for line in sys.stdin.buffer:
+    command, _, rest = line.rstrip(b"\n").partition(b" ")
+    if command == b"sleep":
+        time.sleep(float(rest))
+        continue
+    if command == b"status":
+        Run.objects.filter(pk=run_id).update(status=rest.decode())
+        live.notify_status(run_id, rest.decode())
+        continue
+    stream, data = command.decode(), eval(rest)
+    offset = logstore.size(run_id, stream)
+    logstore.append(run_id, stream, offset, data)
+    live.notify_log(run_id, stream, offset, data)
+"""
+
+
+def python(stack, code: str, *args: str, stdin: bytes = b"") -> str:
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        cwd=ROOT,
+        env=stack.env,
+        input=stdin,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout.decode()
+
+
+def new_run(stack, status: str = "Running") -> int:
+    return int(python(stack, NEW_RUN % (stack.workspace_slug, status)).strip())
+
+
+def store(stack, run_id: int, *steps: tuple) -> None:
+    """Each step: (stream, bytes), ("sleep", seconds) or ("status", name)."""
+    lines = []
+    for kind, value in steps:
+        lines.append(f"{kind} {value!r}" if isinstance(value, bytes) else f"{kind} {value}")
+    python(stack, WRITER, str(run_id), stdin=("\n".join(lines) + "\n").encode())
+
+
+def start_storing(stack, run_id: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(run_id)],
+        cwd=ROOT,
+        env=stack.env,
+        stdin=subprocess.PIPE,
+    )
+
+
+def open_logs(page, stack, run_id: int) -> None:
+    page.goto(f"{stack.url}/w/{stack.workspace_slug}/runs/{run_id}/logs/")
+    page.wait_for_function(f"window.trainyardLogViewers && window.trainyardLogViewers[{run_id}]")
+
+
+def shown(page, run_id: int) -> str:
+    return page.evaluate(f"window.trainyardLogViewers[{run_id}].text()")
+
+
+def wait_for_text(page, run_id: int, text: str, timeout: float = 15000) -> None:
+    page.wait_for_function(
+        f"window.trainyardLogViewers[{run_id}].text().includes({text!r})", timeout=timeout
+    )
+
+
+@pytest.fixture
+def alice_page(page, live_stack):
+    login(page, live_stack, "alice")
+    return page
+
+
+def test_live_lines_arrive_once_and_in_order_across_dropped_connections(alice_page, live_stack):
+    page, stack = alice_page, live_stack
+    run_id = new_run(stack)
+    store(stack, run_id, ("stdout", b"line 1\n"))
+    open_logs(page, stack, run_id)
+    wait_for_text(page, run_id, "line 1")
+    expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+
+    writer = start_storing(stack, run_id)
+    for n in range(2, 301):
+        data = f"line {n}\n".encode()
+        writer.stdin.write(f"stdout {data!r}\nsleep 0.01\n".encode())
+        if n in (80, 160, 240):
+            writer.stdin.flush()
+            # A network drop: the viewer reconnects by itself and resumes at its offset.
+            page.wait_for_function(
+                f"window.trainyardLogViewers[{run_id}].text().includes('line {n - 30}')"
+            )
+            page.evaluate(f"window.trainyardLogViewers[{run_id}].socket.close()")
+    writer.stdin.close()
+    assert writer.wait(timeout=60) == 0
+
+    wait_for_text(page, run_id, "line 300")
+    assert shown(page, run_id).splitlines() == [f"line {n}" for n in range(1, 301)]
+
+
+def test_progress_bars_redraw_in_place_colours_render_and_stderr_stands_out(alice_page, live_stack):
+    page, stack = alice_page, live_stack
+    run_id = new_run(stack)
+    open_logs(page, stack, run_id)
+    bar = [f"\r{p:3d}%|{'#' * (p // 10):<10}| {p}/100".encode() for p in range(0, 101, 10)]
+    steps = [("stdout", b"\x1b[32mtraining\x1b[0m started\n")]
+    for piece in bar:
+        steps += [("stderr", piece), ("sleep", "0.02")]
+    steps += [("stderr", b"\n"), ("stdout", b"done \xe2\x9c"), ("stdout", b"\x93\n")]
+    store(stack, run_id, *steps)
+    wait_for_text(page, run_id, "done ✓")
+    assert shown(page, run_id).splitlines() == [
+        "training started",
+        "100%|##########| 100/100",
+        "done ✓",
+    ]
+    colours = page.evaluate(
+        f"""(() => {{
+        const buffer = window.trainyardLogViewers[{run_id}].term.buffer.active;
+        const cell = (y, x) => buffer.getLine(y).getCell(x);
+        return {{ green: cell(0, 0).getFgColor(), plain: cell(0, 10).isFgDefault(),
+                 stderr: cell(1, 0).getFgColor(), stdout: cell(2, 0).isFgDefault() }};
+        }})()"""
+    )
+    assert colours == {"green": 2, "plain": True, "stderr": 209, "stdout": True}
+
+
+def test_a_finished_long_log_loads_its_tail_first_then_pages_back(alice_page, live_stack):
+    page, stack = alice_page, live_stack
+    run_id = new_run(stack, status="Completed")
+    lines = b"".join(b"record %06d " % n + b"." * 50 + b"\n" for n in range(1, 40001))
+    python(
+        stack,
+        "import sys, django; django.setup()\n"
+        "from runs import logstore\n"
+        "logstore.append(int(sys.argv[1]), 'stdout', 0, sys.stdin.buffer.read())",
+        str(run_id),
+        stdin=lines,
+    )
+    open_logs(page, stack, run_id)
+    wait_for_text(page, run_id, "record 040000")
+    expect(page.get_by_role("status").filter(has_text="Run Completed")).to_be_visible()
+    first = shown(page, run_id).splitlines()
+    # The tail: whole lines only, ending with the last one.
+    assert first[-1].startswith("record 040000") and len(first) < 40000
+    earliest = int(first[0].split()[1])
+    assert first == [(b"record %06d " % n).decode() + "." * 50 for n in range(earliest, 40001)]
+
+    earlier = page.get_by_role("button", name="Load earlier output")
+    for _ in range(10):
+        if not earlier.is_visible():
+            break
+        earlier.click()
+        expect(page.get_by_label("Log output")).to_have_attribute("aria-busy", "false")
+        earliest = int(shown(page, run_id).split()[1])
+    assert earliest == 1
+    every = shown(page, run_id).splitlines()
+    assert every == [(b"record %06d " % n).decode() + "." * 50 for n in range(1, 40001)]
+
+    download = page.get_by_role("link", name="Download stdout")
+    with page.expect_download() as info:
+        download.click()
+    assert Path(info.value.path()).read_bytes() == lines
+
+
+def test_search_finds_text_and_a_node_log_is_chosen_from_the_selector(alice_page, live_stack):
+    page, stack = alice_page, live_stack
+    run_id = new_run(stack)
+    store(
+        stack,
+        run_id,
+        ("stdout", b"driver: starting 2 nodes\nneedle in the driver log\n"),
+        ("node-1.stdout", b"node 1: rank 0 ready\n"),
+    )
+    open_logs(page, stack, run_id)
+    wait_for_text(page, run_id, "needle")
+
+    page.get_by_label("Search the log").fill("needle")
+    page.get_by_role("button", name="Next").click()
+    assert page.evaluate(f"window.trainyardLogViewers[{run_id}].term.getSelection()") == "needle"
+    page.get_by_label("Search the log").fill("haystack")
+    page.get_by_role("button", name="Next").click()
+    expect(page.get_by_text("Not found")).to_be_visible()
+
+    store(stack, run_id, ("node-2.stdout", b"node 2: rank 1 ready\n"))
+    expect(page.get_by_label("Log", exact=True).locator("option")).to_have_text(
+        ["Driver", "node-1", "node-2"]
+    )
+    page.get_by_label("Log", exact=True).select_option("node-2")
+    wait_for_text(page, run_id, "rank 1 ready")
+    assert shown(page, run_id) == "node 2: rank 1 ready"
+    store(stack, run_id, ("node-2.stderr", b"node 2: warning\n"))
+    wait_for_text(page, run_id, "node 2: warning")
