@@ -10,6 +10,7 @@ import asyncio
 
 from channels.db import database_sync_to_async
 from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from ninja import Router, Schema
 from ninja.errors import HttpError
 from ninja.security import django_auth
@@ -19,7 +20,7 @@ from runs.models import FINAL_STATUSES, Run
 from studio.api import TokenAuth, api_membership
 
 # The browser's viewer pages backwards with the session it already has.
-router = Router(auth=[TokenAuth(), django_auth], tags=["runs"])
+router: Router = Router(auth=[TokenAuth(), django_auth], tags=["runs"])
 
 MAX_LIMIT = 16 * 1024 * 1024
 FOLLOW_POLL_SECONDS = 0.1
@@ -76,6 +77,7 @@ def run_logs(
     size = logstore.size(run.pk, stream)
     start = max(0, size + offset) if offset < 0 else offset
     headers = {"X-Log-Offset": str(start), "X-Run-Status": run.status}
+    response: HttpResponseBase
     if follow:
         response = StreamingHttpResponse(
             follow_bytes(run.pk, stream, start), content_type="application/octet-stream"

@@ -31,7 +31,7 @@ CHUNK_BYTES = 512 * 1024
 
 
 class RunLogConsumer(AsyncJsonWebsocketConsumer):
-    async def connect(self):
+    async def connect(self) -> None:
         self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
         self.offsets: dict[str, int] = {}
         self.announced: set[str] = set()
