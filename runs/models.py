@@ -4,6 +4,7 @@ import json
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.functional import cached_property
 
 
 class Experiment(models.Model):
@@ -193,10 +194,9 @@ class Snapshot(models.Model):
     workspace = models.ForeignKey(
         "studio.Workspace", on_delete=models.CASCADE, related_name="snapshots"
     )
-    # sha256 of the manifest: the same tree gives the same snapshot.
+    # sha256 of the manifest, which is stored as a blob (runs.snapshots.manifest_text):
+    # the same tree gives the same snapshot.
     digest = models.CharField(max_length=64)
-    # [[path, sha256, size, executable], ...] sorted by path.
-    manifest = models.JSONField(default=list)
     file_count = models.PositiveIntegerField(default=0)
     total_bytes = models.BigIntegerField(default=0)
     git = models.JSONField(default=dict, blank=True)
@@ -209,6 +209,13 @@ class Snapshot(models.Model):
 
     def __str__(self) -> str:
         return self.digest[:12]
+
+    @cached_property
+    def manifest(self) -> list[list]:
+        """[[path, sha256, size, executable], ...] sorted by path."""
+        from runs.snapshots import blob_path, parse_manifest
+
+        return parse_manifest(blob_path(self.digest).read_bytes())
 
 
 class Metric(models.Model):

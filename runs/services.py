@@ -189,11 +189,11 @@ def snapshot_create(
             "The source folder has no files to snapshot (after .amlignore / .gitignore): "
             "choose the folder with your training script."
         )
+    digest, _ = snapshots.blob_store_bytes(capture.manifest_bytes)
     snapshot, _ = Snapshot.objects.get_or_create(
         workspace=workspace,
-        digest=capture.digest,
+        digest=digest,
         defaults={
-            "manifest": capture.manifest,
             "file_count": len(capture.manifest),
             "total_bytes": capture.total_bytes,
             "git": capture.git,

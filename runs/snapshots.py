@@ -49,13 +49,25 @@ class Capture:
     git: dict = field(default_factory=dict)
 
     @property
-    def digest(self) -> str:
-        return manifest_digest(self.manifest)
+    def manifest_bytes(self) -> bytes:
+        return manifest_text(self.manifest)
 
 
-def manifest_digest(manifest: list[list]) -> str:
-    lines = "\n".join(f"{path}\0{sha}\0{size}\0{int(x)}" for path, sha, size, x in manifest)
-    return hashlib.sha256(lines.encode()).hexdigest()
+def manifest_text(manifest: list[list]) -> bytes:
+    """The manifest as stored (a blob, so its sha256 is the snapshot's id) and shipped to targets.
+
+    One file per line, fields separated by NUL (which no path contains):
+    path, sha256, size, 1 if executable else 0.
+    """
+    return "".join(f"{path}\0{sha}\0{size}\0{int(x)}\n" for path, sha, size, x in manifest).encode()
+
+
+def parse_manifest(data: bytes) -> list[list]:
+    entries = []
+    for line in data.decode().splitlines():
+        path, sha, size, executable = line.split("\0")
+        entries.append([path, sha, int(size), executable == "1"])
+    return entries
 
 
 def human_bytes(n: float) -> str:
@@ -174,6 +186,10 @@ def _walk(root: Path, spec: pathspec.PathSpec) -> list[tuple[str, os.stat_result
         with os.scandir(folder) as entries:
             for entry in entries:
                 rel = f"{prefix}{entry.name}"
+                if "\n" in entry.name or "\r" in entry.name:
+                    raise SnapshotError(
+                        f"{rel!r} has a line break in its name: rename it, or add it to .amlignore."
+                    )
                 if entry.is_dir(follow_symlinks=False):
                     if not ignored(f"{rel}/"):
                         visit(entry.path, f"{rel}/")

@@ -18,7 +18,6 @@ Layout on a target, under its root:
 from __future__ import annotations
 
 import io
-import json
 import secrets
 import shlex
 import tarfile
@@ -26,6 +25,7 @@ import time
 from pathlib import Path
 
 from compute.backends.base import STREAMS, BackendError, LaunchSpec, Poll
+from runs.snapshots import manifest_text
 
 FILES = Path(__file__).resolve().parent / "files"
 # Bytes read per stream per poll: bounds memory while a run prints very fast.
@@ -182,7 +182,7 @@ class PosixBackend:
         for name, content in helper_files().items():
             files[f"{ctl}/{name}"] = content
         files[f"{ctl}/config.sh"] = self.config_sh(spec, run_dir).encode()
-        files[f"{ctl}/manifest.json"] = json.dumps(spec.manifest).encode()
+        files[f"{ctl}/manifest"] = manifest_text(spec.manifest)
         files[f"{ctl}/requirements.txt"] = spec.pip_requirements.encode()
         files[f"{ctl}/environment.yml"] = spec.conda_yaml.encode()
         self.put_tar(self.root, tar_bytes(files))

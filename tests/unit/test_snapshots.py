@@ -44,8 +44,8 @@ def test_a_second_capture_stores_only_the_changed_file(tmp_path):
     (root / "f3.py").write_text("# changed")
     second = capture_dir(root, use_cache=True)
     assert second.new_blobs == 1
-    assert second.digest != first.digest
-    assert capture_dir(root, use_cache=True).digest == second.digest
+    assert second.manifest_bytes != first.manifest_bytes
+    assert capture_dir(root, use_cache=True).manifest_bytes == second.manifest_bytes
 
 
 def test_the_size_limit_names_the_biggest_files(tmp_path):

@@ -22,7 +22,7 @@ finish() {
     echo "Unpacking the snapshot into $wd"
     mkdir -p "$wd" || finish 125
     # -S -E: no site packages or environment variables, so it starts in milliseconds.
-    "$HOST_PYTHON" -S -E "$ctl/materialize.py" "$ctl/manifest.json" "$BLOBS" "$wd" || finish 125
+    "$HOST_PYTHON" -S -E "$ctl/materialize.py" "$ctl/manifest" "$BLOBS" "$wd" || finish 125
     case "$ENV_KIND" in
     pip|conda)
         mkdir -p "$ENV_ROOT"
