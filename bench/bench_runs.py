@@ -100,7 +100,7 @@ def snapshot_rounds(workspace) -> dict[str, list[float]]:
         changed = tree / "d050" / f"f{5000:05d}.bin"
         changed.write_bytes(os.urandom(TREE_BYTES // FILES))
         results["rsync_again"].append(timed(lambda m=mirror: rsync(tree, m)))
-        snapshot_holder = {}
+        snapshot_holder: dict = {}
 
         def again(holder=snapshot_holder):
             holder["result"] = services.snapshot_create(
@@ -156,6 +156,7 @@ def subprocess_baseline(source: Path) -> list[float]:
         process = subprocess.Popen(
             ["python3", str(source / "train.py")], stdout=subprocess.PIPE, cwd=source
         )
+        assert process.stdout is not None
         process.stdout.readline()
         times.append(time.perf_counter() - start)
         process.wait()

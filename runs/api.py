@@ -24,7 +24,7 @@ from runs.snapshots import blob_path
 from studio.api import api_membership
 from studio.models import Role
 
-router = Router(tags=["runs"])
+router: Router = Router(tags=["runs"])
 
 
 class RunEventOut(Schema):

@@ -30,6 +30,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from compute.backends import LOG_STREAMS, BackendError, backend_for
+from compute.backends.posix import PosixBackend
 from runs import live, logstore, services
 from runs.models import Run, RunStatus
 from studio.health import monitor_heartbeat, redis_client
@@ -40,6 +41,12 @@ log = logging.getLogger(__name__)
 # Statuses the monitor follows (a run must also have been launched: handle.pgid).
 FOLLOWED = services.ACTIVE_STATUSES
 STDOUT_SCAN_LIMIT = 4 * 1024 * 1024
+
+
+def handle_of(run: Run) -> dict:
+    """The handle of a launched run (the monitor follows no other)."""
+    assert run.handle is not None
+    return run.handle
 
 
 class Monitor:
@@ -142,7 +149,7 @@ class RunFollower:
     def __init__(self, run_id: int, monitor: Monitor) -> None:
         self.run_id = run_id
         self.monitor = monitor
-        self.backend = None
+        self._backend: PosixBackend | None = None
         self.attempt = None
         self.more = False
         self.patterns: list[re.Pattern] = []
@@ -157,10 +164,10 @@ class RunFollower:
             services.run_fail(run_id=run.pk, reason="The compute target was detached.")
             return False
         attempt = (run.handle or {}).get("attempt")
-        if self.backend is None or attempt != self.attempt:
+        if self._backend is None or attempt != self.attempt:
             self.attempt = attempt
             try:
-                self.backend = backend_for(run.target, handle=run.handle)
+                self._backend = backend_for(run.target, handle=run.handle)
             except BackendError as exc:
                 services.run_fail(run_id=run.pk, reason=exc.message)
                 return False
@@ -205,6 +212,11 @@ class RunFollower:
             return self.finish(run, poll)
         return True
 
+    @property
+    def backend(self) -> PosixBackend:
+        assert self._backend is not None
+        return self._backend
+
     def over_time(self, run: Run) -> bool:
         limit = run.max_duration_seconds
         if not limit or run.started_at is None:
@@ -228,7 +240,7 @@ class RunFollower:
 
     def read(self, run: Run):
         offsets = self.offsets(run)
-        poll = self.backend.poll(run.handle, offsets)
+        poll = self.backend.poll(handle_of(run), offsets)
         handle_changed = False
         for stream in LOG_STREAMS:
             data = poll.chunks.get(stream, b"")
@@ -240,6 +252,7 @@ class RunFollower:
             live.notify_log(run.pk, stream, stored_at, masked)
             if len(masked) != len(data):
                 # Masking changed the length: remember where target and storage now meet.
+                assert run.handle is not None
                 run.handle["log_offsets"][stream] = [offsets[stream] + len(data), size]
                 handle_changed = True
             if len(data) >= 1 << 20:
@@ -265,12 +278,12 @@ class RunFollower:
         new_stdout_offset = None
         if self.patterns:
             start = run.metrics_stdout_offset
-            data, _ = logstore.read(run.pk, "stdout", start, STDOUT_SCAN_LIMIT)
-            usable = data if final else data[: data.rfind(b"\n") + 1]
+            stored, _ = logstore.read(run.pk, "stdout", start, STDOUT_SCAN_LIMIT)
+            usable = stored if final else stored[: stored.rfind(b"\n") + 1]
             if usable:
-                for line in usable.decode(errors="replace").splitlines():
+                for text in usable.decode(errors="replace").splitlines():
                     for pattern in self.patterns:
-                        match = pattern.search(line)
+                        match = pattern.search(text)
                         if not match:
                             continue
                         groups = match.groupdict()
@@ -316,7 +329,7 @@ class RunFollower:
         )
         try:
             poll = self.drain(run)
-            files = services.outputs_record(run=run, tar_data=self.backend.collect(run.handle))
+            files = services.outputs_record(run=run, tar_data=self.backend.collect(handle_of(run)))
         except BackendError as exc:
             if exc.unreachable:
                 Run.objects.filter(pk=run.pk).update(status_reason=exc.message)
@@ -378,7 +391,7 @@ class RunFollower:
 
     def cancel(self, run: Run) -> bool:
         try:
-            left = self.backend.cancel(run.handle, settings.RUN_CANCEL_GRACE_SECONDS)
+            left = self.backend.cancel(handle_of(run), settings.RUN_CANCEL_GRACE_SECONDS)
         except BackendError as exc:
             Run.objects.filter(pk=run.pk).update(status_reason=f"Cancel pending: {exc.message}")
             return True
@@ -390,7 +403,7 @@ class RunFollower:
             return True
         try:
             self.drain(run)
-            services.outputs_record(run=run, tar_data=self.backend.collect(run.handle))
+            services.outputs_record(run=run, tar_data=self.backend.collect(handle_of(run)))
         except BackendError as exc:
             log.warning("run %s: outputs of the canceled run not collected: %s", run.pk, exc)
         services.run_transition(
@@ -408,6 +421,6 @@ class RunFollower:
     def release(self, run: Run) -> None:
         services.run_release_node(run_id=run.pk)
         try:
-            self.backend.cleanup(run.handle)
+            self.backend.cleanup(handle_of(run))
         except BackendError as exc:
             log.warning("run %s: work directory not removed: %s", run.pk, exc)

@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import timedelta
+from functools import partial
 from io import BytesIO
 from pathlib import Path
 
@@ -335,7 +336,7 @@ def run_submit(
                     allowed_from=[RunStatus.NOT_STARTED],
                     message=f"Submitted to {target.name}",
                 )
-                transaction.on_commit(lambda pk=run.pk: _enqueue_start(pk))
+                transaction.on_commit(partial(_enqueue_start, run.pk))
         except IntegrityError:
             continue
         run.refresh_from_db()

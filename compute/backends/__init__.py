@@ -32,8 +32,9 @@ def backend_for(target, *, node=None, handle: dict | None = None):
         from compute.backends.cluster import NodeBackend
         from compute.models import Node
 
-        if node is None and handle is not None:
-            node = Node.objects.filter(pk=handle.get("node_id")).select_related("engine").first()
+        node_id = (handle or {}).get("node_id")
+        if node is None and node_id is not None:
+            node = Node.objects.filter(pk=int(node_id)).select_related("engine").first()
         if node is None:
             raise BackendError(f"The node that ran this run on {target.name} no longer exists.")
         return NodeBackend(target, node)
