@@ -102,3 +102,32 @@ def test_a_preempted_run_is_requeued_and_completes_on_another_node(
     assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
     assert run.node_name != first.name
     assert logstore.read(run.pk, "stdout")[0].endswith(b"working\ndone\n")
+
+
+def test_cancel_on_a_node_leaves_no_process_in_its_container(
+    tmp_path, workspace, alice, engine, settings
+):
+    settings.RUN_CANCEL_GRACE_SECONDS = 1
+    cluster = make_cluster(workspace, alice, min_nodes=1)
+    cluster_autoscale(target=cluster)
+    stubborn = (
+        "import signal, subprocess, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "subprocess.Popen(['sleep', '301'])\n"
+        "print('waiting', flush=True)\ntime.sleep(300)\n"
+    )
+    source = write_tree(tmp_path / "src", {"train.py": stubborn})
+    with running_monitor():
+        run = submit(workspace=workspace, user=alice, target=cluster, source=source)
+        run = wait_for(dispatch_until_started(run), [RunStatus.RUNNING])
+        while b"waiting" not in logstore.read(run.pk, "stdout")[0]:
+            pass
+        node = Node.objects.get(target=cluster, name=run.node_name)
+        container = node_docker(node).containers.get(node.container_id)
+        assert b"sleep 301" in container.exec_run(["ps", "-eo", "args"]).output
+        services.run_cancel(run=run, user=alice)
+        run = wait_final(run)
+    assert run.status == RunStatus.CANCELED
+    processes = container.exec_run(["ps", "-eo", "stat,args"]).output.decode().splitlines()
+    left = [p for p in processes if ("train.py" in p or "sleep 301" in p) and not p.startswith("Z")]
+    assert left == []

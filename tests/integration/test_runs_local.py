@@ -2,11 +2,19 @@
 
 import pytest
 from django.conf import settings
+from django.urls import reverse
 
 from compute.models import ComputeTarget
 from runs import logstore, services
 from runs.models import EnvironmentKind, RunStatus
-from tests.integration.runs_support import running_monitor, submit, wait_final, write_tree
+from tests.conftest import client_for
+from tests.integration.runs_support import (
+    running_monitor,
+    submit,
+    wait_final,
+    wait_for,
+    write_tree,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -78,6 +86,12 @@ def test_a_failing_script_shows_its_exit_code_and_stderr_tail(tmp_path, workspac
     assert run.exit_code == 3
     assert "about to fail" in run.stderr_tail
     assert "exited with code 3" in run.error
+    page = client_for(alice).get(reverse("run_detail", args=[workspace.slug, run.pk]))
+    text = page.content.decode()
+    assert "Why it failed" in text
+    assert "Exit code <strong>3</strong>" in text
+    assert "about to fail" in text
+    assert 'hx-trigger="every 2s"' not in text
 
 
 def test_max_run_duration_stops_the_run(tmp_path, workspace, alice, local, settings):
@@ -148,3 +162,30 @@ def test_an_environment_with_a_docker_image_runs_in_a_container(
     assert logstore.read(run.pk, "stdout")[0] == b"in a container: True\n"
     assert list(run.metrics.values_list("name", "value")) == [("acc", 0.75)]
     assert [f.path for f in run.files.all()] == ["outputs/o.txt"]
+
+
+@pytest.mark.docker
+def test_cancel_of_a_docker_run_removes_its_container(
+    tmp_path, workspace, alice, local, docker_engine, settings
+):
+    settings.RUN_CANCEL_GRACE_SECONDS = 1
+    env = services.environment_create(
+        workspace=workspace,
+        name="in-docker",
+        kind=EnvironmentKind.USER_MANAGED,
+        docker_image=settings.CLUSTER_NODE_IMAGE,
+    )
+    source = write_tree(
+        tmp_path / "src", {"train.py": "import time\nprint('up', flush=True)\ntime.sleep(300)\n"}
+    )
+    with running_monitor():
+        run = submit(workspace=workspace, user=alice, target=local, source=source, environment=env)
+        wait_for(run, [RunStatus.RUNNING])
+        while b"up" not in logstore.read(run.pk, "stdout")[0]:
+            pass
+        name = f"trainyard-run-{run.pk}"
+        assert docker_engine.containers.list(filters={"name": name})
+        services.run_cancel(run=run, user=alice)
+        run = wait_final(run)
+    assert run.status == RunStatus.CANCELED
+    assert docker_engine.containers.list(all=True, filters={"name": name}) == []

@@ -3,12 +3,14 @@
 import secrets
 
 import pytest
+from django.urls import reverse
 
 from compute import ssh
 from compute.models import AuthMethod, ComputeKind, ComputeState, ComputeTarget
 from compute.services import ssh_target
 from runs import logstore, services
 from runs.models import RunStatus
+from tests.conftest import client_for
 from tests.integration.runs_support import (
     running_monitor,
     submit,
@@ -128,3 +130,39 @@ def test_cancel_leaves_no_process_of_the_run_on_the_vm(tmp_path, workspace, alic
     assert run.status == RunStatus.CANCELED
     assert "Canceled by alice" in run.events.get(status=RunStatus.CANCELED).message
     assert on_target(vm, f"ps -eo args | grep -c [{marker[0]}]{marker[1:]} || true").strip() == "0"
+
+
+def test_a_run_for_an_unreachable_vm_waits_in_the_queue_and_says_why(
+    tmp_path, sshd_factory, workspace, alice
+):
+    server = sshd_factory()
+    private_key, public_line = ssh.generate_key_pair()
+    server.authorize(public_line)
+    vm = ComputeTarget.objects.create(
+        workspace=workspace,
+        name="down-vm",
+        kind=ComputeKind.VM,
+        state=ComputeState.SUCCEEDED,
+        address=server.host,
+        port=server.port,
+        username=server.username,
+        auth_method=AuthMethod.KEY,
+        private_key=private_key,
+        host_key_fingerprint=server.host_key_fingerprint,
+    )
+    server.stop()
+    source = write_tree(tmp_path / "src", {"train.py": "print('finally')\n"})
+    run = submit(workspace=workspace, user=alice, target=vm, source=source)
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED
+    assert run.status_reason.startswith("Target unreachable, retrying: Connection refused")
+    page = client_for(alice).get(reverse("run_detail", args=[workspace.slug, run.pk]))
+    assert "Waiting: Target unreachable, retrying" in page.content.decode()
+
+    server.start()
+    ssh.pool.close_all()
+    with running_monitor():
+        services.runs_dispatch()
+        run = wait_final(run)
+    assert run.status == RunStatus.COMPLETED
+    assert logstore.read(run.pk, "stdout")[0] == b"finally\n"
