@@ -11,6 +11,7 @@ from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
 from compute import selectors, services, ssh
+from compute.cloud_services import CLOUD_KINDS
 from compute.forms import (
     Authentication,
     VmAttachForm,
@@ -60,6 +61,8 @@ def attached_out(target: ComputeTarget) -> dict:
         "created_by": target.created_by.username if target.created_by else None,
         "operation": operation_out(operation) if operation else None,
     }
+    if target.kind in CLOUD_KINDS:
+        return fields | {"facts": target.facts, "checked_at": target.checked_at}
     if target.kind != ComputeKind.VM:
         return fields
     return fields | {

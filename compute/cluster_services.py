@@ -43,7 +43,17 @@ COMPUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,15}$")
 COMPUTE_NAME_RULE = "2–16 characters: a letter first, then letters, digits or hyphens"
 ENGINE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
 # Words the compute pages and /api/v1/computes/... use in their own URLs.
-RESERVED_COMPUTE_NAMES = {"new", "engines", "cluster", "attach", "vm", "keypair"}
+RESERVED_COMPUTE_NAMES = {
+    "new",
+    "engines",
+    "cluster",
+    "attach",
+    "vm",
+    "keypair",
+    "databricks",
+    "datalake",
+    "batch",
+}
 STEP_DONE, STEP_FAILED = "done", "failed"
 PRIORITIES = {"dedicated": "Dedicated", LOW_PRIORITY: "Low priority"}
 

@@ -1,6 +1,6 @@
 from celery import shared_task
 
-from compute import cluster_services, scheduler, services
+from compute import cloud_services, cluster_services, scheduler, services
 from compute.models import ComputeTarget
 
 
@@ -29,3 +29,8 @@ def clusters_autoscale() -> None:
 @shared_task
 def vm_check_task(operation_id: int) -> None:
     services.vm_check_execute(operation_id=operation_id)
+
+
+@shared_task
+def cloud_check_task(operation_id: int) -> None:
+    cloud_services.cloud_check_execute(operation_id=operation_id)

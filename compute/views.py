@@ -4,7 +4,7 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from compute import cluster_views, selectors, services, ssh
+from compute import cloud_services, cloud_views, cluster_views, selectors, services, ssh
 from compute.forms import (
     KEYGEN_COMMAND,
     Authentication,
@@ -49,6 +49,8 @@ def compute_detail(request, name: str):
     target = _target(request, name)
     if target.kind == ComputeKind.CLUSTER:
         return cluster_views.cluster_detail(request, target)
+    if target.kind in cloud_services.CLOUD_KINDS:
+        return cloud_views.cloud_detail(request, target)
     operation = selectors.operation_latest(target=target)
     running = operation is not None and operation.state == OperationState.RUNNING
     context = {"target": target, "operation": operation, "poll": running or target.is_busy}

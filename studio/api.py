@@ -83,6 +83,10 @@ from compute.api import router as vm_router  # noqa: E402 - it imports this modu
 
 api.add_router("/", vm_router)
 
+from compute.cloud_api import router as cloud_router  # noqa: E402 - it imports this module
+
+api.add_router("/", cloud_router)
+
 from compute.cluster_api import router as compute_router  # noqa: E402 - it imports this module
 
 api.add_router("/", compute_router)
