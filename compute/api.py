@@ -14,6 +14,8 @@ from compute import selectors, services, ssh
 from compute.cloud_services import CLOUD_KINDS
 from compute.forms import (
     Authentication,
+    HdInsightAttachForm,
+    SparkMasterForm,
     VmAttachForm,
     VmCredentialsForm,
     authorized_keys_command,
@@ -48,6 +50,7 @@ class AttachedOut(Schema):
     host_key_fingerprint: str | None = None
     host_key_type: str | None = None
     offered_host_key: dict | None = None
+    spark_master: str | None = None
     facts: dict = {}
     checked_at: datetime | None = None
     created_by: str | None = None
@@ -63,8 +66,10 @@ def attached_out(target: ComputeTarget) -> dict:
     }
     if target.kind in CLOUD_KINDS:
         return fields | {"facts": target.facts, "checked_at": target.checked_at}
-    if target.kind != ComputeKind.VM:
+    if not target.is_ssh:
         return fields
+    if target.kind == ComputeKind.HDINSIGHT:
+        fields["spark_master"] = target.config.get("spark_master", "")
     return fields | {
         "address": target.address,
         "resource_id": target.resource_id or None,
@@ -156,8 +161,10 @@ def _vm(membership, name: str) -> ComputeTarget:
         target = selectors.compute_get(workspace=membership.workspace, name=name)
     except ComputeTarget.DoesNotExist as exc:
         raise HttpError(404, f"No compute target called {name} in this workspace.") from exc
-    if target.kind != ComputeKind.VM:
-        raise HttpError(409, f"{name} is a {target.get_kind_display()}, not an attached VM.")
+    if not target.is_ssh:
+        raise HttpError(
+            409, f"{name} is a {target.get_kind_display()}, not a machine attached over SSH."
+        )
     return target
 
 
@@ -251,3 +258,61 @@ def host_key_retrust(request, name: str, payload: HostKeyIn, workspace: str | No
     except services.ComputeError as exc:
         raise HttpError(409, str(exc)) from exc
     return Status(202, vm_out(target))
+
+
+class HdInsightIn(CredentialsIn):
+    name: str
+    address: str
+    port: int = 22
+    spark_master: str = ""
+
+
+class SparkMasterIn(Schema):
+    spark_master: str = ""
+
+
+@router.post("/computes/hdinsight", response={202: VmOut, 400: FormErrorOut, 409: FormErrorOut})
+def hdinsight_attach(request, payload: HdInsightIn, workspace: str | None = None):
+    """Attach an HDInsight cluster (`<cluster>-ssh.azurehdinsight.net`) or any Spark head
+    node over SSH; the background check also finds spark-submit, the Spark and Python
+    versions and the master. An empty `spark_master` means what the cluster uses."""
+    membership = api_membership(request, workspace, Role.CONTRIBUTOR)
+    form = HdInsightAttachForm(data=payload.dict(), workspace=membership.workspace)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            services.hdinsight_attach(
+                workspace=membership.workspace,
+                user=request.user,
+                name=data["name"],
+                address=data["address"],
+                port=data["port"],
+                spark_master=data["spark_master"],
+                username=data["username"],
+                **data["credentials"],
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
+            return Status(202, vm_out(target))
+    status = 409 if "already has a compute target" in str(form.errors.get("name", "")) else 400
+    return Status(status, _form_errors(form))
+
+
+@router.put("/computes/{name}/spark", response={200: VmOut, 400: FormErrorOut})
+def spark_master_update(request, name: str, payload: SparkMasterIn, workspace: str | None = None):
+    """Set the master PySpark runs on an HDInsight / Spark target submit to
+    (yarn, local[N], spark://HOST:7077; empty for what the cluster uses)."""
+    membership = api_membership(request, workspace, Role.CONTRIBUTOR)
+    target = _vm(membership, name)
+    form = SparkMasterForm(data=payload.dict())
+    if form.is_valid():
+        try:
+            services.hdinsight_master_set(
+                target=target, spark_master=form.cleaned_data["spark_master"]
+            )
+        except services.ComputeError as exc:
+            raise HttpError(409, str(exc)) from exc
+        return Status(200, vm_out(target))
+    return Status(400, _form_errors(form))

@@ -1,4 +1,5 @@
-"""The attach-VM wizard and the credentials form of an attached VM."""
+"""The attach wizards for machines reached over SSH (VM, HDInsight / Spark head node)
+and the credentials form they share."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from cryptography.fernet import InvalidToken
 from django import forms
 from django.utils.html import format_html
 
-from compute import ssh
+from compute import spark, ssh
 from compute.cluster_services import COMPUTE_NAME_RULE, cluster_name_problem
 from compute.models import AuthMethod
 from compute.services import public_key_line
@@ -316,3 +317,90 @@ def _host(address: str) -> str:
             "Enter a DNS name (letters, digits, hyphens and dots) or an IP address."
         )
     return address
+
+
+class HdInsightAttachForm(VmCredentialsForm):
+    """Attach an HDInsight cluster or any Spark head node (Compute → Attach → HDInsight / Spark)."""
+
+    name = forms.CharField(
+        label="Compute name",
+        max_length=16,
+        help_text=f"{COMPUTE_NAME_RULE}; unique in this workspace. Runs name it as their target.",
+    )
+    address = forms.CharField(
+        label="Address",
+        max_length=255,
+        help_text=(
+            "For HDInsight, the cluster's SSH endpoint <code>&lt;cluster&gt;-ssh.azurehdinsight"
+            ".net</code> (the portal shows it under Settings → SSH + Cluster login). Any Spark "
+            "head node reachable over SSH works too: its DNS name or IP address."
+        ),
+    )
+    port = forms.IntegerField(
+        label="SSH port",
+        initial=22,
+        min_value=1,
+        max_value=65535,
+        help_text="22 for HDInsight (its edge node may use 22 or 23), or wherever sshd listens.",
+    )
+    spark_master = forms.CharField(
+        label="Spark master",
+        required=False,
+        max_length=255,
+        help_text=(
+            "Leave empty to use what the cluster uses: YARN where yarn is on PATH or "
+            f"HADOOP_CONF_DIR is set, else {spark.LOCAL_MASTER}. Or enter {spark.MASTER_HELP}."
+        ),
+    )
+
+    field_order = [
+        "name",
+        "address",
+        "port",
+        "spark_master",
+        "username",
+        "authentication",
+        "private_key",
+        "private_key_file",
+        "passphrase",
+        "password",
+        "generated_key",
+    ]
+
+    def __init__(self, *args, workspace, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.workspace = workspace
+        self.fields["username"].help_text = (
+            "The cluster's SSH user (sshuser by default on HDInsight, not the admin login): "
+            "Trainyard logs in and runs spark-submit as this user."
+        )
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        problem = cluster_name_problem(workspace=self.workspace, name=name)
+        if problem:
+            raise forms.ValidationError(problem)
+        return name
+
+    def clean_address(self):
+        return _host(self.cleaned_data["address"].strip())
+
+    def clean_spark_master(self):
+        return _spark_master(self.cleaned_data["spark_master"])
+
+
+class SparkMasterForm(forms.Form):
+    """The master PySpark runs on an HDInsight / Spark target submit to."""
+
+    spark_master = HdInsightAttachForm.base_fields["spark_master"]
+
+    def clean_spark_master(self):
+        return _spark_master(self.cleaned_data["spark_master"])
+
+
+def _spark_master(value: str) -> str:
+    master = value.strip()
+    problem = spark.master_problem(master)
+    if problem:
+        raise forms.ValidationError(problem)
+    return master

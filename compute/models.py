@@ -17,6 +17,10 @@ class ComputeKind(models.TextChoices):
     BATCH = "batch", "Azure Batch"
 
 
+# Targets Trainyard logs in to over SSH (pinned host key, pooled connection).
+SSH_KINDS = (ComputeKind.VM, ComputeKind.HDINSIGHT)
+
+
 class ComputeState(models.TextChoices):
     CREATING = "Creating"
     UPDATING = "Updating"
@@ -88,6 +92,11 @@ class ComputeTarget(models.Model):
     @property
     def is_attached(self) -> bool:
         return self.kind not in (ComputeKind.LOCAL, ComputeKind.CLUSTER)
+
+    @property
+    def is_ssh(self) -> bool:
+        """Reached over SSH: a VM, or an HDInsight / Spark head node."""
+        return self.kind in SSH_KINDS
 
 
 class OperationState(models.TextChoices):

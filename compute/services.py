@@ -17,8 +17,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from compute import ssh
+from compute import spark, ssh
 from compute.models import (
+    SSH_KINDS,
     AuthMethod,
     ComputeKind,
     ComputeOperation,
@@ -36,6 +37,8 @@ STEPS = [
     ("authenticating", "Authenticating"),
     ("preflight", "Preflight"),
 ]
+# An HDInsight / Spark head node is a VM whose check also looks at its Spark.
+SPARK_STEP = ("spark", "Spark")
 # Longer than the slowest check (connect timeout + 120 s preflight): an operation
 # still "running" after this lost its worker and must not block the target.
 STALE_OPERATION = timedelta(minutes=5)
@@ -108,6 +111,69 @@ def vm_attach(
                 }
             ) from None
         return _operation_start(target=target, user=user, action="attach")
+
+
+def hdinsight_attach(
+    *,
+    workspace,
+    user,
+    name: str,
+    address: str,
+    username: str,
+    auth_method: str,
+    port: int = 22,
+    spark_master: str = "",
+    password: str = "",
+    private_key: str = "",
+    passphrase: str = "",
+    public_key: str = "",
+) -> ComputeOperation:
+    """Store the head node (state Creating) and check it and its Spark in the background.
+
+    An empty `spark_master` means what the cluster uses, found by the check.
+    """
+    _require_credentials(auth_method, password, private_key, passphrase)
+    problem = spark.master_problem(spark_master)
+    if problem:
+        raise ValidationError({"spark_master": problem})
+    config = {"spark_master": spark_master}
+    if public_key:
+        config["public_key"] = public_key
+    with transaction.atomic():
+        try:
+            target = ComputeTarget.objects.create(
+                workspace=workspace,
+                name=name,
+                kind=ComputeKind.HDINSIGHT,
+                state=ComputeState.CREATING,
+                address=address,
+                port=port,
+                username=username,
+                **_credential_fields(auth_method, password, private_key, passphrase),
+                config=config,
+                created_by=user,
+            )
+        except IntegrityError:
+            raise ValidationError(
+                {
+                    "name": f"A compute target called “{name}” already exists in this "
+                    "workspace: choose another name."
+                }
+            ) from None
+        return _operation_start(target=target, user=user, action="attach")
+
+
+def hdinsight_master_set(*, target: ComputeTarget, spark_master: str) -> None:
+    """Choose the master PySpark runs on `target` submit to ('' = what the cluster uses)."""
+    if target.kind != ComputeKind.HDINSIGHT:
+        raise ComputeError(f"{target.name} is not an HDInsight / Spark target.")
+    problem = spark.master_problem(spark_master)
+    if problem:
+        raise ValidationError({"spark_master": problem})
+    config = dict(target.config)
+    config["spark_master"] = spark_master
+    ComputeTarget.objects.filter(pk=target.pk).update(config=config)
+    target.config = config
 
 
 def compute_check(*, target: ComputeTarget, user) -> ComputeOperation:
@@ -221,8 +287,8 @@ def _credential_fields(auth_method: str, password: str, private_key: str, passph
 
 
 def _require_checkable(target: ComputeTarget) -> None:
-    if target.kind != ComputeKind.VM:
-        raise ComputeError(f"{target.name} is not a virtual machine attached over SSH.")
+    if target.kind not in SSH_KINDS:
+        raise ComputeError(f"{target.name} is not a machine attached over SSH.")
     running = target.operations.filter(
         state=OperationState.RUNNING, started_at__gt=timezone.now() - STALE_OPERATION
     ).first()
@@ -250,13 +316,18 @@ def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOper
         action=action,
         started_by=user,
         steps=[
-            {"key": key, "label": label, "state": "pending", "detail": ""} for key, label in STEPS
+            {"key": key, "label": label, "state": "pending", "detail": ""}
+            for key, label in _steps(target)
         ],
     )
     from compute.tasks import vm_check_task
 
     transaction.on_commit(lambda: vm_check_task.delay(operation.pk))
     return operation
+
+
+def _steps(target: ComputeTarget) -> list[tuple[str, str]]:
+    return [*STEPS, SPARK_STEP] if target.kind == ComputeKind.HDINSIGHT else STEPS
 
 
 # ---------------------------------------------------------------- running operations
@@ -334,6 +405,8 @@ _FAILED_STEP = {
     "bad_passphrase": "authenticating",
     "host_key_changed": "host_key",
     "not_linux": "preflight",
+    "spark_missing": "spark",
+    "spark_broken": "spark",
 }
 
 
@@ -366,6 +439,10 @@ def vm_check_execute(*, operation_id: int) -> None:
         progress.done("authenticating", f"Logged in as {where.username} with {method}")
         progress.start("preflight", "Looking at the OS, CPUs, memory, disk, GPUs and tools")
         facts = ssh.preflight(connection)
+        if target.kind == ComputeKind.HDINSIGHT:
+            progress.done("preflight", _facts_summary(facts))
+            progress.start("spark", "Looking for spark-submit, its version and the master")
+            facts.update(spark.spark_preflight(connection))
     except ssh.SshError as exc:
         if exc.code == "host_key_changed":
             _remember_offered_key(target, connection, where, timeout)
@@ -391,7 +468,10 @@ def vm_check_execute(*, operation_id: int) -> None:
         if connection is not None and operation.action != "check":
             connection.close()
 
-    progress.done("preflight", _facts_summary(facts))
+    if target.kind == ComputeKind.HDINSIGHT:
+        progress.done("spark", _spark_summary(facts))
+    else:
+        progress.done("preflight", _facts_summary(facts))
     warnings = facts.pop("warnings", [])
     config = {k: v for k, v in target.config.items() if k != "offered_host_key"}
     with transaction.atomic():
@@ -451,3 +531,12 @@ def _facts_summary(facts: dict) -> str:
     parts.append(f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}" if gpus else "no GPU")
     parts.append("Docker usable" if facts.get("docker_usable") else "no usable Docker")
     return " · ".join(parts)
+
+
+def _spark_summary(facts: dict) -> str:
+    python = facts.get("spark_python_version")
+    return (
+        f"Spark {facts['spark_version']} ({facts['spark_submit']}) · "
+        f"{f'Python {python}' if python else 'no Python found for PySpark'} · "
+        f"master {spark.master_label(facts['spark_master'])}"
+    )

@@ -1,11 +1,12 @@
 from django.urls import path
 
-from compute import cloud_views, cluster_views, views
+from compute import cloud_views, cluster_views, hdinsight_views, views
 
 urlpatterns = [
     path("", views.compute_list, name="compute_list"),
     path("new/cluster/", cluster_views.cluster_new, name="cluster_new"),
     path("attach/virtualmachine/", views.vm_attach, name="vm_attach"),
+    path("attach/hdinsight/", hdinsight_views.hdinsight_attach, name="hdinsight_attach"),
     path("attach/databricks/", cloud_views.databricks_attach, name="databricks_attach"),
     path("attach/datalakeanalytics/", cloud_views.datalake_attach, name="datalake_attach"),
     path("attach/batch/", cloud_views.batch_attach, name="batch_attach"),
@@ -16,6 +17,7 @@ urlpatterns = [
     path("<str:name>/credentials/", views.compute_credentials, name="compute_credentials"),
     path("<str:name>/host-key/", views.compute_retrust, name="compute_retrust"),
     path("<str:name>/detach/", views.compute_detach, name="compute_detach"),
+    path("<str:name>/spark/", hdinsight_views.spark_master_update, name="spark_master_update"),
     path("<str:name>/cloud/check/", cloud_views.cloud_check, name="cloud_check"),
     path("<str:name>/cloud/credentials/", cloud_views.cloud_credentials, name="cloud_credentials"),
     path("<str:name>/nodes/", cluster_views.cluster_status, name="cluster_status"),

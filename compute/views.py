@@ -8,6 +8,7 @@ from compute import cloud_services, cloud_views, cluster_views, selectors, servi
 from compute.forms import (
     KEYGEN_COMMAND,
     Authentication,
+    SparkMasterForm,
     VmAttachForm,
     VmCredentialsForm,
     authorized_keys_command,
@@ -19,7 +20,7 @@ from studio.access import workspace_view
 from studio.models import Role
 
 # Fields a re-rendered wizard may show again; secrets are never sent back to the browser.
-NON_SECRET_FIELDS = ("name", "address", "reachable_address", "port", "username")
+NON_SECRET_FIELDS = ("name", "address", "reachable_address", "port", "spark_master", "username")
 
 
 def _target(request, name: str) -> ComputeTarget:
@@ -30,9 +31,10 @@ def _target(request, name: str) -> ComputeTarget:
 
 
 def _vm(request, name: str) -> ComputeTarget:
+    """A target attached over SSH: a VM or an HDInsight / Spark head node."""
     target = _target(request, name)
-    if target.kind != ComputeKind.VM:
-        raise Http404("No such virtual machine")
+    if target.kind not in services.SSH_KINDS:
+        raise Http404("No such machine attached over SSH")
     return target
 
 
@@ -54,6 +56,10 @@ def compute_detail(request, name: str):
     operation = selectors.operation_latest(target=target)
     running = operation is not None and operation.state == OperationState.RUNNING
     context = {"target": target, "operation": operation, "poll": running or target.is_busy}
+    if target.kind == ComputeKind.HDINSIGHT:
+        context["spark_form"] = SparkMasterForm(
+            initial={"spark_master": target.config.get("spark_master", "")}
+        )
     if request.htmx:
         return render(request, "compute/_target_status.html", context)
     return render(request, "compute/compute_detail.html", context)
@@ -68,8 +74,12 @@ def _key_pair_context(token: str) -> dict:
     return {"public_key": public_key, "authorize_command": authorized_keys_command(public_key)}
 
 
-@workspace_view(role=Role.CONTRIBUTOR)
-def vm_attach(request):
+def attach_wizard(request, *, form_class, template: str, attach):
+    """An attach wizard for a machine reached over SSH: the form, key generation, `attach`.
+
+    `attach(data)` starts the attach with the form's cleaned data; the user then
+    watches its steps on the target's page.
+    """
     context = {"keygen_command": KEYGEN_COMMAND}
     if request.method == "POST" and "generate" in request.POST:
         private_key, _ = ssh.generate_key_pair()
@@ -77,23 +87,14 @@ def vm_attach(request):
         initial.update(
             authentication=Authentication.GENERATE, generated_key=generated_key_seal(private_key)
         )
-        form = VmAttachForm(initial=initial, workspace=request.workspace)
+        form = form_class(initial=initial, workspace=request.workspace)
         context.update(_key_pair_context(initial["generated_key"]))
     elif request.method == "POST":
-        form = VmAttachForm(request.POST, request.FILES, workspace=request.workspace)
+        form = form_class(request.POST, request.FILES, workspace=request.workspace)
         if form.is_valid():
             data = form.cleaned_data
             try:
-                services.vm_attach(
-                    workspace=request.workspace,
-                    user=request.user,
-                    name=data["name"],
-                    address=data["host"],
-                    resource_id=data["resource_id"],
-                    port=data["port"],
-                    username=data["username"],
-                    **data["credentials"],
-                )
+                attach(data)
             except ValidationError as exc:
                 form.add_error(None, exc)
             else:
@@ -104,9 +105,28 @@ def vm_attach(request):
         if request.POST.get("generated_key"):
             context.update(_key_pair_context(request.POST["generated_key"]))
     else:
-        form = VmAttachForm(workspace=request.workspace)
+        form = form_class(workspace=request.workspace)
     context["form"] = form
-    return render(request, "compute/vm_attach.html", context)
+    return render(request, template, context)
+
+
+@workspace_view(role=Role.CONTRIBUTOR)
+def vm_attach(request):
+    def attach(data):
+        services.vm_attach(
+            workspace=request.workspace,
+            user=request.user,
+            name=data["name"],
+            address=data["host"],
+            resource_id=data["resource_id"],
+            port=data["port"],
+            username=data["username"],
+            **data["credentials"],
+        )
+
+    return attach_wizard(
+        request, form_class=VmAttachForm, template="compute/vm_attach.html", attach=attach
+    )
 
 
 @require_POST

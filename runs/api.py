@@ -43,6 +43,7 @@ class RunOut(Schema):
     node: str
     entry_script: str
     arguments: list[str]
+    framework: str
     environment: str
     exit_code: int | None
     error: str
@@ -96,6 +97,7 @@ def run_out(run: Run) -> RunOut:
         node=run.node_name,
         entry_script=run.entry_script,
         arguments=run.arguments,
+        framework=run.framework,
         environment=str(run.environment) if run.environment else "",
         exit_code=run.exit_code,
         error=run.error,
@@ -154,6 +156,7 @@ def runs_submit(
     tags: str = Form(""),
     metric_patterns: str = Form(""),
     display_name: str = Form(""),
+    framework: str = Form(""),
     snapshot: UploadedFile = File(...),  # noqa: B008 - how ninja declares an upload
     runconfig: UploadedFile | None = File(None),  # noqa: B008
 ):
@@ -172,6 +175,7 @@ def runs_submit(
             tags=services.parse_tags(tags),
             metric_patterns=services.parse_metric_patterns(metric_patterns),
             display_name=display_name,
+            framework=framework,
         )
         if runconfig is not None:
             submit.apply_runconfig(parse_runconfig(runconfig.read().decode(errors="replace")))

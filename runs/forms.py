@@ -101,6 +101,17 @@ class RunSubmitForm(forms.Form):
         required=False,
         help_text="Where the script runs: this server (local), an attached VM or a cluster.",
     )
+    framework = forms.ChoiceField(
+        label="Framework",
+        required=False,
+        choices=[
+            ("", "Automatic: PySpark on HDInsight / Spark targets, else Python"),
+            ("Python", "Python: run the entry script with the environment's interpreter"),
+            ("PySpark", "PySpark: spark-submit the entry script (HDInsight / Spark targets)"),
+        ],
+        help_text="PySpark jobs run with spark-submit on the head node of an HDInsight / Spark "
+        "target, with the master set on that target; their driver log streams live.",
+    )
     source_folder = FolderField(
         label="Source folder",
         required=False,
@@ -246,6 +257,7 @@ class RunSubmitForm(forms.Form):
             max_duration_seconds=data.get("max_duration_seconds"),
             tags=data.get("tags") or {},
             metric_patterns=data.get("metric_patterns") or [],
+            framework=data.get("framework") or "",
         )
         if data.get("runconfig") is not None:
             request.apply_runconfig(data["runconfig"])

@@ -7,6 +7,11 @@ from django.utils import timezone
 from django.utils.functional import cached_property
 
 
+class Framework(models.TextChoices):
+    PYTHON = "Python"
+    PYSPARK = "PySpark"
+
+
 class Experiment(models.Model):
     """Groups runs; runs are numbered within it."""
 
@@ -87,6 +92,9 @@ class Run(models.Model):
     )
     entry_script = models.CharField(max_length=512, blank=True)
     arguments = models.JSONField(default=list, blank=True)
+    # Python runs the entry script with the environment's interpreter; PySpark
+    # submits it with spark-submit (HDInsight / Spark targets only).
+    framework = models.CharField(max_length=16, choices=Framework.choices, default=Framework.PYTHON)
     node_count = models.PositiveIntegerField(default=1)
     max_duration_seconds = models.PositiveIntegerField(null=True, blank=True)
     # Regular expressions with named groups: each group is a metric read from stdout.

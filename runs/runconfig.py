@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
-SUPPORTED_FRAMEWORKS = ("python",)
+# The runconfig's spelling (any case) → how runs store it.
+SUPPORTED_FRAMEWORKS = {"python": "Python", "pyspark": "PySpark"}
 
 
 class RunConfigError(Exception):
@@ -32,7 +33,8 @@ class RunConfig:
     script: str = ""
     arguments: list[str] = field(default_factory=list)
     target: str = ""
-    framework: str = "Python"
+    # "" when the file names none.
+    framework: str = ""
     max_duration_seconds: int | None = None
     node_count: int | None = None
     environment: EnvironmentSpec | None = None
@@ -72,12 +74,13 @@ def parse_runconfig(text: str) -> RunConfig:
         raise RunConfigError("arguments must be a list, e.g. [--epochs, 10].")
     config.arguments = [str(a) for a in arguments]
     config.target = str(data.get("target") or "")
-    config.framework = str(data.get("framework") or "Python")
-    if config.framework.lower() not in SUPPORTED_FRAMEWORKS:
+    framework = str(data.get("framework") or "")
+    if framework and framework.lower() not in SUPPORTED_FRAMEWORKS:
         raise RunConfigError(
-            f"framework {config.framework} is not supported for script runs here: use Python "
-            "(PySpark jobs run on an HDInsight target)."
+            f"framework {framework} is not supported here: use Python, or PySpark for a job "
+            "on an HDInsight / Spark target."
         )
+    config.framework = SUPPORTED_FRAMEWORKS.get(framework.lower(), "")
     config.max_duration_seconds = _int(data.get("maxRunDurationSeconds"), "maxRunDurationSeconds")
     config.node_count = _int(data.get("nodeCount"), "nodeCount")
 

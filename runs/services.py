@@ -34,6 +34,7 @@ from runs.models import (
     Environment,
     EnvironmentKind,
     Experiment,
+    Framework,
     Metric,
     Run,
     RunEvent,
@@ -274,6 +275,7 @@ def run_submit(
     tags: dict | None = None,
     metric_patterns: list[str] | None = None,
     display_name: str = "",
+    framework: str = Framework.PYTHON,
 ) -> Run:
     """Create the run (Queued) and start it once the transaction commits."""
     if experiment.workspace_id != workspace.pk or target.workspace_id != workspace.pk:
@@ -283,10 +285,12 @@ def run_submit(
     if target.kind not in RUNNABLE_KINDS:
         raise RunError(
             f"{target.name} is a {target.get_kind_display()} target, which runs pipeline steps, "
-            "not script runs: choose the local target, a VM or a compute cluster."
+            "not script runs: choose the local target, a VM, a compute cluster or an HDInsight "
+            "/ Spark target."
         )
     if target.state != ComputeState.SUCCEEDED and target.kind != ComputeKind.CLUSTER:
         raise RunError(f"{target.name} is {target.state}: wait until it is ready, or fix it.")
+    _require_framework(framework, target, environment)
     if not snapshot_has(snapshot, entry_script):
         scripts = [e[0] for e in snapshot.manifest if e[0].endswith(".py")][:10]
         listed = ", ".join(scripts) if scripts else "none"
@@ -325,6 +329,7 @@ def run_submit(
                     snapshot=snapshot,
                     entry_script=entry_script,
                     arguments=list(arguments or []),
+                    framework=framework,
                     node_count=node_count,
                     max_duration_seconds=max_duration_seconds,
                     metric_patterns=list(metric_patterns or []),
@@ -342,6 +347,32 @@ def run_submit(
         run.refresh_from_db()
         return run
     raise RunError("Too many runs were submitted to this experiment at once: try again.")
+
+
+def _require_framework(framework: str, target: ComputeTarget, environment: Environment) -> None:
+    """PySpark jobs go to HDInsight / Spark head nodes, and those run only PySpark jobs."""
+    if framework not in Framework.values:
+        raise FieldError("framework", f"Choose the framework Python or PySpark, not {framework}.")
+    is_spark = target.kind == ComputeKind.HDINSIGHT
+    if framework == Framework.PYSPARK and not is_spark:
+        raise FieldError(
+            "framework",
+            f"PySpark jobs run with spark-submit on an HDInsight / Spark target, and {target.name} "
+            f"is a {target.get_kind_display()}: choose an HDInsight / Spark target, or the "
+            "framework Python.",
+        )
+    if is_spark and framework != Framework.PYSPARK:
+        raise FieldError(
+            "framework",
+            f"{target.name} is an HDInsight / Spark target: its runs are PySpark jobs submitted "
+            "with spark-submit. Choose the framework PySpark.",
+        )
+    if is_spark and environment.docker_image:
+        raise FieldError(
+            "environment",
+            "PySpark jobs run in the head node's Spark, not in Docker: choose an environment "
+            "without a Docker image.",
+        )
 
 
 def _enqueue_start(run_id: int) -> None:
@@ -676,12 +707,15 @@ class SubmitRequest:
     tags: dict = dc_field(default_factory=dict)
     metric_patterns: list[str] = dc_field(default_factory=list)
     display_name: str = ""
+    # Empty: the runconfig's, else PySpark on HDInsight / Spark targets and Python elsewhere.
+    framework: str = ""
 
     def apply_runconfig(self, config: RunConfig) -> None:
         """Fill what the user left empty from an `az ml` runconfig file."""
         self.entry_script = self.entry_script or config.script
         self.arguments = self.arguments or config.arguments
         self.target = self.target or config.target
+        self.framework = self.framework or config.framework
         if self.max_duration_seconds is None:
             self.max_duration_seconds = config.max_duration_seconds or None
         if self.node_count is None:
@@ -744,4 +778,6 @@ def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, ar
         tags=request.tags,
         metric_patterns=request.metric_patterns,
         display_name=request.display_name,
+        framework=request.framework
+        or (Framework.PYSPARK if target.kind == ComputeKind.HDINSIGHT else Framework.PYTHON),
     )

@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.services.redis_server",
     "tests.services.live_stack",
     "tests.services.sshd",
+    "tests.services.spark",
     "tests.services.netns",
     "tests.services.docker_engine",
     "tests.emulators.databricks",

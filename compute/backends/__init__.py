@@ -15,7 +15,7 @@ from compute.models import ComputeKind
 
 __all__ = ["LOG_STREAMS", "STREAMS", "BackendError", "LaunchSpec", "Poll", "backend_for"]
 
-RUNNABLE_KINDS = (ComputeKind.LOCAL, ComputeKind.VM, ComputeKind.CLUSTER)
+RUNNABLE_KINDS = (ComputeKind.LOCAL, ComputeKind.VM, ComputeKind.CLUSTER, ComputeKind.HDINSIGHT)
 
 
 def backend_for(target, *, node=None, handle: dict | None = None):
@@ -28,6 +28,10 @@ def backend_for(target, *, node=None, handle: dict | None = None):
         from compute.backends.vm import VmBackend
 
         return VmBackend(target, root=(handle or {}).get("root", ""))
+    if target.kind == ComputeKind.HDINSIGHT:
+        from compute.backends.hdinsight import HdInsightBackend
+
+        return HdInsightBackend(target, root=(handle or {}).get("root", ""))
     if target.kind == ComputeKind.CLUSTER:
         from compute.backends.cluster import NodeBackend
         from compute.models import Node
@@ -40,5 +44,5 @@ def backend_for(target, *, node=None, handle: dict | None = None):
         return NodeBackend(target, node)
     raise BackendError(
         f"Script runs on {target.get_kind_display()} targets are not supported: "
-        "choose the local target, a VM or a compute cluster."
+        "choose the local target, a VM, a compute cluster or an HDInsight / Spark head node."
     )

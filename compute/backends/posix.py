@@ -179,7 +179,7 @@ class PosixBackend:
         files, transfer = self.missing_blobs(spec.manifest, local_blob)
         run_dir = self.run_dir(spec.run_id)
         ctl = f"runs/{spec.run_id}/ctl"
-        for name, content in helper_files().items():
+        for name, content in {**helper_files(), **self.control_files(spec)}.items():
             files[f"{ctl}/{name}"] = content
         files[f"{ctl}/config.sh"] = self.config_sh(spec, run_dir).encode()
         files[f"{ctl}/manifest"] = manifest_text(spec.manifest)
@@ -189,6 +189,10 @@ class PosixBackend:
         # Tells the monitor apart one attempt of a run from the next (after a requeue).
         attempt = secrets.token_hex(4)
         return {**transfer, "run_dir": run_dir, "root": self.root, "attempt": attempt}
+
+    def control_files(self, spec: LaunchSpec) -> dict[str, bytes | Path]:
+        """Files a kind of target adds to the run's ctl/ directory (name → content)."""
+        return {}
 
     def ensure_root(self) -> None:
         """Subclasses that find their root on the target set it here."""

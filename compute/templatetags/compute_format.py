@@ -1,5 +1,7 @@
 from django import template
 
+from compute import spark
+
 register = template.Library()
 
 
@@ -28,3 +30,14 @@ OPERATION_LABELS = {
 @register.filter
 def operation_label(action: str) -> str:
     return OPERATION_LABELS.get(action, action.replace("_", " ").capitalize())
+
+
+@register.filter
+def spark_master(target) -> str:
+    """The master PySpark runs on an HDInsight / Spark target submit to."""
+    return spark.target_master(target)
+
+
+@register.filter
+def spark_master_label(master: str) -> str:
+    return spark.master_label(master or "")

@@ -225,9 +225,9 @@ def test_a_runconfig_fills_the_fields_left_empty(workspace, as_carol):
 
 def test_a_bad_runconfig_is_explained(workspace, as_carol):
     data = submit_data()
-    data["runconfig"] = SimpleUploadedFile("x.runconfig", b"framework: PySpark\n")
+    data["runconfig"] = SimpleUploadedFile("x.runconfig", b"framework: TensorFlow\n")
     page = as_carol.post(reverse("run_submit", args=[workspace.slug]), data).content.decode()
-    assert "framework PySpark is not supported for script runs" in page
+    assert "framework TensorFlow is not supported here: use Python, or PySpark" in page
 
 
 def test_run_list_filters_sorts_and_pages(workspace, run, alice, as_bob):
