@@ -38,7 +38,8 @@ from studio.secrets import redact_bytes
 
 log = logging.getLogger(__name__)
 
-# Statuses the monitor follows (a run must also have been launched: handle.pgid).
+# Statuses the monitor follows (a run must also have been launched: handle.pgid on a
+# machine, handle.job on a cloud service).
 FOLLOWED = services.ACTIVE_STATUSES
 STDOUT_SCAN_LIMIT = 4 * 1024 * 1024
 
@@ -102,7 +103,8 @@ class Monitor:
                 del self.followers[run_id]
         free = Q(lease_owner="") | Q(lease_expires_at__lt=now) | Q(lease_owner=self.owner)
         candidates = (
-            Run.objects.filter(status__in=FOLLOWED, handle__has_key="pgid")
+            Run.objects.filter(status__in=FOLLOWED)
+            .filter(Q(handle__has_key="pgid") | Q(handle__has_key="job"))
             .filter(free)
             .values_list("pk", flat=True)
         )

@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "studio",
     "compute",
     "runs",
+    "pipelines",
 ]
 
 MIDDLEWARE = [
@@ -192,6 +193,12 @@ RUN_DISPATCH_SECONDS = envint("RUN_DISPATCH_SECONDS", 3)
 CELERY_BEAT_SCHEDULE["runs-dispatch"] = {
     "task": "runs.tasks.runs_dispatch",
     "schedule": float(RUN_DISPATCH_SECONDS),
+}
+# How often pipelines start the steps whose inputs are ready and end when every step has.
+PIPELINE_ADVANCE_SECONDS = float(os.getenv("PIPELINE_ADVANCE_SECONDS", "1"))
+CELERY_BEAT_SCHEDULE["pipelines-advance"] = {
+    "task": "pipelines.tasks.pipelines_advance",
+    "schedule": PIPELINE_ADVANCE_SECONDS,
 }
 # How often a live log viewer checks storage and the run status on its own, in
 # case a wake-up through Redis was lost.

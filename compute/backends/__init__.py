@@ -10,11 +10,19 @@ and the run monitor speak only to this interface.
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from compute.backends.base import LOG_STREAMS, STREAMS, BackendError, LaunchSpec, Poll
 from compute.models import ComputeKind
 
 __all__ = ["LOG_STREAMS", "STREAMS", "BackendError", "LaunchSpec", "Poll", "backend_for"]
 
+# Services that run pipeline steps only (as in the studio), each behind the same interface.
+CLOUD_BACKENDS = {
+    ComputeKind.DATABRICKS: ("compute.backends.databricks", "DatabricksBackend"),
+    ComputeKind.BATCH: ("compute.backends.batch", "BatchBackend"),
+    ComputeKind.DATALAKE: ("compute.backends.datalake", "DataLakeBackend"),
+}
 RUNNABLE_KINDS = (ComputeKind.LOCAL, ComputeKind.VM, ComputeKind.CLUSTER, ComputeKind.HDINSIGHT)
 
 
@@ -42,6 +50,9 @@ def backend_for(target, *, node=None, handle: dict | None = None):
         if node is None:
             raise BackendError(f"The node that ran this run on {target.name} no longer exists.")
         return NodeBackend(target, node)
+    if target.kind in CLOUD_BACKENDS:
+        module, name = CLOUD_BACKENDS[target.kind]
+        return getattr(import_module(module), name)(target)
     raise BackendError(
         f"Script runs on {target.get_kind_display()} targets are not supported: "
         "choose the local target, a VM, a compute cluster or an HDInsight / Spark head node."

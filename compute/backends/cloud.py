@@ -1,0 +1,180 @@
+"""What the Databricks, Batch and Data Lake backends share: the backend interface over a
+cloud client (compute/cloud/).
+
+A run on a cloud service is a job there. `launch` submits it with the run's
+snapshot files and the settings of its pipeline step; `poll` asks the service
+for the job's state and reads its log from the stored offset, so the run
+monitor streams it like any other run; `cancel` asks the service to stop the
+job and waits until it says it has; `collect` downloads what the job wrote to
+`outputs/`.
+
+The `prepare` stream of such a run is the service's side of the story: where
+the job was submitted and each state it reports, one line per change.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from compute.backends.base import BackendError, LaunchSpec, Poll
+from compute.cloud import COMPLETED, FINALIZING, RUNNING, CloudError
+
+# How often a cancel asks the service whether the job has stopped.
+CANCEL_POLL_SECONDS = 0.5
+
+
+def step_settings(run_id: int) -> dict:
+    """The pipeline step's settings for its service (task kind, cluster, pool, command...)."""
+    from pipelines.selectors import step_settings as settings_of
+
+    return settings_of(run_id)
+
+
+class CloudBackend:
+    kind = "cloud"
+    # The service's name in messages, e.g. "Databricks".
+    service = ""
+
+    def __init__(self, target) -> None:
+        self.target = target
+        self._client = None
+        self._last_news = ""
+
+    @property
+    def client(self):
+        if self._client is None:
+            from compute.cloud_services import cloud_client
+
+            self._client = cloud_client(self.target)
+        return self._client
+
+    def describe(self) -> str:
+        return f"{self.service} target {self.target.name}"
+
+    def call(self, fn):
+        """Run a client call; its CloudError becomes the BackendError the monitor understands."""
+        try:
+            return fn()
+        except CloudError as exc:
+            raise BackendError(exc.message, unreachable=exc.code == "unreachable") from None
+
+    # --- the interface ---------------------------------------------------------------
+
+    def check(self) -> dict:
+        return self.call(lambda: self.client.check())
+
+    def ensure_root(self) -> None:
+        """A service needs no folder of ours set up before a run: its jobs carry their files."""
+
+    def prepare(self, spec: LaunchSpec, local_blob) -> dict:
+        """Nothing waits on the service yet: the files travel with the job at launch."""
+        return {
+            "uploaded_files": len(spec.manifest),
+            "uploaded_bytes": sum(entry[2] for entry in spec.manifest),
+            "reused_files": 0,
+            # Tells one attempt of a run from the next, and keys the service's idempotency.
+            "attempt": secrets.token_hex(4),
+        }
+
+    def launch(self, spec: LaunchSpec, handle: dict) -> dict:
+        from runs.snapshots import blob_path
+
+        files = {path: blob_path(sha).read_bytes() for path, sha, _size, _x in spec.manifest}
+        job = self.call(lambda: self.submit(spec, handle, files, step_settings(spec.run_id)))
+        return {**handle, "job": job, "submitted": self.submitted_text(job)}
+
+    def poll(self, handle: dict, offsets: dict[str, int]) -> Poll:
+        job = handle["job"]
+        state, finished, result = self.call(lambda: self.client.status(job))
+        chunks = {
+            "prepare": self._news(handle, state, result, offsets.get("prepare", 0)),
+            "stdout": self.call(lambda: self.stdout(job, offsets.get("stdout", 0))),
+            "stderr": self.call(
+                lambda: self.stderr(job, offsets.get("stderr", 0), finished, state)
+            ),
+            "metrics": b"",
+        }
+        exit_code = None
+        if finished:
+            exit_code = 0 if state == COMPLETED else int(result.get("exit_code") or 1)
+        return Poll(
+            state="exited" if finished else "running",
+            exit_code=exit_code,
+            started=finished or state in (RUNNING, FINALIZING),
+            chunks=chunks,
+        )
+
+    def stream(self, handle: dict, offsets: dict[str, int]) -> dict[str, bytes]:
+        return self.poll(handle, offsets).chunks
+
+    def status(self, handle: dict) -> Poll:
+        return self.poll(handle, {"prepare": 1 << 62, "stdout": 1 << 62, "stderr": 1 << 62})
+
+    def cancel(self, handle: dict, grace_seconds: int) -> int:
+        """Ask the service to stop the job; 0 once it reports the job finished, else 1."""
+        job = handle.get("job")
+        if job is None:
+            return 0
+        self.call(lambda: self.client.cancel(job))
+        deadline = time.monotonic() + grace_seconds + 30
+        while True:
+            _, finished, _ = self.call(lambda: self.client.status(job))
+            if finished:
+                return 0
+            if time.monotonic() >= deadline:
+                return 1
+            time.sleep(CANCEL_POLL_SECONDS)
+
+    def collect(self, handle: dict) -> bytes:
+        """A tar of what the job wrote to outputs/ (downloaded from the service)."""
+        job = handle.get("job")
+        if job is None:
+            return b""
+        with tempfile.TemporaryDirectory(prefix="trainyard-collect-") as tmp:
+            written = self.call(lambda: self.client.collect(job, Path(tmp)))
+            if not written:
+                return b""
+            buffer = io.BytesIO()
+            with tarfile.open(fileobj=buffer, mode="w") as tar:
+                for relative in written:
+                    tar.add(Path(tmp) / relative, arcname=relative)
+            return buffer.getvalue()
+
+    def cleanup(self, handle: dict) -> None:
+        """The service keeps its job history; nothing of the run is left on this server."""
+
+    # --- per service -----------------------------------------------------------------
+
+    def submit(self, spec: LaunchSpec, handle: dict, files: dict[str, bytes], step: dict) -> dict:
+        raise NotImplementedError
+
+    def submitted_text(self, job: dict) -> str:
+        raise NotImplementedError
+
+    def stdout(self, job: dict, offset: int) -> bytes:
+        return self.client.log(job, offset)
+
+    def stderr(self, job: dict, offset: int, finished: bool, state: str) -> bytes:
+        if not finished or state == COMPLETED:
+            return b""
+        return self.client.output(job)[1][offset:]
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _news(self, handle: dict, state: str, result: dict, stored: int) -> bytes:
+        """A line for each state the service reports, after the submission line."""
+        text = ""
+        if stored == 0 and not self._last_news:
+            text += handle.get("submitted", "") + "\n"
+        detail = result.get("service_state", "")
+        message = result.get("message") or ""
+        news = f"{self.service}: {detail} → {state}" + (f" ({message})" if message else "")
+        if news != self._last_news:
+            self._last_news = news
+            text += f"{time.strftime('%H:%M:%S')} {news}\n"
+        return text.encode()

@@ -1,0 +1,533 @@
+"""Pipelines: a parent run whose steps are child runs, each on its own compute target.
+
+Submitting creates the parent (NotStarted) and one child run per step, all
+NotStarted: a step waits there for the steps it depends on. `pipeline_advance`
+(called on submit, by a Celery beat task and after a cancel) moves the
+pipeline on: it starts each step whose dependencies have completed, with the
+files they wrote to `outputs/<name>` copied into its snapshot as
+`inputs/<name>`; it leaves unstarted (Canceled) the steps after a step that
+failed; and it ends the parent when every step has ended. Once a step is
+Queued the ordinary run machinery takes it: `run_start` launches it through
+its target's backend and the run monitor follows it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import PurePosixPath
+
+import yaml
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from compute.models import ComputeKind, ComputeState, ComputeTarget
+from pipelines.definition import (
+    STEP_TYPES,
+    TYPE_LABELS,
+    TYPE_OF_KIND,
+    DefinitionError,
+    PipelineSpec,
+    StepSpec,
+    parse_pipeline,
+)
+from pipelines.models import Pipeline, PipelineStep
+from runs import services as run_services
+from runs import snapshots
+from runs.models import (
+    FINAL_STATUSES,
+    Environment,
+    EnvironmentKind,
+    Experiment,
+    Run,
+    RunEvent,
+    RunFile,
+    RunStatus,
+    Snapshot,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_DEFINITION_BYTES = 256 * 1024
+MINIMAL_ENVIRONMENT = "trainyard-minimal-python"
+
+
+class PipelineError(Exception):
+    """The pipeline cannot be submitted as asked; `field` names the form field it concerns."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.field = field
+
+
+# --- submitting ---------------------------------------------------------------------------
+
+
+def pipeline_submit(
+    *,
+    workspace,
+    user,
+    definition: str,
+    experiment: str = "",
+    files=None,
+    archive=None,
+    tags: dict | None = None,
+) -> Run:
+    """Submit the pipeline a YAML definition describes, with the uploaded source folder."""
+    try:
+        spec = parse_pipeline(definition)
+    except DefinitionError as exc:
+        raise PipelineError(str(exc), "definition") from None
+    name = (experiment or spec.experiment).strip()
+    if not name:
+        raise PipelineError(
+            "Name the experiment (here or as `experiment:` in the file).", "experiment"
+        )
+    problem = run_services.experiment_name_problem(name)
+    if problem:
+        raise PipelineError(problem, "experiment")
+    snapshot = None
+    if files or archive is not None:
+        try:
+            snapshot, _ = run_services.snapshot_from_upload(
+                workspace=workspace, files=files, archive=archive
+            )
+        except (snapshots.SnapshotError, run_services.RunError) as exc:
+            raise PipelineError(str(exc), "source_folder") from None
+    elif any(step.entry for step in spec.steps):
+        needs = next(step for step in spec.steps if step.entry)
+        raise PipelineError(
+            f"Step ‘{needs.name}’ runs {needs.entry}: choose the source folder with the "
+            "pipeline's scripts (or upload it as a .zip or .tar.gz).",
+            "source_folder",
+        )
+    experiment_obj = run_services.experiment_get_or_create(
+        workspace=workspace, name=name, user=user
+    )
+    return _pipeline_create(
+        workspace=workspace,
+        user=user,
+        experiment=experiment_obj,
+        spec=spec,
+        snapshot=snapshot,
+        definition=definition,
+        tags=tags or {},
+    )
+
+
+def pipeline_single_step(
+    *,
+    workspace,
+    user,
+    experiment: Experiment,
+    target: ComputeTarget,
+    snapshot: Snapshot,
+    entry_script: str,
+    arguments: list[str] | None = None,
+    display_name: str = "",
+    tags: dict | None = None,
+) -> Run:
+    """A script run submitted to a Databricks, Data Lake or Batch target: a one-step pipeline,
+    as the studio offers those services only as pipeline steps."""
+    step_type = TYPE_OF_KIND.get(target.kind)
+    if step_type is None:
+        raise PipelineError(f"{target.name} cannot run pipeline steps.", "target")
+    step: dict = {"name": "main", "type": step_type, "compute": target.name}
+    if step_type == "databricks":
+        if entry_script.endswith(".jar"):
+            raise PipelineError(
+                "A JAR step needs its main class: submit it as a pipeline file with "
+                "`jar:` and `main_class:`.",
+                "entry_script",
+            )
+        step["python_script"] = entry_script
+    else:
+        step["script"] = entry_script
+    if arguments and step_type != "datalake":
+        step["arguments"] = list(arguments)
+    document = {"name": display_name or entry_script, "steps": [step]}
+    definition = yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
+    try:
+        spec = parse_pipeline(definition)
+    except DefinitionError as exc:
+        raise PipelineError(str(exc)) from None
+    return _pipeline_create(
+        workspace=workspace,
+        user=user,
+        experiment=experiment,
+        spec=spec,
+        snapshot=snapshot,
+        definition=definition,
+        tags=tags or {},
+    )
+
+
+def _pipeline_create(
+    *,
+    workspace,
+    user,
+    experiment: Experiment,
+    spec: PipelineSpec,
+    snapshot: Snapshot | None,
+    definition: str,
+    tags: dict,
+) -> Run:
+    producers = spec.producers
+    prepared = [_prepare_step(workspace, step, snapshot) for step in spec.steps]
+    for _attempt in range(5):
+        try:
+            with transaction.atomic():
+                first = (
+                    Run.objects.filter(experiment=experiment).aggregate(n=Max("number"))["n"] or 0
+                ) + 1
+                parent = Run.objects.create(
+                    workspace=workspace,
+                    experiment=experiment,
+                    number=first,
+                    display_name=spec.name or "pipeline",
+                    submitted_by=user,
+                    snapshot=snapshot,
+                    tags=tags,
+                )
+                RunEvent.objects.create(
+                    run=parent,
+                    status=RunStatus.NOT_STARTED,
+                    message=f"Pipeline of {len(spec.steps)} step(s) submitted",
+                )
+                pipeline = Pipeline.objects.create(
+                    run=parent, name=spec.name, definition=definition
+                )
+                for position, (step, fields) in enumerate(zip(spec.steps, prepared, strict=True)):
+                    waits = step.depends_on(producers)
+                    child = Run.objects.create(
+                        workspace=workspace,
+                        experiment=experiment,
+                        number=first + 1 + position,
+                        parent=parent,
+                        display_name=step.name,
+                        submitted_by=user,
+                        tags=tags,
+                        entry_script=step.entry,
+                        arguments=step.arguments,
+                        max_duration_seconds=step.max_duration_seconds,
+                        **fields,
+                    )
+                    RunEvent.objects.create(
+                        run=child,
+                        status=RunStatus.NOT_STARTED,
+                        message=f"Waits for {', '.join(waits)}" if waits else "",
+                    )
+                    PipelineStep.objects.create(
+                        pipeline=pipeline,
+                        run=child,
+                        name=step.name,
+                        position=position,
+                        step_type=step.type,
+                        settings=step.settings,
+                        inputs=step.inputs,
+                        outputs=step.outputs,
+                        depends_on=waits,
+                    )
+                transaction.on_commit(lambda pk=pipeline.pk: _enqueue_advance(pk))
+        except IntegrityError:
+            continue
+        return parent
+    raise PipelineError("Too many runs were submitted to this experiment at once: try again.")
+
+
+def _prepare_step(workspace, step: StepSpec, snapshot: Snapshot | None) -> dict:
+    """The child run's fields for `step`: its target, environment and own snapshot."""
+    where = f"Step ‘{step.name}’"
+    target = ComputeTarget.objects.filter(workspace=workspace, name=step.compute).first()
+    if target is None:
+        raise PipelineError(
+            f"{where}: this workspace has no compute target {step.compute!r}: attach it first "
+            "(Compute → + New) or fix `compute:`.",
+            "definition",
+        )
+    if target.kind not in STEP_TYPES[step.type]:
+        kinds = " or ".join(str(ComputeKind(k).label) for k in STEP_TYPES[step.type])
+        suggestion = TYPE_OF_KIND.get(target.kind)
+        raise PipelineError(
+            f"{where} is a {TYPE_LABELS[step.type]} step, which runs on {kinds}, but "
+            f"{target.name} is a {target.get_kind_display()}"
+            + (f": use `type: {suggestion}` or another target." if suggestion else "."),
+            "definition",
+        )
+    if target.state != ComputeState.SUCCEEDED and target.kind != ComputeKind.CLUSTER:
+        raise PipelineError(
+            f"{where}: {target.name} is {target.state}: wait until it is ready, or fix it "
+            "(see its page under Compute).",
+            "definition",
+        )
+    manifest = _source_manifest(snapshot, step.source_directory) if snapshot else []
+    if step.source_directory and not manifest:
+        raise PipelineError(
+            f"{where}: the source folder has no folder {step.source_directory}/ with files.",
+            "definition",
+        )
+    if step.entry and not any(entry[0] == step.entry for entry in manifest):
+        listed = ", ".join(e[0] for e in manifest[:10]) or "none"
+        raise PipelineError(
+            f"{where} runs {step.entry}, which is not in the "
+            + (f"folder {step.source_directory}/ of the " if step.source_directory else "")
+            + f"source folder. Files in it: {listed}.",
+            "definition",
+        )
+    fields: dict = {
+        "target": target,
+        "target_name": target.name,
+        "environment": _environment(workspace, step, where),
+        "snapshot": _snapshot_of(workspace, manifest),
+    }
+    if step.type == "pyspark":
+        fields["framework"] = "PySpark"
+    return fields
+
+
+def _environment(workspace, step: StepSpec, where: str) -> Environment:
+    name = step.environment or MINIMAL_ENVIRONMENT
+    base, _, version = name.partition(":")
+    envs = Environment.objects.filter(
+        Q(workspace=workspace) | Q(workspace__isnull=True), name=base
+    ).order_by("-version")
+    if version:
+        envs = envs.filter(version=int(version) if version.isdigit() else -1)
+    env = envs.first()
+    if env is None:
+        raise PipelineError(
+            f"{where}: no environment {name!r}: see the Environments page for the names to use.",
+            "definition",
+        )
+    if step.type == "pyspark" and env.kind == EnvironmentKind.SYSTEM_MANAGED:
+        raise PipelineError(
+            f"{where}: a PySpark step runs with the cluster's Python: choose a user-managed or "
+            "curated environment.",
+            "definition",
+        )
+    return env
+
+
+def _source_manifest(snapshot: Snapshot, folder: str) -> list[list]:
+    if not folder:
+        return [list(entry) for entry in snapshot.manifest]
+    prefix = folder + "/"
+    return [
+        [entry[0][len(prefix) :], *entry[1:]]
+        for entry in snapshot.manifest
+        if entry[0].startswith(prefix)
+    ]
+
+
+def _snapshot_of(workspace, manifest: list[list]) -> Snapshot:
+    """The snapshot of exactly these files (their blobs are stored already)."""
+    manifest = sorted(manifest, key=lambda entry: entry[0])
+    digest, _ = snapshots.blob_store_bytes(snapshots.manifest_text(manifest))
+    snapshot, _ = Snapshot.objects.get_or_create(
+        workspace=workspace,
+        digest=digest,
+        defaults={
+            "file_count": len(manifest),
+            "total_bytes": sum(entry[2] for entry in manifest),
+        },
+    )
+    return snapshot
+
+
+def _enqueue_advance(pipeline_id: int) -> None:
+    from pipelines.tasks import pipeline_advance_task
+
+    pipeline_advance_task.delay(pipeline_id)
+
+
+# --- moving a pipeline on -----------------------------------------------------------------
+
+
+def pipeline_cancel(*, pipeline: Pipeline, user) -> bool:
+    """Cancel the pipeline: its running steps are stopped and the waiting ones never start."""
+    canceled = run_services.run_cancel(run=pipeline.run, user=user)
+    if canceled:
+        transaction.on_commit(lambda: _enqueue_advance(pipeline.pk))
+    return canceled
+
+
+def pipelines_advance() -> int:
+    """Advance every pipeline that is not over yet; how many were looked at."""
+    unfinished = [status for status in RunStatus.values if status not in FINAL_STATUSES]
+    ids = list(
+        Pipeline.objects.filter(
+            Q(run__status__in=unfinished) | Q(steps__run__status__in=unfinished)
+        )
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    for pipeline_id in ids:
+        try:
+            pipeline_advance(pipeline_id=pipeline_id)
+        except Exception:
+            log.exception("advancing pipeline %s failed; the next pass tries again", pipeline_id)
+    return len(ids)
+
+
+def pipeline_advance(*, pipeline_id: int) -> None:
+    """Start the steps whose inputs are ready, skip those after a failure, end the parent."""
+    pipeline = Pipeline.objects.select_related("run").get(pk=pipeline_id)
+    parent = pipeline.run
+    steps = list(pipeline.steps.select_related("run"))
+    if parent.status in (RunStatus.CANCEL_REQUESTED, RunStatus.CANCELED):
+        _cancel_steps(parent, steps)
+        return
+    if parent.is_final:
+        return
+    by_name = {step.name: step for step in steps}
+    changed = True
+    while changed:
+        changed = False
+        for step in steps:
+            if step.run.status != RunStatus.NOT_STARTED:
+                continue
+            deps = [by_name[name] for name in step.depends_on]
+            broken = next(
+                (d for d in deps if d.run.status in (RunStatus.FAILED, RunStatus.CANCELED)), None
+            )
+            if broken is not None:
+                _skip(step, f"Not started: step ‘{broken.name}’ {broken.run.status.lower()}")
+                changed = True
+            elif all(d.run.status == RunStatus.COMPLETED for d in deps):
+                _start(step, by_name)
+                changed = True
+    statuses = {step.name: step.run.status for step in steps}
+    if parent.status == RunStatus.NOT_STARTED and any(
+        status != RunStatus.NOT_STARTED for status in statuses.values()
+    ):
+        started = [s.name for s in steps if s.run.status != RunStatus.NOT_STARTED]
+        run_services.run_transition(
+            parent.pk,
+            RunStatus.RUNNING,
+            allowed_from=[RunStatus.NOT_STARTED],
+            message=f"Started {', '.join(started)}",
+            started_at=timezone.now(),
+        )
+    if all(status in FINAL_STATUSES for status in statuses.values()):
+        _finish(parent, steps)
+
+
+def _start(step: PipelineStep, by_name: dict[str, PipelineStep]) -> None:
+    """Give the step its inputs and queue it; the run machinery starts it from there."""
+    run = step.run
+    try:
+        snapshot, copied = _with_inputs(step, by_name)
+    except PipelineError as exc:
+        run_services.run_transition(
+            run.pk,
+            RunStatus.FAILED,
+            allowed_from=[RunStatus.NOT_STARTED],
+            message=str(exc),
+            error=str(exc),
+        )
+        run.status = RunStatus.FAILED
+        return
+    message = f"Ready: {copied} input file(s) copied into inputs/" if step.inputs else "Ready"
+    if run_services.run_transition(
+        run.pk,
+        RunStatus.QUEUED,
+        allowed_from=[RunStatus.NOT_STARTED],
+        message=message,
+        snapshot=snapshot,
+    ):
+        from runs.tasks import start_run
+
+        transaction.on_commit(lambda: start_run.delay(run.pk))
+    run.refresh_from_db(fields=["status"])
+
+
+def _with_inputs(step: PipelineStep, by_name: dict[str, PipelineStep]) -> tuple[Snapshot, int]:
+    """The step's snapshot with each input's files under inputs/<name>/."""
+    run = step.run
+    if not step.inputs:
+        return run.snapshot, 0
+    producers = {data: s for s in by_name.values() for data in s.outputs}
+    manifest = [
+        entry
+        for entry in run.snapshot.manifest
+        if not any(entry[0].startswith(f"inputs/{data}/") for data in step.inputs)
+    ]
+    copied = 0
+    for data in step.inputs:
+        producer = producers[data]
+        prefix = f"outputs/{data}"
+        files = RunFile.objects.filter(run=producer.run).filter(
+            Q(path=prefix) | Q(path__startswith=prefix + "/")
+        )
+        if not files:
+            written = list(
+                RunFile.objects.filter(run=producer.run).values_list("path", flat=True)[:10]
+            )
+            raise PipelineError(
+                f"Input {data} is missing: step ‘{producer.name}’ completed without writing "
+                f"outputs/{data} (it wrote {', '.join(written) or 'no output files'}). Make it "
+                f"write its {data} files under ./outputs/{data}/."
+            )
+        for f in files:
+            rest = PurePosixPath(f.path).relative_to(prefix)
+            path = f"inputs/{data}/{rest}" if str(rest) != "." else f"inputs/{data}"
+            manifest.append([path, f.sha256, f.size, False])
+            copied += 1
+    return _snapshot_of(run.workspace, manifest), copied
+
+
+def _skip(step: PipelineStep, reason: str) -> None:
+    run_services.run_transition(
+        step.run.pk,
+        RunStatus.CANCELED,
+        allowed_from=[RunStatus.NOT_STARTED],
+        message=reason,
+        cancel_reason=reason,
+    )
+    step.run.status = RunStatus.CANCELED
+
+
+def _cancel_steps(parent: Run, steps: list[PipelineStep]) -> None:
+    for step in steps:
+        if not step.run.is_final:
+            run_services.run_cancel(run=step.run, reason="The pipeline was canceled")
+    if all(
+        status in FINAL_STATUSES
+        for status in Run.objects.filter(parent=parent).values_list("status", flat=True)
+    ):
+        run_services.run_transition(
+            parent.pk,
+            RunStatus.CANCELED,
+            allowed_from=[RunStatus.CANCEL_REQUESTED],
+            message="Every step has stopped",
+        )
+
+
+def _finish(parent: Run, steps: list[PipelineStep]) -> None:
+    failed = [s for s in steps if s.run.status == RunStatus.FAILED]
+    canceled = [s for s in steps if s.run.status == RunStatus.CANCELED]
+    if not failed and not canceled:
+        run_services.run_transition(
+            parent.pk,
+            RunStatus.COMPLETED,
+            allowed_from=[RunStatus.NOT_STARTED, RunStatus.RUNNING],
+            message=f"All {len(steps)} step(s) completed",
+        )
+        return
+    if failed:
+        first = failed[0]
+        reason = f"Step ‘{first.name}’ failed: {first.run.error or 'see its page'}"
+        if canceled:
+            reason += f". Not started: {', '.join(s.name for s in canceled)}"
+        status = RunStatus.FAILED
+    else:
+        reason = f"Step(s) {', '.join(s.name for s in canceled)} were canceled"
+        status = RunStatus.CANCELED
+    run_services.run_transition(
+        parent.pk,
+        status,
+        allowed_from=[RunStatus.NOT_STARTED, RunStatus.RUNNING],
+        message=reason,
+        error=reason if status == RunStatus.FAILED else "",
+        cancel_reason=reason if status == RunStatus.CANCELED else "",
+    )

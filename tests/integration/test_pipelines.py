@@ -1,0 +1,300 @@
+"""Pipelines end to end: steps on the local target and on the Databricks and Batch emulators,
+followed by a real run monitor, with files passed from step to step.
+
+Tasks run eagerly; `advancing_pipelines` plays the Celery beat that moves pipelines on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import textwrap
+import threading
+from contextlib import contextmanager
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from compute import cloud_services
+from compute.models import ComputeTarget
+from pipelines import services
+from pipelines.models import Pipeline
+from runs import snapshots
+from runs.models import Run, RunFile
+from tests.integration.runs_support import minimal_environment, running_monitor, wait_final
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PREPARE = textwrap.dedent(
+    """
+    import os, sys
+    os.makedirs("outputs/words", exist_ok=True)
+    text = " ".join(sys.argv[1:]) or "the cat saw the dog and the bird"
+    with open("outputs/words/words.txt", "w") as out:
+        out.write("\\n".join(text.split()))
+    print("prepared", len(text.split()), "words", flush=True)
+    """
+)
+COUNT = textwrap.dedent(
+    """
+    import collections, json, os
+    words = open("inputs/words/words.txt").read().split()
+    counts = collections.Counter(words)
+    os.makedirs("outputs/counts", exist_ok=True)
+    json.dump(counts, open("outputs/counts/counts.json", "w"))
+    print("counted", len(counts), "distinct words on Databricks", flush=True)
+    """
+)
+REPORT = textwrap.dedent(
+    """
+    import json, os
+    counts = json.load(open("inputs/counts/counts.json"))
+    word, n = max(counts.items(), key=lambda item: item[1])
+    os.makedirs("outputs", exist_ok=True)
+    open("outputs/report.txt", "w").write(f"top word: {word} ({n})\\n")
+    print(f"top word: {word} ({n})", flush=True)
+    """
+)
+FAIL = "import sys\nprint('cannot count today', file=sys.stderr)\nsys.exit(3)\n"
+
+PIPELINE = textwrap.dedent(
+    """
+    name: word-count
+    experiment: text-jobs
+    steps:
+      - name: prepare
+        compute: local
+        script: prepare.py
+        arguments: [the, cat, saw, the, dog, and, the, bird]
+        outputs: [words]
+      - name: count
+        type: databricks
+        compute: dbx
+        python_script: count.py
+        cluster_id: 0923-164208-meows279
+        inputs: [words]
+        outputs: [counts]
+      - name: report
+        type: batch
+        compute: cpubatch
+        command: python3 report.py
+        inputs: [counts]
+    """
+)
+
+
+def archive(files: dict[str, str]) -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return SimpleUploadedFile("source.tar.gz", buffer.getvalue())
+
+
+SOURCE = {"prepare.py": PREPARE, "count.py": COUNT, "report.py": REPORT, "fail.py": FAIL}
+
+
+@contextmanager
+def advancing_pipelines(interval: float = 0.2):
+    """What the Celery beat does in `manage.py up`: advance open pipelines now and then."""
+    stop = threading.Event()
+
+    def loop():
+        from django.db import connection
+
+        try:
+            while not stop.is_set():
+                services.pipelines_advance()
+                stop.wait(interval)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def cloud_targets(workspace, alice, databricks_emulator, batch_emulator):
+    minimal_environment()
+    cloud_services.databricks_attach(
+        workspace=workspace,
+        user=alice,
+        name="dbx",
+        workspace_url=databricks_emulator.url,
+        resource_group="ml-rg",
+        access_token=databricks_emulator.token,
+    )
+    cloud_services.batch_attach(
+        workspace=workspace,
+        user=alice,
+        name="cpubatch",
+        account_name=batch_emulator.account_name,
+        account_url=batch_emulator.url,
+        resource_group="ml-rg",
+        account_key=batch_emulator.account_key,
+        pool_id="cpu-pool",
+    )
+    assert set(ComputeTarget.objects.filter(state="Succeeded").values_list("name", flat=True)) >= {
+        "dbx",
+        "cpubatch",
+    }
+
+
+def steps_of(parent: Run) -> dict[str, Run]:
+    return {step.name: step.run for step in Pipeline.objects.get(run=parent).steps.all()}
+
+
+def file_text(run: Run, path: str) -> str:
+    sha = RunFile.objects.get(run=run, path=path).sha256
+    return snapshots.blob_path(sha).read_text()
+
+
+def stored_log(run: Run, stream: str = "stdout") -> str:
+    from runs import logstore
+
+    return logstore.read(run.pk, stream, 0, 1 << 20)[0].decode()
+
+
+def test_three_steps_pass_files_from_local_to_databricks_to_batch(cloud_targets, workspace, carol):
+    parent = services.pipeline_submit(
+        workspace=workspace, user=carol, definition=PIPELINE, archive=archive(SOURCE)
+    )
+    assert parent.experiment.name == "text-jobs"
+    with running_monitor(), advancing_pipelines():
+        parent = wait_final(parent, timeout=120)
+
+    steps = steps_of(parent)
+    assert parent.status == "Completed", (parent.error, {n: r.error for n, r in steps.items()})
+    assert [r.status for r in steps.values()] == ["Completed"] * 3
+    assert [r.target_name for r in steps.values()] == ["local", "dbx", "cpubatch"]
+    assert all(r.parent_id == parent.pk for r in steps.values())
+
+    assert file_text(steps["prepare"], "outputs/words/words.txt").split() == [
+        "the",
+        "cat",
+        "saw",
+        "the",
+        "dog",
+        "and",
+        "the",
+        "bird",
+    ]
+    counts = json.loads(file_text(steps["count"], "outputs/counts/counts.json"))
+    assert counts["the"] == 3
+    assert "counted 6 distinct words on Databricks" in stored_log(steps["count"])
+    assert file_text(steps["report"], "outputs/report.txt") == "top word: the (3)\n"
+    assert "top word: the (3)" in stored_log(steps["report"])
+    # The service's side of each cloud step is its preparation log.
+    assert "Submitted Databricks run" in stored_log(steps["count"], "prepare")
+    assert "Submitted Batch job" in stored_log(steps["report"], "prepare")
+    # Each consumer saw its input in its snapshot.
+    assert any(e[0] == "inputs/words/words.txt" for e in steps["count"].snapshot.manifest)
+    assert any(e[0] == "inputs/counts/counts.json" for e in steps["report"].snapshot.manifest)
+    events = [e.message for e in parent.events.all()]
+    assert "All 3 step(s) completed" in events
+
+
+def test_a_failing_step_fails_the_pipeline_and_later_steps_never_start(
+    cloud_targets, workspace, carol
+):
+    definition = PIPELINE.replace("python_script: count.py", "python_script: fail.py")
+    parent = services.pipeline_submit(
+        workspace=workspace, user=carol, definition=definition, archive=archive(SOURCE)
+    )
+    with running_monitor(), advancing_pipelines():
+        parent = wait_final(parent, timeout=120)
+
+    steps = steps_of(parent)
+    assert parent.status == "Failed"
+    assert steps["prepare"].status == "Completed"
+    assert steps["count"].status == "Failed"
+    assert "cannot count today" in stored_log(steps["count"]) + steps["count"].stderr_tail
+    report = steps["report"]
+    assert report.status == "Canceled"
+    assert report.started_at is None and report.handle is None
+    assert "Not started: step ‘count’ failed" in [e.message for e in report.events.all()]
+    assert parent.error.startswith("Step ‘count’ failed")
+    assert "Not started: report" in parent.error
+
+
+def test_missing_output_fails_the_step_that_needed_it(cloud_targets, workspace, carol):
+    definition = PIPELINE.replace("script: prepare.py", "script: report.py").replace(
+        "arguments: [the, cat, saw, the, dog, and, the, bird]", "arguments: []"
+    )
+    source = dict(SOURCE, **{"report.py": "print('wrote nothing')\n"})
+    parent = services.pipeline_submit(
+        workspace=workspace, user=carol, definition=definition, archive=archive(source)
+    )
+    with running_monitor(), advancing_pipelines():
+        parent = wait_final(parent, timeout=120)
+
+    steps = steps_of(parent)
+    assert steps["prepare"].status == "Completed"
+    assert steps["count"].status == "Failed"
+    assert "Input words is missing: step ‘prepare’ completed without writing outputs/words" in (
+        steps["count"].error
+    )
+    assert steps["report"].status == "Canceled"
+    assert parent.status == "Failed"
+
+
+def test_canceling_the_pipeline_stops_the_running_step(cloud_targets, workspace, carol):
+    source = dict(
+        SOURCE, **{"prepare.py": "import time\nprint('working', flush=True)\ntime.sleep(60)\n"}
+    )
+    parent = services.pipeline_submit(
+        workspace=workspace, user=carol, definition=PIPELINE, archive=archive(source)
+    )
+    with running_monitor(), advancing_pipelines():
+        prepare = steps_of(parent)["prepare"]
+        from tests.integration.runs_support import wait_for
+
+        wait_for(prepare, ["Running"], timeout=60)
+        services.pipeline_cancel(pipeline=Pipeline.objects.get(run=parent), user=carol)
+        parent = wait_final(parent, timeout=60)
+
+    steps = steps_of(parent)
+    assert parent.status == "Canceled"
+    assert {name: run.status for name, run in steps.items()} == {
+        "prepare": "Canceled",
+        "count": "Canceled",
+        "report": "Canceled",
+    }
+    assert steps["count"].handle is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("compute: dbx", "compute: nothere"), "this workspace has no compute target 'nothere'"),
+        (("compute: dbx", "compute: local"), "Step ‘count’ is a Databricks step"),
+        (("python_script: count.py", "python_script: missing.py"), "runs missing.py, which is not"),
+        (("inputs: [counts]", "inputs: [scores]"), "no step has scores among its outputs"),
+        (("type: batch", "type: hadoop"), "type 'hadoop' is not one of"),
+        (
+            ("cluster_id: 0923-164208-meows279", "cluster: x"),
+            "cluster is not a key of a databricks",
+        ),
+    ],
+)
+def test_definition_errors_name_the_step_and_the_fix(
+    cloud_targets, workspace, carol, change, message
+):
+    with pytest.raises(services.PipelineError) as caught:
+        services.pipeline_submit(
+            workspace=workspace,
+            user=carol,
+            definition=PIPELINE.replace(*change),
+            archive=archive(SOURCE),
+        )
+    assert message in str(caught.value)
+    assert not Run.objects.exists()
