@@ -107,4 +107,9 @@ def api_charlie(charlie, workspace):
 def pytest_collection_modifyitems(items):
     """Browser tests last: Playwright's sync API leaves an event loop in the main thread,
     which would break the in-process tests (async_to_sync) that ran after it."""
-    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("e2e") is not None
+            or "page" in getattr(item, "fixturenames", ())
+        )
+    )
