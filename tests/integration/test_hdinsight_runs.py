@@ -1,0 +1,180 @@
+"""PySpark runs on an HDInsight / Spark head node: the real spark-submit (local[2]) over SSH.
+
+Spark takes 10-30 s to start on this machine, so the suite runs only two jobs:
+one that completes and one that is cancelled.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import tarfile
+import time
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from compute import ssh
+from compute.models import AuthMethod, ComputeKind, ComputeState, ComputeTarget
+from compute.services import ssh_target
+from runs import logstore, services
+from runs.models import Framework, Run, RunStatus
+from tests.conftest import client_for
+from tests.integration.runs_support import running_monitor, submit, wait_final, wait_for, write_tree
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORD_COUNT = """\
+import sys
+from pyspark.sql import SparkSession
+from trainyard import run
+
+spark = SparkSession.builder.appName("word-count").getOrCreate()
+words = open("words.txt").read().split()
+frame = spark.createDataFrame([(w,) for w in words], ["word"])
+total = frame.count()
+counts = sorted((r["word"], r["count"]) for r in frame.groupBy("word").count().collect())
+print("master", spark.sparkContext.master, "args", sys.argv[1:])
+print("total", total)
+print("counts", counts)
+run.log("words", total)
+with open("outputs/result.txt", "w") as f:
+    f.write(f"{total}\\n")
+spark.stop()
+"""
+
+LONG_JOB = """\
+import sys, time
+from pyspark.sql import SparkSession
+
+spark = SparkSession.builder.appName("sleeper").getOrCreate()
+print("spark session started", sys.argv[1], flush=True)
+spark.sparkContext.parallelize(range(2), 2).map(lambda x: time.sleep(600)).collect()
+"""
+
+
+@pytest.fixture
+def head_node(workspace, alice, spark_head_node):
+    """The head node as attached (test_hdinsight_attach checks what the attach finds)."""
+    private_key, public_line = ssh.generate_key_pair()
+    spark_head_node.authorize(public_line)
+    ssh.pool.close_all()
+    yield ComputeTarget.objects.create(
+        workspace=workspace,
+        name="hdi",
+        kind=ComputeKind.HDINSIGHT,
+        state=ComputeState.SUCCEEDED,
+        address=spark_head_node.host,
+        port=spark_head_node.port,
+        username=spark_head_node.username,
+        auth_method=AuthMethod.KEY,
+        private_key=private_key,
+        host_key_fingerprint=spark_head_node.host_key_fingerprint,
+        facts={"spark_master": "local[2]"},
+        config={"spark_master": ""},
+        created_by=alice,
+    )
+    ssh.pool.close_all()
+
+
+def archive(files: dict[str, str]) -> SimpleUploadedFile:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return SimpleUploadedFile("src.tar.gz", buffer.getvalue())
+
+
+def on_head_node(target, command: str) -> str:
+    with ssh.connect(ssh_target(target)) as connection:
+        _, out, _ = connection.run(["sh", "-c", command])
+    return out
+
+
+def test_a_pyspark_run_completes_with_its_driver_log_and_outputs(workspace, head_node, api_carol):
+    with running_monitor():
+        response = api_carol.post(
+            f"/api/v1/runs?workspace={workspace.slug}",
+            {
+                "experiment": "spark-words",
+                "target": "hdi",
+                "entry_script": "count.py",
+                "arguments": "--lang en",
+                "snapshot": archive({"count.py": WORD_COUNT, "words.txt": "to be or not to be"}),
+            },
+        )
+        assert response.status_code == 201, response.content
+        assert response.json()["framework"] == "PySpark"
+        run = wait_final(Run.objects.get(pk=response.json()["id"]), timeout=300)
+    assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
+    assert run.framework == Framework.PYSPARK
+
+    stdout = logstore.read(run.pk, "stdout")[0].decode()
+    assert "master local[2] args ['--lang', 'en']" in stdout
+    assert "total 6" in stdout
+    assert "counts [('be', 2), ('not', 1), ('or', 1), ('to', 2)]" in stdout
+    driver_log = logstore.read(run.pk, "stderr")[0].decode()
+    assert driver_log.startswith("spark-submit --master local[2] count.py --lang en\n")
+    assert "SparkContext: Running Spark version 4.3.0" in driver_log
+    assert list(run.metrics.values_list("name", "value")) == [("words", 6.0)]
+    assert {f.path for f in run.files.all()} == {"outputs/result.txt"}
+
+    page = client_for(run.submitted_by).get(reverse("run_detail", args=[workspace.slug, run.pk]))
+    assert "PySpark (spark-submit on the head node)" in page.content.decode()
+
+
+def test_cancel_stops_the_driver_and_its_python_workers(
+    tmp_path, workspace, alice, head_node, settings
+):
+    settings.RUN_CANCEL_GRACE_SECONDS = 5
+    marker = f"ty-spark-{secrets.token_hex(6)}"
+    source = write_tree(tmp_path / "src", {"sleeper.py": LONG_JOB})
+    count = f"ps -u tytest -o args | grep -c -e '[p]yspark' -e '[{marker[0]}]{marker[1:]}' || true"
+    with running_monitor():
+        run = submit(
+            workspace=workspace,
+            user=alice,
+            target=head_node,
+            source=source,
+            entry="sleeper.py",
+            arguments=[marker],
+            framework=Framework.PYSPARK,
+        )
+        wait_for(run, [RunStatus.RUNNING], timeout=120)
+        # The driver log streams while the job runs, up to its tasks starting.
+        while b"Running task 1.0 in stage 0.0" not in logstore.read(run.pk, "stderr")[0]:
+            run.refresh_from_db()
+            assert run.status == RunStatus.RUNNING, (run.error, run.stderr_tail)
+        assert b"spark session started " + marker.encode() in logstore.read(run.pk, "stdout")[0]
+        # spark-submit's JVM, the Python driver, PySpark's worker daemon and its two workers.
+        deadline = time.monotonic() + 120
+        while int(on_head_node(head_node, count)) < 5:
+            assert time.monotonic() < deadline, on_head_node(head_node, "ps -u tytest -o args")
+        assert services.run_cancel(run=run, user=alice)
+        run = wait_final(run, timeout=120)
+    assert run.status == RunStatus.CANCELED
+    assert on_head_node(head_node, count).strip() == "0"
+
+
+def test_pyspark_needs_an_hdinsight_target_and_hdinsight_needs_pyspark(
+    tmp_path, workspace, alice, head_node
+):
+    source = write_tree(tmp_path / "src", {"train.py": "print(1)\n"})
+    local = ComputeTarget.objects.get(workspace=workspace, name="local")
+    with pytest.raises(services.FieldError) as error:
+        submit(workspace=workspace, user=alice, target=local, source=source, framework="PySpark")
+    assert str(error.value) == (
+        "PySpark jobs run with spark-submit on an HDInsight / Spark target, and local is a "
+        "Local: choose an HDInsight / Spark target, or the framework Python."
+    )
+    with pytest.raises(services.FieldError) as error:
+        submit(workspace=workspace, user=alice, target=head_node, source=source)
+    assert str(error.value) == (
+        "hdi is an HDInsight / Spark target: its runs are PySpark jobs submitted with "
+        "spark-submit. Choose the framework PySpark."
+    )
+    assert not Run.objects.exists()
