@@ -28,6 +28,9 @@ from runs.models import FINAL_STATUSES
 
 NOT_ALLOWED = 4403
 CHUNK_BYTES = 512 * 1024
+# Status changes come as wake-ups too; the database is asked only every this many
+# checks of storage, so a page full of viewers does not keep it busy.
+STATUS_CHECK_EVERY = 10
 
 
 class RunLogConsumer(AsyncJsonWebsocketConsumer):
@@ -119,11 +122,15 @@ class RunLogConsumer(AsyncJsonWebsocketConsumer):
 
     async def poll(self) -> None:
         """Catch up without wake-ups too: they travel through Redis, which may drop them."""
+        checks = 0
         while True:
             await asyncio.sleep(settings.LOG_POLL_SECONDS)
             sizes = await asyncio.to_thread(logstore.streams, self.run_id)
             for stream, size in sizes.items():
                 await self.log_stored({"stream": stream, "size": size})
+            checks += 1
+            if checks % STATUS_CHECK_EVERY:
+                continue
             status = await database_sync_to_async(selectors.run_status_for_user)(
                 user=self.scope["user"], run_id=self.run_id
             )
