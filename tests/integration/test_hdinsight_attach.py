@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import html
 import re
+import shutil
+import tempfile
+from pathlib import Path
 
 import pytest
 from django.urls import reverse
 
 from compute import ssh
 from compute.models import ComputeKind, ComputeOperation, ComputeTarget
-from tests.services.spark import spark_home
+from tests.services.spark import spark_home, with_spark
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -112,6 +115,35 @@ def test_a_head_node_without_spark_fails_with_what_to_do(sshd, workspace, as_car
     assert steps["preflight"][0] == "done"
     assert steps["spark"] == ("failed", SPARK_MISSING)
     assert ComputeTarget.objects.get(name="spark").error == SPARK_MISSING
+
+
+@pytest.mark.parametrize(
+    ("setting", "master", "shown"),
+    [
+        ("HADOOP_CONF_DIR", "yarn", "YARN (from HADOOP_CONF_DIR)"),
+        (
+            "SPARK_CONF_DIR",
+            "spark://head:7077",
+            "standalone (spark://head:7077) (from spark-defaults.conf)",
+        ),
+    ],
+)
+def test_the_check_finds_the_master_the_cluster_uses(
+    sshd_factory, workspace, as_carol, setting, master, shown
+):
+    # Readable by the head node's user, unlike pytest's tmp_path.
+    conf = Path(tempfile.mkdtemp(prefix="ty-spark-conf-"))
+    conf.chmod(0o755)
+    (conf / "spark-defaults.conf").write_text(
+        "spark.eventLog.enabled true\nspark.master spark://head:7077\n"
+    )
+    server = with_spark(sshd_factory(), **{setting: str(conf)})
+    page = text_of(as_carol.post(attach_url(workspace), form_data(server), follow=True))
+    assert "State: Succeeded" in page, page
+    assert f"Cluster master {shown}" in page
+    assert f"spark-submit --master {master} ENTRY ARGS" in page
+    assert ComputeTarget.objects.get(name="spark").facts["spark_master"] == master
+    shutil.rmtree(conf)
 
 
 def test_the_wizard_rejects_what_is_not_a_spark_master(workspace, as_carol, sshd):

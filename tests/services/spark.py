@@ -45,9 +45,10 @@ def head_node_environment() -> dict[str, str]:
     }
 
 
-def with_spark(server: SshServer) -> SshServer:
-    """Restart `server` with Spark in its users' environment."""
-    settings = " ".join(f'"{name}={value}"' for name, value in head_node_environment().items())
+def with_spark(server: SshServer, **extra: str) -> SshServer:
+    """Restart `server` with Spark (and the `extra` variables) in its users' environment."""
+    environment = head_node_environment() | extra
+    settings = " ".join(f'"{name}={value}"' for name, value in environment.items())
     with server.config.open("a") as config:
         config.write(f"SetEnv {settings}\n")
     server.stop()
