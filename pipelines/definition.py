@@ -1,31 +1,9 @@
 """The pipeline definition file (YAML): steps, where each runs, and the data passed between them.
 
-    name: word-count                 # optional: the pipeline's display name
-    experiment: text-jobs            # optional when the form or the API names the experiment
-    steps:
-      - name: prepare                # letters, digits, _ and -; unique in the pipeline
-        type: script                 # script (default) | pyspark | databricks | datalake | batch
-        compute: local               # a compute target of the workspace that runs this type
-        script: prepare.py           # relative to source_directory (default: the upload's root)
-        arguments: [--lines, 100]
-        outputs: [words]             # it writes ./outputs/words/ (or the file ./outputs/words)
-      - name: count
-        type: databricks
-        compute: dbx
-        python_script: count.py      # or notebook: count.py, or jar: app.jar with main_class
-        cluster_id: 0923-164208-meows279   # or new_cluster: {spark_version, node_type_id,
-                                           #                  num_workers}
-        inputs: [words]              # copied to ./inputs/words/ beside the script before it starts
-        outputs: [counts]
-      - name: report
-        type: batch
-        compute: batchacct
-        command: python3 report.py   # or script: + arguments; on `pool` (default: the target's)
-        inputs: [counts]
-
-A step starts when every step that produces one of its `inputs` (and every
-step named in its `after`) has completed; if one of them fails, the step is
-not started and the pipeline fails.
+The format is EXAMPLE below, which the submit form shows. A step starts when
+every step that produces one of its `inputs` (and every step named in its
+`after`) has completed; if one of them fails, the step is not started and the
+pipeline fails.
 """
 
 from __future__ import annotations
@@ -74,6 +52,37 @@ KEYS = {
 }
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
 MAX_STEPS = 50
+
+
+EXAMPLE = """\
+name: word-count                 # optional: the pipeline's display name
+experiment: text-jobs            # optional when the form or the API names the experiment
+steps:
+  - name: prepare                # letters, digits, _ and -; unique in the pipeline
+    type: script                 # script (default) | pyspark | databricks | datalake | batch
+    compute: local               # a compute target of the workspace that runs this type
+    script: prepare.py           # relative to source_directory (default: the upload's root)
+    arguments: [--lines, 100]     # a list, or one string split like a shell would
+    outputs: [words]             # it writes ./outputs/words/ (or the file ./outputs/words)
+  - name: count
+    type: databricks
+    compute: dbx
+    python_script: count.py      # or notebook: count.py, or jar: app.jar with main_class
+    cluster_id: 0923-164208-meows279   # or a new job cluster:
+    # new_cluster: {spark_version: 13.3.x-scala2.12, node_type_id: Standard_DS3_v2, num_workers: 2}
+    inputs: [words]              # copied to ./inputs/words/ beside the script before it starts
+    outputs: [counts]
+  - name: report
+    type: batch
+    compute: batchacct
+    command: python3 report.py   # or script: + arguments; on `pool` (default: the target's)
+    inputs: [counts]
+  - name: archive                # a Data Lake step runs a U-SQL script (no files in or out)
+    type: datalake
+    compute: adla
+    script: archive.usql
+    after: [report]              # waits for `report` without taking its data
+"""
 
 
 class DefinitionError(Exception):

@@ -260,6 +260,21 @@ def _prepare_step(workspace, step: StepSpec, snapshot: Snapshot | None) -> dict:
             "(see its page under Compute).",
             "definition",
         )
+    if (
+        step.type == "databricks"
+        and not step.settings.get("cluster_id")
+        and not step.settings.get("new_cluster")
+        and not target.config.get("cluster_id")
+    ):
+        clusters = ", ".join(
+            f"{c['cluster_name']} ({c['cluster_id']})" for c in target.facts.get("clusters", [])
+        )
+        raise PipelineError(
+            f"{where}: {target.name} has no default cluster: give the step a cluster_id"
+            + (f" (one of: {clusters})" if clusters else "")
+            + " or a new_cluster with spark_version, node_type_id and num_workers.",
+            "definition",
+        )
     manifest = _source_manifest(snapshot, step.source_directory) if snapshot else []
     if step.source_directory and not manifest:
         raise PipelineError(

@@ -99,7 +99,8 @@ class RunSubmitForm(forms.Form):
     target = forms.ChoiceField(
         label="Compute target",
         required=False,
-        help_text="Where the script runs: this server (local), an attached VM or a cluster.",
+        help_text="Where the script runs: this server (local), an attached VM or a cluster. "
+        "On a Databricks, Data Lake or Batch target it runs as a one-step pipeline.",
     )
     framework = forms.ChoiceField(
         label="Framework",
@@ -175,6 +176,7 @@ class RunSubmitForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.workspace = workspace
         targets = list(selectors.runnable_targets(workspace=workspace))
+        targets += list(selectors.pipeline_step_targets(workspace=workspace))
         self.fields["target"].choices = [("", "—")] + [
             (t.name, f"{t.name} ({t.get_kind_display()})") for t in targets
         ]

@@ -133,6 +133,13 @@ def runnable_targets(*, workspace):
     return ComputeTarget.objects.filter(workspace=workspace, kind__in=RUNNABLE_KINDS)
 
 
+def pipeline_step_targets(*, workspace):
+    """Databricks, Data Lake and Batch targets: they run a submitted script as a pipeline step."""
+    from compute.backends import CLOUD_BACKENDS
+
+    return ComputeTarget.objects.filter(workspace=workspace, kind__in=list(CLOUD_BACKENDS))
+
+
 def experiment_list(*, workspace):
     latest = Run.objects.filter(experiment=OuterRef("pk")).order_by("-created_at")
     return (

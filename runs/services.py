@@ -764,6 +764,26 @@ def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, ar
             f"{', '.join(scripts) or 'none'}.",
         )
     experiment = experiment_get_or_create(workspace=workspace, name=name, user=user)
+    from compute.backends import CLOUD_BACKENDS
+
+    if target.kind in CLOUD_BACKENDS:
+        # Databricks, Data Lake and Batch run pipeline steps only, as in the studio.
+        from pipelines.services import PipelineError, pipeline_single_step
+
+        try:
+            return pipeline_single_step(
+                workspace=workspace,
+                user=user,
+                experiment=experiment,
+                target=target,
+                snapshot=snapshot,
+                entry_script=request.entry_script,
+                arguments=request.arguments,
+                display_name=request.display_name,
+                tags=request.tags,
+            )
+        except PipelineError as exc:
+            raise FieldError(exc.field or "target", str(exc)) from None
     return run_submit(
         workspace=workspace,
         user=user,

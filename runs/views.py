@@ -134,6 +134,9 @@ def _run_context(request, run):
 @workspace_view()
 def run_detail(request, run_id: int):
     run = selectors.run_get(workspace=request.workspace, run_id=run_id)
+    if hasattr(run, "pipeline"):
+        # A pipeline's parent run is shown as the pipeline: its graph of steps.
+        return redirect("pipeline_detail", request.workspace.slug, run.pk)
     context = _run_context(request, run)
     context["snapshot_files"] = selectors.snapshot_entries(run.snapshot)[:200]
     return render(request, "runs/run_detail.html", context)

@@ -94,3 +94,7 @@ api.add_router("/", compute_router)
 from runs.api import router as runs_router  # noqa: E402 - it imports this module
 
 api.add_router("/", runs_router)
+
+from pipelines.api import router as pipelines_router  # noqa: E402 - it imports this module
+
+api.add_router("/", pipelines_router)

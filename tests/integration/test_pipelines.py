@@ -132,6 +132,7 @@ def cloud_targets(workspace, alice, databricks_emulator, batch_emulator):
         workspace_url=databricks_emulator.url,
         resource_group="ml-rg",
         access_token=databricks_emulator.token,
+        cluster_id="0923-164208-meows279",
     )
     cloud_services.batch_attach(
         workspace=workspace,
