@@ -189,6 +189,7 @@ def test_a_finished_long_log_loads_its_tail_first_then_pages_back(alice_page, li
         expect(page.get_by_label("Log output")).to_have_attribute("aria-busy", "false")
         earliest = int(shown(page, run_id).split()[1])
     assert earliest == 1
+    expect(earlier).to_be_hidden()
     every = shown(page, run_id).splitlines()
     assert every == [(b"record %06d " % n).decode() + "." * 50 for n in range(1, 40001)]
 
@@ -226,3 +227,28 @@ def test_search_finds_text_and_a_node_log_is_chosen_from_the_selector(alice_page
     assert shown(page, run_id) == "node 2: rank 1 ready"
     store(stack, run_id, ("node-2.stderr", b"node 2: warning\n"))
     wait_for_text(page, run_id, "node 2: warning")
+
+
+def test_scrolling_up_pauses_following_until_the_reader_asks_for_the_end(alice_page, live_stack):
+    page, stack = alice_page, live_stack
+    run_id = new_run(stack)
+    store(stack, run_id, ("stdout", b"".join(b"row %d\n" % n for n in range(1, 201))))
+    open_logs(page, stack, run_id)
+    wait_for_text(page, run_id, "row 200")
+    viewer = page.locator("[data-log-viewer]")
+    expect(viewer).to_have_attribute("data-following", "yes")
+
+    page.get_by_label("Log output").hover()
+    page.mouse.wheel(0, -2000)
+    expect(viewer).to_have_attribute("data-following", "no")
+    viewport = f"window.trainyardLogViewers[{run_id}].term.buffer.active.viewportY"
+    top = page.evaluate(viewport)
+    store(stack, run_id, ("stdout", b"".join(b"more %d\n" % n for n in range(1, 101))))
+    wait_for_text(page, run_id, "more 100")
+    # New output arrived, and the reader still sees what they scrolled to.
+    assert page.evaluate(viewport) == top
+    expect(viewer).to_have_attribute("data-following", "no")
+
+    page.get_by_role("button", name="Paused: follow the end of the log").click()
+    expect(viewer).to_have_attribute("data-following", "yes")
+    expect(page.get_by_role("button", name="Paused: follow the end of the log")).to_be_hidden()
