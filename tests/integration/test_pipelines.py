@@ -299,3 +299,44 @@ def test_definition_errors_name_the_step_and_the_fix(
         )
     assert message in str(caught.value)
     assert not Run.objects.exists()
+
+
+LONG = "import os, time\nprint('pid', os.getpid(), flush=True)\ntime.sleep(300)\n"
+
+
+@pytest.mark.parametrize(
+    ("step", "emulator"),
+    [
+        ("type: databricks\n    compute: dbx\n    python_script: long.py", "databricks_emulator"),
+        ("type: batch\n    compute: cpubatch\n    command: python3 long.py", "batch_emulator"),
+    ],
+)
+def test_canceling_a_cloud_step_stops_its_job_on_the_service(
+    cloud_targets, workspace, carol, step, emulator, request
+):
+    from tests.integration.cloud_support import process_exists, wait_until
+
+    definition = f"experiment: cancels\nsteps:\n  - name: long\n    {step}\n"
+    parent = services.pipeline_submit(
+        workspace=workspace, user=carol, definition=definition, archive=archive({"long.py": LONG})
+    )
+    with running_monitor(), advancing_pipelines():
+        run = steps_of(parent)["long"]
+        # The live log shows the job's pid: the monitor streams the service's log.
+        line = wait_until(
+            lambda: next((s for s in stored_log(run).splitlines() if s.startswith("pid ")), ""),
+            timeout=60,
+            what="the job's first line in the stored log",
+        )
+        pid = int(line.split()[1])
+        assert process_exists(pid)
+        services.pipeline_cancel(pipeline=Pipeline.objects.get(run=parent), user=carol)
+        parent = wait_final(parent, timeout=90)
+
+    run.refresh_from_db()
+    assert (parent.status, run.status) == ("Canceled", "Canceled")
+    assert not process_exists(pid)
+    assert all(
+        not p.popen or p.popen.poll() is not None
+        for p in request.getfixturevalue(emulator).processes()
+    )
