@@ -24,7 +24,7 @@ from compute.services import ComputeError
 from studio.api import api_membership
 from studio.models import Role
 
-router = Router(tags=["compute"])
+router: Router = Router(tags=["compute"])
 
 
 class CloudOut(Schema):

@@ -29,7 +29,7 @@ from studio.secrets import redact
 log = logging.getLogger(__name__)
 
 CLOUD_KINDS = (ComputeKind.DATABRICKS, ComputeKind.DATALAKE, ComputeKind.BATCH)
-STEPS = {
+STEPS: dict[str, list[tuple[str, str]]] = {
     ComputeKind.DATABRICKS: [
         ("signin", "Signing in to the workspace"),
         ("facts", "Clusters"),

@@ -1,5 +1,7 @@
 """Pages of the cloud targets: the three attach wizards, the detail page, re-check, credentials."""
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404
@@ -11,6 +13,7 @@ from compute.cloud.datalake import RETIREMENT_NOTICE
 from compute.cloud_forms import (
     SECRET_FORMS,
     BatchAttachForm,
+    CloudAttachForm,
     DatabricksAttachForm,
     DataLakeAttachForm,
 )
@@ -19,7 +22,7 @@ from compute.services import ComputeError
 from studio.access import workspace_view
 from studio.models import Role
 
-WIZARDS = {
+WIZARDS: dict[str, tuple[type[CloudAttachForm], Callable[..., object], str]] = {
     ComputeKind.DATABRICKS: (
         DatabricksAttachForm,
         cloud_services.databricks_attach,

@@ -21,7 +21,7 @@ from runs.services import RunError, parse_tags
 from studio.api import api_membership
 from studio.models import Role
 
-router = Router(tags=["pipelines"])
+router: Router = Router(tags=["pipelines"])
 
 
 class StepOut(Schema):
@@ -111,7 +111,7 @@ def pipelines_submit(
     """Submit a pipeline: its YAML definition in `definition`, the source folder with the
     steps' scripts as a .zip or .tar.gz in `snapshot`."""
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
-    if definition.size > services.MAX_DEFINITION_BYTES:
+    if (definition.size or 0) > services.MAX_DEFINITION_BYTES:
         raise HttpError(400, "definition: a pipeline definition is a small YAML file.")
     try:
         text = definition.read().decode("utf-8")

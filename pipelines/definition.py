@@ -17,7 +17,7 @@ import yaml
 
 from compute.models import ComputeKind
 
-STEP_TYPES = {
+STEP_TYPES: dict[str, tuple[str, ...]] = {
     "script": (ComputeKind.LOCAL, ComputeKind.VM, ComputeKind.CLUSTER),
     "pyspark": (ComputeKind.HDINSIGHT,),
     "databricks": (ComputeKind.DATABRICKS,),
@@ -25,7 +25,9 @@ STEP_TYPES = {
     "batch": (ComputeKind.BATCH,),
 }
 # The step type a compute target's kind runs when a script run is submitted to it.
-TYPE_OF_KIND = {kind: step_type for step_type, kinds in STEP_TYPES.items() for kind in kinds}
+TYPE_OF_KIND: dict[str, str] = {
+    kind: step_type for step_type, kinds in STEP_TYPES.items() for kind in kinds
+}
 TYPE_LABELS = {
     "script": "Script",
     "pyspark": "PySpark",

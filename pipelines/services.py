@@ -14,6 +14,7 @@ its target's backend and the run monitor follows it.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from pathlib import PurePosixPath
 
 import yaml
@@ -228,7 +229,7 @@ def _pipeline_create(
                         outputs=step.outputs,
                         depends_on=waits,
                     )
-                transaction.on_commit(lambda pk=pipeline.pk: _enqueue_advance(pk))
+                transaction.on_commit(partial(_enqueue_advance, pipeline.pk))
         except IntegrityError:
             continue
         return parent
@@ -459,6 +460,7 @@ def _start(step: PipelineStep, by_name: dict[str, PipelineStep]) -> None:
 def _with_inputs(step: PipelineStep, by_name: dict[str, PipelineStep]) -> tuple[Snapshot, int]:
     """The step's snapshot with each input's files under inputs/<name>/."""
     run = step.run
+    assert run.snapshot is not None  # every step run is created with its snapshot
     if not step.inputs:
         return run.snapshot, 0
     producers = {data: s for s in by_name.values() for data in s.outputs}

@@ -75,6 +75,7 @@ def page_of(client, workspace, name: str) -> str:
 
 def steps_of(name: str) -> dict[str, tuple[str, str]]:
     operation = ComputeOperation.objects.filter(target_name=name).first()
+    assert operation is not None
     return {step["key"]: (step["state"], step["detail"]) for step in operation.steps}
 
 
