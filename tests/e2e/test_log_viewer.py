@@ -8,12 +8,14 @@ test_live_logs_runs.py.
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
 
-from tests.services.live_stack import ROOT, login
+from studio.launcher import wait_for_port
+from tests.services.live_stack import ROOT, login, start_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -252,3 +254,42 @@ def test_scrolling_up_pauses_following_until_the_reader_asks_for_the_end(alice_p
     page.get_by_role("button", name="Paused: follow the end of the log").click()
     expect(viewer).to_have_attribute("data-following", "yes")
     expect(page.get_by_role("button", name="Paused: follow the end of the log")).to_be_hidden()
+
+
+def test_the_viewer_resumes_after_the_server_restarts(page):
+    with tempfile.TemporaryDirectory(prefix="ty-restart-") as tmp:
+        stack = start_stack(Path(tmp))
+        try:
+            login(page, stack, "alice")
+            run_id = new_run(stack)
+            store(stack, run_id, ("stdout", b"".join(b"line %d\n" % n for n in range(1, 51))))
+            open_logs(page, stack, run_id)
+            wait_for_text(page, run_id, "line 50")
+
+            assert stack.stop() == 0
+            expect(page.get_by_text("Connection lost; reconnecting…")).to_be_visible()
+            # The run goes on printing while the studio is down.
+            logstore_append(stack, run_id, b"".join(b"line %d\n" % n for n in range(51, 101)))
+
+            with open(Path(tmp) / "up-again.out", "wb") as out:
+                stack.process = subprocess.Popen(
+                    [sys.executable, "manage.py", "up"], cwd=ROOT, env=stack.env, stdout=out
+                )
+            assert wait_for_port("127.0.0.1", stack.port, timeout=60)
+            store(stack, run_id, ("stdout", b"".join(b"line %d\n" % n for n in range(101, 151))))
+            wait_for_text(page, run_id, "line 150", timeout=60_000)
+            assert shown(page, run_id).splitlines() == [f"line {n}" for n in range(1, 151)]
+        finally:
+            stack.stop()
+
+
+def logstore_append(stack, run_id: int, data: bytes) -> None:
+    python(
+        stack,
+        "import sys, django; django.setup()\n"
+        "from runs import logstore\n"
+        "run = int(sys.argv[1])\n"
+        "logstore.append(run, 'stdout', logstore.size(run, 'stdout'), sys.stdin.buffer.read())",
+        str(run_id),
+        stdin=data,
+    )
