@@ -340,3 +340,56 @@ def test_canceling_a_cloud_step_stops_its_job_on_the_service(
         not p.popen or p.popen.poll() is not None
         for p in request.getfixturevalue(emulator).processes()
     )
+
+
+def test_a_databricks_step_on_a_new_job_cluster(
+    cloud_targets, workspace, carol, databricks_emulator
+):
+    definition = textwrap.dedent(
+        """
+        experiment: job-clusters
+        steps:
+          - name: train
+            type: databricks
+            compute: dbx
+            python_script: train.py
+            arguments: [--epochs, 2]
+            new_cluster:
+              spark_version: 13.3.x-scala2.12
+              node_type_id: Standard_DS3_v2
+              num_workers: 2
+        """
+    )
+    source = {"train.py": "import sys\nprint('args', sys.argv[1:], flush=True)\n"}
+    parent = services.pipeline_submit(
+        workspace=workspace, user=carol, definition=definition, archive=archive(source)
+    )
+    with running_monitor(), advancing_pipelines():
+        parent = wait_final(parent, timeout=120)
+    train = steps_of(parent)["train"]
+    assert (parent.status, train.status) == ("Completed", "Completed")
+    assert "args ['--epochs', '2']" in stored_log(train)
+
+
+def test_a_databricks_step_needs_a_cluster(workspace, alice, carol, databricks_emulator):
+    minimal_environment()
+    cloud_services.databricks_attach(
+        workspace=workspace,
+        user=alice,
+        name="nodefault",
+        workspace_url=databricks_emulator.url,
+        resource_group="ml-rg",
+        access_token=databricks_emulator.token,
+    )
+    definition = (
+        "experiment: x\nsteps:\n  - {name: train, type: databricks, compute: nodefault, "
+        "python_script: count.py}\n"
+    )
+    with pytest.raises(services.PipelineError) as caught:
+        services.pipeline_submit(
+            workspace=workspace, user=carol, definition=definition, archive=archive(SOURCE)
+        )
+    assert "nodefault has no default cluster: give the step a cluster_id (one of: " in str(
+        caught.value
+    )
+    assert "shared-autoscale (0923-164208-meows279)" in str(caught.value)
