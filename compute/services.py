@@ -473,6 +473,9 @@ def vm_check_execute(*, operation_id: int) -> None:
     else:
         progress.done("preflight", _facts_summary(facts))
     warnings = facts.pop("warnings", [])
+    if target.kind == ComputeKind.HDINSIGHT:
+        # PySpark runs never use Docker, so Docker's state is no concern on a head node.
+        warnings = [w for w in warnings if "docker" not in w.lower()]
     config = {k: v for k, v in target.config.items() if k != "offered_host_key"}
     with transaction.atomic():
         ComputeTarget.objects.filter(pk=target.pk).update(

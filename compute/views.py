@@ -3,6 +3,7 @@ from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRefresh
 
 from compute import cloud_services, cloud_views, cluster_views, selectors, services, ssh
 from compute.forms import (
@@ -61,6 +62,10 @@ def compute_detail(request, name: str):
             initial={"spark_master": target.config.get("spark_master", "")}
         )
     if request.htmx:
+        shown = request.GET.get("shown")
+        if shown and shown != target.state:
+            # The facts, host key and settings below the status change with the state.
+            return HttpResponseClientRefresh()
         return render(request, "compute/_target_status.html", context)
     return render(request, "compute/compute_detail.html", context)
 

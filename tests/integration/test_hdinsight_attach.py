@@ -254,3 +254,12 @@ def test_api_sets_the_spark_master(head_node, workspace, api_carol, api_bob, api
     )
     head_node.refresh_from_db()
     assert head_node.config["spark_master"] == "yarn"
+
+
+def test_the_page_reloads_once_the_check_finishes(head_node, workspace, as_bob):
+    url = reverse("compute_detail", args=[workspace.slug, "hdi"])
+    still = as_bob.get(f"{url}?shown=Succeeded", headers={"HX-Request": "true"})
+    assert b'id="target-status"' in still.content and "HX-Refresh" not in still
+    # Facts, host key and Spark master below the status change with the state.
+    done = as_bob.get(f"{url}?shown=Creating", headers={"HX-Request": "true"})
+    assert done["HX-Refresh"] == "true"
