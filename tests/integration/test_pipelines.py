@@ -23,6 +23,7 @@ from pipelines.models import Pipeline
 from runs import snapshots
 from runs.models import Run, RunFile
 from tests.integration.runs_support import minimal_environment, running_monitor, wait_final
+from tests.integration.test_hdinsight_runs import head_node  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -393,3 +394,61 @@ def test_a_databricks_step_needs_a_cluster(workspace, alice, carol, databricks_e
         caught.value
     )
     assert "shared-autoscale (0923-164208-meows279)" in str(caught.value)
+
+
+SPARK_COUNT = textwrap.dedent(
+    """
+    import json, os
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.appName("pipeline-count").getOrCreate()
+    words = open("inputs/words/words.txt").read().split()
+    frame = spark.createDataFrame([(w,) for w in words], ["word"])
+    counts = {r["word"]: r["count"] for r in frame.groupBy("word").count().collect()}
+    os.makedirs("outputs/counts", exist_ok=True)
+    json.dump(counts, open("outputs/counts/counts.json", "w"))
+    print("spark counted", len(counts), "distinct words", flush=True)
+    spark.stop()
+    """
+)
+TOP_WORD = textwrap.dedent(
+    """
+    import json
+    counts = json.load(open("inputs/counts/counts.json"))
+    print("top word on databricks:", max(counts, key=counts.get), flush=True)
+    """
+)
+
+
+@pytest.mark.usefixtures("head_node")
+def test_script_then_pyspark_then_databricks(cloud_targets, workspace, carol):
+    definition = textwrap.dedent(
+        """
+        experiment: spark-jobs
+        steps:
+          - {name: prepare, compute: local, script: prepare.py, outputs: [words]}
+          - name: spark
+            type: pyspark
+            compute: hdi
+            script: spark_count.py
+            inputs: [words]
+            outputs: [counts]
+          - name: top
+            type: databricks
+            compute: dbx
+            python_script: top.py
+            inputs: [counts]
+        """
+    )
+    source = {"prepare.py": PREPARE, "spark_count.py": SPARK_COUNT, "top.py": TOP_WORD}
+    parent = services.pipeline_submit(
+        workspace=workspace, user=carol, definition=definition, archive=archive(source)
+    )
+    with running_monitor(), advancing_pipelines():
+        parent = wait_final(parent, timeout=240)
+
+    steps = steps_of(parent)
+    assert parent.status == "Completed", (parent.error, {n: r.error for n, r in steps.items()})
+    assert steps["spark"].framework == "PySpark"
+    assert "spark counted 6 distinct words" in stored_log(steps["spark"])
+    assert "top word on databricks: the" in stored_log(steps["top"])
