@@ -56,7 +56,11 @@ def compute_detail(request, name: str):
         return cloud_views.cloud_detail(request, target)
     operation = selectors.operation_latest(target=target)
     running = operation is not None and operation.state == OperationState.RUNNING
-    context = {"target": target, "operation": operation, "poll": running or target.is_busy}
+    context: dict[str, object] = {
+        "target": target,
+        "operation": operation,
+        "poll": running or target.is_busy,
+    }
     if target.kind == ComputeKind.HDINSIGHT:
         context["spark_form"] = SparkMasterForm(
             initial={"spark_master": target.config.get("spark_master", "")}

@@ -56,7 +56,7 @@ def form_data(server, name="spark", **overrides) -> dict:
 
 
 def steps_of(name: str) -> dict[str, tuple[str, str]]:
-    operation = ComputeOperation.objects.filter(target_name=name).first()
+    operation = ComputeOperation.objects.filter(target_name=name).latest("started_at")
     return {step["key"]: (step["state"], step["detail"]) for step in operation.steps}
 
 

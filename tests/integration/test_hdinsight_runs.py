@@ -6,6 +6,7 @@ one that completes and one that is cancelled.
 
 from __future__ import annotations
 
+import html
 import io
 import secrets
 import tarfile
@@ -20,8 +21,16 @@ from compute.models import AuthMethod, ComputeKind, ComputeState, ComputeTarget
 from compute.services import ssh_target
 from runs import logstore, services
 from runs.models import Framework, Run, RunStatus
+from runs.runconfig import RunConfigError, parse_runconfig
 from tests.conftest import client_for
-from tests.integration.runs_support import running_monitor, submit, wait_final, wait_for, write_tree
+from tests.integration.runs_support import (
+    minimal_environment,
+    running_monitor,
+    submit,
+    wait_final,
+    wait_for,
+    write_tree,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -178,3 +187,38 @@ def test_pyspark_needs_an_hdinsight_target_and_hdinsight_needs_pyspark(
         "spark-submit. Choose the framework PySpark."
     )
     assert not Run.objects.exists()
+
+
+def submit_form(client, workspace, **fields):
+    data = {
+        "experiment": "spark-words",
+        "entry_script": "count.py",
+        "environment": str(minimal_environment().pk),
+        "source_paths": "p/count.py",
+        "source_folder": [SimpleUploadedFile("count.py", b"print(1)\n")],
+    }
+    response = client.post(reverse("run_submit", args=[workspace.slug]), data | fields)
+    return html.unescape(response.content.decode())
+
+
+def test_the_submit_form_offers_the_framework_and_says_which_target_needs_which(
+    workspace, head_node, as_carol
+):
+    page = as_carol.get(reverse("run_submit", args=[workspace.slug])).content.decode()
+    assert "hdi (HDInsight / Spark)" in html.unescape(page)
+    assert "Automatic: PySpark on HDInsight / Spark targets, else Python" in html.unescape(page)
+
+    page = submit_form(as_carol, workspace, target="local", framework="PySpark")
+    assert "PySpark jobs run with spark-submit on an HDInsight / Spark target, and local" in page
+
+    runconfig = SimpleUploadedFile("hdi.runconfig", b"target: hdi\nframework: Python\n")
+    page = submit_form(as_carol, workspace, runconfig=runconfig)
+    assert "hdi is an HDInsight / Spark target: its runs are PySpark jobs" in page
+    assert not Run.objects.exists()
+
+
+def test_a_runconfig_names_pyspark_in_any_case():
+    assert parse_runconfig("framework: pyspark\n").framework == "PySpark"
+    assert parse_runconfig("script: train.py\n").framework == ""
+    with pytest.raises(RunConfigError, match="framework Scala is not supported here"):
+        parse_runconfig("framework: Scala\n")
