@@ -238,6 +238,14 @@ def test_api_attach_checks_spark_and_never_returns_the_password(
     read = api_bob.get(f"/api/v1/computes/hdi-api?workspace={workspace.slug}").json()
     assert read["facts"]["spark_submit"].endswith("/bin/spark-submit")
 
+    check = f"/api/v1/computes/hdi-api/check?workspace={workspace.slug}"
+    assert api_bob.post(check).status_code == 403
+    rechecked = api_carol.post(check)
+    assert rechecked.status_code == 202
+    assert rechecked.json()["operation"]["action"] == "check"
+    assert rechecked.json()["operation"]["steps"][-1]["state"] == "done"
+    assert rechecked.json()["facts"]["spark_version"] == "4.3.0"
+
 
 def test_api_sets_the_spark_master(head_node, workspace, api_carol, api_bob, api_charlie):
     url = f"/api/v1/computes/hdi/spark?workspace={workspace.slug}"
