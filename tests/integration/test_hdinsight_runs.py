@@ -20,7 +20,7 @@ from compute import ssh
 from compute.models import AuthMethod, ComputeKind, ComputeState, ComputeTarget
 from compute.services import ssh_target
 from runs import logstore, services
-from runs.models import Framework, Run, RunStatus
+from runs.models import Environment, EnvironmentKind, Framework, Run, RunStatus
 from runs.runconfig import RunConfigError, parse_runconfig
 from tests.conftest import client_for
 from tests.integration.runs_support import (
@@ -186,6 +186,18 @@ def test_pyspark_needs_an_hdinsight_target_and_hdinsight_needs_pyspark(
         "hdi is an HDInsight / Spark target: its runs are PySpark jobs submitted with "
         "spark-submit. Choose the framework PySpark."
     )
+    in_docker = Environment.objects.create(
+        workspace=workspace, name="cuda", kind=EnvironmentKind.USER_MANAGED, docker_image="cuda:12"
+    )
+    with pytest.raises(services.FieldError, match="PySpark jobs run in the head node's Spark"):
+        submit(
+            workspace=workspace,
+            user=alice,
+            target=head_node,
+            source=source,
+            framework="PySpark",
+            environment=in_docker,
+        )
     assert not Run.objects.exists()
 
 
