@@ -54,13 +54,13 @@ def generated_key_seal(private_key: str) -> str:
     return fernet().encrypt(private_key.encode()).decode()
 
 
-def generated_key_open(token: str) -> str:
+def generated_key_open(token: str, machine: str = "VM") -> str:
     try:
         return fernet().decrypt(token.encode(), ttl=GENERATED_KEY_MAX_AGE).decode()
     except InvalidToken:
         raise forms.ValidationError(
             "The generated key pair has expired or was not made here: generate a new one "
-            "and add its public key to the VM."
+            f"and add its public key to the {machine}."
         ) from None
 
 
@@ -125,6 +125,16 @@ class VmCredentialsForm(forms.Form):
     )
     generated_key = forms.CharField(required=False, widget=forms.HiddenInput)
 
+    # What the texts call the machine Trainyard logs in to.
+    machine = "VM"
+
+    def __init__(self, *args, machine: str = "", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.machine = machine or self.machine
+        for name in ("authentication", "password"):
+            field = self.fields[name]
+            field.help_text = field.help_text.replace("the VM", f"the {self.machine}")
+
     def clean_username(self):
         username = self.cleaned_data["username"].strip()
         if "@" in username:
@@ -166,7 +176,9 @@ class VmCredentialsForm(forms.Form):
         }
         if method == Authentication.PASSWORD:
             if not data.get("password"):
-                self.add_error("password", "Enter the password of this user on the VM.")
+                self.add_error(
+                    "password", f"Enter the password of this user on the {self.machine}."
+                )
             credentials.update(auth_method=AuthMethod.PASSWORD, password=data.get("password", ""))
         elif method == Authentication.KEY:
             text = data.get("private_key_file") or data.get("private_key") or ""
@@ -189,11 +201,12 @@ class VmCredentialsForm(forms.Form):
             if not token:
                 self.add_error(
                     "authentication",
-                    "Press “Generate key pair”, add the public key to the VM, then attach.",
+                    f"Press “Generate key pair”, add the public key to the {self.machine}, "
+                    "then attach.",
                 )
             else:
                 try:
-                    private_key = generated_key_open(token)
+                    private_key = generated_key_open(token, self.machine)
                 except forms.ValidationError as exc:
                     self.add_error("authentication", exc)
                 else:
@@ -321,6 +334,8 @@ def _host(address: str) -> str:
 
 class HdInsightAttachForm(VmCredentialsForm):
     """Attach an HDInsight cluster or any Spark head node (Compute → Attach → HDInsight / Spark)."""
+
+    machine = "head node"
 
     name = forms.CharField(
         label="Compute name",

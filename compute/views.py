@@ -149,6 +149,10 @@ def compute_check(request, name: str):
     return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
 
 
+def _machine(target: ComputeTarget) -> str:
+    return "head node" if target.kind == ComputeKind.HDINSIGHT else "VM"
+
+
 @workspace_view(role=Role.CONTRIBUTOR)
 def compute_credentials(request, name: str):
     target = _vm(request, name)
@@ -156,15 +160,16 @@ def compute_credentials(request, name: str):
     if request.method == "POST" and "generate" in request.POST:
         private_key, _ = ssh.generate_key_pair()
         form = VmCredentialsForm(
+            machine=_machine(target),
             initial={
                 "username": request.POST.get("username", target.username),
                 "authentication": Authentication.GENERATE,
                 "generated_key": generated_key_seal(private_key),
-            }
+            },
         )
         context.update(_key_pair_context(form.initial["generated_key"]))
     elif request.method == "POST":
-        form = VmCredentialsForm(request.POST, request.FILES)
+        form = VmCredentialsForm(request.POST, request.FILES, machine=_machine(target))
         if form.is_valid():
             try:
                 services.compute_credentials_update(
@@ -186,7 +191,10 @@ def compute_credentials(request, name: str):
             context.update(_key_pair_context(request.POST["generated_key"]))
     else:
         method = Authentication.PASSWORD if target.auth_method == "password" else Authentication.KEY
-        form = VmCredentialsForm(initial={"username": target.username, "authentication": method})
+        form = VmCredentialsForm(
+            initial={"username": target.username, "authentication": method},
+            machine=_machine(target),
+        )
     context["form"] = form
     return render(request, "compute/vm_credentials.html", context)
 

@@ -77,6 +77,8 @@ def test_attach_a_spark_head_node_with_a_generated_key(
 ):
     response = as_carol.post(attach_url(workspace), form_data(spark_head_node) | {"generate": "1"})
     page = html.unescape(response.content.decode())
+    assert "Add this public key to the head node, then attach." in page
+    assert "Command to run on the head node" in page
     public_key = re.search(r'id="generated-public-key" readonly value="([^"]+)"', page).group(1)
     token = re.search(r'name="generated_key" value="([^"]+)"', page).group(1)
     spark_head_node.authorize(public_key)
