@@ -105,6 +105,7 @@ def on_head_node(target, command: str) -> str:
 
 
 def test_a_pyspark_run_completes_with_its_driver_log_and_outputs(workspace, head_node, api_carol):
+    minimal_environment()  # what the API uses by default; transactional tests flush it
     with running_monitor():
         response = api_carol.post(
             f"/api/v1/runs?workspace={workspace.slug}",
