@@ -80,8 +80,8 @@ def spark_preflight(connection: ssh.SshConnection) -> dict:
         raise ssh.SshError(
             "spark_broken",
             f"spark-submit ({spark_submit}) did not start for user {user}: "
-            f"{values.get('spark_error') or 'no output'}. Install Java 17 on the head node and "
-            "set JAVA_HOME in ~/.profile, then re-check.",
+            f"{values.get('spark_error') or 'no output'}. Install Java on the head node (17 for "
+            "Spark 4) and set JAVA_HOME in ~/.profile, then re-check.",
         )
     if values.get("spark_defaults_master"):
         master, source = values["spark_defaults_master"], "spark-defaults.conf"

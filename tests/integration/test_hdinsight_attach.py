@@ -148,6 +148,24 @@ def test_the_check_finds_the_master_the_cluster_uses(
     shutil.rmtree(conf)
 
 
+def test_a_spark_that_cannot_start_says_what_it_printed_and_what_to_do(
+    sshd_factory, workspace, as_carol
+):
+    server = with_spark(sshd_factory(), JAVA_HOME="/opt/no-java")
+    page = text_of(as_carol.post(attach_url(workspace), form_data(server), follow=True))
+    assert "State: Failed" in page
+    error = ComputeTarget.objects.get(name="spark").error
+    assert error.startswith(
+        f"spark-submit ({spark_home()}/bin/spark-submit) did not start for user tytest: "
+    )
+    assert "/opt/no-java/bin/java: No such file or directory" in error
+    assert error.endswith(
+        "Install Java on the head node (17 for Spark 4) and set JAVA_HOME in ~/.profile, "
+        "then re-check."
+    )
+    assert steps_of("spark")["spark"] == ("failed", error)
+
+
 def test_the_wizard_rejects_what_is_not_a_spark_master(workspace, as_carol, sshd):
     response = as_carol.post(attach_url(workspace), form_data(sshd, spark_master="yarn-cluster"))
     assert response.status_code == 200
