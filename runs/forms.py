@@ -99,8 +99,9 @@ class RunSubmitForm(forms.Form):
     target = forms.ChoiceField(
         label="Compute target",
         required=False,
-        help_text="Where the script runs: this server (local), an attached VM or a cluster. "
-        "On a Databricks, Data Lake or Batch target it runs as a one-step pipeline.",
+        help_text="Where the script runs: this server (local), an attached VM, a cluster, or an "
+        "HDInsight / Spark head node as a PySpark job. On a Databricks, Data Lake or Batch "
+        "target it runs as a one-step pipeline.",
     )
     framework = forms.ChoiceField(
         label="Framework",
