@@ -87,6 +87,37 @@ while offset < int(sys.argv[2]):
 print(run.pk, offset)
 """
 
+# The monitor's part done by one process: store a timed line for each run 10 times a
+# second, wake its viewers. What remains is the websocket side alone.
+FEED = """
+import sys, time
+import django; django.setup()
+from django.contrib.auth import get_user_model
+from runs import live, logstore
+from runs.models import Experiment, Run
+from studio.models import Workspace
+slug, runs, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ws = Workspace.objects.get(slug=slug)
+alice = get_user_model().objects.get(username="alice")
+experiment, _ = Experiment.objects.get_or_create(workspace=ws, name="fed", created_by=alice)
+ids = [Run.objects.create(workspace=ws, experiment=experiment, number=n + 1, status="Running",
+                          target_name="local", submitted_by=alice).pk for n in range(runs)]
+print(" ".join(map(str, ids)), flush=True)
+sys.stdin.readline()
+for i in range(seconds * 10):
+    tick = time.monotonic()
+    for run_id in ids:
+        data = f"{i} {time.time():.6f}\\n".encode()
+        offset = logstore.size(run_id, "stdout")
+        logstore.append(run_id, "stdout", offset, data)
+        live.notify_log(run_id, "stdout", offset, data)
+    time.sleep(max(0, 0.1 - (time.monotonic() - tick)))
+Run.objects.filter(pk__in=ids).update(status="Completed")
+for run_id in ids:
+    live.notify_status(run_id, "Completed")
+time.sleep(1)
+"""
+
 # Each line carries the wall-clock time it was printed (the target is this machine).
 TIMED = """\
 import time
@@ -307,6 +338,35 @@ def run_concurrent(stack, cookie: str, runs: int, seconds: int) -> dict:
     }
 
 
+def fed_concurrent(stack, cookie: str, runs: int, seconds: int) -> tuple[list[float], dict]:
+    feeder = subprocess.Popen(
+        [sys.executable, "-c", FEED, stack.workspace_slug, str(runs), str(seconds)],
+        cwd=ROOT,
+        env=stack.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    run_ids = [int(r) for r in feeder.stdout.readline().split()]
+
+    async def watch() -> list[tuple[int, float]]:
+        viewers = asyncio.ensure_future(latencies_of(stack, cookie, run_ids))
+        await asyncio.sleep(3)
+        feeder.stdin.write("go\n")
+        feeder.stdin.flush()
+        return await viewers
+
+    parts = {role_of(p): p for p in psutil.Process(stack.process.pid).children()}
+    parts.update(feeder=psutil.Process(feeder.pid), client=psutil.Process())
+    cpu_before = {name: sum(p.cpu_times()[:2]) for name, p in parts.items()}
+    started = time.monotonic()
+    lines = asyncio.run(watch())
+    wall = time.monotonic() - started
+    cores = {name: (sum(p.cpu_times()[:2]) - cpu_before[name]) / wall for name, p in parts.items()}
+    feeder.wait(timeout=120)
+    return [latency for _, latency in lines], cores
+
+
 def finished_log_load(stack, cookie: str, megabytes: int) -> dict:
     out = python(stack, FINISHED_LOG, stack.workspace_slug, str(megabytes << 20))
     run_id, size = map(int, out.split())
@@ -401,6 +461,17 @@ def concurrent_line(stack, cookie: str, runs: int, seconds: int) -> None:
     )
 
 
+def fed_line(stack, cookie: str, runs: int, seconds: int) -> None:
+    latencies, cores = fed_concurrent(stack, cookie, runs, seconds)
+    median, p95 = percentiles(latencies)
+    used = ", ".join(f"{name} {n:.2f}" for name, n in sorted(cores.items()))
+    print(
+        f"\n{runs} runs fed at 10 lines/s for {seconds} s by one process storing and waking "
+        f"(no monitor), one websocket each: median {median * 1000:.0f} ms, "
+        f"p95 {p95 * 1000:.0f} ms. CPU cores used: {used}"
+    )
+
+
 def finished_line(stack, cookie: str, megabytes: int) -> None:
     big = finished_log_load(stack, cookie, megabytes)
     print(
@@ -419,7 +490,7 @@ def main() -> None:
     parser.add_argument("--concurrent-seconds", type=int, default=60)
     parser.add_argument("--throughput-mb", type=int, default=100)
     parser.add_argument("--finished-mb", type=int, default=100)
-    parser.add_argument("--parts", default="latency,throughput,concurrent,finished")
+    parser.add_argument("--parts", default="latency,throughput,concurrent,fed,finished")
     args = parser.parse_args()
     parts = args.parts.split(",")
 
@@ -444,6 +515,8 @@ def main() -> None:
                 throughput_line(stack, cookie, args.throughput_mb)
             if "concurrent" in parts:
                 concurrent_line(stack, cookie, args.concurrent, args.concurrent_seconds)
+            if "fed" in parts:
+                fed_line(stack, cookie, args.concurrent, args.concurrent_seconds)
             if "finished" in parts:
                 finished_line(stack, cookie, args.finished_mb)
         finally:

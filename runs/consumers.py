@@ -28,6 +28,8 @@ from runs.models import FINAL_STATUSES
 
 NOT_ALLOWED = 4403
 CHUNK_BYTES = 512 * 1024
+# A read this small comes from the page cache faster than a hop to a thread.
+INLINE_READ_BYTES = 64 * 1024
 # Status changes come as wake-ups too; the database is asked only every this many
 # checks of storage, so a page full of viewers does not keep it busy.
 STATUS_CHECK_EVERY = 10
@@ -85,7 +87,7 @@ class RunLogConsumer(AsyncJsonWebsocketConsumer):
         async with self.lock:
             if stream in self.offsets:
                 if size > self.offsets[stream]:
-                    await self.catch_up(stream)
+                    await self.catch_up(stream, size)
             elif stream not in self.announced:
                 self.announced.add(stream)
                 await self.send_json({"type": "stream", "stream": stream, "size": size})
@@ -97,18 +99,26 @@ class RunLogConsumer(AsyncJsonWebsocketConsumer):
                 await self.catch_up(stream)
             await self.send_status(event["status"])
 
-    async def catch_up(self, stream: str) -> None:
+    async def catch_up(self, stream: str, size: int | None = None) -> None:
+        """Send what is stored after the client's offset: up to `size` if known, else all."""
         while True:
-            data, after = await asyncio.to_thread(
-                logstore.read, self.run_id, stream, self.offsets[stream], CHUNK_BYTES
-            )
+            offset = self.offsets[stream]
+            limit = CHUNK_BYTES if size is None else min(CHUNK_BYTES, size - offset)
+            if limit <= 0:
+                return
+            if limit <= INLINE_READ_BYTES:
+                data, after = logstore.read(self.run_id, stream, offset, limit)
+            else:
+                data, after = await asyncio.to_thread(
+                    logstore.read, self.run_id, stream, offset, limit
+                )
             if not data:
                 return
             await self.send_json(
                 {
                     "type": "log",
                     "stream": stream,
-                    "offset": self.offsets[stream],
+                    "offset": offset,
                     "data": base64.b64encode(data).decode("ascii"),
                 }
             )
