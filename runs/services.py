@@ -14,6 +14,7 @@ import re
 import shlex
 import tarfile
 import tempfile
+import uuid
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from datetime import timedelta
@@ -428,10 +429,23 @@ def launch_spec(run: Run) -> LaunchSpec:
 
 
 def run_start(*, run_id: int) -> None:
-    """Claim a queued run, get it a node, upload what the target lacks, launch it detached."""
-    if not run_transition(
-        run_id, RunStatus.PREPARING, allowed_from=[RunStatus.QUEUED], status_reason=""
-    ):
+    """Claim a queued run, get it a node, upload what the target lacks, launch it detached.
+
+    While the run waits (no node yet, target unreachable) it stays Queued, and
+    its timeline gets an entry only when the reason changes: the dispatcher
+    retries every few seconds.
+    """
+    now = timezone.now()
+    claim = f"start:{uuid.uuid4().hex}"
+    claimed = (
+        Run.objects.filter(pk=run_id, status=RunStatus.QUEUED)
+        .filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
+        .update(
+            lease_owner=claim,
+            lease_expires_at=now + timedelta(seconds=settings.RUN_START_TIMEOUT_SECONDS),
+        )
+    )
+    if not claimed:
         return
     run = Run.objects.select_related("target", "environment", "snapshot").get(pk=run_id)
     target = run.target
@@ -439,22 +453,48 @@ def run_start(*, run_id: int) -> None:
         run_transition(
             run_id,
             RunStatus.FAILED,
-            allowed_from=[RunStatus.PREPARING],
+            allowed_from=[RunStatus.QUEUED],
             error="The compute target was detached before the run started.",
         )
         return
     node = None
-    if target.kind == ComputeKind.CLUSTER:
-        from compute.scheduler import cluster_wait_reason, node_request
-
-        node = node_request(target=target, run_id=run_id)
-        if node is None:
-            reason = f"Waiting for a node of {target.name}: {cluster_wait_reason(target)}"
-            _back_to_queue(run_id, reason)
-            return
-        Run.objects.filter(pk=run_id).update(node_name=node.name)
     try:
+        if target.kind == ComputeKind.CLUSTER:
+            from compute.scheduler import cluster_wait_reason, node_request
+
+            node = node_request(target=target, run_id=run_id)
+            if node is None:
+                _still_queued(
+                    run, f"Waiting for a node of {target.name}: {cluster_wait_reason(target)}"
+                )
+                return
         backend = backend_for(target, node=node)
+        backend.ensure_root()
+    except BackendError as exc:
+        _release_after_failed_start(run_id, node)
+        if exc.unreachable:
+            _still_queued(run, f"Target unreachable, retrying: {exc.message}")
+        else:
+            run_transition(
+                run_id,
+                RunStatus.FAILED,
+                allowed_from=[RunStatus.QUEUED],
+                error=exc.message,
+                message=exc.message,
+            )
+        return
+    if not run_transition(
+        run_id,
+        RunStatus.PREPARING,
+        allowed_from=[RunStatus.QUEUED],
+        status_reason="",
+        lease_owner="",
+        node_name=node.name if node else "",
+    ):
+        # Canceled while it was being claimed.
+        _release_after_failed_start(run_id, node)
+        return
+    try:
         spec = launch_spec(run)
         handle = backend.prepare(spec, snapshots.blob_path)
         handle["node_id"] = node.pk if node else None
@@ -478,10 +518,7 @@ def run_start(*, run_id: int) -> None:
         # Stored whatever the status is now, so a cancel that came meanwhile can reach it.
         Run.objects.filter(pk=run_id).update(handle=handle)
     except BackendError as exc:
-        if node is not None:
-            from compute.scheduler import node_release
-
-            node_release(run_id=run_id)
+        _release_after_failed_start(run_id, node)
         if exc.unreachable:
             _back_to_queue(run_id, f"Target unreachable, retrying: {exc.message}")
         else:
@@ -492,6 +529,25 @@ def run_start(*, run_id: int) -> None:
                 error=exc.message,
                 message=exc.message,
             )
+
+
+def _still_queued(run: Run, reason: str) -> None:
+    """Record why a queued run waits (on the timeline when the reason is new); let go of it."""
+    with transaction.atomic():
+        changed = (
+            Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED)
+            .exclude(status_reason=reason)
+            .update(status_reason=reason)
+        )
+        if changed:
+            RunEvent.objects.create(run_id=run.pk, status=RunStatus.QUEUED, message=reason)
+            transaction.on_commit(lambda: live.notify_status(run.pk, RunStatus.QUEUED))
+        Run.objects.filter(pk=run.pk, lease_owner__startswith="start:").update(lease_owner="")
+
+
+def _release_after_failed_start(run_id: int, node) -> None:
+    if node is not None:
+        run_release_node(run_id=run_id)
 
 
 def _back_to_queue(run_id: int, reason: str) -> None:

@@ -41,6 +41,10 @@ class NodeBackend(PosixBackend):
             # compute.engines.EngineError: the engine is unknown or unreachable.
             raise BackendError(str(exc), unreachable=True) from None
 
+    def ensure_root(self) -> None:
+        # The root is created with the first upload; this only checks the node is there.
+        self.container()
+
     def exec(self, script_text, args, *, stdin=None, timeout=60):
         if stdin is not None:
             raise ValueError("docker exec here takes no input: use put_tar")

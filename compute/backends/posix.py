@@ -195,7 +195,7 @@ class PosixBackend:
         return {}
 
     def ensure_root(self) -> None:
-        """Subclasses that find their root on the target set it here."""
+        """Reach the target (raising BackendError if it cannot be) and know its root."""
 
     def launch(self, spec: LaunchSpec, handle: dict) -> dict:
         """Start the run detached; returns the handle the monitor follows it with."""

@@ -158,6 +158,10 @@ def test_a_run_for_an_unreachable_vm_waits_in_the_queue_and_says_why(
     assert run.status_reason.startswith("Target unreachable, retrying: Connection refused")
     page = client_for(alice).get(reverse("run_detail", args=[workspace.slug, run.pk]))
     assert "Waiting: Target unreachable, retrying" in page.content.decode()
+    # The dispatcher retries every few seconds; the timeline says it once.
+    for _ in range(3):
+        services.runs_dispatch()
+    assert [e.status for e in run.events.all()] == ["NotStarted", "Queued", "Queued"]
 
     server.start()
     ssh.pool.close_all()
