@@ -164,12 +164,14 @@ def session_cookie(stack) -> str:
     jar = http.cookiejar.CookieJar()
     browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     page = browser.open(f"{stack.url}/login/").read().decode()
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert found, "the sign-in page has no CSRF token"
+    csrf = found.group(1)
     form = urllib.parse.urlencode(
         {"username": "alice", "password": stack.password, "csrfmiddlewaretoken": csrf}
     ).encode()
     browser.open(urllib.request.Request(f"{stack.url}/login/", data=form)).read()
-    return next(c.value for c in jar if c.name == "sessionid")
+    return next(c.value or "" for c in jar if c.name == "sessionid")
 
 
 class Viewer:
@@ -274,6 +276,7 @@ def ssh_floor(server: SshServer, key: Path, lines: int, pause: float) -> list[fl
         stdout=open(path, "wb"),  # noqa: SIM115 - the child writes to it
     )
     result = []
+    assert tail.stdout is not None
     for _ in range(lines):
         line = tail.stdout.readline()
         result.append(time.time() - float(line.split()[1]))
@@ -347,13 +350,15 @@ def fed_concurrent(stack, cookie: str, runs: int, seconds: int) -> tuple[list[fl
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert feeder.stdin is not None and feeder.stdout is not None
+    feeder_in = feeder.stdin
     run_ids = [int(r) for r in feeder.stdout.readline().split()]
 
     async def watch() -> list[tuple[int, float]]:
         viewers = asyncio.ensure_future(latencies_of(stack, cookie, run_ids))
         await asyncio.sleep(3)
-        feeder.stdin.write("go\n")
-        feeder.stdin.flush()
+        feeder_in.write("go\n")
+        feeder_in.flush()
         return await viewers
 
     parts = {role_of(p): p for p in psutil.Process(stack.process.pid).children()}
