@@ -72,7 +72,9 @@ def main() -> None:
             jar = http.cookiejar.CookieJar()
             browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
             page = browser.open(f"{stack.url}/login/").read().decode()
-            csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+            found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+            assert found, "the sign-in page has no CSRF token"
+            csrf = found.group(1)
             form = urllib.parse.urlencode(
                 {"username": "alice", "password": stack.password, "csrfmiddlewaretoken": csrf}
             ).encode()

@@ -65,6 +65,7 @@ def attach(client, workspace, data: dict, files: dict | None = None) -> str:
 
 def steps_of(name: str) -> dict[str, tuple[str, str]]:
     operation = ComputeOperation.objects.filter(target_name=name).first()
+    assert operation is not None, f"no operation recorded for {name}"
     return {step["key"]: (step["state"], step["detail"]) for step in operation.steps}
 
 
