@@ -2,7 +2,12 @@
 # and print the process group id once the run has recorded it.
 run_dir=$1
 ctl=$run_dir/ctl
-rm -f "$ctl/pid"
+# What an earlier run with this id left here (an earlier attempt, or another
+# Trainyard whose run ids overlap on this target) must not pass for this run's
+# state, output or files.
+rm -rf "$run_dir/wd"
+rm -f "$ctl/pid" "$ctl/exit_code" "$ctl/started" "$ctl/prepare" "$ctl/stdout" "$ctl/stderr" \
+    "$ctl/metrics"
 setsid sh "$ctl/run.sh" "$run_dir" > /dev/null 2>&1 < /dev/null &
 i=0
 while [ ! -s "$ctl/pid" ]; do
