@@ -425,6 +425,7 @@ def launch_spec(run: Run) -> LaunchSpec:
         conda_yaml=env.conda_yaml,
         conda=(target.facts or {}).get("conda") or "conda",
         docker_image=env.docker_image,
+        instance=settings.TRAINYARD_INSTANCE_ID,
     )
 
 

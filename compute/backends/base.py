@@ -41,10 +41,18 @@ class LaunchSpec:
     docker_image: str = ""
     # The Python that unpacks the snapshot and builds venvs, outside any container.
     host_python: str = "python3"
+    # This Trainyard installation: installations (or test sessions) sharing a
+    # target or a Docker engine must not mistake each other's runs for their own.
+    instance: str = ""
+
+    @property
+    def key(self) -> str:
+        """The run's name on the target: its run directory and container are called after it."""
+        return f"{self.instance}-{self.run_id}" if self.instance else str(self.run_id)
 
     @property
     def container_name(self) -> str:
-        return f"trainyard-run-{self.run_id}"
+        return f"trainyard-run-{self.key}"
 
 
 @dataclass

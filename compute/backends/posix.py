@@ -127,8 +127,8 @@ class PosixBackend:
 
     # --- the interface ---------------------------------------------------------------
 
-    def run_dir(self, run_id: int) -> str:
-        return f"{self.root}/runs/{run_id}"
+    def run_dir(self, key: str) -> str:
+        return f"{self.root}/runs/{key}"
 
     def blobs_present(self) -> set[str]:
         code, out, _ = self.exec(
@@ -177,8 +177,8 @@ class PosixBackend:
         """Upload the missing snapshot blobs and the run's control files, in one transfer."""
         self.ensure_root()
         files, transfer = self.missing_blobs(spec.manifest, local_blob)
-        run_dir = self.run_dir(spec.run_id)
-        ctl = f"runs/{spec.run_id}/ctl"
+        run_dir = self.run_dir(spec.key)
+        ctl = f"runs/{spec.key}/ctl"
         for name, content in {**helper_files(), **self.control_files(spec)}.items():
             files[f"{ctl}/{name}"] = content
         files[f"{ctl}/config.sh"] = self.config_sh(spec, run_dir).encode()

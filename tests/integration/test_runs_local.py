@@ -183,7 +183,8 @@ def test_cancel_of_a_docker_run_removes_its_container(
         wait_for(run, [RunStatus.RUNNING])
         while b"up" not in logstore.read(run.pk, "stdout")[0]:
             pass
-        name = f"trainyard-run-{run.pk}"
+        run.refresh_from_db()
+        name = run.handle["container"]
         assert docker_engine.containers.list(filters={"name": name})
         services.run_cancel(run=run, user=alice)
         run = wait_final(run)

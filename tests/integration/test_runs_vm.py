@@ -84,7 +84,7 @@ def test_a_vm_run_completes_with_outputs_and_metrics(tmp_path, workspace, alice,
     assert [f.path for f in run.files.all()] == ["outputs/result.txt"]
     # The work directory on the VM is cleaned up once the outputs are collected.
     assert (
-        on_target(vm, f"ls ~/.trainyard/runs/{run.pk} 2>&1 || true")
+        on_target(vm, f"ls {run.handle['run_dir']} 2>&1 || true")
         .strip()
         .endswith("No such file or directory")
     )
