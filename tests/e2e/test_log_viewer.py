@@ -140,7 +140,11 @@ def test_progress_bars_redraw_in_place_colours_render_and_stderr_stands_out(alic
     run_id = new_run(stack)
     open_logs(page, stack, run_id)
     bar = [f"\r{p:3d}%|{'#' * (p // 10):<10}| {p}/100".encode() for p in range(0, 101, 10)]
-    steps = [("stdout", b"\x1b[32mtraining\x1b[0m started\n")]
+    # stdout and stderr are separate streams: let the first line land before the bar starts,
+    # as it would from a script that prints a header and then starts tqdm.
+    store(stack, run_id, ("stdout", b"\x1b[32mtraining\x1b[0m started\n"))
+    wait_for_text(page, run_id, "training started")
+    steps: list = []
     for piece in bar:
         steps += [("stderr", piece), ("sleep", "0.02")]
     steps += [("stderr", b"\n"), ("stdout", b"done \xe2\x9c"), ("stdout", b"\x93\n")]
