@@ -85,8 +85,17 @@ def main() -> None:
             baseline = median_ms(anonymous, f"{stack.url}/login/")
             results = {
                 "Home page": median_ms(browser, f"{stack.url}/w/{stack.workspace_slug}/"),
-                "GET /api/v1/workspaces": median_ms(browser, f"{stack.url}/api/v1/workspaces", api),
             }
+            ws = f"workspace={stack.workspace_slug}"
+            for path in (
+                "workspaces",
+                f"computes?{ws}",
+                f"experiments?{ws}",
+                f"runs?{ws}",
+                f"pipelines?{ws}",
+            ):
+                url = f"{stack.url}/api/v1/{path}"
+                results[f"GET /api/v1/{path.split('?')[0]}"] = median_ms(anonymous, url, api)
         finally:
             stack.stop()
     print(f"baseline (sign-in page): {baseline:.1f} ms median of {REQUESTS}")
