@@ -27,12 +27,20 @@ for i in range(40):
 """
 
 
+def database_url() -> str:
+    """The test database (SQLite file or PostgreSQL), for processes the test starts."""
+    db = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{db['NAME']}"
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
 def start_monitor() -> subprocess.Popen:
     env = dict(
         os.environ,
         DJANGO_SETTINGS_MODULE="tests.settings",
         DATA_DIR=str(settings.DATA_DIR),
-        DATABASE_URL=f"sqlite:///{connection.settings_dict['NAME']}",
+        DATABASE_URL=database_url(),
         MONITOR_LEASE_SECONDS="2",
         MONITOR_POLL_SECONDS="0.1",
     )
