@@ -25,7 +25,7 @@ from compute.models import ComputeKind, ComputeTarget
 from studio.api import api_membership
 from studio.models import Role
 
-router = Router(tags=["compute"])
+router: Router = Router(tags=["compute"])
 
 
 class OperationOut(Schema):

@@ -13,7 +13,7 @@ from compute.scheduler import cluster_counts, cluster_wait_reason
 from studio.api import api_membership
 from studio.models import Role
 
-router = Router(tags=["compute"])
+router: Router = Router(tags=["compute"])
 
 
 class NodeOut(Schema):

@@ -57,6 +57,9 @@ class Monitor:
         self.stopping = threading.Event()
         self.followers: dict[int, threading.Thread] = {}
         self._last_renew = 0.0
+        # What each pass saw of this monitor's runs (pk → status, target, handle), read in
+        # one query, so a follower re-reads its run only when one of them changed.
+        self.leased: dict[int, tuple] = {}
 
     def stop(self, *_args) -> None:
         self.stopping.set()
@@ -122,6 +125,12 @@ class Monitor:
                 )
                 self.followers[run_id] = thread
                 thread.start()
+        self.leased = {
+            pk: (status, target_id, handle)
+            for pk, status, target_id, handle in Run.objects.filter(
+                lease_owner=self.owner
+            ).values_list("pk", "status", "target_id", "handle")
+        }
 
     def shutdown(self) -> None:
         """Stop following and hand the runs back at once, so another monitor need not wait."""
@@ -155,11 +164,25 @@ class RunFollower:
         self.attempt = None
         self.more = False
         self.patterns: list[re.Pattern] = []
+        # The run as the last plain poll left it: this thread alone writes its offsets and
+        # handle, and anything another process changes shows in the monitor's pass.
+        self.cached: Run | None = None
+
+    def load(self) -> Run | None:
+        run = self.cached
+        self.cached = None
+        if run is not None and self.monitor.leased.get(self.run_id) == (
+            run.status,
+            run.target_id,
+            run.handle,
+        ):
+            return run
+        return Run.objects.select_related("target").filter(pk=self.run_id).first()
 
     def step(self) -> bool:
         """One look at the run; False when this monitor is done with it."""
         self.more = False
-        run = Run.objects.select_related("target").filter(pk=self.run_id).first()
+        run = self.load()
         if run is None or run.lease_owner != self.monitor.owner or run.status not in FOLLOWED:
             return False
         if run.target is None:
@@ -210,6 +233,8 @@ class RunFollower:
                 allowed_from=[RunStatus.STARTING],
                 started_at=timezone.now(),
             )
+        elif poll.state not in ("exited", "lost"):
+            self.cached = run
         if poll.state in ("exited", "lost"):
             return self.finish(run, poll)
         return True
