@@ -23,7 +23,7 @@ from compute.models import (
     ComputeTarget,
     OperationState,
 )
-from compute.services import STALE_OPERATION, ComputeError
+from compute.services import ComputeError, operation_open, operation_require_idle
 from studio.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -199,36 +199,11 @@ def _attach(*, workspace, user, name: str, kind: str, config: dict, secret: str)
 def _require_checkable(target: ComputeTarget) -> None:
     if target.kind not in CLOUD_KINDS:
         raise ComputeError(f"{target.name} is not an Azure Databricks, Data Lake or Batch target.")
-    running = target.operations.filter(
-        state=OperationState.RUNNING, started_at__gt=timezone.now() - STALE_OPERATION
-    ).first()
-    if running is not None:
-        raise ComputeError(
-            f"{target.name} is busy ({running.action} started "
-            f"{running.started_at:%H:%M:%S}): wait until it finishes, then try again."
-        )
+    operation_require_idle(target)
 
 
 def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOperation:
-    target.operations.filter(state=OperationState.RUNNING).update(
-        state=OperationState.FAILED,
-        error="The worker running this operation stopped before it finished.",
-        finished_at=timezone.now(),
-    )
-    state = ComputeState.CREATING if action == "attach" else ComputeState.UPDATING
-    ComputeTarget.objects.filter(pk=target.pk).update(state=state, error="")
-    target.state, target.error = state, ""
-    operation = ComputeOperation.objects.create(
-        target=target,
-        workspace=target.workspace,
-        target_name=target.name,
-        action=action,
-        started_by=user,
-        steps=[
-            {"key": key, "label": label, "state": "pending", "detail": ""}
-            for key, label in STEPS[target.kind]
-        ],
-    )
+    operation = operation_open(target=target, user=user, action=action, steps=STEPS[target.kind])
     from compute.tasks import cloud_check_task
 
     transaction.on_commit(lambda: cloud_check_task.delay(operation.pk))

@@ -286,9 +286,8 @@ def _credential_fields(auth_method: str, password: str, private_key: str, passph
     }
 
 
-def _require_checkable(target: ComputeTarget) -> None:
-    if target.kind not in SSH_KINDS:
-        raise ComputeError(f"{target.name} is not a machine attached over SSH.")
+def operation_require_idle(target: ComputeTarget) -> None:
+    """Refuse a second operation while one runs on the target (a stale one no longer counts)."""
     running = target.operations.filter(
         state=OperationState.RUNNING, started_at__gt=timezone.now() - STALE_OPERATION
     ).first()
@@ -299,7 +298,10 @@ def _require_checkable(target: ComputeTarget) -> None:
         )
 
 
-def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOperation:
+def operation_open(
+    *, target: ComputeTarget, user, action: str, steps: list[tuple[str, str]]
+) -> ComputeOperation:
+    """Record a new operation with its pending steps and mark the target as busy."""
     # Anything a stale operation left "running" is closed, so the page shows one live operation.
     target.operations.filter(state=OperationState.RUNNING).update(
         state=OperationState.FAILED,
@@ -309,17 +311,26 @@ def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOper
     state = ComputeState.CREATING if action == "attach" else ComputeState.UPDATING
     ComputeTarget.objects.filter(pk=target.pk).update(state=state, error="")
     target.state, target.error = state, ""
-    operation = ComputeOperation.objects.create(
+    return ComputeOperation.objects.create(
         target=target,
         workspace=target.workspace,
         target_name=target.name,
         action=action,
         started_by=user,
         steps=[
-            {"key": key, "label": label, "state": "pending", "detail": ""}
-            for key, label in _steps(target)
+            {"key": key, "label": label, "state": "pending", "detail": ""} for key, label in steps
         ],
     )
+
+
+def _require_checkable(target: ComputeTarget) -> None:
+    if target.kind not in SSH_KINDS:
+        raise ComputeError(f"{target.name} is not a machine attached over SSH.")
+    operation_require_idle(target)
+
+
+def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOperation:
+    operation = operation_open(target=target, user=user, action=action, steps=_steps(target))
     from compute.tasks import vm_check_task
 
     transaction.on_commit(lambda: vm_check_task.delay(operation.pk))
