@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from compute.cloud import CloudError
@@ -23,7 +23,12 @@ from compute.models import (
     ComputeTarget,
     OperationState,
 )
-from compute.services import ComputeError, operation_open, operation_require_idle
+from compute.services import (
+    ComputeError,
+    operation_open,
+    operation_require_idle,
+    target_create,
+)
 from studio.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -176,23 +181,15 @@ def _attach(*, workspace, user, name: str, kind: str, config: dict, secret: str)
     if not secret:
         raise ValidationError("Enter the service's secret: it is how Trainyard signs in.")
     with transaction.atomic():
-        try:
-            target = ComputeTarget.objects.create(
-                workspace=workspace,
-                name=name,
-                kind=kind,
-                state=ComputeState.CREATING,
-                access_token=secret,
-                config=config,
-                created_by=user,
-            )
-        except IntegrityError:
-            raise ValidationError(
-                {
-                    "name": f"A compute target called “{name}” already exists in this "
-                    "workspace: choose another name."
-                }
-            ) from None
+        target = target_create(
+            workspace=workspace,
+            name=name,
+            kind=kind,
+            state=ComputeState.CREATING,
+            access_token=secret,
+            config=config,
+            created_by=user,
+        )
         return _operation_start(target=target, user=user, action="attach")
 
 

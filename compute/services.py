@@ -71,6 +71,19 @@ def public_key_line(private_key: str, passphrase: str = "", comment: str = "trai
 # ---------------------------------------------------------------- starting operations
 
 
+def target_create(**fields) -> ComputeTarget:
+    """Store a new compute target; a name already taken in the workspace is a form error."""
+    try:
+        return ComputeTarget.objects.create(**fields)
+    except IntegrityError:
+        raise ValidationError(
+            {
+                "name": f"A compute target called “{fields['name']}” already exists in this "
+                "workspace: choose another name."
+            }
+        ) from None
+
+
 def vm_attach(
     *,
     workspace,
@@ -89,27 +102,19 @@ def vm_attach(
     """Store the VM (state Creating) and check it in the background."""
     _require_credentials(auth_method, password, private_key, passphrase)
     with transaction.atomic():
-        try:
-            target = ComputeTarget.objects.create(
-                workspace=workspace,
-                name=name,
-                kind=ComputeKind.VM,
-                state=ComputeState.CREATING,
-                address=address,
-                resource_id=resource_id,
-                port=port,
-                username=username,
-                **_credential_fields(auth_method, password, private_key, passphrase),
-                config={"public_key": public_key} if public_key else {},
-                created_by=user,
-            )
-        except IntegrityError:
-            raise ValidationError(
-                {
-                    "name": f"A compute target called “{name}” already exists in this "
-                    "workspace: choose another name."
-                }
-            ) from None
+        target = target_create(
+            workspace=workspace,
+            name=name,
+            kind=ComputeKind.VM,
+            state=ComputeState.CREATING,
+            address=address,
+            resource_id=resource_id,
+            port=port,
+            username=username,
+            **_credential_fields(auth_method, password, private_key, passphrase),
+            config={"public_key": public_key} if public_key else {},
+            created_by=user,
+        )
         return _operation_start(target=target, user=user, action="attach")
 
 
@@ -140,26 +145,18 @@ def hdinsight_attach(
     if public_key:
         config["public_key"] = public_key
     with transaction.atomic():
-        try:
-            target = ComputeTarget.objects.create(
-                workspace=workspace,
-                name=name,
-                kind=ComputeKind.HDINSIGHT,
-                state=ComputeState.CREATING,
-                address=address,
-                port=port,
-                username=username,
-                **_credential_fields(auth_method, password, private_key, passphrase),
-                config=config,
-                created_by=user,
-            )
-        except IntegrityError:
-            raise ValidationError(
-                {
-                    "name": f"A compute target called “{name}” already exists in this "
-                    "workspace: choose another name."
-                }
-            ) from None
+        target = target_create(
+            workspace=workspace,
+            name=name,
+            kind=ComputeKind.HDINSIGHT,
+            state=ComputeState.CREATING,
+            address=address,
+            port=port,
+            username=username,
+            **_credential_fields(auth_method, password, private_key, passphrase),
+            config=config,
+            created_by=user,
+        )
         return _operation_start(target=target, user=user, action="attach")
 
 
