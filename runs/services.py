@@ -607,11 +607,20 @@ def run_cancel(*, run: Run, user=None, reason: str = "") -> bool:
 
 
 def run_requeue(*, run_id: int, reason: str) -> bool:
-    """Put a run whose node was preempted back in the queue, to start again on another node."""
+    """Put a run whose node was preempted back in the queue, to start again on another node.
+
+    A run already Finalizing counts too: the monitor may have seen its processes die with
+    the node before the autoscaler saw the node go.
+    """
     requeued = run_transition(
         run_id,
         RunStatus.QUEUED,
-        allowed_from=[RunStatus.STARTING, RunStatus.RUNNING, RunStatus.NOT_RESPONDING],
+        allowed_from=[
+            RunStatus.STARTING,
+            RunStatus.RUNNING,
+            RunStatus.NOT_RESPONDING,
+            RunStatus.FINALIZING,
+        ],
         message=f"Requeued: {reason}",
         status_reason=f"Requeued: {reason}",
         handle=None,

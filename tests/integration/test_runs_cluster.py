@@ -104,6 +104,26 @@ def test_a_preempted_run_is_requeued_and_completes_on_another_node(
     assert logstore.read(run.pk, "stdout")[0].endswith(b"working\ndone\n")
 
 
+def test_a_run_already_finalizing_when_its_low_priority_node_goes_is_requeued(
+    tmp_path, workspace, alice, engine
+):
+    """The monitor may see the run's processes die before the autoscaler sees the node go."""
+    cluster = make_cluster(workspace, alice, vm_priority="lowpriority", min_nodes=1)
+    cluster_autoscale(target=cluster)
+    source = write_tree(tmp_path / "src", {"train.py": "import time\ntime.sleep(30)\n"})
+    run = dispatch_until_started(
+        submit(workspace=workspace, user=alice, target=cluster, source=source)
+    )
+    assert run.status == RunStatus.STARTING
+    node = Node.objects.get(target=cluster, name=run.node_name)
+    assert services.run_transition(
+        run.pk, RunStatus.FINALIZING, allowed_from=[RunStatus.STARTING], message="Collecting"
+    )
+    node_docker(node).containers.get(node.container_id).remove(force=True)
+    cluster_autoscale(target=cluster)
+    assert run.events.filter(status=RunStatus.QUEUED, message__startswith="Requeued").exists()
+
+
 def test_cancel_on_a_node_leaves_no_process_in_its_container(
     tmp_path, workspace, alice, engine, settings
 ):
