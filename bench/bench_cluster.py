@@ -87,9 +87,9 @@ def main() -> None:
             bare.append(bare_docker_node(client))
             start = time.perf_counter()
             assert node_request(target=target, run_id=run_id) is None
-            node = node_request(target=target, run_id=run_id)
+            nodes = node_request(target=target, run_id=run_id)
             new_node.append(time.perf_counter() - start)
-            assert node is not None and node.state == "running"
+            assert nodes is not None and nodes[0].state == "running"
             node_release(run_id=run_id)
             cluster_autoscale(target=target)  # idle time 0: back to no nodes
 
@@ -103,9 +103,9 @@ def main() -> None:
             ComputeTarget.objects.get(pk=target.pk)
             db_read.append(time.perf_counter() - start)
             start = time.perf_counter()
-            node = node_request(target=target, run_id=run_id)
+            nodes = node_request(target=target, run_id=run_id)
             reuse.append(time.perf_counter() - start)
-            assert node is not None
+            assert nodes is not None
             node_release(run_id=run_id)
     finally:
         for container in client.containers.list(

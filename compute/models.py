@@ -215,6 +215,8 @@ class NodeRequest(models.Model):
         ComputeTarget, on_delete=models.CASCADE, related_name="node_requests"
     )
     run_id = models.BigIntegerField(unique=True)
+    # A multi-node run waits until this many nodes are idle at once.
+    node_count = models.PositiveIntegerField(default=1)
     requested_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

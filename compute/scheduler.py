@@ -19,6 +19,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 import docker
 import paramiko
@@ -85,33 +86,48 @@ def cluster_label_filter(target: ComputeTarget) -> dict:
 # --- the contract runs use -------------------------------------------------------------
 
 
-def node_request(*, target: ComputeTarget, run_id: int) -> Node | None:
-    """Give run `run_id` an idle node of the cluster, or None while it has to wait.
+def node_request(*, target: ComputeTarget, run_id: int, count: int = 1) -> list[Node] | None:
+    """Give run `run_id` `count` idle nodes of the cluster at once, or None while it waits.
 
-    Asking again for the same run returns the node it already has. When no
-    node is idle the run is recorded as waiting, which makes the next
-    autoscale pass (started at once) add a node if the cluster is below max
-    nodes; `cluster_wait_reason` says why it waits.
+    Asking again for the same run returns the nodes it already has, in the
+    same order (the first carries rank 0). Nodes are claimed all together or
+    not at all, so two multi-node runs never hold half of what each needs.
+    When too few nodes are idle the run is recorded as waiting, which makes
+    the next autoscale pass (started at once) add nodes up to max nodes;
+    `cluster_wait_reason` says why it waits.
     """
     if target.kind != ComputeKind.CLUSTER:
         raise ValueError(f"{target.name} is not a managed cluster")
     with transaction.atomic():
-        held = Node.objects.filter(target=target, run_id=run_id, state=NodeState.RUNNING).first()
-        if held is not None:
+        target = ComputeTarget.objects.select_for_update().get(pk=target.pk)
+        held = list(
+            Node.objects.filter(target=target, run_id=run_id, state=NodeState.RUNNING).order_by(
+                "pk"
+            )
+        )
+        if len(held) == count:
             return held
+        now = timezone.now()
+        if held:
+            # What is left of an earlier attempt (a node of it was lost): start afresh.
+            Node.objects.filter(pk__in=[n.pk for n in held]).update(
+                state=NodeState.IDLE, run_id=None, idle_since=now, state_changed_at=now
+            )
         if target.state == ComputeState.SUCCEEDED:
-            now = timezone.now()
-            for node in Node.objects.filter(target=target, state=NodeState.IDLE).order_by(
-                "idle_since", "pk"
-            ):
-                claimed = Node.objects.filter(pk=node.pk, state=NodeState.IDLE).update(
+            idle = list(
+                Node.objects.filter(target=target, state=NodeState.IDLE).order_by(
+                    "idle_since", "pk"
+                )[:count]
+            )
+            if len(idle) == count:
+                Node.objects.filter(pk__in=[n.pk for n in idle]).update(
                     state=NodeState.RUNNING, run_id=run_id, idle_since=None, state_changed_at=now
                 )
-                if claimed:
-                    NodeRequest.objects.filter(run_id=run_id).delete()
-                    node.refresh_from_db()
-                    return node
-        NodeRequest.objects.update_or_create(run_id=run_id, defaults={"target": target})
+                NodeRequest.objects.filter(run_id=run_id).delete()
+                return list(Node.objects.filter(pk__in=[n.pk for n in idle]).order_by("pk"))
+        NodeRequest.objects.update_or_create(
+            run_id=run_id, defaults={"target": target, "node_count": count}
+        )
         target_id = target.pk
         transaction.on_commit(lambda: _autoscale_soon(target_id))
     return None
@@ -125,6 +141,21 @@ def node_release(*, run_id: int) -> None:
         Node.objects.filter(run_id=run_id, state=NodeState.RUNNING).update(
             state=NodeState.IDLE, run_id=None, idle_since=now, state_changed_at=now
         )
+
+
+def node_address(node: Node) -> str:
+    """Where other nodes of the cluster reach this node (for a multi-node run's rank 0).
+
+    A node on the host network is reached at its engine's host; a node on a
+    Docker network at its address there.
+    """
+    if node.network and node.network != "host":
+        container = node_docker(node).containers.get(node.container_id)
+        networks = container.attrs["NetworkSettings"]["Networks"]
+        return networks[node.network]["IPAddress"]
+    assert node.engine is not None
+    host = urlsplit(node.engine.url).hostname
+    return host if host and not node.engine.url.startswith("unix://") else "127.0.0.1"
 
 
 def node_docker(node: Node) -> docker.DockerClient:
@@ -146,6 +177,8 @@ class ClusterCounts:
     waiting: int
     min_nodes: int
     max_nodes: int
+    # Nodes the waiting runs need together (a multi-node run needs several).
+    waiting_nodes: int = 0
 
     @property
     def current(self) -> int:
@@ -154,19 +187,21 @@ class ClusterCounts:
     @property
     def target(self) -> int:
         """How many nodes the autoscaler is heading for."""
-        return max(self.min_nodes, min(self.max_nodes, self.running + self.waiting))
+        return max(self.min_nodes, min(self.max_nodes, self.running + self.waiting_nodes))
 
 
 def cluster_counts(target: ComputeTarget) -> ClusterCounts:
     by_state = dict.fromkeys(NodeState.values, 0)
     for state in Node.objects.filter(target=target).values_list("state", flat=True):
         by_state[state] += 1
+    requests = list(NodeRequest.objects.filter(target=target).values_list("node_count", flat=True))
     return ClusterCounts(
         preparing=by_state[NodeState.PREPARING],
         idle=by_state[NodeState.IDLE],
         running=by_state[NodeState.RUNNING],
         leaving=by_state[NodeState.LEAVING],
-        waiting=NodeRequest.objects.filter(target=target).count(),
+        waiting=len(requests),
+        waiting_nodes=sum(requests),
         min_nodes=int(target.config.get("min_nodes", 0)),
         max_nodes=int(target.config.get("max_nodes", 0)),
     )

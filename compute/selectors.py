@@ -11,3 +11,15 @@ def compute_get(*, workspace, name: str) -> ComputeTarget:
 
 def operation_latest(*, target: ComputeTarget) -> ComputeOperation | None:
     return target.operations.select_related("started_by").first()
+
+
+def workspace_secrets_load(*, workspace_id: int) -> None:
+    """Decrypt every secret of the workspace's targets, so this process masks them.
+
+    studio.secrets remembers each value it decrypts and masks it wherever it appears.
+    """
+    list(
+        ComputeTarget.objects.filter(workspace_id=workspace_id).values_list(
+            "password", "private_key", "passphrase", "access_token"
+        )
+    )

@@ -146,7 +146,10 @@ class RunSubmitForm(forms.Form):
         required=False,
         min_value=1,
         initial=1,
-        help_text="Nodes the run uses; multi-node runs are not supported yet.",
+        help_text=(
+            "Nodes the run uses. More than one needs a compute cluster: the script runs on "
+            "each node, with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set."
+        ),
     )
     max_duration_seconds = forms.IntegerField(
         label="Max run duration (seconds)",

@@ -22,6 +22,7 @@ import secrets
 import signal
 import socket
 import threading
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -29,12 +30,13 @@ from django.db import close_old_connections, connection
 from django.db.models import Q
 from django.utils import timezone
 
-from compute.backends import LOG_STREAMS, BackendError, backend_for
+from compute.backends import LOG_STREAMS, BackendError, Poll, backend_for
 from compute.backends.posix import PosixBackend
-from runs import live, logstore, services
+from compute.selectors import workspace_secrets_load
+from runs import live, logstore, ranks, services
 from runs.models import Run, RunStatus
 from studio.health import monitor_heartbeat, redis_client
-from studio.secrets import redact_bytes
+from studio.secrets import redact_bytes, secret_prefix_at_end
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +44,27 @@ log = logging.getLogger(__name__)
 # machine, handle.job on a cloud service).
 FOLLOWED = services.ACTIVE_STATUSES
 STDOUT_SCAN_LIMIT = 4 * 1024 * 1024
+# How long output that may be the start of a secret waits for the rest of it.
+SECRET_HOLD_SECONDS = 1.0
 
 
-def handle_of(run: Run) -> dict:
-    """The handle of a launched run (the monitor follows no other)."""
-    assert run.handle is not None
-    return run.handle
+def combined(polls: list[Poll]) -> Poll:
+    """The state of a run from the polls of its ranks.
+
+    It runs while every rank runs; it ends when all have exited (with the
+    first failing rank's code), or as soon as one rank fails or vanishes,
+    since the others cannot finish without it.
+    """
+    if len(polls) == 1:
+        return polls[0]
+    chunks = {f"{p.rank}.{name}": data for p in polls for name, data in p.chunks.items()}
+    failed = [p for p in polls if p.state == "lost" or (p.exit_code or 0) != 0]
+    if failed:
+        first = failed[0]
+        return Poll(first.state, first.exit_code, first.started, chunks, rank=first.rank)
+    if all(p.state == "exited" for p in polls):
+        return Poll("exited", 0, all(p.started for p in polls), chunks)
+    return Poll("running", None, polls[0].started, chunks)
 
 
 class Monitor:
@@ -160,13 +177,20 @@ class RunFollower:
     def __init__(self, run_id: int, monitor: Monitor) -> None:
         self.run_id = run_id
         self.monitor = monitor
-        self._backend: PosixBackend | None = None
+        # One backend per rank of the run (one for a one-node run), rank 0 first.
+        self.backends: list[PosixBackend] = []
         self.attempt = None
         self.more = False
         self.patterns: list[re.Pattern] = []
         # The run as the last plain poll left it: this thread alone writes its offsets and
         # handle, and anything another process changes shows in the monitor's pass.
         self.cached: Run | None = None
+        # Per log stream, bytes at the end of the last read that may begin a secret, and
+        # since when: kept back a moment, so a secret split across two reads is still
+        # masked whole.
+        self.held: dict[str, tuple[bytes, float]] = {}
+        # Draining a run that ended: every byte read is the last of its stream.
+        self.ending = False
 
     def load(self) -> Run | None:
         run = self.cached
@@ -189,10 +213,13 @@ class RunFollower:
             services.run_fail(run_id=run.pk, reason="The compute target was detached.")
             return False
         attempt = (run.handle or {}).get("attempt")
-        if self._backend is None or attempt != self.attempt:
+        if not self.backends or attempt != self.attempt:
             self.attempt = attempt
+            workspace_secrets_load(workspace_id=run.workspace_id)
             try:
-                self._backend = backend_for(run.target, handle=run.handle)
+                self.backends = [
+                    backend_for(run.target, handle=handle) for handle in ranks.handles(run.handle)
+                ]
             except BackendError as exc:
                 services.run_fail(run_id=run.pk, reason=exc.message)
                 return False
@@ -239,10 +266,13 @@ class RunFollower:
             return self.finish(run, poll)
         return True
 
-    @property
-    def backend(self) -> PosixBackend:
-        assert self._backend is not None
-        return self._backend
+    def each_rank(self, run: Run):
+        """(rank, its backend, its handle) for every process of the run."""
+        handles = ranks.handles(run.handle)
+        return [
+            (rank, backend, handle)
+            for rank, (backend, handle) in enumerate(zip(self.backends, handles, strict=True))
+        ]
 
     def over_time(self, run: Run) -> bool:
         limit = run.max_duration_seconds
@@ -255,39 +285,66 @@ class RunFollower:
 
     # --- reading ---------------------------------------------------------------------
 
-    def offsets(self, run: Run) -> dict[str, int]:
+    def offsets(self, run: Run, rank: int, handle: dict) -> dict[str, int]:
         """Where to read on the target: what is stored, mapped back through the handle."""
-        handle = run.handle or {}
         result = {}
         for stream in LOG_STREAMS:
             target_at, stored_at = handle.get("log_offsets", {}).get(stream, [0, 0])
-            result[stream] = target_at + max(0, logstore.size(run.pk, stream) - stored_at)
-        result["metrics"] = run.metrics_file_offset
+            stored = logstore.size(run.pk, ranks.stream_name(rank, stream))
+            result[stream] = target_at + max(0, stored - stored_at)
+        # Metrics come from the driver.
+        result["metrics"] = run.metrics_file_offset if rank == 0 else 1 << 62
         return result
 
-    def read(self, run: Run):
-        offsets = self.offsets(run)
-        poll = self.backend.poll(handle_of(run), offsets)
+    def read(self, run: Run) -> Poll:
+        """One poll of every rank: store and announce new output; the run's state."""
+        polls = []
         handle_changed = False
-        for stream in LOG_STREAMS:
-            data = poll.chunks.get(stream, b"")
-            if not data:
-                continue
-            stored_at = logstore.size(run.pk, stream)
-            masked = redact_bytes(data)
-            size = logstore.append(run.pk, stream, stored_at, masked)
-            live.notify_log(run.pk, stream, stored_at, masked)
-            if len(masked) != len(data):
-                # Masking changed the length: remember where target and storage now meet.
-                assert run.handle is not None
-                run.handle["log_offsets"][stream] = [offsets[stream] + len(data), size]
-                handle_changed = True
-            if len(data) >= 1 << 20:
-                self.more = True
+        for rank, backend, handle in self.each_rank(run):
+            offsets = self.offsets(run, rank, handle)
+            poll = backend.poll(handle, offsets)
+            poll.rank = rank
+            for stream in LOG_STREAMS:
+                data = poll.chunks.get(stream, b"")
+                if data and self.store(run, rank, stream, data, offsets[stream], handle):
+                    handle_changed = True
+                if len(data) >= 1 << 20:
+                    self.more = True
+            polls.append(poll)
+            if rank == 0:
+                metrics_offset = offsets["metrics"]
         if handle_changed:
             Run.objects.filter(pk=run.pk).update(handle=run.handle)
-        self.record_metrics(run, offsets["metrics"], poll.chunks.get("metrics", b""), final=False)
-        return poll
+        self.record_metrics(run, metrics_offset, polls[0].chunks.get("metrics", b""), final=False)
+        return combined(polls)
+
+    def store(
+        self, run: Run, rank: int, stream: str, data: bytes, target_at: int, handle: dict
+    ) -> bool:
+        """Store new output masked; True when storage and target offsets part ways."""
+        name = ranks.stream_name(rank, stream)
+        held = secret_prefix_at_end(data)
+        before, since = self.held.get(name, (b"", 0.0))
+        now = time.monotonic()
+        if held and (self.ending or (data == before and now - since >= SECRET_HOLD_SECONDS)):
+            # The run is over, or nothing came after it for a while: it is output.
+            held = 0
+        if held:
+            self.held[name] = (data[len(data) - held :], since if data == before else now)
+        else:
+            self.held.pop(name, None)
+        data = data[: len(data) - held]
+        if not data:
+            return False
+        stored_at = logstore.size(run.pk, name)
+        masked = redact_bytes(data)
+        size = logstore.append(run.pk, name, stored_at, masked)
+        live.notify_log(run.pk, name, stored_at, masked)
+        if len(masked) == len(data) and not held:
+            return False
+        # Masking changed the length, or bytes wait: remember where target and storage meet.
+        handle.setdefault("log_offsets", {})[stream] = [target_at + len(data), size]
+        return True
 
     def record_metrics(self, run: Run, file_offset: int, chunk: bytes, *, final: bool) -> None:
         records: list[dict] = []
@@ -337,6 +394,7 @@ class RunFollower:
 
     def drain(self, run: Run):
         """Read until the target has nothing more to give; returns the last poll."""
+        self.ending = True
         for _ in range(1000):
             run.refresh_from_db(fields=["handle", "metrics_file_offset", "metrics_stdout_offset"])
             poll = self.read(run)
@@ -347,7 +405,7 @@ class RunFollower:
 
     # --- ending ----------------------------------------------------------------------
 
-    def finish(self, run: Run, poll) -> bool:
+    def finish(self, run: Run, poll: Poll | None) -> bool:
         services.run_transition(
             run.pk,
             RunStatus.FINALIZING,
@@ -355,20 +413,27 @@ class RunFollower:
             message="Collecting outputs, logs and metrics",
         )
         try:
-            poll = self.drain(run)
-            files = services.outputs_record(run=run, tar_data=self.backend.collect(handle_of(run)))
+            if len(self.backends) > 1:
+                # One rank ended the run: the others stop too.
+                self.stop_ranks(run)
+            drained = self.drain(run)
+            files = self.collect(run)
         except BackendError as exc:
             if exc.unreachable:
                 Run.objects.filter(pk=run.pk).update(status_reason=exc.message)
                 return True
             services.run_fail(run_id=run.pk, reason=exc.message)
             return False
+        if poll is None or len(self.backends) == 1:
+            poll = drained
+        # On a multi-node run, the rank that ended it (the others were stopped after it).
+        where = ranks.where(poll.rank, len(self.backends))
         tail = services.stderr_tail(run.pk)
         collected = f"{files} output file(s) collected"
         if poll.state == "lost":
             reason = (
-                f"The run's process disappeared from {run.target_name} without an exit code "
-                "(was the machine restarted, or the process killed from outside?)"
+                f"The run's process disappeared from {run.target_name}{where} without an exit "
+                "code (was the machine restarted, or the process killed from outside?)"
             )
             services.run_transition(
                 run.pk,
@@ -379,11 +444,12 @@ class RunFollower:
                 stderr_tail=tail,
             )
         elif not poll.started:
-            prepare = logstore.read(
-                run.pk, "prepare", max(0, logstore.size(run.pk, "prepare") - 4096)
-            )
+            stream = ranks.stream_name(poll.rank, "prepare")
+            prepare = logstore.read(run.pk, stream, max(0, logstore.size(run.pk, stream) - 4096))
             last = prepare[0].decode(errors="replace").strip().splitlines()[-5:]
-            reason = f"Preparing the run failed (exit code {poll.exit_code}): " + " / ".join(last)
+            reason = f"Preparing the run failed{where} (exit code {poll.exit_code}): " + " / ".join(
+                last
+            )
             services.run_transition(
                 run.pk,
                 RunStatus.FAILED,
@@ -403,7 +469,7 @@ class RunFollower:
                 stderr_tail=tail,
             )
         else:
-            reason = f"The script exited with code {poll.exit_code}"
+            reason = f"The script exited with code {poll.exit_code}{where}"
             services.run_transition(
                 run.pk,
                 RunStatus.FAILED,
@@ -418,7 +484,7 @@ class RunFollower:
 
     def cancel(self, run: Run) -> bool:
         try:
-            left = self.backend.cancel(handle_of(run), settings.RUN_CANCEL_GRACE_SECONDS)
+            left = self.stop_ranks(run)
         except BackendError as exc:
             Run.objects.filter(pk=run.pk).update(status_reason=f"Cancel pending: {exc.message}")
             return True
@@ -430,7 +496,7 @@ class RunFollower:
             return True
         try:
             self.drain(run)
-            services.outputs_record(run=run, tar_data=self.backend.collect(handle_of(run)))
+            self.collect(run)
         except BackendError as exc:
             log.warning("run %s: outputs of the canceled run not collected: %s", run.pk, exc)
         services.run_transition(
@@ -445,9 +511,24 @@ class RunFollower:
         self.release(run)
         return False
 
+    def stop_ranks(self, run: Run) -> int:
+        """SIGTERM, grace, SIGKILL on every rank; the processes left (0: all gone)."""
+        grace = settings.RUN_CANCEL_GRACE_SECONDS
+        return sum(backend.cancel(handle, grace) for _, backend, handle in self.each_rank(run))
+
+    def collect(self, run: Run) -> int:
+        """Keep every rank's ./outputs and ./logs (another rank's under its node's folder)."""
+        return sum(
+            services.outputs_record(
+                run=run, tar_data=backend.collect(handle), node_folder=ranks.source(rank)
+            )
+            for rank, backend, handle in self.each_rank(run)
+        )
+
     def release(self, run: Run) -> None:
         services.run_release_node(run_id=run.pk)
-        try:
-            self.backend.cleanup(handle_of(run))
-        except BackendError as exc:
-            log.warning("run %s: work directory not removed: %s", run.pk, exc)
+        for _, backend, handle in self.each_rank(run):
+            try:
+                backend.cleanup(handle)
+            except BackendError as exc:
+                log.warning("run %s: work directory not removed: %s", run.pk, exc)

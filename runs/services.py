@@ -15,12 +15,12 @@ import shlex
 import tarfile
 import tempfile
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from datetime import timedelta
 from functools import partial
 from io import BytesIO
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from compute.backends import LOG_STREAMS, RUNNABLE_KINDS, BackendError, LaunchSpec, backend_for
 from compute.models import ComputeKind, ComputeState, ComputeTarget
-from runs import live, logstore, snapshots
+from runs import live, logstore, ranks, snapshots
 from runs.models import (
     FINAL_STATUSES,
     Environment,
@@ -299,8 +299,7 @@ def run_submit(
             f"The entry script {entry_script} is not in the source folder. Python files in it: "
             f"{listed}."
         )
-    if node_count != 1:
-        raise RunError("Multi-node runs are not supported yet: use a node count of 1.")
+    _require_nodes(node_count, target)
     if target.kind == ComputeKind.CLUSTER and environment.docker_image:
         raise RunError(
             "Cluster nodes run the environment's Python directly: choose an environment "
@@ -348,6 +347,27 @@ def run_submit(
         run.refresh_from_db()
         return run
     raise RunError("Too many runs were submitted to this experiment at once: try again.")
+
+
+def _require_nodes(node_count: int, target: ComputeTarget) -> None:
+    """A multi-node run needs a compute cluster that may grow to that many nodes."""
+    if node_count < 1:
+        raise FieldError("node_count", "The node count is at least 1.")
+    if node_count == 1:
+        return
+    if target.kind != ComputeKind.CLUSTER:
+        raise FieldError(
+            "node_count",
+            f"{target.name} is one machine: runs on more than one node need a compute cluster. "
+            "Choose a cluster, or a node count of 1.",
+        )
+    max_nodes = int(target.config.get("max_nodes", 0))
+    if node_count > max_nodes:
+        raise FieldError(
+            "node_count",
+            f"{target.name} has at most {max_nodes} node(s), so a run on {node_count} nodes would "
+            "never start: lower the node count, or raise the cluster's maximum nodes.",
+        )
 
 
 def _require_framework(framework: str, target: ComputeTarget, environment: Environment) -> None:
@@ -458,21 +478,24 @@ def run_start(*, run_id: int) -> None:
             error="The compute target was detached before the run started.",
         )
         return
-    node = None
+    nodes: list = []
     try:
         if target.kind == ComputeKind.CLUSTER:
             from compute.scheduler import cluster_wait_reason, node_request
 
-            node = node_request(target=target, run_id=run_id)
-            if node is None:
+            nodes = node_request(target=target, run_id=run_id, count=run.node_count) or []
+            if not nodes:
+                wanted = "a node" if run.node_count == 1 else f"{run.node_count} nodes"
                 _still_queued(
-                    run, f"Waiting for a node of {target.name}: {cluster_wait_reason(target)}"
+                    run, f"Waiting for {wanted} of {target.name}: {cluster_wait_reason(target)}"
                 )
                 return
-        backend = backend_for(target, node=node)
-        backend.ensure_root()
+        backends = [backend_for(target, node=node) for node in nodes] or [backend_for(target)]
+        for backend in backends:
+            backend.ensure_root()
+        envs = _rank_environments(nodes, backends[0])
     except BackendError as exc:
-        _release_after_failed_start(run_id, node)
+        _release_after_failed_start(run_id, nodes)
         if exc.unreachable:
             _still_queued(run, f"Target unreachable, retrying: {exc.message}")
         else:
@@ -490,36 +513,40 @@ def run_start(*, run_id: int) -> None:
         allowed_from=[RunStatus.QUEUED],
         status_reason="",
         lease_owner="",
-        node_name=node.name if node else "",
+        node_name=nodes[0].name if nodes else "",
     ):
         # Canceled while it was being claimed.
-        _release_after_failed_start(run_id, node)
+        _release_after_failed_start(run_id, nodes)
         return
+    launched: list[dict] = []
     try:
-        spec = launch_spec(run)
-        handle = backend.prepare(spec, snapshots.blob_path)
-        handle["node_id"] = node.pk if node else None
-        # Where this attempt's output starts in storage: a requeued run goes on after
-        # what its earlier attempt printed. Per stream: [target offset, stored offset].
-        handle["log_offsets"] = {s: [0, logstore.size(run_id, s)] for s in LOG_STREAMS}
-        moved = f"{handle['uploaded_files']} changed file(s) uploaded"
-        if handle["uploaded_bytes"]:
-            moved += f" ({snapshots.human_bytes(handle['uploaded_bytes'])})"
-        moved += f", {handle['reused_files']} already on the target"
+        specs = [replace(launch_spec(run), env=env) for env in envs]
+        handles = []
+        for rank, (backend, spec) in enumerate(zip(backends, specs, strict=True)):
+            handle = backend.prepare(spec, snapshots.blob_path)
+            handle["node_id"] = nodes[rank].pk if nodes else None
+            # Where this attempt's output starts in storage: a requeued run goes on after
+            # what its earlier attempt printed. Per stream: [target offset, stored offset].
+            handle["log_offsets"] = {
+                s: [0, logstore.size(run_id, ranks.stream_name(rank, s))] for s in LOG_STREAMS
+            }
+            handles.append(handle)
         if not run_transition(
             run_id,
             RunStatus.STARTING,
             allowed_from=[RunStatus.PREPARING],
-            message=moved,
-            handle=handle,
+            message=_uploaded_message(handles),
+            handle=_joined(handles),
         ):
             _stopped_before_launch(run_id)
             return
-        handle = backend.launch(spec, handle)
+        for backend, spec, handle in zip(backends, specs, handles, strict=True):
+            launched.append(backend.launch(spec, handle))
         # Stored whatever the status is now, so a cancel that came meanwhile can reach it.
-        Run.objects.filter(pk=run_id).update(handle=handle)
+        Run.objects.filter(pk=run_id).update(handle=_joined(launched))
     except BackendError as exc:
-        _release_after_failed_start(run_id, node)
+        _stop_ranks(target, launched)
+        _release_after_failed_start(run_id, nodes)
         if exc.unreachable:
             _back_to_queue(run_id, f"Target unreachable, retrying: {exc.message}")
         else:
@@ -530,6 +557,52 @@ def run_start(*, run_id: int) -> None:
                 error=exc.message,
                 message=exc.message,
             )
+
+
+def _rank_environments(nodes: list, driver_backend) -> list[dict[str, str]]:
+    """Each rank's environment: none for a one-node run."""
+    if len(nodes) < 2:
+        return [{}]
+    from compute.scheduler import node_address
+
+    try:
+        address = node_address(nodes[0])
+    except Exception as exc:
+        # Docker's and the engine's errors: the driver node cannot be looked at now.
+        raise BackendError(
+            f"Cannot find the address of node {nodes[0].name}: {exc}", unreachable=True
+        ) from None
+    return ranks.environments(len(nodes), address, driver_backend.free_port())
+
+
+def _joined(handles: list[dict]) -> dict:
+    """The run's handle: rank 0's, with the other ranks' under `workers`."""
+    handle = {key: value for key, value in handles[0].items() if key != "workers"}
+    if len(handles) > 1:
+        handle["workers"] = handles[1:]
+    return handle
+
+
+def _uploaded_message(handles: list[dict]) -> str:
+    uploaded = sum(h["uploaded_files"] for h in handles)
+    uploaded_bytes = sum(h["uploaded_bytes"] for h in handles)
+    reused = sum(h["reused_files"] for h in handles)
+    moved = f"{uploaded} changed file(s) uploaded"
+    if uploaded_bytes:
+        moved += f" ({snapshots.human_bytes(uploaded_bytes)})"
+    moved += f", {reused} already on the target"
+    if len(handles) > 1:
+        moved += f", over {len(handles)} nodes"
+    return moved
+
+
+def _stop_ranks(target, handles: list[dict]) -> None:
+    """Stop what runs of these ranks, as far as their nodes can be reached."""
+    for handle in handles:
+        try:
+            backend_for(target, handle=handle).cancel(handle, settings.RUN_CANCEL_GRACE_SECONDS)
+        except BackendError as exc:
+            log.warning("could not stop a rank of a run: %s", exc.message)
 
 
 def _still_queued(run: Run, reason: str) -> None:
@@ -546,8 +619,8 @@ def _still_queued(run: Run, reason: str) -> None:
         Run.objects.filter(pk=run.pk, lease_owner__startswith="start:").update(lease_owner="")
 
 
-def _release_after_failed_start(run_id: int, node) -> None:
-    if node is not None:
+def _release_after_failed_start(run_id: int, nodes: list) -> None:
+    if nodes:
         run_release_node(run_id=run_id)
 
 
@@ -612,6 +685,7 @@ def run_requeue(*, run_id: int, reason: str) -> bool:
     A run already Finalizing counts too: the monitor may have seen its processes die with
     the node before the autoscaler saw the node go.
     """
+    before = _ranks_of(run_id)
     requeued = run_transition(
         run_id,
         RunStatus.QUEUED,
@@ -629,17 +703,36 @@ def run_requeue(*, run_id: int, reason: str) -> bool:
         metrics_file_offset=0,
     )
     if requeued:
+        _stop_other_ranks(run_id, before)
         transaction.on_commit(lambda: _enqueue_start(run_id))
     return requeued
 
 
 def run_fail(*, run_id: int, reason: str) -> bool:
+    before = _ranks_of(run_id)
     failed = run_transition(
         run_id, RunStatus.FAILED, allowed_from=ACTIVE_STATUSES, message=reason, error=reason
     )
     if failed:
+        _stop_other_ranks(run_id, before)
         run_release_node(run_id=run_id)
     return failed
+
+
+def _ranks_of(run_id: int) -> tuple[ComputeTarget | None, list[dict]]:
+    run = Run.objects.select_related("target").filter(pk=run_id).first()
+    if run is None:
+        return None, []
+    return run.target, ranks.handles(run.handle)
+
+
+def _stop_other_ranks(run_id: int, before: tuple[ComputeTarget | None, list[dict]]) -> None:
+    """A multi-node run that lost one node stops on the others and lets them go."""
+    target, handles = before
+    if target is None or len(handles) < 2:
+        return
+    _stop_ranks(target, [h for h in handles if "pgid" in h])
+    run_release_node(run_id=run_id)
 
 
 def runs_dispatch() -> int:
@@ -711,8 +804,11 @@ def metrics_record(
             Run.objects.filter(pk=run.pk).update(**updates)
 
 
-def outputs_record(*, run: Run, tar_data: bytes) -> int:
-    """Keep the files of a tar of ./outputs and ./logs as the run's files."""
+def outputs_record(*, run: Run, tar_data: bytes, node_folder: str = "") -> int:
+    """Keep the files of a tar of ./outputs and ./logs as the run's files.
+
+    Another node's files of a multi-node run go under its folder (outputs/node-1/...).
+    """
     count = 0
     if not tar_data:
         return 0
@@ -721,16 +817,18 @@ def outputs_record(*, run: Run, tar_data: bytes) -> int:
             if not member.isfile():
                 continue
             try:
-                path = str(snapshots.safe_relative(member.name))
+                path = snapshots.safe_relative(member.name)
             except snapshots.SnapshotError:
                 continue
+            if node_folder:
+                path = PurePosixPath(path.parts[0], node_folder, *path.parts[1:])
             src = tar.extractfile(member)
             if src is None:
                 continue
             with src:
                 sha, _ = snapshots.blob_store_bytes(src.read())
             RunFile.objects.update_or_create(
-                run=run, path=path, defaults={"sha256": sha, "size": member.size}
+                run=run, path=str(path), defaults={"sha256": sha, "size": member.size}
             )
             count += 1
     return count

@@ -48,6 +48,23 @@ def redact_bytes(data: bytes, extra: list[str] | tuple[str, ...] = ()) -> bytes:
     return data
 
 
+def secret_prefix_at_end(data: bytes) -> int:
+    """How many bytes at the end of `data` begin a known secret (0 if none do).
+
+    A stream read in pieces can end in the middle of a secret; holding those
+    bytes back until the rest arrives lets the whole secret be masked.
+    """
+    with _known_lock:
+        values = [v.encode() for v in _known]
+    longest = 0
+    for value in values:
+        for length in range(min(len(value) - 1, len(data)), longest, -1):
+            if data.endswith(value[:length]):
+                longest = length
+                break
+    return longest
+
+
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if _known:

@@ -44,6 +44,8 @@ class LaunchSpec:
     # This Trainyard installation: installations (or test sessions) sharing a
     # target or a Docker engine must not mistake each other's runs for their own.
     instance: str = ""
+    # Environment variables of this process of the run (a multi-node run's rank, master).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -63,3 +65,5 @@ class Poll:
     exit_code: int | None
     started: bool
     chunks: dict[str, bytes]
+    # Which process of a multi-node run the state is about (0: the driver).
+    rank: int = 0

@@ -170,6 +170,7 @@ class PosixBackend:
             "CONTAINER": spec.container_name if spec.docker_image else "",
         }
         lines = [f"{key}={shlex.quote(value)}" for key, value in values.items()]
+        lines += [f"export {key}={shlex.quote(value)}" for key, value in spec.env.items()]
         lines.append(f"set -- {shlex.join(spec.arguments)}" if spec.arguments else "set --")
         return "\n".join(lines) + "\n"
 

@@ -43,7 +43,7 @@ def test_create_then_read_the_cluster_with_its_nodes(engine, api_bob, workspace,
     assert cluster.state == "Succeeded"
     node_request(target=cluster, run_id=31)
     cluster_autoscale(target=cluster)
-    node = node_request(target=cluster, run_id=31)
+    [node] = node_request(target=cluster, run_id=31)
 
     body = api_bob.get(f"{API}/api-cluster?workspace={workspace.slug}").json()
     assert body["kind"] == "amlcompute"

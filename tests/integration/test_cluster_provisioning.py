@@ -132,7 +132,7 @@ def test_delete_removes_every_node_container_and_the_target(
         cluster = make_cluster(
             django_capture_on_commit_callbacks, workspace=workspace, user=alice, min_nodes=2
         )
-        node = node_request(target=cluster, run_id=11)
+        [node] = node_request(target=cluster, run_id=11)
         assert node is not None
         assert len(cluster_containers(engine, cluster)) == 2
         with django_capture_on_commit_callbacks(execute=True):

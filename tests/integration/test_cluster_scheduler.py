@@ -76,8 +76,8 @@ def test_two_nodes_come_up_the_third_run_waits_then_scale_down_to_zero(
 
     assert len(running(engine, cluster)) == 2
     assert cluster_counts(cluster).idle == 2
-    first = node_request(target=cluster, run_id=1)
-    second = node_request(target=cluster, run_id=2)
+    [first] = node_request(target=cluster, run_id=1)
+    [second] = node_request(target=cluster, run_id=2)
     assert {first.state, second.state} == {NodeState.RUNNING}
     assert first.pk != second.pk
     assert node_request(target=cluster, run_id=3) is None
@@ -92,9 +92,9 @@ def test_two_nodes_come_up_the_third_run_waits_then_scale_down_to_zero(
 
     # Run 1 is done: its node is reused by the waiting run 3, not a new one.
     node_release(run_id=1)
-    third = node_request(target=cluster, run_id=3)
+    [third] = node_request(target=cluster, run_id=3)
     assert third.pk == first.pk and third.run_id == 3
-    assert node_request(target=cluster, run_id=3).pk == first.pk
+    assert node_request(target=cluster, run_id=3)[0].pk == first.pk
 
     node_release(run_id=2)
     node_release(run_id=3)
@@ -126,7 +126,7 @@ def test_raising_max_nodes_lets_the_waiting_run_get_a_node(
     )
     assert cluster_wait_reason(cluster) == "1 run waiting, scaling up at the next autoscale pass"
     cluster_autoscale(target=cluster)
-    assert node_request(target=cluster, run_id=3).state == NodeState.RUNNING
+    assert node_request(target=cluster, run_id=3)[0].state == NodeState.RUNNING
     assert len(running(engine, cluster)) == 3
     assert cluster_counts(cluster).current == 3
 
@@ -211,7 +211,7 @@ def test_a_killed_low_priority_node_is_preempted_and_its_run_goes_back_to_the_qu
     )
     node_request(target=cluster, run_id=7)
     cluster_autoscale(target=cluster)
-    node = node_request(target=cluster, run_id=7)
+    [node] = node_request(target=cluster, run_id=7)
     engine.containers.get(node.container_id).kill()
 
     cluster_autoscale(target=cluster)
@@ -229,7 +229,7 @@ def test_a_killed_low_priority_node_is_preempted_and_its_run_goes_back_to_the_qu
     # What the runs app does on a preemption: the run asks for a node again.
     assert node_request(target=cluster, run_id=7) is None
     cluster_autoscale(target=cluster)
-    replacement = node_request(target=cluster, run_id=7)
+    [replacement] = node_request(target=cluster, run_id=7)
     assert replacement.pk != node.pk
     assert replacement.state == NodeState.RUNNING
     assert [c.id for c in running(engine, cluster)] == [replacement.container_id]
@@ -243,7 +243,7 @@ def test_a_removed_dedicated_node_fails_its_run_with_the_reason(
     )
     node_request(target=cluster, run_id=9)
     cluster_autoscale(target=cluster)
-    node = node_request(target=cluster, run_id=9)
+    [node] = node_request(target=cluster, run_id=9)
     engine.containers.get(node.container_id).remove(force=True)
 
     cluster_autoscale(target=cluster)

@@ -93,7 +93,7 @@ def test_nodes_on_an_ssh_engine(
     assert cluster.state == "Succeeded", cluster.error
     assert node_request(target=cluster, run_id=51) is None
     cluster_autoscale(target=cluster)
-    node = node_request(target=cluster, run_id=51)
+    [node] = node_request(target=cluster, run_id=51)
     assert node.engine == remote
     container = node_docker(node).containers.get(node.container_id)
     assert container.exec_run(["python3", "-c", "print('on box')"]).output == b"on box\n"

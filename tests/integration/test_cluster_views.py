@@ -133,7 +133,7 @@ def test_the_detail_page_shows_nodes_runs_and_why_it_waits(engine, as_bob, works
     for run in (21, 22):
         node_request(target=cluster, run_id=run)
     cluster_autoscale(target=cluster)
-    node = node_request(target=cluster, run_id=21)
+    [node] = node_request(target=cluster, run_id=21)
     html = as_bob.get(url(workspace, f"{cluster.name}/")).content.decode()
     assert node.name in html
     assert "run 21" in html

@@ -7,6 +7,7 @@ from django.urls import reverse
 from compute.models import ComputeTarget
 from runs import logstore, services
 from runs.models import EnvironmentKind, RunStatus
+from studio import secrets
 from tests.conftest import client_for
 from tests.integration.runs_support import (
     running_monitor,
@@ -190,3 +191,27 @@ def test_cancel_of_a_docker_run_removes_its_container(
         run = wait_final(run)
     assert run.status == RunStatus.CANCELED
     assert docker_engine.containers.list(all=True, filters={"name": name}) == []
+
+
+def test_a_workspace_secret_printed_in_two_pieces_is_masked_in_the_stored_log(
+    tmp_path, workspace, alice, local
+):
+    password = "hunter2-correct-horse-battery"
+    ComputeTarget.objects.create(
+        workspace=workspace, name="gpu-vm", kind="vm", address="127.0.0.1", password=password
+    )
+    # The monitor is its own process: it knows the workspace's secrets only from the database.
+    secrets._known.clear()
+    script = (
+        "import sys, time\n"
+        f"secret = {password!r}\n"
+        "sys.stdout.write('token: ' + secret[:9]); sys.stdout.flush()\n"
+        "time.sleep(0.5)\n"
+        "print(secret[9:], flush=True)\n"
+        "print('a', flush=True)\n"
+    )
+    source = write_tree(tmp_path / "src", {"train.py": script})
+    with running_monitor():
+        run = wait_final(submit(workspace=workspace, user=alice, target=local, source=source))
+    assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
+    assert logstore.read(run.pk, "stdout")[0] == b"token: ******\na\n"

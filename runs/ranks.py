@@ -1,0 +1,50 @@
+"""The processes of a multi-node run: one per node, called ranks (rank 0 is the driver).
+
+A run's handle is rank 0's, and holds the other ranks' handles under
+`workers`, in rank order. Rank 0 writes the run's `stdout`, `stderr` and
+`prepare` logs; rank N writes `node-N.stdout` and so on, which the log viewer
+offers as "node-N". Every rank gets the environment PyTorch's distributed
+launcher and its peers read: MASTER_ADDR and MASTER_PORT (where rank 0
+listens), WORLD_SIZE, RANK, NODE_RANK, LOCAL_RANK and LOCAL_WORLD_SIZE.
+"""
+
+from __future__ import annotations
+
+
+def handles(handle: dict | None) -> list[dict]:
+    """Each rank's handle, rank 0 first."""
+    if not handle:
+        return []
+    return [handle, *handle.get("workers", [])]
+
+
+def source(rank: int) -> str:
+    """The name of a rank's logs and output folder: "" for the driver, "node-N" for others."""
+    return "" if rank == 0 else f"node-{rank}"
+
+
+def stream_name(rank: int, stream: str) -> str:
+    return stream if rank == 0 else f"{source(rank)}.{stream}"
+
+
+def environments(count: int, master_addr: str, master_port: int) -> list[dict[str, str]]:
+    """The distributed-training environment of each of `count` ranks."""
+    return [
+        {
+            "MASTER_ADDR": master_addr,
+            "MASTER_PORT": str(master_port),
+            "WORLD_SIZE": str(count),
+            "RANK": str(rank),
+            "NODE_RANK": str(rank),
+            "LOCAL_RANK": "0",
+            "LOCAL_WORLD_SIZE": "1",
+        }
+        for rank in range(count)
+    ]
+
+
+def where(rank: int, count: int) -> str:
+    """How a message names the rank something happened on ("" for a one-node run)."""
+    if count == 1:
+        return ""
+    return " on the driver node" if rank == 0 else f" on node {rank} of {count}"
