@@ -41,6 +41,7 @@ class RunOut(Schema):
     status_reason: str
     target: str
     node: str
+    node_count: int
     entry_script: str
     arguments: list[str]
     framework: str
@@ -95,6 +96,7 @@ def run_out(run: Run) -> RunOut:
         status_reason=run.status_reason,
         target=run.target_name,
         node=run.node_name,
+        node_count=run.node_count,
         entry_script=run.entry_script,
         arguments=run.arguments,
         framework=run.framework,

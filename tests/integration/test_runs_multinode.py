@@ -1,14 +1,24 @@
 """Multi-node runs on a managed cluster: one process per node container, talking to each other."""
 
+import time
+
 import pytest
+from django.urls import reverse
 
 from compute.models import ComputeTarget, Node, NodeState
 from compute.scheduler import cluster_autoscale, node_docker
-from runs import logstore
+from runs import logstore, services
 from runs.models import RunStatus
 from runs.services import FieldError
+from tests.conftest import api_client_for, client_for
 from tests.integration.cluster_support import remove_test_containers
-from tests.integration.runs_support import running_monitor, submit, wait_final, write_tree
+from tests.integration.runs_support import (
+    running_monitor,
+    submit,
+    wait_final,
+    wait_for,
+    write_tree,
+)
 from tests.integration.test_runs_cluster import dispatch_until_started, make_cluster
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.docker]
@@ -86,6 +96,13 @@ def test_a_run_on_three_nodes_rendezvous_at_rank_0_and_keeps_each_nodes_log(
     for node in Node.objects.filter(target=cluster):
         assert node.state == NodeState.IDLE and node.run_id is None
 
+    page = client_for(alice).get(reverse("run_detail", args=[workspace.slug, run.pk]))
+    assert f"3 nodes, the driver on {run.node_name}" in page.content.decode()
+    shown = api_client_for(alice).get(f"/api/v1/runs/{run.pk}").json()
+    assert (shown["node_count"], shown["node"]) == (3, run.node_name)
+    streams = api_client_for(alice).get(f"/api/v1/runs/{run.pk}/logs/streams").json()
+    assert {"node-1.stdout", "node-2.stdout"} <= {s["name"] for s in streams}
+
 
 def test_a_failing_node_fails_the_run_and_stops_the_other_nodes(
     tmp_path, workspace, alice, engine, settings
@@ -126,3 +143,79 @@ def test_a_node_count_above_one_needs_a_cluster_that_can_grow_that_far(
     cluster = make_cluster(workspace, alice, max_nodes=2)
     with pytest.raises(FieldError, match="at most 2 node"):
         submit(workspace=workspace, user=alice, target=cluster, source=source, node_count=3)
+
+
+def test_cancel_of_a_multi_node_run_leaves_no_process_on_any_node(
+    tmp_path, workspace, alice, engine, settings
+):
+    settings.RUN_CANCEL_GRACE_SECONDS = 1
+    cluster = make_cluster(workspace, alice, max_nodes=2, min_nodes=2)
+    cluster_autoscale(target=cluster)
+    stubborn = (
+        "import os, signal, subprocess, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "subprocess.Popen(['sleep', '301'])\n"
+        "print('waiting on', os.environ['RANK'], flush=True)\ntime.sleep(300)\n"
+    )
+    source = write_tree(tmp_path / "src", {"train.py": stubborn})
+    with running_monitor():
+        run = submit(workspace=workspace, user=alice, target=cluster, source=source, node_count=2)
+        run = wait_for(dispatch_until_started(run), [RunStatus.RUNNING])
+        while b"waiting" not in logstore.read(run.pk, "node-1.stdout")[0]:
+            time.sleep(0.1)
+        services.run_cancel(run=run, user=alice)
+        run = wait_final(run)
+    assert run.status == RunStatus.CANCELED
+    for node in Node.objects.filter(target=cluster):
+        container = node_docker(node).containers.get(node.container_id)
+        processes = container.exec_run(["ps", "-eo", "stat,args"]).output.decode().splitlines()
+        left = [p for p in processes if ("train.py" in p or "sleep 30" in p) and "Z" not in p[:2]]
+        assert left == [], node.name
+        assert node.state == NodeState.IDLE
+
+
+def test_a_preempted_node_requeues_the_whole_run_which_completes_on_fresh_nodes(
+    tmp_path, workspace, alice, engine
+):
+    cluster = make_cluster(workspace, alice, vm_priority="lowpriority", max_nodes=2, min_nodes=2)
+    cluster_autoscale(target=cluster)
+    script = (
+        "import os, pathlib, time\n"
+        "print('rank', os.environ['RANK'], 'started', flush=True)\n"
+        "mark = pathlib.Path('/attempted')\n"
+        "if not mark.exists():\n"
+        "    mark.write_text('x')\n"
+        "    time.sleep(300)\n"
+    )
+    source = write_tree(tmp_path / "src", {"train.py": script})
+    with running_monitor():
+        run = submit(workspace=workspace, user=alice, target=cluster, source=source, node_count=2)
+        run = wait_for(dispatch_until_started(run), [RunStatus.RUNNING])
+        while b"started" not in logstore.read(run.pk, "node-1.stdout")[0]:
+            time.sleep(0.1)
+        driver = Node.objects.get(target=cluster, name=run.node_name)
+        survivor = Node.objects.filter(target=cluster).exclude(pk=driver.pk).get()
+        node_docker(survivor).containers.get(survivor.container_id).remove(force=True)
+        cluster_autoscale(target=cluster)  # notices the lost node: preempted, run requeued
+        assert run.events.filter(status=RunStatus.QUEUED, message__startswith="Requeued").exists()
+        # The driver's node is free again, with nothing of the first attempt left on it.
+        driver.refresh_from_db()
+        processes = (
+            node_docker(driver)
+            .containers.get(driver.container_id)
+            .exec_run(["ps", "-eo", "stat,args"])
+        )
+        assert [
+            p
+            for p in processes.output.decode().splitlines()
+            if "train.py" in p and "Z" not in p[:2]
+        ] == []
+        # Fresh containers have no mark: let the second attempt finish at once on any node.
+        for node in Node.objects.filter(target=cluster, state__in=["idle", "running"]):
+            node_docker(node).containers.get(node.container_id).exec_run(["touch", "/attempted"])
+        cluster_autoscale(target=cluster)
+        for node in Node.objects.filter(target=cluster, state__in=["idle", "running"]):
+            node_docker(node).containers.get(node.container_id).exec_run(["touch", "/attempted"])
+        run = wait_final(dispatch_until_started(run), timeout=90)
+    assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
+    assert logstore.read(run.pk, "stdout")[0] == b"rank 0 started\nrank 0 started\n"
