@@ -13,6 +13,10 @@ import yaml
 
 # The runconfig's spelling (any case) → how runs store it.
 SUPPORTED_FRAMEWORKS = {"python": "Python", "pyspark": "PySpark"}
+# A multi-node run starts one process per node with the rendezvous environment
+# torch.distributed reads (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT), which is
+# what these communicators use; MPI and parameter servers are started differently.
+SUPPORTED_COMMUNICATORS = ("none", "gloo", "nccl")
 
 
 class RunConfigError(Exception):
@@ -83,6 +87,13 @@ def parse_runconfig(text: str) -> RunConfig:
     config.framework = SUPPORTED_FRAMEWORKS.get(framework.lower(), "")
     config.max_duration_seconds = _int(data.get("maxRunDurationSeconds"), "maxRunDurationSeconds")
     config.node_count = _int(data.get("nodeCount"), "nodeCount")
+    communicator = str(data.get("communicator") or "None")
+    if communicator.lower() not in SUPPORTED_COMMUNICATORS:
+        raise RunConfigError(
+            f"communicator {communicator} is not supported here: a multi-node run starts one "
+            "process per node with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set, as "
+            "torch.distributed expects. Use communicator None, Gloo or Nccl."
+        )
 
     env = data.get("environment")
     if isinstance(env, dict):
