@@ -25,6 +25,7 @@ import docker
 import paramiko
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from docker.errors import DockerException, NotFound
 
@@ -114,10 +115,13 @@ def node_request(*, target: ComputeTarget, run_id: int, count: int = 1) -> list[
                 state=NodeState.IDLE, run_id=None, idle_since=now, state_changed_at=now
             )
         if target.state == ComputeState.SUCCEEDED:
+            # Runs that waited longer come first: a one-node run does not take the node a
+            # multi-node run ahead of it is waiting for.
+            ahead = _needed_before(target, run_id)
             idle = list(
                 Node.objects.filter(target=target, state=NodeState.IDLE).order_by(
                     "idle_since", "pk"
-                )[:count]
+                )[ahead : ahead + count]
             )
             if len(idle) == count:
                 Node.objects.filter(pk__in=[n.pk for n in idle]).update(
@@ -131,6 +135,17 @@ def node_request(*, target: ComputeTarget, run_id: int, count: int = 1) -> list[
         target_id = target.pk
         transaction.on_commit(lambda: _autoscale_soon(target_id))
     return None
+
+
+def _needed_before(target: ComputeTarget, run_id: int) -> int:
+    """Nodes the runs that have waited longer than run `run_id` need."""
+    waiting = NodeRequest.objects.filter(target=target).exclude(run_id=run_id)
+    own = NodeRequest.objects.filter(run_id=run_id).first()
+    if own is not None:
+        waiting = waiting.filter(
+            Q(requested_at__lt=own.requested_at) | Q(requested_at=own.requested_at, pk__lt=own.pk)
+        )
+    return sum(waiting.values_list("node_count", flat=True))
 
 
 def node_release(*, run_id: int) -> None:

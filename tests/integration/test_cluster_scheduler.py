@@ -265,3 +265,33 @@ def test_containers_nobody_owns_are_removed(
     Node.objects.filter(target=cluster).delete()
     cluster_autoscale(target=cluster)
     assert container.id not in [c.id for c in cluster_containers(engine, cluster)]
+
+
+def test_a_multi_node_run_gets_all_its_nodes_at_once_and_keeps_its_place_in_line(
+    engine, workspace, alice, django_capture_on_commit_callbacks
+):
+    cluster = make_cluster(
+        django_capture_on_commit_callbacks,
+        workspace=workspace,
+        user=alice,
+        min_nodes=2,
+        max_nodes=2,
+    )
+    cluster_autoscale(target=cluster)
+    [busy] = node_request(target=cluster, run_id=1)
+    # One node idle: the two-node run claims none of it and waits, first in line.
+    assert node_request(target=cluster, run_id=2, count=2) is None
+    assert cluster_counts(cluster).waiting_nodes == 2
+    assert cluster_wait_reason(cluster) == "1 run waiting, at max nodes 2"
+    # A one-node run that came later does not take the node the two-node run waits for.
+    assert node_request(target=cluster, run_id=3) is None
+    assert Node.objects.get(pk=busy.pk).run_id == 1
+    assert Node.objects.filter(target=cluster, state=NodeState.IDLE).count() == 1
+
+    node_release(run_id=1)
+    both = node_request(target=cluster, run_id=2, count=2)
+    assert both is not None and len({n.pk for n in both}) == 2
+    assert [n.pk for n in node_request(target=cluster, run_id=2, count=2)] == [n.pk for n in both]
+    assert node_request(target=cluster, run_id=3) is None
+    node_release(run_id=2)
+    assert node_request(target=cluster, run_id=3) is not None
