@@ -28,7 +28,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from compute.backends import LOG_STREAMS, RUNNABLE_KINDS, BackendError, LaunchSpec, backend_for
-from compute.models import ComputeKind, ComputeState, ComputeTarget
+from compute.models import ComputeKind, ComputeState, ComputeTarget, NodeRequest
 from runs import live, logstore, ranks, snapshots
 from runs.models import (
     FINAL_STATUSES,
@@ -739,6 +739,10 @@ def runs_dispatch() -> int:
     """Start queued runs again (a node may be free, a target back) and rescue stuck ones."""
     now = timezone.now()
     queued = list(Run.objects.filter(status=RunStatus.QUEUED).values_list("pk", flat=True))
+    # A node request outlives its run only by accident (the run deleted, a worker killed);
+    # left there it would keep its place in the cluster's line for ever.
+    waiting = Run.objects.filter(status=RunStatus.QUEUED).values("pk")
+    NodeRequest.objects.exclude(run_id__in=waiting).delete()
     for run_id in queued:
         _enqueue_start(run_id)
     stale = now - timedelta(seconds=settings.RUN_START_TIMEOUT_SECONDS)

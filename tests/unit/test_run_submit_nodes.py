@@ -4,6 +4,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from compute.models import ComputeKind, ComputeTarget, NodeRequest
+from runs import services
 from runs.models import Run
 from tests.unit.test_run_pages import folder, submit_data
 
@@ -44,3 +46,13 @@ def test_a_runconfig_with_communicator_none_is_accepted(workspace, as_carol):
     )
     assert post(as_carol, workspace, data).status_code == 302
     assert Run.objects.get().node_count == 1
+
+
+def test_the_dispatcher_forgets_node_requests_of_runs_that_no_longer_wait(workspace, as_carol):
+    post(as_carol, workspace, submit_data())
+    run = Run.objects.get()
+    cluster = ComputeTarget.objects.create(workspace=workspace, name="c", kind=ComputeKind.CLUSTER)
+    NodeRequest.objects.create(target=cluster, run_id=run.pk, node_count=2)
+    NodeRequest.objects.create(target=cluster, run_id=run.pk + 1000)
+    services.runs_dispatch()
+    assert list(NodeRequest.objects.values_list("run_id", flat=True)) == [run.pk]
