@@ -55,6 +55,10 @@ class NodeBackend(PosixBackend):
                 f"docker exec on {self.describe()} failed: {exc}", unreachable=True
             ) from None
         out, err = result.output
+        if result.exit_code == 126 and b"OCI runtime exec failed" in (out or b"") + (err or b""):
+            # The container stopped under the exec (a preempted node going away): whether
+            # the run is requeued or failed is the autoscaler's call, as for a vanished one.
+            raise BackendError(f"The container of {self.describe()} stopped.", unreachable=True)
         return result.exit_code, out or b"", err or b""
 
     def put_tar(self, dest, data):

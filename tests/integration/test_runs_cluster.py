@@ -96,7 +96,9 @@ def test_a_preempted_run_is_requeued_and_completes_on_another_node(
         node_docker(first).containers.get(first.container_id).remove(force=True)
         cluster_autoscale(target=cluster)  # notices the lost node: preempted, run requeued
         run.refresh_from_db()
-        assert run.events.filter(status=RunStatus.QUEUED, message__startswith="Requeued").exists()
+        assert run.events.filter(
+            status=RunStatus.QUEUED, message__startswith="Requeued"
+        ).exists(), list(run.events.values_list("status", "message"))
         cluster_autoscale(target=cluster)  # a new node for the waiting run
         run = wait_final(dispatch_until_started(run))
     assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
