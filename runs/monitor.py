@@ -526,9 +526,10 @@ class RunFollower:
         )
 
     def release(self, run: Run) -> None:
-        services.run_release_node(run_id=run.pk)
+        """Remove the run's directories, then let go of its nodes."""
         for _, backend, handle in self.each_rank(run):
             try:
                 backend.cleanup(handle)
             except BackendError as exc:
                 log.warning("run %s: work directory not removed: %s", run.pk, exc)
+        services.run_release_node(run_id=run.pk)

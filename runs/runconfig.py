@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
+from runs.run_based import RunBasedSpec
+
 # The runconfig's spelling (any case) → how runs store it.
 SUPPORTED_FRAMEWORKS = {"python": "Python", "pyspark": "PySpark"}
 # A multi-node run starts one process per node with the rendezvous environment
@@ -42,6 +44,8 @@ class RunConfig:
     max_duration_seconds: int | None = None
     node_count: int | None = None
     environment: EnvironmentSpec | None = None
+    # The amlcompute section, for `target: amlcompute` (a cluster created for the run).
+    run_based: RunBasedSpec | None = None
 
 
 def _int(value, key: str) -> int | None:
@@ -95,6 +99,8 @@ def parse_runconfig(text: str) -> RunConfig:
             "torch.distributed expects. Use communicator None, Gloo or Nccl."
         )
 
+    config.run_based = _run_based(data.get("amlcompute"))
+
     env = data.get("environment")
     if isinstance(env, dict):
         spec = EnvironmentSpec(name=str(env.get("name") or ""))
@@ -112,3 +118,21 @@ def parse_runconfig(text: str) -> RunConfig:
                 raise RunConfigError("environment.docker.enabled is true but baseImage is empty.")
         config.environment = spec
     return config
+
+
+def _run_based(section) -> RunBasedSpec | None:
+    """The `amlcompute` section: vmSize, vmPriority, clusterMaxNodeCount, retainCluster."""
+    if not isinstance(section, dict) or not section.get("vmSize"):
+        return None
+    priority = str(section.get("vmPriority") or "dedicated").lower()
+    if priority not in ("dedicated", "lowpriority"):
+        raise RunConfigError(
+            f"amlcompute.vmPriority {section.get('vmPriority')} is not known: use dedicated or "
+            "lowpriority."
+        )
+    return RunBasedSpec(
+        vm_size=str(section["vmSize"]),
+        vm_priority=priority,
+        max_nodes=_int(section.get("clusterMaxNodeCount"), "amlcompute.clusterMaxNodeCount") or 1,
+        retain=bool(section.get("retainCluster")),
+    )

@@ -28,6 +28,7 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from compute.backends import LOG_STREAMS, RUNNABLE_KINDS, BackendError, LaunchSpec, backend_for
+from compute.cluster_services import ClusterError
 from compute.models import ComputeKind, ComputeState, ComputeTarget, NodeRequest
 from runs import live, logstore, ranks, snapshots
 from runs.models import (
@@ -42,6 +43,12 @@ from runs.models import (
     RunFile,
     RunStatus,
     Snapshot,
+)
+from runs.run_based import (
+    RUN_BASED_TARGET,
+    RunBasedSpec,
+    run_based_cluster_create,
+    run_based_cluster_release,
 )
 from runs.runconfig import EnvironmentSpec, RunConfig
 
@@ -648,9 +655,13 @@ def _stopped_before_launch(run_id: int) -> None:
 
 
 def run_release_node(*, run_id: int) -> None:
+    """The run is done with its nodes: they become idle, and a run-based cluster goes."""
     from compute.scheduler import node_release
 
     node_release(run_id=run_id)
+    run = Run.objects.select_related("target", "submitted_by").filter(pk=run_id).first()
+    if run is not None:
+        run_based_cluster_release(run=run)
 
 
 def run_cancel(*, run: Run, user=None, reason: str = "") -> bool:
@@ -877,6 +888,8 @@ class SubmitRequest:
     display_name: str = ""
     # Empty: the runconfig's, else PySpark on HDInsight / Spark targets and Python elsewhere.
     framework: str = ""
+    # With the target "amlcompute": the cluster to create for this run alone.
+    run_based: RunBasedSpec | None = None
 
     def apply_runconfig(self, config: RunConfig) -> None:
         """Fill what the user left empty from an `az ml` runconfig file."""
@@ -890,6 +903,8 @@ class SubmitRequest:
             self.node_count = config.node_count
         if self.environment is None and config.environment is not None:
             self.environment_spec = config.environment
+        if self.run_based is None:
+            self.run_based = config.run_based
 
 
 def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, archive=None) -> Run:
@@ -901,7 +916,14 @@ def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, ar
     if problem:
         raise FieldError("experiment", problem)
     target = ComputeTarget.objects.filter(workspace=workspace, name=request.target).first()
-    if target is None:
+    run_based = target is None and request.target == RUN_BASED_TARGET
+    if run_based and (request.run_based is None or not request.run_based.vm_size):
+        raise FieldError(
+            "target",
+            "A run-based cluster (target amlcompute) needs a VM size: give it in the "
+            "runconfig's amlcompute: vmSize, or choose an existing target.",
+        )
+    if target is None and not run_based:
         raise FieldError(
             "target",
             f"This workspace has no compute target {request.target!r}: choose one of its "
@@ -932,6 +954,35 @@ def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, ar
             f"{', '.join(scripts) or 'none'}.",
         )
     experiment = experiment_get_or_create(workspace=workspace, name=name, user=user)
+    resolved = {
+        "workspace": workspace,
+        "user": user,
+        "request": request,
+        "experiment": experiment,
+        "snapshot": snapshot,
+        "environment": environment,
+    }
+    if not run_based:
+        assert target is not None
+        return _submit_resolved(target=target, **resolved)
+    assert request.run_based is not None
+    with transaction.atomic():
+        try:
+            target = run_based_cluster_create(
+                workspace=workspace,
+                user=user,
+                spec=request.run_based,
+                node_count=request.node_count or 1,
+            )
+        except ClusterError as exc:
+            raise FieldError("target", f"The run-based cluster cannot be created: {exc}") from None
+        return _submit_resolved(target=target, **resolved)
+
+
+def _submit_resolved(
+    *, workspace, user, request: SubmitRequest, experiment, target, snapshot, environment
+) -> Run:
+    """Submit once the experiment, target, snapshot and environment are known."""
     from compute.backends import CLOUD_BACKENDS
 
     if target.kind in CLOUD_BACKENDS:
