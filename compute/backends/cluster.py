@@ -55,7 +55,8 @@ class NodeBackend(PosixBackend):
                 f"docker exec on {self.describe()} failed: {exc}", unreachable=True
             ) from None
         out, err = result.output
-        if result.exit_code == 126 and b"OCI runtime exec failed" in (out or b"") + (err or b""):
+        said = (out or b"") + (err or b"")
+        if result.exit_code == 126 and (b"OCI runtime" in said or b"cannot exec in a" in said):
             # The container stopped under the exec (a preempted node going away): whether
             # the run is requeued or failed is the autoscaler's call, as for a vanished one.
             raise BackendError(f"The container of {self.describe()} stopped.", unreachable=True)

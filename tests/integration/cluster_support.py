@@ -34,3 +34,12 @@ def make_cluster(
 def remove_test_containers(client: docker.DockerClient) -> None:
     for container in cluster_containers(client):
         container.remove(force=True)
+
+
+def node_processes(node, *needles: str) -> list[str]:
+    """The live (not zombie) processes in a node's container whose command has a needle."""
+    from compute.scheduler import node_docker
+
+    container = node_docker(node).containers.get(node.container_id)
+    listing = container.exec_run(["ps", "-eo", "stat,args"]).output.decode().splitlines()[1:]
+    return [p for p in listing if any(n in p for n in needles) and not p.startswith("Z")]

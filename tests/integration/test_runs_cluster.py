@@ -9,7 +9,7 @@ from compute.models import Node, NodeState
 from compute.scheduler import cluster_autoscale, node_docker
 from runs import logstore, services
 from runs.models import RunStatus
-from tests.integration.cluster_support import remove_test_containers
+from tests.integration.cluster_support import node_processes, remove_test_containers
 from tests.integration.runs_support import (
     running_monitor,
     submit,
@@ -150,6 +150,4 @@ def test_cancel_on_a_node_leaves_no_process_in_its_container(
         services.run_cancel(run=run, user=alice)
         run = wait_final(run)
     assert run.status == RunStatus.CANCELED
-    processes = container.exec_run(["ps", "-eo", "stat,args"]).output.decode().splitlines()
-    left = [p for p in processes if ("train.py" in p or "sleep 301" in p) and not p.startswith("Z")]
-    assert left == []
+    assert node_processes(node, "train.py", "sleep 301") == []

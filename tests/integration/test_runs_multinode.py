@@ -11,7 +11,7 @@ from runs import logstore, services
 from runs.models import RunStatus
 from runs.services import FieldError
 from tests.conftest import api_client_for, client_for
-from tests.integration.cluster_support import remove_test_containers
+from tests.integration.cluster_support import node_processes, remove_test_containers
 from tests.integration.runs_support import (
     running_monitor,
     submit,
@@ -126,10 +126,7 @@ def test_a_failing_node_fails_the_run_and_stops_the_other_nodes(
     assert run.error == "The script exited with code 3 on node 1 of 2"
     assert run.exit_code == 3
     assert logstore.read(run.pk, "node-1.stderr")[0] == b"giving up\n"
-    driver = Node.objects.get(target=cluster, name=run.node_name)
-    container = node_docker(driver).containers.get(driver.container_id)
-    processes = container.exec_run(["ps", "-eo", "stat,args"]).output.decode().splitlines()
-    assert [p for p in processes if "train.py" in p and not p.startswith("Z")] == []
+    assert node_processes(Node.objects.get(target=cluster, name=run.node_name), "train.py") == []
 
 
 def test_a_node_count_above_one_needs_a_cluster_that_can_grow_that_far(
@@ -167,10 +164,7 @@ def test_cancel_of_a_multi_node_run_leaves_no_process_on_any_node(
         run = wait_final(run)
     assert run.status == RunStatus.CANCELED
     for node in Node.objects.filter(target=cluster):
-        container = node_docker(node).containers.get(node.container_id)
-        processes = container.exec_run(["ps", "-eo", "stat,args"]).output.decode().splitlines()
-        left = [p for p in processes if ("train.py" in p or "sleep 30" in p) and "Z" not in p[:2]]
-        assert left == [], node.name
+        assert node_processes(node, "train.py", "sleep 301") == [], node.name
         assert node.state == NodeState.IDLE
 
 
@@ -199,17 +193,7 @@ def test_a_preempted_node_requeues_the_whole_run_which_completes_on_fresh_nodes(
         cluster_autoscale(target=cluster)  # notices the lost node: preempted, run requeued
         assert run.events.filter(status=RunStatus.QUEUED, message__startswith="Requeued").exists()
         # The driver's node is free again, with nothing of the first attempt left on it.
-        driver.refresh_from_db()
-        processes = (
-            node_docker(driver)
-            .containers.get(driver.container_id)
-            .exec_run(["ps", "-eo", "stat,args"])
-        )
-        assert [
-            p
-            for p in processes.output.decode().splitlines()
-            if "train.py" in p and "Z" not in p[:2]
-        ] == []
+        assert node_processes(driver, "train.py") == []
         # Fresh containers have no mark: let the second attempt finish at once on any node.
         for node in Node.objects.filter(target=cluster, state__in=["idle", "running"]):
             node_docker(node).containers.get(node.container_id).exec_run(["touch", "/attempted"])
