@@ -28,7 +28,10 @@
 
   const SOURCE_LABELS = { "": "Driver", prepare: "Preparation (snapshot, environment)" };
 
+  // A multi-node run's rank N writes "node-N.stdout", "node-N.stderr" and "node-N.prepare".
   function sourceLabel(source) {
+    const node = /^node-(\d+)(\.prepare)?$/.exec(source);
+    if (node) return node[2] ? `Node ${node[1]}: preparation` : `Node ${node[1]}`;
     return SOURCE_LABELS[source] || source;
   }
 

@@ -53,8 +53,8 @@ def test_each_node_of_a_multi_node_run_has_its_own_log(
     assert "rank 1" not in shown(page, run_id)
 
     source_list = page.get_by_label("Log", exact=True)
-    expect(source_list.locator("option[value=\"node-1\"]")).to_have_count(1)
-    source_list.select_option("node-1")
+    expect(source_list.locator("option", has_text="Node 1: preparation")).to_have_count(1)
+    source_list.select_option(label="Node 1")
     wait_for_text(page, run_id, "rank 1 of 2 says 3")
     lines = [line for line in shown(page, run_id).splitlines() if line.strip()]
     assert lines == [f"rank 1 of 2 says {i}" for i in (1, 2, 3)]
