@@ -78,6 +78,11 @@ class RunLogConsumer(AsyncJsonWebsocketConsumer):
                 if isinstance(offset, int) and offset >= 0 and logstore.STREAM_NAME.match(stream):
                     self.offsets[stream] = offset
                     self.announced.add(stream)
+            # Stored bytes in the order they arrived, streams interleaved; then anything
+            # the arrival index does not cover.
+            order = await asyncio.to_thread(logstore.arrival_order, self.run_id, self.offsets)
+            for stream, end in order:
+                await self.catch_up(stream, end)
             for stream in self.offsets:
                 await self.catch_up(stream)
             await self.send_json({"type": "synced"})

@@ -3,15 +3,27 @@
 Storage is the truth for every reader (page, websocket, API, CLI): the channel
 layer only wakes readers up. Appends are idempotent by offset, so a monitor
 that resumes after a crash, or a second monitor, never stores a byte twice.
+
+Each append that stores new bytes also adds a fixed-size record (stream, its
+new size) to the run's arrival index, so a finished log can be replayed with
+its streams interleaved as they arrived (a traceback after the line that
+caused it), reading only the end of the index for the end of the log.
 """
 
 import os
 import re
+import struct
 from pathlib import Path
 
 from django.conf import settings
 
 STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+ARRIVAL_RECORD = struct.Struct("<64sQ")
+ARRIVAL_INDEX = "arrival.idx"
+# Records read at once when walking the index back from its end.
+ARRIVAL_BLOCK = 4096
 
 
 def stream_path(run_id: int, stream: str) -> Path:
@@ -52,6 +64,8 @@ def append(run_id: int, stream: str, offset: int, data: bytes) -> int:
             f.write(data[skip:])
             f.flush()
             os.fsync(f.fileno())
+            with open(path.parent / ARRIVAL_INDEX, "ab") as index:
+                index.write(ARRIVAL_RECORD.pack(stream.encode(), f.tell()))
         return f.tell()
 
 
@@ -69,3 +83,42 @@ def read(run_id: int, stream: str, offset: int = 0, limit: int = 1 << 20) -> tup
 def tail_offset(run_id: int, stream: str, nbytes: int) -> int:
     """Where the last `nbytes` of a stream begin, for viewers that load the tail first."""
     return max(0, size(run_id, stream) - nbytes)
+
+
+def arrival_order(run_id: int, offsets: dict[str, int]) -> list[tuple[str, int]]:
+    """How the bytes of `offsets`' streams after those offsets arrived: (stream, end) in order.
+
+    Sending each stream up to each `end` in turn replays the streams interleaved
+    as they were stored. Bytes the index does not cover (a log stored before it
+    existed) are not listed: read them after these.
+    """
+    path = Path(settings.LOG_DIR) / str(run_id) / ARRIVAL_INDEX
+    if not path.exists():
+        return []
+    backwards: list[tuple[str, int]] = []
+    with open(path, "rb") as index:
+        count = os.fstat(index.fileno()).st_size // ARRIVAL_RECORD.size
+        pending = set(offsets)
+        while count > 0 and pending:
+            first = max(0, count - ARRIVAL_BLOCK)
+            index.seek(first * ARRIVAL_RECORD.size)
+            block = index.read((count - first) * ARRIVAL_RECORD.size)
+            for at in range(count - first - 1, -1, -1):
+                name, end = ARRIVAL_RECORD.unpack_from(block, at * ARRIVAL_RECORD.size)
+                stream = name.rstrip(b"\0").decode()
+                if stream not in offsets:
+                    continue
+                if end <= offsets[stream]:
+                    # Everything of this stream from here back is before the offset.
+                    pending.discard(stream)
+                    continue
+                if stream in pending:
+                    backwards.append((stream, end))
+            count = first
+    order: list[tuple[str, int]] = []
+    for stream, end in reversed(backwards):
+        if order and order[-1][0] == stream:
+            order[-1] = (stream, end)
+        else:
+            order.append((stream, end))
+    return order

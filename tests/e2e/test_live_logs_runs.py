@@ -170,3 +170,28 @@ def test_a_run_on_an_ssh_target_streams_with_its_progress_bar_and_masked_passwor
     api = page.request.get(f"{stack.url}/api/v1/runs/{run_id}/logs?stream=stdout")
     assert b"connecting with ****** to the data store" in api.body()
     assert sshd.password.encode() not in api.body()
+
+
+ALTERNATING = """\
+import sys, time
+for i in range(1, 6):
+    print(f"out {i}", flush=True)
+    time.sleep(0.3)
+    print(f"err {i}", file=sys.stderr, flush=True)
+    time.sleep(0.3)
+"""
+
+
+def test_a_finished_run_reloads_with_stdout_and_stderr_interleaved_as_printed(
+    page, live_stack, tmp_path
+):
+    login(page, live_stack, "alice")
+    run_id = submit_run(live_stack, tmp_path, "local", ALTERNATING)
+    open_run(page, live_stack, run_id)
+    wait_until_finished(page, run_id)
+    page.reload()
+    page.wait_for_function(f"window.trainyardLogViewers && window.trainyardLogViewers[{run_id}]")
+    wait_until_finished(page, run_id)
+    wait_for_text(page, run_id, "err 5")
+    lines = [line.strip() for line in shown(page, run_id).splitlines() if line.strip()]
+    assert lines == [f"{kind} {i}" for i in range(1, 6) for kind in ("out", "err")]

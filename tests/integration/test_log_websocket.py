@@ -246,3 +246,59 @@ def test_bytes_arrive_even_when_a_wake_up_is_lost(run, alice, settings):
         return log
 
     assert async_to_sync(scenario)() == ("stdout", 0, b"stored, nobody told\n")
+
+
+def test_a_stored_log_is_replayed_with_its_streams_interleaved_as_they_arrived(run, alice):
+    session = session_of(alice)
+    for stream, line in [
+        ("stdout", b"epoch 1\n"),
+        ("stderr", b"warning: slow disk\n"),
+        ("stdout", b"epoch 2\n"),
+        ("stdout", b"saving\n"),
+        ("stderr", b"Traceback: disk full\n"),
+    ]:
+        logstore.append(run.pk, stream, logstore.size(run.pk, stream), line)
+
+    async def replay(offsets: dict) -> list:
+        socket = socket_for(session, run.pk)
+        assert (await socket.connect())[0]
+        await receive(socket, "status")
+        await follow(socket, offsets)
+        frames = []
+        while (message := await socket.receive_json_from(timeout=5))["type"] == "log":
+            frames.append((message["stream"], base64.b64decode(message["data"])))
+        assert message["type"] == "synced"
+        await socket.disconnect()
+        return frames
+
+    assert async_to_sync(replay)({"stdout": 0, "stderr": 0}) == [
+        ("stdout", b"epoch 1\n"),
+        ("stderr", b"warning: slow disk\n"),
+        ("stdout", b"epoch 2\nsaving\n"),
+        ("stderr", b"Traceback: disk full\n"),
+    ]
+    # From the middle, as the viewer asks for a long log's tail: the same order after it.
+    assert async_to_sync(replay)({"stdout": 10, "stderr": 0}) == [
+        ("stderr", b"warning: slow disk\n"),
+        ("stdout", b"och 2\nsaving\n"),
+        ("stderr", b"Traceback: disk full\n"),
+    ]
+
+
+def test_a_log_stored_without_an_arrival_index_is_replayed_stream_by_stream(run, alice):
+    session = session_of(alice)
+    logstore.append(run.pk, "stdout", 0, b"epoch 1\n")
+    logstore.append(run.pk, "stderr", 0, b"warning\n")
+    (logstore.stream_path(run.pk, "stdout").parent / logstore.ARRIVAL_INDEX).unlink()
+
+    async def scenario():
+        socket = socket_for(session, run.pk)
+        await socket.connect()
+        await receive(socket, "status")
+        await follow(socket, {"stdout": 0, "stderr": 0})
+        assert await receive_log(socket) == ("stdout", 0, b"epoch 1\n")
+        assert await receive_log(socket) == ("stderr", 0, b"warning\n")
+        await receive(socket, "synced")
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
