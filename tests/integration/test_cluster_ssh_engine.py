@@ -1,9 +1,6 @@
 """A cluster whose nodes live on a Docker engine reached as ssh://user@host (real sshd)."""
 
-import pwd
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,43 +13,19 @@ from tests.integration.cluster_support import (
     make_cluster,
     remove_test_containers,
 )
-from tests.services.sshd import TEST_USER, SshServer, free_port
+from tests.services.sshd import DOCKER_USER
 
 pytestmark = pytest.mark.docker
 
 
-# A user of its own: the VM tests rely on their user *not* being allowed to run docker.
-DOCKER_USER = "tydocker"
-
-
-def ensure_docker_user() -> None:
-    try:
-        pwd.getpwnam(DOCKER_USER)
-    except KeyError:
-        subprocess.run(
-            ["useradd", "--create-home", "--shell", "/bin/bash", DOCKER_USER], check=True
-        )
-    # "*": no password, but not locked (sshd refuses key logins to locked "!" accounts).
-    subprocess.run(
-        ["usermod", "--password", "*", "--append", "--groups", "docker", DOCKER_USER], check=True
-    )
-
-
 @pytest.fixture
-def ssh_engine_url(docker_engine, tmp_path, monkeypatch):
+def ssh_engine_url(docker_engine, docker_user_sshd, tmp_path, monkeypatch):
     """An sshd whose user may run docker, and a HOME whose key and known_hosts reach it.
 
     The docker SDK logs in as this server's user with ~/.ssh keys and checks
     the host key against ~/.ssh/known_hosts, as `ssh` would.
     """
-    ensure_docker_user()
-    # sshd reads authorized_keys as the logging-in user: outside root's private pytest tmp.
-    server_dir = Path(tempfile.mkdtemp(prefix="trainyard-sshd-engine-"))
-    server_dir.chmod(0o755)
-    server = SshServer(server_dir, "127.0.0.1", free_port())
-    server.config.write_text(
-        server.config.read_text().replace(f"AllowUsers {TEST_USER}", f"AllowUsers {DOCKER_USER}")
-    )
+    server = docker_user_sshd
     home = tmp_path / "home"
     ssh_dir = home / ".ssh"
     ssh_dir.mkdir(parents=True, mode=0o700)
@@ -68,8 +41,6 @@ def ssh_engine_url(docker_engine, tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(home))
     server.start()
     yield f"ssh://{DOCKER_USER}@{server.host}:{server.port}"
-    server.stop()
-    shutil.rmtree(server_dir, ignore_errors=True)
     remove_test_containers(docker_engine)
 
 

@@ -50,6 +50,24 @@ def ensure_test_user() -> None:
         subprocess.run(["chpasswd"], input=f"{TEST_USER}:{TEST_PASSWORD}", text=True, check=True)
 
 
+# A user of its own who may run docker: the other VM tests rely on TEST_USER not being
+# allowed to.
+DOCKER_USER = "tydocker"
+
+
+def ensure_docker_user() -> None:
+    try:
+        pwd.getpwnam(DOCKER_USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--create-home", "--shell", "/bin/bash", DOCKER_USER], check=True
+        )
+    # "*": no password, but not locked (sshd refuses key logins to locked "!" accounts).
+    subprocess.run(
+        ["usermod", "--password", "*", "--append", "--groups", "docker", DOCKER_USER], check=True
+    )
+
+
 def _die_with_parent() -> None:
     # If pytest is killed outright, its fixture teardown never runs; the kernel
     # then still stops our sshd instead of leaving it on the port.
@@ -207,3 +225,20 @@ def sshd_factory():
 def sshd(sshd_factory) -> SshServer:
     """One shared sshd; tests that restart or re-key a server should start their own."""
     return sshd_factory()
+
+
+@pytest.fixture
+def docker_user_sshd():
+    """An sshd that lets only DOCKER_USER in, a user who may run docker (not yet started:
+    authorize a key first)."""
+    ensure_docker_user()
+    # sshd reads authorized_keys as the logging-in user: outside root's private pytest tmp.
+    server_dir = Path(tempfile.mkdtemp(prefix="trainyard-sshd-docker-"))
+    server_dir.chmod(0o755)
+    server = SshServer(server_dir, "127.0.0.1", free_port())
+    server.config.write_text(
+        server.config.read_text().replace(f"AllowUsers {TEST_USER}", f"AllowUsers {DOCKER_USER}")
+    )
+    yield server
+    server.stop()
+    shutil.rmtree(server_dir, ignore_errors=True)

@@ -58,11 +58,13 @@ cd "$wd" || finish 125
 export PYTHONPATH="$ctl/lib${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 TRAINYARD_METRICS_FILE="$ctl/metrics" TRAINYARD_RUN_ID="$RUN_ID"
 if [ -n "$DOCKER_IMAGE" ]; then
+    # As the target's user, so the run directory stays its own to collect and remove.
     docker run --rm --init --name "$CONTAINER" -v "$run_dir:$run_dir" -w "$wd" \
+        --user "$(id -u):$(id -g)" -e HOME=/tmp \
         -e PYTHONPATH -e PYTHONUNBUFFERED -e TRAINYARD_METRICS_FILE -e TRAINYARD_RUN_ID \
         --entrypoint sh "$DOCKER_IMAGE" -c '
             if grep -qv "^[[:space:]]*\(#.*\)\{0,1\}$" "$0/requirements.txt" 2>/dev/null; then
-                "$1" -m pip install --disable-pip-version-check -r "$0/requirements.txt" >&2 || exit 126
+                "$1" -m pip install --user --disable-pip-version-check -r "$0/requirements.txt" >&2 || exit 126
             fi
             exec "$@"' "$ctl" "$PYTHON" "$ENTRY" "$@" > "$ctl/stdout" 2> "$ctl/stderr" < /dev/null
 else
