@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import shlex
 
 from django import forms
@@ -69,6 +70,9 @@ class EnvironmentForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
+SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
 class FolderInput(forms.ClearableFileInput):
     allow_multiple_selected = True
 
@@ -121,6 +125,9 @@ class RunSubmitForm(forms.Form):
         "decides what is left out; only changed files are uploaded to the target again.",
     )
     source_paths = forms.CharField(required=False, widget=forms.HiddenInput)
+    # The SHA-256 of each file of source_paths, in the same order, when the page hashed the
+    # folder: it then sends only the files the server does not store yet.
+    source_hashes = forms.CharField(required=False, widget=forms.HiddenInput)
     source_archive = forms.FileField(
         label="…or an archive",
         required=False,
@@ -243,13 +250,32 @@ class RunSubmitForm(forms.Form):
         files = self.cleaned_data.get("source_folder") or []
         # Form submission turns the field's newlines into CRLF.
         paths = [p for p in (self.cleaned_data.get("source_paths") or "").splitlines() if p]
-        if paths and all(f.name.isdigit() and int(f.name) < len(paths) for f in files):
-            named = [paths[int(f.name)] for f in files]
-        elif len(paths) == len(files):
+        hashes = self.cleaned_data.get("source_hashes") or []
+        numbered = all(f.name.isdigit() and int(f.name) < len(paths) for f in files)
+        if paths and numbered and len(hashes) == len(paths):
+            # Files the server stores already stay behind: their hash stands for them.
+            sent = {int(f.name): f for f in files}
             named = paths
+            sources: list = [sent.get(i, sha) for i, sha in enumerate(hashes)]
+        elif paths and numbered:
+            named = [paths[int(f.name)] for f in files]
+            sources = files
+        elif len(paths) == len(files):
+            named, sources = paths, files
         else:
-            named = [f.name for f in files]
-        return list(zip(snapshots.strip_common_folder(named), files, strict=True))
+            named, sources = [f.name for f in files], files
+        return list(zip(snapshots.strip_common_folder(named), sources, strict=True))
+
+    def uploaded_count(self) -> int:
+        return len(self.cleaned_data.get("source_folder") or [])
+
+    def clean_source_hashes(self):
+        hashes = (self.cleaned_data.get("source_hashes") or "").split()
+        if any(not SHA256.fullmatch(h) for h in hashes):
+            raise forms.ValidationError(
+                "The page sent a malformed file hash: reload the page and choose the folder again."
+            )
+        return hashes
 
     def submit_request(self) -> services.SubmitRequest:
         data = self.cleaned_data

@@ -136,10 +136,19 @@ def _copy_into(path: Path, out) -> None:
 
 def ignore_spec(root: Path) -> tuple[pathspec.PathSpec, str | None]:
     """The rules for `root`: `.amlignore` wins over `.gitignore`; returns (spec, file used)."""
+    texts = {
+        name: (root / name).read_text(errors="replace")
+        for name in IGNORE_FILES
+        if (root / name).is_file()
+    }
+    return ignore_spec_from(texts)
+
+
+def ignore_spec_from(texts: dict[str, str]) -> tuple[pathspec.PathSpec, str | None]:
+    """The rules given the text of a folder's ignore files (name → text)."""
     for name in IGNORE_FILES:
-        path = root / name
-        if path.is_file():
-            lines = path.read_text(errors="replace").splitlines()
+        if name in texts:
+            lines = texts[name].splitlines()
             return pathspec.GitIgnoreSpec.from_lines([*ALWAYS_IGNORED, *lines]), name
     return pathspec.GitIgnoreSpec.from_lines(ALWAYS_IGNORED), None
 
@@ -456,13 +465,27 @@ def _escapes(path: PurePosixPath) -> bool:
 
 
 def write_uploaded_files(files: list[tuple[str, object]], dest: Path) -> None:
-    """Write browser-uploaded files (relative path, UploadedFile) under `dest`."""
+    """Write a browser-chosen folder under `dest`: (relative path, UploadedFile) pairs, or
+    (relative path, sha256) for a file the browser did not send because it is stored."""
     for name, upload in files:
         rel = safe_relative(name)
         if str(rel) == ".":
             continue
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(upload, str):
+            stored = blob_path(upload)
+            if not stored.exists():
+                raise SnapshotError(
+                    f"{name} was not uploaded and is not stored (did the folder change while "
+                    "it was uploading?): choose the folder again."
+                )
+            try:
+                os.link(stored, target)
+            except OSError:
+                # Another file system (or no hard links there): a copy does as well.
+                shutil.copyfile(stored, target)
+            continue
         with open(target, "wb") as out:
             for chunk in upload.chunks():  # type: ignore[attr-defined]
                 out.write(chunk)

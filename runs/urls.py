@@ -7,6 +7,7 @@ urlpatterns = [
     path("runs/", views.run_list, name="run_list"),
     path("experiments/<str:name>/", views.experiment_detail, name="experiment_detail"),
     path("runs/submit/", views.run_submit, name="run_submit"),
+    path("runs/submit/plan/", views.snapshot_plan, name="snapshot_plan"),
     path("runs/<int:run_id>/", views.run_detail, name="run_detail"),
     path("runs/<int:run_id>/status/", views.run_status, name="run_status"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),

@@ -1,13 +1,15 @@
+import json
+
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from runs import charts, selectors, services, snapshots
-from runs.forms import EnvironmentForm, ExperimentForm, RunSubmitForm
+from runs.forms import SHA256, EnvironmentForm, ExperimentForm, RunSubmitForm
 from runs.models import RunFile, RunStatus
 from studio.access import workspace_view
 
@@ -114,9 +116,48 @@ def run_submit(request):
         except services.RunError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Run {run} submitted to {run.target_name}.")
+            submitted = f"Run {run} submitted to {run.target_name}."
+            chosen = len(form.folder_files())
+            if chosen:
+                submitted += (
+                    f" {form.uploaded_count()} of {chosen} files uploaded; the others were "
+                    "stored already."
+                )
+            messages.success(request, submitted)
             return redirect("run_detail", request.workspace.slug, run.pk)
     return render(request, "runs/run_submit.html", {"form": form})
+
+
+@require_POST
+@workspace_view()
+def snapshot_plan(request):
+    """What the submit page needs to send of a chosen folder.
+
+    `{"paths": [...], "ignore": {".amlignore": text}}` → the paths the ignore rules
+    leave out (the page neither hashes nor sends them); `{"sha256": [...]}` → the
+    hashes of files the server does not store yet (the only ones the page sends).
+    """
+    try:
+        body = json.loads(request.body)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("paths"), list):
+        ignore = body.get("ignore") or {}
+        if not isinstance(ignore, dict) or not all(isinstance(t, str) for t in ignore.values()):
+            return JsonResponse(
+                {"error": "ignore maps an ignore file's name to its text."}, status=400
+            )
+        spec, _ = snapshots.ignore_spec_from(ignore)
+        paths = [p for p in body["paths"] if isinstance(p, str)]
+        return JsonResponse({"ignored": [p for p in paths if spec.match_file(p)]})
+    hashes = body.get("sha256") if isinstance(body, dict) else None
+    if not isinstance(hashes, list) or not all(
+        isinstance(h, str) and SHA256.fullmatch(h) for h in hashes
+    ):
+        return JsonResponse(
+            {"error": 'Send {"paths": [...], "ignore": {...}} or {"sha256": [...]}.'}, status=400
+        )
+    return JsonResponse({"missing": [h for h in hashes if not snapshots.blob_exists(h)]})
 
 
 def _run_context(request, run):

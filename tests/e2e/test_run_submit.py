@@ -1,5 +1,7 @@
 """Submitting a folder through the form in Chromium, against `manage.py up` (worker, monitor)."""
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -56,3 +58,45 @@ def test_submit_a_folder_and_see_it_complete_with_its_metric_chart(page, live_st
     snapshot = page.get_by_role("region", name="Snapshot")
     expect(snapshot.get_by_role("link", name="lib/helpers.py")).to_be_visible()
     expect(snapshot.get_by_role("link", name="data.csv")).to_have_count(0)
+
+
+def submit_folder(page, source) -> None:
+    page.goto(page.url.split("/runs/")[0] + "/runs/submit/")
+    page.get_by_label("Experiment").fill("dedup-e2e")
+    page.get_by_label("Compute target").select_option("local")
+    page.get_by_label("Source folder").set_input_files(source)
+    expect(page.get_by_text("only those are uploaded")).to_be_visible()
+    page.get_by_role("button", name="Submit run").click()
+
+
+def test_a_second_submit_of_the_same_folder_uploads_only_the_changed_file(
+    page, live_stack, tmp_path
+):
+    source = write_tree(
+        tmp_path / "project",
+        {
+            "train.py": "print('v1')\n",
+            "lib/helpers.py": "X = 1\n",
+            "lib/data.py": "Y = 2\n",
+            "big/table.csv": "1,2\n" * 1000,
+            ".amlignore": "big/\n",
+        },
+    )
+    login(page, live_stack, "carol")
+    page.get_by_role("link", name="Runs", exact=True).click()
+    submit_folder(page, source)
+    expect(page.get_by_role("heading", level=1)).to_have_text("dedup-e2e #1")
+    # Another test may have stored some of these files already.
+    expect(page.get_by_text(re.compile(r"\d of 4 files uploaded"))).to_be_visible()
+
+    (source / "train.py").write_text("print('v2')\n")
+    submit_folder(page, source)
+    expect(page.get_by_role("heading", level=1)).to_have_text("dedup-e2e #2")
+    expect(
+        page.get_by_text("1 of 4 files uploaded; the others were stored already.")
+    ).to_be_visible()
+    badge = page.locator(".run-badge")
+    expect(badge).to_have_attribute("data-status", "Completed", timeout=60_000)
+    snapshot = page.get_by_role("region", name="Snapshot")
+    expect(snapshot.get_by_role("link", name="lib/data.py")).to_be_visible()
+    expect(snapshot.get_by_role("link", name="big/table.csv")).to_have_count(0)
