@@ -40,7 +40,10 @@ for i in range(1, 4):
 
 
 def test_each_node_of_a_multi_node_run_has_its_own_log(
-    page, live_stack, tmp_path, stack_containers  # noqa: F811
+    page,
+    live_stack,
+    tmp_path,
+    stack_containers,  # noqa: F811
 ):
     login(page, live_stack, "alice")
     source = write_tree(tmp_path / "src", {"train.py": SCRIPT})
