@@ -19,6 +19,7 @@ import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from urllib.parse import urlsplit
 
 import docker
@@ -153,9 +154,13 @@ def node_release(*, run_id: int) -> None:
     now = timezone.now()
     with transaction.atomic():
         NodeRequest.objects.filter(run_id=run_id).delete()
-        Node.objects.filter(run_id=run_id, state=NodeState.RUNNING).update(
-            state=NodeState.IDLE, run_id=None, idle_since=now, state_changed_at=now
-        )
+        held = Node.objects.filter(run_id=run_id, state=NodeState.RUNNING)
+        freed = list(held.values_list("target_id", "name"))
+        held.update(state=NodeState.IDLE, run_id=None, idle_since=now, state_changed_at=now)
+        for target_id, name in freed:
+            transaction.on_commit(
+                partial(node_ready.send, sender=Node, target_id=target_id, node_name=name)
+            )
 
 
 def node_address(node: Node) -> str:

@@ -7,7 +7,7 @@ from django.dispatch import Signal
 # fails), reason (str, for the user).
 node_lost = Signal()
 
-# Sent when a new node of a cluster has started and is idle, so runs waiting
-# for that cluster can ask for a node at once instead of at their next retry.
-# Keyword arguments: target_id (int), node_name (str).
+# Sent when a node of a cluster becomes idle (a new node started, or a run let
+# go of it), so runs waiting for that cluster can ask for a node at once instead
+# of at their next retry. Keyword arguments: target_id (int), node_name (str).
 node_ready = Signal()

@@ -409,6 +409,11 @@ def _enqueue_start(run_id: int) -> None:
     start_run.delay(run_id)
 
 
+def run_start_soon(*, run_id: int) -> None:
+    """Try to start a queued run now (a node it waits for may be free)."""
+    transaction.on_commit(partial(_enqueue_start, run_id))
+
+
 # --- status changes ----------------------------------------------------------------------
 
 

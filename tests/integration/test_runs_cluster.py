@@ -151,3 +151,20 @@ def test_cancel_on_a_node_leaves_no_process_in_its_container(
         run = wait_final(run)
     assert run.status == RunStatus.CANCELED
     assert node_processes(node, "train.py", "sleep 301") == []
+
+
+def test_a_waiting_run_starts_as_soon_as_the_node_it_waits_for_is_free(
+    tmp_path, workspace, alice, engine
+):
+    cluster = make_cluster(workspace, alice, min_nodes=1)
+    cluster_autoscale(target=cluster)
+    source = write_tree(tmp_path / "src", {"train.py": "import time\ntime.sleep(1)\nprint('ok')\n"})
+    with running_monitor():
+        first = submit(workspace=workspace, user=alice, target=cluster, source=source)
+        second = submit(workspace=workspace, user=alice, target=cluster, source=source)
+        second.refresh_from_db()
+        assert second.status_reason.startswith("Waiting for a node of cpu-cluster")
+        # No dispatcher here: the first run letting go of the node starts the second.
+        first, second = wait_final(first), wait_final(second)
+    assert first.status == second.status == RunStatus.COMPLETED
+    assert second.node_name == first.node_name
