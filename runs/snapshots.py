@@ -20,6 +20,7 @@ import stat
 import subprocess
 import tarfile
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -30,6 +31,10 @@ from django.conf import settings
 IGNORE_FILES = (".amlignore", ".gitignore")
 # Never part of a snapshot: git's own database (its facts are recorded apart).
 ALWAYS_IGNORED = (".git/",)
+# Longer than a tick of any file system clock (Linux: at most 10 ms).
+RACY_NS = 50_000_000
+# A capture that hashed more than this again rewrites the folder's stat cache.
+CACHE_REWRITE_BYTES = 1 << 20
 # Files up to this size are hashed and stored from memory in one read.
 SMALL_FILE = 8 * 1024 * 1024
 
@@ -176,6 +181,12 @@ class _Matcher:
             for p in spec.patterns
             if p.include is not None and getattr(p, "regex", None) is not None
         ]
+        # Folder-only rules (`data/`, the default `.git/`) never leave out a file that is
+        # not in a folder they left out already: its files need no matching at all.
+        self.folders_only = all(r.pattern.endswith("(?P<ps_d>/)") for r, _ in self.patterns)
+
+    def file(self, path: str) -> bool:
+        return not self.folders_only and self(path)
 
     def __call__(self, path: str) -> bool:
         result = False
@@ -203,7 +214,7 @@ def _walk(root: Path, spec: pathspec.PathSpec) -> list[tuple[str, os.stat_result
                     if not ignored(f"{rel}/"):
                         visit(entry.path, f"{rel}/")
                     continue
-                if ignored(rel):
+                if ignored.file(rel):
                     continue
                 if entry.is_symlink():
                     resolved = Path(entry.path).resolve()
@@ -247,6 +258,7 @@ def capture_dir(root: Path, *, max_bytes: int | None = None, use_cache: bool = F
 
 
 def _capture(root: Path, limit: int, use_cache: bool) -> Capture:
+    started_ns = time.time_ns()
     spec, _ = ignore_spec(root)
     files = _walk(root, spec)
     total = sum(st.st_size for _, st, _ in files)
@@ -273,19 +285,27 @@ def _capture(root: Path, limit: int, use_cache: bool) -> Capture:
     capture = Capture(total_bytes=total)
     manifest = capture.manifest
     root_text = f"{root}/"
+    hashed_bytes = 0
+    # A file changed again within the same tick of the file system clock keeps its
+    # mtime: files modified just before this capture are hashed again next time.
+    racy_after = started_ns - RACY_NS
     for rel, st, executable in sorted(files, key=lambda f: f[0]):
-        key = (st.st_size, st.st_mtime_ns, st.st_ino)
+        key = (st.st_size, st.st_mtime_ns, st.st_ino) if st.st_mtime_ns < racy_after else None
         hit = cache.get(rel)
-        if hit is not None and hit[0] == key:
+        if key is not None and hit is not None and hit[0] == key:
             sha = hit[1]
         else:
             sha, new = blob_store_file(Path(root_text + rel), st.st_size)
+            hashed_bytes += st.st_size
             if new:
                 capture.new_blobs += 1
                 capture.new_bytes += st.st_size
         new_cache[rel] = (key, sha)
         manifest.append([rel, sha, st.st_size, executable])
-    if cache_file is not None and new_cache != cache:
+    # Rewriting the cache costs about as much as hashing a megabyte again: after a small
+    # change, the next capture hashes those few files again instead.
+    stale = hashed_bytes > CACHE_REWRITE_BYTES or len(new_cache) != len(cache)
+    if cache_file is not None and stale and new_cache != cache:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(".part")
         tmp.write_bytes(marshal.dumps(new_cache))

@@ -48,6 +48,27 @@ def test_a_second_capture_stores_only_the_changed_file(tmp_path):
     assert capture_dir(root, use_cache=True).manifest_bytes == second.manifest_bytes
 
 
+def test_every_change_of_a_file_is_seen_though_a_small_change_keeps_the_stat_cache(tmp_path):
+    root = write_tree(tmp_path / "src", {"a.py": "1", "sub/b.py": "2", "data/c.bin": "3"})
+    capture_dir(root, use_cache=True)
+    manifests = set()
+    for version in range(3):
+        (root / "sub/b.py").write_text(f"version {version}")
+        capture = capture_dir(root, use_cache=True)
+        [digest] = [sha for path, sha, _, _ in capture.manifest if path == "sub/b.py"]
+        assert snapshots.blob_path(digest).read_text() == f"version {version}"
+        manifests.add(capture.manifest_bytes)
+    assert len(manifests) == 3
+
+
+def test_folder_rules_leave_out_folders_and_file_rules_files(tmp_path):
+    root = write_tree(
+        tmp_path,
+        {".amlignore": "logs/\n", "logs/x.txt": "1", "a/logs/y.txt": "2", "logs.txt": "3"},
+    )
+    assert paths(capture_dir(root)) == [".amlignore", "logs.txt"]
+
+
 def test_the_size_limit_names_the_biggest_files(tmp_path):
     root = write_tree(
         tmp_path, {"train.py": "x", "data/huge.bin": b"\0" * 3000, "small.bin": b"\0" * 1500}
