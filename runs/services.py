@@ -461,7 +461,7 @@ def launch_spec(run: Run) -> LaunchSpec:
     )
 
 
-def run_start(*, run_id: int) -> None:
+def run_start(*, run_id: int, again: bool = True) -> None:
     """Claim a queued run, get it a node, upload what the target lacks, launch it detached.
 
     While the run waits (no node yet, target unreachable) it stays Queued, and
@@ -493,7 +493,7 @@ def run_start(*, run_id: int) -> None:
     nodes: list = []
     try:
         if target.kind == ComputeKind.CLUSTER:
-            from compute.scheduler import cluster_wait_reason, node_request
+            from compute.scheduler import cluster_counts, cluster_wait_reason, node_request
 
             nodes = node_request(target=target, run_id=run_id, count=run.node_count) or []
             if not nodes:
@@ -501,6 +501,9 @@ def run_start(*, run_id: int) -> None:
                 _still_queued(
                     run, f"Waiting for {wanted} of {target.name}: {cluster_wait_reason(target)}"
                 )
+                # A node freed while this attempt held the run found it taken: look once more.
+                if again and cluster_counts(target).idle >= run.node_count:
+                    run_start(run_id=run_id, again=False)
                 return
         backends = [backend_for(target, node=node) for node in nodes] or [backend_for(target)]
         for backend in backends:
