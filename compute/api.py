@@ -22,6 +22,7 @@ from compute.forms import (
     generated_key_seal,
 )
 from compute.models import ComputeKind, ComputeTarget
+from compute.names import NAME_TAKEN
 from studio.api import api_membership
 from studio.models import Role
 
@@ -206,7 +207,7 @@ def vm_attach(request, payload: VmIn, workspace: str | None = None):
         else:
             target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
             return Status(202, vm_out(target))
-    status = 409 if "already has a compute target" in str(form.errors.get("name", "")) else 400
+    status = 409 if form.has_error("name", NAME_TAKEN) else 400
     return Status(status, _form_errors(form))
 
 
@@ -296,7 +297,7 @@ def hdinsight_attach(request, payload: HdInsightIn, workspace: str | None = None
         else:
             target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
             return Status(202, vm_out(target))
-    status = 409 if "already has a compute target" in str(form.errors.get("name", "")) else 400
+    status = 409 if form.has_error("name", NAME_TAKEN) else 400
     return Status(status, _form_errors(form))
 
 

@@ -20,6 +20,7 @@ from compute.cloud_forms import (
     DataLakeAttachForm,
 )
 from compute.models import ComputeTarget
+from compute.names import NAME_TAKEN
 from compute.services import ComputeError
 from studio.api import api_membership
 from studio.models import Role
@@ -120,7 +121,7 @@ def _attach(request, workspace, payload, form_class, attach):
                 workspace=membership.workspace, name=form.cleaned_data["name"]
             )
             return Status(202, cloud_out(target))
-    status = 409 if "already has a compute target" in str(form.errors.get("name", "")) else 400
+    status = 409 if form.has_error("name", NAME_TAKEN) else 400
     return Status(status, _form_errors(form))
 
 

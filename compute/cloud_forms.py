@@ -16,7 +16,7 @@ from django import forms
 from django.utils.safestring import mark_safe
 
 from compute.cloud.datalake import RETIREMENT_NOTICE
-from compute.cluster_services import COMPUTE_NAME_RULE, cluster_name_problem
+from compute.names import ComputeNameMixin, compute_name_field
 from studio.secrets import SecretInput
 
 RESOURCE_GROUP_RE = re.compile(r"^[-\w._()]{1,90}$")
@@ -45,15 +45,10 @@ def _url(value: str, example: str) -> str:
     return value
 
 
-class CloudAttachForm(forms.Form):
+class CloudAttachForm(ComputeNameMixin, forms.Form):
     """The fields every cloud wizard starts with."""
 
-    name = forms.CharField(
-        label="Compute name",
-        max_length=16,
-        help_text=f"{COMPUTE_NAME_RULE}; unique in this workspace. Pipeline steps name it as "
-        "their compute target.",
-    )
+    name = compute_name_field("Pipeline steps name it as their compute target.")
     resource_group = forms.CharField(
         label="Resource group",
         max_length=90,
@@ -64,13 +59,6 @@ class CloudAttachForm(forms.Form):
     def __init__(self, *args, workspace, **kwargs):
         super().__init__(*args, **kwargs)
         self.workspace = workspace
-
-    def clean_name(self):
-        name = self.cleaned_data["name"].strip()
-        problem = cluster_name_problem(workspace=self.workspace, name=name)
-        if problem:
-            raise forms.ValidationError(problem)
-        return name
 
     def clean_resource_group(self):
         group = self.cleaned_data["resource_group"].strip()

@@ -9,6 +9,7 @@ from compute import cluster_services, selectors, services
 from compute.api import AttachedOut, attached_out
 from compute.cluster_services import ClusterError
 from compute.models import ComputeKind, ComputeTarget, DockerEngine
+from compute.names import NAME_TAKEN
 from compute.scheduler import cluster_counts, cluster_wait_reason
 from studio.api import api_membership
 from studio.models import Role
@@ -158,7 +159,7 @@ def cluster_create(request, payload: ClusterIn, workspace: str | None = None):
             **payload.dict(exclude={"engines"}),
         )
     except ClusterError as exc:
-        status = 409 if "already has a compute target" in str(exc) else 400
+        status = 409 if exc.code == NAME_TAKEN else 400
         raise HttpError(status, str(exc)) from exc
     target.refresh_from_db()
     return Status(201, compute_out(target))

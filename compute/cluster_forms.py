@@ -2,9 +2,10 @@ import re
 
 from django import forms
 
-from compute.cluster_services import COMPUTE_NAME_RULE, PRIORITIES, cluster_name_problem
+from compute.cluster_services import PRIORITIES
 from compute.engines import EngineFacts
 from compute.models import DockerEngine
+from compute.names import ComputeNameMixin, compute_name_field
 from compute.vm_sizes import VM_SIZES, vm_size_get
 
 TIERS = [("cpu", "CPU"), ("gpu", "GPU")]
@@ -54,12 +55,8 @@ class ScaleForm(forms.Form):
         return data
 
 
-class ClusterForm(ScaleForm):
-    name = forms.CharField(
-        label="Compute name",
-        max_length=16,
-        help_text=f"{COMPUTE_NAME_RULE}; unique in this workspace. Runs name it as their target.",
-    )
+class ClusterForm(ComputeNameMixin, ScaleForm):
+    name = compute_name_field()
     vm_tier = forms.ChoiceField(
         label="Virtual machine tier",
         choices=TIERS,
@@ -134,13 +131,6 @@ class ClusterForm(ScaleForm):
         engines = DockerEngine.objects.filter(workspace=workspace)
         self.fields["engines"].queryset = engines
         self.fields["engines"].initial = list(engines)
-
-    def clean_name(self):
-        name = self.cleaned_data["name"].strip()
-        problem = cluster_name_problem(workspace=self.workspace, name=name)
-        if problem:
-            raise forms.ValidationError(problem)
-        return name
 
     def clean_admin_username(self):
         user = self.cleaned_data["admin_username"].strip()

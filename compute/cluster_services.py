@@ -32,6 +32,7 @@ from compute.models import (
     NodeState,
     OperationState,
 )
+from compute.names import NAME_TAKEN, compute_name_problem, name_taken_message
 from compute.scheduler import LOW_PRIORITY, cluster_autoscale, cluster_label_filter
 from compute.signals import node_lost
 from compute.vm_sizes import vm_size_get
@@ -39,27 +40,20 @@ from compute.vm_sizes import vm_size_get
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENGINE_NAME = "local"
-COMPUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,15}$")
-COMPUTE_NAME_RULE = "2–16 characters: a letter first, then letters, digits or hyphens"
 ENGINE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
-# Words the compute pages and /api/v1/computes/... use in their own URLs.
-RESERVED_COMPUTE_NAMES = {
-    "new",
-    "engines",
-    "cluster",
-    "attach",
-    "vm",
-    "keypair",
-    "databricks",
-    "datalake",
-    "batch",
-}
 STEP_DONE, STEP_FAILED = "done", "failed"
 PRIORITIES = {"dedicated": "Dedicated", LOW_PRIORITY: "Low priority"}
 
 
 class ClusterError(Exception):
-    """A cluster request that cannot be done; the message says what to do instead."""
+    """A cluster request that cannot be done; the message says what to do instead.
+
+    `code` is NAME_TAKEN when the name belongs to another target of the workspace.
+    """
+
+    def __init__(self, message: str, *, code: str = ""):
+        super().__init__(message)
+        self.code = code
 
 
 # --- Docker engines --------------------------------------------------------------------
@@ -142,16 +136,6 @@ def _check_scale(*, min_nodes: int, max_nodes: int, idle_seconds: int) -> None:
         raise ClusterError("Idle seconds before scale down cannot be negative.")
 
 
-def cluster_name_problem(*, workspace, name: str) -> str:
-    if not COMPUTE_NAME_RE.match(name):
-        return f"A compute name is {COMPUTE_NAME_RULE}."
-    if name.lower() in RESERVED_COMPUTE_NAMES:
-        return f"“{name}” is used by the compute pages themselves: choose another name."
-    if ComputeTarget.objects.filter(workspace=workspace, name__iexact=name).exists():
-        return f"This workspace already has a compute target called {name}: choose another name."
-    return ""
-
-
 def cluster_create(
     *,
     workspace,
@@ -169,9 +153,9 @@ def cluster_create(
     admin_ssh_public_key: str = "",
 ) -> ComputeTarget:
     """Record the cluster as Creating; a background task provisions it."""
-    problem = cluster_name_problem(workspace=workspace, name=name)
+    problem = compute_name_problem(workspace=workspace, name=name)
     if problem:
-        raise ClusterError(problem)
+        raise ClusterError(problem[1], code=problem[0])
     size = vm_size_get(vm_size)
     if size is None:
         raise ClusterError(f"{vm_size} is not a virtual machine size Trainyard knows.")
@@ -218,9 +202,7 @@ def cluster_create(
             )
             transaction.on_commit(lambda: _enqueue("cluster_provision_task", operation.pk))
     except IntegrityError as exc:
-        raise ClusterError(
-            f"This workspace already has a compute target called {name}: choose another name."
-        ) from exc
+        raise ClusterError(name_taken_message(name), code=NAME_TAKEN) from exc
     return target
 
 

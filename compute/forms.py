@@ -11,8 +11,8 @@ from django import forms
 from django.utils.html import format_html
 
 from compute import spark, ssh
-from compute.cluster_services import COMPUTE_NAME_RULE, cluster_name_problem
 from compute.models import AuthMethod
+from compute.names import ComputeNameMixin, compute_name_field
 from compute.services import public_key_line
 from studio.secrets import SecretInput, fernet
 
@@ -217,14 +217,10 @@ class VmCredentialsForm(forms.Form):
         return data
 
 
-class VmAttachForm(VmCredentialsForm):
+class VmAttachForm(ComputeNameMixin, VmCredentialsForm):
     """Attach a virtual machine over SSH (Compute → Attach → Virtual machine)."""
 
-    name = forms.CharField(
-        label="Compute name",
-        max_length=16,
-        help_text=f"{COMPUTE_NAME_RULE}; unique in this workspace. Runs name it as their target.",
-    )
+    name = compute_name_field()
     address = forms.CharField(
         label="Address or Azure resource ID",
         max_length=512,
@@ -270,13 +266,6 @@ class VmAttachForm(VmCredentialsForm):
     def __init__(self, *args, workspace, **kwargs):
         super().__init__(*args, **kwargs)
         self.workspace = workspace
-
-    def clean_name(self):
-        name = self.cleaned_data["name"].strip()
-        problem = cluster_name_problem(workspace=self.workspace, name=name)
-        if problem:
-            raise forms.ValidationError(problem)
-        return name
 
     def clean_address(self):
         address = self.cleaned_data["address"].strip()
@@ -332,16 +321,12 @@ def _host(address: str) -> str:
     return address
 
 
-class HdInsightAttachForm(VmCredentialsForm):
+class HdInsightAttachForm(ComputeNameMixin, VmCredentialsForm):
     """Attach an HDInsight cluster or any Spark head node (Compute → Attach → HDInsight / Spark)."""
 
     machine = "head node"
 
-    name = forms.CharField(
-        label="Compute name",
-        max_length=16,
-        help_text=f"{COMPUTE_NAME_RULE}; unique in this workspace. Runs name it as their target.",
-    )
+    name = compute_name_field()
     address = forms.CharField(
         label="Address",
         max_length=255,
@@ -389,13 +374,6 @@ class HdInsightAttachForm(VmCredentialsForm):
             "The cluster's SSH user (sshuser by default on HDInsight, not the admin login): "
             "Trainyard logs in and runs spark-submit as this user."
         )
-
-    def clean_name(self):
-        name = self.cleaned_data["name"].strip()
-        problem = cluster_name_problem(workspace=self.workspace, name=name)
-        if problem:
-            raise forms.ValidationError(problem)
-        return name
 
     def clean_address(self):
         return _host(self.cleaned_data["address"].strip())

@@ -27,6 +27,7 @@ from compute.models import (
     ComputeTarget,
     OperationState,
 )
+from compute.names import NAME_TAKEN, name_taken_message
 from studio.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -77,10 +78,7 @@ def target_create(**fields) -> ComputeTarget:
         return ComputeTarget.objects.create(**fields)
     except IntegrityError:
         raise ValidationError(
-            {
-                "name": f"A compute target called “{fields['name']}” already exists in this "
-                "workspace: choose another name."
-            }
+            {"name": ValidationError(name_taken_message(fields["name"]), code=NAME_TAKEN)}
         ) from None
 
 
