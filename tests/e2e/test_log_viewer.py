@@ -226,7 +226,7 @@ def test_search_finds_text_and_a_node_log_is_chosen_from_the_selector(alice_page
 
     store(stack, run_id, ("node-2.stdout", b"node 2: rank 1 ready\n"))
     expect(page.get_by_label("Log", exact=True).locator("option")).to_have_text(
-        ["Driver", "node-1", "node-2"]
+        ["Driver", "Node 1", "Node 2"]
     )
     page.get_by_label("Log", exact=True).select_option("node-2")
     wait_for_text(page, run_id, "rank 1 ready")
