@@ -1,11 +1,14 @@
 """`manage.py up` (what `make run` calls), started as a user would start it."""
 
+import http.cookiejar
 import json
+import re
 import socket
 import subprocess
 import sys
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -16,6 +19,8 @@ from tests.services.live_stack import ROOT, free_port, stack_env, start_stack
 
 pytestmark = pytest.mark.e2e
 
+FIRST_ADMIN = re.compile(r"username: (?P<username>\S+)\n\s+password: (?P<password>\S+)")
+
 
 def get_json(url: str) -> tuple[int, dict]:
     try:
@@ -25,6 +30,28 @@ def get_json(url: str) -> tuple[int, dict]:
         return exc.code, json.load(exc)
 
 
+def signed_in_page(url: str, username: str, password: str) -> str:
+    """Sign in through the login form as a browser would; the address it lands on."""
+    opener = urllib.request.build_opener(
+        urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar())
+    )
+    with opener.open(f"{url}/login/", timeout=10) as response:
+        form = response.read().decode()
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+    assert csrf, form
+    fields = {"csrfmiddlewaretoken": csrf[1], "username": username, "password": password}
+    with opener.open(
+        f"{url}/login/", data=urllib.parse.urlencode(fields).encode(), timeout=10
+    ) as response:
+        return response.geturl()
+
+
+def first_admin(output: str) -> tuple[str, str]:
+    match = FIRST_ADMIN.search(output)
+    assert match, output
+    return match["username"], match["password"]
+
+
 def test_up_runs_everything_then_stops_cleanly_and_reuses_data():
     with tempfile.TemporaryDirectory(prefix="ty-up-") as tmp:
         data_dir = Path(tmp)
@@ -32,7 +59,11 @@ def test_up_runs_everything_then_stops_cleanly_and_reuses_data():
         try:
             first = stack.output()
             assert f"Trainyard is running at http://127.0.0.1:{stack.port}/" in first
-            assert "username: admin" in first and "password: " in first
+            username, password = first_admin(first)
+            assert username == "admin"
+            assert first.index("password: ") < first.index("Trainyard is running at")
+            assert signed_in_page(stack.url, username, password) == f"{stack.url}/w/default/"
+            assert signed_in_page(stack.url, username, "wrong") == f"{stack.url}/login/"
             assert (data_dir / "secret_key").exists() and (data_dir / "fernet.key").exists()
 
             status, body = get_json(f"{stack.url}/healthz")
@@ -74,3 +105,11 @@ def test_up_refuses_a_taken_port():
         )
         assert result.returncode != 0
         assert f"Port {port} on 127.0.0.1 is already in use" in result.stderr
+
+        # The failed first start must not have used up the one showing of the admin password.
+        stack = start_stack(Path(tmp), seed=False)
+        try:
+            username, password = first_admin(stack.output())
+            assert signed_in_page(stack.url, username, password) == f"{stack.url}/w/default/"
+        finally:
+            stack.stop()

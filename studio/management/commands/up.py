@@ -26,16 +26,11 @@ class Command(BaseCommand):
                 launcher.start_embedded_redis()
             call_command("migrate", interactive=False, verbosity=0)
             credentials = first_admin_create()
+            if credentials:
+                self.show_first_admin(*credentials)
             launcher.start_services()
             self.stdout.write(f"Trainyard is running at http://{host}:{port}/  (Ctrl-C stops it)")
             self.stdout.write(f"Data directory: {settings.DATA_DIR}")
-            if credentials:
-                username, password = credentials
-                self.stdout.write(
-                    "First start: sign in as\n"
-                    f"    username: {username}\n    password: {password}\n"
-                    "This password is shown only now: change it after signing in."
-                )
             self.stdout.flush()
             code = launcher.watch()
         except StartError as exc:
@@ -46,3 +41,13 @@ class Command(BaseCommand):
             self.stdout.write("Stopped.")
         if code:
             raise SystemExit(code)
+
+    def show_first_admin(self, username: str, password: str) -> None:
+        # Shown before the services start: the password exists only in this output, and a
+        # start that fails later (a taken port, Ctrl-C) must not take it with it.
+        self.stdout.write(
+            "First start: sign in as\n"
+            f"    username: {username}\n    password: {password}\n"
+            "This password is shown only now: note it, and change it after signing in."
+        )
+        self.stdout.flush()
