@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "channels",
+    # Its templates and static files: the API docs serve the bundled Swagger UI, not a CDN's.
+    "ninja",
     "studio",
     "compute",
     "runs",

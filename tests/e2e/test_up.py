@@ -74,6 +74,9 @@ def test_up_runs_everything_then_stops_cleanly_and_reuses_data():
                 status, body = get_json(f"{stack.url}/healthz")
             assert status == 200, body
             assert all(check["ok"] for check in body["checks"].values())
+            for asset in ("swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-init.js"):
+                with urllib.request.urlopen(f"{stack.url}/static/ninja/{asset}") as response:
+                    assert response.status == 200 and response.read()
             children = psutil.Process(stack.process.pid).children(recursive=True)
             assert len(children) >= 5
         finally:

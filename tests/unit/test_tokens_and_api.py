@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from django.core.management import call_command
@@ -67,4 +68,12 @@ def test_workspaces_api_lists_only_the_callers(api_bob, api_charlie, workspace):
 def test_openapi_and_docs_are_published(client):
     spec = client.get("/api/v1/openapi.json").json()
     assert "/api/v1/workspaces" in spec["paths"]
-    assert client.get("/api/v1/docs").status_code == 200
+    docs = client.get("/api/v1/docs")
+    assert docs.status_code == 200
+    page = docs.content.decode()
+    # The studio must work offline: the docs page loads nothing from another host.
+    assert not re.search(r"https?://", page), page
+    assets = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert {"/static/ninja/swagger-ui.css", "/static/ninja/swagger-ui-bundle.js"} <= set(assets)
+    for asset in assets:
+        assert client.get(asset).status_code == 200, asset
