@@ -127,3 +127,50 @@ def test_admin_is_for_staff_only(workspace, alice, as_alice):
         "/admin/studio/apitoken/",
     ):
         assert as_alice.get(url).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("who", "status"), [("as_charlie", 404), ("as_bob", 403), ("as_carol", 403)]
+)
+def test_only_the_owner_changes_a_members_role(who, status, request, workspace, bob, carol):
+    update = reverse("member_update", args=[workspace.slug, carol.pk])
+    client = request.getfixturevalue(who)
+    assert client.post(update, {"role": "owner"}).status_code == status
+    assert client.post(update, {"remove": "1"}).status_code == status
+    assert Membership.objects.get(workspace=workspace, user=carol).role == Role.CONTRIBUTOR
+
+
+def test_owner_changes_a_members_role(workspace, carol, as_alice):
+    update = reverse("member_update", args=[workspace.slug, carol.pk])
+    response = as_alice.post(update, {"role": "reader"}, follow=True)
+    assert "carol&#x27;s role was changed" in response.content.decode()
+    assert Membership.objects.get(workspace=workspace, user=carol).role == Role.READER
+
+
+def test_member_update_of_a_non_member_is_404(workspace, charlie, as_alice):
+    update = reverse("member_update", args=[workspace.slug, charlie.pk])
+    assert as_alice.post(update, {"role": "reader"}).status_code == 404
+    assert not Membership.objects.filter(workspace=workspace, user=charlie).exists()
+
+
+@pytest.mark.parametrize(("who", "status"), [("as_charlie", 404), ("as_carol", 403)])
+def test_only_the_owner_adds_members(who, status, request, workspace, charlie):
+    url = reverse("workspace_settings", args=[workspace.slug])
+    client = request.getfixturevalue(who)
+    assert client.post(url, {"username": "charlie", "role": "owner"}).status_code == status
+    assert not Membership.objects.filter(workspace=workspace, user=charlie).exists()
+    assert workspace.memberships.count() == 3
+
+
+def test_root_never_opens_a_strangers_workspace(workspace, as_charlie):
+    response = as_charlie.get("/")
+    assert response["Location"] == reverse("home", args=["charlies-own"])
+
+
+def test_token_list_shows_only_the_callers_tokens(alice, charlie, as_charlie):
+    from studio.services import token_create
+
+    token_create(user=alice, name="alice laptop")
+    token_create(user=charlie, name="charlie laptop")
+    page = as_charlie.get(reverse("token_list")).content.decode()
+    assert "charlie laptop" in page and "alice laptop" not in page
