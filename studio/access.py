@@ -22,6 +22,20 @@ def membership_for(user, slug: str) -> Membership:
     return membership
 
 
+def memberships_of(user) -> list[Membership]:
+    return list(
+        Membership.objects.filter(user=user).select_related("workspace").order_by("workspace__name")
+    )
+
+
+def membership_last_used(request, memberships: list[Membership]) -> Membership | None:
+    """Of the user's memberships, the one of the workspace opened last, else the first."""
+    last = request.session.get("workspace")
+    return next((m for m in memberships if m.workspace.slug == last), None) or next(
+        iter(memberships), None
+    )
+
+
 def require_role(membership: Membership, role: str) -> None:
     if not membership.has_role(role):
         raise PermissionDenied(

@@ -1,9 +1,17 @@
-from studio.models import Membership
+from studio.access import membership_last_used, memberships_of
 
 
 def workspaces(request):
-    """The workspace switcher's entries, for every signed-in page."""
+    """The workspace switcher's entries and the workspace the left nav links to.
+
+    Pages outside a workspace (access tokens, a new workspace) keep the studio's nav,
+    for the workspace used last.
+    """
     if not getattr(request, "user", None) or not request.user.is_authenticated:
         return {}
-    memberships = Membership.objects.filter(user=request.user).select_related("workspace")
-    return {"my_memberships": memberships}
+    memberships = memberships_of(request.user)
+    workspace = getattr(request, "workspace", None)
+    if workspace is None:
+        last = membership_last_used(request, memberships)
+        workspace = last.workspace if last else None
+    return {"my_memberships": memberships, "nav_workspace": workspace}

@@ -7,7 +7,7 @@ from django.views.decorators.http import require_POST
 from compute.selectors import compute_list
 from runs.selectors import run_list
 from studio import services
-from studio.access import workspace_view
+from studio.access import membership_last_used, memberships_of, workspace_view
 from studio.forms import MemberAddForm, MemberRoleForm, TokenForm, WorkspaceForm
 from studio.health import health
 from studio.models import ApiToken, Membership, Role
@@ -15,11 +15,7 @@ from studio.models import ApiToken, Membership, Role
 
 def root(request):
     """Open the workspace used last, else the first one, else offer to create one."""
-    memberships = Membership.objects.filter(user=request.user).select_related("workspace")
-    last = request.session.get("workspace")
-    chosen = next((m for m in memberships if m.workspace.slug == last), None) or (
-        memberships.order_by("workspace__name").first()
-    )
+    chosen = membership_last_used(request, memberships_of(request.user))
     if chosen is None:
         return redirect("workspace_new")
     return redirect("home", slug=chosen.workspace.slug)

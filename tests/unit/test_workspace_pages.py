@@ -174,3 +174,31 @@ def test_token_list_shows_only_the_callers_tokens(alice, charlie, as_charlie):
     token_create(user=charlie, name="charlie laptop")
     page = as_charlie.get(reverse("token_list")).content.decode()
     assert "charlie laptop" in page and "alice laptop" not in page
+
+
+@pytest.mark.parametrize("page", ["token_list", "workspace_new"])
+def test_pages_outside_a_workspace_keep_the_nav_of_the_one_used_last(page, workspace, as_bob):
+    as_bob.get(reverse("home", args=[workspace.slug]))
+    html = as_bob.get(reverse(page)).content.decode()
+    assert '<label for="workspace-switcher">Workspace</label>' in html
+    assert f'<option value="{reverse("home", args=[workspace.slug])}" selected>Vision' in html
+    for section in ("home", "run_list", "compute_list", "workspace_settings"):
+        assert f'href="{reverse(section, args=[workspace.slug])}"' in html
+
+
+def test_access_tokens_are_part_of_settings(workspace, as_bob):
+    settings_page = as_bob.get(reverse("workspace_settings", args=[workspace.slug])).content
+    assert f'href="{reverse("token_list")}"'.encode() in settings_page
+    tokens = as_bob.get(reverse("token_list")).content.decode()
+    settings_url = reverse("workspace_settings", args=[workspace.slug])
+    assert f'<a href="{settings_url}" aria-current="page">Settings</a>' in tokens
+    assert tokens.count(f'href="{settings_url}"') == 2 and ">Members of Vision</a>" in tokens
+
+
+def test_token_page_without_any_workspace_has_no_workspace_nav(db, client):
+    from tests.factories import PASSWORD, UserFactory
+
+    UserFactory(username="dave")
+    client.login(username="dave", password=PASSWORD)
+    page = client.get(reverse("token_list")).content.decode()
+    assert "Your access tokens" in page and "workspace-switcher" not in page
