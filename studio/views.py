@@ -4,6 +4,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from compute.models import ComputeKind
 from compute.selectors import compute_list
 from runs.selectors import run_list
 from studio import services
@@ -29,12 +30,14 @@ def healthz(request):
 
 @workspace_view()
 def home(request):
+    targets = list(compute_list(workspace=request.workspace)[:8])
     return render(
         request,
         "studio/home.html",
         {
             "recent_runs": run_list(workspace=request.workspace)[:8],
-            "targets": compute_list(workspace=request.workspace)[:8],
+            "targets": targets,
+            "only_local": [t.kind for t in targets] == [ComputeKind.LOCAL],
         },
     )
 

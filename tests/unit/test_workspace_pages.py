@@ -60,18 +60,21 @@ def test_user_without_workspace_is_offered_to_create_one(db, client):
 def test_home_shows_empty_states_with_calls_to_action(workspace, as_alice, as_bob):
     page = as_alice.get(reverse("home", args=[workspace.slug])).content.decode()
     assert "No runs yet" in page
+    assert f'href="{reverse("run_submit", args=[workspace.slug])}">Submit a run</a>' in page
     assert "Create an experiment" in page
+    assert "Only the built-in <strong>local</strong> target so far" in page
     assert "Add compute" in page
     # A reader is not offered actions they may not take.
     page = as_bob.get(reverse("home", args=[workspace.slug])).content.decode()
     assert "No runs yet" in page and "Add compute" not in page
+    assert "Submit a run" not in page
 
 
 def test_home_lists_recent_runs_and_compute(workspace, alice, as_bob):
     from runs.models import Experiment, Run
 
     exp = Experiment.objects.create(workspace=workspace, name="mnist", created_by=alice)
-    Run.objects.create(
+    run = Run.objects.create(
         workspace=workspace,
         experiment=exp,
         number=1,
@@ -80,7 +83,30 @@ def test_home_lists_recent_runs_and_compute(workspace, alice, as_bob):
         submitted_by=alice,
     )
     page = as_bob.get(reverse("home", args=[workspace.slug])).content.decode()
-    assert "mnist #1" in page and "Running" in page and ">local<" in page
+    run_url = reverse("run_detail", args=[workspace.slug, run.pk])
+    assert f'<a href="{run_url}">mnist #1</a>' in page and "Running" in page and ">local<" in page
+    assert as_bob.get(run_url).status_code == 200
+
+
+def test_home_compute_empty_state_says_what_there_is(workspace, alice, as_alice):
+    from compute.models import ComputeKind, ComputeState, ComputeTarget
+
+    url = reverse("home", args=[workspace.slug])
+    ComputeTarget.objects.filter(workspace=workspace).delete()
+    page = as_alice.get(url).content.decode()
+    assert "No compute targets yet" in page and "Add compute" in page
+    assert "Only the built-in" not in page
+
+    ComputeTarget.objects.create(
+        workspace=workspace,
+        name="gpu-vm",
+        kind=ComputeKind.VM,
+        state=ComputeState.SUCCEEDED,
+        created_by=alice,
+    )
+    page = as_alice.get(url).content.decode()
+    assert ">gpu-vm</a>" in page
+    assert "No compute targets yet" not in page and "Only the built-in" not in page
 
 
 def test_nav_has_the_studio_sections_and_switcher(workspace, as_alice):
