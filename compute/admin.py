@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from compute.models import ComputeOperation, ComputeTarget, DockerEngine, Node
+from compute.models import ComputeOperation, ComputeTarget, DockerEngine, Node, NodeRequest
 
 
 @admin.register(ComputeTarget)
@@ -31,3 +31,11 @@ class NodeAdmin(admin.ModelAdmin):
     list_display = ["name", "target", "state", "run_id", "engine", "idle_since", "created_at"]
     list_filter = ["state", "target__workspace"]
     search_fields = ["name", "container_id", "target__name"]
+
+
+@admin.register(NodeRequest)
+class NodeRequestAdmin(admin.ModelAdmin):
+    list_display = ["run_id", "target", "node_count", "requested_at"]
+    list_filter = ["target__workspace", "target"]
+    search_fields = ["target__name", "run_id"]
+    list_select_related = ["target"]
