@@ -59,11 +59,16 @@ CHECKS = {
 }
 
 
-def health() -> dict:
+# An error names hosts, users and paths: only staff see it, anyone else this.
+HIDDEN_ERROR = "not answering: sign in as staff to see the error"
+
+
+def health(*, show_errors: bool) -> dict:
     results = {}
     for name, check in CHECKS.items():
         try:
             results[name] = check()
         except Exception as exc:  # a failing part is the answer here, not an error
-            results[name] = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}
+            detail = f"{type(exc).__name__}: {exc}" if show_errors else HIDDEN_ERROR
+            results[name] = {"ok": False, "detail": detail}
     return {"ok": all(r["ok"] for r in results.values()), "checks": results}

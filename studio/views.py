@@ -24,7 +24,7 @@ def root(request):
 
 @never_cache
 def healthz(request):
-    report = health()
+    report = health(show_errors=request.user.is_staff)
     return JsonResponse(report, status=200 if report["ok"] else 503)
 
 

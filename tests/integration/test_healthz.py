@@ -1,3 +1,9 @@
+from django.test import Client
+
+from studio.health import HIDDEN_ERROR
+from tests.conftest import client_for
+
+
 def test_healthz_reports_a_stopped_redis_as_down(db, client, settings, spare_redis):
     settings.REDIS_URL = spare_redis.url
     up = client.get("/healthz").json()
@@ -11,6 +17,25 @@ def test_healthz_reports_a_stopped_redis_as_down(db, client, settings, spare_red
     assert body["ok"] is False
     assert body["checks"]["redis"]["ok"] is False
     assert body["checks"]["database"]["ok"] is True
+
+
+def test_healthz_shows_why_a_part_is_down_only_to_staff(db, settings, spare_redis, alice, bob):
+    settings.REDIS_URL = spare_redis.url
+    spare_redis.stop()
+    socket_path = spare_redis.url.removeprefix("unix://")
+    alice.is_staff = True
+    alice.save()
+    for caller in (Client(), client_for(bob)):
+        response = caller.get("/healthz")
+        assert response.status_code == 503
+        redis_check = response.json()["checks"]["redis"]
+        assert redis_check == {"ok": False, "detail": HIDDEN_ERROR}
+        assert socket_path not in response.content.decode()
+
+    staff_sees = client_for(alice).get("/healthz").json()["checks"]["redis"]
+    assert staff_sees["ok"] is False
+    assert staff_sees["detail"].startswith("ConnectionError")
+    assert socket_path in staff_sees["detail"]
 
 
 def test_healthz_without_worker_or_monitor_is_503(db, client):
