@@ -19,11 +19,16 @@ from tests.integration.runs_support import submit, wait_final, write_tree
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
 
+# The second half waits for the test to have killed the first monitor, however slow
+# the machine is: the kill always lands mid-run.
 COUNT = """\
-import time
+import os, time
 for i in range(40):
-    print(f"line {i}", flush=True)
-    time.sleep(0.1)
+    if i == 20:
+        while not os.path.exists({go!r}):
+            time.sleep(0.05)
+    print(f"line {{i}}", flush=True)
+    time.sleep(0.05)
 """
 
 
@@ -59,7 +64,8 @@ def stored_lines(run) -> list[str]:
 
 def test_killing_the_monitor_mid_run_loses_and_repeats_nothing(tmp_path, workspace, alice):
     local = ComputeTarget.objects.get(workspace=workspace, name="local")
-    source = write_tree(tmp_path / "src", {"train.py": COUNT})
+    go = tmp_path / "go"
+    source = write_tree(tmp_path / "src", {"train.py": COUNT.format(go=str(go))})
     # start_run runs in this process (eager Celery) and returns: the run lives on, detached.
     run = submit(workspace=workspace, user=alice, target=local, source=source)
     first = start_monitor()
@@ -71,6 +77,7 @@ def test_killing_the_monitor_mid_run_loses_and_repeats_nothing(tmp_path, workspa
         first.send_signal(signal.SIGKILL)
         first.wait()
         killed_at = len(stored_lines(run))
+        go.touch()
         second = start_monitor()
         try:
             run = wait_final(run)
