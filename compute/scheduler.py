@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from docker.errors import DockerException, NotFound
+from docker.errors import DockerException, ImageNotFound, NotFound
 
 from compute.engines import (
     ENGINE_ERRORS,
@@ -36,6 +36,7 @@ from compute.engines import (
     EngineFacts,
     engine_client,
     engine_client_forget,
+    node_image_missing_message,
     node_limits,
     unreachable_message,
 )
@@ -366,11 +367,10 @@ def _node_start(target: ComputeTarget, node: Node) -> None:
     assert facts is not None
     limits = node_limits(size, facts)
     network = limits_conf.get("network") or "host"
-    run_kwargs: dict = {
+    create_kwargs: dict = {
         "image": settings.CLUSTER_NODE_IMAGE,
         "command": ["sleep", "infinity"],
         "init": True,
-        "detach": True,
         "name": f"trainyard-{settings.TRAINYARD_INSTANCE_ID}-{node.name}",
         "labels": container_labels(target, node.name),
         "nano_cpus": limits.nano_cpus,
@@ -378,18 +378,20 @@ def _node_start(target: ComputeTarget, node: Node) -> None:
         "memswap_limit": limits.memory_bytes,
     }
     if network == "host":
-        run_kwargs["network_mode"] = "host"
+        create_kwargs["network_mode"] = "host"
     else:
-        run_kwargs["network"] = network
+        create_kwargs["network"] = network
     if size.gpus:
-        run_kwargs["device_requests"] = [
+        create_kwargs["device_requests"] = [
             docker.types.DeviceRequest(count=size.gpus, capabilities=[["gpu"]])
         ]
     try:
         client = engine_client(engine.url)
-        container = client.containers.run(**run_kwargs)
+        # Not `containers.run`: it pulls a missing image, and nodes never come from a registry.
+        container = client.containers.create(**create_kwargs)
         Node.objects.filter(pk=node.pk).update(container_id=container.id)
         node.container_id = container.id
+        container.start()
         _node_access_setup(target, container)
         # The node is ready when it can run Python, which is what runs need.
         result = container.exec_run(["python3", "-c", "pass"])
@@ -397,6 +399,9 @@ def _node_start(target: ComputeTarget, node: Node) -> None:
             raise DockerException(
                 f"python3 does not run in the node container: {result.output.decode()[:200]}"
             )
+    except ImageNotFound:
+        _node_start_failed(target, node, node_image_missing_message(engine.name))
+        return
     except EngineError as exc:
         _node_start_failed(target, node, str(exc))
         return

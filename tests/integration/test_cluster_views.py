@@ -1,5 +1,7 @@
 """The cluster pages: the wizard, the detail page with its nodes, scale, delete, engines."""
 
+import time
+
 import pytest
 
 from compute.cluster_services import engine_default_ensure
@@ -81,6 +83,24 @@ def test_the_wizard_says_when_the_node_image_is_missing(engine, as_alice, worksp
     html = as_alice.get(url(workspace, "new/cluster/")).content.decode()
     assert "The node image trainyard/node:not-built is missing on Docker engine local" in html
     assert "<code>make node-image</code>" in html or "`make node-image`" in html
+
+
+def test_a_node_whose_image_is_missing_fails_with_how_to_build_it_and_nothing_is_pulled(
+    engine, as_bob, workspace, cluster, settings
+):
+    settings.CLUSTER_NODE_IMAGE = "trainyard/node:not-built"
+    since = int(time.time())
+    node_request(target=cluster, run_id=31)
+    cluster_autoscale(target=cluster)
+    html = as_bob.get(url(workspace, f"{cluster.name}/")).content.decode()
+    missing = "The node image trainyard/node:not-built is missing on Docker engine local"
+    assert f"1 run waiting: a node failed to start ({missing}" in html
+    assert "Build it on the Trainyard server with `make node-image`" in html
+    assert cluster_containers(engine, cluster) == []
+    pulls = engine.events(
+        since=since, until=int(time.time()) + 1, decode=True, filters={"type": "image"}
+    )
+    assert [e for e in pulls if "not-built" in e.get("id", "")] == []
 
 
 def test_creating_through_the_wizard_provisions_and_shows_the_cluster(
