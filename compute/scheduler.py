@@ -392,7 +392,7 @@ def _node_start(target: ComputeTarget, node: Node) -> None:
         Node.objects.filter(pk=node.pk).update(container_id=container.id)
         node.container_id = container.id
         container.start()
-        _node_access_setup(target, container)
+        ssh_port = _node_access_setup(target, container)
         # The node is ready when it can run Python, which is what runs need.
         result = container.exec_run(["python3", "-c", "pass"])
         if result.exit_code != 0:
@@ -421,6 +421,7 @@ def _node_start(target: ComputeTarget, node: Node) -> None:
         nano_cpus=limits.nano_cpus,
         memory_bytes=limits.memory_bytes,
         network=network,
+        ssh_port=ssh_port,
     )
     if not ready:
         # The cluster was deleted (or the node given up on) while the container started.
@@ -443,24 +444,55 @@ def _node_start_failed(target: ComputeTarget, node: Node, error: str) -> None:
     )
 
 
-def _node_access_setup(target: ComputeTarget, container) -> None:
-    """Create the cluster's SSH admin user in the node with its public key, if one was given."""
+# Creates the admin user with the key, gives the node its own host keys, and starts
+# the node's sshd on a free port (on the engine host: nodes share its network).
+# Picking a port and binding it are two steps, so another process may take the
+# port in between: sshd then exits at once and the next port is tried.
+_NODE_ACCESS_SCRIPT = """
+set -e
+[ -x /usr/sbin/sshd ] || exit 3
+id -u "$1" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash --password '*' "$1"
+home=$(getent passwd "$1" | cut -d: -f6)
+mkdir -p "$home/.ssh" && printf "%s\\n" "$2" > "$home/.ssh/authorized_keys"
+chmod 700 "$home/.ssh" && chmod 600 "$home/.ssh/authorized_keys"
+chown -R "$1:" "$home/.ssh"
+ssh-keygen -A -q
+mkdir -p /run/sshd
+for _ in 1 2 3; do
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("",0)); print(s.getsockname()[1])')
+    if /usr/sbin/sshd -p "$port" -o UsePAM=no -o PasswordAuthentication=no \\
+            -o KbdInteractiveAuthentication=no -o PermitRootLogin=no -o AllowUsers="$1" \\
+            -o PidFile=/run/sshd.pid; then
+        echo "$port"
+        exit 0
+    fi
+done
+exit 1
+"""
+_NO_SSHD = 3
+
+
+def _node_access_setup(target: ComputeTarget, container) -> int | None:
+    """Let the cluster's SSH admin user log in to the node; the port its sshd listens on.
+
+    None when the cluster has no admin user.
+    """
     user = target.config.get("admin_username")
     key = target.config.get("admin_ssh_public_key")
     if not user or not key:
-        return
-    script = (
-        'id -u "$1" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$1"\n'
-        'home=$(getent passwd "$1" | cut -d: -f6)\n'
-        'mkdir -p "$home/.ssh" && printf "%s\\n" "$2" > "$home/.ssh/authorized_keys"\n'
-        'chmod 700 "$home/.ssh" && chmod 600 "$home/.ssh/authorized_keys"\n'
-        'chown -R "$1:" "$home/.ssh"\n'
+        return None
+    result = container.exec_run(
+        ["sh", "-c", _NODE_ACCESS_SCRIPT, "node-access", user, key], demux=True
     )
-    result = container.exec_run(["sh", "-c", script, "node-access", user, key])
-    if result.exit_code != 0:
+    stdout, stderr = (part.decode() if part else "" for part in result.output)
+    if result.exit_code == _NO_SSHD:
         raise DockerException(
-            f"could not create the admin user {user}: {result.output.decode()[:200]}"
+            f"the node image {settings.CLUSTER_NODE_IMAGE} has no sshd for the admin user "
+            f"{user}: rebuild it with `make node-image`"
         )
+    if result.exit_code != 0:
+        raise DockerException(f"could not set up SSH for the admin user {user}: {stderr[-300:]}")
+    return int(stdout.split()[-1])
 
 
 def _container_remove(engine: DockerEngine | None, container_id: str) -> None:

@@ -80,6 +80,15 @@ def test_create_errors(engine, api_carol, workspace, cluster):
     )
     assert unknown.status_code == 400
     assert unknown.json()["detail"] == "No Docker engine called nope in this workspace."
+    keyless = post(
+        api_carol,
+        f"{API}/cluster?workspace={workspace.slug}",
+        {"name": "other", "vm_size": "Standard_D2_v2", "max_nodes": 1, "admin_username": "ops"},
+    )
+    assert keyless.status_code == 400
+    assert keyless.json()["detail"].startswith("Give the SSH public key of ops: ")
+    assert "ssh-keygen -t ed25519" in keyless.json()["detail"]
+    assert not ComputeTarget.objects.filter(name="other").exists()
 
 
 def test_patch_changes_only_what_is_given(engine, api_carol, workspace, cluster):

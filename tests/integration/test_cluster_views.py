@@ -5,13 +5,15 @@ import time
 import pytest
 
 from compute.cluster_services import engine_default_ensure
-from compute.models import ComputeTarget, DockerEngine
+from compute.models import ComputeTarget, DockerEngine, Node
 from compute.scheduler import cluster_autoscale, node_request
+from compute.ssh import generate_key_pair
 from tests.integration.cluster_support import (
     cluster_containers,
     make_cluster,
     remove_test_containers,
 )
+from tests.integration.runs_support import submit, write_tree
 
 pytestmark = pytest.mark.docker
 
@@ -149,14 +151,50 @@ def test_wizard_errors_say_what_to_do(engine, as_alice, workspace, cluster):
     )
 
 
-def test_the_detail_page_shows_nodes_runs_and_why_it_waits(engine, as_bob, workspace, cluster):
-    for run in (21, 22):
-        node_request(target=cluster, run_id=run)
+def test_the_node_table_shows_how_the_admin_user_connects(
+    engine, as_bob, workspace, alice, django_capture_on_commit_callbacks
+):
+    _, public_key = generate_key_pair()
+    cluster = make_cluster(
+        django_capture_on_commit_callbacks,
+        workspace=workspace,
+        user=alice,
+        min_nodes=1,
+        admin_username="azureuser",
+        admin_ssh_public_key=public_key,
+    )
+    [node] = Node.objects.filter(target=cluster)
+    html = as_bob.get(url(workspace, f"{cluster.name}/")).content.decode()
+    assert f'<code class="ssh-command">ssh -p {node.ssh_port} azureuser@testserver</code>' in html
+
+
+def test_the_wizard_refuses_an_admin_user_without_a_key(engine, as_alice, workspace):
+    local = engine_default_ensure(workspace=workspace)
+    response = as_alice.post(
+        url(workspace, "new/cluster/"),
+        {**WIZARD, "engines": [local.pk], "admin_username": "azureuser"},
+    )
+    assert response.status_code == 400
+    assert "Give the SSH public key of azureuser: " in response.content.decode()
+    assert not ComputeTarget.objects.filter(name=WIZARD["name"]).exists()
+
+
+def test_the_detail_page_shows_nodes_runs_and_why_it_waits(
+    engine, as_bob, workspace, alice, cluster, tmp_path
+):
+    source = write_tree(tmp_path / "src", {"train.py": "print('hi')\n"})
+    runs = [
+        submit(workspace=workspace, user=alice, target=cluster, source=source, experiment="mnist")
+        for _ in range(2)
+    ]
+    for run in runs:
+        node_request(target=cluster, run_id=run.pk)
     cluster_autoscale(target=cluster)
-    [node] = node_request(target=cluster, run_id=21)
+    [node] = node_request(target=cluster, run_id=runs[0].pk)
     html = as_bob.get(url(workspace, f"{cluster.name}/")).content.decode()
     assert node.name in html
-    assert "run 21" in html
+    assert f'<a href="/w/{workspace.slug}/runs/{runs[0].pk}/">mnist #1</a>' in html
+    assert "mnist #2" not in html
     assert "1 run waiting, at max nodes 1" in html
     assert "<strong>1</strong> current / <strong>1</strong> target" in html
     engine_cpus = engine.info()["NCPU"]
