@@ -5,8 +5,8 @@ import time
 import pytest
 
 from compute.cluster_services import engine_default_ensure
-from compute.models import ComputeTarget, DockerEngine, Node
-from compute.scheduler import cluster_autoscale, node_request
+from compute.models import ComputeTarget, DockerEngine, Node, NodeState
+from compute.scheduler import cluster_autoscale, node_docker, node_request
 from compute.ssh import generate_key_pair
 from tests.integration.cluster_support import (
     cluster_containers,
@@ -205,6 +205,39 @@ def test_the_detail_page_shows_nodes_runs_and_why_it_waits(
     assert partial.status_code == 200
     assert "1 run waiting, at max nodes 1" in partial.content.decode()
     assert 'hx-trigger="every 2s"' in partial.content.decode()
+
+
+def test_the_node_table_shows_preempted_unusable_and_preparing_nodes(
+    engine, as_bob, workspace, alice, django_capture_on_commit_callbacks
+):
+    spot = make_cluster(
+        django_capture_on_commit_callbacks,
+        workspace=workspace,
+        user=alice,
+        name="spot",
+        vm_priority="lowpriority",
+        min_nodes=1,
+    )
+    dedicated = make_cluster(
+        django_capture_on_commit_callbacks, workspace=workspace, user=alice, min_nodes=1
+    )
+    for cluster in (spot, dedicated):
+        [node] = Node.objects.filter(target=cluster)
+        node_docker(node).containers.get(node.container_id).kill()
+        cluster_autoscale(target=cluster)  # notices the node stopped, then starts another
+    spot_html = as_bob.get(url(workspace, "spot/")).content.decode()
+    assert '<span class="badge badge-preempted">preempted</span>' in spot_html
+    assert "the cluster is low priority, so the node counts as preempted" in spot_html
+    dedicated_html = as_bob.get(url(workspace, f"{dedicated.name}/")).content.decode()
+    assert '<span class="badge badge-unusable">unusable</span>' in dedicated_html
+    assert f"of cluster {dedicated.name} stopped (exited) outside Trainyard" in dedicated_html
+
+    # What an autoscale pass records before it starts a node's container.
+    Node.objects.create(target=dedicated, name="cpu-cluster-next", state=NodeState.PREPARING)
+    html = as_bob.get(url(workspace, f"{dedicated.name}/nodes/")).content.decode()
+    assert '<span class="badge badge-preparing">preparing</span>' in html
+    assert "scaling up: 1 node preparing" in html
+    assert 'hx-trigger="every 2s"' in html
 
 
 def test_scale_update_from_the_detail_page(engine, as_carol, workspace, cluster):
