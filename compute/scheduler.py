@@ -444,8 +444,10 @@ def _node_start_failed(target: ComputeTarget, node: Node, error: str) -> None:
     )
 
 
-# Creates the admin user with the key, gives the node its own host keys, and starts
+# Creates the admin user with the key, gives the node its own host key, and starts
 # the node's sshd on a free port (on the engine host: nodes share its network).
+# The host key is ed25519 alone: an RSA one takes seconds to generate, and every
+# node start would wait for it.
 # Picking a port and binding it are two steps, so another process may take the
 # port in between: sshd then exits at once and the next port is tried.
 _NODE_ACCESS_SCRIPT = """
@@ -456,11 +458,12 @@ home=$(getent passwd "$1" | cut -d: -f6)
 mkdir -p "$home/.ssh" && printf "%s\\n" "$2" > "$home/.ssh/authorized_keys"
 chmod 700 "$home/.ssh" && chmod 600 "$home/.ssh/authorized_keys"
 chown -R "$1:" "$home/.ssh"
-ssh-keygen -A -q
+host_key=/etc/ssh/ssh_host_ed25519_key
+[ -s "$host_key" ] || ssh-keygen -q -t ed25519 -N "" -f "$host_key"
 mkdir -p /run/sshd
 for _ in 1 2 3; do
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("",0)); print(s.getsockname()[1])')
-    if /usr/sbin/sshd -p "$port" -o UsePAM=no -o PasswordAuthentication=no \\
+    if /usr/sbin/sshd -p "$port" -h "$host_key" -o UsePAM=no -o PasswordAuthentication=no \\
             -o KbdInteractiveAuthentication=no -o PermitRootLogin=no -o AllowUsers="$1" \\
             -o PidFile=/run/sshd.pid; then
         echo "$port"
