@@ -170,7 +170,7 @@ def node_image_missing_message(engine_name: str) -> str:
     return (
         f"The node image {settings.CLUSTER_NODE_IMAGE} is missing on Docker engine "
         f"{engine_name}. Build it on the Trainyard server with `make node-image` "
-        "(it runs scripts/build-node-image.sh: Debian bookworm with Python 3 from "
+        "(it runs scripts/build-node-image.sh: Debian bookworm with Python 3 and OpenSSH from "
         "debootstrap, nothing is pulled); for a remote engine run it with "
         "DOCKER_HOST set to that engine's URL."
     )

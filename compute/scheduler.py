@@ -490,8 +490,9 @@ def _node_access_setup(target: ComputeTarget, container) -> int | None:
     stdout, stderr = (part.decode() if part else "" for part in result.output)
     if result.exit_code == _NO_SSHD:
         raise DockerException(
-            f"the node image {settings.CLUSTER_NODE_IMAGE} has no sshd for the admin user "
-            f"{user}: rebuild it with `make node-image`"
+            f"the node image {settings.CLUSTER_NODE_IMAGE} has no sshd, which the admin user "
+            f"{user} needs: build the current node image with `make node-image` and unset "
+            "CLUSTER_NODE_IMAGE (or set it to that image)"
         )
     if result.exit_code != 0:
         raise DockerException(f"could not set up SSH for the admin user {user}: {stderr[-300:]}")

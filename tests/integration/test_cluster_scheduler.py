@@ -230,6 +230,40 @@ def test_the_admin_user_logs_in_to_every_node_over_ssh_with_its_key(
         )
 
 
+def test_a_node_image_without_sshd_says_to_rebuild_it(
+    engine, workspace, alice, settings, django_capture_on_commit_callbacks
+):
+    """An image built before nodes had SSH, kept under CLUSTER_NODE_IMAGE by hand."""
+    older = engine.containers.run(
+        settings.CLUSTER_NODE_IMAGE, ["rm", "/usr/sbin/sshd"], network_mode="none", detach=True
+    )
+    older.wait()
+    older.commit(repository="trainyard/node", tag="test-no-sshd")
+    older.remove()
+    settings.CLUSTER_NODE_IMAGE = "trainyard/node:test-no-sshd"
+    _, public_key = generate_key_pair()
+    try:
+        cluster = make_cluster(
+            django_capture_on_commit_callbacks,
+            workspace=workspace,
+            user=alice,
+            min_nodes=1,
+            admin_username="azureuser",
+            admin_ssh_public_key=public_key,
+        )
+    finally:
+        engine.images.remove("trainyard/node:test-no-sshd", force=True)
+    [node] = Node.objects.filter(target=cluster)
+    assert node.state == NodeState.UNUSABLE
+    assert node.error == (
+        "Could not start the node container on engine local: the node image "
+        "trainyard/node:test-no-sshd has no sshd, which the admin user azureuser needs: build "
+        "the current node image with `make node-image` and unset CLUSTER_NODE_IMAGE (or set it "
+        "to that image)"
+    )
+    assert cluster_containers(engine, cluster) == []
+
+
 def test_a_killed_low_priority_node_is_preempted_and_its_run_goes_back_to_the_queue(
     engine, workspace, alice, django_capture_on_commit_callbacks, lost_runs
 ):
