@@ -453,6 +453,8 @@ def _node_start_failed(target: ComputeTarget, node: Node, error: str) -> None:
 _NODE_ACCESS_SCRIPT = """
 set -e
 [ -x /usr/sbin/sshd ] || exit 3
+# Password '*' is none at all; useradd's default '!' locks the account, which sshd
+# without PAM refuses even with a key. PAM stays off: its loginuid step fails in containers.
 id -u "$1" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash --password '*' "$1"
 home=$(getent passwd "$1" | cut -d: -f6)
 mkdir -p "$home/.ssh" && printf "%s\\n" "$2" > "$home/.ssh/authorized_keys"
@@ -472,6 +474,7 @@ for _ in 1 2 3; do
 done
 exit 1
 """
+# The script's exit status when the image has no sshd.
 _NO_SSHD = 3
 
 

@@ -61,6 +61,7 @@ def test_create_then_read_the_cluster_with_its_nodes(engine, api_bob, workspace,
     assert out["state"] == "running" and out["run_id"] == 31
     assert out["memory_gib"] == 7.0
     assert out["container_id"] == node.container_id
+    assert out["ssh_port"] is None  # the cluster has no SSH admin user
     names = [t["name"] for t in api_bob.get(f"{API}?workspace={workspace.slug}").json()]
     assert names == ["api-cluster", "local"]
 
