@@ -23,6 +23,7 @@ class NodeOut(Schema):
     run_id: int | None
     engine: str | None
     container_id: str
+    ssh_port: int | None
     cpus: float
     memory_gib: float
     idle_since: datetime | None
@@ -107,6 +108,7 @@ def compute_out(target: ComputeTarget) -> ComputeOut:
             run_id=node.run_id,
             engine=node.engine.name if node.engine else None,
             container_id=node.container_id,
+            ssh_port=node.ssh_port,
             cpus=node.cpus,
             memory_gib=round(node.memory_gib, 2),
             idle_since=node.idle_since,

@@ -2,7 +2,7 @@ import re
 
 from django import forms
 
-from compute.cluster_services import PRIORITIES
+from compute.cluster_services import ADMIN_KEY_MISSING, PRIORITIES
 from compute.engines import EngineFacts
 from compute.models import DockerEngine
 from compute.names import ComputeNameMixin, compute_name_field
@@ -161,6 +161,9 @@ class ClusterForm(ComputeNameMixin, ScaleForm):
             )
         if data.get("admin_ssh_public_key") and not data.get("admin_username"):
             self.add_error("admin_username", "Give the user the public key is for.")
+        user = data.get("admin_username")
+        if user and not data.get("admin_ssh_public_key") and "admin_ssh_public_key" in data:
+            self.add_error("admin_ssh_public_key", ADMIN_KEY_MISSING.format(user=user))
         return data
 
 

@@ -43,6 +43,11 @@ DEFAULT_ENGINE_NAME = "local"
 ENGINE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
 STEP_DONE, STEP_FAILED = "done", "failed"
 PRIORITIES = {"dedicated": "Dedicated", LOW_PRIORITY: "Low priority"}
+ADMIN_KEY_MISSING = (
+    "Give the SSH public key of {user}: nodes let the admin user log in with a key only. "
+    "Paste the contents of ~/.ssh/id_ed25519.pub (create it with `ssh-keygen -t ed25519`), "
+    "or leave the SSH admin user empty."
+)
 
 
 class ClusterError(Exception):
@@ -164,8 +169,10 @@ def cluster_create(
     _check_scale(
         min_nodes=min_nodes, max_nodes=max_nodes, idle_seconds=idle_seconds_before_scaledown
     )
-    if admin_ssh_public_key and not admin_username:
+    if admin_ssh_public_key.strip() and not admin_username.strip():
         raise ClusterError("Give the SSH admin user name that the public key is for.")
+    if admin_username.strip() and not admin_ssh_public_key.strip():
+        raise ClusterError(ADMIN_KEY_MISSING.format(user=admin_username.strip()))
     if not engines:
         engines = [engine_default_ensure(workspace=workspace)]
     if any(engine.workspace_id != workspace.pk for engine in engines):

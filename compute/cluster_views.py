@@ -1,3 +1,6 @@
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -8,10 +11,17 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefre
 from compute import cluster_services, selectors
 from compute.cluster_forms import ClusterForm, EngineForm, ScaleForm
 from compute.cluster_services import ClusterError
-from compute.engines import EngineFacts, engine_check, node_image_missing_message
-from compute.models import BUSY_STATES, ComputeKind, ComputeTarget, DockerEngine, NodeState
-from compute.scheduler import cluster_counts, cluster_wait_reason
+from compute.engines import (
+    ENGINE_ERRORS,
+    EngineError,
+    EngineFacts,
+    engine_check,
+    node_image_missing_message,
+)
+from compute.models import BUSY_STATES, ComputeKind, ComputeTarget, DockerEngine, Node, NodeState
+from compute.scheduler import cluster_counts, cluster_wait_reason, node_address
 from compute.vm_sizes import VM_SIZES, vm_size_get
+from runs.models import Run
 from studio.access import workspace_view
 from studio.models import Role
 
@@ -81,14 +91,57 @@ def cluster_new(request):
     )
 
 
-def _status_context(target: ComputeTarget) -> dict:
+def _ssh_command(node: Node, user: str, server_host: str) -> str:
+    """How the cluster's SSH admin user logs in to the node, or "" when it cannot."""
+    if not user or not node.ssh_port or node.engine is None:
+        return ""
+    if node.engine.url.startswith("unix://") and node.network in ("", "host"):
+        # The server's own engine: the node listens on the host the browser reached.
+        host = server_host
+    else:
+        try:
+            host = node_address(node)
+        except (*ENGINE_ERRORS, EngineError):
+            return ""
+    return f"ssh -p {node.ssh_port} {user}@{host}"
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    """A line of the node table: the node, the run it carries, how to log in to it."""
+
+    node: Node
+    run: Run | None
+    ssh_command: str
+
+
+def _node_rows(request, target: ComputeTarget, nodes: list[Node]) -> list[NodeRow]:
+    # A node holds a bare run id: look it up in the cluster's workspace only.
+    runs = (
+        Run.objects.filter(workspace=target.workspace)
+        .select_related("experiment")
+        .in_bulk([node.run_id for node in nodes if node.run_id])
+    )
+    server_host = urlsplit(f"//{request.get_host()}").hostname or "localhost"
+    user = target.config.get("admin_username", "")
+    return [
+        NodeRow(
+            node=node,
+            run=runs.get(node.run_id) if node.run_id else None,
+            ssh_command=_ssh_command(node, user, server_host),
+        )
+        for node in nodes
+    ]
+
+
+def _status_context(request, target: ComputeTarget) -> dict:
     nodes = list(target.nodes.select_related("engine"))
     counts = cluster_counts(target)
     busy = target.state in BUSY_STATES
     transient = any(node.state in TRANSIENT_NODE_STATES for node in nodes) or counts.waiting
     return {
         "target": target,
-        "nodes": nodes,
+        "rows": _node_rows(request, target, nodes),
         "counts": counts,
         "reason": cluster_wait_reason(target),
         # Creating, deleting or scaling: follow closely; otherwise a slow look for preemptions.
@@ -118,7 +171,7 @@ def _detail(request, target, size, scale_form, status: int = 200):
         request,
         "compute/cluster_detail.html",
         {
-            **_status_context(target),
+            **_status_context(request, target),
             "size": size,
             "priority": cluster_services.PRIORITIES.get(target.config.get("vm_priority", "")),
             "limits": limits,
@@ -143,7 +196,7 @@ def cluster_status(request, name: str):
     if request.htmx and shown and shown != target.state:
         # Settings, limits and operations change with the state: reload the whole page.
         return HttpResponseClientRefresh()
-    return render(request, "compute/_cluster_status.html", _status_context(target))
+    return render(request, "compute/_cluster_status.html", _status_context(request, target))
 
 
 @require_POST

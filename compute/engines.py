@@ -79,6 +79,8 @@ class EngineFacts:
     gpu_runtime: bool
     server_version: str
     node_image: bool
+    # None when the engine does not tell (it lists GPUs as CDI devices from Docker 28 on).
+    gpus: int | None = None
 
     @property
     def memory_gib(self) -> float:
@@ -91,6 +93,7 @@ class EngineFacts:
             "gpu_runtime": self.gpu_runtime,
             "server_version": self.server_version,
             "node_image": self.node_image,
+            "gpus": self.gpus,
         }
 
     @classmethod
@@ -103,6 +106,7 @@ class EngineFacts:
             gpu_runtime=data["gpu_runtime"],
             server_version=data.get("server_version", ""),
             node_image=data.get("node_image", False),
+            gpus=data.get("gpus"),
         )
 
 
@@ -125,7 +129,25 @@ def engine_probe(url: str) -> EngineFacts:
         gpu_runtime="nvidia" in (info.get("Runtimes") or {}),
         server_version=str(info.get("ServerVersion", "")),
         node_image=has_image,
+        gpus=engine_gpu_count(info),
     )
+
+
+def engine_gpu_count(info: dict) -> int | None:
+    """The NVIDIA GPUs in the engine's CDI devices (`docker info`), or None when it lists none.
+
+    The NVIDIA toolkit names each GPU by its index (nvidia.com/gpu=0) or its
+    UUID (nvidia.com/gpu=GPU-…), next to `all` and MIG slices (0:1); an engine
+    without CDI specs may still have GPUs behind the nvidia runtime, so no
+    listed GPU means unknown, not none.
+    """
+    names = [
+        device.get("ID", "").removeprefix("nvidia.com/gpu=")
+        for device in info.get("DiscoveredDevices") or []
+        if device.get("Source") == "cdi" and device.get("ID", "").startswith("nvidia.com/gpu=")
+    ]
+    count = sum(name.isdigit() for name in names) or sum(name.startswith("GPU-") for name in names)
+    return count or None
 
 
 def engine_check(engine: DockerEngine) -> EngineFacts | None:
@@ -148,7 +170,7 @@ def node_image_missing_message(engine_name: str) -> str:
     return (
         f"The node image {settings.CLUSTER_NODE_IMAGE} is missing on Docker engine "
         f"{engine_name}. Build it on the Trainyard server with `make node-image` "
-        "(it runs scripts/build-node-image.sh: Debian bookworm with Python 3 from "
+        "(it runs scripts/build-node-image.sh: Debian bookworm with Python 3 and OpenSSH from "
         "debootstrap, nothing is pulled); for a remote engine run it with "
         "DOCKER_HOST set to that engine's URL."
     )
@@ -172,13 +194,20 @@ def size_fit_problem(size: VmSize, facts: EngineFacts, engine_name: str) -> str:
 
     CPU time can be shared, so a size with more vCPUs than the engine is capped
     to the engine's CPUs. Memory and GPUs cannot be conjured: a size needing
-    more than the engine has is refused, naming the limit.
+    more than the engine has is refused, naming the limit (the GPU count only
+    where the engine tells it).
     """
     if size.gpus and not facts.gpu_runtime:
         return (
             f"{size.name} has {size.gpus} GPU{'s' if size.gpus > 1 else ''}, but Docker engine "
             f"{engine_name} has no GPUs (nvidia is not among its runtimes): pick a CPU size, "
             "or register an engine with the NVIDIA container runtime"
+        )
+    if facts.gpus is not None and size.gpus > facts.gpus:
+        has = f"{facts.gpus} GPU{'s' if facts.gpus > 1 else ''}"
+        return (
+            f"{size.name} has {size.gpus} GPUs, but Docker engine {engine_name} has {has}: "
+            f"pick a size with at most {has}, or register an engine with more GPUs"
         )
     if size.memory_bytes > facts.memory_bytes:
         return (

@@ -188,6 +188,8 @@ class Node(models.Model):
     nano_cpus = models.BigIntegerField(default=0)
     memory_bytes = models.BigIntegerField(default=0)
     network = models.CharField(max_length=64, blank=True)
+    # Where the node's sshd listens, when the cluster has an SSH admin user.
+    ssh_port = models.PositiveIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
     idle_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

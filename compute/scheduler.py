@@ -28,7 +28,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from docker.errors import DockerException, NotFound
+from docker.errors import DockerException, ImageNotFound, NotFound
 
 from compute.engines import (
     ENGINE_ERRORS,
@@ -36,6 +36,7 @@ from compute.engines import (
     EngineFacts,
     engine_client,
     engine_client_forget,
+    node_image_missing_message,
     node_limits,
     unreachable_message,
 )
@@ -366,11 +367,10 @@ def _node_start(target: ComputeTarget, node: Node) -> None:
     assert facts is not None
     limits = node_limits(size, facts)
     network = limits_conf.get("network") or "host"
-    run_kwargs: dict = {
+    create_kwargs: dict = {
         "image": settings.CLUSTER_NODE_IMAGE,
         "command": ["sleep", "infinity"],
         "init": True,
-        "detach": True,
         "name": f"trainyard-{settings.TRAINYARD_INSTANCE_ID}-{node.name}",
         "labels": container_labels(target, node.name),
         "nano_cpus": limits.nano_cpus,
@@ -378,25 +378,30 @@ def _node_start(target: ComputeTarget, node: Node) -> None:
         "memswap_limit": limits.memory_bytes,
     }
     if network == "host":
-        run_kwargs["network_mode"] = "host"
+        create_kwargs["network_mode"] = "host"
     else:
-        run_kwargs["network"] = network
+        create_kwargs["network"] = network
     if size.gpus:
-        run_kwargs["device_requests"] = [
+        create_kwargs["device_requests"] = [
             docker.types.DeviceRequest(count=size.gpus, capabilities=[["gpu"]])
         ]
     try:
         client = engine_client(engine.url)
-        container = client.containers.run(**run_kwargs)
+        # Not `containers.run`: it pulls a missing image, and nodes never come from a registry.
+        container = client.containers.create(**create_kwargs)
         Node.objects.filter(pk=node.pk).update(container_id=container.id)
         node.container_id = container.id
-        _node_access_setup(target, container)
+        container.start()
+        ssh_port = _node_access_setup(target, container)
         # The node is ready when it can run Python, which is what runs need.
         result = container.exec_run(["python3", "-c", "pass"])
         if result.exit_code != 0:
             raise DockerException(
                 f"python3 does not run in the node container: {result.output.decode()[:200]}"
             )
+    except ImageNotFound:
+        _node_start_failed(target, node, node_image_missing_message(engine.name))
+        return
     except EngineError as exc:
         _node_start_failed(target, node, str(exc))
         return
@@ -416,6 +421,7 @@ def _node_start(target: ComputeTarget, node: Node) -> None:
         nano_cpus=limits.nano_cpus,
         memory_bytes=limits.memory_bytes,
         network=network,
+        ssh_port=ssh_port,
     )
     if not ready:
         # The cluster was deleted (or the node given up on) while the container started.
@@ -438,24 +444,62 @@ def _node_start_failed(target: ComputeTarget, node: Node, error: str) -> None:
     )
 
 
-def _node_access_setup(target: ComputeTarget, container) -> None:
-    """Create the cluster's SSH admin user in the node with its public key, if one was given."""
+# Creates the admin user with the key, gives the node its own host key, and starts
+# the node's sshd on a free port (on the engine host: nodes share its network).
+# The host key is ed25519 alone: an RSA one takes seconds to generate, and every
+# node start would wait for it.
+# Picking a port and binding it are two steps, so another process may take the
+# port in between: sshd then exits at once and the next port is tried.
+_NODE_ACCESS_SCRIPT = """
+set -e
+[ -x /usr/sbin/sshd ] || exit 3
+# Password '*' is none at all; useradd's default '!' locks the account, which sshd
+# without PAM refuses even with a key. PAM stays off: its loginuid step fails in containers.
+id -u "$1" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash --password '*' "$1"
+home=$(getent passwd "$1" | cut -d: -f6)
+mkdir -p "$home/.ssh" && printf "%s\\n" "$2" > "$home/.ssh/authorized_keys"
+chmod 700 "$home/.ssh" && chmod 600 "$home/.ssh/authorized_keys"
+chown -R "$1:" "$home/.ssh"
+host_key=/etc/ssh/ssh_host_ed25519_key
+[ -s "$host_key" ] || ssh-keygen -q -t ed25519 -N "" -f "$host_key"
+mkdir -p /run/sshd
+for _ in 1 2 3; do
+    port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("",0)); print(s.getsockname()[1])')
+    if /usr/sbin/sshd -p "$port" -h "$host_key" -o UsePAM=no -o PasswordAuthentication=no \\
+            -o KbdInteractiveAuthentication=no -o PermitRootLogin=no -o AllowUsers="$1" \\
+            -o PidFile=/run/sshd.pid; then
+        echo "$port"
+        exit 0
+    fi
+done
+exit 1
+"""
+# The script's exit status when the image has no sshd.
+_NO_SSHD = 3
+
+
+def _node_access_setup(target: ComputeTarget, container) -> int | None:
+    """Let the cluster's SSH admin user log in to the node; the port its sshd listens on.
+
+    None when the cluster has no admin user.
+    """
     user = target.config.get("admin_username")
     key = target.config.get("admin_ssh_public_key")
     if not user or not key:
-        return
-    script = (
-        'id -u "$1" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$1"\n'
-        'home=$(getent passwd "$1" | cut -d: -f6)\n'
-        'mkdir -p "$home/.ssh" && printf "%s\\n" "$2" > "$home/.ssh/authorized_keys"\n'
-        'chmod 700 "$home/.ssh" && chmod 600 "$home/.ssh/authorized_keys"\n'
-        'chown -R "$1:" "$home/.ssh"\n'
+        return None
+    result = container.exec_run(
+        ["sh", "-c", _NODE_ACCESS_SCRIPT, "node-access", user, key], demux=True
     )
-    result = container.exec_run(["sh", "-c", script, "node-access", user, key])
-    if result.exit_code != 0:
+    stdout, stderr = (part.decode() if part else "" for part in result.output)
+    if result.exit_code == _NO_SSHD:
         raise DockerException(
-            f"could not create the admin user {user}: {result.output.decode()[:200]}"
+            f"the node image {settings.CLUSTER_NODE_IMAGE} has no sshd, which the admin user "
+            f"{user} needs: build the current node image with `make node-image` and unset "
+            "CLUSTER_NODE_IMAGE (or set it to that image)"
         )
+    if result.exit_code != 0:
+        raise DockerException(f"could not set up SSH for the admin user {user}: {stderr[-300:]}")
+    return int(stdout.split()[-1])
 
 
 def _container_remove(engine: DockerEngine | None, container_id: str) -> None:

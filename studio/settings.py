@@ -142,7 +142,7 @@ CELERY_BEAT_SCHEDULE: dict = {}
 # and this installation's id, which labels its node containers so installations
 # (or test runs) sharing a Docker engine never touch each other's nodes.
 CLUSTER_AUTOSCALE_SECONDS = envint("CLUSTER_AUTOSCALE_SECONDS", 5)
-CLUSTER_NODE_IMAGE = os.getenv("CLUSTER_NODE_IMAGE", "trainyard/node:bookworm")
+CLUSTER_NODE_IMAGE = os.getenv("CLUSTER_NODE_IMAGE", "trainyard/node:bookworm-2")
 CLUSTER_DEFAULT_ENGINE_URL = os.getenv("CLUSTER_DEFAULT_ENGINE_URL", "unix:///var/run/docker.sock")
 TRAINYARD_INSTANCE_ID = kept_secret(DATA_DIR / "instance_id", lambda: secrets.token_hex(6))
 CELERY_BEAT_SCHEDULE["cluster-autoscale"] = {

@@ -61,6 +61,7 @@ def test_create_then_read_the_cluster_with_its_nodes(engine, api_bob, workspace,
     assert out["state"] == "running" and out["run_id"] == 31
     assert out["memory_gib"] == 7.0
     assert out["container_id"] == node.container_id
+    assert out["ssh_port"] is None  # the cluster has no SSH admin user
     names = [t["name"] for t in api_bob.get(f"{API}?workspace={workspace.slug}").json()]
     assert names == ["api-cluster", "local"]
 
@@ -80,6 +81,15 @@ def test_create_errors(engine, api_carol, workspace, cluster):
     )
     assert unknown.status_code == 400
     assert unknown.json()["detail"] == "No Docker engine called nope in this workspace."
+    keyless = post(
+        api_carol,
+        f"{API}/cluster?workspace={workspace.slug}",
+        {"name": "other", "vm_size": "Standard_D2_v2", "max_nodes": 1, "admin_username": "ops"},
+    )
+    assert keyless.status_code == 400
+    assert keyless.json()["detail"].startswith("Give the SSH public key of ops: ")
+    assert "ssh-keygen -t ed25519" in keyless.json()["detail"]
+    assert not ComputeTarget.objects.filter(name="other").exists()
 
 
 def test_patch_changes_only_what_is_given(engine, api_carol, workspace, cluster):

@@ -113,6 +113,7 @@ def test_a_taken_name_is_refused_whatever_its_case(
         ({"max_nodes": 0}, "Maximum nodes must be at least 1."),
         ({"vm_size": "Standard_Z9"}, "Standard_Z9 is not a virtual machine size"),
         ({"admin_ssh_public_key": "ssh-ed25519 AAAA"}, "Give the SSH admin user name"),
+        ({"admin_username": "azureuser"}, "Give the SSH public key of azureuser"),
     ],
 )
 def test_invalid_requests_are_refused_before_anything_is_created(

@@ -2,6 +2,7 @@
 
 import time
 
+import paramiko
 import pytest
 
 from compute import cluster_services
@@ -15,6 +16,7 @@ from compute.scheduler import (
     node_request,
 )
 from compute.signals import node_lost, node_ready
+from compute.ssh import generate_key_pair, parse_private_key
 from tests.integration.cluster_support import (
     cluster_containers,
     make_cluster,
@@ -181,22 +183,85 @@ def test_minimum_nodes_are_started_by_provisioning_with_the_size_limits(
     assert operation.steps[-1]["detail"] == "1 of 1 ready"
 
 
-def test_admin_user_gets_the_public_key_on_every_node(
+def test_the_admin_user_logs_in_to_every_node_over_ssh_with_its_key(
     engine, workspace, alice, django_capture_on_commit_callbacks
 ):
-    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGv0cmFpbnlhcmQtdGVzdC1rZXktb25seQ alice@laptop"
+    private_key, public_key = generate_key_pair("alice@laptop")
     cluster = make_cluster(
         django_capture_on_commit_callbacks,
         workspace=workspace,
         user=alice,
-        min_nodes=1,
+        min_nodes=2,
         admin_username="azureuser",
-        admin_ssh_public_key=key,
+        admin_ssh_public_key=public_key,
     )
-    [container] = running(engine, cluster)
-    result = container.exec_run(["cat", "/home/azureuser/.ssh/authorized_keys"])
-    assert result.exit_code == 0
-    assert result.output.decode().strip() == key
+    nodes = list(Node.objects.filter(target=cluster, state=NodeState.IDLE))
+    assert len(nodes) == 2 and all(node.ssh_port for node in nodes)
+    assert nodes[0].ssh_port != nodes[1].ssh_port
+    host_keys = set()
+    for node in nodes:
+        with paramiko.SSHClient() as ssh:
+            ssh.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+            ssh.connect(
+                "127.0.0.1",
+                port=node.ssh_port,
+                username="azureuser",
+                pkey=parse_private_key(private_key),
+                allow_agent=False,
+                look_for_keys=False,
+                timeout=10,
+            )
+            host_keys.add(ssh.get_transport().get_remote_server_key().get_base64())
+            _, stdout, _ = ssh.exec_command("whoami && python3 -c 'print(6 * 7)'")
+            assert stdout.read().decode().split() == ["azureuser", "42"]
+    # Every node has its own host key: none comes baked into the image.
+    assert len(host_keys) == 2
+    other_private_key, _ = generate_key_pair()
+    with paramiko.SSHClient() as ssh, pytest.raises(paramiko.AuthenticationException):
+        ssh.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        ssh.connect(
+            "127.0.0.1",
+            port=nodes[0].ssh_port,
+            username="azureuser",
+            pkey=parse_private_key(other_private_key),
+            allow_agent=False,
+            look_for_keys=False,
+            timeout=10,
+        )
+
+
+def test_a_node_image_without_sshd_says_to_rebuild_it(
+    engine, workspace, alice, settings, django_capture_on_commit_callbacks
+):
+    """An image built before nodes had SSH, kept under CLUSTER_NODE_IMAGE by hand."""
+    older = engine.containers.run(
+        settings.CLUSTER_NODE_IMAGE, ["rm", "/usr/sbin/sshd"], network_mode="none", detach=True
+    )
+    older.wait()
+    older.commit(repository="trainyard/node", tag="test-no-sshd")
+    older.remove()
+    settings.CLUSTER_NODE_IMAGE = "trainyard/node:test-no-sshd"
+    _, public_key = generate_key_pair()
+    try:
+        cluster = make_cluster(
+            django_capture_on_commit_callbacks,
+            workspace=workspace,
+            user=alice,
+            min_nodes=1,
+            admin_username="azureuser",
+            admin_ssh_public_key=public_key,
+        )
+    finally:
+        engine.images.remove("trainyard/node:test-no-sshd", force=True)
+    [node] = Node.objects.filter(target=cluster)
+    assert node.state == NodeState.UNUSABLE
+    assert node.error == (
+        "Could not start the node container on engine local: the node image "
+        "trainyard/node:test-no-sshd has no sshd, which the admin user azureuser needs: build "
+        "the current node image with `make node-image` and unset CLUSTER_NODE_IMAGE (or set it "
+        "to that image)"
+    )
+    assert cluster_containers(engine, cluster) == []
 
 
 def test_a_killed_low_priority_node_is_preempted_and_its_run_goes_back_to_the_queue(

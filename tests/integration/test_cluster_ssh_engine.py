@@ -1,13 +1,17 @@
 """A cluster whose nodes live on a Docker engine reached as ssh://user@host (real sshd)."""
 
+import re
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import paramiko
 import pytest
 
 from compute import cluster_services
 from compute.models import ComputeTarget
 from compute.scheduler import cluster_autoscale, node_docker, node_request
+from compute.ssh import generate_key_pair, parse_private_key
 from tests.integration.cluster_support import (
     cluster_containers,
     make_cluster,
@@ -86,3 +90,39 @@ def test_an_ssh_engine_that_refuses_the_login_says_what_to_check(
     )
     assert engine.error.startswith(f"Docker engine at {ssh_engine_url} is unreachable (")
     assert "can `ssh` to that host with its own key" in engine.error
+
+
+def test_the_admin_user_logs_in_to_a_node_of_an_ssh_engine_as_the_node_table_says(
+    ssh_engine_url, workspace, alice, as_bob, django_capture_on_commit_callbacks
+):
+    remote = cluster_services.engine_register(
+        workspace=workspace, name="box", url=ssh_engine_url, user=alice
+    )
+    private_key, public_key = generate_key_pair()
+    cluster = make_cluster(
+        django_capture_on_commit_callbacks,
+        workspace=workspace,
+        user=alice,
+        name="remote-nodes",
+        engines=[remote],
+        min_nodes=1,
+        admin_username="azureuser",
+        admin_ssh_public_key=public_key,
+    )
+    assert cluster.state == "Succeeded", cluster.error
+    html = as_bob.get(f"/w/{workspace.slug}/compute/remote-nodes/").content.decode()
+    host = urlsplit(ssh_engine_url).hostname
+    [port] = re.findall(rf"ssh -p (\d+) azureuser@{re.escape(host)}</code>", html)
+    with paramiko.SSHClient() as ssh:
+        ssh.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+        ssh.connect(
+            host,
+            port=int(port),
+            username="azureuser",
+            pkey=parse_private_key(private_key),
+            allow_agent=False,
+            look_for_keys=False,
+            timeout=10,
+        )
+        _, stdout, _ = ssh.exec_command("whoami")
+        assert stdout.read().decode().strip() == "azureuser"

@@ -1,15 +1,19 @@
 """The cluster pages: the wizard, the detail page with its nodes, scale, delete, engines."""
 
+import time
+
 import pytest
 
 from compute.cluster_services import engine_default_ensure
-from compute.models import ComputeTarget, DockerEngine
-from compute.scheduler import cluster_autoscale, node_request
+from compute.models import ComputeTarget, DockerEngine, Node, NodeState
+from compute.scheduler import cluster_autoscale, node_docker, node_request
+from compute.ssh import generate_key_pair
 from tests.integration.cluster_support import (
     cluster_containers,
     make_cluster,
     remove_test_containers,
 )
+from tests.integration.runs_support import submit, write_tree
 
 pytestmark = pytest.mark.docker
 
@@ -83,6 +87,24 @@ def test_the_wizard_says_when_the_node_image_is_missing(engine, as_alice, worksp
     assert "<code>make node-image</code>" in html or "`make node-image`" in html
 
 
+def test_a_node_whose_image_is_missing_fails_with_how_to_build_it_and_nothing_is_pulled(
+    engine, as_bob, workspace, cluster, settings
+):
+    settings.CLUSTER_NODE_IMAGE = "trainyard/node:not-built"
+    since = int(time.time())
+    node_request(target=cluster, run_id=31)
+    cluster_autoscale(target=cluster)
+    html = as_bob.get(url(workspace, f"{cluster.name}/")).content.decode()
+    missing = "The node image trainyard/node:not-built is missing on Docker engine local"
+    assert f"1 run waiting: a node failed to start ({missing}" in html
+    assert "Build it on the Trainyard server with `make node-image`" in html
+    assert cluster_containers(engine, cluster) == []
+    pulls = engine.events(
+        since=since, until=int(time.time()) + 1, decode=True, filters={"type": "image"}
+    )
+    assert [e for e in pulls if "not-built" in e.get("id", "")] == []
+
+
 def test_creating_through_the_wizard_provisions_and_shows_the_cluster(
     engine, as_carol, workspace, django_capture_on_commit_callbacks
 ):
@@ -129,14 +151,50 @@ def test_wizard_errors_say_what_to_do(engine, as_alice, workspace, cluster):
     )
 
 
-def test_the_detail_page_shows_nodes_runs_and_why_it_waits(engine, as_bob, workspace, cluster):
-    for run in (21, 22):
-        node_request(target=cluster, run_id=run)
+def test_the_node_table_shows_how_the_admin_user_connects(
+    engine, as_bob, workspace, alice, django_capture_on_commit_callbacks
+):
+    _, public_key = generate_key_pair()
+    cluster = make_cluster(
+        django_capture_on_commit_callbacks,
+        workspace=workspace,
+        user=alice,
+        min_nodes=1,
+        admin_username="azureuser",
+        admin_ssh_public_key=public_key,
+    )
+    [node] = Node.objects.filter(target=cluster)
+    html = as_bob.get(url(workspace, f"{cluster.name}/")).content.decode()
+    assert f'<code class="ssh-command">ssh -p {node.ssh_port} azureuser@testserver</code>' in html
+
+
+def test_the_wizard_refuses_an_admin_user_without_a_key(engine, as_alice, workspace):
+    local = engine_default_ensure(workspace=workspace)
+    response = as_alice.post(
+        url(workspace, "new/cluster/"),
+        {**WIZARD, "engines": [local.pk], "admin_username": "azureuser"},
+    )
+    assert response.status_code == 400
+    assert "Give the SSH public key of azureuser: " in response.content.decode()
+    assert not ComputeTarget.objects.filter(name=WIZARD["name"]).exists()
+
+
+def test_the_detail_page_shows_nodes_runs_and_why_it_waits(
+    engine, as_bob, workspace, alice, cluster, tmp_path
+):
+    source = write_tree(tmp_path / "src", {"train.py": "print('hi')\n"})
+    runs = [
+        submit(workspace=workspace, user=alice, target=cluster, source=source, experiment="mnist")
+        for _ in range(2)
+    ]
+    for run in runs:
+        node_request(target=cluster, run_id=run.pk)
     cluster_autoscale(target=cluster)
-    [node] = node_request(target=cluster, run_id=21)
+    [node] = node_request(target=cluster, run_id=runs[0].pk)
     html = as_bob.get(url(workspace, f"{cluster.name}/")).content.decode()
     assert node.name in html
-    assert "run 21" in html
+    assert f'<a href="/w/{workspace.slug}/runs/{runs[0].pk}/">mnist #1</a>' in html
+    assert "mnist #2" not in html
     assert "1 run waiting, at max nodes 1" in html
     assert "<strong>1</strong> current / <strong>1</strong> target" in html
     engine_cpus = engine.info()["NCPU"]
@@ -147,6 +205,39 @@ def test_the_detail_page_shows_nodes_runs_and_why_it_waits(engine, as_bob, works
     assert partial.status_code == 200
     assert "1 run waiting, at max nodes 1" in partial.content.decode()
     assert 'hx-trigger="every 2s"' in partial.content.decode()
+
+
+def test_the_node_table_shows_preempted_unusable_and_preparing_nodes(
+    engine, as_bob, workspace, alice, django_capture_on_commit_callbacks
+):
+    spot = make_cluster(
+        django_capture_on_commit_callbacks,
+        workspace=workspace,
+        user=alice,
+        name="spot",
+        vm_priority="lowpriority",
+        min_nodes=1,
+    )
+    dedicated = make_cluster(
+        django_capture_on_commit_callbacks, workspace=workspace, user=alice, min_nodes=1
+    )
+    for cluster in (spot, dedicated):
+        [node] = Node.objects.filter(target=cluster)
+        node_docker(node).containers.get(node.container_id).kill()
+        cluster_autoscale(target=cluster)  # notices the node stopped, then starts another
+    spot_html = as_bob.get(url(workspace, "spot/")).content.decode()
+    assert '<span class="badge badge-preempted">preempted</span>' in spot_html
+    assert "the cluster is low priority, so the node counts as preempted" in spot_html
+    dedicated_html = as_bob.get(url(workspace, f"{dedicated.name}/")).content.decode()
+    assert '<span class="badge badge-unusable">unusable</span>' in dedicated_html
+    assert f"of cluster {dedicated.name} stopped (exited) outside Trainyard" in dedicated_html
+
+    # What an autoscale pass records before it starts a node's container.
+    Node.objects.create(target=dedicated, name="cpu-cluster-next", state=NodeState.PREPARING)
+    html = as_bob.get(url(workspace, f"{dedicated.name}/nodes/")).content.decode()
+    assert '<span class="badge badge-preparing">preparing</span>' in html
+    assert "scaling up: 1 node preparing" in html
+    assert 'hx-trigger="every 2s"' in html
 
 
 def test_scale_update_from_the_detail_page(engine, as_carol, workspace, cluster):

@@ -3,12 +3,15 @@
 import time
 
 import pytest
+from django.conf import settings
+from django.urls import reverse
 
 from compute import cluster_services
 from compute.models import Node, NodeState
 from compute.scheduler import cluster_autoscale, node_docker
 from runs import logstore, services
 from runs.models import RunStatus
+from tests.conftest import client_for
 from tests.integration.cluster_support import node_processes, remove_test_containers
 from tests.integration.runs_support import (
     running_monitor,
@@ -104,6 +107,59 @@ def test_a_preempted_run_is_requeued_and_completes_on_another_node(
     assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
     assert run.node_name != first.name
     assert logstore.read(run.pk, "stdout")[0].endswith(b"working\ndone\n")
+
+
+def test_a_killed_low_priority_node_requeues_its_run_which_completes_on_another_node(
+    tmp_path, workspace, alice, engine
+):
+    cluster = make_cluster(workspace, alice, vm_priority="lowpriority", min_nodes=1)
+    cluster_autoscale(target=cluster)
+    source = write_tree(
+        tmp_path / "src",
+        {"train.py": "import time\nprint('working', flush=True)\ntime.sleep(3)\nprint('done')\n"},
+    )
+    with running_monitor():
+        run = submit(workspace=workspace, user=alice, target=cluster, source=source)
+        run = wait_for(dispatch_until_started(run), [RunStatus.RUNNING])
+        first = Node.objects.get(target=cluster, name=run.node_name)
+        node_docker(first).containers.get(first.container_id).kill()
+        time.sleep(settings.CLUSTER_AUTOSCALE_SECONDS)  # the monitor sees the run stop first
+        cluster_autoscale(target=cluster)  # notices the stopped node: preempted, run requeued
+        assert run.events.filter(
+            status=RunStatus.QUEUED, message__contains="stopped (exited) outside Trainyard"
+        ).exists(), list(run.events.values_list("status", "message"))
+        cluster_autoscale(target=cluster)
+        run = wait_final(dispatch_until_started(run))
+    assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
+    assert run.node_name != first.name
+    assert logstore.read(run.pk, "stdout")[0].endswith(b"working\ndone\n")
+
+
+def test_a_killed_dedicated_node_fails_its_run_with_the_reason_on_the_run_page(
+    tmp_path, workspace, alice, engine
+):
+    cluster = make_cluster(workspace, alice, min_nodes=1)
+    cluster_autoscale(target=cluster)
+    source = write_tree(
+        tmp_path / "src", {"train.py": "import time\nprint('working', flush=True)\ntime.sleep(60)"}
+    )
+    with running_monitor():
+        run = submit(workspace=workspace, user=alice, target=cluster, source=source)
+        run = wait_for(dispatch_until_started(run), [RunStatus.RUNNING])
+        node = Node.objects.get(target=cluster, name=run.node_name)
+        node_docker(node).containers.get(node.container_id).kill()
+        # The autoscale pass that notices comes up to its interval later: until then the
+        # monitor, which sees the run's processes gone, must not end the run its own way.
+        time.sleep(settings.CLUSTER_AUTOSCALE_SECONDS)
+        cluster_autoscale(target=cluster)
+        run = wait_final(run)
+    reason = f"Node {node.name} of cluster cpu-cluster stopped (exited) outside Trainyard"
+    assert run.status == RunStatus.FAILED
+    assert run.error == reason
+    page = client_for(alice).get(reverse("run_detail", args=[workspace.slug, run.pk]))
+    assert reason in page.content.decode()
+    node.refresh_from_db()
+    assert node.state == NodeState.UNUSABLE and node.error == reason
 
 
 def test_a_run_already_finalizing_when_its_low_priority_node_goes_is_requeued(

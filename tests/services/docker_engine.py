@@ -25,7 +25,7 @@ def _run_script(name: str) -> None:
 
 @pytest.fixture(scope="session")
 def docker_engine():
-    """A DockerClient for the local engine (started if needed) with trainyard/node:bookworm."""
+    """A DockerClient for the local engine (started if needed) with the node image built."""
     _run_script("start-dockerd.sh")
     _run_script("build-node-image.sh")
     client = docker.from_env()
