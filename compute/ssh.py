@@ -529,7 +529,8 @@ def preflight(conn: SshConnection) -> dict:
             found = f"no POSIX shell ({_shorten(err.strip()) or f'exit code {code}'})"
         raise SshError(
             "not_linux",
-            f"{conn.target.address} runs {found}; Trainyard runs jobs on Linux VMs only.",
+            f"{conn.target.address} runs {found}; Trainyard runs jobs on Linux VMs only: "
+            "attach a Linux VM instead.",
         )
 
     user = conn.username

@@ -6,6 +6,7 @@ check when the response comes back; the pages are read as a user would.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import html
 import logging
@@ -295,6 +296,41 @@ def test_timeout(workspace, as_carol, sshd, settings):
     assert "within 1 s" in page
 
 
+@pytest.fixture
+def port_that_never_answers():
+    """A loopback port whose SYNs go unanswered, as behind a firewall that drops them.
+
+    The listener never accepts, so once its accept queue (backlog 0) is full the
+    kernel drops every further connection attempt instead of refusing it.
+    """
+    with socket.socket() as listener, contextlib.ExitStack() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(8):
+            filler = queued.enter_context(socket.socket())
+            filler.settimeout(0.5)
+            try:
+                filler.connect(("127.0.0.1", port))
+            except TimeoutError:
+                break
+        else:
+            pytest.fail("the accept queue of a backlog-0 listener never filled")
+        yield port
+
+
+def test_connect_timeout(workspace, as_carol, sshd, settings, port_that_never_answers):
+    settings.COMPUTE_SSH_TIMEOUT = 1
+    port = port_that_never_answers
+    page = attach(as_carol, workspace, form_data(sshd, port=port))
+    assert (
+        f"No answer from tytest@127.0.0.1:{port} within 1 s — is the VM running, is the address "
+        "right, and does its firewall (network security group) allow SSH from this server?"
+    ) in page
+    assert steps_of("gpu-vm")["connecting"][0] == "failed"
+    assert ComputeTarget.objects.get(name="gpu-vm").state == "Failed"
+
+
 def test_host_key_changed_is_refused_and_re_trusted_deliberately(sshd_factory, workspace, as_carol):
     server = sshd_factory()
     attach(as_carol, workspace, form_data(server))
@@ -327,6 +363,18 @@ def test_host_key_changed_is_refused_and_re_trusted_deliberately(sshd_factory, w
     assert (target.state, target.host_key_fingerprint) == ("Succeeded", offered)
     assert f"Matches the pinned {offered}" in page
     assert "The host key changed" not in page
+
+
+def test_a_target_that_is_not_linux_is_refused(darwin_sshd, workspace, as_carol):
+    page = attach(as_carol, workspace, form_data(darwin_sshd))
+    assert (
+        f"tytest@127.0.0.1:{darwin_sshd.port} runs a Darwin system; "
+        "Trainyard runs jobs on Linux VMs only: attach a Linux VM instead." in page
+    )
+    steps = steps_of("gpu-vm")
+    assert [state for state, _ in steps.values()] == ["done", "done", "done", "failed"]
+    assert ComputeTarget.objects.get(name="gpu-vm").state == "Failed"
+    assert "Facts" not in page
 
 
 @pytest.fixture
