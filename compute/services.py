@@ -60,6 +60,7 @@ def ssh_target(target: ComputeTarget) -> ssh.SshTarget:
         private_key=target.private_key if target.auth_method == AuthMethod.KEY else None,
         passphrase=(target.passphrase or None) if target.auth_method == AuthMethod.KEY else None,
         pinned_fingerprint=target.host_key_fingerprint or None,
+        pool_key=f"compute-target-{target.pk}",
     )
 
 
@@ -192,7 +193,6 @@ def compute_credentials_update(
     """Replace how Trainyard logs in (the old secrets are overwritten) and check again."""
     _require_checkable(target)
     _require_credentials(auth_method, password, private_key, passphrase)
-    old_pool_key = ssh_target(target).pool_key
     with transaction.atomic():
         target.username = username
         for field, value in _credential_fields(
@@ -206,7 +206,7 @@ def compute_credentials_update(
         target.config = config
         target.save()
         operation = _operation_start(target=target, user=user, action="credentials")
-    ssh.pool.close(old_pool_key)
+    ssh.pool.close(ssh_target(target))
     return operation
 
 
@@ -219,14 +219,13 @@ def host_key_retrust(*, target: ComputeTarget, user, fingerprint: str) -> Comput
             f"{target.name} does not currently offer the host key {fingerprint}: "
             "re-check it to see the key it offers now, then trust that one."
         )
-    old_pool_key = ssh_target(target).pool_key
     with transaction.atomic():
         target.host_key_fingerprint = fingerprint
         target.host_key_type = offered.get("type", "")
         target.config = {k: v for k, v in target.config.items() if k != "offered_host_key"}
         target.save()
         operation = _operation_start(target=target, user=user, action="retrust")
-    ssh.pool.close(old_pool_key)
+    ssh.pool.close(ssh_target(target))
     return operation
 
 
@@ -238,7 +237,7 @@ def compute_detach(*, target: ComputeTarget, user) -> None:
         raise ComputeError(
             f"{target.name} is a compute cluster Trainyard created: delete it instead of detaching."
         )
-    pool_key = ssh_target(target).pool_key if target.address else None
+    pooled = ssh_target(target) if target.address else None
     with transaction.atomic():
         ComputeOperation.objects.create(
             target=None,
@@ -250,8 +249,8 @@ def compute_detach(*, target: ComputeTarget, user) -> None:
             finished_at=timezone.now(),
         )
         target.delete()
-    if pool_key is not None:
-        ssh.pool.close(pool_key)
+    if pooled is not None:
+        ssh.pool.close(pooled)
 
 
 def _require_credentials(auth_method: str, password: str, private_key: str, passphrase: str):

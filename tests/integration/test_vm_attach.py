@@ -10,6 +10,7 @@ import contextlib
 import grp
 import html
 import logging
+import os
 import re
 import socket
 import subprocess
@@ -21,8 +22,10 @@ from django.urls import reverse
 
 from compute import services, ssh
 from compute.models import ComputeOperation, ComputeTarget
+from compute.templatetags.compute_format import mib
 from runs.models import Experiment, Run
-from tests.integration.test_ssh_layer import ssh_keygen
+from tests.integration.cloud_support import wait_until
+from tests.integration.test_ssh_layer import logged_in_ports, ssh_keygen, system_python3_version
 from tests.services.sshd import TEST_USER, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -70,6 +73,25 @@ def steps_of(name: str) -> dict[str, tuple[str, str]]:
     return {step["key"]: (step["state"], step["detail"]) for step in operation.steps}
 
 
+def facts_of(page: str) -> dict[str, str]:
+    """The Facts section of a target's page, label by label."""
+    section = page.split('id="facts-heading"', 1)[1].split("</section>", 1)[0]
+    return {
+        label: re.sub(r"<[^>]+>", "", value).strip()
+        for label, value in re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", section, re.DOTALL)
+    }
+
+
+def os_release(key: str) -> str:
+    return subprocess.run(
+        ["sh", "-c", f". /etc/os-release; echo ${key}"], capture_output=True, text=True
+    ).stdout.strip()
+
+
+def meminfo_kib(key: str) -> int:
+    return int(Path("/proc/meminfo").read_text().split(f"{key}:")[1].split()[0])
+
+
 def logins(server) -> int:
     return server.log.read_text().count("Accepted ")
 
@@ -87,12 +109,16 @@ def test_attach_with_password_pins_host_key_and_shows_facts(sshd, workspace, as_
 
     # Anyone in the workspace sees the facts of the VM and who attached it.
     page = page_of(as_bob, workspace, "gpu-vm")
-    os_name = subprocess.run(
-        ["sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"], capture_output=True, text=True
-    ).stdout.strip()
-    for fact in (os_name, "Kernel", "x86_64" if "x86_64" in page else "Architecture", "CPUs"):
-        assert fact in page
-    assert "Memory" in page and "GiB" in page and "Disk free (home)" in page
+    facts = facts_of(page)
+    assert facts["Operating system"] == (
+        f"{os_release('PRETTY_NAME')} (version {os_release('VERSION_ID')})"
+    )
+    assert facts["Kernel"] == os.uname().release
+    assert facts["Architecture"] == os.uname().machine
+    assert facts["CPUs"] == str(os.cpu_count())
+    assert facts["Memory"] == mib(meminfo_kib("MemTotal") // 1024)
+    assert facts["Python 3"] == system_python3_version()
+    assert facts["Disk free (home)"].endswith(" GiB")
     assert "Attached by" in page and "carol" in page
     assert "Re-check" not in page  # bob reads only
 
@@ -416,6 +442,32 @@ def test_re_check_reuses_the_pooled_connection(sshd_factory, workspace, as_carol
         as_carol.post(check)
     assert logins(server) == after_first_check
     assert ComputeOperation.objects.filter(target_name="gpu-vm", state="Succeeded").count() == 5
+
+
+def test_credentials_saved_by_another_process_replace_the_pooled_login(
+    sshd_factory, workspace, as_carol, tmp_path
+):
+    server = sshd_factory()
+    attach(as_carol, workspace, form_data(server))
+    check = reverse("compute_check", args=[workspace.slug, "gpu-vm"])
+    as_carol.post(check)
+    [pooled_login] = wait_until(lambda: len(logins := logged_in_ports(server)) == 1 and logins)
+
+    # Another process (a web server, a worker) saves a key instead of the password;
+    # nothing tells this process's pool.
+    private, public = ssh_keygen(tmp_path, "ed25519", "RFC4716")
+    server.authorize(public)
+    target = ComputeTarget.objects.get(name="gpu-vm")
+    target.auth_method, target.private_key, target.password = "key", private, ""
+    target.save()
+
+    page = html.unescape(as_carol.post(check, follow=True).content.decode())
+    assert "Logged in as tytest with an SSH key" in page
+    assert server.log.read_text().count("Accepted publickey for tytest") == 1
+    [key_login] = wait_until(lambda: len(logins := logged_in_ports(server)) == 1 and logins)
+    assert key_login != pooled_login
+    as_carol.post(check)
+    assert logged_in_ports(server) == {key_login}
 
 
 def test_edit_credentials_re_runs_the_check(sshd, workspace, as_carol, tmp_path):
