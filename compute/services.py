@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from compute import spark, ssh
+from compute import selectors, spark, ssh
 from compute.models import (
     SSH_KINDS,
     AuthMethod,
@@ -229,14 +229,41 @@ def host_key_retrust(*, target: ComputeTarget, user, fingerprint: str) -> Comput
     return operation
 
 
-def compute_detach(*, target: ComputeTarget, user) -> None:
-    """Forget an attached target and its secrets; runs keep their history and its name."""
+# Runs named in a refused detach; the Runs page lists them all.
+DETACH_RUNS_NAMED = 5
+
+
+def detach_refusal(target: ComputeTarget) -> str:
+    """Why `target` cannot be detached now, or '' when it can."""
     if target.kind == ComputeKind.LOCAL:
-        raise ComputeError("The built-in local target is part of every workspace: it stays.")
+        return "The built-in local target is part of every workspace: it stays."
     if target.kind == ComputeKind.CLUSTER:
-        raise ComputeError(
+        return (
             f"{target.name} is a compute cluster Trainyard created: delete it instead of detaching."
         )
+    # Detached, their target would be gone for the run monitor: it would fail them and
+    # leave their processes running on the machine.
+    active = selectors.target_active_runs(target=target)
+    count = active.count()
+    if not count:
+        return ""
+    named = ", ".join(f"{run} ({run.status})" for run in active[:DETACH_RUNS_NAMED])
+    if count > DETACH_RUNS_NAMED:
+        named += f" and {count - DETACH_RUNS_NAMED} more"
+    runs, have, them, they_end = (
+        ("run", "has", "it", "it ends") if count == 1 else ("runs", "have", "them", "they end")
+    )
+    return (
+        f"{target.name} still has {count} {runs} that {have} not ended: {named}. "
+        f"Cancel {them} or wait until {they_end}, then detach {target.name}."
+    )
+
+
+def compute_detach(*, target: ComputeTarget, user) -> None:
+    """Forget an attached target and its secrets; runs keep their history and its name."""
+    refusal = detach_refusal(target)
+    if refusal:
+        raise ComputeError(refusal)
     pooled = ssh_target(target) if target.address else None
     with transaction.atomic():
         ComputeOperation.objects.create(

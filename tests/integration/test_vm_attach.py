@@ -516,6 +516,43 @@ def test_detach_removes_target_and_secrets_runs_keep_history(sshd, workspace, al
     assert ComputeOperation.objects.filter(target_name="gpu-vm", action="detach").exists()
 
 
+def run_on(target, user, number: int, status: str) -> Run:
+    experiment, _ = Experiment.objects.get_or_create(
+        workspace=target.workspace, name="mnist", defaults={"created_by": user}
+    )
+    return Run.objects.create(
+        workspace=target.workspace,
+        experiment=experiment,
+        number=number,
+        status=status,
+        target=target,
+        target_name=target.name,
+        submitted_by=user,
+    )
+
+
+def test_detach_is_refused_while_runs_have_not_ended(sshd, workspace, alice, as_carol):
+    attach(as_carol, workspace, form_data(sshd))
+    target = ComputeTarget.objects.get(name="gpu-vm")
+    run_on(target, alice, 1, "Completed")
+    running, queued = run_on(target, alice, 2, "Running"), run_on(target, alice, 3, "Queued")
+    refusal = (
+        "gpu-vm still has 2 runs that have not ended: mnist #2 (Running), mnist #3 (Queued). "
+        "Cancel them or wait until they end, then detach gpu-vm."
+    )
+    url = reverse("compute_detach", args=[workspace.slug, "gpu-vm"])
+    page = html.unescape(as_carol.get(url).content.decode())
+    assert refusal in page
+    assert "Detach gpu-vm</button>" not in page
+    page = html.unescape(as_carol.post(url, follow=True).content.decode())
+    assert refusal in page
+    assert ComputeTarget.objects.filter(name="gpu-vm").exists()
+
+    Run.objects.filter(pk__in=[running.pk, queued.pk]).update(status="Canceled")
+    page = html.unescape(as_carol.post(url, follow=True).content.decode())
+    assert "gpu-vm was detached and its credentials deleted" in page
+
+
 def test_local_target_cannot_be_detached(workspace, as_alice):
     url = reverse("compute_detach", args=[workspace.slug, "local"])
     page = html.unescape(as_alice.post(url, follow=True).content.decode())
