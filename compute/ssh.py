@@ -185,8 +185,11 @@ class SshConnection:
             parse_private_key(target.private_key, target.passphrase) if target.private_key else None
         )
         self._transport: paramiko.Transport | None = None
-        self._sessions: set[paramiko.Channel] = set()
         self._lock = threading.Lock()
+        # Its own lock: the pool asks whether a connection is busy while holding the pool
+        # lock, which must never wait for a login that holds `_lock`.
+        self._sessions: set[paramiko.Channel] = set()
+        self._sessions_lock = threading.Lock()
 
     def __enter__(self) -> SshConnection:
         return self
@@ -209,7 +212,7 @@ class SshConnection:
     @property
     def busy(self) -> bool:
         """Whether a command, upload or SFTP session is still open on it."""
-        with self._lock:
+        with self._sessions_lock:
             return any(not session.closed for session in self._sessions)
 
     def close(self) -> None:
@@ -288,7 +291,7 @@ class SshConnection:
     def open_session(self, timeout: float) -> paramiko.Channel:
         """A new channel for one command or subsystem; close it when done."""
         session = self._new_session(timeout)
-        with self._lock:
+        with self._sessions_lock:
             self._sessions = {open_ for open_ in self._sessions if not open_.closed} | {session}
         return session
 
@@ -493,8 +496,11 @@ class SshPool:
                 self._retired.append(self._connections.pop(key))
 
     def _take_finished(self) -> list[SshConnection]:
-        finished = [connection for connection in self._retired if not connection.busy]
-        self._retired = [connection for connection in self._retired if connection.busy]
+        finished: list[SshConnection] = []
+        still_busy: list[SshConnection] = []
+        for connection in self._retired:
+            (still_busy if connection.busy else finished).append(connection)
+        self._retired = still_busy
         return finished
 
     def close(self, target: SshTarget) -> None:

@@ -321,6 +321,7 @@ def test_put_bytes_and_sftp(sshd):
 def system_python3_version() -> str:
     """The version of the python3 a login over SSH finds on this machine."""
     system_python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    assert system_python, "the VM tests need a system python3 (apt-get install python3)"
     return subprocess.run(
         [system_python, "-c", "import platform; print(platform.python_version())"],
         capture_output=True,
