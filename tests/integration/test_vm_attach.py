@@ -14,6 +14,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -468,6 +469,23 @@ def test_credentials_saved_by_another_process_replace_the_pooled_login(
     assert key_login != pooled_login
     as_carol.post(check)
     assert logged_in_ports(server) == {key_login}
+
+
+def test_a_target_detached_by_another_process_loses_its_pooled_login(
+    sshd_factory, sshd, workspace, as_carol, monkeypatch
+):
+    server = sshd_factory()
+    attach(as_carol, workspace, form_data(server))
+    attach(as_carol, workspace, form_data(sshd, name="other-vm"))
+    as_carol.post(reverse("compute_check", args=[workspace.slug, "gpu-vm"]))
+    wait_until(lambda: len(logged_in_ports(server)) == 1, what="the pooled login")
+
+    monkeypatch.setattr(ssh.pool, "idle_seconds", 0.5)
+    # Another process detaches gpu-vm; nothing tells this process's pool.
+    ComputeTarget.objects.filter(name="gpu-vm").delete()
+    time.sleep(1)
+    as_carol.post(reverse("compute_check", args=[workspace.slug, "other-vm"]))
+    wait_until(lambda: not logged_in_ports(server), what="the detached target's login closed")
 
 
 def test_edit_credentials_re_runs_the_check(sshd, workspace, as_carol, tmp_path):
