@@ -4,3 +4,10 @@ from django.apps import AppConfig
 class ComputeConfig(AppConfig):
     name = "compute"
     verbose_name = "Compute"
+
+    def ready(self) -> None:
+        from django.conf import settings
+
+        from compute import ssh
+
+        ssh.pool.idle_seconds = float(settings.COMPUTE_SSH_IDLE_SECONDS)

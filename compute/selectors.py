@@ -9,6 +9,17 @@ def compute_get(*, workspace, name: str) -> ComputeTarget:
     return ComputeTarget.objects.select_related("created_by").get(workspace=workspace, name=name)
 
 
+def target_active_runs(*, target: ComputeTarget):
+    """The runs on `target` that have not ended yet, oldest first."""
+    from runs.models import FINAL_STATUSES
+
+    return (
+        target.runs.exclude(status__in=FINAL_STATUSES)
+        .select_related("experiment")
+        .order_by("created_at")
+    )
+
+
 def operation_latest(*, target: ComputeTarget) -> ComputeOperation | None:
     return target.operations.select_related("started_by").first()
 

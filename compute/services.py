@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from compute import spark, ssh
+from compute import selectors, spark, ssh
 from compute.models import (
     SSH_KINDS,
     AuthMethod,
@@ -60,6 +60,7 @@ def ssh_target(target: ComputeTarget) -> ssh.SshTarget:
         private_key=target.private_key if target.auth_method == AuthMethod.KEY else None,
         passphrase=(target.passphrase or None) if target.auth_method == AuthMethod.KEY else None,
         pinned_fingerprint=target.host_key_fingerprint or None,
+        pool_key=f"compute-target-{target.pk}",
     )
 
 
@@ -192,7 +193,6 @@ def compute_credentials_update(
     """Replace how Trainyard logs in (the old secrets are overwritten) and check again."""
     _require_checkable(target)
     _require_credentials(auth_method, password, private_key, passphrase)
-    old_pool_key = ssh_target(target).pool_key
     with transaction.atomic():
         target.username = username
         for field, value in _credential_fields(
@@ -206,7 +206,7 @@ def compute_credentials_update(
         target.config = config
         target.save()
         operation = _operation_start(target=target, user=user, action="credentials")
-    ssh.pool.close(old_pool_key)
+    ssh.pool.close(ssh_target(target))
     return operation
 
 
@@ -219,26 +219,52 @@ def host_key_retrust(*, target: ComputeTarget, user, fingerprint: str) -> Comput
             f"{target.name} does not currently offer the host key {fingerprint}: "
             "re-check it to see the key it offers now, then trust that one."
         )
-    old_pool_key = ssh_target(target).pool_key
     with transaction.atomic():
         target.host_key_fingerprint = fingerprint
         target.host_key_type = offered.get("type", "")
         target.config = {k: v for k, v in target.config.items() if k != "offered_host_key"}
         target.save()
         operation = _operation_start(target=target, user=user, action="retrust")
-    ssh.pool.close(old_pool_key)
+    ssh.pool.close(ssh_target(target))
     return operation
+
+
+# Runs named in a refused detach; the Runs page lists them all.
+DETACH_RUNS_NAMED = 5
+
+
+def detach_refusal(target: ComputeTarget) -> str:
+    """Why `target` cannot be detached now, or '' when it can."""
+    if target.kind == ComputeKind.LOCAL:
+        return "The built-in local target is part of every workspace: it stays."
+    if target.kind == ComputeKind.CLUSTER:
+        return (
+            f"{target.name} is a compute cluster Trainyard created: delete it instead of detaching."
+        )
+    # Detached, their target would be gone for the run monitor: it would fail them and
+    # leave their processes running on the machine.
+    active = selectors.target_active_runs(target=target)
+    count = active.count()
+    if not count:
+        return ""
+    named = ", ".join(f"{run} ({run.status})" for run in active[:DETACH_RUNS_NAMED])
+    if count > DETACH_RUNS_NAMED:
+        named += f" and {count - DETACH_RUNS_NAMED} more"
+    runs, have, them, they_end = (
+        ("run", "has", "it", "it ends") if count == 1 else ("runs", "have", "them", "they end")
+    )
+    return (
+        f"{target.name} still has {count} {runs} that {have} not ended: {named}. "
+        f"Cancel {them} or wait until {they_end}, then detach {target.name}."
+    )
 
 
 def compute_detach(*, target: ComputeTarget, user) -> None:
     """Forget an attached target and its secrets; runs keep their history and its name."""
-    if target.kind == ComputeKind.LOCAL:
-        raise ComputeError("The built-in local target is part of every workspace: it stays.")
-    if target.kind == ComputeKind.CLUSTER:
-        raise ComputeError(
-            f"{target.name} is a compute cluster Trainyard created: delete it instead of detaching."
-        )
-    pool_key = ssh_target(target).pool_key if target.address else None
+    refusal = detach_refusal(target)
+    if refusal:
+        raise ComputeError(refusal)
+    pooled = ssh_target(target) if target.address else None
     with transaction.atomic():
         ComputeOperation.objects.create(
             target=None,
@@ -250,8 +276,8 @@ def compute_detach(*, target: ComputeTarget, user) -> None:
             finished_at=timezone.now(),
         )
         target.delete()
-    if pool_key is not None:
-        ssh.pool.close(pool_key)
+    if pooled is not None:
+        ssh.pool.close(pooled)
 
 
 def _require_credentials(auth_method: str, password: str, private_key: str, passphrase: str):

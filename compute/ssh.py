@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_RUN_TIMEOUT = 60.0
+DEFAULT_IDLE_SECONDS = 300.0
 
 
 class SshError(Exception):
@@ -135,6 +136,8 @@ class SshTarget:
 
     `pinned_fingerprint=None` means first contact: any host key is accepted
     and reported, so the caller can store it and pin it from then on.
+    `pool_key` names what the pool keeps one connection for (e.g. the compute
+    target's id); without one it is the address.
     """
 
     host: str
@@ -144,6 +147,7 @@ class SshTarget:
     private_key: str | None = field(default=None, repr=False)
     passphrase: str | None = field(default=None, repr=False)
     pinned_fingerprint: str | None = None
+    pool_key: str = ""
 
     @property
     def address(self) -> str:
@@ -152,12 +156,11 @@ class SshTarget:
         return f"{self.username}@{host}:{self.port}"
 
     @property
-    def pool_key(self) -> tuple:
-        # Credentials are part of the key (a changed password must not reuse
-        # the old login) but only as a hash, so keys are safe to log.
-        secrets = "\0".join([self.password or "", self.private_key or "", self.passphrase or ""])
-        credential_hash = hashlib.sha256(secrets.encode()).hexdigest()
-        return (self.host, self.port, self.username, self.pinned_fingerprint, credential_hash)
+    def login_hash(self) -> str:
+        """Changes with anything that decides the login; a hash, so it is safe to log."""
+        login = [self.host, str(self.port), self.username, self.pinned_fingerprint or ""]
+        secrets = [self.password or "", self.private_key or "", self.passphrase or ""]
+        return hashlib.sha256("\0".join(login + secrets).encode()).hexdigest()
 
 
 # ---------------------------------------------------------------- connections
@@ -183,6 +186,10 @@ class SshConnection:
         )
         self._transport: paramiko.Transport | None = None
         self._lock = threading.Lock()
+        # Its own lock: the pool asks whether a connection is busy while holding the pool
+        # lock, which must never wait for a login that holds `_lock`.
+        self._sessions: set[paramiko.Channel] = set()
+        self._sessions_lock = threading.Lock()
 
     def __enter__(self) -> SshConnection:
         return self
@@ -201,6 +208,12 @@ class SshConnection:
             if self._transport is None or not self._transport.is_active():
                 self._transport = self._connect()
             return self._transport
+
+    @property
+    def busy(self) -> bool:
+        """Whether a command, upload or SFTP session is still open on it."""
+        with self._sessions_lock:
+            return any(not session.closed for session in self._sessions)
 
     def close(self) -> None:
         with self._lock:
@@ -275,7 +288,14 @@ class SshConnection:
                 "if it keeps happening, check the VM's sshd logs.",
             ) from None
 
-    def _open_session(self, timeout: float) -> paramiko.Channel:
+    def open_session(self, timeout: float) -> paramiko.Channel:
+        """A new channel for one command or subsystem; close it when done."""
+        session = self._new_session(timeout)
+        with self._sessions_lock:
+            self._sessions = {open_ for open_ in self._sessions if not open_.closed} | {session}
+        return session
+
+    def _new_session(self, timeout: float) -> paramiko.Channel:
         transport = self.transport
         try:
             return transport.open_session(timeout=timeout)
@@ -306,7 +326,7 @@ class SshConnection:
         """
         command = shlex.join(cmd) if isinstance(cmd, list) else cmd
         deadline = time.monotonic() + timeout
-        channel = self._open_session(timeout)
+        channel = self.open_session(timeout)
         try:
             channel.exec_command(command)
             channel.shutdown_write()
@@ -345,7 +365,7 @@ class SshConnection:
 
     def sftp(self) -> paramiko.SFTPClient:
         """A new SFTP session over the shared transport; close it (or use `with`)."""
-        channel = self._open_session(self.timeout)
+        channel = self.open_session(self.timeout)
         channel.invoke_subsystem("sftp")
         return paramiko.SFTPClient(channel)
 
@@ -427,33 +447,77 @@ def connect(target: SshTarget, *, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> S
     return connection
 
 
-class SshPool:
-    """One live connection per target, shared by threads; reconnects transparently."""
+def _pool_key(target: SshTarget) -> str:
+    return target.pool_key or target.address
 
-    def __init__(self) -> None:
-        self._connections: dict[tuple, SshConnection] = {}
+
+class SshPool:
+    """One live connection per pool key, shared by threads; reconnects transparently.
+
+    Each process (web server, Celery worker, run monitor) has its own pool, which
+    the others cannot close. So the pool itself notices what changed: a key seen
+    with other credentials or another pinned host key gets a new connection, and a
+    connection nobody checked out for `idle_seconds` is closed, such as the one to
+    a target detached elsewhere. A connection with a command still running is
+    closed only once that command has finished.
+    """
+
+    def __init__(self, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> None:
+        self.idle_seconds = idle_seconds
+        self._connections: dict[str, SshConnection] = {}
+        self._checked_out: dict[str, float] = {}
+        self._retired: list[SshConnection] = []
         self._lock = threading.Lock()
 
     def get(self, target: SshTarget, *, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> SshConnection:
+        key = _pool_key(target)
         with self._lock:
-            connection = self._connections.get(target.pool_key)
+            now = time.monotonic()
+            self._retire_idle(now)
+            connection = self._connections.get(key)
+            if connection is not None and connection.target.login_hash != target.login_hash:
+                self._retired.append(self._connections.pop(key))
+                connection = None
             if connection is None:
                 connection = SshConnection(target, timeout=timeout)
-                self._connections[target.pool_key] = connection
+                self._connections[key] = connection
+            self._checked_out[key] = now
+            finished = self._take_finished()
+        for old in finished:
+            old.close()
         # Outside the pool lock: a slow or dead VM must not block other targets.
         connection.transport  # noqa: B018 - (re)connects now so errors surface here
         return connection
 
-    def close(self, key: tuple) -> None:
+    def _retire_idle(self, now: float) -> None:
+        for key, checked_out in list(self._checked_out.items()):
+            if now - checked_out > self.idle_seconds:
+                del self._checked_out[key]
+                self._retired.append(self._connections.pop(key))
+
+    def _take_finished(self) -> list[SshConnection]:
+        finished: list[SshConnection] = []
+        still_busy: list[SshConnection] = []
+        for connection in self._retired:
+            (still_busy if connection.busy else finished).append(connection)
+        self._retired = still_busy
+        return finished
+
+    def close(self, target: SshTarget) -> None:
+        """Close this process's connection for `target`'s pool key, whatever its credentials."""
+        key = _pool_key(target)
         with self._lock:
             connection = self._connections.pop(key, None)
+            self._checked_out.pop(key, None)
         if connection is not None:
             connection.close()
 
     def close_all(self) -> None:
         with self._lock:
-            connections = list(self._connections.values())
+            connections = [*self._connections.values(), *self._retired]
             self._connections.clear()
+            self._checked_out.clear()
+            self._retired.clear()
         for connection in connections:
             connection.close()
 
@@ -529,7 +593,8 @@ def preflight(conn: SshConnection) -> dict:
             found = f"no POSIX shell ({_shorten(err.strip()) or f'exit code {code}'})"
         raise SshError(
             "not_linux",
-            f"{conn.target.address} runs {found}; Trainyard runs jobs on Linux VMs only.",
+            f"{conn.target.address} runs {found}; Trainyard runs jobs on Linux VMs only: "
+            "attach a Linux VM instead.",
         )
 
     user = conn.username

@@ -231,8 +231,9 @@ def compute_detach(request, name: str):
             "Runs that used it keep their history.",
         )
         return redirect("compute_list", slug=request.workspace.slug)
-    return render(
-        request,
-        "compute/compute_detach.html",
-        {"target": target, "run_count": target.runs.count()},
-    )
+    context = {
+        "target": target,
+        "run_count": target.runs.count(),
+        "refusal": services.detach_refusal(target),
+    }
+    return render(request, "compute/compute_detach.html", context)

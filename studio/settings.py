@@ -152,6 +152,8 @@ CELERY_BEAT_SCHEDULE["cluster-autoscale"] = {
 
 # Attached VMs: seconds to wait for a VM to accept the connection and log us in.
 COMPUTE_SSH_TIMEOUT = envint("COMPUTE_SSH_TIMEOUT", 10)
+# Each process closes a pooled SSH connection nobody used for this long.
+COMPUTE_SSH_IDLE_SECONDS = envint("COMPUTE_SSH_IDLE_SECONDS", 300)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

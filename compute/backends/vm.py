@@ -64,7 +64,7 @@ def _exec_bytes(
 ) -> tuple[int, bytes, bytes]:
     """Like SshConnection.run, but with raw bytes both ways: logs are not always UTF-8."""
     deadline = time.monotonic() + timeout
-    channel = connection.transport.open_session(timeout=timeout)
+    channel = connection.open_session(timeout)
     try:
         channel.exec_command(command)
         if stdin:

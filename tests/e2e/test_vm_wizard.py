@@ -1,10 +1,12 @@
 """Attach a VM in Chromium with a key pair generated in the wizard, against a real sshd."""
 
+import os
 import re
 
 import pytest
 from playwright.sync_api import expect
 
+from tests.integration.test_ssh_layer import system_python3_version
 from tests.services.live_stack import login
 
 pytestmark = pytest.mark.e2e
@@ -34,6 +36,22 @@ def test_attach_a_vm_with_a_generated_key_pair(page, live_stack, sshd):
         re.compile(re.escape(f"echo '{public_key}' >> ~/.ssh/authorized_keys"))
     )
     expect(page.get_by_label("Compute name")).to_have_value("e2e-vm")
+
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_stack.url)
+    key_row = page.locator(".copyrow").filter(has=page.locator("#generated-public-key"))
+    key_row.get_by_role("button", name="Copy").click()
+    expect(key_row.get_by_role("status")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == public_key
+    # Opened over plain HTTP at a LAN address, the page has no navigator.clipboard.
+    page.evaluate(
+        "window.clipboardForTest = navigator.clipboard;"
+        "Object.defineProperty(navigator, 'clipboard', {value: undefined})"
+    )
+    command_row = page.locator(".copyrow").filter(has=page.locator("#authorize-command"))
+    command_row.get_by_role("button", name="Copy").click()
+    expect(command_row.get_by_role("status")).to_have_text("Copied")
+    command = page.get_by_label("Command to run on the VM").input_value()
+    assert page.evaluate("window.clipboardForTest.readText()") == command
     sshd.authorize(public_key)
 
     page.get_by_role("button", name="Attach", exact=True).click()
@@ -45,8 +63,15 @@ def test_attach_a_vm_with_a_generated_key_pair(page, live_stack, sshd):
     expect(steps).to_contain_text(f"First contact: pinned {sshd.host_key_fingerprint}")
     expect(steps).to_contain_text("Logged in as tytest with an SSH key")
     facts = page.locator("#facts-heading + dl")
-    for fact in ("Operating system", "Kernel", "CPUs", "Memory", "Disk free (home)", "Docker"):
-        expect(facts).to_contain_text(fact)
+    for label, value in (
+        ("Kernel", os.uname().release),
+        ("Architecture", os.uname().machine),
+        ("CPUs", str(os.cpu_count())),
+        ("Python 3", system_python3_version()),
+    ):
+        expect(facts.locator(f"dt:text-is('{label}') + dd")).to_have_text(value)
+    for label in ("Operating system", "Memory", "Disk free (home)", "Docker"):
+        expect(facts.locator(f"dt:text-is('{label}') + dd")).not_to_be_empty()
     expect(page.get_by_label("Public key")).to_have_value(public_key)
 
     page.get_by_role("navigation", name="Studio").get_by_role("link", name="Compute").click()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from compute.ssh import (
     parse_private_key,
     preflight,
 )
+from tests.integration.cloud_support import wait_until
 from tests.services.sshd import free_port
 
 TIMEOUT = 5
@@ -316,6 +318,18 @@ def test_put_bytes_and_sftp(sshd):
 # ---------------------------------------------------------------- preflight
 
 
+def system_python3_version() -> str:
+    """The version of the python3 a login over SSH finds on this machine."""
+    system_python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    assert system_python, "the VM tests need a system python3 (apt-get install python3)"
+    return subprocess.run(
+        [system_python, "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
 def test_preflight_reports_this_machine(sshd):
     with connect(password_target(sshd), timeout=TIMEOUT) as conn:
         facts = preflight(conn)
@@ -337,14 +351,7 @@ def test_preflight_reports_this_machine(sshd):
     home_free_mib = shutil.disk_usage(os.path.expanduser(f"~{sshd.username}")).free // 2**20
     assert abs(facts["disk_free_mib"] - home_free_mib) < max(home_free_mib // 50, 100)
     assert facts["gpus"] == []  # no nvidia-smi on this machine
-    system_python = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
-    python_version = subprocess.run(
-        [system_python, "-c", "import platform; print(platform.python_version())"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    assert facts["python3"] == python_version
+    assert facts["python3"] == system_python3_version()
     assert facts["spark_submit"] is None and facts["spark_version"] is None
 
     docker = shutil.which("docker", path="/usr/local/bin:/usr/bin:/bin")
@@ -389,7 +396,7 @@ def test_pool_reuses_one_transport_and_reconnects_when_it_died(sshd):
         assert conn.transport is not transport
         assert conn.host_key_fingerprint == sshd.host_key_fingerprint
 
-        pool.close(target.pool_key)
+        pool.close(target)
         assert pool.get(target, timeout=TIMEOUT) is not conn
     finally:
         pool.close_all()
@@ -417,10 +424,70 @@ def test_pool_serves_parallel_threads_over_one_transport(sshd):
     assert len(transports) == 1
 
 
-def test_pool_keys_hold_no_secrets(sshd):
+def test_login_hashes_hold_no_secrets(sshd):
     target = password_target(sshd, password="pool-secret")
-    assert "pool-secret" not in repr(target.pool_key)
+    assert "pool-secret" not in target.login_hash
     assert "pool-secret" not in repr(target)
+
+
+def logged_in_ports(server) -> set[str]:
+    """The client ports of the logins the sshd still holds open, from its log."""
+    log = server.log.read_text()
+    accepted = set(re.findall(r"Accepted \S+ for \S+ from \S+ port (\d+)", log))
+    ended = r"(?:Closing connection to|Connection closed by|Read error from remote host)"
+    closed = set(re.findall(rf"{ended} \S+ port (\d+)", log))
+    return accepted - closed
+
+
+def test_pool_logs_in_again_when_the_credentials_changed(sshd_factory, tmp_path):
+    server = sshd_factory()
+    pool = SshPool()
+    try:
+        with_password = password_target(server, pool_key="vm-1")
+        assert pool.get(with_password, timeout=TIMEOUT).run("whoami")[0] == 0
+        [password_login] = logged_in_ports(server)
+
+        private, public = ssh_keygen(tmp_path, "ed25519", "RFC4716")
+        server.authorize(public)
+        with_key = key_target(server, private, pool_key="vm-1")
+        assert pool.get(with_key, timeout=TIMEOUT).run("whoami")[0] == 0
+        assert "Accepted publickey for tytest" in server.log.read_text()
+        # The login with the old password is closed, not left behind.
+        [key_login] = wait_until(
+            lambda: len(logged_in_ports(server)) == 1 and logged_in_ports(server)
+        )
+        assert key_login != password_login
+    finally:
+        pool.close_all()
+
+
+def test_pool_closes_idle_connections_once_their_commands_finished(sshd_factory):
+    server = sshd_factory()
+    pool = SshPool(idle_seconds=0.5)
+    try:
+        idle = pool.get(password_target(server, pool_key="idle"), timeout=TIMEOUT)
+        busy = pool.get(password_target(server, pool_key="busy"), timeout=TIMEOUT)
+        idle_transport, busy_transport = idle.transport, busy.transport
+        results = []
+        command = threading.Thread(target=lambda: results.append(busy.run("sleep 3; echo done")))
+        command.start()
+        wait_until(lambda: busy.busy, what="the command to start")
+        time.sleep(1)
+
+        # Any checkout looks at the pool: both are idle, only the one without a command closes.
+        pool.get(password_target(server, pool_key="other"), timeout=TIMEOUT)
+        assert not idle_transport.is_active()
+        assert busy_transport.is_active()
+        command.join()
+        assert results == [(0, "done\n", "")]
+        pool.get(password_target(server, pool_key="other"), timeout=TIMEOUT)
+        assert not busy_transport.is_active()
+        wait_until(lambda: len(logged_in_ports(server)) == 1, what="idle logins closed")
+
+        # Coming back to an idle target logs in afresh.
+        assert pool.get(password_target(server, pool_key="idle"), timeout=TIMEOUT) is not idle
+    finally:
+        pool.close_all()
 
 
 # ---------------------------------------------------------------- hosts at their own addresses

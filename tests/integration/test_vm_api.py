@@ -3,6 +3,8 @@
 import pytest
 
 from compute import ssh
+from compute.models import ComputeTarget
+from runs.models import Experiment, Run
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -126,3 +128,36 @@ def test_host_key_re_trust_over_the_api(sshd_factory, workspace, api_carol):
         offered,
         None,
     )
+
+
+def test_delete_is_refused_while_a_run_has_not_ended(sshd, workspace, alice, api_carol):
+    body = {
+        "name": "api-vm",
+        "address": sshd.host,
+        "port": sshd.port,
+        "username": sshd.username,
+        "authentication": "password",
+        "password": sshd.password,
+    }
+    assert post(api_carol, "/vm", workspace, body).status_code == 202
+    target = ComputeTarget.objects.get(name="api-vm")
+    experiment = Experiment.objects.create(workspace=workspace, name="mnist", created_by=alice)
+    run = Run.objects.create(
+        workspace=workspace,
+        experiment=experiment,
+        number=7,
+        status="Running",
+        target=target,
+        target_name=target.name,
+        submitted_by=alice,
+    )
+    response = api_carol.delete(api("/api-vm", workspace))
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        "api-vm still has 1 run that has not ended: mnist #7 (Running). "
+        "Cancel it or wait until it ends, then detach api-vm."
+    )
+    assert ComputeTarget.objects.filter(name="api-vm").exists()
+
+    Run.objects.filter(pk=run.pk).update(status="Failed")
+    assert api_carol.delete(api("/api-vm", workspace)).status_code == 204

@@ -6,12 +6,15 @@ check when the response comes back; the pages are read as a user would.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import html
 import logging
+import os
 import re
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -20,8 +23,10 @@ from django.urls import reverse
 
 from compute import services, ssh
 from compute.models import ComputeOperation, ComputeTarget
+from compute.templatetags.compute_format import mib
 from runs.models import Experiment, Run
-from tests.integration.test_ssh_layer import ssh_keygen
+from tests.integration.cloud_support import wait_until
+from tests.integration.test_ssh_layer import logged_in_ports, ssh_keygen, system_python3_version
 from tests.services.sshd import TEST_USER, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -69,6 +74,25 @@ def steps_of(name: str) -> dict[str, tuple[str, str]]:
     return {step["key"]: (step["state"], step["detail"]) for step in operation.steps}
 
 
+def facts_of(page: str) -> dict[str, str]:
+    """The Facts section of a target's page, label by label."""
+    section = page.split('id="facts-heading"', 1)[1].split("</section>", 1)[0]
+    return {
+        label: re.sub(r"<[^>]+>", "", value).strip()
+        for label, value in re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", section, re.DOTALL)
+    }
+
+
+def os_release(key: str) -> str:
+    return subprocess.run(
+        ["sh", "-c", f". /etc/os-release; echo ${key}"], capture_output=True, text=True
+    ).stdout.strip()
+
+
+def meminfo_kib(key: str) -> int:
+    return int(Path("/proc/meminfo").read_text().split(f"{key}:")[1].split()[0])
+
+
 def logins(server) -> int:
     return server.log.read_text().count("Accepted ")
 
@@ -86,12 +110,16 @@ def test_attach_with_password_pins_host_key_and_shows_facts(sshd, workspace, as_
 
     # Anyone in the workspace sees the facts of the VM and who attached it.
     page = page_of(as_bob, workspace, "gpu-vm")
-    os_name = subprocess.run(
-        ["sh", "-c", ". /etc/os-release; echo $PRETTY_NAME"], capture_output=True, text=True
-    ).stdout.strip()
-    for fact in (os_name, "Kernel", "x86_64" if "x86_64" in page else "Architecture", "CPUs"):
-        assert fact in page
-    assert "Memory" in page and "GiB" in page and "Disk free (home)" in page
+    facts = facts_of(page)
+    assert facts["Operating system"] == (
+        f"{os_release('PRETTY_NAME')} (version {os_release('VERSION_ID')})"
+    )
+    assert facts["Kernel"] == os.uname().release
+    assert facts["Architecture"] == os.uname().machine
+    assert facts["CPUs"] == str(os.cpu_count())
+    assert facts["Memory"] == mib(meminfo_kib("MemTotal") // 1024)
+    assert facts["Python 3"] == system_python3_version()
+    assert facts["Disk free (home)"].endswith(" GiB")
     assert "Attached by" in page and "carol" in page
     assert "Re-check" not in page  # bob reads only
 
@@ -295,6 +323,41 @@ def test_timeout(workspace, as_carol, sshd, settings):
     assert "within 1 s" in page
 
 
+@pytest.fixture
+def port_that_never_answers():
+    """A loopback port whose SYNs go unanswered, as behind a firewall that drops them.
+
+    The listener never accepts, so once its accept queue (backlog 0) is full the
+    kernel drops every further connection attempt instead of refusing it.
+    """
+    with socket.socket() as listener, contextlib.ExitStack() as queued:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(8):
+            filler = queued.enter_context(socket.socket())
+            filler.settimeout(0.5)
+            try:
+                filler.connect(("127.0.0.1", port))
+            except TimeoutError:
+                break
+        else:
+            pytest.fail("the accept queue of a backlog-0 listener never filled")
+        yield port
+
+
+def test_connect_timeout(workspace, as_carol, sshd, settings, port_that_never_answers):
+    settings.COMPUTE_SSH_TIMEOUT = 1
+    port = port_that_never_answers
+    page = attach(as_carol, workspace, form_data(sshd, port=port))
+    assert (
+        f"No answer from tytest@127.0.0.1:{port} within 1 s — is the VM running, is the address "
+        "right, and does its firewall (network security group) allow SSH from this server?"
+    ) in page
+    assert steps_of("gpu-vm")["connecting"][0] == "failed"
+    assert ComputeTarget.objects.get(name="gpu-vm").state == "Failed"
+
+
 def test_host_key_changed_is_refused_and_re_trusted_deliberately(sshd_factory, workspace, as_carol):
     server = sshd_factory()
     attach(as_carol, workspace, form_data(server))
@@ -327,6 +390,18 @@ def test_host_key_changed_is_refused_and_re_trusted_deliberately(sshd_factory, w
     assert (target.state, target.host_key_fingerprint) == ("Succeeded", offered)
     assert f"Matches the pinned {offered}" in page
     assert "The host key changed" not in page
+
+
+def test_a_target_that_is_not_linux_is_refused(darwin_sshd, workspace, as_carol):
+    page = attach(as_carol, workspace, form_data(darwin_sshd))
+    assert (
+        f"tytest@127.0.0.1:{darwin_sshd.port} runs a Darwin system; "
+        "Trainyard runs jobs on Linux VMs only: attach a Linux VM instead." in page
+    )
+    steps = steps_of("gpu-vm")
+    assert [state for state, _ in steps.values()] == ["done", "done", "done", "failed"]
+    assert ComputeTarget.objects.get(name="gpu-vm").state == "Failed"
+    assert "Facts" not in page
 
 
 @pytest.fixture
@@ -368,6 +443,49 @@ def test_re_check_reuses_the_pooled_connection(sshd_factory, workspace, as_carol
         as_carol.post(check)
     assert logins(server) == after_first_check
     assert ComputeOperation.objects.filter(target_name="gpu-vm", state="Succeeded").count() == 5
+
+
+def test_credentials_saved_by_another_process_replace_the_pooled_login(
+    sshd_factory, workspace, as_carol, tmp_path
+):
+    server = sshd_factory()
+    attach(as_carol, workspace, form_data(server))
+    check = reverse("compute_check", args=[workspace.slug, "gpu-vm"])
+    as_carol.post(check)
+    [pooled_login] = wait_until(lambda: len(logins := logged_in_ports(server)) == 1 and logins)
+
+    # Another process (a web server, a worker) saves a key instead of the password;
+    # nothing tells this process's pool.
+    private, public = ssh_keygen(tmp_path, "ed25519", "RFC4716")
+    server.authorize(public)
+    target = ComputeTarget.objects.get(name="gpu-vm")
+    target.auth_method, target.private_key, target.password = "key", private, ""
+    target.save()
+
+    page = html.unescape(as_carol.post(check, follow=True).content.decode())
+    assert "Logged in as tytest with an SSH key" in page
+    assert server.log.read_text().count("Accepted publickey for tytest") == 1
+    [key_login] = wait_until(lambda: len(logins := logged_in_ports(server)) == 1 and logins)
+    assert key_login != pooled_login
+    as_carol.post(check)
+    assert logged_in_ports(server) == {key_login}
+
+
+def test_a_target_detached_by_another_process_loses_its_pooled_login(
+    sshd_factory, sshd, workspace, as_carol, monkeypatch
+):
+    server = sshd_factory()
+    attach(as_carol, workspace, form_data(server))
+    attach(as_carol, workspace, form_data(sshd, name="other-vm"))
+    as_carol.post(reverse("compute_check", args=[workspace.slug, "gpu-vm"]))
+    wait_until(lambda: len(logged_in_ports(server)) == 1, what="the pooled login")
+
+    monkeypatch.setattr(ssh.pool, "idle_seconds", 0.5)
+    # Another process detaches gpu-vm; nothing tells this process's pool.
+    ComputeTarget.objects.filter(name="gpu-vm").delete()
+    time.sleep(1)
+    as_carol.post(reverse("compute_check", args=[workspace.slug, "other-vm"]))
+    wait_until(lambda: not logged_in_ports(server), what="the detached target's login closed")
 
 
 def test_edit_credentials_re_runs_the_check(sshd, workspace, as_carol, tmp_path):
@@ -414,6 +532,43 @@ def test_detach_removes_target_and_secrets_runs_keep_history(sshd, workspace, al
         cursor.execute("SELECT COUNT(*) FROM compute_computetarget WHERE name = 'gpu-vm'")
         assert cursor.fetchone()[0] == 0
     assert ComputeOperation.objects.filter(target_name="gpu-vm", action="detach").exists()
+
+
+def run_on(target, user, number: int, status: str) -> Run:
+    experiment, _ = Experiment.objects.get_or_create(
+        workspace=target.workspace, name="mnist", defaults={"created_by": user}
+    )
+    return Run.objects.create(
+        workspace=target.workspace,
+        experiment=experiment,
+        number=number,
+        status=status,
+        target=target,
+        target_name=target.name,
+        submitted_by=user,
+    )
+
+
+def test_detach_is_refused_while_runs_have_not_ended(sshd, workspace, alice, as_carol):
+    attach(as_carol, workspace, form_data(sshd))
+    target = ComputeTarget.objects.get(name="gpu-vm")
+    run_on(target, alice, 1, "Completed")
+    running, queued = run_on(target, alice, 2, "Running"), run_on(target, alice, 3, "Queued")
+    refusal = (
+        "gpu-vm still has 2 runs that have not ended: mnist #2 (Running), mnist #3 (Queued). "
+        "Cancel them or wait until they end, then detach gpu-vm."
+    )
+    url = reverse("compute_detach", args=[workspace.slug, "gpu-vm"])
+    page = html.unescape(as_carol.get(url).content.decode())
+    assert refusal in page
+    assert "Detach gpu-vm</button>" not in page
+    page = html.unescape(as_carol.post(url, follow=True).content.decode())
+    assert refusal in page
+    assert ComputeTarget.objects.filter(name="gpu-vm").exists()
+
+    Run.objects.filter(pk__in=[running.pk, queued.pk]).update(status="Canceled")
+    page = html.unescape(as_carol.post(url, follow=True).content.decode())
+    assert "gpu-vm was detached and its credentials deleted" in page
 
 
 def test_local_target_cannot_be_detached(workspace, as_alice):

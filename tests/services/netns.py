@@ -26,17 +26,20 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], check=check, capture_output=True, text=True)
 
 
-def _why_unusable() -> str | None:
+def _require_namespaces() -> None:
+    """Skip without root; as root (as in CI, where these hosts are required) fail loudly."""
     if os.geteuid() != 0:
-        return "network namespace hosts need root"
+        pytest.skip("network namespace hosts need root")
     if shutil.which("ip") is None:
-        return "iproute2 is not installed (scripts/test-system-deps.sh)"
+        pytest.fail("iproute2 is not installed: run scripts/test-system-deps.sh as root")
     probe = f"{NAMESPACE_PREFIX}probe-{os.getpid()}"
     added = _ip("netns", "add", probe, check=False)
     if added.returncode != 0:
-        return f"`ip netns add` does not work here: {added.stderr.strip()}"
+        pytest.fail(
+            f"`ip netns add` fails even as root ({added.stderr.strip()}): run the tests where "
+            "root may create network namespaces (a VM, or a container with CAP_SYS_ADMIN)"
+        )
     _ip("netns", "del", probe, check=False)
-    return None
 
 
 def _remove_stale_namespaces() -> None:
@@ -67,9 +70,7 @@ class NamespacedSshServer(SshServer):
 @pytest.fixture(scope="session")
 def netns_host_factory():
     """Call it to start another sshd host at its own 10.213.X.2 address, port 22."""
-    reason = _why_unusable()
-    if reason:
-        pytest.skip(reason)
+    _require_namespaces()
     ensure_test_user()
     _remove_stale_namespaces()
     base = Path(tempfile.mkdtemp(prefix="trainyard-netns-"))

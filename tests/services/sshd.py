@@ -242,3 +242,23 @@ def docker_user_sshd():
     yield server
     server.stop()
     shutil.rmtree(server_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def darwin_sshd():
+    """A running sshd whose sessions find a `uname` that says Darwin, as on a Mac."""
+    ensure_test_user()
+    server_dir = Path(tempfile.mkdtemp(prefix="trainyard-sshd-darwin-"))
+    server_dir.chmod(0o755)
+    bin_dir = server_dir / "bin"
+    bin_dir.mkdir(mode=0o755)
+    uname = bin_dir / "uname"
+    uname.write_text("#!/bin/sh\necho Darwin\n")
+    uname.chmod(0o755)
+    server = SshServer(server_dir, "127.0.0.1", free_port())
+    with server.config.open("a") as config:
+        config.write(f"SetEnv PATH={bin_dir}:/usr/bin:/bin\n")
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(server_dir, ignore_errors=True)
