@@ -93,7 +93,7 @@ class CloudBackend:
         state, finished, result = self.call(lambda: self.client.status(job))
         chunks = {
             "prepare": self._news(handle, state, result, offsets.get("prepare", 0)),
-            "stdout": self.call(lambda: self.stdout(job, offsets.get("stdout", 0))),
+            "stdout": self.call(lambda: self.stdout(job, offsets.get("stdout", 0), result)),
             "stderr": self.call(
                 lambda: self.stderr(job, offsets.get("stderr", 0), finished, state)
             ),
@@ -156,7 +156,7 @@ class CloudBackend:
     def submitted_text(self, job: dict) -> str:
         raise NotImplementedError
 
-    def stdout(self, job: dict, offset: int) -> bytes:
+    def stdout(self, job: dict, offset: int, result: dict) -> bytes:
         return self.client.log(job, offset)
 
     def stderr(self, job: dict, offset: int, finished: bool, state: str) -> bytes:

@@ -11,10 +11,12 @@ import json
 import tarfile
 import textwrap
 import threading
+from collections.abc import Mapping
 from contextlib import contextmanager
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 
 from compute import cloud_services
 from compute.models import ComputeTarget
@@ -22,6 +24,7 @@ from pipelines import services
 from pipelines.models import Pipeline
 from runs import snapshots
 from runs.models import Run, RunFile
+from tests.integration.cloud_support import hello_jar
 from tests.integration.runs_support import minimal_environment, running_monitor, wait_final
 from tests.integration.test_hdinsight_runs import head_node  # noqa: F401 - a fixture
 
@@ -85,11 +88,11 @@ PIPELINE = textwrap.dedent(
 )
 
 
-def archive(files: dict[str, str]) -> SimpleUploadedFile:
+def archive(files: Mapping[str, str | bytes]) -> SimpleUploadedFile:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, text in files.items():
-            data = text.encode()
+        for name, content in files.items():
+            data = content if isinstance(content, bytes) else content.encode()
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -370,6 +373,83 @@ def test_a_databricks_step_on_a_new_job_cluster(
     train = steps_of(parent)["train"]
     assert (parent.status, train.status) == ("Completed", "Completed")
     assert "args ['--epochs', '2']" in stored_log(train)
+    # The target's default cluster was left alone: the task asked for a cluster of its own.
+    [submitted] = databricks_emulator.runs.values()
+    [task] = submitted.tasks
+    assert "existing_cluster_id" not in task.spec
+    assert task.spec["new_cluster"] == {
+        "spark_version": "13.3.x-scala2.12",
+        "node_type_id": "Standard_DS3_v2",
+        "num_workers": 2,
+    }
+    assert task.cluster.job_cluster
+    assert task.cluster.cluster_id not in ("0923-164208-meows279", "1101-093012-bark123")
+    assert (task.cluster.spark_version, task.cluster.node_type_id, task.cluster.num_workers) == (
+        "13.3.x-scala2.12",
+        "Standard_DS3_v2",
+        2,
+    )
+    assert task.cluster.state == "TERMINATED"
+
+
+EXPLORE = textwrap.dedent(
+    """\
+    # Databricks notebook source
+    words = open("inputs/words/words.txt").read().split()
+    least = int(dbutils.widgets.get("least"))
+
+    # COMMAND ----------
+
+    common = sorted({w for w in words if words.count(w) >= least})
+    dbutils.notebook.exit(f"{len(set(words))} distinct words, {','.join(common)} at least {least}x")
+    print("never printed")
+    """
+)
+
+
+def test_a_notebook_step_reads_the_step_before_and_ends_with_a_value_then_a_jar_step_runs(
+    cloud_targets, workspace, carol, as_bob, tmp_path
+):
+    definition = textwrap.dedent(
+        """
+        experiment: notebooks
+        steps:
+          - {name: prepare, compute: local, script: prepare.py, outputs: [words]}
+          - name: explore
+            type: databricks
+            compute: dbx
+            notebook: explore.py
+            arguments: [least=2]
+            inputs: [words]
+          - name: package
+            type: databricks
+            compute: dbx
+            jar: hello.jar
+            main_class: ai.trainyard.Hello
+            arguments: [a, b]
+            after: [explore]
+        """
+    )
+    source = {"prepare.py": PREPARE, "explore.py": EXPLORE, "hello.jar": hello_jar(tmp_path)}
+    parent = services.pipeline_submit(
+        workspace=workspace, user=carol, definition=definition, archive=archive(source)
+    )
+    with running_monitor(), advancing_pipelines():
+        parent = wait_final(parent, timeout=120)
+
+    steps = steps_of(parent)
+    assert parent.status == "Completed", (parent.error, {n: r.error for n, r in steps.items()})
+    explore, package = steps["explore"], steps["package"]
+    exited = "Notebook exited: 6 distinct words, the at least 2x\n"
+    assert stored_log(explore) == exited
+    assert "Submitted Databricks run" in stored_log(explore, "prepare")
+    # What the run page's log viewer offers a reader.
+    download = as_bob.get(reverse("run_log_download", args=[workspace.slug, explore.pk, "stdout"]))
+    assert b"".join(download.streaming_content if download.streaming else [download.content]) == (
+        exited.encode()
+    )
+    assert stored_log(package) == "hello from the JVM a,b\n"
+    assert package.started_at >= explore.ended_at
 
 
 def test_a_databricks_step_needs_a_cluster(workspace, alice, carol, databricks_emulator):
