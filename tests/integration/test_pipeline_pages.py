@@ -275,3 +275,35 @@ def test_api_submit_needs_contributor_and_a_good_file(workspace, api_carol, api_
     assert bad.status_code == 400
     assert "type 'hadoop' is not one of" in bad.json()["detail"]
     assert not Run.objects.exists()
+
+
+@pytest.fixture(params=["cluster", "pool"])
+def unknown_cluster_or_pool(request, databricks_emulator, batch_emulator) -> tuple[str, str]:
+    """A pipeline whose step names a cluster or pool the service lacks, and the answer to it."""
+    if request.param == "cluster":
+        return PIPELINE.replace("cluster_id: 0923-164208-meows279", "cluster_id: 0000-nothere"), (
+            f"Step ‘count’: Databricks cluster '0000-nothere' does not exist in "
+            f"{databricks_emulator.url}: pick one of: shared-autoscale (0923-164208-meows279), "
+            "gpu-ml (1101-093012-bark123), or run on a new job cluster."
+        )
+    return PIPELINE.replace(
+        "command: python3 report.py", "command: python3 report.py\n    pool: gpu-pool"
+    ), (
+        f"Step ‘report’: Batch pool 'gpu-pool' does not exist in account "
+        f"'{batch_emulator.account_name}': create it in the Azure portal or pick one of: "
+        "cpu-pool, empty-pool."
+    )
+
+
+@pytest.mark.usefixtures("cloud_targets")
+def test_a_step_on_a_cluster_or_pool_the_service_lacks_is_refused_at_submit(
+    workspace, as_carol, api_carol, unknown_cluster_or_pool
+):
+    definition, message = unknown_cluster_or_pool
+
+    page = text(submit_form(as_carol, workspace, definition_file=definition_file(definition)))
+    assert message in page
+    answer = api_submit(api_carol, workspace, definition)
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == f"definition: {message}"
+    assert not Run.objects.exists()
