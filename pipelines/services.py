@@ -476,7 +476,7 @@ def _start(step: PipelineStep, by_name: dict[str, PipelineStep]) -> None:
         from runs.tasks import start_run
 
         transaction.on_commit(lambda: start_run.delay(run.pk))
-    run.refresh_from_db(fields=["status"])
+    run.refresh_from_db(fields=["status", "error"])
 
 
 def _with_inputs(step: PipelineStep, by_name: dict[str, PipelineStep]) -> tuple[Snapshot, int]:

@@ -143,9 +143,10 @@ class Batch:
             if len(packed) > MAX_INLINE_FILES:
                 raise CloudError(
                     "files_too_large",
-                    f"The run's files are {len(packed) // 1024} KiB packed, more than the "
-                    f"{MAX_INLINE_FILES // 1024} KiB a Batch task can carry: leave data files out "
-                    "of the source directory (.amlignore) and let the script download them.",
+                    f"The run's files (a pipeline step's inputs too) are {len(packed) // 1024} "
+                    f"KiB packed, more than the {MAX_INLINE_FILES // 1024} KiB a Batch task can "
+                    "carry: leave data files out of the source directory (.amlignore), give the "
+                    "step smaller inputs, or let the script download its data.",
                 )
             settings.append(batch_models.EnvironmentSetting(name=FILES_VARIABLE, value=packed))
             unpack = f'printf %s "${FILES_VARIABLE}" | base64 -d | tar -xzf - && '

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 import textwrap
 import threading
@@ -532,3 +533,44 @@ def test_script_then_pyspark_then_databricks(cloud_targets, workspace, carol):
     assert steps["spark"].framework == "PySpark"
     assert "spark counted 6 distinct words" in stored_log(steps["spark"])
     assert "top word on databricks: the" in stored_log(steps["top"])
+
+
+def test_a_batch_step_given_more_than_a_task_carries_fails_saying_how_much(
+    cloud_targets, workspace, carol, batch_emulator
+):
+    definition = textwrap.dedent(
+        """
+        experiment: big-data
+        steps:
+          - {name: prepare, compute: local, script: noise.py, outputs: [noise]}
+          - name: report
+            type: batch
+            compute: cpubatch
+            command: python3 report.py
+            inputs: [noise]
+        """
+    )
+    # Random bytes do not compress: 120 KiB of them are more than a Batch task carries.
+    noise = (
+        "import os\nos.makedirs('outputs/noise')\n"
+        "open('outputs/noise/noise.bin', 'wb').write(os.urandom(120 * 1024))\n"
+    )
+    parent = services.pipeline_submit(
+        workspace=workspace,
+        user=carol,
+        definition=definition,
+        archive=archive(dict(SOURCE, **{"noise.py": noise})),
+    )
+    with running_monitor(), advancing_pipelines():
+        parent = wait_final(parent, timeout=120)
+
+    report = steps_of(parent)["report"]
+    assert (parent.status, report.status) == ("Failed", "Failed")
+    assert re.fullmatch(
+        r"The run's files \(a pipeline step's inputs too\) are 1[67]\d KiB packed, more than "
+        r"the 96 KiB a Batch task can carry: leave data files out of the source directory "
+        r"\(\.amlignore\), give the step smaller inputs, or let the script download its data\.",
+        report.error,
+    ), report.error
+    assert parent.error == f"Step ‘report’ failed: {report.error}"
+    assert batch_emulator.jobs == {}
