@@ -1,9 +1,10 @@
 """Azure Batch through the official `azure-batch` client, with the account's shared key.
 
 A run becomes a Batch job on a chosen pool with one task, `main`, whose command
-line is the run's. The run's files travel with the task itself (a gzipped tar
-in an environment setting that the task unpacks into its working directory),
-so no storage account is needed. Logs are the task's stdout.txt / stderr.txt.
+line is the run's. The run's files travel with the task itself (a gzipped tar,
+base64 in a few environment settings that the task joins and unpacks into its
+working directory), so no storage account is needed. Logs are the task's
+stdout.txt / stderr.txt.
 """
 
 from __future__ import annotations
@@ -41,8 +42,10 @@ from compute.cloud import (
 TASK_ID = "main"
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 FILES_VARIABLE = "TRAINYARD_FILES"
-# An environment variable must fit in one argv/env string on the node (128 KiB on Linux).
-MAX_INLINE_FILES = 96 * 1024
+# Each environment setting must fit in one environment string on the node (128 KiB on Linux).
+FILES_CHUNK = 96 * 1024
+# The service refuses a task whose request is 1 MB or more (RequestBodyTooLarge).
+MAX_INLINE_FILES = 8 * FILES_CHUNK
 # Every request and response at INFO is the azure client's default: keep them to debugging.
 _HTTP_LOG = logging.getLogger(f"{__name__}.http")
 _HTTP_LOG.setLevel(logging.WARNING)
@@ -148,8 +151,15 @@ class Batch:
                     "carry: leave data files out of the source directory (.amlignore), give the "
                     "step smaller inputs, or let the script download its data.",
                 )
-            settings.append(batch_models.EnvironmentSetting(name=FILES_VARIABLE, value=packed))
-            unpack = f'printf %s "${FILES_VARIABLE}" | base64 -d | tar -xzf - && '
+            chunks = {
+                f"{FILES_VARIABLE}_{n}": packed[start : start + FILES_CHUNK]
+                for n, start in enumerate(range(0, len(packed), FILES_CHUNK))
+            }
+            settings += [
+                batch_models.EnvironmentSetting(name=k, value=v) for k, v in chunks.items()
+            ]
+            joined = " ".join(f'"${name}"' for name in chunks)
+            unpack = f"printf %s {joined} | base64 -d | tar -xzf - && "
             command_line = f"/bin/sh -c {shlex.quote(unpack + command_line)}"
         self._create(
             "JobExists",

@@ -21,7 +21,8 @@ in `<task dir>/wd`, with stdout.txt / stderr.txt in the task directory and the
 AZ_BATCH_* variables plus the task's environment settings. States:
 active → preparing → running → completed (executionInfo.result success /
 failure with the exit code). Terminating a task or its job kills the process
-group (failureInfo TaskEnded).
+group (failureInfo TaskEnded). A task whose add request is 1 MB or more is
+refused with 413 RequestBodyTooLarge, as the service does.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ from tests.emulators.base import (
     new_request_id,
 )
 
+# The service refuses to add a task whose request body is 1 MB or more.
+MAX_REQUEST_BYTES = 1024 * 1024
 SIGNED_HEADERS = (
     "content-encoding",
     "content-language",
@@ -399,6 +402,12 @@ class BatchEmulator(EmulatorServer):
         if job.state != "active":
             raise BatchError(
                 409, "JobCompleted", "The specified job is already in a completed state."
+            )
+        if len(request.body) >= MAX_REQUEST_BYTES:
+            raise BatchError(
+                413,
+                "RequestBodyTooLarge",
+                "The request body is too large and exceeds the maximum permissible limit.",
             )
         body = request.json()
         task_id = body.get("id", "")

@@ -535,42 +535,61 @@ def test_script_then_pyspark_then_databricks(cloud_targets, workspace, carol):
     assert "top word on databricks: the" in stored_log(steps["top"])
 
 
-def test_a_batch_step_given_more_than_a_task_carries_fails_saying_how_much(
+NOISE = textwrap.dedent(
+    """
+    import os
+    # Random bytes do not compress: what the Batch task carries is their size and more.
+    for name, kib in (("data", 400), ("more", 700)):
+        os.makedirs(f"outputs/{name}")
+        with open(f"outputs/{name}/{name}.bin", "wb") as out:
+            out.write(os.urandom(kib * 1024))
+    """
+)
+CHECKSUM = textwrap.dedent(
+    """
+    import hashlib, pathlib
+    for path in sorted(pathlib.Path("inputs").rglob("*.bin")):
+        print(path, hashlib.sha256(path.read_bytes()).hexdigest(), flush=True)
+    """
+)
+
+
+def test_a_batch_task_carries_hundreds_of_kib_and_a_step_given_more_fails_saying_how_much(
     cloud_targets, workspace, carol, batch_emulator
 ):
     definition = textwrap.dedent(
         """
         experiment: big-data
         steps:
-          - {name: prepare, compute: local, script: noise.py, outputs: [noise]}
-          - name: report
+          - {name: prepare, compute: local, script: noise.py, outputs: [data, more]}
+          - {name: fits, type: batch, compute: cpubatch, script: checksum.py, inputs: [data]}
+          - name: too-big
             type: batch
             compute: cpubatch
-            command: python3 report.py
-            inputs: [noise]
+            script: checksum.py
+            inputs: [data, more]
         """
-    )
-    # Random bytes do not compress: 120 KiB of them are more than a Batch task carries.
-    noise = (
-        "import os\nos.makedirs('outputs/noise')\n"
-        "open('outputs/noise/noise.bin', 'wb').write(os.urandom(120 * 1024))\n"
     )
     parent = services.pipeline_submit(
         workspace=workspace,
         user=carol,
         definition=definition,
-        archive=archive(dict(SOURCE, **{"noise.py": noise})),
+        archive=archive({"noise.py": NOISE, "checksum.py": CHECKSUM}),
     )
     with running_monitor(), advancing_pipelines():
         parent = wait_final(parent, timeout=120)
 
-    report = steps_of(parent)["report"]
-    assert (parent.status, report.status) == ("Failed", "Failed")
+    steps = steps_of(parent)
+    fits, too_big = steps["fits"], steps["too-big"]
+    assert fits.status == "Completed", (fits.error, fits.stderr_tail)
+    data = RunFile.objects.get(run=steps["prepare"], path="outputs/data/data.bin")
+    assert stored_log(fits) == f"inputs/data/data.bin {data.sha256}\n"
+    assert (parent.status, too_big.status) == ("Failed", "Failed")
     assert re.fullmatch(
-        r"The run's files \(a pipeline step's inputs too\) are 1[67]\d KiB packed, more than "
-        r"the 96 KiB a Batch task can carry: leave data files out of the source directory "
+        r"The run's files \(a pipeline step's inputs too\) are 14\d\d KiB packed, more than "
+        r"the 768 KiB a Batch task can carry: leave data files out of the source directory "
         r"\(\.amlignore\), give the step smaller inputs, or let the script download its data\.",
-        report.error,
-    ), report.error
-    assert parent.error == f"Step ‘report’ failed: {report.error}"
-    assert batch_emulator.jobs == {}
+        too_big.error,
+    ), too_big.error
+    assert parent.error == f"Step ‘too-big’ failed: {too_big.error}"
+    assert list(batch_emulator.jobs) == [fits.handle["job"]["job_id"]]
