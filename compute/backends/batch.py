@@ -1,30 +1,62 @@
 """Azure Batch: a run is a Batch job with one task running the step's command line on a pool.
 
 The step gives the `command` (default: `python3 <entry script> <arguments>`)
-and the `pool` (default: the target's pool). The run's files are unpacked
-into the task's working directory; the live log is the task's stdout.txt,
-stderr.txt its stderr, and `outputs/` in the working directory is collected.
+and the `pool` (default: the target's pool). The run's files land in the
+task's working directory: with STUDIO_URL set, the node downloads each one as
+a resource file from a signed link to the studio that expires after
+BATCH_FILE_LINK_HOURS; else they travel inside the task. The live log is the
+task's stdout.txt, stderr.txt its stderr, and `outputs/` in the working
+directory is collected.
 """
 
 from __future__ import annotations
 
 import shlex
+from datetime import timedelta
+
+from django.conf import settings
+from django.core import signing
+from django.urls import reverse
 
 from compute.backends.base import LaunchSpec
 from compute.backends.cloud import CloudBackend
+
+_LINK_SALT = "trainyard.batch-file"
+
+
+def file_link(sha: str) -> str:
+    """A link through which a Batch node downloads the stored file `sha`, until it expires."""
+    token = signing.TimestampSigner(salt=_LINK_SALT).sign(sha)
+    return settings.STUDIO_URL + reverse("api:batch_file", args=[token])
+
+
+def linked_file(token: str) -> str | None:
+    """The stored file a link made by `file_link` names; None once expired or if forged."""
+    try:
+        return signing.TimestampSigner(salt=_LINK_SALT).unsign(
+            token, max_age=timedelta(hours=settings.BATCH_FILE_LINK_HOURS)
+        )
+    except signing.BadSignature:
+        return None
 
 
 class BatchBackend(CloudBackend):
     kind = "batch"
     service = "Azure Batch"
 
-    def submit(self, spec: LaunchSpec, handle: dict, files: dict[str, bytes], step: dict) -> dict:
+    def submit(self, spec: LaunchSpec, handle: dict, step: dict) -> dict:
         command = step.get("command") or shlex.join(["python3", spec.entry_script, *spec.arguments])
+        links = (
+            {path: file_link(sha) for path, sha, _size, _x in spec.manifest}
+            if settings.STUDIO_URL
+            else {}
+        )
         return self.client.submit(
             pool_id=step.get("pool") or self.target.config.get("pool_id", ""),
             job_id=f"trainyard-{spec.run_id}-{handle['attempt']}",
             command_line=command,
-            files=files,
+            files={} if links else self.run_files(spec),
+            links=links,
             environment={"TRAINYARD_RUN_ID": str(spec.run_id)},
         )
 

@@ -82,10 +82,7 @@ class CloudBackend:
         }
 
     def launch(self, spec: LaunchSpec, handle: dict) -> dict:
-        from runs.snapshots import blob_path
-
-        files = {path: blob_path(sha).read_bytes() for path, sha, _size, _x in spec.manifest}
-        job = self.call(lambda: self.submit(spec, handle, files, step_settings(spec.run_id)))
+        job = self.call(lambda: self.submit(spec, handle, step_settings(spec.run_id)))
         return {**handle, "job": job, "submitted": self.submitted_text(job)}
 
     def poll(self, handle: dict, offsets: dict[str, int]) -> Poll:
@@ -150,7 +147,7 @@ class CloudBackend:
 
     # --- per service -----------------------------------------------------------------
 
-    def submit(self, spec: LaunchSpec, handle: dict, files: dict[str, bytes], step: dict) -> dict:
+    def submit(self, spec: LaunchSpec, handle: dict, step: dict) -> dict:
         raise NotImplementedError
 
     def submitted_text(self, job: dict) -> str:
@@ -165,6 +162,13 @@ class CloudBackend:
         return self.client.output(job)[1][offset:]
 
     # --- helpers ---------------------------------------------------------------------
+
+    @staticmethod
+    def run_files(spec: LaunchSpec) -> dict[str, bytes]:
+        """The run's snapshot files (its inputs too), path → content, to send with the job."""
+        from runs.snapshots import blob_path
+
+        return {path: blob_path(sha).read_bytes() for path, sha, _size, _x in spec.manifest}
 
     def _news(self, handle: dict, state: str, result: dict, stored: int) -> bytes:
         """A line for each state the service reports, after the submission line."""

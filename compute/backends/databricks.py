@@ -19,7 +19,7 @@ class DatabricksBackend(CloudBackend):
     kind = "databricks"
     service = "Databricks"
 
-    def submit(self, spec: LaunchSpec, handle: dict, files: dict[str, bytes], step: dict) -> dict:
+    def submit(self, spec: LaunchSpec, handle: dict, step: dict) -> dict:
         new_cluster = step.get("new_cluster") or None
         cluster_id = (
             ""
@@ -35,7 +35,7 @@ class DatabricksBackend(CloudBackend):
         return self.client.submit(
             kind=step.get("task", "python"),
             entry=spec.entry_script,
-            files=files,
+            files=self.run_files(spec),
             run_name=step.get("run_name") or f"trainyard run {spec.run_id}",
             parameters=spec.arguments,
             cluster_id=cluster_id,

@@ -123,13 +123,16 @@ class Batch:
         job_id: str,
         command_line: str,
         files: dict[str, bytes] | None = None,
+        links: dict[str, str] | None = None,
         environment: dict[str, str] | None = None,
     ) -> dict:
         """Create job `job_id` on `pool_id` with one task running `command_line`.
 
         `files` (name → content) are unpacked into the task's working
-        directory before the command runs. Submitting the same `job_id` again
-        (a retry) finds the job and task the first attempt made.
+        directory before the command runs; the node downloads `links` (name →
+        an HTTP URL it can reach) there as the task's resource files.
+        Submitting the same `job_id` again (a retry) finds the job and task the
+        first attempt made.
         """
         if not JOB_ID.fullmatch(job_id):
             raise CloudError(
@@ -148,8 +151,9 @@ class Batch:
                     "files_too_large",
                     f"The run's files (a pipeline step's inputs too) are {len(packed) // 1024} "
                     f"KiB packed, more than the {MAX_INLINE_FILES // 1024} KiB a Batch task can "
-                    "carry: leave data files out of the source directory (.amlignore), give the "
-                    "step smaller inputs, or let the script download its data.",
+                    "carry: set STUDIO_URL so that Batch nodes download them from Trainyard, "
+                    "leave data files out of the source directory (.amlignore), give the step "
+                    "smaller inputs, or let the script download its data.",
                 )
             chunks = {
                 f"{FILES_VARIABLE}_{n}": packed[start : start + FILES_CHUNK]
@@ -176,7 +180,14 @@ class Batch:
             lambda: self.client.create_task(
                 job_id,
                 batch_models.BatchTaskCreateOptions(
-                    id=TASK_ID, command_line=command_line, environment_settings=settings
+                    id=TASK_ID,
+                    command_line=command_line,
+                    environment_settings=settings,
+                    resource_files=[
+                        batch_models.ResourceFile(http_url=url, file_path=name)
+                        for name, url in sorted((links or {}).items())
+                    ]
+                    or None,
                 ),
             ),
         )

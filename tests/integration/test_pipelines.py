@@ -20,6 +20,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from compute import cloud_services
+from compute.backends.batch import file_link
 from compute.models import ComputeTarget
 from pipelines import services
 from pipelines.models import Pipeline
@@ -587,9 +588,76 @@ def test_a_batch_task_carries_hundreds_of_kib_and_a_step_given_more_fails_saying
     assert (parent.status, too_big.status) == ("Failed", "Failed")
     assert re.fullmatch(
         r"The run's files \(a pipeline step's inputs too\) are 14\d\d KiB packed, more than "
-        r"the 768 KiB a Batch task can carry: leave data files out of the source directory "
-        r"\(\.amlignore\), give the step smaller inputs, or let the script download its data\.",
+        r"the 768 KiB a Batch task can carry: set STUDIO_URL so that Batch nodes download them "
+        r"from Trainyard, leave data files out of the source directory \(\.amlignore\), give "
+        r"the step smaller inputs, or let the script download its data\.",
         too_big.error,
     ), too_big.error
     assert parent.error == f"Step ‘too-big’ failed: {too_big.error}"
     assert list(batch_emulator.jobs) == [fits.handle["job"]["job_id"]]
+
+
+def test_with_a_studio_url_batch_nodes_download_a_steps_files_from_the_studio(
+    cloud_targets, workspace, carol, batch_emulator, live_server, settings
+):
+    settings.STUDIO_URL = live_server.url
+    definition = textwrap.dedent(
+        """
+        experiment: big-data
+        steps:
+          - {name: prepare, compute: local, script: noise.py, outputs: [data, more]}
+          - name: checksum
+            type: batch
+            compute: cpubatch
+            script: checksum.py
+            inputs: [data, more]
+        """
+    )
+    parent = services.pipeline_submit(
+        workspace=workspace,
+        user=carol,
+        definition=definition,
+        archive=archive({"noise.py": NOISE, "checksum.py": CHECKSUM}),
+    )
+    with running_monitor(), advancing_pipelines():
+        parent = wait_final(parent, timeout=120)
+
+    steps = steps_of(parent)
+    checksum = steps["checksum"]
+    assert (parent.status, checksum.status) == ("Completed", "Completed"), checksum.error
+    sha = {f.path: f.sha256 for f in RunFile.objects.filter(run=steps["prepare"])}
+    assert stored_log(checksum) == (
+        f"inputs/data/data.bin {sha['outputs/data/data.bin']}\n"
+        f"inputs/more/more.bin {sha['outputs/more/more.bin']}\n"
+    )
+    [job] = batch_emulator.jobs.values()
+    task = job.tasks["main"]
+    assert sorted(r["filePath"] for r in task.resource_files) == [
+        "checksum.py",
+        "inputs/data/data.bin",
+        "inputs/more/more.bin",
+        "noise.py",
+    ]
+    assert all(
+        r["httpUrl"].startswith(f"{live_server.url}/api/v1/batch-files/")
+        for r in task.resource_files
+    )
+    assert not any(name.startswith("TRAINYARD_FILES") for name in task.environment)
+
+
+def test_a_batch_file_link_gives_its_file_without_sign_in_until_it_expires(client, settings):
+    sha, _ = snapshots.blob_store_bytes(b"weights=42\n")
+    link = file_link(sha)
+
+    answer = client.get(link)
+    assert answer.status_code == 200
+    assert b"".join(answer.streaming_content) == b"weights=42\n"
+    refused = (
+        "This link to a run's file has expired or was not made by Trainyard: submit the step "
+        "again (links last BATCH_FILE_LINK_HOURS)."
+    )
+    forged = client.get(link.replace(sha, "0" * 64))
+    assert (forged.status_code, forged.json()["detail"]) == (403, refused)
+    settings.BATCH_FILE_LINK_HOURS = 0
+    expired = client.get(link)
+    assert (expired.status_code, expired.json()["detail"]) == (403, refused)
