@@ -1,10 +1,11 @@
 """Azure Batch through the official `azure-batch` client, with the account's shared key.
 
 A run becomes a Batch job on a chosen pool with one task, `main`, whose command
-line is the run's. The run's files travel with the task itself (a gzipped tar,
-base64 in a few environment settings that the task joins and unpacks into its
-working directory), so no storage account is needed. Logs are the task's
-stdout.txt / stderr.txt.
+line is the run's. The run's files need no storage account: the node
+downloads them as the task's resource files from HTTP links it can reach, or
+they travel with the task itself (a gzipped tar, base64 in a few environment
+settings that the task joins and unpacks into its working directory). Logs
+are the task's stdout.txt / stderr.txt.
 """
 
 from __future__ import annotations
