@@ -447,9 +447,7 @@ def test_a_notebook_step_reads_the_step_before_and_ends_with_a_value_then_a_jar_
     assert "Submitted Databricks run" in stored_log(explore, "prepare")
     # What the run page's log viewer offers a reader.
     download = as_bob.get(reverse("run_log_download", args=[workspace.slug, explore.pk, "stdout"]))
-    assert b"".join(download.streaming_content if download.streaming else [download.content]) == (
-        exited.encode()
-    )
+    assert b"".join(download.streaming_content) == exited.encode()
     assert stored_log(package) == "hello from the JVM a,b\n"
     assert package.started_at >= explore.ended_at
 
@@ -539,7 +537,7 @@ def test_script_then_pyspark_then_databricks(cloud_targets, workspace, carol):
 NOISE = textwrap.dedent(
     """
     import os
-    # Random bytes do not compress: what the Batch task carries is their size and more.
+    # Random bytes do not compress: packed, they take a third more room than on disk.
     for name, kib in (("data", 400), ("more", 700)):
         os.makedirs(f"outputs/{name}")
         with open(f"outputs/{name}/{name}.bin", "wb") as out:
