@@ -20,8 +20,15 @@ from django.urls import reverse
 
 from compute.backends.base import LaunchSpec
 from compute.backends.cloud import CloudBackend
+from compute.cloud import FAILED
 
 _LINK_SALT = "trainyard.batch-file"
+# How the service says a node could not fetch a task's resource files.
+DOWNLOAD_FAILURES = (
+    "ResourceContainerAccessDenied",
+    "BlobDownloadMiscError",
+    "BlobDownloadTimedOut",
+)
 
 
 def file_link(sha: str) -> str:
@@ -66,5 +73,17 @@ class BatchBackend(CloudBackend):
             f"{job['pool_id']} of account {self.target.config.get('account_name')}"
         )
 
-    def stderr(self, job: dict, offset: int, finished: bool, state: str) -> bytes:
-        return self.client.log(job, offset, name="stderr.txt")
+    def stderr(self, job: dict, offset: int, finished: bool, state: str, result: dict) -> bytes:
+        written = self.client.log(job, offset, name="stderr.txt")
+        if written or offset or state != FAILED or not result.get("message"):
+            return written
+        # A task that failed before its command ran wrote no stderr: the reason is the service's.
+        reason = result["message"]
+        if result.get("failure_code") in DOWNLOAD_FAILURES and settings.STUDIO_URL:
+            reason = reason.rstrip(".") + (
+                f". The node could not download the run's files from {settings.STUDIO_URL}: "
+                "check that the pool's nodes reach Trainyard at STUDIO_URL, and submit again if "
+                f"the task waited more than {settings.BATCH_FILE_LINK_HOURS} hours for a node "
+                "(BATCH_FILE_LINK_HOURS)."
+            )
+        return f"{reason}\n".encode()

@@ -92,7 +92,7 @@ class CloudBackend:
             "prepare": self._news(handle, state, result, offsets.get("prepare", 0)),
             "stdout": self.call(lambda: self.stdout(job, offsets.get("stdout", 0), result)),
             "stderr": self.call(
-                lambda: self.stderr(job, offsets.get("stderr", 0), finished, state)
+                lambda: self.stderr(job, offsets.get("stderr", 0), finished, state, result)
             ),
             "metrics": b"",
         }
@@ -156,7 +156,7 @@ class CloudBackend:
     def stdout(self, job: dict, offset: int, result: dict) -> bytes:
         return self.client.log(job, offset)
 
-    def stderr(self, job: dict, offset: int, finished: bool, state: str) -> bytes:
+    def stderr(self, job: dict, offset: int, finished: bool, state: str, result: dict) -> bytes:
         if not finished or state == COMPLETED:
             return b""
         return self.client.output(job)[1][offset:]

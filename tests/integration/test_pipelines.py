@@ -6,6 +6,7 @@ Tasks run eagerly; `advancing_pipelines` plays the Celery beat that moves pipeli
 
 from __future__ import annotations
 
+import html
 import io
 import json
 import re
@@ -641,6 +642,37 @@ def test_with_a_studio_url_batch_nodes_download_a_steps_files_from_the_studio(
         for r in task.resource_files
     )
     assert not any(name.startswith("TRAINYARD_FILES") for name in task.environment)
+
+
+def test_a_batch_task_whose_file_links_expired_fails_saying_what_to_do(
+    cloud_targets, workspace, carol, as_bob, live_server, settings
+):
+    settings.STUDIO_URL = live_server.url
+    settings.BATCH_FILE_LINK_HOURS = 0
+    definition = (
+        "experiment: late\nsteps:\n"
+        "  - {name: checksum, type: batch, compute: cpubatch, script: checksum.py}\n"
+    )
+    parent = services.pipeline_submit(
+        workspace=workspace,
+        user=carol,
+        definition=definition,
+        archive=archive({"checksum.py": CHECKSUM}),
+    )
+    with running_monitor(), advancing_pipelines():
+        parent = wait_final(parent, timeout=120)
+
+    checksum = steps_of(parent)["checksum"]
+    assert (parent.status, checksum.status) == ("Failed", "Failed")
+    reason = (
+        "Failed to download resource file checksum.py: HTTP Error 403: Forbidden. The node "
+        f"could not download the run's files from {live_server.url}: check that the pool's "
+        "nodes reach Trainyard at STUDIO_URL, and submit again if the task waited more than 0 "
+        "hours for a node (BATCH_FILE_LINK_HOURS)."
+    )
+    assert stored_log(checksum, "stderr") == reason + "\n"
+    page = as_bob.get(reverse("run_detail", args=[workspace.slug, checksum.pk])).content.decode()
+    assert html.escape(reason) in page
 
 
 def test_a_batch_file_link_gives_its_file_without_sign_in_until_it_expires(client, settings):
