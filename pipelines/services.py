@@ -22,6 +22,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
+from compute.cloud import CloudError
+from compute.cloud_services import cloud_client
 from compute.models import ComputeKind, ComputeState, ComputeTarget
 from pipelines.definition import (
     STEP_TYPES,
@@ -276,6 +278,7 @@ def _prepare_step(workspace, step: StepSpec, snapshot: Snapshot | None) -> dict:
             + " or a new_cluster with spark_version, node_type_id and num_workers.",
             "definition",
         )
+    _check_cluster_or_pool(target, step, where)
     manifest = _source_manifest(snapshot, step.source_directory) if snapshot else []
     if step.source_directory and not manifest:
         raise PipelineError(
@@ -299,6 +302,25 @@ def _prepare_step(workspace, step: StepSpec, snapshot: Snapshot | None) -> dict:
     if step.type == "pyspark":
         fields["framework"] = "PySpark"
     return fields
+
+
+def _check_cluster_or_pool(target: ComputeTarget, step: StepSpec, where: str) -> None:
+    """The Databricks cluster or Batch pool the step names must exist on the service now,
+    not only when the step's turn comes. A service out of reach is left to the launch,
+    which waits for it in the queue."""
+    cluster_id = step.settings.get("cluster_id", "") if step.type == "databricks" else ""
+    pool_id = step.settings.get("pool", "") if step.type == "batch" else ""
+    if not cluster_id and not pool_id:
+        return
+    client = cloud_client(target)
+    try:
+        if cluster_id:
+            client.check(cluster_id=cluster_id)
+        else:
+            client.check(pool_id=pool_id)
+    except CloudError as exc:
+        if exc.code != "unreachable":
+            raise PipelineError(f"{where}: {exc.message}", "definition") from None
 
 
 def _environment(workspace, step: StepSpec, where: str) -> Environment:
@@ -454,7 +476,7 @@ def _start(step: PipelineStep, by_name: dict[str, PipelineStep]) -> None:
         from runs.tasks import start_run
 
         transaction.on_commit(lambda: start_run.delay(run.pk))
-    run.refresh_from_db(fields=["status"])
+    run.refresh_from_db(fields=["status", "error"])
 
 
 def _with_inputs(step: PipelineStep, by_name: dict[str, PipelineStep]) -> tuple[Snapshot, int]:

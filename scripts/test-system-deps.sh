@@ -1,10 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages the test suite needs (real sshd, dockerd,
-# PostgreSQL, Chromium, debootstrap for the node image, Java for Spark). Safe to re-run:
+# PostgreSQL, Chromium, debootstrap for the node image, Java for Spark and a JDK to
+# build the JAR that the Databricks tests run). Safe to re-run:
 # apt is only touched when something is missing.
 set -eu
 
-PACKAGES="docker.io openssh-server chromium postgresql debootstrap iproute2 procps rsync openjdk-17-jre-headless"
+PACKAGES="docker.io openssh-server chromium postgresql debootstrap iproute2 procps rsync openjdk-17-jre-headless openjdk-17-jdk-headless"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -198,6 +198,11 @@ CELERY_BEAT_SCHEDULE["runs-dispatch"] = {
     "task": "runs.tasks.runs_dispatch",
     "schedule": float(RUN_DISPATCH_SECONDS),
 }
+# The address compute services reach this studio at (e.g. https://studio.example.com): Azure
+# Batch nodes download a step's files from it through links that expire after
+# BATCH_FILE_LINK_HOURS. Empty: the files travel inside the Batch task, 768 KiB at most.
+STUDIO_URL = os.getenv("STUDIO_URL", "").rstrip("/")
+BATCH_FILE_LINK_HOURS = envint("BATCH_FILE_LINK_HOURS", 72)
 # How often pipelines start the steps whose inputs are ready and end when every step has.
 PIPELINE_ADVANCE_SECONDS = float(os.getenv("PIPELINE_ADVANCE_SECONDS", "1"))
 CELERY_BEAT_SCHEDULE["pipelines-advance"] = {

@@ -82,10 +82,7 @@ class CloudBackend:
         }
 
     def launch(self, spec: LaunchSpec, handle: dict) -> dict:
-        from runs.snapshots import blob_path
-
-        files = {path: blob_path(sha).read_bytes() for path, sha, _size, _x in spec.manifest}
-        job = self.call(lambda: self.submit(spec, handle, files, step_settings(spec.run_id)))
+        job = self.call(lambda: self.submit(spec, handle, step_settings(spec.run_id)))
         return {**handle, "job": job, "submitted": self.submitted_text(job)}
 
     def poll(self, handle: dict, offsets: dict[str, int]) -> Poll:
@@ -93,9 +90,9 @@ class CloudBackend:
         state, finished, result = self.call(lambda: self.client.status(job))
         chunks = {
             "prepare": self._news(handle, state, result, offsets.get("prepare", 0)),
-            "stdout": self.call(lambda: self.stdout(job, offsets.get("stdout", 0))),
+            "stdout": self.call(lambda: self.stdout(job, offsets.get("stdout", 0), result)),
             "stderr": self.call(
-                lambda: self.stderr(job, offsets.get("stderr", 0), finished, state)
+                lambda: self.stderr(job, offsets.get("stderr", 0), finished, state, result)
             ),
             "metrics": b"",
         }
@@ -150,21 +147,28 @@ class CloudBackend:
 
     # --- per service -----------------------------------------------------------------
 
-    def submit(self, spec: LaunchSpec, handle: dict, files: dict[str, bytes], step: dict) -> dict:
+    def submit(self, spec: LaunchSpec, handle: dict, step: dict) -> dict:
         raise NotImplementedError
 
     def submitted_text(self, job: dict) -> str:
         raise NotImplementedError
 
-    def stdout(self, job: dict, offset: int) -> bytes:
+    def stdout(self, job: dict, offset: int, result: dict) -> bytes:
         return self.client.log(job, offset)
 
-    def stderr(self, job: dict, offset: int, finished: bool, state: str) -> bytes:
+    def stderr(self, job: dict, offset: int, finished: bool, state: str, result: dict) -> bytes:
         if not finished or state == COMPLETED:
             return b""
         return self.client.output(job)[1][offset:]
 
     # --- helpers ---------------------------------------------------------------------
+
+    @staticmethod
+    def run_files(spec: LaunchSpec) -> dict[str, bytes]:
+        """The run's snapshot files (its inputs too), path → content, to send with the job."""
+        from runs.snapshots import blob_path
+
+        return {path: blob_path(sha).read_bytes() for path, sha, _size, _x in spec.manifest}
 
     def _news(self, handle: dict, state: str, result: dict, stored: int) -> bytes:
         """A line for each state the service reports, after the submission line."""

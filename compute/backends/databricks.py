@@ -4,7 +4,9 @@ The step says which task kind (`task`: python, notebook or jar, with
 `main_class` for a JAR) and where: an existing `cluster_id`, a `new_cluster`
 ({spark_version, node_type_id, num_workers}), or else the target's default
 cluster. The run's files are uploaded to the workspace beside the entry file;
-the live log is the task's output.
+the live log is the task's output. A notebook has no output log on the
+service: its log is the value it ends with (`dbutils.notebook.exit`), as the
+job's run page shows it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ class DatabricksBackend(CloudBackend):
     kind = "databricks"
     service = "Databricks"
 
-    def submit(self, spec: LaunchSpec, handle: dict, files: dict[str, bytes], step: dict) -> dict:
+    def submit(self, spec: LaunchSpec, handle: dict, step: dict) -> dict:
         new_cluster = step.get("new_cluster") or None
         cluster_id = (
             ""
@@ -33,7 +35,7 @@ class DatabricksBackend(CloudBackend):
         return self.client.submit(
             kind=step.get("task", "python"),
             entry=spec.entry_script,
-            files=files,
+            files=self.run_files(spec),
             run_name=step.get("run_name") or f"trainyard run {spec.run_id}",
             parameters=spec.arguments,
             cluster_id=cluster_id,
@@ -42,6 +44,12 @@ class DatabricksBackend(CloudBackend):
             idempotency_key=f"trainyard-{spec.run_id}-{handle['attempt']}",
             timeout_seconds=step.get("timeout_seconds"),
         )
+
+    def stdout(self, job: dict, offset: int, result: dict) -> bytes:
+        if job["kind"] != "notebook":
+            return super().stdout(job, offset, result)
+        value = result.get("notebook_result")
+        return f"Notebook exited: {value}\n".encode()[offset:] if value else b""
 
     def submitted_text(self, job: dict) -> str:
         return (

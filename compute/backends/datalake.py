@@ -18,9 +18,9 @@ class DataLakeBackend(CloudBackend):
     kind = "datalakeanalytics"
     service = "Data Lake Analytics"
 
-    def submit(self, spec: LaunchSpec, handle: dict, files: dict[str, bytes], step: dict) -> dict:
+    def submit(self, spec: LaunchSpec, handle: dict, step: dict) -> dict:
         try:
-            script = files[spec.entry_script].decode()
+            script = self.run_files(spec)[spec.entry_script].decode()
         except UnicodeDecodeError:
             raise BackendError(
                 f"{spec.entry_script} is not a text file: a Data Lake step runs a U-SQL script."

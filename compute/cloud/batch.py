@@ -1,9 +1,11 @@
 """Azure Batch through the official `azure-batch` client, with the account's shared key.
 
 A run becomes a Batch job on a chosen pool with one task, `main`, whose command
-line is the run's. The run's files travel with the task itself (a gzipped tar
-in an environment setting that the task unpacks into its working directory),
-so no storage account is needed. Logs are the task's stdout.txt / stderr.txt.
+line is the run's. The run's files need no storage account: the node
+downloads them as the task's resource files from HTTP links it can reach, or
+they travel with the task itself (a gzipped tar, base64 in a few environment
+settings that the task joins and unpacks into its working directory). Logs
+are the task's stdout.txt / stderr.txt.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ from compute.cloud import (
 TASK_ID = "main"
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 FILES_VARIABLE = "TRAINYARD_FILES"
-# An environment variable must fit in one argv/env string on the node (128 KiB on Linux).
-MAX_INLINE_FILES = 96 * 1024
+# Each environment setting must fit in one environment string on the node (128 KiB on Linux).
+FILES_CHUNK = 96 * 1024
+# The service refuses a task whose request is 1 MB or more (RequestBodyTooLarge).
+MAX_INLINE_FILES = 8 * FILES_CHUNK
 # Every request and response at INFO is the azure client's default: keep them to debugging.
 _HTTP_LOG = logging.getLogger(f"{__name__}.http")
 _HTTP_LOG.setLevel(logging.WARNING)
@@ -120,13 +124,16 @@ class Batch:
         job_id: str,
         command_line: str,
         files: dict[str, bytes] | None = None,
+        links: dict[str, str] | None = None,
         environment: dict[str, str] | None = None,
     ) -> dict:
         """Create job `job_id` on `pool_id` with one task running `command_line`.
 
         `files` (name → content) are unpacked into the task's working
-        directory before the command runs. Submitting the same `job_id` again
-        (a retry) finds the job and task the first attempt made.
+        directory before the command runs; the node downloads `links` (name →
+        an HTTP URL it can reach) there as the task's resource files.
+        Submitting the same `job_id` again (a retry) finds the job and task the
+        first attempt made.
         """
         if not JOB_ID.fullmatch(job_id):
             raise CloudError(
@@ -143,12 +150,21 @@ class Batch:
             if len(packed) > MAX_INLINE_FILES:
                 raise CloudError(
                     "files_too_large",
-                    f"The run's files are {len(packed) // 1024} KiB packed, more than the "
-                    f"{MAX_INLINE_FILES // 1024} KiB a Batch task can carry: leave data files out "
-                    "of the source directory (.amlignore) and let the script download them.",
+                    f"The run's files (a pipeline step's inputs too) are {len(packed) // 1024} "
+                    f"KiB packed, more than the {MAX_INLINE_FILES // 1024} KiB a Batch task can "
+                    "carry: set STUDIO_URL so that Batch nodes download them from Trainyard, "
+                    "leave data files out of the source directory (.amlignore), give the step "
+                    "smaller inputs, or let the script download its data.",
                 )
-            settings.append(batch_models.EnvironmentSetting(name=FILES_VARIABLE, value=packed))
-            unpack = f'printf %s "${FILES_VARIABLE}" | base64 -d | tar -xzf - && '
+            chunks = {
+                f"{FILES_VARIABLE}_{n}": packed[start : start + FILES_CHUNK]
+                for n, start in enumerate(range(0, len(packed), FILES_CHUNK))
+            }
+            settings += [
+                batch_models.EnvironmentSetting(name=k, value=v) for k, v in chunks.items()
+            ]
+            joined = " ".join(f'"${name}"' for name in chunks)
+            unpack = f"printf %s {joined} | base64 -d | tar -xzf - && "
             command_line = f"/bin/sh -c {shlex.quote(unpack + command_line)}"
         self._create(
             "JobExists",
@@ -165,7 +181,14 @@ class Batch:
             lambda: self.client.create_task(
                 job_id,
                 batch_models.BatchTaskCreateOptions(
-                    id=TASK_ID, command_line=command_line, environment_settings=settings
+                    id=TASK_ID,
+                    command_line=command_line,
+                    environment_settings=settings,
+                    resource_files=[
+                        batch_models.ResourceFile(http_url=url, file_path=name)
+                        for name, url in sorted((links or {}).items())
+                    ]
+                    or None,
                 ),
             ),
         )

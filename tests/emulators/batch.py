@@ -21,7 +21,11 @@ in `<task dir>/wd`, with stdout.txt / stderr.txt in the task directory and the
 AZ_BATCH_* variables plus the task's environment settings. States:
 active → preparing → running → completed (executionInfo.result success /
 failure with the exit code). Terminating a task or its job kills the process
-group (failureInfo TaskEnded).
+group (failureInfo TaskEnded). A task whose add request is 1 MB or more is
+refused with 413 RequestBodyTooLarge, as the service does. A task's
+`resourceFiles` (httpUrl → filePath) are downloaded into its working directory
+before its command starts; one that cannot be fetched fails the task
+(failureInfo ResourceContainerAccessDenied for 401/403, else BlobDownloadMiscError).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import itertools
 import re
 import shlex
 import time
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,6 +58,8 @@ from tests.emulators.base import (
     new_request_id,
 )
 
+# The service refuses to add a task whose request body is 1 MB or more.
+MAX_REQUEST_BYTES = 1024 * 1024
 SIGNED_HEADERS = (
     "content-encoding",
     "content-language",
@@ -153,6 +161,7 @@ class Task:
     ended: float | None = None
     failure: dict | None = None
     ready_at: float = 0.0
+    resource_files: list[dict] = field(default_factory=list)
 
     def move(self, state: str) -> None:
         self.previous_state, self.state, self.state_time = self.state, state, time.time()
@@ -400,6 +409,12 @@ class BatchEmulator(EmulatorServer):
             raise BatchError(
                 409, "JobCompleted", "The specified job is already in a completed state."
             )
+        if len(request.body) >= MAX_REQUEST_BYTES:
+            raise BatchError(
+                413,
+                "RequestBodyTooLarge",
+                "The request body is too large and exceeds the maximum permissible limit.",
+            )
         body = request.json()
         task_id = body.get("id", "")
         if not task_id or not body.get("commandLine"):
@@ -412,7 +427,10 @@ class BatchEmulator(EmulatorServer):
         if task_id in job.tasks:
             raise BatchError(409, "TaskExists", "The specified task already exists.")
         env = {e["name"]: e.get("value", "") for e in body.get("environmentSettings") or []}
-        job.tasks[task_id] = Task(task_id, job.id, body["commandLine"], env)
+        resources = body.get("resourceFiles") or []
+        job.tasks[task_id] = Task(
+            task_id, job.id, body["commandLine"], env, resource_files=resources
+        )
         return Response(
             201,
             None,
@@ -632,8 +650,9 @@ class BatchEmulator(EmulatorServer):
             "AZ_BATCH_TASK_WORKING_DIR": str(working),
             **task.environment,
         }
+        task.failure = self._download_resource_files(task, working)
         try:
-            argv = shlex.split(task.command_line)
+            argv = shlex.split(task.command_line) if task.failure is None else []
         except ValueError as exc:
             argv = []
             task.failure = {
@@ -657,6 +676,26 @@ class BatchEmulator(EmulatorServer):
             env=env,
         )
         task.process.start()
+
+    def _download_resource_files(self, task: Task, working: Path) -> dict | None:
+        """Fetch each resource file's httpUrl into the working directory, as a node does
+        before it starts the command; the task's failureInfo when one cannot be fetched."""
+        for resource in task.resource_files:
+            url, name = resource.get("httpUrl", ""), resource.get("filePath", "")
+            try:
+                with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310
+                    content = response.read()
+            except (urllib.error.URLError, ValueError) as exc:
+                denied = isinstance(exc, urllib.error.HTTPError) and exc.code in (401, 403)
+                return {
+                    "category": "UserError",
+                    "code": "ResourceContainerAccessDenied" if denied else "BlobDownloadMiscError",
+                    "message": f"Failed to download resource file {name}: {exc}",
+                }
+            target = working / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+        return None
 
     def _end_task(self, task: Task, message: str) -> None:
         if task.state == "completed":

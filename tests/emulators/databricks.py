@@ -22,9 +22,10 @@ Execution, for real, on this machine:
   are its arguments. There is no Spark: a script that imports pyspark fails
   as it would on a cluster without it.
 - notebook_task: a Python SOURCE notebook (cells split by `# COMMAND ----------`)
-  runs in one interpreter with a small `dbutils`: `dbutils.widgets.get(name)`
-  reads `base_parameters`, `dbutils.notebook.exit(value)` ends the run and
-  becomes `notebook_output.result`. `%sql`/`%scala` magics are rejected.
+  runs in one interpreter, in its workspace folder beside the files imported
+  with it (as Databricks Runtime 14+ does), with a small `dbutils`:
+  `dbutils.widgets.get(name)` reads `base_parameters`, `dbutils.notebook.exit(value)`
+  ends the run and becomes `notebook_output.result`. `%sql`/`%scala` magics are rejected.
 - spark_jar_task: `java -cp <workspace jars from libraries> <main_class_name> <parameters>`.
 
 Run life cycle: PENDING (cluster start for `new_cluster`, `pending_seconds`)
@@ -617,6 +618,7 @@ class DatabricksEmulator(EmulatorServer):
             for magic in ("%sql", "%scala", "%r", "%sh"):
                 if f"# MAGIC {magic}" in source:
                     return [], env, f"This emulator runs Python notebooks only ({magic} cell)."
+            env["CWD"] = str(local.parent)
             runner = task.directory / "notebook_runner.py"
             runner.write_text(NOTEBOOK_RUNNER)
             params = json.dumps(notebook.get("base_parameters", {}))

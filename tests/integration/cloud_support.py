@@ -1,6 +1,15 @@
 """Helpers for the cloud client tests: follow a job to its end, check a process is gone."""
 
+import shutil
+import subprocess
 import time
+from pathlib import Path
+
+HELLO_JAVA = (
+    "package ai.trainyard;\n"
+    "public class Hello { public static void main(String[] args) {\n"
+    '  System.out.println("hello from the JVM " + String.join(",", args)); } }\n'
+)
 
 
 def follow(client, handle: dict, timeout: float = 60) -> tuple[list[str], str, dict]:
@@ -46,3 +55,19 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+def hello_jar(folder: Path) -> bytes:
+    """A JAR whose main class ai.trainyard.Hello prints its arguments, built with the JDK."""
+    assert shutil.which("javac") and shutil.which("jar"), (
+        "javac and jar are missing: install openjdk-17-jdk-headless "
+        "(scripts/test-system-deps.sh does)"
+    )
+    source = folder / "src" / "ai" / "trainyard" / "Hello.java"
+    source.parent.mkdir(parents=True)
+    source.write_text(HELLO_JAVA)
+    classes = folder / "classes"
+    subprocess.run(["javac", "-d", str(classes), str(source)], check=True)
+    jar = folder / "hello.jar"
+    subprocess.run(["jar", "cf", str(jar), "-C", str(classes), "."], check=True)
+    return jar.read_bytes()

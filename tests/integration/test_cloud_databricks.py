@@ -1,7 +1,5 @@
 """The Databricks client (official databricks-sdk) against the workspace emulator."""
 
-import shutil
-import subprocess
 import textwrap
 
 import pytest
@@ -12,6 +10,7 @@ from compute.models import ComputeKind, ComputeState, ComputeTarget
 from tests.integration.cloud_support import (
     closed_port_url,
     follow,
+    hello_jar,
     process_exists,
     wait_until,
 )
@@ -154,24 +153,11 @@ def test_notebook_reads_its_parameters_and_returns_its_exit_value(dbx):
     assert dbx.output(handle) == (b"score=0.5", b"")
 
 
-@pytest.mark.skipif(not shutil.which("javac") or not shutil.which("jar"), reason="needs a JDK")
 def test_jar_runs_its_main_class_on_a_new_job_cluster(dbx, databricks_emulator, tmp_path):
-    source = tmp_path / "src" / "ai" / "trainyard" / "Hello.java"
-    source.parent.mkdir(parents=True)
-    source.write_text(
-        "package ai.trainyard;\n"
-        "public class Hello { public static void main(String[] args) {\n"
-        '  System.out.println("hello from the JVM " + String.join(",", args)); } }\n'
-    )
-    classes = tmp_path / "classes"
-    subprocess.run(["javac", "-d", str(classes), str(source)], check=True)
-    jar = tmp_path / "hello.jar"
-    subprocess.run(["jar", "cf", str(jar), "-C", str(classes), "."], check=True)
-
     handle = dbx.submit(
         kind="jar",
         entry="hello.jar",
-        files={"hello.jar": jar.read_bytes()},
+        files={"hello.jar": hello_jar(tmp_path)},
         run_name="jar",
         parameters=["a", "b"],
         main_class="ai.trainyard.Hello",

@@ -1,7 +1,8 @@
 """PySpark runs on an HDInsight / Spark head node: the real spark-submit (local[2]) over SSH.
 
-Spark takes 10-30 s to start on this machine, so the suite runs only two jobs:
-one that completes and one that is cancelled.
+Spark takes 10-30 s to start on this machine, so the suite runs only three jobs:
+one that completes, one on the master the target's setting names, and one that
+is cancelled.
 """
 
 from __future__ import annotations
@@ -135,6 +136,44 @@ def test_a_pyspark_run_completes_with_its_driver_log_and_outputs(workspace, head
 
     page = client_for(run.submitted_by).get(reverse("run_detail", args=[workspace.slug, run.pk]))
     assert "PySpark (spark-submit on the head node)" in page.content.decode()
+
+
+MASTER = """\
+from pyspark.sql import SparkSession
+
+spark = SparkSession.builder.appName("which-master").getOrCreate()
+print("master", spark.sparkContext.master, "parallelism", spark.sparkContext.defaultParallelism)
+spark.stop()
+"""
+
+
+def test_the_targets_spark_master_is_the_one_the_job_runs_on(workspace, head_node, api_carol):
+    minimal_environment()
+    changed = api_carol.put(
+        f"/api/v1/computes/hdi/spark?workspace={workspace.slug}",
+        {"spark_master": "local[1]"},
+        content_type="application/json",
+    )
+    assert changed.status_code == 200, changed.content
+    head_node.refresh_from_db()
+    # The cluster itself would run local[2]: the setting wins over it.
+    assert head_node.facts["spark_master"] == "local[2]"
+    with running_monitor():
+        response = api_carol.post(
+            f"/api/v1/runs?workspace={workspace.slug}",
+            {
+                "experiment": "spark-master",
+                "target": "hdi",
+                "entry_script": "master.py",
+                "snapshot": archive({"master.py": MASTER}),
+            },
+        )
+        assert response.status_code == 201, response.content
+        run = wait_final(Run.objects.get(pk=response.json()["id"]), timeout=300)
+    assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
+    assert "master local[1] parallelism 1" in logstore.read(run.pk, "stdout")[0].decode()
+    driver_log = logstore.read(run.pk, "stderr")[0].decode()
+    assert driver_log.startswith("spark-submit --master local[1] master.py\n")
 
 
 def test_cancel_stops_the_driver_and_its_python_workers(

@@ -154,9 +154,9 @@ def test_a_script_run_on_a_databricks_target_is_a_one_step_pipeline(workspace, a
     assert "hello from databricks" in logstore.read(step.pk, "stdout", 0, 1 << 20)[0].decode()
 
 
-def test_a_usql_step_on_data_lake(workspace, alice, carol, datalake_emulator):
+@pytest.fixture
+def adla(workspace, alice, datalake_emulator):
     from compute import cloud_services
-    from pipelines import services
     from tests.integration.runs_support import minimal_environment
 
     minimal_environment()
@@ -172,16 +172,26 @@ def test_a_usql_step_on_data_lake(workspace, alice, carol, datalake_emulator):
         endpoint=datalake_emulator.url,
         authority_url=datalake_emulator.url,
     )
+
+
+def usql_pipeline(user, workspace, script: str) -> Run:
+    from pipelines import services
+
     definition = (
         "experiment: lake\nsteps:\n  - {name: lines, type: datalake, compute: adla, "
         "script: lines.usql, degree_of_parallelism: 2}\n"
     )
-    parent = services.pipeline_submit(
+    return services.pipeline_submit(
         workspace=workspace,
-        user=carol,
+        user=user,
         definition=definition,
-        archive=archive({"lines.usql": USQL}),
+        archive=archive({"lines.usql": script}),
     )
+
+
+@pytest.mark.usefixtures("adla")
+def test_a_usql_step_on_data_lake(workspace, carol):
+    parent = usql_pipeline(carol, workspace, USQL)
     with running_monitor(), advancing_pipelines():
         parent = wait_final(parent, timeout=120)
     step = Pipeline.objects.get(run=parent).steps.get().run
@@ -190,6 +200,52 @@ def test_a_usql_step_on_data_lake(workspace, alice, carol, datalake_emulator):
     assert "Result: Succeeded" in log
     prepare = logstore.read(step.pk, "prepare", 0, 1 << 20)[0].decode()
     assert "Submitted U-SQL job" in prepare
+
+
+@pytest.mark.usefixtures("adla")
+def test_a_usql_step_that_does_not_compile_shows_the_diagnostic_on_its_page(
+    workspace, carol, as_bob
+):
+    parent = usql_pipeline(carol, workspace, USQL.replace("EXTRACT line", "extract line"))
+    with running_monitor(), advancing_pipelines():
+        parent = wait_final(parent, timeout=120)
+
+    step = Pipeline.objects.get(run=parent).steps.get().run
+    assert (parent.status, step.status) == ("Failed", "Failed")
+    diagnostic = (
+        "E_CSC_USER_SYNTAXERROR line 2: syntax error. Expected one of: COMBINE EXTRACT "
+        "PROCESS REDUCE SELECT VALUES"
+    )
+    assert logstore.read(step.pk, "stderr", 0, 1 << 20)[0].decode() == diagnostic + "\n"
+    page = text(as_bob.get(reverse("run_detail", args=[workspace.slug, step.pk])))
+    assert "Why it failed" in page
+    assert f"Last lines of stderr: {diagnostic}" in page
+    assert parent.error.startswith("Step ‘lines’ failed: ")
+
+
+@pytest.mark.usefixtures("adla")
+def test_canceling_a_usql_pipeline_cancels_the_job_on_the_account(
+    workspace, carol, datalake_emulator
+):
+    from pipelines import services
+    from tests.integration.cloud_support import wait_until
+    from tests.integration.runs_support import wait_for
+
+    datalake_emulator.running_seconds = 300
+    parent = usql_pipeline(carol, workspace, USQL)
+    with running_monitor(), advancing_pipelines():
+        step = Pipeline.objects.get(run=parent).steps.get().run
+        wait_for(step, ["Running"], timeout=60)
+        [job] = datalake_emulator.jobs.values()
+        wait_until(lambda: job.state == "Running", timeout=60, what="the U-SQL job to run")
+        services.pipeline_cancel(pipeline=Pipeline.objects.get(run=parent), user=carol)
+        parent = wait_final(parent, timeout=60)
+
+    step.refresh_from_db()
+    assert (parent.status, step.status) == ("Canceled", "Canceled")
+    assert (job.state, job.result) == ("Ended", "Cancelled")
+    log = logstore.read(step.pk, "stdout", 0, 1 << 20)[0].decode()
+    assert log.splitlines()[-1] == "Result: Cancelled"
 
 
 # ---------------------------------------------------------------- permissions
@@ -274,4 +330,36 @@ def test_api_submit_needs_contributor_and_a_good_file(workspace, api_carol, api_
     bad = api_submit(api_carol, workspace, PIPELINE.replace("type: batch", "type: hadoop"))
     assert bad.status_code == 400
     assert "type 'hadoop' is not one of" in bad.json()["detail"]
+    assert not Run.objects.exists()
+
+
+@pytest.fixture(params=["cluster", "pool"])
+def unknown_cluster_or_pool(request, databricks_emulator, batch_emulator) -> tuple[str, str]:
+    """A pipeline whose step names a cluster or pool the service lacks, and the answer to it."""
+    if request.param == "cluster":
+        return PIPELINE.replace("cluster_id: 0923-164208-meows279", "cluster_id: 0000-nothere"), (
+            f"Step ‘count’: Databricks cluster '0000-nothere' does not exist in "
+            f"{databricks_emulator.url}: pick one of: shared-autoscale (0923-164208-meows279), "
+            "gpu-ml (1101-093012-bark123), or run on a new job cluster."
+        )
+    return PIPELINE.replace(
+        "command: python3 report.py", "command: python3 report.py\n    pool: gpu-pool"
+    ), (
+        f"Step ‘report’: Batch pool 'gpu-pool' does not exist in account "
+        f"'{batch_emulator.account_name}': create it in the Azure portal or pick one of: "
+        "cpu-pool, empty-pool."
+    )
+
+
+@pytest.mark.usefixtures("cloud_targets")
+def test_a_step_on_a_cluster_or_pool_the_service_lacks_is_refused_at_submit(
+    workspace, as_carol, api_carol, unknown_cluster_or_pool
+):
+    definition, message = unknown_cluster_or_pool
+
+    page = text(submit_form(as_carol, workspace, definition_file=definition_file(definition)))
+    assert message in page
+    answer = api_submit(api_carol, workspace, definition)
+    assert answer.status_code == 400
+    assert answer.json()["detail"] == f"definition: {message}"
     assert not Run.objects.exists()

@@ -6,22 +6,28 @@ Tasks run eagerly; `advancing_pipelines` plays the Celery beat that moves pipeli
 
 from __future__ import annotations
 
+import html
 import io
 import json
+import re
 import tarfile
 import textwrap
 import threading
+from collections.abc import Mapping
 from contextlib import contextmanager
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
 
 from compute import cloud_services
+from compute.backends.batch import file_link
 from compute.models import ComputeTarget
 from pipelines import services
 from pipelines.models import Pipeline
 from runs import snapshots
 from runs.models import Run, RunFile
+from tests.integration.cloud_support import hello_jar
 from tests.integration.runs_support import minimal_environment, running_monitor, wait_final
 from tests.integration.test_hdinsight_runs import head_node  # noqa: F401 - a fixture
 
@@ -85,11 +91,11 @@ PIPELINE = textwrap.dedent(
 )
 
 
-def archive(files: dict[str, str]) -> SimpleUploadedFile:
+def archive(files: Mapping[str, str | bytes]) -> SimpleUploadedFile:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, text in files.items():
-            data = text.encode()
+        for name, content in files.items():
+            data = content if isinstance(content, bytes) else content.encode()
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -370,6 +376,81 @@ def test_a_databricks_step_on_a_new_job_cluster(
     train = steps_of(parent)["train"]
     assert (parent.status, train.status) == ("Completed", "Completed")
     assert "args ['--epochs', '2']" in stored_log(train)
+    # The target's default cluster was left alone: the task asked for a cluster of its own.
+    [submitted] = databricks_emulator.runs.values()
+    [task] = submitted.tasks
+    assert "existing_cluster_id" not in task.spec
+    assert task.spec["new_cluster"] == {
+        "spark_version": "13.3.x-scala2.12",
+        "node_type_id": "Standard_DS3_v2",
+        "num_workers": 2,
+    }
+    assert task.cluster.job_cluster
+    assert task.cluster.cluster_id not in ("0923-164208-meows279", "1101-093012-bark123")
+    assert (task.cluster.spark_version, task.cluster.node_type_id, task.cluster.num_workers) == (
+        "13.3.x-scala2.12",
+        "Standard_DS3_v2",
+        2,
+    )
+    assert task.cluster.state == "TERMINATED"
+
+
+EXPLORE = textwrap.dedent(
+    """\
+    # Databricks notebook source
+    words = open("inputs/words/words.txt").read().split()
+    least = int(dbutils.widgets.get("least"))
+
+    # COMMAND ----------
+
+    common = sorted({w for w in words if words.count(w) >= least})
+    dbutils.notebook.exit(f"{len(set(words))} distinct words, {','.join(common)} at least {least}x")
+    print("never printed")
+    """
+)
+
+
+def test_a_notebook_step_reads_the_step_before_and_ends_with_a_value_then_a_jar_step_runs(
+    cloud_targets, workspace, carol, as_bob, tmp_path
+):
+    definition = textwrap.dedent(
+        """
+        experiment: notebooks
+        steps:
+          - {name: prepare, compute: local, script: prepare.py, outputs: [words]}
+          - name: explore
+            type: databricks
+            compute: dbx
+            notebook: explore.py
+            arguments: [least=2]
+            inputs: [words]
+          - name: package
+            type: databricks
+            compute: dbx
+            jar: hello.jar
+            main_class: ai.trainyard.Hello
+            arguments: [a, b]
+            after: [explore]
+        """
+    )
+    source = {"prepare.py": PREPARE, "explore.py": EXPLORE, "hello.jar": hello_jar(tmp_path)}
+    parent = services.pipeline_submit(
+        workspace=workspace, user=carol, definition=definition, archive=archive(source)
+    )
+    with running_monitor(), advancing_pipelines():
+        parent = wait_final(parent, timeout=120)
+
+    steps = steps_of(parent)
+    assert parent.status == "Completed", (parent.error, {n: r.error for n, r in steps.items()})
+    explore, package = steps["explore"], steps["package"]
+    exited = "Notebook exited: 6 distinct words, the at least 2x\n"
+    assert stored_log(explore) == exited
+    assert "Submitted Databricks run" in stored_log(explore, "prepare")
+    # What the run page's log viewer offers a reader.
+    download = as_bob.get(reverse("run_log_download", args=[workspace.slug, explore.pk, "stdout"]))
+    assert b"".join(download.streaming_content) == exited.encode()
+    assert stored_log(package) == "hello from the JVM a,b\n"
+    assert package.started_at >= explore.ended_at
 
 
 def test_a_databricks_step_needs_a_cluster(workspace, alice, carol, databricks_emulator):
@@ -452,3 +533,161 @@ def test_script_then_pyspark_then_databricks(cloud_targets, workspace, carol):
     assert steps["spark"].framework == "PySpark"
     assert "spark counted 6 distinct words" in stored_log(steps["spark"])
     assert "top word on databricks: the" in stored_log(steps["top"])
+
+
+NOISE = textwrap.dedent(
+    """
+    import os
+    # Random bytes do not compress: packed, they take a third more room than on disk.
+    for name, kib in (("data", 400), ("more", 700)):
+        os.makedirs(f"outputs/{name}")
+        with open(f"outputs/{name}/{name}.bin", "wb") as out:
+            out.write(os.urandom(kib * 1024))
+    """
+)
+CHECKSUM = textwrap.dedent(
+    """
+    import hashlib, pathlib
+    for path in sorted(pathlib.Path("inputs").rglob("*.bin")):
+        print(path, hashlib.sha256(path.read_bytes()).hexdigest(), flush=True)
+    """
+)
+
+
+def test_a_batch_task_carries_hundreds_of_kib_and_a_step_given_more_fails_saying_how_much(
+    cloud_targets, workspace, carol, batch_emulator
+):
+    definition = textwrap.dedent(
+        """
+        experiment: big-data
+        steps:
+          - {name: prepare, compute: local, script: noise.py, outputs: [data, more]}
+          - {name: fits, type: batch, compute: cpubatch, script: checksum.py, inputs: [data]}
+          - name: too-big
+            type: batch
+            compute: cpubatch
+            script: checksum.py
+            inputs: [data, more]
+        """
+    )
+    parent = services.pipeline_submit(
+        workspace=workspace,
+        user=carol,
+        definition=definition,
+        archive=archive({"noise.py": NOISE, "checksum.py": CHECKSUM}),
+    )
+    with running_monitor(), advancing_pipelines():
+        parent = wait_final(parent, timeout=120)
+
+    steps = steps_of(parent)
+    fits, too_big = steps["fits"], steps["too-big"]
+    assert fits.status == "Completed", (fits.error, fits.stderr_tail)
+    data = RunFile.objects.get(run=steps["prepare"], path="outputs/data/data.bin")
+    assert stored_log(fits) == f"inputs/data/data.bin {data.sha256}\n"
+    assert (parent.status, too_big.status) == ("Failed", "Failed")
+    assert re.fullmatch(
+        r"The run's files \(a pipeline step's inputs too\) are 14\d\d KiB packed, more than "
+        r"the 768 KiB a Batch task can carry: set STUDIO_URL so that Batch nodes download them "
+        r"from Trainyard, leave data files out of the source directory \(\.amlignore\), give "
+        r"the step smaller inputs, or let the script download its data\.",
+        too_big.error,
+    ), too_big.error
+    assert parent.error == f"Step ‘too-big’ failed: {too_big.error}"
+    assert list(batch_emulator.jobs) == [fits.handle["job"]["job_id"]]
+
+
+def test_with_a_studio_url_batch_nodes_download_a_steps_files_from_the_studio(
+    cloud_targets, workspace, carol, batch_emulator, live_server, settings
+):
+    settings.STUDIO_URL = live_server.url
+    definition = textwrap.dedent(
+        """
+        experiment: big-data
+        steps:
+          - {name: prepare, compute: local, script: noise.py, outputs: [data, more]}
+          - name: checksum
+            type: batch
+            compute: cpubatch
+            script: checksum.py
+            inputs: [data, more]
+        """
+    )
+    parent = services.pipeline_submit(
+        workspace=workspace,
+        user=carol,
+        definition=definition,
+        archive=archive({"noise.py": NOISE, "checksum.py": CHECKSUM}),
+    )
+    with running_monitor(), advancing_pipelines():
+        parent = wait_final(parent, timeout=120)
+
+    steps = steps_of(parent)
+    checksum = steps["checksum"]
+    assert (parent.status, checksum.status) == ("Completed", "Completed"), checksum.error
+    sha = {f.path: f.sha256 for f in RunFile.objects.filter(run=steps["prepare"])}
+    assert stored_log(checksum) == (
+        f"inputs/data/data.bin {sha['outputs/data/data.bin']}\n"
+        f"inputs/more/more.bin {sha['outputs/more/more.bin']}\n"
+    )
+    [job] = batch_emulator.jobs.values()
+    task = job.tasks["main"]
+    assert sorted(r["filePath"] for r in task.resource_files) == [
+        "checksum.py",
+        "inputs/data/data.bin",
+        "inputs/more/more.bin",
+        "noise.py",
+    ]
+    assert all(
+        r["httpUrl"].startswith(f"{live_server.url}/api/v1/batch-files/")
+        for r in task.resource_files
+    )
+    assert not any(name.startswith("TRAINYARD_FILES") for name in task.environment)
+
+
+def test_a_batch_task_whose_file_links_expired_fails_saying_what_to_do(
+    cloud_targets, workspace, carol, as_bob, live_server, settings
+):
+    settings.STUDIO_URL = live_server.url
+    settings.BATCH_FILE_LINK_HOURS = 0
+    definition = (
+        "experiment: late\nsteps:\n"
+        "  - {name: checksum, type: batch, compute: cpubatch, script: checksum.py}\n"
+    )
+    parent = services.pipeline_submit(
+        workspace=workspace,
+        user=carol,
+        definition=definition,
+        archive=archive({"checksum.py": CHECKSUM}),
+    )
+    with running_monitor(), advancing_pipelines():
+        parent = wait_final(parent, timeout=120)
+
+    checksum = steps_of(parent)["checksum"]
+    assert (parent.status, checksum.status) == ("Failed", "Failed")
+    reason = (
+        "Failed to download resource file checksum.py: HTTP Error 403: Forbidden. The node "
+        f"could not download the run's files from {live_server.url}: check that the pool's "
+        "nodes reach Trainyard at STUDIO_URL, and submit again if the task waited more than 0 "
+        "hours for a node (BATCH_FILE_LINK_HOURS)."
+    )
+    assert stored_log(checksum, "stderr") == reason + "\n"
+    page = as_bob.get(reverse("run_detail", args=[workspace.slug, checksum.pk])).content.decode()
+    assert html.escape(reason) in page
+
+
+def test_a_batch_file_link_gives_its_file_without_sign_in_until_it_expires(client, settings):
+    sha, _ = snapshots.blob_store_bytes(b"weights=42\n")
+    link = file_link(sha)
+
+    answer = client.get(link)
+    assert answer.status_code == 200
+    assert b"".join(answer.streaming_content) == b"weights=42\n"
+    refused = (
+        "This link to a run's file has expired or was not made by Trainyard: submit the step "
+        "again (links last BATCH_FILE_LINK_HOURS)."
+    )
+    forged = client.get(link.replace(sha, "0" * 64))
+    assert (forged.status_code, forged.json()["detail"]) == (403, refused)
+    settings.BATCH_FILE_LINK_HOURS = 0
+    expired = client.get(link)
+    assert (expired.status_code, expired.json()["detail"]) == (403, refused)
