@@ -20,6 +20,7 @@ from compute.engines import (
     node_image_missing_message,
     node_limits,
     size_fit_problem,
+    unreachable_message,
 )
 from compute.models import (
     ComputeKind,
@@ -33,7 +34,12 @@ from compute.models import (
     OperationState,
 )
 from compute.names import NAME_TAKEN, compute_name_problem, name_taken_message
-from compute.scheduler import LOW_PRIORITY, cluster_autoscale, cluster_label_filter
+from compute.scheduler import (
+    LOW_PRIORITY,
+    cluster_autoscale,
+    cluster_label_filter,
+    node_network,
+)
 from compute.signals import node_lost
 from compute.vm_sizes import vm_size_get
 
@@ -270,24 +276,28 @@ def cluster_provision(*, operation_id: int) -> None:
     node_limits_by_engine = {}
     for name in fitting:
         limits = node_limits(size, facts[name])
-        network = _network_on(next(e for e in engines if e.name == name), target)
+        engine = next(e for e in engines if e.name == name)
+        try:
+            network = node_network(engine, target)
+        except EngineError as exc:
+            fail(str(exc))
+            return
+        except ENGINE_ERRORS as exc:
+            engine_client_forget(engine.url)
+            fail(unreachable_message(engine.url, exc))
+            return
         node_limits_by_engine[name] = {
             "cpus": limits.cpus,
             "memory_bytes": limits.memory_bytes,
             "cpu_capped": limits.cpu_capped,
             "engine_cpus": facts[name].cpus,
-            "network": network,
+            "network": network.name,
+            "network_reason": network.reason,
         }
         if limits.cpu_capped:
             warnings.append(
                 f"Nodes on engine {name} get {limits.cpus:g} CPUs instead of the "
                 f"{size.vcpus} vCPUs of {size.name}: the engine has {facts[name].cpus} CPUs."
-            )
-        vnet = target.config.get("vnet_name")
-        if vnet and network == "host":
-            warnings.append(
-                f"Engine {name} has no Docker network called {vnet}: its nodes use the "
-                "host network."
             )
     _step(
         operation,
@@ -311,18 +321,6 @@ def cluster_provision(*, operation_id: int) -> None:
             f"{ready} of {min_nodes} ready",
         )
     _operation_finish(operation)
-
-
-def _network_on(engine: DockerEngine, target: ComputeTarget) -> str:
-    """The cluster's virtual network as a Docker network on the engine, where one exists."""
-    vnet = target.config.get("vnet_name")
-    if not vnet:
-        return "host"
-    try:
-        found = engine_client(engine.url).networks.list(names=[vnet])
-    except (*ENGINE_ERRORS, EngineError):
-        return "host"
-    return vnet if any(n.name == vnet for n in found) else "host"
 
 
 def cluster_update(

@@ -1,12 +1,13 @@
 """The cluster pages: the wizard, the detail page with its nodes, scale, delete, engines."""
 
+import secrets
 import time
 
 import pytest
 
 from compute.cluster_services import engine_default_ensure
 from compute.models import ComputeTarget, DockerEngine, Node, NodeState
-from compute.scheduler import cluster_autoscale, node_docker, node_request
+from compute.scheduler import cluster_autoscale, node_address, node_docker, node_request
 from compute.ssh import generate_key_pair
 from tests.integration.cluster_support import (
     cluster_containers,
@@ -122,7 +123,8 @@ def test_creating_through_the_wizard_provisions_and_shows_the_cluster(
     assert "Standard_D2_v3 (2 vCPUs, 8 GiB RAM, 50 GiB temporary storage)" in html
     assert "Low priority" in html
     assert "research-vnet / default" in html
-    assert "Engine local has no Docker network called research-vnet" in html
+    no_vnet = "research-vnet: no Docker network of that name on engine local, nodes use the host"
+    assert no_vnet in html
     assert "<strong>0</strong> current / <strong>0</strong> target" in html
 
     list_html = as_carol.get(url(workspace)).content.decode()
@@ -166,6 +168,52 @@ def test_the_node_table_shows_how_the_admin_user_connects(
     [node] = Node.objects.filter(target=cluster)
     html = as_bob.get(url(workspace, f"{cluster.name}/")).content.decode()
     assert f'<code class="ssh-command">ssh -p {node.ssh_port} azureuser@testserver</code>' in html
+
+
+@pytest.fixture
+def vnet_name(engine):
+    """A virtual network name no Docker network has yet; the test may create one."""
+    name = f"vnet-{secrets.token_hex(3)}"
+    yield name
+    remove_test_containers(engine)
+    for network in engine.networks.list(names=[name]):
+        network.remove()
+
+
+def test_nodes_join_the_virtual_network_once_the_engine_has_it(
+    engine, vnet_name, as_bob, workspace, alice, django_capture_on_commit_callbacks
+):
+    cluster = make_cluster(
+        django_capture_on_commit_callbacks,
+        workspace=workspace,
+        user=alice,
+        max_nodes=2,
+        vnet_name=vnet_name,
+    )
+    page = url(workspace, f"{cluster.name}/")
+    html = as_bob.get(page).content.decode()
+    assert (
+        f"{vnet_name}: no Docker network of that name on engine local, nodes use the host network"
+        in html
+    )
+    node_request(target=cluster, run_id=41)
+    cluster_autoscale(target=cluster)
+    [on_host] = node_request(target=cluster, run_id=41)
+    assert on_host.network == "host"
+
+    # Created after provisioning: the next node to start joins it.
+    engine.networks.create(vnet_name, driver="bridge", internal=True)
+    node_request(target=cluster, run_id=42)
+    cluster_autoscale(target=cluster)
+    [joined] = node_request(target=cluster, run_id=42)
+    assert joined.network == vnet_name
+    container = node_docker(joined).containers.get(joined.container_id)
+    assert list(container.attrs["NetworkSettings"]["Networks"]) == [vnet_name]
+    assert container.exec_run(["hostname", "-I"]).output.decode().split() == [node_address(joined)]
+    html = as_bob.get(page).content.decode()
+    assert f"{vnet_name}: nodes join that Docker network on engine local" in html
+    assert "no Docker network of that name" not in html
+    assert f"<td>{vnet_name}</td>" in html and "<td>host</td>" in html
 
 
 def test_the_wizard_refuses_an_admin_user_without_a_key(engine, as_alice, workspace):
