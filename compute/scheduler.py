@@ -617,8 +617,24 @@ def _reconcile(target: ComputeTarget) -> None:
                     _node_remove(node)
             elif node.state in (NodeState.PREEMPTED, NodeState.UNUSABLE) and container:
                 container.remove(force=True)
-        for orphan in by_name.values():
-            orphan.remove(force=True)
+        _orphans_remove(target, by_name)
+
+
+def _orphans_remove(target: ComputeTarget, containers_by_node: dict) -> None:
+    """Remove the containers whose node is gone.
+
+    A concurrent pass may have added a node and started its container after
+    this pass read the nodes; a node row is committed before its container is
+    created, so reading the rows again now finds every node that owns one.
+    """
+    owned = set(
+        Node.objects.filter(target=target, name__in=list(containers_by_node)).values_list(
+            "name", flat=True
+        )
+    )
+    for name, container in containers_by_node.items():
+        if name not in owned:
+            container.remove(force=True)
 
 
 def _node_lost(target: ComputeTarget, node: Node, container) -> None:
