@@ -1,9 +1,12 @@
 """The cluster pages: the wizard, the detail page with its nodes, scale, delete, engines."""
 
 import secrets
+import socket
 import time
+from datetime import datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
 from compute.cluster_services import engine_default_ensure
 from compute.models import ComputeTarget, DockerEngine, Node, NodeState
@@ -15,6 +18,7 @@ from tests.integration.cluster_support import (
     remove_test_containers,
 )
 from tests.integration.runs_support import submit, write_tree
+from tests.services.sshd import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -86,6 +90,42 @@ def test_the_wizard_says_when_the_node_image_is_missing(engine, as_alice, worksp
     html = as_alice.get(url(workspace, "new/cluster/")).content.decode()
     assert "The node image trainyard/node:not-built is missing on Docker engine local" in html
     assert "<code>make node-image</code>" in html or "`make node-image`" in html
+
+
+@pytest.fixture
+def silent_engine_url():
+    """An address that takes connections and never answers, as a hung dockerd does."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+
+
+def test_the_wizard_opens_at_once_with_what_it_last_knew_of_unreachable_engines(
+    engine, as_carol, workspace, silent_engine_url, settings
+):
+    settings.CLUSTER_ENGINE_CHECK_SECONDS = 1
+    reachable_at = timezone.make_aware(datetime(2026, 11, 30, 8, 15))
+    DockerEngine.objects.create(
+        workspace=workspace,
+        name="hung",
+        url=silent_engine_url,
+        facts={"cpus": 64, "memory_bytes": 2**38, "gpu_runtime": False, "node_image": True},
+        checked_at=reachable_at,
+        reachable_at=reachable_at,
+    )
+    closed = f"tcp://127.0.0.1:{free_port()}"
+    DockerEngine.objects.create(workspace=workspace, name="gone", url=closed)
+
+    html = as_carol.get(url(workspace, "new/cluster/")).content.decode()
+    assert (
+        f"Docker engine hung at {silent_engine_url} has not answered within 1 s; Trainyard "
+        "keeps checking. Engine hung was last reachable at 2026-11-30 08:15:00." in html
+    )
+    assert f"Docker engine at {closed} is unreachable (" in html
+    assert "Engine gone has not been reachable since it was registered." in html
+    assert "is missing on Docker engine" not in html
+    local = DockerEngine.objects.get(workspace=workspace, name="local")
+    assert local.error == "" and local.reachable_at > timezone.now() - timedelta(minutes=1)
+    assert DockerEngine.objects.get(name="hung").checked_at == reachable_at
 
 
 def test_a_node_whose_image_is_missing_fails_with_how_to_build_it_and_nothing_is_pulled(
@@ -325,6 +365,7 @@ def test_owners_register_engines_and_see_why_one_is_unreachable(engine, as_alice
     html = as_alice.get(url(workspace, "engines/")).content.decode()
     assert "gpu-box" in html and "ssh://ops@127.0.0.1:1" in html
     assert "Docker engine at ssh://ops@127.0.0.1:1 is unreachable" in html
+    assert "Last reachable: never" in html
     assert "node image" in html.lower()
     bad = as_alice.post(url(workspace, "engines/"), {"name": "x", "url": "docker.example.com"})
     assert bad.status_code == 400
