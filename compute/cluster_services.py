@@ -49,11 +49,36 @@ DEFAULT_ENGINE_NAME = "local"
 ENGINE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
 STEP_DONE, STEP_FAILED = "done", "failed"
 PRIORITIES = {"dedicated": "Dedicated", LOW_PRIORITY: "Low priority"}
+ADMIN_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+SSH_PUBLIC_KEY_RE = re.compile(
+    r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) "
+    r"[A-Za-z0-9+/=]+( .*)?$"
+)
 ADMIN_KEY_MISSING = (
     "Give the SSH public key of {user}: nodes let the admin user log in with a key only. "
     "Paste the contents of ~/.ssh/id_ed25519.pub (create it with `ssh-keygen -t ed25519`), "
     "or leave the SSH admin user empty."
 )
+
+
+def admin_username_problem(user: str) -> str:
+    """Why `user` cannot be the nodes' SSH admin user, or "" when it can."""
+    if ADMIN_USER_RE.match(user):
+        return ""
+    return (
+        f"{user} is not a Linux user name: use lowercase letters, digits, _ or -, "
+        "starting with a letter, at most 32 characters."
+    )
+
+
+def ssh_public_key_problem(key: str) -> str:
+    """Why `key` (on one line) is not an OpenSSH public key, or "" when it is."""
+    if SSH_PUBLIC_KEY_RE.match(key):
+        return ""
+    return (
+        "This is not an OpenSSH public key: paste the one line of your .pub file "
+        "(it starts with ssh-ed25519, ssh-rsa or ecdsa-sha2-…), never the private key."
+    )
 
 
 class ClusterError(Exception):
@@ -175,10 +200,9 @@ def cluster_create(
     _check_scale(
         min_nodes=min_nodes, max_nodes=max_nodes, idle_seconds=idle_seconds_before_scaledown
     )
-    if admin_ssh_public_key.strip() and not admin_username.strip():
-        raise ClusterError("Give the SSH admin user name that the public key is for.")
-    if admin_username.strip() and not admin_ssh_public_key.strip():
-        raise ClusterError(ADMIN_KEY_MISSING.format(user=admin_username.strip()))
+    admin_username = admin_username.strip()
+    admin_ssh_public_key = " ".join(admin_ssh_public_key.split())
+    _check_admin(admin_username, admin_ssh_public_key)
     if not engines:
         engines = [engine_default_ensure(workspace=workspace)]
     if any(engine.workspace_id != workspace.pk for engine in engines):
@@ -193,8 +217,8 @@ def cluster_create(
         "engines": sorted(engine.name for engine in engines),
         "vnet_name": vnet_name.strip(),
         "subnet_name": subnet_name.strip(),
-        "admin_username": admin_username.strip(),
-        "admin_ssh_public_key": admin_ssh_public_key.strip(),
+        "admin_username": admin_username,
+        "admin_ssh_public_key": admin_ssh_public_key,
     }
     try:
         with transaction.atomic():
@@ -217,6 +241,17 @@ def cluster_create(
     except IntegrityError as exc:
         raise ClusterError(name_taken_message(name), code=NAME_TAKEN) from exc
     return target
+
+
+def _check_admin(user: str, key: str) -> None:
+    if key and not user:
+        raise ClusterError("Give the SSH admin user name that the public key is for.")
+    if user and not key:
+        raise ClusterError(ADMIN_KEY_MISSING.format(user=user))
+    if user:
+        problem = admin_username_problem(user) or ssh_public_key_problem(key)
+        if problem:
+            raise ClusterError(problem)
 
 
 def _enqueue(task_name: str, *args) -> None:
