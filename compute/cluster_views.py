@@ -52,7 +52,8 @@ def _engine_problems(engines: list[DockerEngine]) -> list[str]:
         if engine in silent:
             problems.append(
                 f"Docker engine {engine.name} at {engine.url} has not answered within "
-                f"{seconds} s; Trainyard keeps checking. {_last_reachable(engine)}"
+                f"{seconds} s: reload this page in a moment to check again. "
+                + _last_reachable(engine)
             )
         elif engine.error:
             problems.append(f"{engine.error} {_last_reachable(engine)}")
