@@ -1,19 +1,17 @@
-import re
-
 from django import forms
 
-from compute.cluster_services import ADMIN_KEY_MISSING, PRIORITIES
+from compute.cluster_services import (
+    ADMIN_KEY_MISSING,
+    PRIORITIES,
+    admin_username_problem,
+    ssh_public_key_problem,
+)
 from compute.engines import EngineFacts
 from compute.models import DockerEngine
 from compute.names import ComputeNameMixin, compute_name_field
 from compute.vm_sizes import VM_SIZES, vm_size_get
 
 TIERS = [("cpu", "CPU"), ("gpu", "GPU")]
-SSH_PUBLIC_KEY_RE = re.compile(
-    r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) "
-    r"[A-Za-z0-9+/=]+( .*)?$"
-)
-LINUX_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
 class EngineChoiceField(forms.ModelMultipleChoiceField):
@@ -134,19 +132,14 @@ class ClusterForm(ComputeNameMixin, ScaleForm):
 
     def clean_admin_username(self):
         user = self.cleaned_data["admin_username"].strip()
-        if user and not LINUX_USER_RE.match(user):
-            raise forms.ValidationError(
-                "Use a Linux user name: lowercase letters, digits, _ or -, starting with a letter."
-            )
+        if user and (problem := admin_username_problem(user)):
+            raise forms.ValidationError(problem)
         return user
 
     def clean_admin_ssh_public_key(self):
         key = " ".join(self.cleaned_data["admin_ssh_public_key"].split())
-        if key and not SSH_PUBLIC_KEY_RE.match(key):
-            raise forms.ValidationError(
-                "This is not an OpenSSH public key: paste the one line of your .pub file "
-                "(it starts with ssh-ed25519, ssh-rsa or ecdsa-sha2-…), never the private key."
-            )
+        if key and (problem := ssh_public_key_problem(key)):
+            raise forms.ValidationError(problem)
         return key
 
     def clean(self):

@@ -20,6 +20,7 @@ from compute.engines import (
     node_image_missing_message,
     node_limits,
     size_fit_problem,
+    unreachable_message,
 )
 from compute.models import (
     ComputeKind,
@@ -33,7 +34,12 @@ from compute.models import (
     OperationState,
 )
 from compute.names import NAME_TAKEN, compute_name_problem, name_taken_message
-from compute.scheduler import LOW_PRIORITY, cluster_autoscale, cluster_label_filter
+from compute.scheduler import (
+    LOW_PRIORITY,
+    cluster_autoscale,
+    cluster_label_filter,
+    node_network,
+)
 from compute.signals import node_lost
 from compute.vm_sizes import vm_size_get
 
@@ -43,11 +49,36 @@ DEFAULT_ENGINE_NAME = "local"
 ENGINE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
 STEP_DONE, STEP_FAILED = "done", "failed"
 PRIORITIES = {"dedicated": "Dedicated", LOW_PRIORITY: "Low priority"}
+ADMIN_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+SSH_PUBLIC_KEY_RE = re.compile(
+    r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) "
+    r"[A-Za-z0-9+/=]+( .*)?$"
+)
 ADMIN_KEY_MISSING = (
     "Give the SSH public key of {user}: nodes let the admin user log in with a key only. "
     "Paste the contents of ~/.ssh/id_ed25519.pub (create it with `ssh-keygen -t ed25519`), "
     "or leave the SSH admin user empty."
 )
+
+
+def admin_username_problem(user: str) -> str:
+    """Why `user` cannot be the nodes' SSH admin user, or "" when it can."""
+    if ADMIN_USER_RE.match(user):
+        return ""
+    return (
+        f"{user} is not a Linux user name: use lowercase letters, digits, _ or -, "
+        "starting with a letter, at most 32 characters."
+    )
+
+
+def ssh_public_key_problem(key: str) -> str:
+    """Why `key` (on one line) is not an OpenSSH public key, or "" when it is."""
+    if SSH_PUBLIC_KEY_RE.match(key):
+        return ""
+    return (
+        "This is not an OpenSSH public key: paste the one line of your .pub file "
+        "(it starts with ssh-ed25519, ssh-rsa or ecdsa-sha2-…), never the private key."
+    )
 
 
 class ClusterError(Exception):
@@ -169,10 +200,9 @@ def cluster_create(
     _check_scale(
         min_nodes=min_nodes, max_nodes=max_nodes, idle_seconds=idle_seconds_before_scaledown
     )
-    if admin_ssh_public_key.strip() and not admin_username.strip():
-        raise ClusterError("Give the SSH admin user name that the public key is for.")
-    if admin_username.strip() and not admin_ssh_public_key.strip():
-        raise ClusterError(ADMIN_KEY_MISSING.format(user=admin_username.strip()))
+    admin_username = admin_username.strip()
+    admin_ssh_public_key = " ".join(admin_ssh_public_key.split())
+    _check_admin(admin_username, admin_ssh_public_key)
     if not engines:
         engines = [engine_default_ensure(workspace=workspace)]
     if any(engine.workspace_id != workspace.pk for engine in engines):
@@ -187,8 +217,8 @@ def cluster_create(
         "engines": sorted(engine.name for engine in engines),
         "vnet_name": vnet_name.strip(),
         "subnet_name": subnet_name.strip(),
-        "admin_username": admin_username.strip(),
-        "admin_ssh_public_key": admin_ssh_public_key.strip(),
+        "admin_username": admin_username,
+        "admin_ssh_public_key": admin_ssh_public_key,
     }
     try:
         with transaction.atomic():
@@ -211,6 +241,17 @@ def cluster_create(
     except IntegrityError as exc:
         raise ClusterError(name_taken_message(name), code=NAME_TAKEN) from exc
     return target
+
+
+def _check_admin(user: str, key: str) -> None:
+    if key and not user:
+        raise ClusterError("Give the SSH admin user name that the public key is for.")
+    if user and not key:
+        raise ClusterError(ADMIN_KEY_MISSING.format(user=user))
+    if user:
+        problem = admin_username_problem(user) or ssh_public_key_problem(key)
+        if problem:
+            raise ClusterError(problem)
 
 
 def _enqueue(task_name: str, *args) -> None:
@@ -270,24 +311,28 @@ def cluster_provision(*, operation_id: int) -> None:
     node_limits_by_engine = {}
     for name in fitting:
         limits = node_limits(size, facts[name])
-        network = _network_on(next(e for e in engines if e.name == name), target)
+        engine = next(e for e in engines if e.name == name)
+        try:
+            network = node_network(engine, target)
+        except EngineError as exc:
+            fail(str(exc))
+            return
+        except ENGINE_ERRORS as exc:
+            engine_client_forget(engine.url)
+            fail(unreachable_message(engine.url, exc))
+            return
         node_limits_by_engine[name] = {
             "cpus": limits.cpus,
             "memory_bytes": limits.memory_bytes,
             "cpu_capped": limits.cpu_capped,
             "engine_cpus": facts[name].cpus,
-            "network": network,
+            "network": network.name,
+            "network_reason": network.reason,
         }
         if limits.cpu_capped:
             warnings.append(
                 f"Nodes on engine {name} get {limits.cpus:g} CPUs instead of the "
                 f"{size.vcpus} vCPUs of {size.name}: the engine has {facts[name].cpus} CPUs."
-            )
-        vnet = target.config.get("vnet_name")
-        if vnet and network == "host":
-            warnings.append(
-                f"Engine {name} has no Docker network called {vnet}: its nodes use the "
-                "host network."
             )
     _step(
         operation,
@@ -311,18 +356,6 @@ def cluster_provision(*, operation_id: int) -> None:
             f"{ready} of {min_nodes} ready",
         )
     _operation_finish(operation)
-
-
-def _network_on(engine: DockerEngine, target: ComputeTarget) -> str:
-    """The cluster's virtual network as a Docker network on the engine, where one exists."""
-    vnet = target.config.get("vnet_name")
-    if not vnet:
-        return "host"
-    try:
-        found = engine_client(engine.url).networks.list(names=[vnet])
-    except (*ENGINE_ERRORS, EngineError):
-        return "host"
-    return vnet if any(n.name == vnet for n in found) else "host"
 
 
 def cluster_update(

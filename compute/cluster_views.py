@@ -1,10 +1,12 @@
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
@@ -15,7 +17,7 @@ from compute.engines import (
     ENGINE_ERRORS,
     EngineError,
     EngineFacts,
-    engine_check,
+    engines_check_briefly,
     node_image_missing_message,
 )
 from compute.models import BUSY_STATES, ComputeKind, ComputeTarget, DockerEngine, Node, NodeState
@@ -38,16 +40,33 @@ def _cluster(request, name: str) -> ComputeTarget:
     return target
 
 
-def _engine_problems(engines) -> list[str]:
-    """What stops the wizard's engines from hosting nodes, as the wizard shows it."""
+def _engine_problems(engines: list[DockerEngine]) -> list[str]:
+    """What stops the wizard's engines from hosting nodes, as the wizard shows it.
+
+    An engine that does not answer at once must not keep the wizard from opening.
+    """
+    seconds = settings.CLUSTER_ENGINE_CHECK_SECONDS
+    silent = engines_check_briefly(engines, seconds=seconds)
     problems = []
     for engine in engines:
-        facts = engine_check(engine)
-        if facts is None:
-            problems.append(engine.error)
-        elif not facts.node_image:
+        if engine in silent:
+            problems.append(
+                f"Docker engine {engine.name} at {engine.url} has not answered within "
+                f"{seconds} s: reload this page in a moment to check again. "
+                + _last_reachable(engine)
+            )
+        elif engine.error:
+            problems.append(f"{engine.error} {_last_reachable(engine)}")
+        elif not engine.facts.get("node_image"):
             problems.append(node_image_missing_message(engine.name))
     return problems
+
+
+def _last_reachable(engine: DockerEngine) -> str:
+    if engine.reachable_at is None:
+        return f"Engine {engine.name} has not been reachable since it was registered."
+    when = timezone.localtime(engine.reachable_at).strftime("%Y-%m-%d %H:%M:%S")
+    return f"Engine {engine.name} was last reachable at {when}."
 
 
 @workspace_view(role=Role.CONTRIBUTOR)
@@ -77,7 +96,7 @@ def cluster_new(request):
         else:
             messages.success(request, f"Creating compute cluster {target.name}.")
             return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
-    engines = DockerEngine.objects.filter(workspace=request.workspace)
+    engines = list(DockerEngine.objects.filter(workspace=request.workspace))
     return render(
         request,
         "compute/cluster_new.html",

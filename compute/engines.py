@@ -8,6 +8,7 @@ SDK speaks through paramiko with this server's SSH keys and ~/.ssh/config.
 from __future__ import annotations
 
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import docker
@@ -28,6 +29,13 @@ ENGINE_ERRORS = (DockerException, OSError, paramiko.SSHException)
 
 _clients: dict[str, docker.DockerClient] = {}
 _clients_lock = threading.Lock()
+# Opening an ssh:// client is a handshake: one engine that hangs there must not
+# hold up clients of the others.
+_connect_locks: dict[str, threading.Lock] = {}
+# Probes the cluster wizard stops waiting for go on here, one at a time per engine.
+_probe_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="engine-probe")
+_probes: dict[str, Future[EngineFacts]] = {}
+_probes_lock = threading.Lock()
 
 
 class EngineError(Exception):
@@ -37,13 +45,16 @@ class EngineError(Exception):
 def engine_client(url: str) -> docker.DockerClient:
     """A client for `url`, kept per process: an ssh:// engine costs a handshake to open."""
     with _clients_lock:
+        connect_lock = _connect_locks.setdefault(url, threading.Lock())
+    with connect_lock:
         client = _clients.get(url)
         if client is None:
             try:
                 client = docker.DockerClient(base_url=url, timeout=CLIENT_TIMEOUT_SECONDS)
             except ENGINE_ERRORS as exc:
                 raise EngineError(unreachable_message(url, exc)) from exc
-            _clients[url] = client
+            with _clients_lock:
+                _clients[url] = client
         return client
 
 
@@ -155,15 +166,51 @@ def engine_check(engine: DockerEngine) -> EngineFacts | None:
     try:
         facts = engine_probe(engine.url)
     except EngineError as exc:
-        engine.error = str(exc)
-        engine.checked_at = timezone.now()
+        return _check_record(engine, exc)
+    return _check_record(engine, facts)
+
+
+def engines_check_briefly(engines: list[DockerEngine], *, seconds: float) -> list[DockerEngine]:
+    """Probe the engines together for at most `seconds`; the engines that did not answer.
+
+    Their probes go on in the background, and the next call waits for the same
+    probe again instead of starting another; their rows keep what the last
+    check found.
+    """
+    probes = {engine.pk: _probe_started(engine.url) for engine in engines}
+    wait(probes.values(), timeout=seconds)
+    silent = []
+    for engine in engines:
+        probe = probes[engine.pk]
+        if not probe.done():
+            silent.append(engine)
+            continue
+        try:
+            _check_record(engine, probe.result())
+        except EngineError as exc:
+            _check_record(engine, exc)
+    return silent
+
+
+def _probe_started(url: str) -> Future[EngineFacts]:
+    with _probes_lock:
+        probe = _probes.get(url)
+        if probe is None or probe.done():
+            probe = _probes[url] = _probe_pool.submit(engine_probe, url)
+        return probe
+
+
+def _check_record(engine: DockerEngine, found: EngineFacts | EngineError) -> EngineFacts | None:
+    engine.checked_at = timezone.now()
+    if isinstance(found, EngineError):
+        engine.error = str(found)
         engine.save(update_fields=["error", "checked_at"])
         return None
-    engine.facts = facts.as_dict()
+    engine.facts = found.as_dict()
     engine.error = ""
-    engine.checked_at = timezone.now()
-    engine.save(update_fields=["facts", "error", "checked_at"])
-    return facts
+    engine.reachable_at = engine.checked_at
+    engine.save(update_fields=["facts", "error", "checked_at", "reachable_at"])
+    return found
 
 
 def node_image_missing_message(engine_name: str) -> str:

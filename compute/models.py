@@ -145,6 +145,8 @@ class DockerEngine(models.Model):
     facts = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
     checked_at = models.DateTimeField(null=True, blank=True)
+    # The last check that the engine answered.
+    reachable_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

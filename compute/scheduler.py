@@ -296,8 +296,64 @@ def cluster_autoscale(*, target: ComputeTarget) -> None:
     to_start, to_remove = _plan(target)
     for node in to_remove:
         _node_remove(node)
+    # The nodes a pass starts on one engine join the same network: look it up once.
+    networks: dict[int, NodeNetwork] = {}
     for node in to_start:
-        _node_start(target, node)
+        _node_start(target, node, networks)
+
+
+@dataclass(frozen=True)
+class NodeNetwork:
+    """The Docker network a cluster's nodes join on an engine, and why, as the page says it."""
+
+    name: str
+    reason: str
+
+
+def node_network(engine: DockerEngine, target: ComputeTarget) -> NodeNetwork:
+    """The cluster's virtual network where the engine has a Docker network of that name.
+
+    Raises what talking to the engine raises: an engine that cannot list its
+    networks cannot start a node either.
+    """
+    vnet = target.config.get("vnet_name")
+    if not vnet:
+        return NodeNetwork("host", "no virtual network set: nodes use the host network")
+    found = engine_client(engine.url).networks.list(names=[vnet])
+    if any(network.name == vnet for network in found):
+        return NodeNetwork(vnet, f"{vnet}: nodes join that Docker network on engine {engine.name}")
+    return NodeNetwork(
+        "host",
+        f"{vnet}: no Docker network of that name on engine {engine.name}, "
+        "nodes use the host network",
+    )
+
+
+def _pass_network(
+    target: ComputeTarget, engine: DockerEngine, networks: dict[int, NodeNetwork]
+) -> NodeNetwork:
+    """The engine's network for this pass; a change since the last one shows on the page."""
+    if engine.pk not in networks:
+        network = node_network(engine, target)
+        networks[engine.pk] = network
+        shown = target.config["node_limits"][engine.name]
+        if (shown.get("network"), shown.get("network_reason")) != (network.name, network.reason):
+            _network_record(target, engine.name, network)
+    return networks[engine.pk]
+
+
+def _network_record(target: ComputeTarget, engine_name: str, network: NodeNetwork) -> None:
+    with transaction.atomic():
+        locked = ComputeTarget.objects.select_for_update().get(pk=target.pk)
+        limits = dict(locked.config.get("node_limits") or {})
+        if engine_name not in limits:
+            return
+        limits[engine_name] = dict(
+            limits[engine_name], network=network.name, network_reason=network.reason
+        )
+        locked.config = dict(locked.config, node_limits=limits)
+        locked.save(update_fields=["config", "updated_at"])
+    target.config = locked.config
 
 
 def clusters_autoscale() -> None:
@@ -357,16 +413,14 @@ def _plan(target: ComputeTarget) -> tuple[list[Node], list[Node]]:
     return to_start, to_remove
 
 
-def _node_start(target: ComputeTarget, node: Node) -> None:
+def _node_start(target: ComputeTarget, node: Node, networks: dict[int, NodeNetwork]) -> None:
     """Create the node's container, set up node access, and mark the node idle."""
     size = vm_size_get(target.config["vm_size"])
     engine = node.engine
     assert size is not None and engine is not None
-    limits_conf = target.config["node_limits"][engine.name]
     facts = EngineFacts.from_dict(engine.facts)
     assert facts is not None
     limits = node_limits(size, facts)
-    network = limits_conf.get("network") or "host"
     create_kwargs: dict = {
         "image": settings.CLUSTER_NODE_IMAGE,
         "command": ["sleep", "infinity"],
@@ -377,15 +431,16 @@ def _node_start(target: ComputeTarget, node: Node) -> None:
         "mem_limit": limits.memory_bytes,
         "memswap_limit": limits.memory_bytes,
     }
-    if network == "host":
-        create_kwargs["network_mode"] = "host"
-    else:
-        create_kwargs["network"] = network
     if size.gpus:
         create_kwargs["device_requests"] = [
             docker.types.DeviceRequest(count=size.gpus, capabilities=[["gpu"]])
         ]
     try:
+        network = _pass_network(target, engine, networks).name
+        if network == "host":
+            create_kwargs["network_mode"] = "host"
+        else:
+            create_kwargs["network"] = network
         client = engine_client(engine.url)
         # Not `containers.run`: it pulls a missing image, and nodes never come from a registry.
         container = client.containers.create(**create_kwargs)
@@ -562,8 +617,24 @@ def _reconcile(target: ComputeTarget) -> None:
                     _node_remove(node)
             elif node.state in (NodeState.PREEMPTED, NodeState.UNUSABLE) and container:
                 container.remove(force=True)
-        for orphan in by_name.values():
-            orphan.remove(force=True)
+        _orphans_remove(target, by_name)
+
+
+def _orphans_remove(target: ComputeTarget, containers_by_node: dict) -> None:
+    """Remove the containers whose node is gone.
+
+    A concurrent pass may have added a node and started its container after
+    this pass read the nodes; a node row is committed before its container is
+    created, so reading the rows again now finds every node that owns one.
+    """
+    owned = set(
+        Node.objects.filter(target=target, name__in=list(containers_by_node)).values_list(
+            "name", flat=True
+        )
+    )
+    for name, container in containers_by_node.items():
+        if name not in owned:
+            container.remove(force=True)
 
 
 def _node_lost(target: ComputeTarget, node: Node, container) -> None:

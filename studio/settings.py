@@ -144,6 +144,8 @@ CELERY_BEAT_SCHEDULE: dict = {}
 CLUSTER_AUTOSCALE_SECONDS = envint("CLUSTER_AUTOSCALE_SECONDS", 5)
 CLUSTER_NODE_IMAGE = os.getenv("CLUSTER_NODE_IMAGE", "trainyard/node:bookworm-2")
 CLUSTER_DEFAULT_ENGINE_URL = os.getenv("CLUSTER_DEFAULT_ENGINE_URL", "unix:///var/run/docker.sock")
+# The cluster wizard waits this long for the engines to answer, then shows what it last knew.
+CLUSTER_ENGINE_CHECK_SECONDS = envint("CLUSTER_ENGINE_CHECK_SECONDS", 2)
 TRAINYARD_INSTANCE_ID = kept_secret(DATA_DIR / "instance_id", lambda: secrets.token_hex(6))
 CELERY_BEAT_SCHEDULE["cluster-autoscale"] = {
     "task": "compute.tasks.clusters_autoscale",

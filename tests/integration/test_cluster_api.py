@@ -5,7 +5,8 @@ import json
 import pytest
 
 from compute.models import ComputeTarget
-from compute.scheduler import cluster_autoscale, node_request
+from compute.scheduler import cluster_autoscale, node_release, node_request
+from compute.ssh import generate_key_pair
 from tests.integration.cluster_support import cluster_containers, remove_test_containers
 
 pytestmark = pytest.mark.docker
@@ -66,7 +67,7 @@ def test_create_then_read_the_cluster_with_its_nodes(engine, api_bob, workspace,
     assert names == ["api-cluster", "local"]
 
 
-def test_create_errors(engine, api_carol, workspace, cluster):
+def test_create_errors(engine, api_carol, workspace, cluster, django_capture_on_commit_callbacks):
     taken = post(
         api_carol,
         f"{API}/cluster?workspace={workspace.slug}",
@@ -89,7 +90,43 @@ def test_create_errors(engine, api_carol, workspace, cluster):
     assert keyless.status_code == 400
     assert keyless.json()["detail"].startswith("Give the SSH public key of ops: ")
     assert "ssh-keygen -t ed25519" in keyless.json()["detail"]
+    _, public_key = generate_key_pair()
+    admin = {"name": "other", "vm_size": "Standard_D2_v2", "max_nodes": 1}
+    bad_user = post(
+        api_carol,
+        f"{API}/cluster?workspace={workspace.slug}",
+        {**admin, "admin_username": "Ops Team", "admin_ssh_public_key": public_key},
+    )
+    assert bad_user.status_code == 400
+    assert bad_user.json()["detail"] == (
+        "Ops Team is not a Linux user name: use lowercase letters, digits, _ or -, "
+        "starting with a letter, at most 32 characters."
+    )
+    private_key = post(
+        api_carol,
+        f"{API}/cluster?workspace={workspace.slug}",
+        {
+            **admin,
+            "admin_username": "ops",
+            "admin_ssh_public_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk=",
+        },
+    )
+    assert private_key.status_code == 400
+    assert private_key.json()["detail"].startswith("This is not an OpenSSH public key: ")
+    assert "never the private key" in private_key.json()["detail"]
     assert not ComputeTarget.objects.filter(name="other").exists()
+
+    # A key pasted over several lines is kept as the one line it is.
+    folded = public_key.replace(" ", "\n  ", 1)
+    with django_capture_on_commit_callbacks(execute=True):
+        created = post(
+            api_carol,
+            f"{API}/cluster?workspace={workspace.slug}",
+            {**admin, "admin_username": "ops", "admin_ssh_public_key": folded},
+        )
+    assert created.status_code == 201, created.content
+    target = ComputeTarget.objects.get(workspace=workspace, name="other")
+    assert target.config["admin_ssh_public_key"] == public_key.strip()
 
 
 def test_patch_changes_only_what_is_given(engine, api_carol, workspace, cluster):
@@ -101,6 +138,34 @@ def test_patch_changes_only_what_is_given(engine, api_carol, workspace, cluster)
     assert "Minimum nodes (5) is above maximum nodes (3)" in bad.json()["detail"]
     local = patch(api_carol, f"{API}/local?workspace={workspace.slug}", {"max_nodes": 3})
     assert local.status_code == 409
+
+
+def test_patch_of_the_idle_time_alone_keeps_the_node_counts(engine, api_carol, workspace, cluster):
+    response = patch(
+        api_carol,
+        f"{API}/api-cluster?workspace={workspace.slug}",
+        {"idle_seconds_before_scaledown": 30},
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["min_nodes"], body["max_nodes"], body["idle_seconds_before_scaledown"]) == (
+        0,
+        2,
+        30,
+    )
+    node_request(target=cluster, run_id=61)
+    cluster_autoscale(target=cluster)
+    node_request(target=cluster, run_id=61)
+    node_release(run_id=61)
+    scaling = api_carol.get(f"{API}/api-cluster?workspace={workspace.slug}").json()["scaling"]
+    assert scaling == "1 idle node: removed after 30 s idle, down to min nodes 0"
+    negative = patch(
+        api_carol,
+        f"{API}/api-cluster?workspace={workspace.slug}",
+        {"idle_seconds_before_scaledown": -1},
+    )
+    assert negative.status_code == 400
+    assert negative.json()["detail"] == "Idle seconds before scale down cannot be negative."
 
 
 def test_delete_removes_the_containers_and_the_target(

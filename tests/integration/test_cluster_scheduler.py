@@ -4,6 +4,8 @@ import time
 
 import paramiko
 import pytest
+from django.conf import settings
+from docker.models.containers import ContainerCollection
 
 from compute import cluster_services
 from compute.models import Node, NodeState
@@ -330,6 +332,37 @@ def test_containers_nobody_owns_are_removed(
     Node.objects.filter(target=cluster).delete()
     cluster_autoscale(target=cluster)
     assert container.id not in [c.id for c in cluster_containers(engine, cluster)]
+
+
+def test_a_node_started_by_a_concurrent_pass_is_not_taken_for_an_orphan(
+    engine, workspace, alice, django_capture_on_commit_callbacks, monkeypatch
+):
+    cluster = make_cluster(
+        django_capture_on_commit_callbacks, workspace=workspace, user=alice, max_nodes=1
+    )
+    node_request(target=cluster, run_id=51)
+    list_containers = ContainerCollection.list
+    concurrent = []
+
+    def list_after_a_concurrent_pass(collection, *args, **kwargs):
+        # Another worker's pass starts the node after this pass read the nodes,
+        # and before it lists the containers.
+        if not concurrent:
+            concurrent.append(True)
+            cluster_autoscale(target=cluster)
+        return list_containers(collection, *args, **kwargs)
+
+    monkeypatch.setattr(ContainerCollection, "list", list_after_a_concurrent_pass)
+    cluster_autoscale(target=cluster)
+    monkeypatch.undo()
+
+    assert concurrent
+    [node] = node_request(target=cluster, run_id=51)
+    assert [c.name for c in running(engine, cluster)] == [
+        f"trainyard-{settings.TRAINYARD_INSTANCE_ID}-{node.name}"
+    ]
+    cluster_autoscale(target=cluster)
+    assert Node.objects.get(pk=node.pk).state == NodeState.RUNNING
 
 
 def test_a_multi_node_run_gets_all_its_nodes_at_once_and_keeps_its_place_in_line(

@@ -1,12 +1,16 @@
 """The cluster pages: the wizard, the detail page with its nodes, scale, delete, engines."""
 
+import secrets
+import socket
 import time
+from datetime import datetime, timedelta
 
 import pytest
+from django.utils import timezone
 
 from compute.cluster_services import engine_default_ensure
 from compute.models import ComputeTarget, DockerEngine, Node, NodeState
-from compute.scheduler import cluster_autoscale, node_docker, node_request
+from compute.scheduler import cluster_autoscale, node_address, node_docker, node_request
 from compute.ssh import generate_key_pair
 from tests.integration.cluster_support import (
     cluster_containers,
@@ -14,6 +18,7 @@ from tests.integration.cluster_support import (
     remove_test_containers,
 )
 from tests.integration.runs_support import submit, write_tree
+from tests.services.sshd import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -87,6 +92,44 @@ def test_the_wizard_says_when_the_node_image_is_missing(engine, as_alice, worksp
     assert "<code>make node-image</code>" in html or "`make node-image`" in html
 
 
+@pytest.fixture
+def silent_engine_url():
+    """An address that takes connections and never answers, as a hung dockerd does."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        yield f"tcp://127.0.0.1:{server.getsockname()[1]}"
+
+
+def test_the_wizard_opens_at_once_with_what_it_last_knew_of_unreachable_engines(
+    engine, as_carol, workspace, silent_engine_url, settings
+):
+    # Long enough for the local engine to answer on a busy machine; the hung one never does.
+    settings.CLUSTER_ENGINE_CHECK_SECONDS = 5
+    reachable_at = timezone.make_aware(datetime(2026, 11, 30, 8, 15))
+    DockerEngine.objects.create(
+        workspace=workspace,
+        name="hung",
+        url=silent_engine_url,
+        facts={"cpus": 64, "memory_bytes": 2**38, "gpu_runtime": False, "node_image": True},
+        checked_at=reachable_at,
+        reachable_at=reachable_at,
+    )
+    closed = f"tcp://127.0.0.1:{free_port()}"
+    DockerEngine.objects.create(workspace=workspace, name="gone", url=closed)
+
+    html = as_carol.get(url(workspace, "new/cluster/")).content.decode()
+    assert (
+        f"Docker engine hung at {silent_engine_url} has not answered within 5 s: reload this "
+        "page in a moment to check again. Engine hung was last reachable at 2026-11-30 08:15:00."
+        in html
+    )
+    assert f"Docker engine at {closed} is unreachable (" in html
+    assert "Engine gone has not been reachable since it was registered." in html
+    assert "is missing on Docker engine" not in html
+    local = DockerEngine.objects.get(workspace=workspace, name="local")
+    assert local.error == "" and local.reachable_at > timezone.now() - timedelta(minutes=1)
+    assert DockerEngine.objects.get(name="hung").checked_at == reachable_at
+
+
 def test_a_node_whose_image_is_missing_fails_with_how_to_build_it_and_nothing_is_pulled(
     engine, as_bob, workspace, cluster, settings
 ):
@@ -122,7 +165,8 @@ def test_creating_through_the_wizard_provisions_and_shows_the_cluster(
     assert "Standard_D2_v3 (2 vCPUs, 8 GiB RAM, 50 GiB temporary storage)" in html
     assert "Low priority" in html
     assert "research-vnet / default" in html
-    assert "Engine local has no Docker network called research-vnet" in html
+    no_vnet = "research-vnet: no Docker network of that name on engine local, nodes use the host"
+    assert no_vnet in html
     assert "<strong>0</strong> current / <strong>0</strong> target" in html
 
     list_html = as_carol.get(url(workspace)).content.decode()
@@ -166,6 +210,52 @@ def test_the_node_table_shows_how_the_admin_user_connects(
     [node] = Node.objects.filter(target=cluster)
     html = as_bob.get(url(workspace, f"{cluster.name}/")).content.decode()
     assert f'<code class="ssh-command">ssh -p {node.ssh_port} azureuser@testserver</code>' in html
+
+
+@pytest.fixture
+def vnet_name(engine):
+    """A virtual network name no Docker network has yet; the test may create one."""
+    name = f"vnet-{secrets.token_hex(3)}"
+    yield name
+    remove_test_containers(engine)
+    for network in engine.networks.list(names=[name]):
+        network.remove()
+
+
+def test_nodes_join_the_virtual_network_once_the_engine_has_it(
+    engine, vnet_name, as_bob, workspace, alice, django_capture_on_commit_callbacks
+):
+    cluster = make_cluster(
+        django_capture_on_commit_callbacks,
+        workspace=workspace,
+        user=alice,
+        max_nodes=2,
+        vnet_name=vnet_name,
+    )
+    page = url(workspace, f"{cluster.name}/")
+    html = as_bob.get(page).content.decode()
+    assert (
+        f"{vnet_name}: no Docker network of that name on engine local, nodes use the host network"
+        in html
+    )
+    node_request(target=cluster, run_id=41)
+    cluster_autoscale(target=cluster)
+    [on_host] = node_request(target=cluster, run_id=41)
+    assert on_host.network == "host"
+
+    # Created after provisioning: the next node to start joins it.
+    engine.networks.create(vnet_name, driver="bridge", internal=True)
+    node_request(target=cluster, run_id=42)
+    cluster_autoscale(target=cluster)
+    [joined] = node_request(target=cluster, run_id=42)
+    assert joined.network == vnet_name
+    container = node_docker(joined).containers.get(joined.container_id)
+    assert list(container.attrs["NetworkSettings"]["Networks"]) == [vnet_name]
+    assert container.exec_run(["hostname", "-I"]).output.decode().split() == [node_address(joined)]
+    html = as_bob.get(page).content.decode()
+    assert f"{vnet_name}: nodes join that Docker network on engine local" in html
+    assert "no Docker network of that name" not in html
+    assert f"<td>{vnet_name}</td>" in html and "<td>host</td>" in html
 
 
 def test_the_wizard_refuses_an_admin_user_without_a_key(engine, as_alice, workspace):
@@ -277,6 +367,7 @@ def test_owners_register_engines_and_see_why_one_is_unreachable(engine, as_alice
     html = as_alice.get(url(workspace, "engines/")).content.decode()
     assert "gpu-box" in html and "ssh://ops@127.0.0.1:1" in html
     assert "Docker engine at ssh://ops@127.0.0.1:1 is unreachable" in html
+    assert "Last reachable: never" in html
     assert "node image" in html.lower()
     bad = as_alice.post(url(workspace, "engines/"), {"name": "x", "url": "docker.example.com"})
     assert bad.status_code == 400
