@@ -126,6 +126,11 @@ class Api:
                 f"{self.url} answered HTTP {response.status_code} to {response.request.method} "
                 f"{response.request.path_url}: is it the address of a Trainyard studio?"
             )
+        if response.status_code == 404:
+            return CliError(
+                f"{detail}{'' if detail.endswith('.') else '.'} Check the name or id (the list "
+                "verbs show them) and the workspace (-w)."
+            )
         return CliError(detail)
 
     def get(self, path: str, **params):

@@ -50,10 +50,10 @@ class Verbs:
         parser = self.groups.add_parser(name, help=help)
         return parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    def verb(self, group, name: str, run: Verb, help: str, shown: bool = False):
+    def verb(self, group, name: str, handler: Verb, help: str, shown: bool = False):
         parents = [self.common, self.shown] if shown else [self.common]
         parser = group.add_parser(name, help=help, description=help, parents=parents)
-        parser.set_defaults(run=run)
+        parser.set_defaults(handler=handler)
         return parser
 
 
@@ -71,7 +71,7 @@ def login_parser(verbs: Verbs) -> None:
     parser = verbs.groups.add_parser(
         "login", help="save the studio's address and your token", parents=[verbs.common]
     )
-    parser.set_defaults(run=login)
+    parser.set_defaults(handler=login)
 
 
 def folder_parsers(verbs: Verbs) -> None:
@@ -231,7 +231,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return args.run(Context(args))
+        return args.handler(Context(args))
     except CliError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 2
