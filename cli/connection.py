@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-PROG = "python -m cli"
+PROG = "trainyard"
 TIMEOUT_SECONDS = 30
 CREATE_TOKEN = "create one in Settings → Access tokens"  # noqa: S105 - where, not a token
 

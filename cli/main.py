@@ -1,4 +1,4 @@
-"""The verbs of `az ml`, under Trainyard's name: `python -m cli <group> <verb> [options]`."""
+"""The verbs of `az ml`, under Trainyard's name: `trainyard <group> <verb> [options]`."""
 
 from __future__ import annotations
 

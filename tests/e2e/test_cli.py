@@ -239,11 +239,11 @@ def test_validation_errors_are_shown_field_by_field(cli_env):
 
 
 def test_a_wrong_token_says_where_to_create_one(cli_env):
-    cli_env["TRAINYARD_TOKEN"] = "tyt_not-a-real-token"
+    cli_env["TRAINYARD_TOKEN"] = "ty_not-a-real-token"
     result = cli(cli_env, "experiment", "list")
     assert result.returncode != 0
     assert "refused the access token: create one in Settings → Access tokens" in result.stderr
-    assert "tyt_not-a-real-token" not in result.stderr + result.stdout
+    assert "ty_not-a-real-token" not in result.stderr + result.stdout
 
 
 def test_an_unreachable_server_is_named(cli_env):
