@@ -134,10 +134,19 @@ class Api:
         return CliError(detail)
 
     def get(self, path: str, **params):
-        return self.request("GET", path, params=params).json()
+        return self.answer(self.request("GET", path, params=params))
 
     def post(self, path: str, *, params: dict | None = None, **kwargs):
-        return self.request("POST", path, params=params, **kwargs).json()
+        return self.answer(self.request("POST", path, params=params, **kwargs))
+
+    def answer(self, response: requests.Response):
+        try:
+            return response.json()
+        except ValueError:
+            raise CliError(
+                f"{self.url} answered {response.request.path_url} with something other than "
+                "JSON: is it the address of a Trainyard studio?"
+            ) from None
 
     def delete(self, path: str, **params) -> requests.Response:
         return self.request("DELETE", path, params=params)

@@ -118,14 +118,9 @@ def run_wait(api: Api, run_id: int) -> int:
 
 def streams_print(api: Api, run_id: int, *, follow: bool, stream: str = "") -> None:
     """stdout to stdout and stderr to stderr (or one named stream to stdout), side by side."""
-    sinks = (
-        {stream: sys.stdout.buffer}
-        if stream
-        else {
-            "stdout": sys.stdout.buffer,
-            "stderr": sys.stderr.buffer,
-        }
-    )
+    sinks = {"stdout": sys.stdout.buffer, "stderr": sys.stderr.buffer}
+    if stream:
+        sinks = {stream: sys.stdout.buffer}
     failures: list[CliError] = []
 
     def copy(name: str, sink: BinaryIO) -> None:

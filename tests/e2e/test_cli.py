@@ -42,6 +42,16 @@ print("CUDA out of memory", file=sys.stderr)
 sys.exit(3)
 """
 
+PIPELINE = """\
+name: cli-pipeline
+experiment: cli-pipes
+steps:
+  - name: prepare
+    type: script
+    compute: local
+    script: prepare.py
+"""
+
 SLEEP = """\
 import time
 print("started", flush=True)
@@ -216,6 +226,55 @@ def test_attach_remote_checks_the_vm_and_show_gives_its_facts(cli_env, sshd):
     gone = cli(cli_env, "computetarget", "show", "-n", "cli-vm")
     assert gone.returncode != 0
     assert "No compute target called cli-vm in this workspace." in gone.stderr
+
+
+def test_a_failed_hdinsight_check_exits_non_zero_naming_the_failed_step(cli_env, sshd):
+    attached = cli(
+        cli_env,
+        "computetarget",
+        "attach",
+        "hdinsight",
+        "--name",
+        "cli-spark",
+        "--address",
+        sshd.host,
+        "--ssh-port",
+        str(sshd.port),
+        "--username",
+        sshd.username,
+        "--password",
+        sshd.password,
+    )
+    assert attached.returncode == 1
+    assert "Failed" in attached.stdout
+    assert "spark-submit is not on PATH" in attached.stdout
+    assert "failed step" in attached.stdout
+    cli(cli_env, "computetarget", "detach", "-n", "cli-spark")
+
+
+def test_a_pipeline_is_submitted_with_its_steps(cli_env, tmp_path):
+    folder = write_tree(
+        tmp_path / "project",
+        {"pipeline.yml": PIPELINE, "steps/prepare.py": "print('prepared')\n"},
+    )
+    submitted = cli(
+        cli_env,
+        "pipeline",
+        "submit",
+        "--definition",
+        "pipeline.yml",
+        "--source-directory",
+        "steps",
+        "-o",
+        "json",
+        cwd=folder,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    pipeline = json.loads(submitted.stdout)
+    assert pipeline["experiment"] == "cli-pipes"
+    assert [(s["name"], s["compute"]) for s in pipeline["steps"]] == [("prepare", "local")]
+    logs = cli(cli_env, "run", "logs", "--run", str(pipeline["steps"][0]["run_id"]), "--follow")
+    assert logs.stdout == "prepared\n"
 
 
 def test_validation_errors_are_shown_field_by_field(cli_env):
