@@ -43,9 +43,9 @@ def project_attach(folder: Path, *, workspace: str, experiment: str) -> Path:
     return path
 
 
-def runconfig_find(name: str, folder: Path) -> Path:
-    """`-c NAME`: `.azureml/NAME.runconfig` of the folder, as az ml reads it, or a file path."""
-    candidates = [folder / d / f"{name}.runconfig" for d in RUNCONFIG_DIRS]
+def runconfig_find(name: str, folders: list[Path]) -> Path:
+    """`-c NAME`: `.azureml/NAME.runconfig` of the first of `folders` that has it, or a path."""
+    candidates = [folder / d / f"{name}.runconfig" for folder in folders for d in RUNCONFIG_DIRS]
     for path in [*candidates, Path(name)]:
         if path.is_file():
             return path

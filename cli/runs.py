@@ -50,8 +50,9 @@ RUN_DETAILS = (
 
 
 def folder_attach(ctx: Context) -> int:
-    path = project_attach(Path.cwd(), workspace=ctx.workspace, experiment=ctx.experiment())
-    print(f"Attached this folder to experiment {ctx.experiment()} in {ctx.workspace} ({path}).")
+    experiment = ctx.experiment()
+    path = project_attach(Path.cwd(), workspace=ctx.workspace, experiment=experiment)
+    print(f"Attached this folder to experiment {experiment} in {ctx.workspace} ({path}).")
     return 0
 
 
@@ -76,7 +77,8 @@ def run_submit_script(ctx: Context) -> int:
     folder = Path(args.source_directory)
     files: dict = {"snapshot": snapshot_upload(folder)}
     if args.runconfig:
-        path = runconfig_find(args.runconfig, folder)
+        # az ml reads runconfigs from the project folder, which is usually the source folder too.
+        path = runconfig_find(args.runconfig, list(dict.fromkeys([Path.cwd(), folder.resolve()])))
         files["runconfig"] = (path.name, path.read_bytes(), "text/yaml")
     form = {
         "experiment": ctx.experiment(),

@@ -228,6 +228,48 @@ def test_attach_remote_checks_the_vm_and_show_gives_its_facts(cli_env, sshd):
     assert "No compute target called cli-vm in this workspace." in gone.stderr
 
 
+def test_attach_remote_with_a_private_key_file_and_its_passphrase(cli_env, sshd, tmp_path):
+    key = tmp_path / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "open sesame", "-f", str(key)], check=True
+    )
+    sshd.authorize(key.with_suffix(".pub").read_text())
+    login = ["--address", sshd.host, "--ssh-port", str(sshd.port), "--username", sshd.username]
+    missing = cli(
+        cli_env,
+        "computetarget",
+        "attach",
+        "remote",
+        "-n",
+        "cli-keyed",
+        *login,
+        "--private-key-file",
+        str(tmp_path / "nope"),
+    )
+    assert missing.returncode != 0
+    assert f"Cannot read the private key {tmp_path / 'nope'}" in missing.stderr
+    attached = cli(
+        cli_env,
+        "computetarget",
+        "attach",
+        "remote",
+        "-n",
+        "cli-keyed",
+        *login,
+        "--private-key-file",
+        str(key),
+        "--passphrase",
+        "open sesame",
+        "-o",
+        "json",
+    )
+    assert attached.returncode == 0, attached.stderr
+    target = json.loads(attached.stdout)
+    assert (target["state"], target["auth_method"]) == ("Succeeded", "key")
+    assert "open sesame" not in attached.stdout
+    cli(cli_env, "computetarget", "detach", "-n", "cli-keyed")
+
+
 def test_a_failed_hdinsight_check_exits_non_zero_naming_the_failed_step(cli_env, sshd):
     attached = cli(
         cli_env,
