@@ -9,6 +9,7 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -119,12 +120,16 @@ def test_a_script_submitted_from_an_attached_folder_streams_its_output_and_exits
         stderr=subprocess.PIPE,
         text=True,
     )
+    # A run that never starts must not hang the suite on the first line.
+    guard = threading.Timer(240, submit.kill)
+    guard.start()
     try:
         assert submit.stdout is not None
         assert submit.stdout.readline() == "epoch 0 of 2 data left out: True\n"
         go.touch()
         stdout, stderr = submit.communicate(timeout=180)
     finally:
+        guard.cancel()
         submit.kill()
     assert stdout == "epoch 1 loss=0.5\n"
     assert "warming up\n" in stderr
