@@ -324,6 +324,20 @@ def test_a_pipeline_is_submitted_with_its_steps(cli_env, tmp_path):
     assert logs.stdout == "prepared\n"
 
 
+def test_create_amlcompute_makes_a_cluster_that_detach_deletes(cli_env):
+    size = ["--vm-size", "STANDARD_D2_V2", "--max-nodes", "1"]
+    unknown = cli(
+        cli_env, "computetarget", "create", "amlcompute", "--name", "cli-c", "-s", "NOPE", "-M", "1"
+    )
+    assert unknown.returncode != 0
+    assert "NOPE is not a virtual machine size Trainyard knows." in unknown.stderr
+    created = cli(cli_env, "computetarget", "create", "amlcompute", "--name", "cli-c", *size)
+    assert created.returncode == 0, created.stderr
+    assert "Succeeded" in created.stdout and "Standard_D2_v2" in created.stdout
+    deleted = cli(cli_env, "computetarget", "detach", "-n", "cli-c")
+    assert deleted.stdout == "Deleting the cluster cli-c: its nodes are being removed.\n"
+
+
 def test_validation_errors_are_shown_field_by_field(cli_env):
     result = cli(
         cli_env,
