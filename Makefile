@@ -4,10 +4,10 @@ PY := $(VENV)/bin/python
 
 .PHONY: run test lint node-image
 
-run: $(VENV)/.installed
+run: $(VENV)/.installed $(VENV)/bin/trainyard
 	$(PY) manage.py up
 
-test: $(VENV)/.installed-test
+test: $(VENV)/.installed-test $(VENV)/bin/trainyard
 	bash scripts/test.sh
 
 lint: $(VENV)/.installed-test
@@ -21,6 +21,12 @@ $(VENV)/.installed: requirements.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	touch $@
+
+# The command line, `python -m cli` from this checkout, callable from any folder.
+$(VENV)/bin/trainyard: $(VENV)/.installed
+	printf '#!/bin/sh\nPYTHONPATH="%s$${PYTHONPATH:+:$$PYTHONPATH}" exec "%s" -m cli "$$@"\n' \
+		"$(CURDIR)" "$(abspath $(PY))" > $@
+	chmod +x $@
 
 $(VENV)/.installed-test: requirements.txt requirements-test.txt
 	test -x $(PY) || python3 -m venv $(VENV)

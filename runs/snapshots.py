@@ -196,7 +196,7 @@ class _Matcher:
         return bool(result)
 
 
-def _walk(root: Path, spec: pathspec.PathSpec) -> list[tuple[str, os.stat_result, bool]]:
+def source_files(root: Path, spec: pathspec.PathSpec) -> list[tuple[str, os.stat_result, bool]]:
     """Every file to capture: (posix path relative to root, stat, executable)."""
     found: list[tuple[str, os.stat_result, bool]] = []
     real_root = root.resolve()
@@ -260,7 +260,7 @@ def capture_dir(root: Path, *, max_bytes: int | None = None, use_cache: bool = F
 def _capture(root: Path, limit: int, use_cache: bool) -> Capture:
     started_ns = time.time_ns()
     spec, _ = ignore_spec(root)
-    files = _walk(root, spec)
+    files = source_files(root, spec)
     total = sum(st.st_size for _, st, _ in files)
     if total > limit:
         biggest = sorted(files, key=lambda f: f[1].st_size, reverse=True)[:5]

@@ -1,0 +1,56 @@
+"""What every verb needs: the API, the workspace it works in, and the folder's defaults."""
+
+from __future__ import annotations
+
+import argparse
+from functools import cached_property
+from pathlib import Path
+
+from cli.connection import PROG, Api, CliError
+from cli.project import project_config
+
+
+class Context:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.project = project_config(Path.cwd())
+
+    @cached_property
+    def api(self) -> Api:
+        return Api(url=self.args.url, token=self.args.token)
+
+    @cached_property
+    def workspace(self) -> str:
+        """-w, else the attached folder's workspace, else the caller's only workspace."""
+        chosen = self.args.workspace or self.project.get("workspace_name")
+        if chosen:
+            return chosen
+        slugs = [w["slug"] for w in self.api.get("/workspaces")]
+        if len(slugs) == 1:
+            return slugs[0]
+        if not slugs:
+            raise CliError(
+                "You are not a member of any workspace: ask a workspace owner to add you."
+            )
+        raise CliError(
+            f"You are in several workspaces ({', '.join(slugs)}): say which with -w SLUG, or "
+            f"attach this folder with `{PROG} folder attach -w SLUG -e EXPERIMENT`."
+        )
+
+    @property
+    def params(self) -> dict:
+        return {"workspace": self.workspace}
+
+    def experiment(self, required: bool = True) -> str:
+        """-e, else the experiment the folder is attached to."""
+        name = self.args.experiment or self.project.get("experiment_name") or ""
+        if required and not name:
+            raise CliError(
+                f"Say which experiment: -e NAME, or attach this folder once with "
+                f"`{PROG} folder attach -e NAME`."
+            )
+        return name
+
+    @property
+    def json(self) -> bool:
+        return getattr(self.args, "output", "table") == "json"

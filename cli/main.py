@@ -1,0 +1,239 @@
+"""The verbs of `az ml`, under Trainyard's name: `trainyard <group> <verb> [options]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from cli import computes, runs
+from cli.connection import PROG, Api, CliError, login_save
+from cli.context import Context
+
+Verb = Callable[[Context], int]
+
+
+def login(ctx: Context) -> int:
+    api = Api(url=ctx.args.url, token=ctx.args.token)
+    workspaces = api.get("/workspaces")
+    path = login_save(url=api.url, token=api.token)
+    names = ", ".join(w["slug"] for w in workspaces) or "none yet"
+    print(f"Logged in to {api.url} (workspaces: {names}); saved to {path}.")
+    return 0
+
+
+def connection_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", help="the studio's address (else TRAINYARD_URL, else the login)")
+    common.add_argument("--token", help="a personal access token (else TRAINYARD_TOKEN)")
+    common.add_argument(
+        "-w", "--workspace", help="workspace slug (else the folder's, else your only one)"
+    )
+    return common
+
+
+def output_option() -> argparse.ArgumentParser:
+    shown = argparse.ArgumentParser(add_help=False)
+    shown.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    return shown
+
+
+class Verbs:
+    """Builds the argparse tree: each leaf knows the function that runs it."""
+
+    def __init__(self, top: argparse.ArgumentParser):
+        self.groups = top.add_subparsers(dest="group", required=True, metavar="GROUP")
+        self.common = connection_options()
+        self.shown = output_option()
+
+    def group(self, name: str, help: str):
+        parser = self.groups.add_parser(name, help=help)
+        return parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(self, group, name: str, handler: Verb, help: str, shown: bool = False):
+        parents = [self.common, self.shown] if shown else [self.common]
+        parser = group.add_parser(name, help=help, description=help, parents=parents)
+        parser.set_defaults(handler=handler)
+        return parser
+
+
+def experiment_option(parser: argparse.ArgumentParser, required: bool = False) -> None:
+    parser.add_argument(
+        "-e",
+        "--experiment-name",
+        dest="experiment",
+        required=required,
+        help="experiment name (else the one `folder attach` saved)",
+    )
+
+
+def login_parser(verbs: Verbs) -> None:
+    parser = verbs.groups.add_parser(
+        "login", help="save the studio's address and your token", parents=[verbs.common]
+    )
+    parser.set_defaults(handler=login)
+
+
+def folder_parsers(verbs: Verbs) -> None:
+    folder = verbs.group("folder", "attach this folder to an experiment")
+    attach = verbs.verb(
+        folder,
+        "attach",
+        runs.folder_attach,
+        "save the workspace and experiment the other verbs use here in .azureml/config.json",
+    )
+    experiment_option(attach, required=True)
+
+
+def experiment_parsers(verbs: Verbs) -> None:
+    experiment = verbs.group("experiment", "experiments")
+    create = verbs.verb(experiment, "create", runs.experiment_create, "create an experiment")
+    create.add_argument("-n", "--experiment-name", "--name", dest="name", required=True)
+    verbs.verb(experiment, "list", runs.experiment_list, "the workspace's experiments", shown=True)
+
+
+def credential_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", "-n", required=True, help="the compute target's name")
+    parser.add_argument("--address", "-a", required=True, help="host name or IP address")
+    parser.add_argument("--username", "-u", required=True)
+    parser.add_argument("--ssh-port", type=int, default=22)
+    login_with = parser.add_mutually_exclusive_group(required=True)
+    login_with.add_argument("--password", "-p")
+    login_with.add_argument("--private-key-file", help="the SSH private key to log in with")
+    parser.add_argument("--passphrase", help="the private key's passphrase")
+    parser.add_argument(
+        "--no-wait", action="store_true", help="return before the target has been checked"
+    )
+
+
+def computetarget_parsers(verbs: Verbs) -> None:
+    computetarget = verbs.group("computetarget", "compute targets")
+    verbs.verb(
+        computetarget,
+        "list",
+        computes.computetarget_list,
+        "the workspace's compute targets",
+        shown=True,
+    )
+    show = verbs.verb(
+        computetarget, "show", computes.computetarget_show, "one compute target", shown=True
+    )
+    show.add_argument("--name", "-n", required=True)
+    detach = verbs.verb(
+        computetarget,
+        "detach",
+        computes.computetarget_detach,
+        "detach a target (a cluster is deleted with its nodes)",
+    )
+    detach.add_argument("--name", "-n", required=True)
+
+    attach = computetarget.add_parser("attach", help="attach a machine over SSH")
+    kinds = attach.add_subparsers(dest="kind", required=True, metavar="KIND")
+    remote = verbs.verb(
+        kinds,
+        "remote",
+        computes.computetarget_attach_remote,
+        "attach a virtual machine over SSH",
+        shown=True,
+    )
+    credential_options(remote)
+    hdinsight = verbs.verb(
+        kinds,
+        "hdinsight",
+        computes.computetarget_attach_hdinsight,
+        "attach an HDInsight cluster's or any Spark head node over SSH",
+        shown=True,
+    )
+    credential_options(hdinsight)
+    hdinsight.add_argument(
+        "--spark-master", help="e.g. yarn, local[2] (else what the cluster uses)"
+    )
+
+    create = computetarget.add_parser("create", help="create a managed compute cluster")
+    kinds = create.add_subparsers(dest="kind", required=True, metavar="KIND")
+    amlcompute = verbs.verb(
+        kinds,
+        "amlcompute",
+        computes.computetarget_create_amlcompute,
+        "create an autoscaling compute cluster",
+        shown=True,
+    )
+    amlcompute.add_argument("--name", "-n", required=True)
+    amlcompute.add_argument("--vm-size", "-s", required=True, help="e.g. STANDARD_D2_V2")
+    amlcompute.add_argument("--max-nodes", "-M", type=int, required=True)
+    amlcompute.add_argument("--min-nodes", "-m", type=int, default=0)
+    amlcompute.add_argument("--idle-seconds-before-scaledown", type=int, default=120)
+    amlcompute.add_argument(
+        "--vm-priority", "-p", choices=("dedicated", "lowpriority"), default="dedicated"
+    )
+    amlcompute.add_argument("--no-wait", action="store_true", help="return while it is created")
+
+
+def run_parsers(verbs: Verbs) -> None:
+    run = verbs.group("run", "runs")
+    submit = verbs.verb(
+        run,
+        "submit-script",
+        runs.run_submit_script,
+        "submit a script with the folder it is in, and show its output until it ends",
+    )
+    experiment_option(submit)
+    submit.add_argument(
+        "-c",
+        "--run-configuration-name",
+        dest="runconfig",
+        help="a runconfig: NAME for .azureml/NAME.runconfig, or a file's path",
+    )
+    submit.add_argument("-t", "--target", help="the compute target (overrides the runconfig's)")
+    submit.add_argument("--source-directory", default=".", help="the folder to upload (default: .)")
+    submit.add_argument("--no-wait", action="store_true", help="print the run's id and return")
+    submit.add_argument("script", nargs="?", help="the entry script (else the runconfig's)")
+    submit.add_argument("arguments", nargs=argparse.REMAINDER, help="the script's arguments")
+
+    listed = verbs.verb(run, "list", runs.run_list, "runs, newest first", shown=True)
+    experiment_option(listed)
+    for name, verb, help in (
+        ("show", runs.run_show, "a run's status, exit code and error"),
+        ("cancel", runs.run_cancel, "stop a run"),
+        ("logs", runs.run_logs, "a run's output: stdout to stdout, stderr to stderr"),
+    ):
+        parser = verbs.verb(run, name, verb, help, shown=name == "show")
+        parser.add_argument("--run", "-r", type=int, required=True, help="the run's id")
+        if name == "logs":
+            parser.add_argument("--follow", "-f", action="store_true", help="until the run ends")
+            parser.add_argument("--stream", default="", help="one log stream, e.g. node-1.stdout")
+
+
+def pipeline_parsers(verbs: Verbs) -> None:
+    pipeline = verbs.group("pipeline", "pipelines")
+    submit = verbs.verb(
+        pipeline, "submit", runs.pipeline_submit, "submit a pipeline definition", shown=True
+    )
+    submit.add_argument("--definition", "-y", required=True, help="the pipeline's YAML file")
+    submit.add_argument("--source-directory", default=".", help="the steps' scripts (default: .)")
+    experiment_option(submit)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog=PROG, description="Trainyard from the command line, with the verbs of `az ml`."
+    )
+    verbs = Verbs(top)
+    login_parser(verbs)
+    folder_parsers(verbs)
+    experiment_parsers(verbs)
+    computetarget_parsers(verbs)
+    run_parsers(verbs)
+    pipeline_parsers(verbs)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.handler(Context(args))
+    except CliError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

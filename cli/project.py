@@ -1,0 +1,82 @@
+"""A project folder as `az ml` leaves it: `.azureml/config.json` (the defaults `folder attach`
+writes), `.azureml/<name>.runconfig` files, and the source snapshot a run uploads."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import IO
+
+from cli.connection import PROG, CliError
+from runs.snapshots import SnapshotError, ignore_spec, source_files
+
+PROJECT_DIR = ".azureml"
+# az ml keeps runconfig files in .azureml/; projects made by older versions in aml_config/.
+RUNCONFIG_DIRS = (PROJECT_DIR, "aml_config")
+# Spooled to disk above this, so a large source folder is not held in memory.
+SPOOL_BYTES = 16 * 1024 * 1024
+
+
+def project_config(start: Path) -> dict:
+    """The defaults of the nearest attached folder at or above `start` (empty if none)."""
+    for folder in (start, *start.parents):
+        path = folder / PROJECT_DIR / "config.json"
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text())
+            except ValueError:
+                raise CliError(
+                    f"{path} is not JSON: fix it, or run `{PROG} folder attach -e EXPERIMENT`."
+                ) from None
+            return data if isinstance(data, dict) else {}
+    return {}
+
+
+def project_attach(folder: Path, *, workspace: str, experiment: str) -> Path:
+    path = folder / PROJECT_DIR / "config.json"
+    path.parent.mkdir(exist_ok=True)
+    config = project_config(folder) if path.is_file() else {}
+    config.update(workspace_name=workspace, experiment_name=experiment)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return path
+
+
+def runconfig_find(name: str, folders: list[Path]) -> Path:
+    """`-c NAME`: `.azureml/NAME.runconfig` of the first of `folders` that has it, or a path."""
+    candidates = [folder / d / f"{name}.runconfig" for folder in folders for d in RUNCONFIG_DIRS]
+    for path in [*candidates, Path(name)]:
+        if path.is_file():
+            return path
+    raise CliError(
+        f"No runconfig {name}: looked for {', '.join(str(p) for p in candidates)}. "
+        "Give the name of one of those files, or the path of a runconfig file."
+    )
+
+
+def snapshot_upload(folder: Path) -> tuple[str, IO[bytes], str]:
+    """The `snapshot` file of a multipart upload, as the runs and pipelines API take it."""
+    return "snapshot.tar.gz", snapshot_pack(folder), "application/gzip"
+
+
+def snapshot_pack(folder: Path) -> IO[bytes]:
+    """The folder as a .tar.gz, leaving out what `.amlignore` (else `.gitignore`) says."""
+    if not folder.is_dir():
+        raise CliError(f"{folder} is not a folder: give the source folder with --source-directory.")
+    spec, _ = ignore_spec(folder)
+    try:
+        files = source_files(folder, spec)
+    except SnapshotError as exc:
+        raise CliError(str(exc)) from None
+    archive = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - returned open
+    with tarfile.open(fileobj=archive, mode="w:gz") as tar:
+        for rel, st, executable in files:
+            info = tarfile.TarInfo(rel)
+            info.size = st.st_size
+            info.mtime = int(st.st_mtime)
+            info.mode = 0o755 if executable else 0o644
+            with (folder / rel).open("rb") as content:
+                tar.addfile(info, content)
+    archive.seek(0)
+    return archive

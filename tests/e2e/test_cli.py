@@ -1,0 +1,395 @@
+"""The command line (`python -m cli`) as a script runs it: a subprocess against `manage.py up`.
+
+Tokens come from `manage.py create_token`; runs go to the workspace's built-in
+`local` target, and a VM is attached from the test sshd.
+"""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.runs_support import write_tree
+from tests.services.live_stack import ROOT
+
+pytestmark = pytest.mark.e2e
+
+RUNCONFIG = """\
+script: train.py
+target: local
+"""
+
+# Waits for the test's go-ahead, so the first line can only be seen while the run is going on.
+TRAIN = """\
+import sys, time
+from pathlib import Path
+print("epoch 0 of", sys.argv[2], "data left out:", not Path("data").exists(), flush=True)
+while not Path(sys.argv[3]).exists():
+    time.sleep(0.1)
+print("epoch 1 loss=0.5", flush=True)
+print("warming up", file=sys.stderr, flush=True)
+"""
+
+FAIL = """\
+import sys
+print("loading", flush=True)
+print("CUDA out of memory", file=sys.stderr)
+sys.exit(3)
+"""
+
+PIPELINE = """\
+name: cli-pipeline
+experiment: cli-pipes
+steps:
+  - name: prepare
+    type: script
+    compute: local
+    script: prepare.py
+"""
+
+SLEEP = """\
+import time
+print("started", flush=True)
+time.sleep(300)
+"""
+
+
+@pytest.fixture(scope="module")
+def tokens(live_stack) -> dict[str, str]:
+    return {
+        name: live_stack.manage("create_token", name, "--name", "cli").stdout.strip()
+        for name in ("alice", "bob")
+    }
+
+
+@pytest.fixture
+def cli_env(live_stack, tokens, tmp_path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO", "TRAINYARD"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        XDG_CONFIG_HOME=str(tmp_path / "config"),
+        TRAINYARD_URL=live_stack.url,
+        TRAINYARD_TOKEN=tokens["alice"],
+    )
+    return env
+
+
+def cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cli", *args]
+
+
+def cli(env: dict, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        cli_command(*args), cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def project(tmp_path: Path, script: str) -> Path:
+    return write_tree(
+        tmp_path / "project",
+        {
+            "train.py": script,
+            ".azureml/train.runconfig": RUNCONFIG,
+            ".amlignore": "data/\n",
+            "data/big.bin": "x" * 1000,
+        },
+    )
+
+
+def test_a_script_submitted_from_an_attached_folder_streams_its_output_and_exits_0(
+    cli_env, tmp_path
+):
+    folder = project(tmp_path, TRAIN)
+    attached = cli(cli_env, "folder", "attach", "-e", "cli-train", cwd=folder)
+    assert attached.returncode == 0, attached.stderr
+    assert json.loads((folder / ".azureml/config.json").read_text())["experiment_name"] == (
+        "cli-train"
+    )
+    go = tmp_path / "go"
+    submit = subprocess.Popen(
+        cli_command("run", "submit-script", "-c", "train", "train.py", "--epochs", "2", str(go)),
+        cwd=folder,
+        env=cli_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    # A run that never starts must not hang the suite on the first line.
+    guard = threading.Timer(240, submit.kill)
+    guard.start()
+    try:
+        assert submit.stdout is not None
+        assert submit.stdout.readline() == "epoch 0 of 2 data left out: True\n"
+        go.touch()
+        stdout, stderr = submit.communicate(timeout=180)
+    finally:
+        guard.cancel()
+        submit.kill()
+    assert stdout == "epoch 1 loss=0.5\n"
+    assert "warming up\n" in stderr
+    assert "Completed." in stderr
+    assert submit.returncode == 0
+
+    listed = cli(cli_env, "run", "list", cwd=folder)
+    assert "cli-train" in listed.stdout and "Completed" in listed.stdout
+    experiments = json.loads(cli(cli_env, "experiment", "list", "-o", "json").stdout)
+    assert {"name": "cli-train", "run_count": 1} in [
+        {k: e[k] for k in ("name", "run_count")} for e in experiments
+    ]
+
+
+def test_a_failing_script_exits_non_zero_with_its_stderr(cli_env, tmp_path):
+    folder = write_tree(tmp_path / "project", {"fail.py": FAIL})
+    result = cli(
+        cli_env,
+        "run",
+        "submit-script",
+        "-e",
+        "cli-fail",
+        "--target",
+        "local",
+        "fail.py",
+        cwd=folder,
+    )
+    assert result.returncode == 1
+    assert result.stdout == "loading\n"
+    assert "CUDA out of memory\n" in result.stderr
+    assert "Failed" in result.stderr
+
+
+def test_no_wait_prints_the_run_id_then_show_and_cancel_it(cli_env, tmp_path):
+    folder = write_tree(tmp_path / "project", {"sleep.py": SLEEP})
+    submitted = cli(
+        cli_env,
+        "run",
+        "submit-script",
+        "-e",
+        "cli-sleep",
+        "-t",
+        "local",
+        "--no-wait",
+        "sleep.py",
+        cwd=folder,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+    assert run_id.isdigit()
+
+    shown = cli(cli_env, "run", "show", "--run", run_id)
+    assert shown.returncode == 0
+    assert "cli-sleep" in shown.stdout and "sleep.py" in shown.stdout
+
+    canceled = cli(cli_env, "run", "cancel", "--run", run_id)
+    assert canceled.returncode == 0, canceled.stderr
+    assert f"Run {run_id} is" in canceled.stdout
+    deadline = time.monotonic() + 120
+    while (
+        json.loads(cli(cli_env, "run", "show", "-r", run_id, "-o", "json").stdout)["status"]
+        != "Canceled"
+    ):
+        assert time.monotonic() < deadline, "the run was not canceled"
+        time.sleep(1)
+    again = cli(cli_env, "run", "cancel", "--run", run_id)
+    assert again.returncode != 0
+    assert "The run is Canceled: there is nothing to cancel." in again.stderr
+
+
+def test_attach_remote_checks_the_vm_and_show_gives_its_facts(cli_env, sshd):
+    attached = cli(
+        cli_env,
+        "computetarget",
+        "attach",
+        "remote",
+        "--name",
+        "cli-vm",
+        "--address",
+        sshd.host,
+        "--ssh-port",
+        str(sshd.port),
+        "--username",
+        sshd.username,
+        "--password",
+        sshd.password,
+    )
+    assert attached.returncode == 0, attached.stderr
+    assert sshd.password not in attached.stdout + attached.stderr
+    shown = cli(cli_env, "computetarget", "show", "-n", "cli-vm")
+    assert shown.returncode == 0
+    assert "Succeeded" in shown.stdout
+    assert sshd.host_key_fingerprint in shown.stdout
+    assert "cpus:" in shown.stdout
+    assert "cli-vm" in cli(cli_env, "computetarget", "list").stdout
+
+    detached = cli(cli_env, "computetarget", "detach", "-n", "cli-vm")
+    assert detached.stdout == "Detached cli-vm.\n"
+    gone = cli(cli_env, "computetarget", "show", "-n", "cli-vm")
+    assert gone.returncode != 0
+    assert "No compute target called cli-vm in this workspace." in gone.stderr
+
+
+def test_attach_remote_with_a_private_key_file_and_its_passphrase(cli_env, sshd, tmp_path):
+    key = tmp_path / "id_ed25519"
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "open sesame", "-f", str(key)], check=True
+    )
+    sshd.authorize(key.with_suffix(".pub").read_text())
+    login = ["--address", sshd.host, "--ssh-port", str(sshd.port), "--username", sshd.username]
+    missing = cli(
+        cli_env,
+        "computetarget",
+        "attach",
+        "remote",
+        "-n",
+        "cli-keyed",
+        *login,
+        "--private-key-file",
+        str(tmp_path / "nope"),
+    )
+    assert missing.returncode != 0
+    assert f"Cannot read the private key {tmp_path / 'nope'}" in missing.stderr
+    attached = cli(
+        cli_env,
+        "computetarget",
+        "attach",
+        "remote",
+        "-n",
+        "cli-keyed",
+        *login,
+        "--private-key-file",
+        str(key),
+        "--passphrase",
+        "open sesame",
+        "-o",
+        "json",
+    )
+    assert attached.returncode == 0, attached.stderr
+    target = json.loads(attached.stdout)
+    assert (target["state"], target["auth_method"]) == ("Succeeded", "key")
+    assert "open sesame" not in attached.stdout
+    cli(cli_env, "computetarget", "detach", "-n", "cli-keyed")
+
+
+def test_a_failed_hdinsight_check_exits_non_zero_naming_the_failed_step(cli_env, sshd):
+    attached = cli(
+        cli_env,
+        "computetarget",
+        "attach",
+        "hdinsight",
+        "--name",
+        "cli-spark",
+        "--address",
+        sshd.host,
+        "--ssh-port",
+        str(sshd.port),
+        "--username",
+        sshd.username,
+        "--password",
+        sshd.password,
+    )
+    assert attached.returncode == 1
+    assert "Failed" in attached.stdout
+    assert "spark-submit is not on PATH" in attached.stdout
+    assert "failed step" in attached.stdout
+    cli(cli_env, "computetarget", "detach", "-n", "cli-spark")
+
+
+def test_a_pipeline_is_submitted_with_its_steps(cli_env, tmp_path):
+    folder = write_tree(
+        tmp_path / "project",
+        {"pipeline.yml": PIPELINE, "steps/prepare.py": "print('prepared')\n"},
+    )
+    submitted = cli(
+        cli_env,
+        "pipeline",
+        "submit",
+        "--definition",
+        "pipeline.yml",
+        "--source-directory",
+        "steps",
+        "-o",
+        "json",
+        cwd=folder,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    pipeline = json.loads(submitted.stdout)
+    assert pipeline["experiment"] == "cli-pipes"
+    assert [(s["name"], s["compute"]) for s in pipeline["steps"]] == [("prepare", "local")]
+    logs = cli(cli_env, "run", "logs", "--run", str(pipeline["steps"][0]["run_id"]), "--follow")
+    assert logs.stdout == "prepared\n"
+
+
+def test_create_amlcompute_makes_a_cluster_that_detach_deletes(cli_env):
+    size = ["--vm-size", "STANDARD_D2_V2", "--max-nodes", "1"]
+    unknown = cli(
+        cli_env, "computetarget", "create", "amlcompute", "--name", "cli-c", "-s", "NOPE", "-M", "1"
+    )
+    assert unknown.returncode != 0
+    assert "NOPE is not a virtual machine size Trainyard knows." in unknown.stderr
+    created = cli(cli_env, "computetarget", "create", "amlcompute", "--name", "cli-c", *size)
+    assert created.returncode == 0, created.stderr
+    assert "Succeeded" in created.stdout and "Standard_D2_v2" in created.stdout
+    deleted = cli(cli_env, "computetarget", "detach", "-n", "cli-c")
+    assert deleted.stdout == "Deleting the cluster cli-c: its nodes are being removed.\n"
+
+
+def test_validation_errors_are_shown_field_by_field(cli_env):
+    result = cli(
+        cli_env,
+        "computetarget",
+        "attach",
+        "remote",
+        "--name",
+        "bad name!",
+        "--address",
+        "10.0.0.4",
+        "--username",
+        "azureuser",
+        "--password",
+        "pw",
+    )
+    assert result.returncode != 0
+    assert "name: " in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_wrong_token_says_where_to_create_one(cli_env):
+    cli_env["TRAINYARD_TOKEN"] = "ty_not-a-real-token"
+    result = cli(cli_env, "experiment", "list")
+    assert result.returncode != 0
+    assert "refused the access token: create one in Settings → Access tokens" in result.stderr
+    assert "ty_not-a-real-token" not in result.stderr + result.stdout
+
+
+def test_an_unreachable_server_is_named(cli_env):
+    cli_env["TRAINYARD_URL"] = "http://127.0.0.1:9"
+    result = cli(cli_env, "run", "list")
+    assert result.returncode != 0
+    assert "Cannot reach Trainyard at http://127.0.0.1:9: is it running" in result.stderr
+
+
+def test_a_reader_gets_the_refusal_on_submit(cli_env, tokens, tmp_path):
+    cli_env["TRAINYARD_TOKEN"] = tokens["bob"]
+    folder = write_tree(tmp_path / "project", {"fail.py": FAIL})
+    result = cli(
+        cli_env, "run", "submit-script", "-e", "cli-bob", "-t", "local", "fail.py", cwd=folder
+    )
+    assert result.returncode != 0
+    assert "Your role in Vision is Reader; this needs Contributor." in result.stderr
+
+
+def test_login_saves_the_token_for_the_owner_only_and_never_prints_it(cli_env, live_stack, tokens):
+    token = cli_env.pop("TRAINYARD_TOKEN")
+    cli_env.pop("TRAINYARD_URL")
+    logged_in = cli(cli_env, "login", "--url", live_stack.url, "--token", token)
+    assert logged_in.returncode == 0, logged_in.stderr
+    assert token not in logged_in.stdout + logged_in.stderr
+    saved = Path(cli_env["XDG_CONFIG_HOME"]) / "trainyard" / "login.json"
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    listed = cli(cli_env, "computetarget", "list", "-o", "json")
+    assert "local" in [t["name"] for t in json.loads(listed.stdout)]
