@@ -20,6 +20,9 @@
   const STDERR_OFF = "\x1b[39m";
   const PAGE_BYTES = 1024 * 1024;
   const SCROLLBACK_ROWS = 100000;
+  // Wider than what prints without a terminal: tqdm's bars, 80-column tools. A narrower
+  // page scrolls the terminal sideways.
+  const MIN_COLUMNS = 120;
   // Below the scrollback: a window counted at one width still fits once the reader
   // narrows the terminal a little and its lines wrap more.
   const WINDOW_ROWS = 80000;
@@ -137,14 +140,23 @@
       this.term.loadAddon(this.fit);
       this.term.loadAddon(this.search);
       this.term.open(this.part("terminal"));
-      this.fit.fit();
-      new ResizeObserver(() => this.fit.fit()).observe(this.part("terminal"));
+      this.fitTerminal();
+      new ResizeObserver(() => this.fitTerminal()).observe(this.part("terminal"));
       this.term.onScroll(() => this.showFollow());
       this.term.onWriteParsed(() => this.showFollow());
 
       this.bindControls();
       this.fillSources();
       this.select("");
+    }
+
+    // As tall as the page gives it, and never narrower than MIN_COLUMNS: a progress bar
+    // that wrapped would not redraw in place, since a carriage return goes back to the
+    // start of a row, not of a line.
+    fitTerminal() {
+      const size = this.fit.proposeDimensions();
+      if (!size || !size.cols || !size.rows) return;
+      this.term.resize(Math.max(size.cols, MIN_COLUMNS), size.rows);
     }
 
     bindControls() {

@@ -5,6 +5,7 @@ process with the stack's environment; the stack's own Celery worker launches
 them and its run monitor (or an extra one started here) streams their output.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from django.conf import settings
 from playwright.sync_api import expect
 
 from tests.e2e.test_log_viewer import python, shown, wait_for_text
@@ -22,7 +24,7 @@ from tests.services.live_stack import ROOT, login
 pytestmark = pytest.mark.e2e
 
 SUBMIT = """
-import sys
+import json, sys
 from pathlib import Path
 import django; django.setup()
 from django.contrib.auth import get_user_model
@@ -34,12 +36,10 @@ alice = get_user_model().objects.get(username="alice")
 target = ComputeTarget.objects.get(workspace=ws, name=sys.argv[2])
 options = {}
 if len(sys.argv) > 4:
-    from django.conf import settings
     from runs import services
     from runs.models import EnvironmentKind
     options["environment"] = services.environment_create(
-        workspace=ws, name=sys.argv[4], kind=EnvironmentKind.USER_MANAGED,
-        docker_image=settings.CLUSTER_NODE_IMAGE)
+        workspace=ws, kind=EnvironmentKind.USER_MANAGED, **json.loads(sys.argv[4]))
 run = submit(workspace=ws, user=alice, target=target, source=Path(sys.argv[3]),
              experiment="live-logs", **options)
 print(run.pk)
@@ -81,11 +81,12 @@ for i in range(1, {lines} + 1):
 """
 
 
-def submit_run(stack, tmp_path, target: str, script: str, docker_environment: str = "") -> int:
+def submit_run(stack, tmp_path, target: str, script: str, environment: dict | None = None) -> int:
+    """Submit `script` as train.py; `environment`: a user-managed one's name and settings."""
     source = write_tree(tmp_path / "src", {"train.py": script})
     args = [stack.workspace_slug, target, str(source)]
-    if docker_environment:
-        args.append(docker_environment)
+    if environment:
+        args.append(json.dumps(environment))
     return int(python(stack, SUBMIT, *args).strip())
 
 
@@ -259,9 +260,46 @@ def test_a_run_in_a_docker_environment_streams_while_it_runs(
     alice_page, live_stack, tmp_path, docker_engine
 ):
     page, stack = alice_page, live_stack
-    run_id = submit_run(stack, tmp_path, "local", IN_A_CONTAINER, docker_environment="live-docker")
+    environment = {"name": "live-docker", "docker_image": settings.CLUSTER_NODE_IMAGE}
+    run_id = submit_run(stack, tmp_path, "local", IN_A_CONTAINER, environment)
     open_run(page, stack, run_id)
     expect_on_screen_while_running(page, run_id, "in a container: True")
     let_go(stack, run_id)
     wait_until_finished(page, run_id)
     assert shown(page, run_id).splitlines() == ["in a container: True", "let go"]
+
+
+TQDM = """\
+import time
+from tqdm import tqdm
+print("training", flush=True)
+for _ in tqdm(range(40), desc="epoch 1 of 3, learning rate 0.001"):
+    time.sleep(0.05)
+# stdout and stderr are separate files on the target: a pause keeps their order plain.
+time.sleep(1)
+print("done", flush=True)
+"""
+
+
+def test_a_tqdm_bar_wider_than_the_page_redraws_in_place(alice_page, live_stack, tmp_path):
+    page, stack = alice_page, live_stack
+    # The test's Python has tqdm (requirements-test.txt): the run uses it as it is.
+    environment = {"name": "with-tqdm", "interpreter_path": sys.executable}
+    run_id = submit_run(stack, tmp_path, "local", TQDM, environment)
+    # Too narrow for the bar, which tqdm draws about 90 characters wide.
+    page.set_viewport_size({"width": 560, "height": 800})
+    open_run(page, stack, run_id)
+    wait_until_finished(page, run_id)
+    wait_for_text(page, run_id, "done")
+    training, bar, done = shown(page, run_id).splitlines()
+    assert (training, done) == ("training", "done")
+    assert bar.startswith("epoch 1 of 3, learning rate 0.001: 100%|██████████| 40/40 [")
+    assert bar.count("%|") == 1
+    # The page shows its start, and the rest is a sideways scroll away.
+    wide = page.evaluate(
+        """(() => {
+        const box = document.querySelector('.logterminal');
+        return [box.clientWidth, box.scrollWidth];
+        })()"""
+    )
+    assert wide[0] < 560 and wide[0] < len(bar) * 7 < wide[1]
