@@ -16,6 +16,8 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import paramiko
@@ -25,6 +27,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_RUN_TIMEOUT = 60.0
+# Channels open at once on one connection: below OpenSSH's default MaxSessions (10),
+# so the runs and operations sharing a target's connection wait their turn instead of
+# being refused.
+MAX_SESSIONS = 8
 
 
 class SshError(Exception):
@@ -183,6 +189,7 @@ class SshConnection:
         )
         self._transport: paramiko.Transport | None = None
         self._lock = threading.Lock()
+        self._sessions = threading.BoundedSemaphore(MAX_SESSIONS)
 
     def __enter__(self) -> SshConnection:
         return self
@@ -275,6 +282,24 @@ class SshConnection:
                 "if it keeps happening, check the VM's sshd logs.",
             ) from None
 
+    @contextmanager
+    def session(self, timeout: float) -> Iterator[paramiko.Channel]:
+        """A channel for one operation, closed after it; every channel is opened here."""
+        if not self._sessions.acquire(timeout=timeout):
+            raise SshError(
+                "session_refused",
+                f"{self.target.address} is busy: {MAX_SESSIONS} operations on it did not end "
+                f"within {timeout:g} s — try again shortly.",
+            )
+        try:
+            channel = self._open_session(timeout)
+            try:
+                yield channel
+            finally:
+                channel.close()
+        finally:
+            self._sessions.release()
+
     def _open_session(self, timeout: float) -> paramiko.Channel:
         transport = self.transport
         try:
@@ -306,8 +331,7 @@ class SshConnection:
         """
         command = shlex.join(cmd) if isinstance(cmd, list) else cmd
         deadline = time.monotonic() + timeout
-        channel = self._open_session(timeout)
-        try:
+        with self.session(timeout) as channel:
             channel.exec_command(command)
             channel.shutdown_write()
             stdout, stderr = bytearray(), bytearray()
@@ -333,8 +357,6 @@ class SshConnection:
                 stdout.decode(errors="replace"),
                 stderr.decode(errors="replace"),
             )
-        finally:
-            channel.close()
 
     def _run_timeout(self, command: str, timeout: float) -> SshError:
         return SshError(
@@ -343,11 +365,13 @@ class SshConnection:
             f"{_shorten(command)}",
         )
 
-    def sftp(self) -> paramiko.SFTPClient:
-        """A new SFTP session over the shared transport; close it (or use `with`)."""
-        channel = self._open_session(self.timeout)
-        channel.invoke_subsystem("sftp")
-        return paramiko.SFTPClient(channel)
+    @contextmanager
+    def sftp(self) -> Iterator[paramiko.SFTPClient]:
+        """An SFTP session over the shared transport, for a `with` block."""
+        with self.session(self.timeout) as channel:
+            channel.invoke_subsystem("sftp")
+            with paramiko.SFTPClient(channel) as client:
+                yield client
 
     def put_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
         """Write a remote file atomically: readers see the old file or the whole new one."""
