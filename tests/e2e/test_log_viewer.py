@@ -274,6 +274,42 @@ def test_a_log_longer_than_the_scrollback_pages_back_to_its_first_line_and_to_th
     expect(earlier).to_be_visible()
 
 
+def test_following_a_run_past_the_scrollback_keeps_the_tail_and_offers_the_rest(
+    alice_page, live_stack
+):
+    page, stack = alice_page, live_stack
+    run_id = new_run(stack)
+    open_logs(page, stack, run_id)
+    expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+    record = [f"row {n:06d}" for n in range(1, 120_001)]
+    for part in range(4):
+        lines = record[part * 30_000 : (part + 1) * 30_000]
+        store(stack, run_id, ("stdout", "".join(line + "\n" for line in lines).encode()))
+    wait_for_text(page, run_id, record[-1], timeout=60_000)
+
+    def contiguous() -> list[str]:
+        lines = shown(page, run_id).splitlines()
+        first = int(lines[0].split()[1])
+        assert lines == record[first - 1 : first - 1 + len(lines)]
+        return lines
+
+    # More than the terminal keeps arrived: it holds the tail, the rest is a click away.
+    tail = contiguous()
+    assert tail[-1] == record[-1] and tail[0] != record[0]
+    expect(page.locator("[data-log-viewer]")).to_have_attribute("data-following", "yes")
+    earlier = page.get_by_role("button", name="Load earlier output")
+    expect(earlier).to_be_visible()
+    earlier.click()
+    expect(page.get_by_label("Log output")).to_have_attribute("aria-busy", "false")
+    assert contiguous()[0] < tail[0]
+
+    page.get_by_role("button", name="Jump to the end").click()
+    wait_for_text(page, run_id, record[-1])
+    store(stack, run_id, ("stdout", b"after the jump\n"))
+    wait_for_text(page, run_id, "after the jump")
+    assert shown(page, run_id).splitlines()[-2:] == [record[-1], "after the jump"]
+
+
 def test_search_finds_text_and_a_node_log_is_chosen_from_the_selector(alice_page, live_stack):
     page, stack = alice_page, live_stack
     run_id = new_run(stack)
