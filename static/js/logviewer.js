@@ -227,6 +227,7 @@
       this.window = [];
       this.windowRows = 0;
       this.atEnd = true;
+      this.paging = false;
       this.term.reset();
       this.term.write("\x1b[?25l");
       this.showDownloads();
@@ -337,7 +338,9 @@
       const added = pieces(message.stream, text, end - encoder.encode(text).length);
       for (const piece of added) this.term.write(this.paint(piece.stream, piece.text));
       this.grow(this.window.length, added);
-      this.dropOldest();
+      // While a page loads, the window's start stays where the page will meet it; the
+      // redraw after it rebuilds the terminal from the window anyway.
+      if (!this.paging) this.dropOldest();
       this.showPaging();
       if (!this.part("downloads").children.length) this.showDownloads();
     }
@@ -400,6 +403,7 @@
     // Each page is {stream, from, bytes, last} (`last`: it reaches the stream's end).
     async fetchPages(button, range) {
       button.disabled = true;
+      this.paging = true;
       this.part("terminal").setAttribute("aria-busy", "true");
       const source = this.source;
       const pages = [];
@@ -421,11 +425,14 @@
         this.paged(button);
         return null;
       }
-      return source === this.source ? pages : null;
+      if (source === this.source) return pages;
+      this.paged(button);
+      return null;
     }
 
     paged(button) {
       button.disabled = false;
+      this.paging = false;
       this.part("terminal").setAttribute("aria-busy", "false");
       this.showPaging();
     }
