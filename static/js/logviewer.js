@@ -95,6 +95,9 @@
     return complete ? [text, ""] : [text.slice(0, at), rest];
   }
 
+  // What moves the cursor along a line: escape sequences (which do not), returns, newlines, text.
+  const TERMINAL_PARTS = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b.|\r|\n|[^\x1b\r\n]+/g;
+
   // `text`, which starts at byte `start` of `stream`, in pieces of at most PIECE_LINES lines.
   function pieces(stream, text, start) {
     const result = [];
@@ -228,8 +231,7 @@
       this.windowRows = 0;
       this.atEnd = true;
       this.paging = false;
-      this.term.reset();
-      this.term.write("\x1b[?25l");
+      this.clear();
       this.showDownloads();
       this.showPaging();
       this.follow();
@@ -336,7 +338,7 @@
       if (!text) return;
       const end = state.offset - state.carry.length - encoder.encode(hold).length;
       const added = pieces(message.stream, text, end - encoder.encode(text).length);
-      for (const piece of added) this.term.write(this.paint(piece.stream, piece.text));
+      for (const piece of added) this.draw(piece);
       this.grow(this.window.length, added);
       // While a page loads, the window's start stays where the page will meet it; the
       // redraw after it rebuilds the terminal from the window anyway.
@@ -345,8 +347,41 @@
       if (!this.part("downloads").children.length) this.showDownloads();
     }
 
-    paint(stream, text) {
-      return isStderr(stream) ? STDERR_ON + text + STDERR_OFF : text;
+    clear() {
+      this.term.reset();
+      this.term.write("\x1b[?25l");
+      // Where the cursor is in the line being drawn, and how far a return took it up.
+      this.column = 0;
+      this.raised = 0;
+    }
+
+    draw(piece) {
+      const text = this.returnToLineStart(piece.text);
+      this.term.write(isStderr(piece.stream) ? STDERR_ON + text + STDERR_OFF : text);
+    }
+
+    // A carriage return goes back to the start of the line, as on the terminal the script
+    // would have had, not to the start of the row a line wider than ours wrapped to.
+    returnToLineStart(text) {
+      const cols = this.term.cols;
+      return text.replace(TERMINAL_PARTS, (part) => {
+        if (part === "\r") {
+          this.raised = this.column > 0 ? Math.floor((this.column - 1) / cols) : 0;
+          this.column = 0;
+          return this.raised ? `\r\x1b[${this.raised}A` : part;
+        }
+        if (part === "\n") {
+          // Nothing was drawn after the return: the line ends at its last row.
+          const down = this.raised ? `\x1b[${this.raised}B` : "";
+          this.raised = this.column = 0;
+          return down + part;
+        }
+        if (part[0] !== "\x1b") {
+          this.column += part.length;
+          this.raised = 0;
+        }
+        return part;
+      });
     }
 
     // Rows a piece takes at the terminal's width; a line redrawn with carriage
@@ -486,8 +521,7 @@
     // xterm.js cannot insert above its scrollback: write the window afresh, and keep the
     // reader at the start of its piece number `keep`.
     redraw(keep, done) {
-      this.term.reset();
-      this.term.write("\x1b[?25l");
+      this.clear();
       let line = 0;
       this.window.forEach((piece, index) => {
         if (index === keep) {
@@ -496,7 +530,7 @@
             line = buffer.baseY + buffer.cursorY;
           });
         }
-        this.term.write(this.paint(piece.stream, piece.text));
+        this.draw(piece);
       });
       this.term.write("", () => {
         if (keep < this.window.length) this.term.scrollToLine(line);

@@ -275,13 +275,18 @@ from tqdm import tqdm
 print("training", flush=True)
 for _ in tqdm(range(40), desc="epoch 1 of 3, learning rate 0.001"):
     time.sleep(0.05)
+# Wider than the terminal however wide the page: it wraps, and still redraws in place.
+for _ in tqdm(range(40), desc="evaluation", ncols=200):
+    time.sleep(0.05)
 # stdout and stderr are separate files on the target: a pause keeps their order plain.
 time.sleep(1)
 print("done", flush=True)
 """
 
 
-def test_a_tqdm_bar_wider_than_the_page_redraws_in_place(alice_page, live_stack, tmp_path):
+def test_tqdm_bars_wider_than_the_page_or_the_terminal_redraw_in_place(
+    alice_page, live_stack, tmp_path
+):
     page, stack = alice_page, live_stack
     # The test's Python has tqdm (requirements-test.txt): the run uses it as it is.
     environment = {"name": "with-tqdm", "interpreter_path": sys.executable}
@@ -291,10 +296,12 @@ def test_a_tqdm_bar_wider_than_the_page_redraws_in_place(alice_page, live_stack,
     open_run(page, stack, run_id)
     wait_until_finished(page, run_id)
     wait_for_text(page, run_id, "done")
-    training, bar, done = shown(page, run_id).splitlines()
+    training, bar, wide, done = shown(page, run_id).splitlines()
     assert (training, done) == ("training", "done")
     assert bar.startswith("epoch 1 of 3, learning rate 0.001: 100%|██████████| 40/40 [")
     assert bar.count("%|") == 1
+    assert wide.startswith("evaluation: 100%|████") and wide.endswith("it/s]")
+    assert wide.count("%|") == 1 and len(wide) == 200
     # The page shows its start, and the rest is a sideways scroll away.
     wide = page.evaluate(
         """(() => {
