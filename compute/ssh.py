@@ -16,6 +16,8 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import paramiko
@@ -26,6 +28,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_RUN_TIMEOUT = 60.0
 DEFAULT_IDLE_SECONDS = 300.0
+# Channels open at once on one connection: below OpenSSH's default MaxSessions (10),
+# so the runs and operations sharing a target's connection wait their turn instead of
+# being refused.
+MAX_SESSIONS = 8
 
 
 class SshError(Exception):
@@ -186,10 +192,11 @@ class SshConnection:
         )
         self._transport: paramiko.Transport | None = None
         self._lock = threading.Lock()
+        self._sessions = threading.BoundedSemaphore(MAX_SESSIONS)
         # Its own lock: the pool asks whether a connection is busy while holding the pool
         # lock, which must never wait for a login that holds `_lock`.
-        self._sessions: set[paramiko.Channel] = set()
-        self._sessions_lock = threading.Lock()
+        self._in_use = 0
+        self._in_use_lock = threading.Lock()
 
     def __enter__(self) -> SshConnection:
         return self
@@ -212,8 +219,8 @@ class SshConnection:
     @property
     def busy(self) -> bool:
         """Whether a command, upload or SFTP session is still open on it."""
-        with self._sessions_lock:
-            return any(not session.closed for session in self._sessions)
+        with self._in_use_lock:
+            return self._in_use > 0
 
     def close(self) -> None:
         with self._lock:
@@ -288,14 +295,31 @@ class SshConnection:
                 "if it keeps happening, check the VM's sshd logs.",
             ) from None
 
-    def open_session(self, timeout: float) -> paramiko.Channel:
-        """A new channel for one command or subsystem; close it when done."""
-        session = self._new_session(timeout)
-        with self._sessions_lock:
-            self._sessions = {open_ for open_ in self._sessions if not open_.closed} | {session}
-        return session
+    @contextmanager
+    def session(self, timeout: float) -> Iterator[paramiko.Channel]:
+        """A channel for one operation, closed after it; every channel is opened here."""
+        with self._in_use_lock:
+            self._in_use += 1
+        try:
+            if not self._sessions.acquire(timeout=timeout):
+                raise SshError(
+                    "session_refused",
+                    f"{self.target.address} is busy: {MAX_SESSIONS} operations on it did not "
+                    f"end within {timeout:g} s — try again shortly.",
+                )
+            try:
+                channel = self._open_session(timeout)
+                try:
+                    yield channel
+                finally:
+                    channel.close()
+            finally:
+                self._sessions.release()
+        finally:
+            with self._in_use_lock:
+                self._in_use -= 1
 
-    def _new_session(self, timeout: float) -> paramiko.Channel:
+    def _open_session(self, timeout: float) -> paramiko.Channel:
         transport = self.transport
         try:
             return transport.open_session(timeout=timeout)
@@ -326,8 +350,7 @@ class SshConnection:
         """
         command = shlex.join(cmd) if isinstance(cmd, list) else cmd
         deadline = time.monotonic() + timeout
-        channel = self.open_session(timeout)
-        try:
+        with self.session(timeout) as channel:
             channel.exec_command(command)
             channel.shutdown_write()
             stdout, stderr = bytearray(), bytearray()
@@ -353,8 +376,6 @@ class SshConnection:
                 stdout.decode(errors="replace"),
                 stderr.decode(errors="replace"),
             )
-        finally:
-            channel.close()
 
     def _run_timeout(self, command: str, timeout: float) -> SshError:
         return SshError(
@@ -363,11 +384,13 @@ class SshConnection:
             f"{_shorten(command)}",
         )
 
-    def sftp(self) -> paramiko.SFTPClient:
-        """A new SFTP session over the shared transport; close it (or use `with`)."""
-        channel = self.open_session(self.timeout)
-        channel.invoke_subsystem("sftp")
-        return paramiko.SFTPClient(channel)
+    @contextmanager
+    def sftp(self) -> Iterator[paramiko.SFTPClient]:
+        """An SFTP session over the shared transport, for a `with` block."""
+        with self.session(self.timeout) as channel:
+            channel.invoke_subsystem("sftp")
+            with paramiko.SFTPClient(channel) as client:
+                yield client
 
     def put_bytes(self, path: str, data: bytes, mode: int | None = None) -> None:
         """Write a remote file atomically: readers see the old file or the whole new one."""

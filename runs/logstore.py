@@ -3,6 +3,9 @@
 Storage is the truth for every reader (page, websocket, API, CLI): the channel
 layer only wakes readers up. Appends are idempotent by offset, so a monitor
 that resumes after a crash, or a second monitor, never stores a byte twice.
+Output read from a file on a target is stored masked, so its offsets there and
+here part ways: each stream records with its bytes how far into that file they
+reach (`<stream>.source`), and bytes read from anywhere else are not stored.
 
 Each append that stores new bytes also adds a fixed-size record (stream, its
 new size) to the run's arrival index, so a finished log can be replayed with
@@ -10,6 +13,8 @@ its streams interleaved as they arrived (a traceback after the line that
 caused it), reading only the end of the index for the end of the log.
 """
 
+import fcntl
+import json
 import os
 import re
 import struct
@@ -47,6 +52,72 @@ def streams(run_id: int) -> dict[str, int]:
     return {p.stem: p.stat().st_size for p in sorted(folder.glob("*.log"))}
 
 
+def source_path(run_id: int, stream: str) -> Path:
+    return stream_path(run_id, stream).with_suffix(".source")
+
+
+def source_record(run_id: int, stream: str) -> dict | None:
+    """{"source", "read", "size"}: the stream's first `size` bytes are `source` up to `read`."""
+    try:
+        return json.loads(source_path(run_id, stream).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def source_read(run_id: int, stream: str, source: str) -> int | None:
+    """How far into `source` the stored bytes reach; None when none of them came from it."""
+    record = source_record(run_id, stream)
+    return record["read"] if record and record["source"] == source else None
+
+
+def write_source_record(run_id: int, stream: str, source: str, read: int, size: int) -> None:
+    path = source_path(run_id, stream)
+    partial = path.with_suffix(".source-part")
+    with open(partial, "w") as f:
+        json.dump({"source": source, "read": read, "size": size}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(partial, path)
+
+
+def append_from_source(
+    run_id: int, stream: str, data: bytes, *, source: str, read_from: int, read_to: int
+) -> int | None:
+    """Store `data`, made of what was read from `source` between `read_from` and `read_to`.
+
+    Returns where in the stream it was stored; None, storing nothing, unless the
+    stream holds `source` exactly up to `read_from` (or nothing of it yet): those
+    bytes were stored already, by a monitor that read them before this one.
+    """
+    path = stream_path(run_id, stream)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        record = source_record(run_id, stream)
+        if record and os.fstat(f.fileno()).st_size > record["size"]:
+            # Bytes whose record was never written (their writer died in between):
+            # they are read again from the source.
+            f.truncate(record["size"])
+        at = os.fstat(f.fileno()).st_size
+        read = source_read(run_id, stream, source)
+        if read is None:
+            write_source_record(run_id, stream, source, read_from, at)
+        elif read != read_from:
+            return None
+        write_bytes(f, path, stream, data)
+        write_source_record(run_id, stream, source, read_to, at + len(data))
+        return at
+
+
+def write_bytes(f, path: Path, stream: str, data: bytes) -> None:
+    """Append `data` to the open stream `f` durably, and note its arrival in the index."""
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
+    with open(path.parent / ARRIVAL_INDEX, "ab") as index:
+        index.write(ARRIVAL_RECORD.pack(stream.encode(), os.fstat(f.fileno()).st_size))
+
+
 def append(run_id: int, stream: str, offset: int, data: bytes) -> int:
     """Store `data`, which starts at `offset` in the stream; return the new size.
 
@@ -61,11 +132,7 @@ def append(run_id: int, stream: str, offset: int, data: bytes) -> int:
             raise ValueError(f"Log gap in run {run_id} {stream}: have {current}, got {offset}")
         skip = current - offset
         if skip < len(data):
-            f.write(data[skip:])
-            f.flush()
-            os.fsync(f.fileno())
-            with open(path.parent / ARRIVAL_INDEX, "ab") as index:
-                index.write(ARRIVAL_RECORD.pack(stream.encode(), f.tell()))
+            write_bytes(f, path, stream, data[skip:])
         return f.tell()
 
 

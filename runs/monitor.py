@@ -286,12 +286,16 @@ class RunFollower:
     # --- reading ---------------------------------------------------------------------
 
     def offsets(self, run: Run, rank: int, handle: dict) -> dict[str, int]:
-        """Where to read on the target: what is stored, mapped back through the handle."""
+        """Where to read on the target: how far storage has this attempt's files."""
         result = {}
         for stream in LOG_STREAMS:
-            target_at, stored_at = handle.get("log_offsets", {}).get(stream, [0, 0])
-            stored = logstore.size(run.pk, ranks.stream_name(rank, stream))
-            result[stream] = target_at + max(0, stored - stored_at)
+            name = ranks.stream_name(rank, stream)
+            read = logstore.source_read(run.pk, name, handle.get("attempt", ""))
+            if read is None:
+                # Nothing stored from this attempt yet: it starts where the handle says.
+                target_at, stored_at = handle.get("log_offsets", {}).get(stream, [0, 0])
+                read = target_at + max(0, logstore.size(run.pk, name) - stored_at)
+            result[stream] = read
         # Metrics come from the driver.
         result["metrics"] = run.metrics_file_offset if rank == 0 else 1 << 62
         return result
@@ -299,29 +303,26 @@ class RunFollower:
     def read(self, run: Run) -> Poll:
         """One poll of every rank: store and announce new output; the run's state."""
         polls = []
-        handle_changed = False
         for rank, backend, handle in self.each_rank(run):
             offsets = self.offsets(run, rank, handle)
             poll = backend.poll(handle, offsets)
             poll.rank = rank
             for stream in LOG_STREAMS:
                 data = poll.chunks.get(stream, b"")
-                if data and self.store(run, rank, stream, data, offsets[stream], handle):
-                    handle_changed = True
+                if data:
+                    self.store(run, rank, stream, data, offsets[stream], handle)
                 if len(data) >= 1 << 20:
                     self.more = True
             polls.append(poll)
             if rank == 0:
                 metrics_offset = offsets["metrics"]
-        if handle_changed:
-            Run.objects.filter(pk=run.pk).update(handle=run.handle)
         self.record_metrics(run, metrics_offset, polls[0].chunks.get("metrics", b""), final=False)
         return combined(polls)
 
     def store(
         self, run: Run, rank: int, stream: str, data: bytes, target_at: int, handle: dict
-    ) -> bool:
-        """Store new output masked; True when storage and target offsets part ways."""
+    ) -> None:
+        """Store new output masked, unless another follower of the run stored it first."""
         name = ranks.stream_name(rank, stream)
         held = secret_prefix_at_end(data)
         before, since = self.held.get(name, (b"", 0.0))
@@ -335,16 +336,18 @@ class RunFollower:
             self.held.pop(name, None)
         data = data[: len(data) - held]
         if not data:
-            return False
-        stored_at = logstore.size(run.pk, name)
+            return
         masked = redact_bytes(data)
-        size = logstore.append(run.pk, name, stored_at, masked)
-        live.notify_log(run.pk, name, stored_at, masked)
-        if len(masked) == len(data) and not held:
-            return False
-        # Masking changed the length, or bytes wait: remember where target and storage meet.
-        handle.setdefault("log_offsets", {})[stream] = [target_at + len(data), size]
-        return True
+        stored_at = logstore.append_from_source(
+            run.pk,
+            name,
+            masked,
+            source=handle.get("attempt", ""),
+            read_from=target_at,
+            read_to=target_at + len(data),
+        )
+        if stored_at is not None:
+            live.notify_log(run.pk, name, stored_at, masked)
 
     def record_metrics(self, run: Run, file_offset: int, chunk: bytes, *, final: bool) -> None:
         records: list[dict] = []

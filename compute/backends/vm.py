@@ -64,8 +64,7 @@ def _exec_bytes(
 ) -> tuple[int, bytes, bytes]:
     """Like SshConnection.run, but with raw bytes both ways: logs are not always UTF-8."""
     deadline = time.monotonic() + timeout
-    channel = connection.open_session(timeout)
-    try:
+    with connection.session(timeout) as channel:
         channel.exec_command(command)
         if stdin:
             channel.sendall(stdin)
@@ -89,5 +88,3 @@ def _exec_bytes(
                 f"A command on {connection.target.address} did not finish within {timeout:g} s."
             )
         return channel.exit_status, bytes(stdout), bytes(stderr)
-    finally:
-        channel.close()

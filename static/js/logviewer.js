@@ -4,8 +4,14 @@
  * over the run's websocket; a chunk is written only for the bytes past what the
  * viewer already has, so a reconnect neither loses nor repeats output. Bytes
  * are decoded per stream with a streaming TextDecoder, so a UTF-8 character
- * split across chunks comes out whole. A finished run's log loads tail first;
- * "Load earlier output" pages backwards through the HTTP logs API.
+ * split across chunks comes out whole. A finished run's log loads tail first.
+ *
+ * The terminal shows a window over the log: per stream, the bytes from `start`
+ * to `offset`. The terminal forgets lines past its scrollback, so the window is
+ * kept within it: following the end moves the window's start on; "Load earlier
+ * output" moves the window back a page (through the HTTP logs API), dropping
+ * its newest part; "Load later output" pages forward again and "Jump to the
+ * end" starts over at the tail.
  */
 (function () {
   "use strict";
@@ -13,8 +19,15 @@
   const STDERR_ON = "\x1b[38;5;209m";
   const STDERR_OFF = "\x1b[39m";
   const PAGE_BYTES = 1024 * 1024;
-  // Decoded text kept to redraw the terminal after paging backwards.
-  const MAX_TRANSCRIPT_CHARS = 16 * 1024 * 1024;
+  const SCROLLBACK_ROWS = 100000;
+  // Wider than what prints without a terminal: tqdm's bars, 80-column tools. A narrower
+  // page scrolls the terminal sideways.
+  const MIN_COLUMNS = 120;
+  // Below the scrollback: a window counted at one width still fits once the reader
+  // narrows the terminal a little and its lines wrap more.
+  const WINDOW_ROWS = 80000;
+  // Lines per piece of the window, so that it is trimmed in small steps.
+  const PIECE_LINES = 2000;
   const RETRY_MIN_MS = 250;
   const RETRY_MAX_MS = 5000;
   const NOT_ALLOWED = 4403;
@@ -82,6 +95,28 @@
     return complete ? [text, ""] : [text.slice(0, at), rest];
   }
 
+  // What moves the cursor along a line: escape sequences (which do not), returns, newlines, text.
+  const TERMINAL_PARTS = /\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b.|\r|\n|[^\x1b\r\n]+/g;
+
+  // `text`, which starts at byte `start` of `stream`, in pieces of at most PIECE_LINES lines.
+  function pieces(stream, text, start) {
+    const result = [];
+    let from = 0;
+    while (from < text.length) {
+      let to = from;
+      for (let n = 0; n < PIECE_LINES && to < text.length; n++) {
+        const newline = text.indexOf("\n", to);
+        to = newline < 0 ? text.length : newline + 1;
+      }
+      const piece = text.slice(from, to);
+      const end = start + encoder.encode(piece).length;
+      result.push({ stream: stream, text: piece, start: start, end: end, rows: 0 });
+      start = end;
+      from = to;
+    }
+    return result;
+  }
+
   class LogViewer {
     constructor(root) {
       this.root = root;
@@ -98,7 +133,7 @@
       this.term = new Terminal({
         convertEol: true,
         disableStdin: true,
-        scrollback: 100000,
+        scrollback: SCROLLBACK_ROWS,
         fontSize: 13,
         fontFamily: 'ui-monospace, "SFMono-Regular", Menlo, monospace',
         theme: { background: "#0f1419", foreground: "#e6e6e6" },
@@ -108,14 +143,23 @@
       this.term.loadAddon(this.fit);
       this.term.loadAddon(this.search);
       this.term.open(this.part("terminal"));
-      this.fit.fit();
-      new ResizeObserver(() => this.fit.fit()).observe(this.part("terminal"));
+      this.fitTerminal();
+      new ResizeObserver(() => this.fitTerminal()).observe(this.part("terminal"));
       this.term.onScroll(() => this.showFollow());
       this.term.onWriteParsed(() => this.showFollow());
 
       this.bindControls();
       this.fillSources();
       this.select("");
+    }
+
+    // As tall as the page gives it, and never narrower than MIN_COLUMNS: a progress bar
+    // that wrapped would not redraw in place, since a carriage return goes back to the
+    // start of a row, not of a line.
+    fitTerminal() {
+      const size = this.fit.proposeDimensions();
+      if (!size || !size.cols || !size.rows) return;
+      this.term.resize(Math.max(size.cols, MIN_COLUMNS), size.rows);
     }
 
     bindControls() {
@@ -125,6 +169,8 @@
         this.showFollow();
       });
       this.part("earlier").addEventListener("click", () => this.loadEarlier());
+      this.part("later").addEventListener("click", () => this.loadLater());
+      this.part("end").addEventListener("click", () => this.select(this.source));
       const form = this.part("search");
       const find = (backwards) => {
         const query = form.querySelector("input").value;
@@ -180,22 +226,27 @@
           hold: "",
         };
       }
-      this.transcript = [];
-      this.transcriptChars = 0;
-      this.term.reset();
-      this.term.write("\x1b[?25l");
+      // What the terminal shows, oldest first: pieces {stream, text, start, end, rows}.
+      this.window = [];
+      this.windowRows = 0;
+      this.atEnd = true;
+      this.paging = false;
+      this.clear();
       this.showDownloads();
-      this.showEarlier();
+      this.showPaging();
       this.follow();
     }
 
+    // At the end of the log the server sends what follows; away from it, nothing.
     follow() {
       this.synced = false;
       if (this.socket && this.socket.readyState === WebSocket.OPEN) {
         const offsets = {};
-        for (const [stream, state] of Object.entries(this.streams)) offsets[stream] = state.offset;
+        if (this.atEnd) {
+          for (const [stream, state] of Object.entries(this.streams)) offsets[stream] = state.offset;
+        }
         this.socket.send(JSON.stringify({ type: "follow", offsets: offsets }));
-      } else if (!this.socket && !this.denied) {
+      } else if (!this.socket && !this.denied && this.atEnd) {
         this.connect();
       }
     }
@@ -259,7 +310,7 @@
 
     append(message) {
       const state = this.streams[message.stream];
-      if (!state) return;
+      if (!state || !this.atEnd) return;
       let bytes = fromBase64(message.data);
       const offset = message.offset;
       // A chunk past our offset would leave a gap: the server resends from our offset.
@@ -277,7 +328,7 @@
         state.start = at + newline + 1;
         state.skipToLine = false;
         bytes = bytes.subarray(newline + 1);
-        this.showEarlier();
+        this.showPaging();
       }
       bytes = joined(state.carry, bytes);
       const cut = bytes.length - incompleteUtf8(bytes);
@@ -285,101 +336,220 @@
       const [text, hold] = splitIncompleteEscape(state.hold + decoder.decode(bytes.subarray(0, cut)));
       state.hold = hold;
       if (!text) return;
-      // Where the next segment of this stream starts, for paging back after a trim.
       const end = state.offset - state.carry.length - encoder.encode(hold).length;
-      this.transcript.push({ stream: message.stream, text: text, end: end });
-      this.transcriptChars += text.length;
-      this.trimTranscript();
-      this.term.write(this.paint(message.stream, text));
+      const added = pieces(message.stream, text, end - encoder.encode(text).length);
+      for (const piece of added) this.draw(piece);
+      this.grow(this.window.length, added);
+      // While a page loads, the window's start stays where the page will meet it; the
+      // redraw after it rebuilds the terminal from the window anyway.
+      if (!this.paging) this.dropOldest();
+      this.showPaging();
       if (!this.part("downloads").children.length) this.showDownloads();
     }
 
-    paint(stream, text) {
-      return isStderr(stream) ? STDERR_ON + text + STDERR_OFF : text;
+    clear() {
+      this.term.reset();
+      this.term.write("\x1b[?25l");
+      // Where the cursor is in the line being drawn, and how far a return took it up.
+      this.column = 0;
+      this.raised = 0;
     }
 
-    trimTranscript() {
-      while (this.transcriptChars > MAX_TRANSCRIPT_CHARS && this.transcript.length > 1) {
-        const dropped = this.transcript.shift();
-        this.transcriptChars -= dropped.text.length;
-        this.streams[dropped.stream].start = dropped.end;
+    draw(piece) {
+      const text = this.returnToLineStart(piece.text);
+      this.term.write(isStderr(piece.stream) ? STDERR_ON + text + STDERR_OFF : text);
+    }
+
+    // A carriage return goes back to the start of the line, as on the terminal the script
+    // would have had, not to the start of the row a line wider than ours wrapped to.
+    returnToLineStart(text) {
+      const cols = this.term.cols;
+      return text.replace(TERMINAL_PARTS, (part) => {
+        if (part === "\r") {
+          this.raised = this.column > 0 ? Math.floor((this.column - 1) / cols) : 0;
+          this.column = 0;
+          return this.raised ? `\r\x1b[${this.raised}A` : part;
+        }
+        if (part === "\n") {
+          // Nothing was drawn after the return: the line ends at its last row.
+          const down = this.raised ? `\x1b[${this.raised}B` : "";
+          this.raised = this.column = 0;
+          return down + part;
+        }
+        if (part[0] !== "\x1b") {
+          this.column += part.length;
+          this.raised = 0;
+        }
+        return part;
+      });
+    }
+
+    // Rows a piece takes at the terminal's width; a line redrawn with carriage
+    // returns counts as wide as its widest drawing.
+    rowsOf(text) {
+      const cols = Math.max(1, this.term.cols);
+      let rows = 0;
+      for (const line of text.split("\n")) {
+        let widest = 0;
+        for (const drawing of line.split("\r")) widest = Math.max(widest, drawing.length);
+        rows += Math.max(1, Math.ceil(widest / cols));
       }
-      this.showEarlier();
+      return rows;
+    }
+
+    grow(at, added) {
+      for (const piece of added) {
+        piece.rows = this.rowsOf(piece.text);
+        this.windowRows += piece.rows;
+      }
+      this.window.splice(at, 0, ...added);
+    }
+
+    // Past the window's size the terminal forgets its first lines: the window's start
+    // moves past them. Returns how many pieces went.
+    dropOldest() {
+      let dropped = 0;
+      while (this.windowRows > WINDOW_ROWS && this.window.length > 1) {
+        const piece = this.window.shift();
+        this.windowRows -= piece.rows;
+        this.streams[piece.stream].start = piece.end;
+        dropped++;
+      }
+      return dropped;
+    }
+
+    // Paging back, the newest output goes instead, to be loaded again later.
+    dropNewest() {
+      while (this.windowRows > WINDOW_ROWS && this.window.length > 1) {
+        const piece = this.window.pop();
+        this.windowRows -= piece.rows;
+        const state = this.streams[piece.stream];
+        state.offset = piece.start;
+        state.carry = new Uint8Array(0);
+        state.hold = "";
+        if (this.atEnd) {
+          this.atEnd = false;
+          this.follow();
+        }
+      }
+    }
+
+    // A page of each stream: `range(state)` says which bytes, [from, to), or null for none.
+    // Each page is {stream, from, bytes, last} (`last`: it reaches the stream's end).
+    async fetchPages(button, range) {
+      button.disabled = true;
+      this.paging = true;
+      this.part("terminal").setAttribute("aria-busy", "true");
+      const source = this.source;
+      const pages = [];
+      try {
+        for (const [stream, state] of Object.entries(this.streams)) {
+          const wanted = range(state);
+          if (!wanted || wanted[1] <= wanted[0]) continue;
+          const [from, to] = wanted;
+          const url = `${this.config.api}?stream=${encodeURIComponent(stream)}&offset=${from}&limit=${to - from}`;
+          const response = await fetch(url, { credentials: "same-origin" });
+          if (!response.ok) throw new Error(`the server answered ${response.status}`);
+          const bytes = new Uint8Array(await response.arrayBuffer());
+          const size = Number(response.headers.get("X-Log-Size"));
+          this.sizes[stream] = Math.max(this.sizes[stream] || 0, size);
+          pages.push({ stream: stream, from: from, bytes: bytes, last: from + bytes.length >= size });
+        }
+      } catch (error) {
+        this.setState(`Output could not be loaded (${error.message}); try again.`);
+        this.paged(button);
+        return null;
+      }
+      if (source === this.source) return pages;
+      this.paged(button);
+      return null;
+    }
+
+    paged(button) {
+      button.disabled = false;
+      this.paging = false;
+      this.part("terminal").setAttribute("aria-busy", "false");
+      this.showPaging();
     }
 
     async loadEarlier() {
       const button = this.part("earlier");
-      button.disabled = true;
-      this.part("terminal").setAttribute("aria-busy", "true");
-      const source = this.source;
+      const pages = await this.fetchPages(button, (state) =>
+        state.skipToLine ? null : [Math.max(0, state.start - PAGE_BYTES), state.start],
+      );
+      if (!pages) return;
       const earlier = [];
-      try {
-        for (const [stream, state] of Object.entries(this.streams)) {
-          if (state.start === 0 || state.skipToLine) continue;
-          const from = Math.max(0, state.start - PAGE_BYTES);
-          const url = `${this.config.api}?stream=${encodeURIComponent(stream)}&offset=${from}&limit=${state.start - from}`;
-          const response = await fetch(url, { credentials: "same-origin" });
-          if (!response.ok) throw new Error(`the server answered ${response.status}`);
-          let bytes = new Uint8Array(await response.arrayBuffer());
-          let start = from;
-          if (from > 0) {
-            const newline = bytes.indexOf(10);
-            if (newline >= 0) {
-              start = from + newline + 1;
-              bytes = bytes.subarray(newline + 1);
-            }
-          }
-          earlier.push({ stream: stream, start: start, end: state.start, text: decoder.decode(bytes) });
+      for (const page of pages) {
+        let { from, bytes } = page;
+        // From the start of a line, unless the page begins the stream.
+        const newline = from > 0 ? bytes.indexOf(10) : -1;
+        if (newline >= 0) {
+          from += newline + 1;
+          bytes = bytes.subarray(newline + 1);
         }
-      } catch (error) {
-        this.setState(`Earlier output could not be loaded (${error.message}); try again.`);
-        button.disabled = false;
-        this.part("terminal").setAttribute("aria-busy", "false");
-        return;
+        this.streams[page.stream].start = from;
+        earlier.push(...pieces(page.stream, decoder.decode(bytes), from));
       }
-      if (source !== this.source) return;
-      for (const part of earlier) this.streams[part.stream].start = part.start;
-      this.redraw(earlier.filter((part) => part.text), () => {
-        button.disabled = false;
-        this.part("terminal").setAttribute("aria-busy", "false");
-        this.showEarlier();
-      });
+      this.grow(0, earlier);
+      this.dropNewest();
+      this.redraw(earlier.length, () => this.paged(button));
     }
 
-    // xterm.js cannot insert above its scrollback: write the earlier text and
-    // then everything already shown, and keep the reader at the line they were on.
-    redraw(earlier, done) {
-      const before = this.transcript;
-      this.transcript = earlier.map((part) => ({ stream: part.stream, text: part.text, end: part.end }));
-      this.transcriptChars = 0;
-      for (const part of this.transcript) this.transcriptChars += part.text.length;
-      this.term.reset();
-      this.term.write("\x1b[?25l");
-      for (const part of this.transcript) this.term.write(this.paint(part.stream, part.text));
-      this.term.write("", () => {
-        const buffer = this.term.buffer.active;
-        const line = buffer.baseY + buffer.cursorY;
-        for (const part of before) {
-          this.transcript.push(part);
-          this.transcriptChars += part.text.length;
-          this.term.write(this.paint(part.stream, part.text));
+    async loadLater() {
+      const button = this.part("later");
+      const pages = await this.fetchPages(button, (state) => [state.offset, state.offset + PAGE_BYTES]);
+      if (!pages) return;
+      const at = this.window.length;
+      const later = [];
+      for (const page of pages) {
+        let bytes = page.bytes;
+        // To the end of a line (the rest comes with the next page), never inside a character.
+        const newline = bytes.lastIndexOf(10);
+        bytes = bytes.subarray(0, newline >= 0 ? newline + 1 : bytes.length - incompleteUtf8(bytes));
+        this.streams[page.stream].offset = page.from + bytes.length;
+        later.push(...pieces(page.stream, decoder.decode(bytes), page.from));
+      }
+      this.grow(at, later);
+      const dropped = this.dropOldest();
+      if (pages.every((page) => page.last)) {
+        this.atEnd = true;
+        this.follow();
+      }
+      this.redraw(Math.max(0, at - dropped), () => this.paged(button));
+    }
+
+    // xterm.js cannot insert above its scrollback: write the window afresh, and keep the
+    // reader at the start of its piece number `keep`.
+    redraw(keep, done) {
+      this.clear();
+      let line = 0;
+      this.window.forEach((piece, index) => {
+        if (index === keep) {
+          this.term.write("", () => {
+            const buffer = this.term.buffer.active;
+            line = buffer.baseY + buffer.cursorY;
+          });
         }
-        this.term.write("", () => {
-          this.term.scrollToLine(line);
-          done();
-        });
+        this.draw(piece);
+      });
+      this.term.write("", () => {
+        if (keep < this.window.length) this.term.scrollToLine(line);
+        done();
       });
     }
 
-    showEarlier() {
-      const more = Object.values(this.streams).some((state) => state.start > 0 && !state.skipToLine);
-      this.part("earlier").hidden = !more;
+    showPaging() {
+      const earlier = Object.values(this.streams).some((state) => state.start > 0 && !state.skipToLine);
+      this.part("earlier").hidden = !earlier;
+      this.part("later").hidden = this.atEnd;
+      this.part("end").hidden = this.atEnd;
+      this.showFollow();
     }
 
     showFollow() {
       const buffer = this.term.buffer.active;
       const following = buffer.viewportY >= buffer.baseY;
-      this.part("follow").hidden = following;
+      this.part("follow").hidden = following || !this.atEnd;
       this.root.dataset.following = following ? "yes" : "no";
     }
 

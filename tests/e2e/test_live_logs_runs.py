@@ -5,13 +5,16 @@ process with the stack's environment; the stack's own Celery worker launches
 them and its run monitor (or an extra one started here) streams their output.
 """
 
+import json
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
+from django.conf import settings
 from playwright.sync_api import expect
 
 from tests.e2e.test_log_viewer import python, shown, wait_for_text
@@ -21,7 +24,7 @@ from tests.services.live_stack import ROOT, login
 pytestmark = pytest.mark.e2e
 
 SUBMIT = """
-import sys
+import json, sys
 from pathlib import Path
 import django; django.setup()
 from django.contrib.auth import get_user_model
@@ -31,9 +34,28 @@ from tests.integration.runs_support import submit
 ws = Workspace.objects.get(slug=sys.argv[1])
 alice = get_user_model().objects.get(username="alice")
 target = ComputeTarget.objects.get(workspace=ws, name=sys.argv[2])
+options = {}
+if len(sys.argv) > 4:
+    from runs import services
+    from runs.models import EnvironmentKind
+    options["environment"] = services.environment_create(
+        workspace=ws, kind=EnvironmentKind.USER_MANAGED, **json.loads(sys.argv[4]))
 run = submit(workspace=ws, user=alice, target=target, source=Path(sys.argv[3]),
-             experiment="live-logs")
+             experiment="live-logs", **options)
 print(run.pk)
+"""
+
+RUN_DIR = """
+import sys
+import django; django.setup()
+from runs.models import Run
+print(Run.objects.get(pk=int(sys.argv[1])).handle["run_dir"])
+"""
+
+# Put at a point of a run's script: it goes on once the test lets it (see `let_go`).
+WAIT_FOR_THE_TEST = """\
+while not os.path.exists("go"):
+    time.sleep(0.05)
 """
 
 ATTACH_VM = """
@@ -59,9 +81,27 @@ for i in range(1, {lines} + 1):
 """
 
 
-def submit_run(stack, tmp_path, target: str, script: str) -> int:
+def submit_run(stack, tmp_path, target: str, script: str, environment: dict | None = None) -> int:
+    """Submit `script` as train.py; `environment`: a user-managed one's name and settings."""
     source = write_tree(tmp_path / "src", {"train.py": script})
-    return int(python(stack, SUBMIT, stack.workspace_slug, target, str(source)).strip())
+    args = [stack.workspace_slug, target, str(source)]
+    if environment:
+        args.append(json.dumps(environment))
+    return int(python(stack, SUBMIT, *args).strip())
+
+
+def let_go(stack, run_id: int) -> None:
+    """Let a run waiting at WAIT_FOR_THE_TEST go on (its target is this machine)."""
+    run_dir = Path(python(stack, RUN_DIR, str(run_id)).strip())
+    (run_dir / "wd" / "go").touch()
+
+
+def expect_on_screen_while_running(page, run_id: int, text: str) -> None:
+    """`text` is shown, and the run still runs: output comes as it is printed."""
+    wait_for_text(page, run_id, text, timeout=60_000)
+    viewer = page.locator(f"[data-log-viewer][data-config='log-config-{run_id}']")
+    expect(viewer).to_have_attribute("data-status", "Running")
+    expect(page.locator(".run-badge")).to_have_attribute("data-status", "Running")
 
 
 def open_run(page, stack, run_id: int) -> None:
@@ -119,11 +159,15 @@ def test_every_line_once_and_in_order_while_a_monitor_is_killed_and_another_take
     assert shown(page, run_id).splitlines() == [f"line {i}" for i in range(1, 301)]
 
 
-PROGRESS_AND_SECRET = """\
-import sys, time
+PROGRESS_AND_SECRET = (
+    """\
+import os, sys, time
 for i in range(1, 51):
     print(f"line {{i}}", flush=True)
     time.sleep(0.02)
+"""
+    + WAIT_FOR_THE_TEST
+    + """\
 # stdout and stderr are separate files on the target: pauses keep their order plain.
 time.sleep(1)
 for done in range(0, 101, 5):
@@ -136,6 +180,7 @@ time.sleep(1)
 print("connecting with {password} to the data store", flush=True)
 print("\\x1b[32mdone\\x1b[0m", flush=True)
 """
+)
 
 
 def test_a_run_on_an_ssh_target_streams_with_its_progress_bar_and_masked_password(
@@ -156,7 +201,8 @@ def test_a_run_on_an_ssh_target_streams_with_its_progress_bar_and_masked_passwor
     script = PROGRESS_AND_SECRET.format(password=sshd.password)
     run_id = submit_run(stack, tmp_path, "logs-vm", script)
     open_run(page, stack, run_id)
-    wait_for_text(page, run_id, "line 1\n", timeout=60_000)
+    expect_on_screen_while_running(page, run_id, "line 50")
+    let_go(stack, run_id)
     wait_until_finished(page, run_id)
 
     text = shown(page, run_id)
@@ -195,3 +241,72 @@ def test_a_finished_run_reloads_with_stdout_and_stderr_interleaved_as_printed(
     wait_for_text(page, run_id, "err 5")
     lines = [line.strip() for line in shown(page, run_id).splitlines() if line.strip()]
     assert lines == [f"{kind} {i}" for i in range(1, 6) for kind in ("out", "err")]
+
+
+IN_A_CONTAINER = (
+    """\
+import os, time
+print("in a container:", os.path.exists("/.dockerenv"), flush=True)
+"""
+    + WAIT_FOR_THE_TEST
+    + """\
+print("let go", flush=True)
+"""
+)
+
+
+@pytest.mark.docker
+def test_a_run_in_a_docker_environment_streams_while_it_runs(
+    alice_page, live_stack, tmp_path, docker_engine
+):
+    page, stack = alice_page, live_stack
+    environment = {"name": "live-docker", "docker_image": settings.CLUSTER_NODE_IMAGE}
+    run_id = submit_run(stack, tmp_path, "local", IN_A_CONTAINER, environment)
+    open_run(page, stack, run_id)
+    expect_on_screen_while_running(page, run_id, "in a container: True")
+    let_go(stack, run_id)
+    wait_until_finished(page, run_id)
+    assert shown(page, run_id).splitlines() == ["in a container: True", "let go"]
+
+
+TQDM = """\
+import time
+from tqdm import tqdm
+print("training", flush=True)
+for _ in tqdm(range(40), desc="epoch 1 of 3, learning rate 0.001"):
+    time.sleep(0.05)
+# Wider than the terminal however wide the page: it wraps, and still redraws in place.
+for _ in tqdm(range(40), desc="evaluation", ncols=200):
+    time.sleep(0.05)
+# stdout and stderr are separate files on the target: a pause keeps their order plain.
+time.sleep(1)
+print("done", flush=True)
+"""
+
+
+def test_tqdm_bars_wider_than_the_page_or_the_terminal_redraw_in_place(
+    alice_page, live_stack, tmp_path
+):
+    page, stack = alice_page, live_stack
+    # The test's Python has tqdm (requirements-test.txt): the run uses it as it is.
+    environment = {"name": "with-tqdm", "interpreter_path": sys.executable}
+    run_id = submit_run(stack, tmp_path, "local", TQDM, environment)
+    # Too narrow for the bar, which tqdm draws about 90 characters wide.
+    page.set_viewport_size({"width": 560, "height": 800})
+    open_run(page, stack, run_id)
+    wait_until_finished(page, run_id)
+    wait_for_text(page, run_id, "done")
+    training, bar, wide, done = shown(page, run_id).splitlines()
+    assert (training, done) == ("training", "done")
+    assert bar.startswith("epoch 1 of 3, learning rate 0.001: 100%|██████████| 40/40 [")
+    assert bar.count("%|") == 1
+    assert wide.startswith("evaluation: 100%|████") and wide.endswith("it/s]")
+    assert wide.count("%|") == 1 and len(wide) == 200
+    # The page shows its start, and the rest is a sideways scroll away.
+    wide = page.evaluate(
+        """(() => {
+        const box = document.querySelector('.logterminal');
+        return [box.clientWidth, box.scrollWidth];
+        })()"""
+    )
+    assert wide[0] < 560 and wide[0] < len(bar) * 7 < wide[1]

@@ -205,6 +205,111 @@ def test_a_finished_long_log_loads_its_tail_first_then_pages_back(alice_page, li
     assert Path(info.value.path()).read_bytes() == lines
 
 
+def on_screen(page, run_id: int) -> list[str]:
+    """The lines in the terminal's viewport."""
+    return page.evaluate(
+        f"""(() => {{
+        const term = window.trainyardLogViewers[{run_id}].term;
+        const buffer = term.buffer.active;
+        const lines = [];
+        for (let y = buffer.viewportY; y < buffer.viewportY + term.rows; y++) {{
+            lines.push(buffer.getLine(y).translateToString(true));
+        }}
+        return lines;
+        }})()"""
+    )
+
+
+def test_a_log_longer_than_the_scrollback_pages_back_to_its_first_line_and_to_the_end(
+    alice_page, live_stack
+):
+    page, stack = alice_page, live_stack
+    run_id = new_run(stack, status="Completed")
+    count = 250_000
+    record = [f"line {n:06d}" for n in range(1, count + 1)]
+    python(
+        stack,
+        "import sys, django; django.setup()\n"
+        "from runs import logstore\n"
+        "logstore.append(int(sys.argv[1]), 'stdout', 0, sys.stdin.buffer.read())",
+        str(run_id),
+        stdin="".join(line + "\n" for line in record).encode(),
+    )
+    open_logs(page, stack, run_id)
+    wait_for_text(page, run_id, record[-1])
+    expect(page.get_by_role("status").filter(has_text="Run Completed")).to_be_visible()
+
+    def contiguous() -> list[str]:
+        lines = shown(page, run_id).splitlines()
+        first = int(lines[0].split()[1])
+        assert lines == record[first - 1 : first - 1 + len(lines)]
+        return lines
+
+    earlier = page.get_by_role("button", name="Load earlier output")
+    later = page.get_by_role("button", name="Load later output")
+    terminal = page.get_by_label("Log output")
+    pages = 0
+    while earlier.is_visible():
+        earlier.click()
+        expect(terminal).to_have_attribute("aria-busy", "false")
+        pages += 1
+        assert pages <= 4
+        # The window holds no more than the terminal keeps, and nothing is missing from it.
+        assert len(contiguous()) < 100_000
+    assert contiguous()[0] == record[0]
+    page.evaluate(f"window.trainyardLogViewers[{run_id}].term.scrollToTop()")
+    assert on_screen(page, run_id)[0] == record[0]
+    assert record[-1] not in shown(page, run_id)
+    expect(page.get_by_role("button", name="Paused: follow the end of the log")).to_be_hidden()
+
+    last = contiguous()[-1]
+    later.click()
+    expect(terminal).to_have_attribute("aria-busy", "false")
+    assert contiguous()[-1] > last
+    page.get_by_role("button", name="Jump to the end").click()
+    wait_for_text(page, run_id, record[-1])
+    assert contiguous()[-1] == record[-1]
+    assert record[-1] in on_screen(page, run_id)
+    expect(later).to_be_hidden()
+    expect(earlier).to_be_visible()
+
+
+def test_following_a_run_past_the_scrollback_keeps_the_tail_and_offers_the_rest(
+    alice_page, live_stack
+):
+    page, stack = alice_page, live_stack
+    run_id = new_run(stack)
+    open_logs(page, stack, run_id)
+    expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
+    record = [f"row {n:06d}" for n in range(1, 120_001)]
+    for part in range(4):
+        lines = record[part * 30_000 : (part + 1) * 30_000]
+        store(stack, run_id, ("stdout", "".join(line + "\n" for line in lines).encode()))
+    wait_for_text(page, run_id, record[-1], timeout=60_000)
+
+    def contiguous() -> list[str]:
+        lines = shown(page, run_id).splitlines()
+        first = int(lines[0].split()[1])
+        assert lines == record[first - 1 : first - 1 + len(lines)]
+        return lines
+
+    # More than the terminal keeps arrived: it holds the tail, the rest is a click away.
+    tail = contiguous()
+    assert tail[-1] == record[-1] and tail[0] != record[0]
+    expect(page.locator("[data-log-viewer]")).to_have_attribute("data-following", "yes")
+    earlier = page.get_by_role("button", name="Load earlier output")
+    expect(earlier).to_be_visible()
+    earlier.click()
+    expect(page.get_by_label("Log output")).to_have_attribute("aria-busy", "false")
+    assert contiguous()[0] < tail[0]
+
+    page.get_by_role("button", name="Jump to the end").click()
+    wait_for_text(page, run_id, record[-1])
+    store(stack, run_id, ("stdout", b"after the jump\n"))
+    wait_for_text(page, run_id, "after the jump")
+    assert shown(page, run_id).splitlines()[-2:] == [record[-1], "after the jump"]
+
+
 def test_search_finds_text_and_a_node_log_is_chosen_from_the_selector(alice_page, live_stack):
     page, stack = alice_page, live_stack
     run_id = new_run(stack)

@@ -11,9 +11,12 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from compute.backends import backend_for
 from compute.models import ComputeTarget
 from runs import logstore
-from runs.models import RunStatus
+from runs.models import Run, RunStatus
+from runs.monitor import Monitor, RunFollower
+from studio import secrets
 from tests.integration.runs_support import submit, wait_final, write_tree
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -90,3 +93,42 @@ def test_killing_the_monitor_mid_run_loses_and_repeats_nothing(tmp_path, workspa
     assert run.status == RunStatus.COMPLETED
     assert killed_at < 40
     assert stored_lines(run) == [f"line {i}" for i in range(40)]
+
+
+def test_a_follower_waking_after_another_took_the_run_over_stores_nothing_twice(
+    tmp_path, workspace, alice
+):
+    password = "hunter2-correct-horse-battery"
+    ComputeTarget.objects.create(
+        workspace=workspace, name="gpu-vm", kind="vm", address="127.0.0.1", password=password
+    )
+    # Followers know the workspace's secrets only from the database.
+    secrets._known.clear()
+    local = ComputeTarget.objects.get(workspace=workspace, name="local")
+    script = f"for i in range(20):\n    print(f'line {{i}} with {password}')\n"
+    source = write_tree(tmp_path / "src", {"train.py": script})
+    run = submit(workspace=workspace, user=alice, target=local, source=source)
+    monitor = Monitor(owner="test-monitor")
+    Run.objects.filter(pk=run.pk).update(lease_owner=monitor.owner)
+    run = Run.objects.select_related("target").get(pk=run.pk)
+    backend = backend_for(local, handle=run.handle)
+    deadline = time.monotonic() + 30
+    while backend.poll(run.handle, {}).state != "exited":
+        assert time.monotonic() < deadline, "the run did not end"
+        time.sleep(0.05)
+
+    # One follower reads the run's output and stalls before storing it (masking makes
+    # it shorter than what was read) ...
+    stalled = RunFollower(run.pk, monitor)
+    offsets = stalled.offsets(run, 0, run.handle)
+    read = backend.poll(run.handle, offsets).chunks["stdout"]
+    # ... another takes the run over and follows it to its end ...
+    taking_over = RunFollower(run.pk, monitor)
+    while taking_over.step():
+        pass
+    # ... and the first one wakes up.
+    stalled.store(run, 0, "stdout", read, offsets["stdout"], run.handle)
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED
+    assert stored_lines(run) == [f"line {i} with ******" for i in range(20)]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from compute.backends.vm import _exec_bytes
 from compute.ssh import (
     SshError,
     SshPool,
@@ -422,6 +423,33 @@ def test_pool_serves_parallel_threads_over_one_transport(sshd):
         pool.close_all()
     assert sorted(results) == sorted((0, f"{n}\n", "") for n in range(8))
     assert len(transports) == 1
+
+
+def test_more_operations_at_once_than_sshd_allows_sessions_all_succeed(sshd):
+    # sshd's default MaxSessions is 10: the pooled connection keeps fewer channels open
+    # and the rest wait, as the monitor's polls of many runs on one VM do.
+    pool = SshPool()
+    target = password_target(sshd)
+    results = []
+
+    def operate(n: int) -> None:
+        conn = pool.get(target, timeout=TIMEOUT)
+        command = f"sleep 1; echo {n}"
+        if n % 2:
+            results.append(conn.run(command, timeout=30))
+        else:
+            code, out, err = _exec_bytes(conn, command, None, 30)
+            results.append((code, out.decode(), err.decode()))
+
+    threads = [threading.Thread(target=operate, args=(n,)) for n in range(16)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        pool.close_all()
+    assert sorted(results) == sorted((0, f"{n}\n", "") for n in range(16))
 
 
 def test_login_hashes_hold_no_secrets(sshd):

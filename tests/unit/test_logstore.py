@@ -62,3 +62,51 @@ def test_the_arrival_order_of_a_long_log_reads_back_only_to_the_offsets(settings
     assert [stream for stream, _ in order] == ["stderr", "stdout"] * 4
     assert all(end > tail[stream] for stream, end in order)
     assert order[-1] == ("stdout", logstore.size(6, "stdout"))
+
+
+def test_output_read_from_a_source_is_stored_once_whoever_read_it():
+    # "password-1" masked: what is stored is shorter than what was read.
+    assert (
+        logstore.append_from_source(
+            7, "stdout", b"a ******\n", source="attempt-1", read_from=0, read_to=13
+        )
+        == 0
+    )
+    assert logstore.source_read(7, "stdout", "attempt-1") == 13
+    # A second follower that read the same bytes before the first stored them.
+    assert (
+        logstore.append_from_source(
+            7, "stdout", b"a ******\n", source="attempt-1", read_from=0, read_to=13
+        )
+        is None
+    )
+    assert (
+        logstore.append_from_source(
+            7, "stdout", b"b\n", source="attempt-1", read_from=13, read_to=15
+        )
+        == 9
+    )
+    assert logstore.read(7, "stdout")[0] == b"a ******\nb\n"
+    # The next attempt of the run goes on after the first one's output.
+    assert logstore.source_read(7, "stdout", "attempt-2") is None
+    assert (
+        logstore.append_from_source(
+            7, "stdout", b"again\n", source="attempt-2", read_from=0, read_to=6
+        )
+        == 11
+    )
+    assert logstore.read(7, "stdout")[0] == b"a ******\nb\nagain\n"
+
+
+def test_bytes_stored_by_a_follower_that_died_before_recording_them_are_stored_once():
+    logstore.append_from_source(8, "stdout", b"one\n", source="a", read_from=0, read_to=4)
+    # The follower wrote the next bytes and was killed before their record.
+    with open(logstore.stream_path(8, "stdout"), "ab") as f:
+        f.write(b"two\n")
+    # The one taking over reads them again from where the record says.
+    assert logstore.source_read(8, "stdout", "a") == 4
+    assert (
+        logstore.append_from_source(8, "stdout", b"two\n", source="a", read_from=4, read_to=8) == 4
+    )
+    assert logstore.read(8, "stdout")[0] == b"one\ntwo\n"
+    assert logstore.streams(8) == {"stdout": 8}
