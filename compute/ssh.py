@@ -308,7 +308,7 @@ class SshConnection:
                     f"end within {timeout:g} s — try again shortly.",
                 )
             try:
-                channel = self._open_session(timeout)
+                channel = self._open_session_when_free(timeout)
                 try:
                     yield channel
                 finally:
@@ -318,6 +318,20 @@ class SshConnection:
         finally:
             with self._in_use_lock:
                 self._in_use -= 1
+
+    def _open_session_when_free(self, timeout: float) -> paramiko.Channel:
+        # sshd frees a closed channel's session a moment after the close arrives, so a
+        # refusal while fewer than MAX_SESSIONS are open here is only that moment: retry.
+        deadline = time.monotonic() + timeout
+        pause = 0.02
+        while True:
+            try:
+                return self._open_session(timeout)
+            except SshError as exc:
+                if exc.code != "session_refused" or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
     def _open_session(self, timeout: float) -> paramiko.Channel:
         transport = self.transport
