@@ -105,7 +105,7 @@ class RunSubmitForm(forms.Form):
         required=False,
         help_text="Where the script runs: this server (local), an attached VM, a cluster, or an "
         "HDInsight / Spark head node as a PySpark job. On a Databricks, Data Lake or Batch "
-        "target it runs as a one-step pipeline.",
+        "target it runs as a one-step pipeline. Left empty: the runconfig's, else local.",
     )
     framework = forms.ChoiceField(
         label="Framework",
@@ -146,16 +146,17 @@ class RunSubmitForm(forms.Form):
     )
     environment = forms.ChoiceField(
         required=False,
-        help_text="The Python the script runs with (see Environments).",
+        help_text="The Python the script runs with (see Environments). Left empty: the "
+        f"runconfig's, else {services.DEFAULT_ENVIRONMENT}.",
     )
     node_count = forms.IntegerField(
         label="Node count",
         required=False,
         min_value=1,
-        initial=1,
         help_text=(
             "Nodes the run uses. More than one needs a compute cluster: the script runs on "
-            "each node, with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set."
+            "each node, with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set. Left empty: "
+            "the runconfig's, else 1."
         ),
     )
     max_duration_seconds = forms.IntegerField(
@@ -188,13 +189,13 @@ class RunSubmitForm(forms.Form):
         self.workspace = workspace
         targets = list(selectors.runnable_targets(workspace=workspace))
         targets += list(selectors.pipeline_step_targets(workspace=workspace))
-        self.fields["target"].choices = [("", "—")] + [
+        self.fields["target"].choices = [("", "— the runconfig's, else local")] + [
             (t.name, f"{t.name} ({t.get_kind_display()})") for t in targets
         ]
         self.environments = {str(e.pk): e for e in selectors.environment_list(workspace=workspace)}
-        self.fields["environment"].choices = [("", "—")] + [
-            (pk, f"{e} ({e.get_kind_display()})") for pk, e in self.environments.items()
-        ]
+        self.fields["environment"].choices = [
+            ("", f"— the runconfig's, else {services.DEFAULT_ENVIRONMENT}")
+        ] + [(pk, f"{e} ({e.get_kind_display()})") for pk, e in self.environments.items()]
         self.experiment_names = list(
             selectors.experiment_list(workspace=workspace).values_list("name", flat=True)
         )

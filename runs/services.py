@@ -29,7 +29,13 @@ from django.utils import timezone
 
 from compute.backends import LOG_STREAMS, RUNNABLE_KINDS, BackendError, LaunchSpec, backend_for
 from compute.cluster_services import ClusterError
-from compute.models import ComputeKind, ComputeState, ComputeTarget, NodeRequest
+from compute.models import (
+    LOCAL_TARGET_NAME,
+    ComputeKind,
+    ComputeState,
+    ComputeTarget,
+    NodeRequest,
+)
 from runs import live, logstore, ranks, snapshots
 from runs.models import (
     FINAL_STATUSES,
@@ -65,6 +71,8 @@ ACTIVE_STATUSES = (
     RunStatus.FINALIZING,
 )
 STDERR_TAIL_LINES = 20
+# The curated environment a run gets when neither the user nor a runconfig chose one.
+DEFAULT_ENVIRONMENT = "trainyard-minimal-python"
 
 
 class RunError(Exception):
@@ -884,6 +892,8 @@ class SubmitRequest:
     """The submit fields as the form, the API and the runconfig give them."""
 
     experiment: str = ""
+    # Empty (target, environment, node count): the runconfig's, else local,
+    # DEFAULT_ENVIRONMENT and one node.
     target: str = ""
     entry_script: str = ""
     arguments: list[str] = dc_field(default_factory=list)
@@ -923,8 +933,9 @@ def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, ar
     problem = experiment_name_problem(name)
     if problem:
         raise FieldError("experiment", problem)
-    target = ComputeTarget.objects.filter(workspace=workspace, name=request.target).first()
-    run_based = target is None and request.target == RUN_BASED_TARGET
+    target_name = request.target or LOCAL_TARGET_NAME
+    target = ComputeTarget.objects.filter(workspace=workspace, name=target_name).first()
+    run_based = target is None and target_name == RUN_BASED_TARGET
     if run_based and (request.run_based is None or not request.run_based.vm_size):
         raise FieldError(
             "target",
@@ -934,10 +945,8 @@ def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, ar
     if target is None and not run_based:
         raise FieldError(
             "target",
-            f"This workspace has no compute target {request.target!r}: choose one of its "
-            "targets (see Compute)."
-            if request.target
-            else "Choose the compute target.",
+            f"This workspace has no compute target {target_name!r}: choose one of its "
+            "targets (see Compute).",
         )
     if not request.entry_script:
         raise FieldError("entry_script", "Say which script to run, e.g. train.py.")
@@ -948,6 +957,8 @@ def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, ar
     environment = request.environment
     if environment is None and request.environment_spec is not None:
         environment = environment_from_runconfig(workspace=workspace, spec=request.environment_spec)
+    if environment is None:
+        environment = _default_environment()
     if environment is None:
         raise FieldError("environment", "Choose the environment the script runs in.")
     try:
@@ -985,6 +996,14 @@ def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, ar
         except ClusterError as exc:
             raise FieldError("target", f"The run-based cluster cannot be created: {exc}") from None
         return _submit_resolved(target=target, **resolved)
+
+
+def _default_environment() -> Environment | None:
+    return (
+        Environment.objects.filter(workspace__isnull=True, name=DEFAULT_ENVIRONMENT)
+        .order_by("-version")
+        .first()
+    )
 
 
 def _submit_resolved(

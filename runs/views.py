@@ -92,15 +92,13 @@ def run_list(request):
 
 @workspace_view()
 def run_submit(request):
-    initial = {"experiment": request.GET.get("experiment", ""), "target": "local"}
-    minimal = next(
-        (e for e in selectors.environment_list(workspace=request.workspace) if e.kind == "curated"),
-        None,
-    )
-    if minimal is not None:
-        initial["environment"] = str(minimal.pk)
+    # Target, environment and node count start empty: a runconfig file fills them, and
+    # only then the service's defaults.
     form = RunSubmitForm(
-        request.POST or None, request.FILES or None, workspace=request.workspace, initial=initial
+        request.POST or None,
+        request.FILES or None,
+        workspace=request.workspace,
+        initial={"experiment": request.GET.get("experiment", "")},
     )
     if request.method == "POST" and form.is_valid():
         try:

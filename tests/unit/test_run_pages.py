@@ -6,11 +6,13 @@ transaction); tests/integration runs them for real.
 
 import io
 import tarfile
+from html.parser import HTMLParser
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from compute.models import ComputeKind, ComputeTarget
 from runs import services
 from runs.models import Environment, Experiment, Metric, Run, RunFile, RunStatus
 from runs.snapshots import blob_store_bytes
@@ -221,6 +223,117 @@ def test_a_runconfig_fills_the_fields_left_empty(workspace, as_carol):
     assert run.max_duration_seconds == 600
     assert run.environment.kind == "user"
     assert run.environment.interpreter_path == "/usr/bin/python3"
+
+
+class UntouchedForm(HTMLParser):
+    """What a browser sends for a form nobody edited: each field's pre-filled value."""
+
+    def __init__(self):
+        super().__init__()
+        self.values: dict[str, str] = {}
+        self.select = ""
+        self.textarea = ""
+
+    def handle_starttag(self, tag, attrs):
+        attr = dict(attrs)
+        name = attr.get("name") or ""
+        if tag == "input" and attr.get("type") not in ("file", "checkbox", "radio", "submit"):
+            self.values[name] = attr.get("value") or ""
+        elif tag == "select":
+            self.select = name
+        elif tag == "option" and self.select:
+            # The first option counts until one says it is selected.
+            if self.select not in self.values or "selected" in attr:
+                self.values[self.select] = attr.get("value") or ""
+        elif tag == "textarea":
+            self.textarea = name
+            self.values[name] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self.select = ""
+        elif tag == "textarea":
+            self.textarea = ""
+
+    def handle_data(self, data):
+        if self.textarea:
+            self.values[self.textarea] += data.removeprefix("\n")
+
+
+def untouched_submit_form(client, workspace) -> dict[str, str]:
+    parser = UntouchedForm()
+    parser.feed(client.get(reverse("run_submit", args=[workspace.slug])).content.decode())
+    parser.values.pop("csrfmiddlewaretoken", None)
+    return parser.values
+
+
+CLUSTER_RUNCONFIG = b"""\
+script: train.py
+target: gpu-cluster
+nodeCount: 2
+environment:
+  name: torch-env
+  python:
+    interpreterPath: /opt/torch/bin/python
+    userManagedDependencies: true
+"""
+
+
+@pytest.fixture
+def gpu_cluster(workspace):
+    return ComputeTarget.objects.create(
+        workspace=workspace, name="gpu-cluster", kind=ComputeKind.CLUSTER, config={"max_nodes": 2}
+    )
+
+
+def test_a_runconfig_sets_target_environment_and_nodes_of_an_untouched_form(
+    workspace, gpu_cluster, as_carol
+):
+    data = untouched_submit_form(as_carol, workspace)
+    data |= {"experiment": "mnist", "source_paths": "p/train.py"}
+    data["source_folder"] = folder(("p/train.py", b"print(1)"))
+    data["runconfig"] = SimpleUploadedFile("gpu-cluster.runconfig", CLUSTER_RUNCONFIG)
+    response = as_carol.post(reverse("run_submit", args=[workspace.slug]), data)
+    assert response.status_code == 302, response.content.decode()
+    run = Run.objects.get()
+    assert (run.target_name, run.node_count) == ("gpu-cluster", 2)
+    assert (run.environment.name, run.environment.interpreter_path) == (
+        "torch-env",
+        "/opt/torch/bin/python",
+    )
+
+
+def test_what_the_user_picks_in_the_form_wins_over_the_runconfig(workspace, gpu_cluster, as_carol):
+    data = untouched_submit_form(as_carol, workspace)
+    data |= {
+        "experiment": "mnist",
+        "source_paths": "p/train.py",
+        "target": "local",
+        "environment": str(minimal_environment().pk),
+        "node_count": "1",
+    }
+    data["source_folder"] = folder(("p/train.py", b"print(1)"))
+    data["runconfig"] = SimpleUploadedFile("gpu-cluster.runconfig", CLUSTER_RUNCONFIG)
+    response = as_carol.post(reverse("run_submit", args=[workspace.slug]), data)
+    assert response.status_code == 302, response.content.decode()
+    run = Run.objects.get()
+    assert (run.target_name, run.node_count) == ("local", 1)
+    assert run.environment == minimal_environment()
+
+
+def test_an_untouched_form_without_a_runconfig_runs_locally_in_the_minimal_environment(
+    workspace, as_carol
+):
+    page = as_carol.get(reverse("run_submit", args=[workspace.slug])).content.decode()
+    assert "Left empty: the runconfig's, else local." in page
+    data = untouched_submit_form(as_carol, workspace)
+    data |= {"experiment": "mnist", "entry_script": "train.py", "source_paths": "p/train.py"}
+    data["source_folder"] = folder(("p/train.py", b"print(1)"))
+    response = as_carol.post(reverse("run_submit", args=[workspace.slug]), data)
+    assert response.status_code == 302, response.content.decode()
+    run = Run.objects.get()
+    assert (run.target_name, run.node_count) == ("local", 1)
+    assert run.environment == minimal_environment()
 
 
 def test_a_bad_runconfig_is_explained(workspace, as_carol):
