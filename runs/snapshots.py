@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import io
 import marshal
 import os
 import shutil
@@ -22,6 +23,7 @@ import tarfile
 import tempfile
 import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -134,6 +136,41 @@ def blob_store_file(path: Path, size: int) -> tuple[str, bool]:
 def _copy_into(path: Path, out) -> None:
     with open(path, "rb") as src:
         shutil.copyfileobj(src, out, 1 << 20)
+
+
+class _Taken(io.RawIOBase):
+    """A write-only stream whose bytes are taken away as they are written."""
+
+    def __init__(self) -> None:
+        self.pending: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.pending.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self.pending)
+        self.pending.clear()
+        return data
+
+
+def zip_chunks(manifest: list[list], date_time: tuple) -> Iterator[bytes]:
+    """A .zip of a snapshot, read from its blobs and yielded while it is written."""
+    out = _Taken()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for path, sha, _size, executable in manifest:
+            info = zipfile.ZipInfo(path, date_time=date_time)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (0o100755 if executable else 0o100644) << 16
+            with blob_path(sha).open("rb") as src, archive.open(info, "w") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+                    yield out.take()
+            yield out.take()
+    yield out.take()
 
 
 # --- ignore rules ----------------------------------------------------------------------

@@ -2,9 +2,10 @@ import json
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -14,6 +15,7 @@ from runs.models import RunFile, RunStatus
 from studio.access import workspace_view
 
 RUNS_PER_PAGE = 25
+SNAPSHOT_FILES_PER_PAGE = 200
 
 
 def _run_table(request, *, experiment=None):
@@ -177,7 +179,10 @@ def run_detail(request, run_id: int):
         # A pipeline's parent run is shown as the pipeline: its graph of steps.
         return redirect("pipeline_detail", request.workspace.slug, run.pk)
     context = _run_context(request, run)
-    context["snapshot_files"] = selectors.snapshot_entries(run.snapshot)[:200]
+    entries = selectors.snapshot_entries(run.snapshot)
+    context["snapshot_page"] = Paginator(entries, SNAPSHOT_FILES_PER_PAGE).get_page(
+        request.GET.get("files")
+    )
     return render(request, "runs/run_detail.html", context)
 
 
@@ -218,6 +223,23 @@ def run_snapshot_file(request, run_id: int, path: str):
     if entry is None:
         raise Http404("The run's snapshot has no such file")
     return _blob_response(entry["sha256"], path)
+
+
+@workspace_view()
+def run_snapshot_zip(request, run_id: int):
+    run = selectors.run_get(workspace=request.workspace, run_id=run_id)
+    if run.snapshot is None:
+        raise Http404("This run has no snapshot")
+    manifest = run.snapshot.manifest
+    if not all(snapshots.blob_exists(sha) for _, sha, _, _ in manifest):
+        raise Http404("Some of the snapshot's files are no longer stored")
+    date_time = timezone.localtime(run.snapshot.created_at).timetuple()[:6]
+    response = StreamingHttpResponse(
+        snapshots.zip_chunks(manifest, date_time), content_type="application/zip"
+    )
+    name = f"{run.experiment.name}-{run.number}-snapshot.zip"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 def _blob_response(sha: str, path: str) -> FileResponse:

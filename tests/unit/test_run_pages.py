@@ -6,6 +6,7 @@ transaction); tests/integration runs them for real.
 
 import io
 import tarfile
+import zipfile
 from html.parser import HTMLParser
 
 import pytest
@@ -53,6 +54,7 @@ def pages(workspace, run):
         reverse("run_status", args=[slug, run.pk]),
         reverse("run_file", args=[slug, run.pk, "outputs/model.bin"]),
         reverse("run_snapshot_file", args=[slug, run.pk, "lib/util.py"]),
+        reverse("run_snapshot_zip", args=[slug, run.pk]),
         reverse("environment_list", args=[slug]),
         reverse("environment_create", args=[slug]),
     ]
@@ -88,6 +90,54 @@ def test_downloads_return_the_stored_bytes(workspace, run, as_bob):
     assert b"".join(as_bob.get(source_url).streaming_content) == b"X = 1\n"
     missing = reverse("run_file", args=[workspace.slug, run.pk, "outputs/none"])
     assert as_bob.get(missing).status_code == 404
+
+
+@pytest.fixture
+def big_run(workspace, alice, tmp_path):
+    files = {f"data/part-{i:03}.txt": f"row {i}\n" for i in range(249)} | {"train.py": "print(1)\n"}
+    source = write_tree(tmp_path / "big", files)
+    (source / "train.py").chmod(0o755)
+    snapshot, _ = services.snapshot_create(workspace=workspace, root=source)
+    return services.run_submit(
+        workspace=workspace,
+        user=alice,
+        experiment=services.experiment_create(workspace=workspace, name="big", user=alice),
+        target=workspace.compute_targets.get(name="local"),
+        snapshot=snapshot,
+        entry_script="train.py",
+        environment=minimal_environment(),
+    )
+
+
+def test_the_run_page_pages_through_a_big_snapshot(workspace, big_run, as_bob):
+    url = reverse("run_detail", args=[workspace.slug, big_run.pk])
+    first = as_bob.get(url).content.decode()
+    assert "Page 1 of 2 · 250 files" in first
+    assert "data/part-000.txt" in first and "data/part-230.txt" not in first
+    second = as_bob.get(url, {"files": 2}).content.decode()
+    assert "Page 2 of 2 · 250 files" in second
+    assert "data/part-230.txt" in second and "train.py</a>" in second
+    assert "data/part-000.txt" not in second
+
+
+def test_the_snapshot_zip_holds_every_file_with_its_bytes(workspace, big_run, as_bob):
+    response = as_bob.get(reverse("run_snapshot_zip", args=[workspace.slug, big_run.pk]))
+    assert response["Content-Disposition"] == 'attachment; filename="big-1-snapshot.zip"'
+    with zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))) as archive:
+        assert archive.testzip() is None
+        contents = {name: archive.read(name) for name in archive.namelist()}
+        mode = archive.getinfo("train.py").external_attr >> 16
+    assert len(contents) == 250
+    assert contents["train.py"] == b"print(1)\n"
+    assert contents["data/part-123.txt"] == b"row 123\n"
+    assert mode & 0o111
+
+
+def test_the_run_page_offers_the_snapshot_zip(workspace, run, as_bob):
+    page = as_bob.get(reverse("run_detail", args=[workspace.slug, run.pk])).content.decode()
+    assert reverse("run_snapshot_zip", args=[workspace.slug, run.pk]) in page
+    assert "Download snapshot (.zip)" in page
+    assert "Page 1 of" not in page
 
 
 def test_cancel_needs_a_contributor(workspace, run, as_bob, as_charlie, as_carol):
