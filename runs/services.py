@@ -197,11 +197,27 @@ def environment_from_runconfig(*, workspace, spec) -> Environment:
 # --- snapshots ---------------------------------------------------------------------------
 
 
-def snapshot_create(
-    *, workspace, root: Path, use_cache: bool = False
-) -> tuple[Snapshot, snapshots.Capture]:
+def snapshot_create(*, workspace, root: Path) -> tuple[Snapshot, snapshots.Capture]:
     """Capture a folder: store new blobs, and the snapshot (reused when the tree is the same)."""
-    capture = snapshots.capture_dir(root, use_cache=use_cache)
+    return _snapshot_store(workspace=workspace, capture=snapshots.capture_dir(root))
+
+
+def snapshot_from_upload(
+    *, workspace, files: list[tuple[str, object]] | None = None, archive=None
+) -> tuple[Snapshot, snapshots.Capture]:
+    """A snapshot of a folder chosen in the browser, or of an uploaded archive."""
+    if files and archive is not None:
+        raise snapshots.SnapshotError(
+            "Choose the source folder or upload it as an archive, not both."
+        )
+    if archive is None:
+        return _snapshot_store(workspace=workspace, capture=snapshots.capture_upload(files or []))
+    with tempfile.TemporaryDirectory(prefix="snapshot-", dir=settings.DATA_DIR) as tmp:
+        snapshots.extract_archive(archive, archive.name, Path(tmp))
+        return snapshot_create(workspace=workspace, root=Path(tmp))
+
+
+def _snapshot_store(*, workspace, capture: snapshots.Capture) -> tuple[Snapshot, snapshots.Capture]:
     if not capture.manifest:
         raise RunError(
             "The source folder has no files to snapshot (after .amlignore / .gitignore): "
@@ -218,19 +234,6 @@ def snapshot_create(
         },
     )
     return snapshot, capture
-
-
-def snapshot_from_upload(
-    *, workspace, files: list[tuple[str, object]] | None = None, archive=None
-) -> tuple[Snapshot, snapshots.Capture]:
-    """A snapshot of a folder chosen in the browser, or of an uploaded archive."""
-    with tempfile.TemporaryDirectory(prefix="snapshot-", dir=settings.DATA_DIR) as tmp:
-        root = Path(tmp)
-        if archive is not None:
-            snapshots.extract_archive(archive, archive.name, root)
-        if files:
-            snapshots.write_uploaded_files(files, root)
-        return snapshot_create(workspace=workspace, root=root)
 
 
 def snapshot_has(snapshot: Snapshot, path: str) -> bool:

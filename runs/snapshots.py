@@ -14,14 +14,12 @@ from __future__ import annotations
 import gc
 import hashlib
 import io
-import marshal
 import os
 import shutil
 import stat
 import subprocess
 import tarfile
 import tempfile
-import time
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,10 +31,6 @@ from django.conf import settings
 IGNORE_FILES = (".amlignore", ".gitignore")
 # Never part of a snapshot: git's own database (its facts are recorded apart).
 ALWAYS_IGNORED = (".git/",)
-# Longer than a tick of any file system clock (Linux: at most 10 ms).
-RACY_NS = 50_000_000
-# A capture that hashed more than this again rewrites the folder's stat cache.
-CACHE_REWRITE_BYTES = 1 << 20
 # Files up to this size are hashed and stored from memory in one read.
 SMALL_FILE = 8 * 1024 * 1024
 
@@ -198,12 +192,6 @@ def ignore_spec_from(texts: dict[str, str]) -> tuple[pathspec.PathSpec, str | No
 # --- capturing a folder ----------------------------------------------------------------
 
 
-def _cache_path(root: Path) -> Path:
-    # Keyed by the blob store too: a cached hash only saves work if its blob is there.
-    key = hashlib.sha256(f"{root}\0{settings.BLOB_DIR}".encode()).hexdigest()[:32]
-    return Path(settings.DATA_DIR) / "snapshot-cache" / f"{key}.marshal"
-
-
 class _Matcher:
     """gitignore matching of one path: the last pattern that matches decides.
 
@@ -273,7 +261,7 @@ def _walk(root: Path, spec: pathspec.PathSpec) -> list[tuple[str, os.stat_result
     return found
 
 
-def capture_dir(root: Path, *, max_bytes: int | None = None, use_cache: bool = False) -> Capture:
+def capture_dir(root: Path, *, max_bytes: int | None = None) -> Capture:
     """Store the files of `root` as blobs and return their manifest.
 
     Raises SnapshotError, naming the biggest files, when the files to capture
@@ -284,71 +272,108 @@ def capture_dir(root: Path, *, max_bytes: int | None = None, use_cache: bool = F
         raise SnapshotError(f"{root} is not a folder.")
     limit = settings.SNAPSHOT_MAX_BYTES if max_bytes is None else max_bytes
     # Tens of thousands of small, acyclic objects: the cyclic garbage collector
-    # would only rescan them again and again (a third of a re-capture's time).
+    # would only rescan them again and again.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _capture(root, limit, use_cache)
+        return _capture(root, limit)
     finally:
         if collecting:
             gc.enable()
 
 
-def _capture(root: Path, limit: int, use_cache: bool) -> Capture:
-    started_ns = time.time_ns()
+def _capture(root: Path, limit: int) -> Capture:
     spec, _ = ignore_spec(root)
     files = _walk(root, spec)
     total = sum(st.st_size for _, st, _ in files)
+    _check_folder_total(total, limit, [(rel, st.st_size) for rel, st, _ in files])
+    capture = Capture(total_bytes=total)
+    root_text = f"{root}/"
+    for rel, st, executable in sorted(files, key=lambda f: f[0]):
+        sha, new = blob_store_file(Path(root_text + rel), st.st_size)
+        if new:
+            capture.new_blobs += 1
+            capture.new_bytes += st.st_size
+        capture.manifest.append([rel, sha, st.st_size, executable])
+    capture.git = git_info(root)
+    return capture
+
+
+def capture_upload(files: list[tuple[str, object]], *, max_bytes: int | None = None) -> Capture:
+    """Store a folder chosen in the browser as blobs and return its manifest.
+
+    `files` pairs each relative path with its UploadedFile, or with its SHA-256
+    when the page did not send a file the server stores: that blob is the
+    content of its digest, so it is neither written out nor hashed again.
+    """
+    limit = settings.SNAPSHOT_MAX_BYTES if max_bytes is None else max_bytes
+    chosen: dict[str, object] = {}
+    for name, source in files:
+        rel = str(safe_relative(name))
+        if rel == ".":
+            continue
+        if "\n" in rel or "\r" in rel:
+            raise SnapshotError(
+                f"{rel!r} has a line break in its name: rename it, or add it to .amlignore."
+            )
+        chosen[rel] = source
+    texts = {name: _upload_bytes(chosen[name]) for name in IGNORE_FILES if name in chosen}
+    spec, _ = ignore_spec_from(
+        {name: text.decode(errors="replace") for name, text in texts.items()}
+    )
+    sizes = [(rel, _upload_size(rel, chosen[rel])) for rel in sorted(chosen)]
+    sizes = [(rel, size) for rel, size in sizes if not spec.match_file(rel)]
+    total = sum(size for _, size in sizes)
+    _check_folder_total(total, limit, sizes)
+    capture = Capture(total_bytes=total)
+    for rel, size in sizes:
+        source = chosen[rel]
+        if isinstance(source, str):
+            sha = source
+        else:
+            sha, new = _blob_store_upload(source, size)
+            if new:
+                capture.new_blobs += 1
+                capture.new_bytes += size
+        capture.manifest.append([rel, sha, size, False])
+    return capture
+
+
+def _upload_size(rel: str, source) -> int:
+    if not isinstance(source, str):
+        return source.size
+    try:
+        return blob_path(source).stat().st_size
+    except FileNotFoundError:
+        raise SnapshotError(
+            f"{rel} was not uploaded and is not stored (did the folder change while it was "
+            "uploading?): choose the folder again."
+        ) from None
+
+
+def _upload_bytes(source) -> bytes:
+    if isinstance(source, str):
+        return blob_path(source).read_bytes()
+    return b"".join(source.chunks())
+
+
+def _blob_store_upload(upload, size: int) -> tuple[str, bool]:
+    # Django keeps a large upload in a temporary file: hashed and stored from there.
+    if hasattr(upload, "temporary_file_path"):
+        return blob_store_file(Path(upload.temporary_file_path()), size)
+    return blob_store_bytes(_upload_bytes(upload))
+
+
+def _check_folder_total(total: int, limit: int, sizes: list[tuple[str, int]]) -> None:
     if total > limit:
-        biggest = sorted(files, key=lambda f: f[1].st_size, reverse=True)[:5]
-        names = ", ".join(f"{rel} ({human_bytes(st.st_size)})" for rel, st, _ in biggest)
+        biggest = sorted(sizes, key=lambda s: s[1], reverse=True)[:5]
+        names = ", ".join(f"{rel} ({human_bytes(size)})" for rel, size in biggest)
         raise SnapshotError(
             f"The source folder holds {human_bytes(total)} to snapshot, over the limit of "
             f"{human_bytes(limit)}. The biggest files: {names}. Add data files to .amlignore "
             "(or .gitignore) and read them from a datastore instead, or ask an operator to "
             "raise SNAPSHOT_MAX_BYTES."
         )
-
-    cache_file = _cache_path(root.resolve()) if use_cache else None
-    cache: dict[str, tuple] = {}
-    if cache_file is not None and cache_file.exists():
-        try:
-            # marshal: this process's own cache under DATA_DIR, and ten times faster
-            # than JSON for a large tree, which is what keeps a re-capture cheap.
-            cache = marshal.loads(cache_file.read_bytes())  # noqa: S302
-        except (ValueError, EOFError, TypeError):
-            cache = {}
-    new_cache: dict[str, tuple] = {}
-    capture = Capture(total_bytes=total)
-    manifest = capture.manifest
-    root_text = f"{root}/"
-    hashed_bytes = 0
-    # A file changed again within the same tick of the file system clock keeps its
-    # mtime: files modified just before this capture are hashed again next time.
-    racy_after = started_ns - RACY_NS
-    for rel, st, executable in sorted(files, key=lambda f: f[0]):
-        key = (st.st_size, st.st_mtime_ns, st.st_ino) if st.st_mtime_ns < racy_after else None
-        hit = cache.get(rel)
-        if key is not None and hit is not None and hit[0] == key:
-            sha = hit[1]
-        else:
-            sha, new = blob_store_file(Path(root_text + rel), st.st_size)
-            hashed_bytes += st.st_size
-            if new:
-                capture.new_blobs += 1
-                capture.new_bytes += st.st_size
-        new_cache[rel] = (key, sha)
-        manifest.append([rel, sha, st.st_size, executable])
-    # Rewriting the cache costs about as much as hashing a megabyte again: after a small
-    # change, the next capture hashes those few files again instead.
-    stale = hashed_bytes > CACHE_REWRITE_BYTES or len(new_cache) != len(cache)
-    if cache_file is not None and stale and new_cache != cache:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".part")
-        tmp.write_bytes(marshal.dumps(new_cache))
-        os.replace(tmp, cache_file)
-    capture.git = git_info(root)
-    return capture
 
 
 def git_info(root: Path) -> dict:
@@ -519,33 +544,6 @@ def _escapes(path: PurePosixPath) -> bool:
     except SnapshotError:
         return True
     return False
-
-
-def write_uploaded_files(files: list[tuple[str, object]], dest: Path) -> None:
-    """Write a browser-chosen folder under `dest`: (relative path, UploadedFile) pairs, or
-    (relative path, sha256) for a file the browser did not send because it is stored."""
-    for name, upload in files:
-        rel = safe_relative(name)
-        if str(rel) == ".":
-            continue
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(upload, str):
-            stored = blob_path(upload)
-            if not stored.exists():
-                raise SnapshotError(
-                    f"{name} was not uploaded and is not stored (did the folder change while "
-                    "it was uploading?): choose the folder again."
-                )
-            try:
-                os.link(stored, target)
-            except OSError:
-                # Another file system (or no hard links there): a copy does as well.
-                shutil.copyfile(stored, target)
-            continue
-        with open(target, "wb") as out:
-            for chunk in upload.chunks():  # type: ignore[attr-defined]
-                out.write(chunk)
 
 
 def strip_common_folder(paths: list[str]) -> list[str]:

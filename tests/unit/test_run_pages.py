@@ -232,6 +232,18 @@ def test_submit_refuses_a_path_traversal_archive(workspace, as_carol):
     assert not Run.objects.exists()
 
 
+def test_submit_with_both_a_folder_and_an_archive_asks_for_one(workspace, as_carol):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("train.py", "print(2)\n")
+    data = submit_data(source_paths="p/train.py")
+    data["source_folder"] = folder(("p/train.py", b"print(1)\n"))
+    data["source_archive"] = SimpleUploadedFile("src.zip", buffer.getvalue())
+    page = as_carol.post(reverse("run_submit", args=[workspace.slug]), data).content.decode()
+    assert "Choose the source folder or upload it as an archive, not both." in page
+    assert not Run.objects.exists()
+
+
 def test_submit_refuses_an_oversize_folder(workspace, as_carol, settings):
     settings.SNAPSHOT_MAX_BYTES = 1000
     data = submit_data(source_paths="p/train.py\np/data.bin")
