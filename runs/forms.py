@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 import shlex
 
@@ -11,6 +12,8 @@ from runs.models import EnvironmentKind
 from runs.runconfig import RunConfigError, parse_runconfig
 
 MAX_RUNCONFIG_BYTES = 256 * 1024
+# The page sends packed-refs only below 1 MB; HEAD, config and a ref are tiny.
+MAX_GIT_FILES_BYTES = 2 * 1024 * 1024
 
 
 class ExperimentForm(forms.Form):
@@ -128,6 +131,9 @@ class RunSubmitForm(forms.Form):
     # The SHA-256 of each file of source_paths, in the same order, when the page hashed the
     # folder: it then sends only the files the server does not store yet.
     source_hashes = forms.CharField(required=False, widget=forms.HiddenInput)
+    # JSON: the small files of the folder's .git/ (HEAD, config, the branch's ref) that
+    # name its repository, branch and commit; the page leaves .git/ itself out.
+    source_git = forms.CharField(required=False, widget=forms.HiddenInput)
     source_archive = forms.FileField(
         label="…or an archive",
         required=False,
@@ -277,6 +283,26 @@ class RunSubmitForm(forms.Form):
                 "The page sent a malformed file hash: reload the page and choose the folder again."
             )
         return hashes
+
+    def clean_source_git(self) -> dict[str, str]:
+        text = self.cleaned_data.get("source_git") or ""
+        if not text:
+            return {}
+        try:
+            files = json.loads(text)
+        except ValueError:
+            files = None
+        if (
+            not isinstance(files, dict)
+            or len(text) > MAX_GIT_FILES_BYTES
+            or not all(
+                isinstance(v, str) and snapshots.GIT_FILES.fullmatch(k) for k, v in files.items()
+            )
+        ):
+            raise forms.ValidationError(
+                "The page sent malformed git facts: reload the page and choose the folder again."
+            )
+        return files
 
     def submit_request(self) -> services.SubmitRequest:
         data = self.cleaned_data

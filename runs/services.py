@@ -203,15 +203,20 @@ def snapshot_create(*, workspace, root: Path) -> tuple[Snapshot, snapshots.Captu
 
 
 def snapshot_from_upload(
-    *, workspace, files: list[tuple[str, object]] | None = None, archive=None
+    *,
+    workspace,
+    files: list[tuple[str, object]] | None = None,
+    archive=None,
+    git_files: dict[str, str] | None = None,
 ) -> tuple[Snapshot, snapshots.Capture]:
-    """A snapshot of a folder chosen in the browser, or of an uploaded archive."""
+    """A snapshot of a folder chosen in the browser (with its .git/ facts), or of an archive."""
     if files and archive is not None:
         raise snapshots.SnapshotError(
             "Choose the source folder or upload it as an archive, not both."
         )
     if archive is None:
-        return _snapshot_store(workspace=workspace, capture=snapshots.capture_upload(files or []))
+        capture = snapshots.capture_upload(files or [], git_files=git_files)
+        return _snapshot_store(workspace=workspace, capture=capture)
     with tempfile.TemporaryDirectory(prefix="snapshot-", dir=settings.DATA_DIR) as tmp:
         snapshots.extract_archive(archive, archive.name, Path(tmp))
         return snapshot_create(workspace=workspace, root=Path(tmp))
@@ -928,7 +933,9 @@ class SubmitRequest:
             self.run_based = config.run_based
 
 
-def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, archive=None) -> Run:
+def run_submit_upload(
+    *, workspace, user, request: SubmitRequest, files=None, archive=None, git_files=None
+) -> Run:
     """Snapshot the uploaded folder or archive and submit it as `request` describes."""
     name = request.experiment.strip()
     if not name:
@@ -965,7 +972,9 @@ def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, ar
     if environment is None:
         raise FieldError("environment", "Choose the environment the script runs in.")
     try:
-        snapshot, _ = snapshot_from_upload(workspace=workspace, files=files, archive=archive)
+        snapshot, _ = snapshot_from_upload(
+            workspace=workspace, files=files, archive=archive, git_files=git_files
+        )
     except snapshots.SnapshotError as exc:
         raise FieldError("source_folder", str(exc)) from None
     if not snapshot_has(snapshot, request.entry_script):

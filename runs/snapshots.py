@@ -15,6 +15,7 @@ import gc
 import hashlib
 import io
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -299,12 +300,18 @@ def _capture(root: Path, limit: int) -> Capture:
     return capture
 
 
-def capture_upload(files: list[tuple[str, object]], *, max_bytes: int | None = None) -> Capture:
+def capture_upload(
+    files: list[tuple[str, object]],
+    *,
+    git_files: dict[str, str] | None = None,
+    max_bytes: int | None = None,
+) -> Capture:
     """Store a folder chosen in the browser as blobs and return its manifest.
 
     `files` pairs each relative path with its UploadedFile, or with its SHA-256
     when the page did not send a file the server stores: that blob is the
     content of its digest, so it is neither written out nor hashed again.
+    `git_files` are the small files of its .git/ the git facts are read from.
     """
     limit = settings.SNAPSHOT_MAX_BYTES if max_bytes is None else max_bytes
     chosen: dict[str, object] = {}
@@ -336,6 +343,7 @@ def capture_upload(files: list[tuple[str, object]], *, max_bytes: int | None = N
                 capture.new_blobs += 1
                 capture.new_bytes += size
         capture.manifest.append([rel, sha, size, False])
+    capture.git = git_info_from(git_files or {})
     return capture
 
 
@@ -376,6 +384,58 @@ def _check_folder_total(total: int, limit: int, sizes: list[tuple[str, int]]) ->
         )
 
 
+# The files of .git/ the submit page sends for the run's git facts (never its objects).
+GIT_FILES = re.compile(r"HEAD|config|packed-refs|refs/heads/[^\s]{1,255}")
+COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def git_info_from(files: dict[str, str]) -> dict:
+    """Repository, branch and commit from a checkout's .git/HEAD, config and refs.
+
+    A folder chosen in the browser arrives without git's object database, so
+    whether the tree has uncommitted changes is not known.
+    """
+    head = files.get("HEAD", "").strip()
+    branch, commit = "HEAD", head
+    if head.startswith("ref: "):
+        ref = head.removeprefix("ref: ").strip()
+        branch = ref.removeprefix("refs/heads/")
+        commit = files.get(ref, "").strip() or _packed_ref(files.get("packed-refs", ""), ref)
+    if not COMMIT.fullmatch(commit):
+        return {}
+    return {
+        "repository": _origin_url(files.get("config", "")),
+        "branch": branch,
+        "commit": commit,
+    }
+
+
+def _packed_ref(packed: str, ref: str) -> str:
+    for line in packed.splitlines():
+        sha, _, name = line.partition(" ")
+        if name.strip() == ref:
+            return sha
+    return ""
+
+
+def _origin_url(config: str) -> str:
+    section = ""
+    for line in config.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == '[remote "origin"]':
+            key, _, value = line.partition("=")
+            if key.strip() == "url":
+                return repository_url(value.strip())
+    return ""
+
+
+def repository_url(url: str) -> str:
+    """A remote's URL without the user or token an https URL may carry."""
+    return re.sub(r"^(https?://)[^/@]*@", r"\1", url)
+
+
 def git_info(root: Path) -> dict:
     """Repository, branch, commit and dirty flag of the folder, if it is a git checkout."""
     if not (root / ".git").exists():
@@ -394,7 +454,7 @@ def git_info(root: Path) -> dict:
     if not commit:
         return {}
     return {
-        "repository": git("config", "--get", "remote.origin.url"),
+        "repository": repository_url(git("config", "--get", "remote.origin.url")),
         "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
         "commit": commit,
         "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),

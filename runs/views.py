@@ -110,6 +110,7 @@ def run_submit(request):
                 request=form.submit_request(),
                 files=form.folder_files(),
                 archive=form.cleaned_data.get("source_archive"),
+                git_files=form.cleaned_data["source_git"],
             )
         except services.FieldError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))

@@ -5,6 +5,7 @@ transaction); tests/integration runs them for real.
 """
 
 import io
+import json
 import tarfile
 import zipfile
 from html.parser import HTMLParser
@@ -229,6 +230,36 @@ def test_submit_refuses_a_path_traversal_archive(workspace, as_carol):
     data["source_archive"] = SimpleUploadedFile("src.tar.gz", buffer.getvalue())
     page = as_carol.post(reverse("run_submit", args=[workspace.slug]), data).content.decode()
     assert "points outside the source folder" in page
+    assert not Run.objects.exists()
+
+
+def test_the_git_facts_the_page_sends_are_recorded_without_credentials(workspace, as_carol):
+    commit = "c0ffee" + "1" * 34
+    git = {
+        "HEAD": "ref: refs/heads/main\n",
+        "config": '[remote "origin"]\n\turl = https://bot:s3cr3t-pat@example.com/team/repo.git\n',
+        "refs/heads/main": commit + "\n",
+    }
+    data = submit_data(source_paths="p/train.py", source_git=json.dumps(git))
+    data["source_folder"] = folder(("p/train.py", b"print('git')\n"))
+    response = as_carol.post(reverse("run_submit", args=[workspace.slug]), data)
+    assert response.status_code == 302, response.content.decode()
+    run = Run.objects.get()
+    assert run.snapshot.git == {
+        "repository": "https://example.com/team/repo.git",
+        "branch": "main",
+        "commit": commit,
+    }
+    page = as_carol.get(response["Location"]).content.decode()
+    assert "git https://example.com/team/repo.git main <code>c0ffee1111</code>" in page
+    assert "s3cr3t-pat" not in page
+
+
+def test_malformed_git_facts_ask_to_choose_the_folder_again(workspace, as_carol):
+    data = submit_data(source_paths="p/train.py", source_git='{"objects/ab/cd": "x"}')
+    data["source_folder"] = folder(("p/train.py", b"print(1)\n"))
+    page = as_carol.post(reverse("run_submit", args=[workspace.slug]), data).content.decode()
+    assert "malformed git facts: reload the page and choose the folder again" in page
     assert not Run.objects.exists()
 
 

@@ -197,3 +197,37 @@ def test_a_folder_from_the_browser_over_the_limit_names_its_biggest_files():
             ],
             max_bytes=100,
         )
+
+
+COMMIT = "3f2a" + "0" * 36
+CONFIG = """\
+[core]
+\trepositoryformatversion = 0
+[remote "upstream"]
+\turl = https://example.com/other/repo.git
+[remote "origin"]
+\turl = https://alice:ghp_secret@example.com/team/repo.git
+\tfetch = +refs/heads/*:refs/remotes/origin/*
+"""
+
+
+def test_git_facts_of_a_browser_folder_come_from_its_head_config_and_refs():
+    loose = {"HEAD": "ref: refs/heads/main\n", "config": CONFIG, "refs/heads/main": COMMIT + "\n"}
+    assert snapshots.git_info_from(loose) == {
+        "repository": "https://example.com/team/repo.git",
+        "branch": "main",
+        "commit": COMMIT,
+    }
+    packed = {
+        "HEAD": "ref: refs/heads/feature/x\n",
+        "packed-refs": f"# pack-refs with: peeled\n{'1' * 40} refs/heads/main\n"
+        f"{COMMIT} refs/heads/feature/x\n",
+    }
+    assert snapshots.git_info_from(packed) == {
+        "repository": "",
+        "branch": "feature/x",
+        "commit": COMMIT,
+    }
+    assert snapshots.git_info_from({"HEAD": COMMIT + "\n"})["branch"] == "HEAD"
+    assert snapshots.git_info_from({"HEAD": "ref: refs/heads/gone\n"}) == {}
+    assert snapshots.git_info_from({}) == {}
