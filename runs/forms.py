@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shlex
 
 from django import forms
@@ -71,9 +70,6 @@ class EnvironmentForm(forms.Form):
         "python:3.11-slim. The image must already be on the target.",
     )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-
-
-SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class FolderInput(forms.ClearableFileInput):
@@ -278,7 +274,7 @@ class RunSubmitForm(forms.Form):
 
     def clean_source_hashes(self):
         hashes = (self.cleaned_data.get("source_hashes") or "").split()
-        if any(not SHA256.fullmatch(h) for h in hashes):
+        if any(not snapshots.SHA256.fullmatch(h) for h in hashes):
             raise forms.ValidationError(
                 "The page sent a malformed file hash: reload the page and choose the folder again."
             )

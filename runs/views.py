@@ -10,7 +10,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from runs import charts, selectors, services, snapshots
-from runs.forms import SHA256, EnvironmentForm, ExperimentForm, RunSubmitForm
+from runs.forms import EnvironmentForm, ExperimentForm, RunSubmitForm
 from runs.models import RunFile, RunStatus
 from studio.access import workspace_view
 
@@ -153,7 +153,7 @@ def snapshot_plan(request):
         return JsonResponse({"ignored": [p for p in paths if spec.match_file(p)]})
     hashes = body.get("sha256") if isinstance(body, dict) else None
     if not isinstance(hashes, list) or not all(
-        isinstance(h, str) and SHA256.fullmatch(h) for h in hashes
+        isinstance(h, str) and snapshots.SHA256.fullmatch(h) for h in hashes
     ):
         return JsonResponse(
             {"error": 'Send {"paths": [...], "ignore": {...}} or {"sha256": [...]}.'}, status=400
