@@ -232,11 +232,7 @@ def _snapshot_store(*, workspace, capture: snapshots.Capture) -> tuple[Snapshot,
     snapshot, _ = Snapshot.objects.get_or_create(
         workspace=workspace,
         digest=digest,
-        defaults={
-            "file_count": len(capture.manifest),
-            "total_bytes": capture.total_bytes,
-            "git": capture.git,
-        },
+        defaults={"file_count": len(capture.manifest), "total_bytes": capture.total_bytes},
     )
     return snapshot, capture
 
@@ -300,6 +296,7 @@ def run_submit(
     metric_patterns: list[str] | None = None,
     display_name: str = "",
     framework: str = Framework.PYTHON,
+    git: dict | None = None,
 ) -> Run:
     """Create the run (Queued) and start it once the transaction commits."""
     if experiment.workspace_id != workspace.pk or target.workspace_id != workspace.pk:
@@ -350,6 +347,7 @@ def run_submit(
                     submitted_by=user,
                     environment=environment,
                     snapshot=snapshot,
+                    git=git or {},
                     entry_script=entry_script,
                     arguments=list(arguments or []),
                     framework=framework,
@@ -972,7 +970,7 @@ def run_submit_upload(
     if environment is None:
         raise FieldError("environment", "Choose the environment the script runs in.")
     try:
-        snapshot, _ = snapshot_from_upload(
+        snapshot, capture = snapshot_from_upload(
             workspace=workspace, files=files, archive=archive, git_files=git_files
         )
     except snapshots.SnapshotError as exc:
@@ -991,6 +989,7 @@ def run_submit_upload(
         "request": request,
         "experiment": experiment,
         "snapshot": snapshot,
+        "git": capture.git,
         "environment": environment,
     }
     if not run_based:
@@ -1019,7 +1018,7 @@ def _default_environment() -> Environment | None:
 
 
 def _submit_resolved(
-    *, workspace, user, request: SubmitRequest, experiment, target, snapshot, environment
+    *, workspace, user, request: SubmitRequest, experiment, target, snapshot, git, environment
 ) -> Run:
     """Submit once the experiment, target, snapshot and environment are known."""
     from compute.backends import CLOUD_BACKENDS
@@ -1039,6 +1038,7 @@ def _submit_resolved(
                 arguments=request.arguments,
                 display_name=request.display_name,
                 tags=request.tags,
+                git=git,
             )
         except PipelineError as exc:
             raise FieldError(exc.field or "target", str(exc)) from None
@@ -1058,4 +1058,5 @@ def _submit_resolved(
         display_name=request.display_name,
         framework=request.framework
         or (Framework.PYSPARK if target.kind == ComputeKind.HDINSIGHT else Framework.PYTHON),
+        git=git,
     )

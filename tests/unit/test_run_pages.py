@@ -245,7 +245,7 @@ def test_the_git_facts_the_page_sends_are_recorded_without_credentials(workspace
     response = as_carol.post(reverse("run_submit", args=[workspace.slug]), data)
     assert response.status_code == 302, response.content.decode()
     run = Run.objects.get()
-    assert run.snapshot.git == {
+    assert run.git == {
         "repository": "https://example.com/team/repo.git",
         "branch": "main",
         "commit": commit,
@@ -253,6 +253,21 @@ def test_the_git_facts_the_page_sends_are_recorded_without_credentials(workspace
     page = as_carol.get(response["Location"]).content.decode()
     assert "git https://example.com/team/repo.git main <code>c0ffee1111</code>" in page
     assert "s3cr3t-pat" not in page
+
+
+def test_the_same_tree_from_two_commits_keeps_each_runs_git_facts(workspace, as_carol):
+    url = reverse("run_submit", args=[workspace.slug])
+    commits = ["a" * 40, "b" * 40]
+    for commit in commits:
+        git = {"HEAD": "ref: refs/heads/main\n", "refs/heads/main": commit}
+        data = submit_data(source_paths="p/train.py", source_git=json.dumps(git))
+        data["source_folder"] = folder(("p/train.py", b"print('same tree')\n"))
+        assert as_carol.post(url, data).status_code == 302
+    first, second = Run.objects.order_by("number")
+    assert first.snapshot == second.snapshot
+    assert [first.git["commit"], second.git["commit"]] == commits
+    page = as_carol.get(reverse("run_detail", args=[workspace.slug, first.pk])).content.decode()
+    assert "<code>aaaaaaaaaa</code>" in page
 
 
 def test_malformed_git_facts_ask_to_choose_the_folder_again(workspace, as_carol):
