@@ -217,9 +217,23 @@ class _Matcher:
         # Folder-only rules (`data/`, the default `.git/`) never leave out a file that is
         # not in a folder they left out already: its files need no matching at all.
         self.folders_only = all(r.pattern.endswith("(?P<ps_d>/)") for r, _ in self.patterns)
+        self.folders: dict[str, bool] = {}
 
     def file(self, path: str) -> bool:
         return not self.folders_only and self(path)
+
+    def path(self, path: str) -> bool:
+        """A file left out by a rule for it or for one of its folders (a list of paths)."""
+        folder = path.rpartition("/")[0]
+        return (bool(folder) and self.folder(folder)) or self.file(path)
+
+    def folder(self, folder: str) -> bool:
+        left_out = self.folders.get(folder)
+        if left_out is None:
+            parent = folder.rpartition("/")[0]
+            left_out = (bool(parent) and self.folder(parent)) or self(f"{folder}/")
+            self.folders[folder] = left_out
+        return left_out
 
     def __call__(self, path: str) -> bool:
         result = False
@@ -335,8 +349,9 @@ def capture_upload(
     spec, _ = ignore_spec_from(
         {name: text.decode(errors="replace") for name, text in texts.items()}
     )
-    sizes = [(rel, _upload_size(rel, chosen[rel])) for rel in sorted(chosen)]
-    sizes = [(rel, size) for rel, size in sizes if not spec.match_file(rel)]
+    ignored = _Matcher(spec)
+    kept = [rel for rel in sorted(chosen) if not ignored.path(rel)]
+    sizes = [(rel, _upload_size(rel, chosen[rel])) for rel in kept]
     total = sum(size for _, size in sizes)
     _check_folder_total(total, limit, sizes)
     capture = Capture(total_bytes=total)
