@@ -89,12 +89,13 @@ def pipeline_submit(
     problem = run_services.experiment_name_problem(name)
     if problem:
         raise PipelineError(problem, "experiment")
-    snapshot = None
+    snapshot, git = None, {}
     if files or archive is not None:
         try:
-            snapshot, _ = run_services.snapshot_from_upload(
+            snapshot, capture = run_services.snapshot_from_upload(
                 workspace=workspace, files=files, archive=archive
             )
+            git = capture.git
         except (snapshots.SnapshotError, run_services.RunError) as exc:
             raise PipelineError(str(exc), "source_folder") from None
     elif any(step.entry for step in spec.steps):
@@ -113,6 +114,7 @@ def pipeline_submit(
         experiment=experiment_obj,
         spec=spec,
         snapshot=snapshot,
+        git=git,
         definition=definition,
         tags=tags or {},
     )
@@ -129,6 +131,7 @@ def pipeline_single_step(
     arguments: list[str] | None = None,
     display_name: str = "",
     tags: dict | None = None,
+    git: dict | None = None,
 ) -> Run:
     """A script run submitted to a Databricks, Data Lake or Batch target: a one-step pipeline,
     as the studio offers those services only as pipeline steps."""
@@ -160,6 +163,7 @@ def pipeline_single_step(
         experiment=experiment,
         spec=spec,
         snapshot=snapshot,
+        git=git or {},
         definition=definition,
         tags=tags or {},
     )
@@ -172,6 +176,7 @@ def _pipeline_create(
     experiment: Experiment,
     spec: PipelineSpec,
     snapshot: Snapshot | None,
+    git: dict,
     definition: str,
     tags: dict,
 ) -> Run:
@@ -190,6 +195,7 @@ def _pipeline_create(
                     display_name=spec.name or "pipeline",
                     submitted_by=user,
                     snapshot=snapshot,
+                    git=git,
                     tags=tags,
                 )
                 RunEvent.objects.create(
@@ -210,6 +216,7 @@ def _pipeline_create(
                         display_name=step.name,
                         submitted_by=user,
                         tags=tags,
+                        git=git,
                         entry_script=step.entry,
                         arguments=step.arguments,
                         max_duration_seconds=step.max_duration_seconds,

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-import re
+import json
 import shlex
 
 from django import forms
@@ -11,6 +11,8 @@ from runs.models import EnvironmentKind
 from runs.runconfig import RunConfigError, parse_runconfig
 
 MAX_RUNCONFIG_BYTES = 256 * 1024
+# The page sends packed-refs only below 1 MB; HEAD, config and a ref are tiny.
+MAX_GIT_FILES_BYTES = 2 * 1024 * 1024
 
 
 class ExperimentForm(forms.Form):
@@ -70,9 +72,6 @@ class EnvironmentForm(forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 
-SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
 class FolderInput(forms.ClearableFileInput):
     allow_multiple_selected = True
 
@@ -105,7 +104,7 @@ class RunSubmitForm(forms.Form):
         required=False,
         help_text="Where the script runs: this server (local), an attached VM, a cluster, or an "
         "HDInsight / Spark head node as a PySpark job. On a Databricks, Data Lake or Batch "
-        "target it runs as a one-step pipeline.",
+        "target it runs as a one-step pipeline. Left empty: the runconfig's, else local.",
     )
     framework = forms.ChoiceField(
         label="Framework",
@@ -128,6 +127,9 @@ class RunSubmitForm(forms.Form):
     # The SHA-256 of each file of source_paths, in the same order, when the page hashed the
     # folder: it then sends only the files the server does not store yet.
     source_hashes = forms.CharField(required=False, widget=forms.HiddenInput)
+    # JSON: the small files of the folder's .git/ (HEAD, config, the branch's ref) that
+    # name its repository, branch and commit; the page leaves .git/ itself out.
+    source_git = forms.CharField(required=False, widget=forms.HiddenInput)
     source_archive = forms.FileField(
         label="…or an archive",
         required=False,
@@ -146,16 +148,17 @@ class RunSubmitForm(forms.Form):
     )
     environment = forms.ChoiceField(
         required=False,
-        help_text="The Python the script runs with (see Environments).",
+        help_text="The Python the script runs with (see Environments). Left empty: the "
+        f"runconfig's, else {services.DEFAULT_ENVIRONMENT}.",
     )
     node_count = forms.IntegerField(
         label="Node count",
         required=False,
         min_value=1,
-        initial=1,
         help_text=(
             "Nodes the run uses. More than one needs a compute cluster: the script runs on "
-            "each node, with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set."
+            "each node, with RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set. Left empty: "
+            "the runconfig's, else 1."
         ),
     )
     max_duration_seconds = forms.IntegerField(
@@ -188,13 +191,13 @@ class RunSubmitForm(forms.Form):
         self.workspace = workspace
         targets = list(selectors.runnable_targets(workspace=workspace))
         targets += list(selectors.pipeline_step_targets(workspace=workspace))
-        self.fields["target"].choices = [("", "—")] + [
+        self.fields["target"].choices = [("", "— the runconfig's, else local")] + [
             (t.name, f"{t.name} ({t.get_kind_display()})") for t in targets
         ]
         self.environments = {str(e.pk): e for e in selectors.environment_list(workspace=workspace)}
-        self.fields["environment"].choices = [("", "—")] + [
-            (pk, f"{e} ({e.get_kind_display()})") for pk, e in self.environments.items()
-        ]
+        self.fields["environment"].choices = [
+            ("", f"— the runconfig's, else {services.DEFAULT_ENVIRONMENT}")
+        ] + [(pk, f"{e} ({e.get_kind_display()})") for pk, e in self.environments.items()]
         self.experiment_names = list(
             selectors.experiment_list(workspace=workspace).values_list("name", flat=True)
         )
@@ -271,11 +274,31 @@ class RunSubmitForm(forms.Form):
 
     def clean_source_hashes(self):
         hashes = (self.cleaned_data.get("source_hashes") or "").split()
-        if any(not SHA256.fullmatch(h) for h in hashes):
+        if any(not snapshots.SHA256.fullmatch(h) for h in hashes):
             raise forms.ValidationError(
                 "The page sent a malformed file hash: reload the page and choose the folder again."
             )
         return hashes
+
+    def clean_source_git(self) -> dict[str, str]:
+        text = self.cleaned_data.get("source_git") or ""
+        if not text:
+            return {}
+        try:
+            files = json.loads(text)
+        except ValueError:
+            files = None
+        if (
+            not isinstance(files, dict)
+            or len(text) > MAX_GIT_FILES_BYTES
+            or not all(
+                isinstance(v, str) and snapshots.GIT_FILES.fullmatch(k) for k, v in files.items()
+            )
+        ):
+            raise forms.ValidationError(
+                "The page sent malformed git facts: reload the page and choose the folder again."
+            )
+        return files
 
     def submit_request(self) -> services.SubmitRequest:
         data = self.cleaned_data

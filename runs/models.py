@@ -90,6 +90,9 @@ class Run(models.Model):
     snapshot = models.ForeignKey(
         "Snapshot", null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
     )
+    # Repository, branch and commit the source came from: the run's, not the snapshot's,
+    # as the same tree may be submitted from another branch or commit.
+    git = models.JSONField(default=dict, blank=True)
     entry_script = models.CharField(max_length=512, blank=True)
     arguments = models.JSONField(default=list, blank=True)
     # Python runs the entry script with the environment's interpreter; PySpark
@@ -207,7 +210,6 @@ class Snapshot(models.Model):
     digest = models.CharField(max_length=64)
     file_count = models.PositiveIntegerField(default=0)
     total_bytes = models.BigIntegerField(default=0)
-    git = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

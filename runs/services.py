@@ -29,7 +29,13 @@ from django.utils import timezone
 
 from compute.backends import LOG_STREAMS, RUNNABLE_KINDS, BackendError, LaunchSpec, backend_for
 from compute.cluster_services import ClusterError
-from compute.models import ComputeKind, ComputeState, ComputeTarget, NodeRequest
+from compute.models import (
+    LOCAL_TARGET_NAME,
+    ComputeKind,
+    ComputeState,
+    ComputeTarget,
+    NodeRequest,
+)
 from runs import live, logstore, ranks, snapshots
 from runs.models import (
     FINAL_STATUSES,
@@ -65,6 +71,8 @@ ACTIVE_STATUSES = (
     RunStatus.FINALIZING,
 )
 STDERR_TAIL_LINES = 20
+# The curated environment a run gets when neither the user nor a runconfig chose one.
+DEFAULT_ENVIRONMENT = "trainyard-minimal-python"
 
 
 class RunError(Exception):
@@ -189,11 +197,32 @@ def environment_from_runconfig(*, workspace, spec) -> Environment:
 # --- snapshots ---------------------------------------------------------------------------
 
 
-def snapshot_create(
-    *, workspace, root: Path, use_cache: bool = False
-) -> tuple[Snapshot, snapshots.Capture]:
+def snapshot_create(*, workspace, root: Path) -> tuple[Snapshot, snapshots.Capture]:
     """Capture a folder: store new blobs, and the snapshot (reused when the tree is the same)."""
-    capture = snapshots.capture_dir(root, use_cache=use_cache)
+    return _snapshot_store(workspace=workspace, capture=snapshots.capture_dir(root))
+
+
+def snapshot_from_upload(
+    *,
+    workspace,
+    files: list[tuple[str, object]] | None = None,
+    archive=None,
+    git_files: dict[str, str] | None = None,
+) -> tuple[Snapshot, snapshots.Capture]:
+    """A snapshot of a folder chosen in the browser (with its .git/ facts), or of an archive."""
+    if files and archive is not None:
+        raise snapshots.SnapshotError(
+            "Choose the source folder or upload it as an archive, not both."
+        )
+    if archive is None:
+        capture = snapshots.capture_upload(files or [], git_files=git_files)
+        return _snapshot_store(workspace=workspace, capture=capture)
+    with tempfile.TemporaryDirectory(prefix="snapshot-", dir=settings.DATA_DIR) as tmp:
+        snapshots.extract_archive(archive, archive.name, Path(tmp))
+        return snapshot_create(workspace=workspace, root=Path(tmp))
+
+
+def _snapshot_store(*, workspace, capture: snapshots.Capture) -> tuple[Snapshot, snapshots.Capture]:
     if not capture.manifest:
         raise RunError(
             "The source folder has no files to snapshot (after .amlignore / .gitignore): "
@@ -203,26 +232,9 @@ def snapshot_create(
     snapshot, _ = Snapshot.objects.get_or_create(
         workspace=workspace,
         digest=digest,
-        defaults={
-            "file_count": len(capture.manifest),
-            "total_bytes": capture.total_bytes,
-            "git": capture.git,
-        },
+        defaults={"file_count": len(capture.manifest), "total_bytes": capture.total_bytes},
     )
     return snapshot, capture
-
-
-def snapshot_from_upload(
-    *, workspace, files: list[tuple[str, object]] | None = None, archive=None
-) -> tuple[Snapshot, snapshots.Capture]:
-    """A snapshot of a folder chosen in the browser, or of an uploaded archive."""
-    with tempfile.TemporaryDirectory(prefix="snapshot-", dir=settings.DATA_DIR) as tmp:
-        root = Path(tmp)
-        if archive is not None:
-            snapshots.extract_archive(archive, archive.name, root)
-        if files:
-            snapshots.write_uploaded_files(files, root)
-        return snapshot_create(workspace=workspace, root=root)
 
 
 def snapshot_has(snapshot: Snapshot, path: str) -> bool:
@@ -284,6 +296,7 @@ def run_submit(
     metric_patterns: list[str] | None = None,
     display_name: str = "",
     framework: str = Framework.PYTHON,
+    git: dict | None = None,
 ) -> Run:
     """Create the run (Queued) and start it once the transaction commits."""
     if experiment.workspace_id != workspace.pk or target.workspace_id != workspace.pk:
@@ -334,6 +347,7 @@ def run_submit(
                     submitted_by=user,
                     environment=environment,
                     snapshot=snapshot,
+                    git=git or {},
                     entry_script=entry_script,
                     arguments=list(arguments or []),
                     framework=framework,
@@ -884,6 +898,8 @@ class SubmitRequest:
     """The submit fields as the form, the API and the runconfig give them."""
 
     experiment: str = ""
+    # Empty (target, environment, node count): the runconfig's, else local,
+    # DEFAULT_ENVIRONMENT and one node.
     target: str = ""
     entry_script: str = ""
     arguments: list[str] = dc_field(default_factory=list)
@@ -915,7 +931,9 @@ class SubmitRequest:
             self.run_based = config.run_based
 
 
-def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, archive=None) -> Run:
+def run_submit_upload(
+    *, workspace, user, request: SubmitRequest, files=None, archive=None, git_files=None
+) -> Run:
     """Snapshot the uploaded folder or archive and submit it as `request` describes."""
     name = request.experiment.strip()
     if not name:
@@ -923,8 +941,9 @@ def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, ar
     problem = experiment_name_problem(name)
     if problem:
         raise FieldError("experiment", problem)
-    target = ComputeTarget.objects.filter(workspace=workspace, name=request.target).first()
-    run_based = target is None and request.target == RUN_BASED_TARGET
+    target_name = request.target or LOCAL_TARGET_NAME
+    target = ComputeTarget.objects.filter(workspace=workspace, name=target_name).first()
+    run_based = target is None and target_name == RUN_BASED_TARGET
     if run_based and (request.run_based is None or not request.run_based.vm_size):
         raise FieldError(
             "target",
@@ -934,10 +953,8 @@ def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, ar
     if target is None and not run_based:
         raise FieldError(
             "target",
-            f"This workspace has no compute target {request.target!r}: choose one of its "
-            "targets (see Compute)."
-            if request.target
-            else "Choose the compute target.",
+            f"This workspace has no compute target {target_name!r}: choose one of its "
+            "targets (see Compute).",
         )
     if not request.entry_script:
         raise FieldError("entry_script", "Say which script to run, e.g. train.py.")
@@ -949,9 +966,13 @@ def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, ar
     if environment is None and request.environment_spec is not None:
         environment = environment_from_runconfig(workspace=workspace, spec=request.environment_spec)
     if environment is None:
+        environment = _default_environment()
+    if environment is None:
         raise FieldError("environment", "Choose the environment the script runs in.")
     try:
-        snapshot, _ = snapshot_from_upload(workspace=workspace, files=files, archive=archive)
+        snapshot, capture = snapshot_from_upload(
+            workspace=workspace, files=files, archive=archive, git_files=git_files
+        )
     except snapshots.SnapshotError as exc:
         raise FieldError("source_folder", str(exc)) from None
     if not snapshot_has(snapshot, request.entry_script):
@@ -968,6 +989,7 @@ def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, ar
         "request": request,
         "experiment": experiment,
         "snapshot": snapshot,
+        "git": capture.git,
         "environment": environment,
     }
     if not run_based:
@@ -987,8 +1009,16 @@ def run_submit_upload(*, workspace, user, request: SubmitRequest, files=None, ar
         return _submit_resolved(target=target, **resolved)
 
 
+def _default_environment() -> Environment | None:
+    return (
+        Environment.objects.filter(workspace__isnull=True, name=DEFAULT_ENVIRONMENT)
+        .order_by("-version")
+        .first()
+    )
+
+
 def _submit_resolved(
-    *, workspace, user, request: SubmitRequest, experiment, target, snapshot, environment
+    *, workspace, user, request: SubmitRequest, experiment, target, snapshot, git, environment
 ) -> Run:
     """Submit once the experiment, target, snapshot and environment are known."""
     from compute.backends import CLOUD_BACKENDS
@@ -1008,6 +1038,7 @@ def _submit_resolved(
                 arguments=request.arguments,
                 display_name=request.display_name,
                 tags=request.tags,
+                git=git,
             )
         except PipelineError as exc:
             raise FieldError(exc.field or "target", str(exc)) from None
@@ -1027,4 +1058,5 @@ def _submit_resolved(
         display_name=request.display_name,
         framework=request.framework
         or (Framework.PYSPARK if target.kind == ComputeKind.HDINSIGHT else Framework.PYTHON),
+        git=git,
     )

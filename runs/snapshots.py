@@ -13,15 +13,16 @@ from __future__ import annotations
 
 import gc
 import hashlib
-import marshal
+import io
 import os
+import re
 import shutil
 import stat
 import subprocess
 import tarfile
 import tempfile
-import time
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -29,12 +30,10 @@ import pathspec
 from django.conf import settings
 
 IGNORE_FILES = (".amlignore", ".gitignore")
+# A blob's name: the SHA-256 of its content.
+SHA256 = re.compile(r"[0-9a-f]{64}")
 # Never part of a snapshot: git's own database (its facts are recorded apart).
 ALWAYS_IGNORED = (".git/",)
-# Longer than a tick of any file system clock (Linux: at most 10 ms).
-RACY_NS = 50_000_000
-# A capture that hashed more than this again rewrites the folder's stat cache.
-CACHE_REWRITE_BYTES = 1 << 20
 # Files up to this size are hashed and stored from memory in one read.
 SMALL_FILE = 8 * 1024 * 1024
 
@@ -87,13 +86,18 @@ def human_bytes(n: float) -> str:
 
 
 def blob_path(sha: str) -> Path:
-    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
-        raise ValueError(f"not a sha256: {sha!r}")
-    return Path(settings.BLOB_DIR) / sha[:2] / sha
+    return Path(_blob_file(sha))
 
 
 def blob_exists(sha: str) -> bool:
-    return blob_path(sha).exists()
+    return os.path.exists(_blob_file(sha))
+
+
+def _blob_file(sha: str) -> str:
+    # A string, not a Path: checking 10,000 blobs of a submit is mostly path building.
+    if not SHA256.fullmatch(sha):
+        raise ValueError(f"not a sha256: {sha!r}")
+    return f"{settings.BLOB_DIR}/{sha[:2]}/{sha}"
 
 
 def _blob_write(sha: str, write) -> bool:
@@ -136,6 +140,41 @@ def _copy_into(path: Path, out) -> None:
         shutil.copyfileobj(src, out, 1 << 20)
 
 
+class _Taken(io.RawIOBase):
+    """A write-only stream whose bytes are taken away as they are written."""
+
+    def __init__(self) -> None:
+        self.pending: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self.pending.append(bytes(data))
+        return len(data)
+
+    def take(self) -> bytes:
+        data = b"".join(self.pending)
+        self.pending.clear()
+        return data
+
+
+def zip_chunks(manifest: list[list], date_time: tuple) -> Iterator[bytes]:
+    """A .zip of a snapshot, read from its blobs and yielded while it is written."""
+    out = _Taken()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
+        for path, sha, _size, executable in manifest:
+            info = zipfile.ZipInfo(path, date_time=date_time)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = (0o100755 if executable else 0o100644) << 16
+            with blob_path(sha).open("rb") as src, archive.open(info, "w") as dst:
+                while chunk := src.read(1 << 20):
+                    dst.write(chunk)
+                    yield out.take()
+            yield out.take()
+    yield out.take()
+
+
 # --- ignore rules ----------------------------------------------------------------------
 
 
@@ -161,12 +200,6 @@ def ignore_spec_from(texts: dict[str, str]) -> tuple[pathspec.PathSpec, str | No
 # --- capturing a folder ----------------------------------------------------------------
 
 
-def _cache_path(root: Path) -> Path:
-    # Keyed by the blob store too: a cached hash only saves work if its blob is there.
-    key = hashlib.sha256(f"{root}\0{settings.BLOB_DIR}".encode()).hexdigest()[:32]
-    return Path(settings.DATA_DIR) / "snapshot-cache" / f"{key}.marshal"
-
-
 class _Matcher:
     """gitignore matching of one path: the last pattern that matches decides.
 
@@ -184,9 +217,23 @@ class _Matcher:
         # Folder-only rules (`data/`, the default `.git/`) never leave out a file that is
         # not in a folder they left out already: its files need no matching at all.
         self.folders_only = all(r.pattern.endswith("(?P<ps_d>/)") for r, _ in self.patterns)
+        self.folders: dict[str, bool] = {}
 
     def file(self, path: str) -> bool:
         return not self.folders_only and self(path)
+
+    def path(self, path: str) -> bool:
+        """A file left out by a rule for it or for one of its folders (a list of paths)."""
+        folder = path.rpartition("/")[0]
+        return (bool(folder) and self.folder(folder)) or self.file(path)
+
+    def folder(self, folder: str) -> bool:
+        left_out = self.folders.get(folder)
+        if left_out is None:
+            parent = folder.rpartition("/")[0]
+            left_out = (bool(parent) and self.folder(parent)) or self(f"{folder}/")
+            self.folders[folder] = left_out
+        return left_out
 
     def __call__(self, path: str) -> bool:
         result = False
@@ -236,7 +283,7 @@ def source_files(root: Path, spec: pathspec.PathSpec) -> list[tuple[str, os.stat
     return found
 
 
-def capture_dir(root: Path, *, max_bytes: int | None = None, use_cache: bool = False) -> Capture:
+def capture_dir(root: Path, *, max_bytes: int | None = None) -> Capture:
     """Store the files of `root` as blobs and return their manifest.
 
     Raises SnapshotError, naming the biggest files, when the files to capture
@@ -247,24 +294,110 @@ def capture_dir(root: Path, *, max_bytes: int | None = None, use_cache: bool = F
         raise SnapshotError(f"{root} is not a folder.")
     limit = settings.SNAPSHOT_MAX_BYTES if max_bytes is None else max_bytes
     # Tens of thousands of small, acyclic objects: the cyclic garbage collector
-    # would only rescan them again and again (a third of a re-capture's time).
+    # would only rescan them again and again.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _capture(root, limit, use_cache)
+        return _capture(root, limit)
     finally:
         if collecting:
             gc.enable()
 
 
-def _capture(root: Path, limit: int, use_cache: bool) -> Capture:
-    started_ns = time.time_ns()
+def _capture(root: Path, limit: int) -> Capture:
     spec, _ = ignore_spec(root)
     files = source_files(root, spec)
     total = sum(st.st_size for _, st, _ in files)
+    _check_folder_total(total, limit, [(rel, st.st_size) for rel, st, _ in files])
+    capture = Capture(total_bytes=total)
+    root_text = f"{root}/"
+    for rel, st, executable in sorted(files, key=lambda f: f[0]):
+        sha, new = blob_store_file(Path(root_text + rel), st.st_size)
+        if new:
+            capture.new_blobs += 1
+            capture.new_bytes += st.st_size
+        capture.manifest.append([rel, sha, st.st_size, executable])
+    capture.git = git_info(root)
+    return capture
+
+
+def capture_upload(
+    files: list[tuple[str, object]],
+    *,
+    git_files: dict[str, str] | None = None,
+    max_bytes: int | None = None,
+) -> Capture:
+    """Store a folder chosen in the browser as blobs and return its manifest.
+
+    `files` pairs each relative path with its UploadedFile, or with its SHA-256
+    when the page did not send a file the server stores: that blob is the
+    content of its digest, so it is neither written out nor hashed again.
+    `git_files` are the small files of its .git/ the git facts are read from.
+    """
+    limit = settings.SNAPSHOT_MAX_BYTES if max_bytes is None else max_bytes
+    chosen: dict[str, object] = {}
+    for name, source in files:
+        rel = relative_name(name)
+        if rel == ".":
+            continue
+        if "\n" in rel or "\r" in rel:
+            raise SnapshotError(
+                f"{rel!r} has a line break in its name: rename it, or add it to .amlignore."
+            )
+        chosen[rel] = source
+    texts = {name: _upload_bytes(chosen[name]) for name in IGNORE_FILES if name in chosen}
+    spec, _ = ignore_spec_from(
+        {name: text.decode(errors="replace") for name, text in texts.items()}
+    )
+    ignored = _Matcher(spec)
+    kept = [rel for rel in sorted(chosen) if not ignored.path(rel)]
+    sizes = [(rel, _upload_size(rel, chosen[rel])) for rel in kept]
+    total = sum(size for _, size in sizes)
+    _check_folder_total(total, limit, sizes)
+    capture = Capture(total_bytes=total)
+    for rel, size in sizes:
+        source = chosen[rel]
+        if isinstance(source, str):
+            sha = source
+        else:
+            sha, new = _blob_store_upload(source, size)
+            if new:
+                capture.new_blobs += 1
+                capture.new_bytes += size
+        capture.manifest.append([rel, sha, size, False])
+    capture.git = git_info_from(git_files or {})
+    return capture
+
+
+def _upload_size(rel: str, source) -> int:
+    if not isinstance(source, str):
+        return source.size
+    try:
+        return os.stat(_blob_file(source)).st_size
+    except FileNotFoundError:
+        raise SnapshotError(
+            f"{rel} was not uploaded and is not stored (did the folder change while it was "
+            "uploading?): choose the folder again."
+        ) from None
+
+
+def _upload_bytes(source) -> bytes:
+    if isinstance(source, str):
+        return blob_path(source).read_bytes()
+    return b"".join(source.chunks())
+
+
+def _blob_store_upload(upload, size: int) -> tuple[str, bool]:
+    # Django keeps a large upload in a temporary file: hashed and stored from there.
+    if hasattr(upload, "temporary_file_path"):
+        return blob_store_file(Path(upload.temporary_file_path()), size)
+    return blob_store_bytes(_upload_bytes(upload))
+
+
+def _check_folder_total(total: int, limit: int, sizes: list[tuple[str, int]]) -> None:
     if total > limit:
-        biggest = sorted(files, key=lambda f: f[1].st_size, reverse=True)[:5]
-        names = ", ".join(f"{rel} ({human_bytes(st.st_size)})" for rel, st, _ in biggest)
+        biggest = sorted(sizes, key=lambda s: s[1], reverse=True)[:5]
+        names = ", ".join(f"{rel} ({human_bytes(size)})" for rel, size in biggest)
         raise SnapshotError(
             f"The source folder holds {human_bytes(total)} to snapshot, over the limit of "
             f"{human_bytes(limit)}. The biggest files: {names}. Add data files to .amlignore "
@@ -272,46 +405,57 @@ def _capture(root: Path, limit: int, use_cache: bool) -> Capture:
             "raise SNAPSHOT_MAX_BYTES."
         )
 
-    cache_file = _cache_path(root.resolve()) if use_cache else None
-    cache: dict[str, tuple] = {}
-    if cache_file is not None and cache_file.exists():
-        try:
-            # marshal: this process's own cache under DATA_DIR, and ten times faster
-            # than JSON for a large tree, which is what keeps a re-capture cheap.
-            cache = marshal.loads(cache_file.read_bytes())  # noqa: S302
-        except (ValueError, EOFError, TypeError):
-            cache = {}
-    new_cache: dict[str, tuple] = {}
-    capture = Capture(total_bytes=total)
-    manifest = capture.manifest
-    root_text = f"{root}/"
-    hashed_bytes = 0
-    # A file changed again within the same tick of the file system clock keeps its
-    # mtime: files modified just before this capture are hashed again next time.
-    racy_after = started_ns - RACY_NS
-    for rel, st, executable in sorted(files, key=lambda f: f[0]):
-        key = (st.st_size, st.st_mtime_ns, st.st_ino) if st.st_mtime_ns < racy_after else None
-        hit = cache.get(rel)
-        if key is not None and hit is not None and hit[0] == key:
-            sha = hit[1]
-        else:
-            sha, new = blob_store_file(Path(root_text + rel), st.st_size)
-            hashed_bytes += st.st_size
-            if new:
-                capture.new_blobs += 1
-                capture.new_bytes += st.st_size
-        new_cache[rel] = (key, sha)
-        manifest.append([rel, sha, st.st_size, executable])
-    # Rewriting the cache costs about as much as hashing a megabyte again: after a small
-    # change, the next capture hashes those few files again instead.
-    stale = hashed_bytes > CACHE_REWRITE_BYTES or len(new_cache) != len(cache)
-    if cache_file is not None and stale and new_cache != cache:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(".part")
-        tmp.write_bytes(marshal.dumps(new_cache))
-        os.replace(tmp, cache_file)
-    capture.git = git_info(root)
-    return capture
+
+# The files of .git/ the submit page sends for the run's git facts (never its objects).
+GIT_FILES = re.compile(r"HEAD|config|packed-refs|refs/heads/[^\s]{1,255}")
+COMMIT = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+def git_info_from(files: dict[str, str]) -> dict:
+    """Repository, branch and commit from a checkout's .git/HEAD, config and refs.
+
+    A folder chosen in the browser arrives without git's object database, so
+    whether the tree has uncommitted changes is not known.
+    """
+    head = files.get("HEAD", "").strip()
+    branch, commit = "HEAD", head
+    if head.startswith("ref: "):
+        ref = head.removeprefix("ref: ").strip()
+        branch = ref.removeprefix("refs/heads/")
+        commit = files.get(ref, "").strip() or _packed_ref(files.get("packed-refs", ""), ref)
+    if not COMMIT.fullmatch(commit):
+        return {}
+    return {
+        "repository": _origin_url(files.get("config", "")),
+        "branch": branch,
+        "commit": commit,
+    }
+
+
+def _packed_ref(packed: str, ref: str) -> str:
+    for line in packed.splitlines():
+        sha, _, name = line.partition(" ")
+        if name.strip() == ref:
+            return sha
+    return ""
+
+
+def _origin_url(config: str) -> str:
+    section = ""
+    for line in config.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line
+        elif section == '[remote "origin"]':
+            key, _, value = line.partition("=")
+            if key.strip() == "url":
+                return repository_url(value.strip())
+    return ""
+
+
+def repository_url(url: str) -> str:
+    """A remote's URL without the user or token an https URL may carry."""
+    return re.sub(r"^(https?://)[^/@]*@", r"\1", url)
 
 
 def git_info(root: Path) -> dict:
@@ -332,7 +476,7 @@ def git_info(root: Path) -> dict:
     if not commit:
         return {}
     return {
-        "repository": git("config", "--get", "remote.origin.url"),
+        "repository": repository_url(git("config", "--get", "remote.origin.url")),
         "branch": git("rev-parse", "--abbrev-ref", "HEAD"),
         "commit": commit,
         "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
@@ -344,20 +488,24 @@ def git_info(root: Path) -> dict:
 
 def safe_relative(name: str) -> PurePosixPath:
     """A path from an upload or archive, refused if it is absolute or climbs out with `..`."""
+    return PurePosixPath(relative_name(name))
+
+
+def relative_name(name: str) -> str:
+    """safe_relative's path as text ("." for the folder itself)."""
     cleaned = name.replace("\\", "/")
-    path = PurePosixPath(cleaned)
+    parts = cleaned.split("/")
     if cleaned.startswith("/") or (len(cleaned) > 1 and cleaned[1] == ":"):
         raise SnapshotError(
             f"The archive contains the absolute path {name!r}: create the archive from "
             "inside the source folder (e.g. `tar -czf src.tar.gz -C myfolder .`)."
         )
-    if ".." in path.parts:
+    if ".." in parts:
         raise SnapshotError(
             f"The archive contains {name!r}, which points outside the source folder "
             "(`..`): such archives are refused. Create it from inside the source folder."
         )
-    parts = [p for p in path.parts if p not in ("", ".")]
-    return PurePosixPath(*parts) if parts else PurePosixPath(".")
+    return "/".join(p for p in parts if p not in ("", ".")) or "."
 
 
 def _check_total(total: int, limit: int, sizes: list[tuple[str, int]]) -> None:
@@ -482,33 +630,6 @@ def _escapes(path: PurePosixPath) -> bool:
     except SnapshotError:
         return True
     return False
-
-
-def write_uploaded_files(files: list[tuple[str, object]], dest: Path) -> None:
-    """Write a browser-chosen folder under `dest`: (relative path, UploadedFile) pairs, or
-    (relative path, sha256) for a file the browser did not send because it is stored."""
-    for name, upload in files:
-        rel = safe_relative(name)
-        if str(rel) == ".":
-            continue
-        target = dest / rel
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(upload, str):
-            stored = blob_path(upload)
-            if not stored.exists():
-                raise SnapshotError(
-                    f"{name} was not uploaded and is not stored (did the folder change while "
-                    "it was uploading?): choose the folder again."
-                )
-            try:
-                os.link(stored, target)
-            except OSError:
-                # Another file system (or no hard links there): a copy does as well.
-                shutil.copyfile(stored, target)
-            continue
-        with open(target, "wb") as out:
-            for chunk in upload.chunks():  # type: ignore[attr-defined]
-                out.write(chunk)
 
 
 def strip_common_folder(paths: list[str]) -> list[str]:

@@ -2,18 +2,20 @@ import json
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from runs import charts, selectors, services, snapshots
-from runs.forms import SHA256, EnvironmentForm, ExperimentForm, RunSubmitForm
+from runs.forms import EnvironmentForm, ExperimentForm, RunSubmitForm
 from runs.models import RunFile, RunStatus
 from studio.access import workspace_view
 
 RUNS_PER_PAGE = 25
+SNAPSHOT_FILES_PER_PAGE = 200
 
 
 def _run_table(request, *, experiment=None):
@@ -92,15 +94,13 @@ def run_list(request):
 
 @workspace_view()
 def run_submit(request):
-    initial = {"experiment": request.GET.get("experiment", ""), "target": "local"}
-    minimal = next(
-        (e for e in selectors.environment_list(workspace=request.workspace) if e.kind == "curated"),
-        None,
-    )
-    if minimal is not None:
-        initial["environment"] = str(minimal.pk)
+    # Target, environment and node count start empty: a runconfig file fills them, and
+    # only then the service's defaults.
     form = RunSubmitForm(
-        request.POST or None, request.FILES or None, workspace=request.workspace, initial=initial
+        request.POST or None,
+        request.FILES or None,
+        workspace=request.workspace,
+        initial={"experiment": request.GET.get("experiment", "")},
     )
     if request.method == "POST" and form.is_valid():
         try:
@@ -110,6 +110,7 @@ def run_submit(request):
                 request=form.submit_request(),
                 files=form.folder_files(),
                 archive=form.cleaned_data.get("source_archive"),
+                git_files=form.cleaned_data["source_git"],
             )
         except services.FieldError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
@@ -152,7 +153,7 @@ def snapshot_plan(request):
         return JsonResponse({"ignored": [p for p in paths if spec.match_file(p)]})
     hashes = body.get("sha256") if isinstance(body, dict) else None
     if not isinstance(hashes, list) or not all(
-        isinstance(h, str) and SHA256.fullmatch(h) for h in hashes
+        isinstance(h, str) and snapshots.SHA256.fullmatch(h) for h in hashes
     ):
         return JsonResponse(
             {"error": 'Send {"paths": [...], "ignore": {...}} or {"sha256": [...]}.'}, status=400
@@ -179,7 +180,10 @@ def run_detail(request, run_id: int):
         # A pipeline's parent run is shown as the pipeline: its graph of steps.
         return redirect("pipeline_detail", request.workspace.slug, run.pk)
     context = _run_context(request, run)
-    context["snapshot_files"] = selectors.snapshot_entries(run.snapshot)[:200]
+    entries = selectors.snapshot_entries(run.snapshot)
+    context["snapshot_page"] = Paginator(entries, SNAPSHOT_FILES_PER_PAGE).get_page(
+        request.GET.get("files")
+    )
     return render(request, "runs/run_detail.html", context)
 
 
@@ -220,6 +224,23 @@ def run_snapshot_file(request, run_id: int, path: str):
     if entry is None:
         raise Http404("The run's snapshot has no such file")
     return _blob_response(entry["sha256"], path)
+
+
+@workspace_view()
+def run_snapshot_zip(request, run_id: int):
+    run = selectors.run_get(workspace=request.workspace, run_id=run_id)
+    if run.snapshot is None:
+        raise Http404("This run has no snapshot")
+    manifest = run.snapshot.manifest
+    if not all(snapshots.blob_exists(sha) for _, sha, _, _ in manifest):
+        raise Http404("Some of the snapshot's files are no longer stored")
+    date_time = timezone.localtime(run.snapshot.created_at).timetuple()[:6]
+    response = StreamingHttpResponse(
+        snapshots.zip_chunks(manifest, date_time), content_type="application/zip"
+    )
+    name = f"{run.experiment.name}-{run.number}-snapshot.zip"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
 
 
 def _blob_response(sha: str, path: str) -> FileResponse:

@@ -5,7 +5,7 @@ detached process group, the log files the monitor streams, cancel and collect.
 run.sh runs `$PYTHON $ENTRY "$@"`; here that becomes
 `sh ctl/spark-submit.sh MASTER PYTHON ENTRY ARGS...`, which execs
 `spark-submit --master MASTER ENTRY ARGS...` in the head node's login environment.
-Cancel also stops the PySpark workers, which leave the run's process group.
+PySpark's workers leave the run's process group; cancel finds them by the run's mark.
 """
 
 from __future__ import annotations
@@ -36,13 +36,6 @@ class HdInsightBackend(VmBackend):
             "PYTHON=sh\n"
             f"ENTRY={shlex.quote(f'{run_dir}/ctl/{SUBMIT_SCRIPT}')}\n"
         )
-
-    def cancel(self, handle: dict, grace_seconds: int) -> int:
-        left = super().cancel(handle, grace_seconds)
-        out = self.run_script(
-            "spark-cancel.sh", [handle["run_dir"], str(grace_seconds)], timeout=grace_seconds + 60
-        )
-        return left + int(out.decode().split()[-1])
 
     def check(self) -> dict:
         facts = super().check()

@@ -1,6 +1,7 @@
 """Submitting a folder through the form in Chromium, against `manage.py up` (worker, monitor)."""
 
 import re
+import subprocess
 
 import pytest
 from playwright.sync_api import expect
@@ -100,3 +101,38 @@ def test_a_second_submit_of_the_same_folder_uploads_only_the_changed_file(
     snapshot = page.get_by_role("region", name="Snapshot")
     expect(snapshot.get_by_role("link", name="lib/data.py")).to_be_visible()
     expect(snapshot.get_by_role("link", name="big/table.csv")).to_have_count(0)
+
+
+def test_a_git_checkout_chosen_in_the_page_records_its_repository_branch_and_commit(
+    page, live_stack, tmp_path
+):
+    source = write_tree(tmp_path / "repo", {"train.py": "print('from git')\n"})
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-C", str(source), *args], check=True, capture_output=True, text=True
+        )
+        return done.stdout.strip()
+
+    git("init", "-b", "experiment-1")
+    git("remote", "add", "origin", "https://bot:s3cr3t-pat@example.com/team/vision.git")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-m", "first")
+    commit = git("rev-parse", "HEAD")
+    login(page, live_stack, "carol")
+    page.get_by_role("link", name="Runs", exact=True).click()
+    page.get_by_role("link", name="Submit a run").click()
+    # Target and environment left as they are: local and the minimal environment.
+    page.get_by_label("Experiment").fill("git-e2e")
+    page.get_by_label("Source folder").set_input_files(source)
+    expect(page.get_by_text("only those are uploaded")).to_be_visible()
+    page.get_by_role("button", name="Submit run").click()
+
+    expect(page.get_by_role("heading", level=1)).to_have_text("git-e2e #1")
+    snapshot = page.get_by_role("region", name="Snapshot")
+    expect(snapshot).to_contain_text(
+        f"git https://example.com/team/vision.git experiment-1 {commit[:10]}"
+    )
+    expect(snapshot).not_to_contain_text("s3cr3t-pat")
+    expect(snapshot.get_by_role("link", name="train.py")).to_be_visible()
+    expect(page.get_by_text("Run git-e2e #1 submitted to local.")).to_be_visible()

@@ -1,5 +1,8 @@
 """Runs on the local target: real detached processes, the real run monitor."""
 
+import subprocess
+import uuid
+
 import pytest
 from django.conf import settings
 from django.urls import reverse
@@ -16,6 +19,7 @@ from tests.integration.runs_support import (
     wait_for,
     write_tree,
 )
+from tests.integration.test_runs_vm import STUBBORN
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -95,20 +99,51 @@ def test_a_failing_script_shows_its_exit_code_and_stderr_tail(tmp_path, workspac
     assert 'hx-trigger="every 2s"' not in text
 
 
-def test_max_run_duration_stops_the_run(tmp_path, workspace, alice, local, settings):
-    settings.RUN_CANCEL_GRACE_SECONDS = 1
-    source = write_tree(
-        tmp_path / "src", {"train.py": "import time\nprint('long', flush=True)\ntime.sleep(120)\n"}
+def processes_with(marker: str) -> list[str]:
+    ps = subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True, text=True, check=True)
+    return [line for line in ps.stdout.splitlines() if marker in line]
+
+
+def start_stubborn_run(tmp_path, *, workspace, alice, local, **options):
+    marker = f"ty-cancel-{uuid.uuid4().hex[:12]}"
+    source = write_tree(tmp_path / "src", {"train.py": STUBBORN})
+    run = submit(
+        workspace=workspace, user=alice, target=local, source=source, arguments=[marker], **options
     )
+    wait_for(run, [RunStatus.RUNNING])
+    while b"children started" not in logstore.read(run.pk, "stdout")[0]:
+        run.refresh_from_db()
+        assert run.status == RunStatus.RUNNING, run.error
+    return run, marker
+
+
+def test_cancel_leaves_no_process_of_the_run_even_one_in_its_own_session(
+    tmp_path, workspace, alice, local, settings
+):
+    settings.RUN_CANCEL_GRACE_SECONDS = 2
     with running_monitor():
-        run = submit(
-            workspace=workspace, user=alice, target=local, source=source, max_duration_seconds=1
+        run, marker = start_stubborn_run(tmp_path, workspace=workspace, alice=alice, local=local)
+        assert len(processes_with(marker)) == 5
+        assert services.run_cancel(run=run, user=alice)
+        run = wait_final(run)
+    assert run.status == RunStatus.CANCELED
+    assert processes_with(marker) == []
+
+
+def test_max_run_duration_stops_the_run_and_every_process_of_it(
+    tmp_path, workspace, alice, local, settings
+):
+    settings.RUN_CANCEL_GRACE_SECONDS = 1
+    with running_monitor():
+        run, marker = start_stubborn_run(
+            tmp_path, workspace=workspace, alice=alice, local=local, max_duration_seconds=3
         )
         run = wait_final(run, timeout=60)
     assert run.status == RunStatus.CANCELED
-    assert run.cancel_reason == "Stopped after the maximum run duration of 1 s"
+    assert run.cancel_reason == "Stopped after the maximum run duration of 3 s"
     assert run.events.filter(status=RunStatus.CANCEL_REQUESTED).exists()
-    assert b"long" in logstore.read(run.pk, "stdout")[0]
+    assert b"children started" in logstore.read(run.pk, "stdout")[0]
+    assert processes_with(marker) == []
 
 
 def test_a_system_managed_environment_is_built_once_and_reused(tmp_path, workspace, alice, local):

@@ -29,6 +29,8 @@ child = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); tim
 for _ in range(2):
     subprocess.Popen([sys.executable, "-c", child, marker])
 subprocess.Popen(["sh", "-c", f"sleep 600; echo {marker}"])
+# Leaves the run's process group: only the run's mark still finds it.
+subprocess.Popen([sys.executable, "-c", child, marker], start_new_session=True)
 print("children started", flush=True)
 time.sleep(600)
 """
@@ -124,7 +126,7 @@ def test_cancel_leaves_no_process_of_the_run_on_the_vm(tmp_path, workspace, alic
         while b"children started" not in logstore.read(run.pk, "stdout")[0]:
             run.refresh_from_db()
             assert run.status == RunStatus.RUNNING, run.error
-        assert int(on_target(vm, f"ps -eo args | grep -c [{marker[0]}]{marker[1:]}")) == 4
+        assert int(on_target(vm, f"ps -eo args | grep -c [{marker[0]}]{marker[1:]}")) == 5
         assert services.run_cancel(run=run, user=alice)
         run = wait_final(run)
     assert run.status == RunStatus.CANCELED

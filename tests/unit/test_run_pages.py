@@ -5,12 +5,16 @@ transaction); tests/integration runs them for real.
 """
 
 import io
+import json
 import tarfile
+import zipfile
+from html.parser import HTMLParser
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
+from compute.models import ComputeKind, ComputeTarget
 from runs import services
 from runs.models import Environment, Experiment, Metric, Run, RunFile, RunStatus
 from runs.snapshots import blob_store_bytes
@@ -51,6 +55,7 @@ def pages(workspace, run):
         reverse("run_status", args=[slug, run.pk]),
         reverse("run_file", args=[slug, run.pk, "outputs/model.bin"]),
         reverse("run_snapshot_file", args=[slug, run.pk, "lib/util.py"]),
+        reverse("run_snapshot_zip", args=[slug, run.pk]),
         reverse("environment_list", args=[slug]),
         reverse("environment_create", args=[slug]),
     ]
@@ -86,6 +91,54 @@ def test_downloads_return_the_stored_bytes(workspace, run, as_bob):
     assert b"".join(as_bob.get(source_url).streaming_content) == b"X = 1\n"
     missing = reverse("run_file", args=[workspace.slug, run.pk, "outputs/none"])
     assert as_bob.get(missing).status_code == 404
+
+
+@pytest.fixture
+def big_run(workspace, alice, tmp_path):
+    files = {f"data/part-{i:03}.txt": f"row {i}\n" for i in range(249)} | {"train.py": "print(1)\n"}
+    source = write_tree(tmp_path / "big", files)
+    (source / "train.py").chmod(0o755)
+    snapshot, _ = services.snapshot_create(workspace=workspace, root=source)
+    return services.run_submit(
+        workspace=workspace,
+        user=alice,
+        experiment=services.experiment_create(workspace=workspace, name="big", user=alice),
+        target=workspace.compute_targets.get(name="local"),
+        snapshot=snapshot,
+        entry_script="train.py",
+        environment=minimal_environment(),
+    )
+
+
+def test_the_run_page_pages_through_a_big_snapshot(workspace, big_run, as_bob):
+    url = reverse("run_detail", args=[workspace.slug, big_run.pk])
+    first = as_bob.get(url).content.decode()
+    assert "Page 1 of 2 · 250 files" in first
+    assert "data/part-000.txt" in first and "data/part-230.txt" not in first
+    second = as_bob.get(url, {"files": 2}).content.decode()
+    assert "Page 2 of 2 · 250 files" in second
+    assert "data/part-230.txt" in second and "train.py</a>" in second
+    assert "data/part-000.txt" not in second
+
+
+def test_the_snapshot_zip_holds_every_file_with_its_bytes(workspace, big_run, as_bob):
+    response = as_bob.get(reverse("run_snapshot_zip", args=[workspace.slug, big_run.pk]))
+    assert response["Content-Disposition"] == 'attachment; filename="big-1-snapshot.zip"'
+    with zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content))) as archive:
+        assert archive.testzip() is None
+        contents = {name: archive.read(name) for name in archive.namelist()}
+        mode = archive.getinfo("train.py").external_attr >> 16
+    assert len(contents) == 250
+    assert contents["train.py"] == b"print(1)\n"
+    assert contents["data/part-123.txt"] == b"row 123\n"
+    assert mode & 0o111
+
+
+def test_the_run_page_offers_the_snapshot_zip(workspace, run, as_bob):
+    page = as_bob.get(reverse("run_detail", args=[workspace.slug, run.pk])).content.decode()
+    assert reverse("run_snapshot_zip", args=[workspace.slug, run.pk]) in page
+    assert "Download snapshot (.zip)" in page
+    assert "Page 1 of" not in page
 
 
 def test_cancel_needs_a_contributor(workspace, run, as_bob, as_charlie, as_carol):
@@ -180,6 +233,63 @@ def test_submit_refuses_a_path_traversal_archive(workspace, as_carol):
     assert not Run.objects.exists()
 
 
+def test_the_git_facts_the_page_sends_are_recorded_without_credentials(workspace, as_carol):
+    commit = "c0ffee" + "1" * 34
+    git = {
+        "HEAD": "ref: refs/heads/main\n",
+        "config": '[remote "origin"]\n\turl = https://bot:s3cr3t-pat@example.com/team/repo.git\n',
+        "refs/heads/main": commit + "\n",
+    }
+    data = submit_data(source_paths="p/train.py", source_git=json.dumps(git))
+    data["source_folder"] = folder(("p/train.py", b"print('git')\n"))
+    response = as_carol.post(reverse("run_submit", args=[workspace.slug]), data)
+    assert response.status_code == 302, response.content.decode()
+    run = Run.objects.get()
+    assert run.git == {
+        "repository": "https://example.com/team/repo.git",
+        "branch": "main",
+        "commit": commit,
+    }
+    page = as_carol.get(response["Location"]).content.decode()
+    assert "git https://example.com/team/repo.git main <code>c0ffee1111</code>" in page
+    assert "s3cr3t-pat" not in page
+
+
+def test_the_same_tree_from_two_commits_keeps_each_runs_git_facts(workspace, as_carol):
+    url = reverse("run_submit", args=[workspace.slug])
+    commits = ["a" * 40, "b" * 40]
+    for commit in commits:
+        git = {"HEAD": "ref: refs/heads/main\n", "refs/heads/main": commit}
+        data = submit_data(source_paths="p/train.py", source_git=json.dumps(git))
+        data["source_folder"] = folder(("p/train.py", b"print('same tree')\n"))
+        assert as_carol.post(url, data).status_code == 302
+    first, second = Run.objects.order_by("number")
+    assert first.snapshot == second.snapshot
+    assert [first.git["commit"], second.git["commit"]] == commits
+    page = as_carol.get(reverse("run_detail", args=[workspace.slug, first.pk])).content.decode()
+    assert "<code>aaaaaaaaaa</code>" in page
+
+
+def test_malformed_git_facts_ask_to_choose_the_folder_again(workspace, as_carol):
+    data = submit_data(source_paths="p/train.py", source_git='{"objects/ab/cd": "x"}')
+    data["source_folder"] = folder(("p/train.py", b"print(1)\n"))
+    page = as_carol.post(reverse("run_submit", args=[workspace.slug]), data).content.decode()
+    assert "malformed git facts: reload the page and choose the folder again" in page
+    assert not Run.objects.exists()
+
+
+def test_submit_with_both_a_folder_and_an_archive_asks_for_one(workspace, as_carol):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("train.py", "print(2)\n")
+    data = submit_data(source_paths="p/train.py")
+    data["source_folder"] = folder(("p/train.py", b"print(1)\n"))
+    data["source_archive"] = SimpleUploadedFile("src.zip", buffer.getvalue())
+    page = as_carol.post(reverse("run_submit", args=[workspace.slug]), data).content.decode()
+    assert "Choose the source folder or upload it as an archive, not both." in page
+    assert not Run.objects.exists()
+
+
 def test_submit_refuses_an_oversize_folder(workspace, as_carol, settings):
     settings.SNAPSHOT_MAX_BYTES = 1000
     data = submit_data(source_paths="p/train.py\np/data.bin")
@@ -221,6 +331,117 @@ def test_a_runconfig_fills_the_fields_left_empty(workspace, as_carol):
     assert run.max_duration_seconds == 600
     assert run.environment.kind == "user"
     assert run.environment.interpreter_path == "/usr/bin/python3"
+
+
+class UntouchedForm(HTMLParser):
+    """What a browser sends for a form nobody edited: each field's pre-filled value."""
+
+    def __init__(self):
+        super().__init__()
+        self.values: dict[str, str] = {}
+        self.select = ""
+        self.textarea = ""
+
+    def handle_starttag(self, tag, attrs):
+        attr = dict(attrs)
+        name = attr.get("name") or ""
+        if tag == "input" and attr.get("type") not in ("file", "checkbox", "radio", "submit"):
+            self.values[name] = attr.get("value") or ""
+        elif tag == "select":
+            self.select = name
+        elif tag == "option" and self.select:
+            # The first option counts until one says it is selected.
+            if self.select not in self.values or "selected" in attr:
+                self.values[self.select] = attr.get("value") or ""
+        elif tag == "textarea":
+            self.textarea = name
+            self.values[name] = ""
+
+    def handle_endtag(self, tag):
+        if tag == "select":
+            self.select = ""
+        elif tag == "textarea":
+            self.textarea = ""
+
+    def handle_data(self, data):
+        if self.textarea:
+            self.values[self.textarea] += data.removeprefix("\n")
+
+
+def untouched_submit_form(client, workspace) -> dict[str, str]:
+    parser = UntouchedForm()
+    parser.feed(client.get(reverse("run_submit", args=[workspace.slug])).content.decode())
+    parser.values.pop("csrfmiddlewaretoken", None)
+    return parser.values
+
+
+CLUSTER_RUNCONFIG = b"""\
+script: train.py
+target: gpu-cluster
+nodeCount: 2
+environment:
+  name: torch-env
+  python:
+    interpreterPath: /opt/torch/bin/python
+    userManagedDependencies: true
+"""
+
+
+@pytest.fixture
+def gpu_cluster(workspace):
+    return ComputeTarget.objects.create(
+        workspace=workspace, name="gpu-cluster", kind=ComputeKind.CLUSTER, config={"max_nodes": 2}
+    )
+
+
+def test_a_runconfig_sets_target_environment_and_nodes_of_an_untouched_form(
+    workspace, gpu_cluster, as_carol
+):
+    data = untouched_submit_form(as_carol, workspace)
+    data |= {"experiment": "mnist", "source_paths": "p/train.py"}
+    data["source_folder"] = folder(("p/train.py", b"print(1)"))
+    data["runconfig"] = SimpleUploadedFile("gpu-cluster.runconfig", CLUSTER_RUNCONFIG)
+    response = as_carol.post(reverse("run_submit", args=[workspace.slug]), data)
+    assert response.status_code == 302, response.content.decode()
+    run = Run.objects.get()
+    assert (run.target_name, run.node_count) == ("gpu-cluster", 2)
+    assert (run.environment.name, run.environment.interpreter_path) == (
+        "torch-env",
+        "/opt/torch/bin/python",
+    )
+
+
+def test_what_the_user_picks_in_the_form_wins_over_the_runconfig(workspace, gpu_cluster, as_carol):
+    data = untouched_submit_form(as_carol, workspace)
+    data |= {
+        "experiment": "mnist",
+        "source_paths": "p/train.py",
+        "target": "local",
+        "environment": str(minimal_environment().pk),
+        "node_count": "1",
+    }
+    data["source_folder"] = folder(("p/train.py", b"print(1)"))
+    data["runconfig"] = SimpleUploadedFile("gpu-cluster.runconfig", CLUSTER_RUNCONFIG)
+    response = as_carol.post(reverse("run_submit", args=[workspace.slug]), data)
+    assert response.status_code == 302, response.content.decode()
+    run = Run.objects.get()
+    assert (run.target_name, run.node_count) == ("local", 1)
+    assert run.environment == minimal_environment()
+
+
+def test_an_untouched_form_without_a_runconfig_runs_locally_in_the_minimal_environment(
+    workspace, as_carol
+):
+    page = as_carol.get(reverse("run_submit", args=[workspace.slug])).content.decode()
+    assert "Left empty: the runconfig's, else local." in page
+    data = untouched_submit_form(as_carol, workspace)
+    data |= {"experiment": "mnist", "entry_script": "train.py", "source_paths": "p/train.py"}
+    data["source_folder"] = folder(("p/train.py", b"print(1)"))
+    response = as_carol.post(reverse("run_submit", args=[workspace.slug]), data)
+    assert response.status_code == 302, response.content.decode()
+    run = Run.objects.get()
+    assert (run.target_name, run.node_count) == ("local", 1)
+    assert run.environment == minimal_environment()
 
 
 def test_a_bad_runconfig_is_explained(workspace, as_carol):

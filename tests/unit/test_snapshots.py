@@ -6,6 +6,7 @@ import tarfile
 import zipfile
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
 from runs import snapshots
 from runs.snapshots import SnapshotError, capture_dir, extract_archive
@@ -39,26 +40,13 @@ def test_gitignore_applies_without_amlignore(tmp_path):
 
 def test_a_second_capture_stores_only_the_changed_file(tmp_path):
     root = write_tree(tmp_path / "src", {f"f{i}.py": f"# file {i} {tmp_path}" for i in range(5)})
-    first = capture_dir(root, use_cache=True)
+    first = capture_dir(root)
     assert first.new_blobs == 5
     (root / "f3.py").write_text("# changed")
-    second = capture_dir(root, use_cache=True)
+    second = capture_dir(root)
     assert second.new_blobs == 1
     assert second.manifest_bytes != first.manifest_bytes
-    assert capture_dir(root, use_cache=True).manifest_bytes == second.manifest_bytes
-
-
-def test_every_change_of_a_file_is_seen_though_a_small_change_keeps_the_stat_cache(tmp_path):
-    root = write_tree(tmp_path / "src", {"a.py": "1", "sub/b.py": "2", "data/c.bin": "3"})
-    capture_dir(root, use_cache=True)
-    manifests = set()
-    for version in range(3):
-        (root / "sub/b.py").write_text(f"version {version}")
-        capture = capture_dir(root, use_cache=True)
-        [digest] = [sha for path, sha, _, _ in capture.manifest if path == "sub/b.py"]
-        assert snapshots.blob_path(digest).read_text() == f"version {version}"
-        manifests.add(capture.manifest_bytes)
-    assert len(manifests) == 3
+    assert capture_dir(root).manifest_bytes == second.manifest_bytes
 
 
 def test_folder_rules_leave_out_folders_and_file_rules_files(tmp_path):
@@ -176,3 +164,70 @@ def test_blobs_are_content_addressed(tmp_path):
     assert new
     assert snapshots.blob_store_bytes(b"same bytes " + str(tmp_path).encode()) == (sha, False)
     assert snapshots.blob_path(sha).name == sha
+
+
+def test_a_folder_from_the_browser_keeps_its_ignore_rules_and_reuses_stored_files(settings):
+    stored = f"stored {settings.BLOB_DIR}\n".encode() * 50
+    digest, _ = snapshots.blob_store_bytes(stored)
+    capture = snapshots.capture_upload(
+        [
+            (".amlignore", SimpleUploadedFile(".amlignore", b"data/\n*.log\n")),
+            ("train.py", SimpleUploadedFile("train.py", b"print(1)\n")),
+            ("lib/table.csv", digest),
+            ("data/big.bin", SimpleUploadedFile("big.bin", b"\0" * 100)),
+            ("run.log", SimpleUploadedFile("run.log", b"old output")),
+            (".git/HEAD", SimpleUploadedFile("HEAD", b"ref: refs/heads/main\n")),
+        ]
+    )
+    assert [(path, size) for path, _, size, _ in capture.manifest] == [
+        (".amlignore", 12),
+        ("lib/table.csv", len(stored)),
+        ("train.py", 9),
+    ]
+    assert dict((path, sha) for path, sha, _, _ in capture.manifest)["lib/table.csv"] == digest
+    assert capture.total_bytes == 12 + len(stored) + 9
+
+
+def test_a_folder_from_the_browser_over_the_limit_names_its_biggest_files():
+    with pytest.raises(SnapshotError, match=r"over the limit of 100 B.*big\.bin \(200 B\)"):
+        snapshots.capture_upload(
+            [
+                ("train.py", SimpleUploadedFile("train.py", b"print(1)\n")),
+                ("big.bin", SimpleUploadedFile("big.bin", b"\0" * 200)),
+            ],
+            max_bytes=100,
+        )
+
+
+COMMIT = "3f2a" + "0" * 36
+CONFIG = """\
+[core]
+\trepositoryformatversion = 0
+[remote "upstream"]
+\turl = https://example.com/other/repo.git
+[remote "origin"]
+\turl = https://alice:ghp_secret@example.com/team/repo.git
+\tfetch = +refs/heads/*:refs/remotes/origin/*
+"""
+
+
+def test_git_facts_of_a_browser_folder_come_from_its_head_config_and_refs():
+    loose = {"HEAD": "ref: refs/heads/main\n", "config": CONFIG, "refs/heads/main": COMMIT + "\n"}
+    assert snapshots.git_info_from(loose) == {
+        "repository": "https://example.com/team/repo.git",
+        "branch": "main",
+        "commit": COMMIT,
+    }
+    packed = {
+        "HEAD": "ref: refs/heads/feature/x\n",
+        "packed-refs": f"# pack-refs with: peeled\n{'1' * 40} refs/heads/main\n"
+        f"{COMMIT} refs/heads/feature/x\n",
+    }
+    assert snapshots.git_info_from(packed) == {
+        "repository": "",
+        "branch": "feature/x",
+        "commit": COMMIT,
+    }
+    assert snapshots.git_info_from({"HEAD": COMMIT + "\n"})["branch"] == "HEAD"
+    assert snapshots.git_info_from({"HEAD": "ref: refs/heads/gone\n"}) == {}
+    assert snapshots.git_info_from({}) == {}

@@ -2,6 +2,9 @@
 # and print the process group id once the run has recorded it.
 run_dir=$1
 ctl=$run_dir/ctl
+# Every process of the run inherits the mark, also those that leave its process
+# group: cancel.sh finds them by it. The run directory is named after the run.
+export TRAINYARD_RUN_MARK="${run_dir##*/}"
 # What an earlier run with this id left here (an earlier attempt, or another
 # Trainyard whose run ids overlap on this target) must not pass for this run's
 # state, output or files.
