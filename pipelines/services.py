@@ -52,7 +52,6 @@ from runs.models import (
 log = logging.getLogger(__name__)
 
 MAX_DEFINITION_BYTES = 256 * 1024
-MINIMAL_ENVIRONMENT = "trainyard-minimal-python"
 
 
 class PipelineError(Exception):
@@ -331,7 +330,7 @@ def _check_cluster_or_pool(target: ComputeTarget, step: StepSpec, where: str) ->
 
 
 def _environment(workspace, step: StepSpec, where: str) -> Environment:
-    name = step.environment or MINIMAL_ENVIRONMENT
+    name = step.environment or run_services.DEFAULT_ENVIRONMENT
     base, _, version = name.partition(":")
     envs = Environment.objects.filter(
         Q(workspace=workspace) | Q(workspace__isnull=True), name=base

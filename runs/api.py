@@ -181,8 +181,6 @@ def runs_submit(
         )
         if runconfig is not None:
             submit.apply_runconfig(parse_runconfig(runconfig.read().decode(errors="replace")))
-        if submit.environment is None and submit.environment_spec is None:
-            submit.environment = environment_named(ws, "trainyard-minimal-python")
         run = services.run_submit_upload(
             workspace=ws, user=request.user, request=submit, archive=snapshot
         )
