@@ -74,6 +74,10 @@ class LiveStack:
             self.process.wait(timeout=timeout)
         return self.process.returncode
 
+    def start_again(self) -> None:
+        """Start Trainyard once more, after `stop`, on the same data, database and port."""
+        self.process = start_stack(self.data_dir, seed=False, port=self.port).process
+
 
 def stack_env(data_dir: Path, port: int) -> dict:
     env = dict(os.environ)
@@ -87,8 +91,8 @@ def stack_env(data_dir: Path, port: int) -> dict:
     return env
 
 
-def start_stack(data_dir: Path, seed: bool = True) -> LiveStack:
-    port = free_port()
+def start_stack(data_dir: Path, seed: bool = True, port: int | None = None) -> LiveStack:
+    port = port or free_port()
     env = stack_env(data_dir, port)
     slug = ""
     if seed:
