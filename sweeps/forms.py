@@ -21,28 +21,21 @@ class SweepSubmitForm(RunSubmitForm):
     """The run form's source folder, script, target and environment, and the hdconfig file."""
 
     hyperdrive_config = forms.FileField(label="HyperDrive config file", help_text=HYPERDRIVE_HELP)
-    # Each child runs on one node with the framework its target takes.
-    framework = None
-    node_count = None
-    max_duration_seconds = None
-    metric_patterns = None
-    runconfig = None
-    source_hashes = None
-
-    field_order = [
-        "hyperdrive_config",
-        "experiment",
-        "target",
-        "source_folder",
-        "source_archive",
-        "entry_script",
-        "arguments",
-        "environment",
-        "tags",
-    ]
+    # Each child runs on one node with the framework its target takes; the page sends the
+    # whole folder.
+    LEFT_OUT = (
+        "framework",
+        "node_count",
+        "max_duration_seconds",
+        "metric_patterns",
+        "runconfig",
+        "source_hashes",
+    )
 
     def __init__(self, *args, workspace, **kwargs):
         super().__init__(*args, workspace=workspace, **kwargs)
+        for name in self.LEFT_OUT:
+            del self.fields[name]
         self.fields["target"].choices = [("", "—")] + [
             (t.name, f"{t.name} ({t.get_kind_display()})")
             for t in selectors.runnable_targets(workspace=workspace)

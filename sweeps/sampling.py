@@ -79,7 +79,8 @@ def _bayesian(spec: SweepSpec, *, index: int, seed: int, trials: list[Trial]) ->
     distributions = {p.name: _distribution(p) for p in spec.parameters}
     # Seeded per child: a sampler made anew with one seed would draw its start-up points alike.
     sampler = optuna.samplers.TPESampler(seed=seed + index, constant_liar=True)
-    study = optuna.create_study(direction=spec.primary_metric_goal, sampler=sampler)
+    direction = optuna.study.StudyDirection[spec.primary_metric_goal.upper()]
+    study = optuna.create_study(direction=direction, sampler=sampler)
     for trial in trials:
         params = {
             name: _within(distributions[name], value)

@@ -283,8 +283,8 @@ def _trials(spec: SweepSpec, children: list[SweepChild], series: dict) -> list[T
         return []
     trials = []
     for child in children:
-        values = series.get(child.run_id)
-        completed = child.run.status == RunStatus.COMPLETED and values
+        values = series.get(child.run_id, [])
+        completed = child.run.status == RunStatus.COMPLETED and bool(values)
         value = best_of(values, spec.primary_metric_goal) if completed else None
         trials.append(Trial(child.hyperparameters, value, child.run.is_final))
     return trials
