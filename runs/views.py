@@ -178,6 +178,9 @@ def run_detail(request, run_id: int):
     if hasattr(run, "pipeline"):
         # A pipeline's parent run is shown as the pipeline: its graph of steps.
         return redirect("pipeline_detail", request.workspace.slug, run.pk)
+    if hasattr(run, "sweep"):
+        # A sweep's parent run is shown as the sweep: its children and their metric.
+        return redirect("sweep_detail", request.workspace.slug, run.pk)
     context = _run_context(request, run)
     context["snapshot_files"] = selectors.snapshot_entries(run.snapshot)[:200]
     return render(request, "runs/run_detail.html", context)

@@ -326,3 +326,22 @@ def test_submit_from_the_form_then_readers_see_and_strangers_do_not(
         404
     )
     assert Sweep.objects.count() == 1
+
+
+def test_a_sweep_whose_children_all_fail_fails_and_each_child_links_to_it(workspace, carol, as_bob):
+    parent = sweep_submit(workspace, carol, GRID, "import sys\nsys.exit('no data here')\n")
+    with running_monitor(), advancing_sweeps():
+        parent = wait_final(parent, timeout=120)
+
+    assert [c.run.status for c in children_of(parent)] == ["Failed", "Failed"]
+    assert parent.status == "Failed"
+    assert parent.error.startswith("All 2 child run(s) failed; the first: ")
+    run_page = reverse("run_detail", args=[workspace.slug, parent.pk])
+    assert as_bob.get(run_page)["Location"] == reverse(
+        "sweep_detail", args=[workspace.slug, parent.pk]
+    )
+    child = children_of(parent)[0].run
+    words = text(as_bob.get(reverse("run_detail", args=[workspace.slug, child.pk])))
+    assert f"Sweep tuning #{parent.number} · sweep of train.py (hyperparameters --quality 0.9" in (
+        words
+    )
