@@ -90,10 +90,6 @@ class Parameter:
     expression: str
     values: tuple = ()
 
-    @property
-    def text(self) -> str:
-        return f"{self.expression}({', '.join(str(v) for v in self.values)})"
-
 
 @dataclass(frozen=True)
 class PolicySpec:

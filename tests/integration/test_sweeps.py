@@ -11,10 +11,12 @@ import re
 import textwrap
 import threading
 from contextlib import contextmanager
+from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
+from django.utils import timezone
 
 from runs.models import Run
 from runs.services import FieldError, SubmitRequest
@@ -345,3 +347,86 @@ def test_a_sweep_whose_children_all_fail_fails_and_each_child_links_to_it(worksp
     assert f"Sweep tuning #{parent.number} · sweep of train.py (hyperparameters --quality 0.9" in (
         words
     )
+
+
+def test_a_sweep_past_its_max_duration_stops_its_children_and_draws_no_more(workspace, carol):
+    definition = GRID.replace("max_concurrent_runs: 2", "max_concurrent_runs: 1") + (
+        "max_duration_minutes: 1\n"
+    )
+    parent = sweep_submit(workspace, carol, definition, STEADY)
+    with running_monitor(), advancing_sweeps():
+        from tests.integration.runs_support import wait_for
+
+        first = children_of(parent)[0]
+        wait_for(first.run, ["Running"], timeout=60)
+        # As if the sweep had started a minute ago.
+        Run.objects.filter(pk=parent.pk).update(
+            started_at=timezone.now() - timedelta(minutes=1, seconds=1)
+        )
+        parent = wait_final(parent, timeout=60)
+
+    children = children_of(parent)
+    assert len(children) == 1
+    assert children[0].run.status == "Canceled"
+    assert children[0].run.cancel_reason == "The sweep reached its max duration of 1 minute(s)"
+    assert parent.status == "Completed"
+    assert parent.events.last().message.startswith("All 1 child run(s) ended: 1 canceled")
+
+
+def test_a_bayesian_sweep_draws_each_child_after_learning_from_the_last(workspace, carol):
+    definition = (
+        RANDOM.replace("type: random", "type: bayesian")
+        .replace("max_total_runs: 4", "max_total_runs: 3")
+        .replace("max_concurrent_runs: 2", "max_concurrent_runs: 1")
+    )
+    parent = sweep_submit(workspace, carol, definition, TRAIN, arguments=["--epochs", "1"])
+    with running_monitor(), advancing_sweeps():
+        parent = wait_final(parent, timeout=180)
+
+    children = children_of(parent)
+    assert parent.status == "Completed", [c.run.error for c in children]
+    assert [c.run.status for c in children] == ["Completed"] * 3
+    # One at a time: each child was drawn after the one before had ended.
+    for before, after in zip(children, children[1:], strict=False):
+        assert before.run.ended_at <= after.run.created_at
+    for child in children:
+        assert 0.001 <= child.hyperparameters["--lr"] <= 0.1
+        assert child.run.arguments[2:] == [
+            "--lr",
+            str(child.hyperparameters["--lr"]),
+            "--units",
+            str(child.hyperparameters["--units"]),
+        ]
+
+
+def test_submit_through_the_api_and_follow_the_children(workspace, api_carol):
+    minimal_environment()
+    response = api_carol.post(
+        f"/api/v1/sweeps?workspace={workspace.slug}",
+        {
+            "hyperdrive_config": hdconfig(),
+            "snapshot": archive({"train.py": TRAIN}),
+            "experiment": "tuning",
+            "target": "local",
+            "entry_script": "train.py",
+            "arguments": "--epochs 1",
+            "tags": "team=vision",
+        },
+    )
+    assert response.status_code == 201, response.content
+    created = response.json()
+    assert (created["sampling"], created["max_total_runs"], created["target"]) == (
+        "random",
+        4,
+        "local",
+    )
+    parent = Run.objects.get(pk=created["id"])
+    with running_monitor(), advancing_sweeps():
+        wait_final(parent, timeout=180)
+    got = api_carol.get(f"/api/v1/sweeps/{parent.pk}?workspace={workspace.slug}").json()
+    assert got["status"] == "Completed"
+    assert len(got["children"]) == 4
+    assert all(c["status"] == "Completed" for c in got["children"])
+    assert all(c["arguments"][:2] == ["--epochs", "1"] for c in got["children"])
+    assert sum(c["best"] for c in got["children"]) == 1
+    assert Run.objects.get(pk=got["children"][0]["run_id"]).tags == {"team": "vision"}

@@ -217,3 +217,31 @@ def test_grid_takes_only_choice_and_bayesian_no_early_termination():
     with pytest.raises(DefinitionError) as caught:
         parse_sweep(bandit_config.format(sampling="bayesian", expression="uniform", values=[0, 1]))
     assert "policy: bayesian sampling" in str(caught.value)
+
+
+def test_the_hdconfig_of_the_az_ml_docs_is_read_as_written():
+    spec = parse_sweep(
+        """
+# hdconfig.yml
+sampling:
+    type: random # Supported options: Random, Grid, Bayesian
+    parameter_space: # specify a name|expression|values tuple for each parameter.
+    - name: --penalty # The name of a script parameter to generate values for.
+      expression: choice # supported options: choice, randint, uniform, quniform, loguniform
+      values: [0.5, 1, 1.5] # The list of values, their number depends on the expression.
+policy:
+    type: BanditPolicy # Supported options: BanditPolicy, MedianStoppingPolicy
+    evaluation_interval: 1 # Policy properties are policy specific.
+    slack_factor: 0.2
+primary_metric_name: Accuracy # The metric used when evaluating the policy
+primary_metric_goal: Maximize # Maximize|Minimize
+max_total_runs: 8 # The maximum number of runs to generate
+max_concurrent_runs: 2 # The number of runs that can run concurrently.
+max_duration_minutes: 100 # The maximum length of time to run the experiment before cancelling.
+"""
+    )
+    assert spec.sampling == "random"
+    assert spec.parameters == (Parameter("--penalty", "choice", (0.5, 1, 1.5)),)
+    assert spec.policy == PolicySpec(type="BanditPolicy", evaluation_interval=1, slack_factor=0.2)
+    assert (spec.primary_metric_name, spec.primary_metric_goal) == ("Accuracy", "maximize")
+    assert (spec.max_total_runs, spec.max_concurrent_runs, spec.max_duration_minutes) == (8, 2, 100)
