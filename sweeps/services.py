@@ -197,8 +197,7 @@ def sweep_advance(*, sweep_id: int) -> None:
             )
             _stop_children(parent, children, "The sweep failed")
             return
-    for child in children:
-        child.run.refresh_from_db(fields=["status", "error", "cancel_reason"])
+    children = list(sweep.children.select_related("run"))
     if all(c.run.is_final for c in children) and (time_up or len(children) >= spec.max_total_runs):
         _finish(sweep, spec, children)
 

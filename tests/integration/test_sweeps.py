@@ -310,6 +310,9 @@ def test_submit_from_the_form_then_readers_see_and_strangers_do_not(
     assert api_bob.get(api_url).status_code == 200
 
     submit = reverse("sweep_submit", args=[workspace.slug])
+    form = as_carol.get(submit).content.decode()
+    assert 'name="hyperdrive_config"' in form and 'name="node_count"' not in form
+    assert "primary_metric_goal: maximize" in form
     assert as_bob.post(submit, {"hyperdrive_config": hdconfig()}).status_code == 403
     assert as_charlie.post(submit, {"hyperdrive_config": hdconfig()}).status_code == 404
     assert as_bob.post(reverse("sweep_cancel", args=[workspace.slug, parent.pk])).status_code == (
