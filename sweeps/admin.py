@@ -7,6 +7,7 @@ from sweeps.models import Sweep, SweepChild
 class SweepAdmin(admin.ModelAdmin):
     list_display = ["__str__", "run", "run__status", "run__workspace", "run__created_at"]
     list_filter = ["run__status", "run__workspace"]
+    search_fields = ["run__display_name", "run__experiment__name"]
     raw_id_fields = ["run"]
     list_select_related = ["run__experiment", "run__workspace"]
 
@@ -15,5 +16,6 @@ class SweepAdmin(admin.ModelAdmin):
 class SweepChildAdmin(admin.ModelAdmin):
     list_display = ["__str__", "run", "run__status", "hyperparameters"]
     list_filter = ["run__status", "sweep__run__workspace"]
+    search_fields = ["run__display_name"]
     raw_id_fields = ["sweep", "run"]
     list_select_related = ["sweep", "run"]
