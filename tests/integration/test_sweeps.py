@@ -300,6 +300,9 @@ def test_submit_from_the_form_then_readers_see_and_strangers_do_not(
     assert 'hx-trigger="every 2s"' in page.content.decode()
     assert "Cancel sweep" not in page.content.decode()
     assert "<code>--lr</code>" in page.content.decode()
+    # The page's refresh fetches only the status part.
+    part = as_bob.get(detail, headers={"HX-Request": "true"}).content.decode()
+    assert part.lstrip().startswith('<div id="sweep-status"') and "<html" not in part
     assert as_bob.get(reverse("sweep_list", args=[workspace.slug])).status_code == 200
     assert "Sweeps" in text(as_bob.get(reverse("run_list", args=[workspace.slug])))
 
