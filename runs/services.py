@@ -297,8 +297,74 @@ def run_submit(
     display_name: str = "",
     framework: str = Framework.PYTHON,
     git: dict | None = None,
+    parent: Run | None = None,
 ) -> Run:
     """Create the run (Queued) and start it once the transaction commits."""
+    run_submit_check(
+        workspace=workspace,
+        experiment=experiment,
+        target=target,
+        snapshot=snapshot,
+        entry_script=entry_script,
+        environment=environment,
+        node_count=node_count,
+        metric_patterns=metric_patterns,
+        framework=framework,
+    )
+    for _attempt in range(5):
+        try:
+            with transaction.atomic():
+                number = (
+                    Run.objects.filter(experiment=experiment).aggregate(n=Max("number"))["n"] or 0
+                ) + 1
+                run = Run.objects.create(
+                    workspace=workspace,
+                    experiment=experiment,
+                    number=number,
+                    display_name=display_name,
+                    target=target,
+                    target_name=target.name,
+                    tags=tags or {},
+                    submitted_by=user,
+                    environment=environment,
+                    snapshot=snapshot,
+                    git=git or {},
+                    entry_script=entry_script,
+                    arguments=list(arguments or []),
+                    framework=framework,
+                    node_count=node_count,
+                    max_duration_seconds=max_duration_seconds,
+                    metric_patterns=list(metric_patterns or []),
+                    parent=parent,
+                )
+                RunEvent.objects.create(run=run, status=RunStatus.NOT_STARTED)
+                run_transition(
+                    run.pk,
+                    RunStatus.QUEUED,
+                    allowed_from=[RunStatus.NOT_STARTED],
+                    message=f"Submitted to {target.name}",
+                )
+                transaction.on_commit(partial(_enqueue_start, run.pk))
+        except IntegrityError:
+            continue
+        run.refresh_from_db()
+        return run
+    raise RunError("Too many runs were submitted to this experiment at once: try again.")
+
+
+def run_submit_check(
+    *,
+    workspace,
+    experiment: Experiment,
+    target: ComputeTarget,
+    snapshot: Snapshot,
+    entry_script: str,
+    environment: Environment,
+    node_count: int = 1,
+    metric_patterns: list[str] | None = None,
+    framework: str = Framework.PYTHON,
+) -> None:
+    """RunError saying why a run submitted with these would not start, if it would not."""
     if experiment.workspace_id != workspace.pk or target.workspace_id != workspace.pk:
         raise RunError("The experiment and the compute target must belong to this workspace.")
     if environment.workspace_id not in (None, workspace.pk):
@@ -329,45 +395,6 @@ def run_submit(
         raise RunError("An environment with a Docker image can use pip requirements, not conda.")
     for pattern in metric_patterns or []:
         parse_metric_patterns(pattern)
-
-    for _attempt in range(5):
-        try:
-            with transaction.atomic():
-                number = (
-                    Run.objects.filter(experiment=experiment).aggregate(n=Max("number"))["n"] or 0
-                ) + 1
-                run = Run.objects.create(
-                    workspace=workspace,
-                    experiment=experiment,
-                    number=number,
-                    display_name=display_name,
-                    target=target,
-                    target_name=target.name,
-                    tags=tags or {},
-                    submitted_by=user,
-                    environment=environment,
-                    snapshot=snapshot,
-                    git=git or {},
-                    entry_script=entry_script,
-                    arguments=list(arguments or []),
-                    framework=framework,
-                    node_count=node_count,
-                    max_duration_seconds=max_duration_seconds,
-                    metric_patterns=list(metric_patterns or []),
-                )
-                RunEvent.objects.create(run=run, status=RunStatus.NOT_STARTED)
-                run_transition(
-                    run.pk,
-                    RunStatus.QUEUED,
-                    allowed_from=[RunStatus.NOT_STARTED],
-                    message=f"Submitted to {target.name}",
-                )
-                transaction.on_commit(partial(_enqueue_start, run.pk))
-        except IntegrityError:
-            continue
-        run.refresh_from_db()
-        return run
-    raise RunError("Too many runs were submitted to this experiment at once: try again.")
 
 
 def _require_nodes(node_count: int, target: ComputeTarget) -> None:
@@ -935,6 +962,37 @@ def run_submit_upload(
     *, workspace, user, request: SubmitRequest, files=None, archive=None, git_files=None
 ) -> Run:
     """Snapshot the uploaded folder or archive and submit it as `request` describes."""
+    resolved = submit_upload_resolve(
+        workspace=workspace,
+        user=user,
+        request=request,
+        files=files,
+        archive=archive,
+        git_files=git_files,
+    )
+    target = resolved.pop("target")
+    if target is not None:
+        return _submit_resolved(target=target, **resolved)
+    assert request.run_based is not None
+    with transaction.atomic():
+        try:
+            target = run_based_cluster_create(
+                workspace=workspace,
+                user=user,
+                spec=request.run_based,
+                node_count=request.node_count or 1,
+            )
+        except ClusterError as exc:
+            raise FieldError("target", f"The run-based cluster cannot be created: {exc}") from None
+        return _submit_resolved(target=target, **resolved)
+
+
+def submit_upload_resolve(
+    *, workspace, user, request: SubmitRequest, files=None, archive=None, git_files=None
+) -> dict:
+    """The experiment, target, snapshot and environment the submit fields name, the upload
+    snapshotted: FieldError for the first field that names none. The target is None for a
+    run-based cluster, created only when the run is submitted."""
     name = request.experiment.strip()
     if not name:
         raise FieldError("experiment", "Name the experiment this run belongs to.")
@@ -983,30 +1041,16 @@ def run_submit_upload(
             f"{', '.join(scripts) or 'none'}.",
         )
     experiment = experiment_get_or_create(workspace=workspace, name=name, user=user)
-    resolved = {
+    return {
         "workspace": workspace,
         "user": user,
         "request": request,
         "experiment": experiment,
+        "target": target,
         "snapshot": snapshot,
         "git": capture.git,
         "environment": environment,
     }
-    if not run_based:
-        assert target is not None
-        return _submit_resolved(target=target, **resolved)
-    assert request.run_based is not None
-    with transaction.atomic():
-        try:
-            target = run_based_cluster_create(
-                workspace=workspace,
-                user=user,
-                spec=request.run_based,
-                node_count=request.node_count or 1,
-            )
-        except ClusterError as exc:
-            raise FieldError("target", f"The run-based cluster cannot be created: {exc}") from None
-        return _submit_resolved(target=target, **resolved)
 
 
 def _default_environment() -> Environment | None:

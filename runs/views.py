@@ -179,6 +179,9 @@ def run_detail(request, run_id: int):
     if hasattr(run, "pipeline"):
         # A pipeline's parent run is shown as the pipeline: its graph of steps.
         return redirect("pipeline_detail", request.workspace.slug, run.pk)
+    if hasattr(run, "sweep"):
+        # A sweep's parent run is shown as the sweep: its children and their metric.
+        return redirect("sweep_detail", request.workspace.slug, run.pk)
     context = _run_context(request, run)
     entries = selectors.snapshot_entries(run.snapshot)
     context["snapshot_page"] = Paginator(entries, SNAPSHOT_FILES_PER_PAGE).get_page(

@@ -98,3 +98,7 @@ api.add_router("/", runs_router)
 from pipelines.api import router as pipelines_router  # noqa: E402 - it imports this module
 
 api.add_router("/", pipelines_router)
+
+from sweeps.api import router as sweeps_router  # noqa: E402 - it imports this module
+
+api.add_router("/", sweeps_router)

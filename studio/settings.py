@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "compute",
     "runs",
     "pipelines",
+    "sweeps",
 ]
 
 MIDDLEWARE = [
@@ -210,6 +211,12 @@ PIPELINE_ADVANCE_SECONDS = float(os.getenv("PIPELINE_ADVANCE_SECONDS", "1"))
 CELERY_BEAT_SCHEDULE["pipelines-advance"] = {
     "task": "pipelines.tasks.pipelines_advance",
     "schedule": PIPELINE_ADVANCE_SECONDS,
+}
+# How often sweeps stop the children that fall behind, draw new ones and end when all have.
+SWEEP_ADVANCE_SECONDS = float(os.getenv("SWEEP_ADVANCE_SECONDS", "2"))
+CELERY_BEAT_SCHEDULE["sweeps-advance"] = {
+    "task": "sweeps.tasks.sweeps_advance",
+    "schedule": SWEEP_ADVANCE_SECONDS,
 }
 # How often a live log viewer checks storage and the run status on its own, in
 # case a wake-up through Redis was lost.

@@ -22,6 +22,7 @@ urlpatterns = [
     ),
     path("w/<slug:slug>/compute/", include("compute.urls")),
     path("w/<slug:slug>/pipelines/", include("pipelines.urls")),
+    path("w/<slug:slug>/sweeps/", include("sweeps.urls")),
     path("w/<slug:slug>/", include("runs.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", api.urls),

@@ -14,6 +14,7 @@ from compute.models import (
 from pipelines.models import Pipeline, PipelineStep
 from runs.models import Environment, Experiment, Metric, Run, RunEvent, RunFile, Snapshot
 from studio.services import token_create
+from sweeps.models import Sweep, SweepChild
 
 
 @pytest.fixture
@@ -40,6 +41,24 @@ def studio_data(workspace, alice, bob):
     PipelineStep.objects.create(
         pipeline=pipeline, run=child, name="prepare", position=0, step_type="script"
     )
+    tuning = Experiment.objects.create(workspace=workspace, name="tuning", created_by=alice)
+    sweep_run = Run.objects.create(
+        workspace=workspace,
+        experiment=tuning,
+        number=1,
+        status="Running",
+        display_name="sweep of train.py",
+    )
+    trial = Run.objects.create(
+        workspace=workspace,
+        experiment=tuning,
+        number=2,
+        status="Completed",
+        parent=sweep_run,
+        display_name="--lr 0.01",
+    )
+    sweep = Sweep.objects.create(run=sweep_run, definition="sampling: {}", seed=7)
+    SweepChild.objects.create(sweep=sweep, run=trial, index=0, hyperparameters={"--lr": 0.01})
     RunEvent.objects.create(run=run, status="Running", message="started on local")
     Metric.objects.create(run=run, name="loss", step=0, value=0.3)
     RunFile.objects.create(run=run, path="outputs/model.pkl", sha256="c" * 64, size=3)
@@ -76,6 +95,8 @@ def changelists(workspace, bob):
         ("runs/runfile", f"q=model.pkl&run__workspace__id__exact={ws}"),
         ("pipelines/pipeline", "q=word-count&run__status__exact=Running"),
         ("pipelines/pipelinestep", "q=prepare&step_type__exact=script"),
+        ("sweeps/sweep", "q=sweep+of+train.py&run__status__exact=Running"),
+        ("sweeps/sweepchild", f"q=--lr&sweep__run__workspace__id__exact={ws}"),
     ]
 
 

@@ -1,0 +1,186 @@
+"""Sweeps over the JSON API: submit an hdconfig.yml with a source folder, follow its children.
+
+`POST /api/v1/sweeps` takes multipart form data: the HyperDrive config file
+(`hyperdrive_config`), the source folder as a .zip or .tar.gz (`snapshot`), and
+the run fields every child shares: `experiment`, `target`, `entry_script`,
+optionally `arguments`, `environment` and `tags`. Each child is also a run of
+its own, under /api/v1/runs/{id} (logs, metrics, files).
+"""
+
+from __future__ import annotations
+
+import shlex
+from datetime import datetime
+
+from django.urls import reverse
+from ninja import File, Form, Router, Schema, Status
+from ninja.errors import HttpError
+from ninja.files import UploadedFile
+
+from runs.api import environment_named
+from runs.services import FieldError, RunError, SubmitRequest, parse_tags
+from studio.api import api_membership
+from studio.models import Role
+from sweeps import selectors, services
+from sweeps.models import Sweep
+
+router: Router = Router(tags=["sweeps"])
+
+
+class ChildOut(Schema):
+    run_id: int
+    number: int
+    index: int
+    hyperparameters: dict
+    arguments: list[str]
+    status: str
+    cancel_reason: str
+    error: str
+    primary_metric: float | None
+    best: bool
+    started_at: datetime | None
+    ended_at: datetime | None
+
+
+class SweepOut(Schema):
+    id: int
+    experiment: str
+    number: int
+    status: str
+    error: str
+    target: str
+    entry_script: str
+    sampling: str
+    seed: int
+    primary_metric_name: str
+    primary_metric_goal: str
+    max_total_runs: int
+    max_concurrent_runs: int
+    best_child: int | None
+    submitted_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    definition: str
+    children: list[ChildOut]
+    url: str
+
+
+def sweep_out(sweep: Sweep) -> SweepOut:
+    run = sweep.run
+    run.refresh_from_db()
+    spec = selectors.sweep_spec(sweep)
+    rows = selectors.sweep_children(sweep, spec)
+    best = selectors.best_child(rows)
+    return SweepOut(
+        id=run.pk,
+        experiment=run.experiment.name,
+        number=run.number,
+        status=run.status,
+        error=run.error,
+        target=run.target_name,
+        entry_script=run.entry_script,
+        sampling=spec.sampling,
+        seed=sweep.seed,
+        primary_metric_name=spec.primary_metric_name,
+        primary_metric_goal=spec.primary_metric_goal,
+        max_total_runs=spec.max_total_runs,
+        max_concurrent_runs=spec.max_concurrent_runs,
+        best_child=best.child.run_id if best else None,
+        submitted_by=run.submitted_by.username if run.submitted_by else None,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+        definition=sweep.definition,
+        children=[
+            ChildOut(
+                run_id=row.child.run_id,
+                number=row.child.run.number,
+                index=row.child.index,
+                hyperparameters=row.child.hyperparameters,
+                arguments=row.child.run.arguments,
+                status=row.child.run.status,
+                cancel_reason=row.child.run.cancel_reason,
+                error=row.child.run.error,
+                primary_metric=row.best,
+                best=row.is_best,
+                started_at=row.child.run.started_at,
+                ended_at=row.child.run.ended_at,
+            )
+            for row in rows
+        ],
+        url=reverse("sweep_detail", args=[run.workspace.slug, run.pk]),
+    )
+
+
+def _sweep(request, workspace: str | None, run_id: int, role: str = Role.READER) -> Sweep:
+    membership = api_membership(request, workspace, role)
+    try:
+        return selectors.sweep_get(workspace=membership.workspace, run_id=run_id)
+    except Sweep.DoesNotExist as exc:
+        raise HttpError(404, "No such sweep") from exc
+
+
+@router.post("/sweeps", response={201: SweepOut})
+def sweeps_submit(
+    request,
+    workspace: str | None = None,
+    experiment: str = Form(""),
+    target: str = Form(""),
+    entry_script: str = Form(""),
+    arguments: str = Form(""),
+    environment: str = Form(""),
+    tags: str = Form(""),
+    hyperdrive_config: UploadedFile = File(...),  # noqa: B008 - how ninja declares an upload
+    snapshot: UploadedFile = File(...),  # noqa: B008
+):
+    """Submit a sweep: the hdconfig.yml in `hyperdrive_config`, the source folder as a .zip or
+    .tar.gz in `snapshot`."""
+    membership = api_membership(request, workspace, Role.CONTRIBUTOR)
+    ws = membership.workspace
+    if (hyperdrive_config.size or 0) > services.MAX_DEFINITION_BYTES:
+        raise HttpError(400, "hyperdrive_config: an hdconfig file is a small YAML file.")
+    try:
+        definition = hyperdrive_config.read().decode("utf-8")
+    except UnicodeDecodeError:
+        raise HttpError(400, "hyperdrive_config: this is not a text (YAML) file.") from None
+    try:
+        submit = SubmitRequest(
+            experiment=experiment,
+            target=target,
+            entry_script=entry_script.strip(),
+            arguments=shlex.split(arguments),
+            environment=environment_named(ws, environment) if environment else None,
+            tags=parse_tags(tags),
+        )
+        run = services.sweep_submit(
+            workspace=ws, user=request.user, request=submit, definition=definition, archive=snapshot
+        )
+    except FieldError as exc:
+        raise HttpError(400, f"{exc.field}: {exc}") from None
+    except RunError as exc:
+        raise HttpError(400, str(exc)) from None
+    except ValueError as exc:
+        raise HttpError(400, f"arguments: {exc}") from None
+    return Status(201, sweep_out(run.sweep))
+
+
+@router.get("/sweeps", response=list[SweepOut])
+def sweeps_list(request, workspace: str | None = None, limit: int = 20):
+    membership = api_membership(request, workspace)
+    sweeps = selectors.sweep_list(workspace=membership.workspace)[: max(1, min(limit, 100))]
+    return [sweep_out(s) for s in sweeps]
+
+
+@router.get("/sweeps/{run_id}", response=SweepOut)
+def sweeps_get(request, run_id: int, workspace: str | None = None):
+    """The sweep with its children: their hyperparameters, status and primary metric."""
+    return sweep_out(_sweep(request, workspace, run_id))
+
+
+@router.post("/sweeps/{run_id}/cancel", response=SweepOut)
+def sweeps_cancel(request, run_id: int, workspace: str | None = None):
+    """Cancel the sweep: running children are stopped, no more are drawn."""
+    sweep = _sweep(request, workspace, run_id, Role.CONTRIBUTOR)
+    services.sweep_cancel(sweep=sweep, user=request.user)
+    return sweep_out(sweep)

@@ -1,0 +1,349 @@
+"""Hyperparameter sweeps: a parent run whose children are script runs with sampled arguments.
+
+Submitting stores the snapshot and creates the parent (NotStarted), which holds
+what every child runs: the snapshot, entry script, arguments, target and
+environment. `sweep_advance` (called on submit, by a Celery beat task and after
+a cancel) moves the sweep on, as `pipeline_advance` does for pipelines: it
+stops the running children the early termination policy finds behind (through
+`run_cancel`, so the child's timeline says why), submits new children with
+`run_submit` while fewer than max_concurrent_runs run and fewer than
+max_total_runs were drawn, stops them all once max_duration_minutes have
+passed, and ends the parent when every child has ended. Once submitted, a
+child is an ordinary run that the run machinery starts and follows.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import shlex
+from datetime import timedelta
+from functools import partial
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from compute.models import ComputeKind
+from runs import services as run_services
+from runs.models import FINAL_STATUSES, Framework, Run, RunEvent, RunStatus
+from runs.services import FieldError, RunError, SubmitRequest
+from sweeps import selectors
+from sweeps.definition import DefinitionError, SweepSpec, parse_sweep
+from sweeps.models import Sweep, SweepChild
+from sweeps.policies import best_of, early_stops
+from sweeps.sampling import Trial, sample
+
+log = logging.getLogger(__name__)
+
+MAX_DEFINITION_BYTES = 64 * 1024
+
+
+# --- submitting ---------------------------------------------------------------------------
+
+
+def sweep_submit(
+    *,
+    workspace,
+    user,
+    request: SubmitRequest,
+    definition: str,
+    files=None,
+    archive=None,
+    git_files=None,
+    seed: int | None = None,
+) -> Run:
+    """Submit the sweep an hdconfig.yml describes over the uploaded source folder.
+
+    FieldError names the field to fix: `hyperdrive_config` for the hdconfig file.
+    """
+    try:
+        spec = parse_sweep(definition)
+    except DefinitionError as exc:
+        raise FieldError("hyperdrive_config", str(exc)) from None
+    sampled = {p.name for p in spec.parameters}
+    repeated = next((a for a in request.arguments if a in sampled), None)
+    if repeated:
+        raise FieldError(
+            "arguments",
+            f"{repeated} is sampled by the sweep: leave it out of the arguments (each child gets "
+            "its own value).",
+        )
+    resolved = run_services.submit_upload_resolve(
+        workspace=workspace,
+        user=user,
+        request=request,
+        files=files,
+        archive=archive,
+        git_files=git_files,
+    )
+    target = resolved["target"]
+    if target is None:
+        raise FieldError(
+            "target",
+            "A sweep runs its children on an existing compute target: choose one (a run-based "
+            "cluster is made for one run).",
+        )
+    framework = request.framework or (
+        Framework.PYSPARK if target.kind == ComputeKind.HDINSIGHT else Framework.PYTHON
+    )
+    run_services.run_submit_check(
+        workspace=workspace,
+        experiment=resolved["experiment"],
+        target=target,
+        snapshot=resolved["snapshot"],
+        entry_script=request.entry_script,
+        environment=resolved["environment"],
+        framework=framework,
+    )
+    fields = {
+        "workspace": workspace,
+        "experiment": resolved["experiment"],
+        "display_name": request.display_name or f"sweep of {request.entry_script}",
+        "submitted_by": user,
+        "target": target,
+        "target_name": target.name,
+        "environment": resolved["environment"],
+        "snapshot": resolved["snapshot"],
+        "git": resolved["git"],
+        "entry_script": request.entry_script,
+        "arguments": list(request.arguments),
+        "framework": framework,
+        "tags": request.tags,
+    }
+    seed = secrets.randbelow(2**31) if seed is None else seed
+    for _attempt in range(5):
+        try:
+            with transaction.atomic():
+                number = Run.objects.filter(experiment=resolved["experiment"]).aggregate(
+                    n=Max("number")
+                )["n"]
+                parent = Run.objects.create(number=(number or 0) + 1, **fields)
+                RunEvent.objects.create(
+                    run=parent,
+                    status=RunStatus.NOT_STARTED,
+                    message=f"Sweep of {spec.max_total_runs} run(s) by {spec.sampling} sampling "
+                    f"submitted to {target.name}",
+                )
+                sweep = Sweep.objects.create(run=parent, definition=definition, seed=seed)
+                transaction.on_commit(partial(_enqueue_advance, sweep.pk))
+        except IntegrityError:
+            continue
+        return parent
+    raise RunError("Too many runs were submitted to this experiment at once: try again.")
+
+
+def _enqueue_advance(sweep_id: int) -> None:
+    from sweeps.tasks import sweep_advance_task
+
+    sweep_advance_task.delay(sweep_id)
+
+
+def child_arguments(parent: Run, hyperparameters: dict) -> list[str]:
+    """The child's script arguments: the sweep's own, then each sampled `--name value`."""
+    sampled = [part for name, value in hyperparameters.items() for part in (name, str(value))]
+    return [*parent.arguments, *sampled]
+
+
+# --- moving a sweep on --------------------------------------------------------------------
+
+
+def sweep_cancel(*, sweep: Sweep, user) -> bool:
+    """Cancel the sweep: its running children are stopped and no more are drawn."""
+    canceled = run_services.run_cancel(run=sweep.run, user=user)
+    if canceled:
+        transaction.on_commit(partial(_enqueue_advance, sweep.pk))
+    return canceled
+
+
+def sweeps_advance() -> int:
+    """Advance every sweep that is not over yet; how many were looked at."""
+    unfinished = [status for status in RunStatus.values if status not in FINAL_STATUSES]
+    ids = list(
+        Sweep.objects.filter(
+            Q(run__status__in=unfinished) | Q(children__run__status__in=unfinished)
+        )
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    for sweep_id in ids:
+        try:
+            sweep_advance(sweep_id=sweep_id)
+        except Exception:
+            log.exception("advancing sweep %s failed; the next pass tries again", sweep_id)
+    return len(ids)
+
+
+def sweep_advance(*, sweep_id: int) -> None:
+    """Stop the children that fall behind, draw new ones up to the limits, end the parent."""
+    sweep = Sweep.objects.select_related("run").get(pk=sweep_id)
+    parent = sweep.run
+    children = list(sweep.children.select_related("run"))
+    if parent.status in (RunStatus.CANCEL_REQUESTED, RunStatus.CANCELED):
+        _stop_children(parent, children, "The sweep was canceled")
+        return
+    if parent.is_final:
+        return
+    spec = parse_sweep(sweep.definition)
+    series = selectors.primary_series(sweep, spec.primary_metric_name)
+    _stop_early(spec, children, series)
+    time_up = _time_up(parent, spec)
+    if time_up:
+        _stop_children(parent, children, time_up)
+    else:
+        try:
+            _draw_children(sweep, spec, children, series)
+        except RunError as exc:
+            reason = f"Child {len(children) + 1} could not be submitted: {exc}"
+            run_services.run_transition(
+                parent.pk,
+                RunStatus.FAILED,
+                allowed_from=[RunStatus.NOT_STARTED, RunStatus.RUNNING],
+                message=reason,
+                error=reason,
+            )
+            _stop_children(parent, children, "The sweep failed")
+            return
+    children = list(sweep.children.select_related("run"))
+    if all(c.run.is_final for c in children) and (time_up or len(children) >= spec.max_total_runs):
+        _finish(sweep, spec, children)
+
+
+def _stop_early(spec: SweepSpec, children: list[SweepChild], series: dict) -> None:
+    running = [c.run_id for c in children if c.run.status == RunStatus.RUNNING]
+    stops = early_stops(
+        spec.policy,
+        goal=spec.primary_metric_goal,
+        metric=spec.primary_metric_name,
+        series=series,
+        running=running,
+    )
+    for child in children:
+        if child.run_id in stops:
+            run_services.run_cancel(run=child.run, reason=stops[child.run_id])
+
+
+def _time_up(parent: Run, spec: SweepSpec) -> str:
+    if spec.max_duration_minutes is None or parent.started_at is None:
+        return ""
+    if timezone.now() < parent.started_at + timedelta(minutes=spec.max_duration_minutes):
+        return ""
+    return f"The sweep reached its max duration of {spec.max_duration_minutes} minute(s)"
+
+
+def _draw_children(sweep: Sweep, spec: SweepSpec, children: list[SweepChild], series: dict) -> None:
+    parent = sweep.run
+    running = [c for c in children if not c.run.is_final]
+    while len(running) < spec.max_concurrent_runs and len(children) < spec.max_total_runs:
+        index = len(children)
+        hyperparameters = sample(
+            spec, index=index, seed=sweep.seed, trials=_trials(spec, children, series)
+        )
+        try:
+            with transaction.atomic():
+                child = SweepChild.objects.create(
+                    sweep=sweep,
+                    index=index,
+                    hyperparameters=hyperparameters,
+                    run=_submit_child(parent, hyperparameters),
+                )
+        except IntegrityError:
+            # Another advance of this sweep drew child `index` first.
+            return
+        children.append(child)
+        running.append(child)
+        if parent.status == RunStatus.NOT_STARTED:
+            run_services.run_transition(
+                parent.pk,
+                RunStatus.RUNNING,
+                allowed_from=[RunStatus.NOT_STARTED],
+                message="Started its first child run",
+                started_at=timezone.now(),
+            )
+            parent.status = RunStatus.RUNNING
+
+
+def _submit_child(parent: Run, hyperparameters: dict) -> Run:
+    assert parent.target is not None and parent.snapshot is not None
+    assert parent.environment is not None
+    arguments = child_arguments(parent, hyperparameters)
+    return run_services.run_submit(
+        workspace=parent.workspace,
+        user=parent.submitted_by,
+        experiment=parent.experiment,
+        target=parent.target,
+        snapshot=parent.snapshot,
+        git=parent.git,
+        entry_script=parent.entry_script,
+        environment=parent.environment,
+        arguments=arguments,
+        tags=parent.tags,
+        display_name=shlex.join(arguments[len(parent.arguments) :])[:255],
+        framework=parent.framework,
+        parent=parent,
+    )
+
+
+def _trials(spec: SweepSpec, children: list[SweepChild], series: dict) -> list[Trial]:
+    """What bayesian sampling learns from: each child's best primary metric once it ended."""
+    if spec.sampling != "bayesian":
+        return []
+    trials = []
+    for child in children:
+        values = series.get(child.run_id, [])
+        completed = child.run.status == RunStatus.COMPLETED and bool(values)
+        value = best_of(values, spec.primary_metric_goal) if completed else None
+        trials.append(Trial(child.hyperparameters, value, child.run.is_final))
+    return trials
+
+
+def _stop_children(parent: Run, children: list[SweepChild], reason: str) -> None:
+    for child in children:
+        if not child.run.is_final:
+            run_services.run_cancel(run=child.run, reason=reason)
+    if parent.status != RunStatus.CANCEL_REQUESTED:
+        return
+    if all(
+        status in FINAL_STATUSES
+        for status in Run.objects.filter(parent=parent).values_list("status", flat=True)
+    ):
+        run_services.run_transition(
+            parent.pk,
+            RunStatus.CANCELED,
+            allowed_from=[RunStatus.CANCEL_REQUESTED],
+            message="Every child run has stopped",
+        )
+
+
+def _finish(sweep: Sweep, spec: SweepSpec, children: list[SweepChild]) -> None:
+    parent = sweep.run
+    statuses = [c.run.status for c in children]
+    if children and all(status == RunStatus.FAILED for status in statuses):
+        first = children[0].run.error or "see its page"
+        reason = f"All {len(children)} child run(s) failed; the first: {first}"
+        run_services.run_transition(
+            parent.pk,
+            RunStatus.FAILED,
+            allowed_from=[RunStatus.NOT_STARTED, RunStatus.RUNNING],
+            message=reason,
+            error=reason,
+        )
+        return
+    counts = ", ".join(
+        f"{statuses.count(status)} {status.lower()}"
+        for status in (RunStatus.COMPLETED, RunStatus.CANCELED, RunStatus.FAILED)
+        if status in statuses
+    )
+    message = f"All {len(children)} child run(s) ended: {counts}"
+    best = selectors.best_child(selectors.sweep_children(sweep, spec))
+    if best is not None:
+        message += (
+            f". Best: #{best.child.run.number} ({best.child.run.display_name}) with "
+            f"{spec.primary_metric_name} {best.best:.6g}"
+        )
+    run_services.run_transition(
+        parent.pk,
+        RunStatus.COMPLETED,
+        allowed_from=[RunStatus.NOT_STARTED, RunStatus.RUNNING],
+        message=message,
+    )
