@@ -55,6 +55,13 @@ def runconfig_find(name: str, folders: list[Path]) -> Path:
     )
 
 
+def runconfig_upload(name: str, source: Path) -> tuple[str, bytes, str]:
+    """The `runconfig` file of a multipart upload: `-c NAME` found as `az ml` finds it."""
+    # az ml reads runconfigs from the project folder, which is usually the source folder too.
+    path = runconfig_find(name, list(dict.fromkeys([Path.cwd(), source.resolve()])))
+    return path.name, path.read_bytes(), "text/yaml"
+
+
 def snapshot_upload(folder: Path) -> tuple[str, IO[bytes], str]:
     """The `snapshot` file of a multipart upload, as the runs and pipelines API take it."""
     return "snapshot.tar.gz", snapshot_pack(folder), "application/gzip"

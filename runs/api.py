@@ -55,6 +55,8 @@ class RunOut(Schema):
     started_at: datetime | None
     ended_at: datetime | None
     timeline: list[RunEventOut]
+    # A sweep's parent run: GET /api/v1/sweeps/{id} lists its children.
+    is_sweep: bool
     url: str
 
 
@@ -112,6 +114,7 @@ def run_out(run: Run) -> RunOut:
         timeline=[
             RunEventOut(status=e.status, at=e.at, message=e.message) for e in run.events.all()
         ],
+        is_sweep=hasattr(run, "sweep"),
         url=reverse("run_detail", args=[run.workspace.slug, run.pk]),
     )
 
