@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from cli import output
-from cli.connection import PROG, Api, CliError
+from cli.connection import PROG, Api
 from cli.context import Context
-from cli.project import runconfig_upload, snapshot_upload
+from cli.project import hdconfig_find, project_folders, runconfig_upload, snapshot_upload
 
 POLL_SECONDS = 2
 FINAL_STATUSES = ("Completed", "Failed", "Canceled")
@@ -24,13 +24,8 @@ CHILD_COLUMNS = (
 
 def run_submit_hyperdrive(ctx: Context) -> int:
     args = ctx.args
-    hdconfig = Path(args.hyperdrive_config)
-    if not hdconfig.is_file():
-        raise CliError(
-            f"{hdconfig} is not a file: give the sweep's hdconfig.yml with "
-            "--hyperdrive-configuration-name."
-        )
     folder = Path(args.source_directory)
+    hdconfig = hdconfig_find(args.hyperdrive_config, project_folders(folder))
     files: dict = {
         "snapshot": snapshot_upload(folder),
         "hyperdrive_config": (hdconfig.name, hdconfig.read_bytes(), "text/yaml"),

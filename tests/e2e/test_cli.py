@@ -398,6 +398,34 @@ def test_a_sweep_shows_its_children_as_they_change_and_names_the_best(cli_env, t
     assert rows and rows[0][-1] == "*", table
 
 
+def test_an_hdconfig_in_azureml_is_found_and_no_wait_prints_the_sweeps_run_id(cli_env, tmp_path):
+    folder = write_tree(tmp_path / "project", {"train.py": TUNE, ".azureml/hdconfig.yml": HDCONFIG})
+    submitted = cli(
+        cli_env,
+        "run",
+        "submit-hyperdrive",
+        "-e",
+        "cli-sweep",
+        "-t",
+        "local",
+        "--hyperdrive-configuration-name",
+        "hdconfig.yml",
+        "--no-wait",
+        "train.py",
+        "--epochs",
+        "1",
+        cwd=folder,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+    shown = json.loads(cli(cli_env, "run", "show", "--run", run_id, "-o", "json").stdout)
+    assert (shown["id"], shown["max_total_runs"], shown["entry_script"]) == (
+        int(run_id),
+        2,
+        "train.py",
+    )
+
+
 def test_a_malformed_hdconfig_names_the_key_and_exits_non_zero(cli_env, tmp_path):
     bad = HDCONFIG.replace("max_concurrent_runs: 2", "max_concurrent_runs: two")
     folder = write_tree(tmp_path / "project", {"train.py": TUNE, "hdconfig.yml": bad})
@@ -431,7 +459,8 @@ def test_a_malformed_hdconfig_names_the_key_and_exits_non_zero(cli_env, tmp_path
         cwd=folder,
     )
     assert missing.returncode != 0
-    assert "nope.yml is not a file: give the sweep's hdconfig.yml" in missing.stderr
+    assert "No hdconfig file nope.yml: looked for nope.yml, " in missing.stderr
+    assert "Give the sweep's hdconfig.yml with --hyperdrive-configuration-name." in missing.stderr
 
 
 def test_create_amlcompute_makes_a_cluster_that_detach_deletes(cli_env):
