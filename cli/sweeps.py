@@ -14,6 +14,26 @@ from cli.project import hdconfig_find, project_folders, runconfig_upload, snapsh
 
 POLL_SECONDS = 2
 FINAL_STATUSES = ("Completed", "Failed", "Canceled")
+SWEEP_DETAILS = (
+    "id",
+    "experiment",
+    "number",
+    "status",
+    "error",
+    "target",
+    "entry_script",
+    "sampling",
+    "seed",
+    "primary_metric_name",
+    "primary_metric_goal",
+    "max_total_runs",
+    "max_concurrent_runs",
+    "best_child",
+    "submitted_by",
+    "created_at",
+    "ended_at",
+    "url",
+)
 CHILD_COLUMNS = (
     ("RUN", "run_id"),
     ("#", "number"),
@@ -83,7 +103,8 @@ def child_line(child: dict, metric: str) -> str:
 
 
 def sweep_summary(sweep: dict) -> str:
-    ended = f"Sweep {sweep['id']} {sweep['status']}{': ' if sweep['error'] else ''}{sweep['error']}"
+    error = sweep["error"].rstrip(".")
+    ended = f"Sweep {sweep['id']} {sweep['status']}{': ' if error else ''}{error}"
     best = next((c for c in sweep["children"] if c["best"]), None)
     metric = sweep["primary_metric_name"]
     if best is None:
@@ -96,29 +117,7 @@ def sweep_summary(sweep: dict) -> str:
 
 def sweep_show(api: Api, sweep_id: int) -> None:
     sweep = api.get(f"/sweeps/{sweep_id}")
-    output.details(
-        sweep | {"url": f"{api.url}{sweep['url']}"},
-        (
-            "id",
-            "experiment",
-            "number",
-            "status",
-            "error",
-            "target",
-            "entry_script",
-            "sampling",
-            "seed",
-            "primary_metric_name",
-            "primary_metric_goal",
-            "max_total_runs",
-            "max_concurrent_runs",
-            "best_child",
-            "submitted_by",
-            "created_at",
-            "ended_at",
-            "url",
-        ),
-    )
+    output.details(sweep | {"url": f"{api.url}{sweep['url']}"}, SWEEP_DETAILS)
     print()
     children = sweep["children"]
     rows = [c | {"sampled": sampled(c), "marked": "*" if c["best"] else ""} for c in children]
