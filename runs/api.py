@@ -121,7 +121,9 @@ def run_out(run: Run) -> RunOut:
 
 def visible_run(request, run_id: int, role: str = Role.READER) -> Run:
     run = (
-        Run.objects.select_related("workspace", "experiment", "submitted_by", "environment")
+        Run.objects.select_related(
+            "workspace", "experiment", "submitted_by", "environment", "sweep"
+        )
         .filter(pk=run_id)
         .first()
     )
@@ -212,7 +214,7 @@ def runs_list(
     runs = selectors.run_list(workspace=membership.workspace, filters={"status": status})
     if experiment:
         runs = runs.filter(experiment__name=experiment)
-    runs = runs.select_related("workspace", "environment").prefetch_related("events")
+    runs = runs.select_related("workspace", "environment", "sweep").prefetch_related("events")
     limit = max(1, min(limit, 500))
     return [run_out(run) for run in runs[offset : offset + limit]]
 
