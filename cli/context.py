@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 from functools import cached_property
 from pathlib import Path
 
@@ -54,3 +55,12 @@ class Context:
     @property
     def json(self) -> bool:
         return getattr(self.args, "output", "table") == "json"
+
+    def run_fields(self) -> dict:
+        """What `run submit-script` and `run submit-hyperdrive` send besides the files."""
+        return {
+            "experiment": self.experiment(),
+            "target": self.args.target or "",
+            "entry_script": self.args.script or "",
+            "arguments": shlex.join(self.args.arguments),
+        }

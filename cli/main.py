@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from cli import computes, runs
+from cli import computes, runs, sweeps
 from cli.connection import PROG, Api, CliError, login_save
 from cli.context import Context
 
@@ -169,14 +169,9 @@ def computetarget_parsers(verbs: Verbs) -> None:
     amlcompute.add_argument("--no-wait", action="store_true", help="return while it is created")
 
 
-def run_parsers(verbs: Verbs) -> None:
-    run = verbs.group("run", "runs")
-    submit = verbs.verb(
-        run,
-        "submit-script",
-        runs.run_submit_script,
-        "submit a script with the folder it is in, and show its output until it ends",
-    )
+def script_options(submit: argparse.ArgumentParser, what: str) -> None:
+    """What `run submit-script` and `run submit-hyperdrive` share: the script, its folder, the
+    runconfig and target."""
     experiment_option(submit)
     submit.add_argument(
         "-c",
@@ -186,14 +181,38 @@ def run_parsers(verbs: Verbs) -> None:
     )
     submit.add_argument("-t", "--target", help="the compute target (overrides the runconfig's)")
     submit.add_argument("--source-directory", default=".", help="the folder to upload (default: .)")
-    submit.add_argument("--no-wait", action="store_true", help="print the run's id and return")
+    submit.add_argument("--no-wait", action="store_true", help=f"print the {what}'s id and return")
     submit.add_argument("script", nargs="?", help="the entry script (else the runconfig's)")
     submit.add_argument("arguments", nargs=argparse.REMAINDER, help="the script's arguments")
+
+
+def run_parsers(verbs: Verbs) -> None:
+    run = verbs.group("run", "runs")
+    submit = verbs.verb(
+        run,
+        "submit-script",
+        runs.run_submit_script,
+        "submit a script with the folder it is in, and show its output until it ends",
+    )
+    script_options(submit, "run")
+    hyperdrive = verbs.verb(
+        run,
+        "submit-hyperdrive",
+        sweeps.run_submit_hyperdrive,
+        "submit a hyperparameter sweep of a script, and show its children until it ends",
+    )
+    hyperdrive.add_argument(
+        "--hyperdrive-configuration-name",
+        dest="hyperdrive_config",
+        required=True,
+        help="the sweep's hdconfig.yml: sampling, policy, primary metric and run counts",
+    )
+    script_options(hyperdrive, "sweep")
 
     listed = verbs.verb(run, "list", runs.run_list, "runs, newest first", shown=True)
     experiment_option(listed)
     for name, verb, help in (
-        ("show", runs.run_show, "a run's status, exit code and error"),
+        ("show", runs.run_show, "a run's status, exit code and error (a sweep's children)"),
         ("cancel", runs.run_cancel, "stop a run"),
         ("logs", runs.run_logs, "a run's output: stdout to stdout, stderr to stderr"),
     ):

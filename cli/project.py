@@ -55,6 +55,30 @@ def runconfig_find(name: str, folders: list[Path]) -> Path:
     )
 
 
+def hdconfig_find(name: str, folders: list[Path]) -> Path:
+    """`--hyperdrive-configuration-name NAME`: a path, else NAME beside the runconfig files of
+    the first of `folders` that has it, where az ml keeps it."""
+    candidates = [Path(name), *(folder / d / name for folder in folders for d in RUNCONFIG_DIRS)]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise CliError(
+        f"No hdconfig file {name}: looked for {', '.join(str(p) for p in candidates)}. Give "
+        "the sweep's hdconfig.yml with --hyperdrive-configuration-name."
+    )
+
+
+def project_folders(source: Path) -> list[Path]:
+    # az ml reads runconfigs from the project folder, which is usually the source folder too.
+    return list(dict.fromkeys([Path.cwd(), source.resolve()]))
+
+
+def runconfig_upload(name: str, source: Path) -> tuple[str, bytes, str]:
+    """The `runconfig` file of a multipart upload: `-c NAME` found as `az ml` finds it."""
+    path = runconfig_find(name, project_folders(source))
+    return path.name, path.read_bytes(), "text/yaml"
+
+
 def snapshot_upload(folder: Path) -> tuple[str, IO[bytes], str]:
     """The `snapshot` file of a multipart upload, as the runs and pipelines API take it."""
     return "snapshot.tar.gz", snapshot_pack(folder), "application/gzip"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 import sys
 import threading
 import time
@@ -14,7 +13,8 @@ import requests
 from cli import output
 from cli.connection import PROG, Api, CliError
 from cli.context import Context
-from cli.project import project_attach, runconfig_find, snapshot_upload
+from cli.project import project_attach, runconfig_upload, snapshot_upload
+from cli.sweeps import sweep_show
 
 # How often a dropped live log is picked up again at the byte where it stopped.
 FOLLOW_RETRIES = 30
@@ -77,16 +77,8 @@ def run_submit_script(ctx: Context) -> int:
     folder = Path(args.source_directory)
     files: dict = {"snapshot": snapshot_upload(folder)}
     if args.runconfig:
-        # az ml reads runconfigs from the project folder, which is usually the source folder too.
-        path = runconfig_find(args.runconfig, list(dict.fromkeys([Path.cwd(), folder.resolve()])))
-        files["runconfig"] = (path.name, path.read_bytes(), "text/yaml")
-    form = {
-        "experiment": ctx.experiment(),
-        "target": args.target or "",
-        "entry_script": args.script or "",
-        "arguments": shlex.join(args.arguments),
-    }
-    run = ctx.api.post("/runs", params=ctx.params, data=form, files=files)
+        files["runconfig"] = runconfig_upload(args.runconfig, folder)
+    run = ctx.api.post("/runs", params=ctx.params, data=ctx.run_fields(), files=files)
     if args.no_wait:
         print(run["id"])
         return 0
@@ -185,7 +177,9 @@ def run_list(ctx: Context) -> int:
 def run_show(ctx: Context) -> int:
     run = ctx.api.get(f"/runs/{ctx.args.run}")
     if ctx.json:
-        output.as_json(run)
+        output.as_json(ctx.api.get(f"/sweeps/{run['id']}") if run["is_sweep"] else run)
+    elif run["is_sweep"]:
+        sweep_show(ctx.api, run["id"])
     else:
         output.details(run | {"url": f"{ctx.api.url}{run['url']}"}, (*RUN_DETAILS, "url"))
     return 0

@@ -55,6 +55,8 @@ class RunOut(Schema):
     started_at: datetime | None
     ended_at: datetime | None
     timeline: list[RunEventOut]
+    # A sweep's parent run: GET /api/v1/sweeps/{id} lists its children.
+    is_sweep: bool
     url: str
 
 
@@ -112,13 +114,16 @@ def run_out(run: Run) -> RunOut:
         timeline=[
             RunEventOut(status=e.status, at=e.at, message=e.message) for e in run.events.all()
         ],
+        is_sweep=hasattr(run, "sweep"),
         url=reverse("run_detail", args=[run.workspace.slug, run.pk]),
     )
 
 
 def visible_run(request, run_id: int, role: str = Role.READER) -> Run:
     run = (
-        Run.objects.select_related("workspace", "experiment", "submitted_by", "environment")
+        Run.objects.select_related(
+            "workspace", "experiment", "submitted_by", "environment", "sweep"
+        )
         .filter(pk=run_id)
         .first()
     )
@@ -209,7 +214,7 @@ def runs_list(
     runs = selectors.run_list(workspace=membership.workspace, filters={"status": status})
     if experiment:
         runs = runs.filter(experiment__name=experiment)
-    runs = runs.select_related("workspace", "environment").prefetch_related("events")
+    runs = runs.select_related("workspace", "environment", "sweep").prefetch_related("events")
     limit = max(1, min(limit, 500))
     return [run_out(run) for run in runs[offset : offset + limit]]
 

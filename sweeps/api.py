@@ -3,7 +3,8 @@
 `POST /api/v1/sweeps` takes multipart form data: the HyperDrive config file
 (`hyperdrive_config`), the source folder as a .zip or .tar.gz (`snapshot`), and
 the run fields every child shares: `experiment`, `target`, `entry_script`,
-optionally `arguments`, `environment` and `tags`. Each child is also a run of
+optionally `arguments`, `environment` and `tags`, and an `az ml` runconfig file
+(`runconfig`) that fills the fields left out. Each child is also a run of
 its own, under /api/v1/runs/{id} (logs, metrics, files).
 """
 
@@ -18,6 +19,7 @@ from ninja.errors import HttpError
 from ninja.files import UploadedFile
 
 from runs.api import environment_named
+from runs.runconfig import RunConfigError, parse_runconfig
 from runs.services import FieldError, RunError, SubmitRequest, parse_tags
 from studio.api import api_membership
 from studio.models import Role
@@ -133,9 +135,10 @@ def sweeps_submit(
     tags: str = Form(""),
     hyperdrive_config: UploadedFile = File(...),  # noqa: B008 - how ninja declares an upload
     snapshot: UploadedFile = File(...),  # noqa: B008
+    runconfig: UploadedFile | None = File(None),  # noqa: B008
 ):
     """Submit a sweep: the hdconfig.yml in `hyperdrive_config`, the source folder as a .zip or
-    .tar.gz in `snapshot`."""
+    .tar.gz in `snapshot`, optionally a runconfig in `runconfig`."""
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
     ws = membership.workspace
     if (hyperdrive_config.size or 0) > services.MAX_DEFINITION_BYTES:
@@ -153,12 +156,14 @@ def sweeps_submit(
             environment=environment_named(ws, environment) if environment else None,
             tags=parse_tags(tags),
         )
+        if runconfig is not None:
+            submit.apply_runconfig(parse_runconfig(runconfig.read().decode(errors="replace")))
         run = services.sweep_submit(
             workspace=ws, user=request.user, request=submit, definition=definition, archive=snapshot
         )
     except FieldError as exc:
         raise HttpError(400, f"{exc.field}: {exc}") from None
-    except RunError as exc:
+    except (RunError, RunConfigError) as exc:
         raise HttpError(400, str(exc)) from None
     except ValueError as exc:
         raise HttpError(400, f"arguments: {exc}") from None

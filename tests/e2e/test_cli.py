@@ -6,6 +6,7 @@ Tokens come from `manage.py create_token`; runs go to the workspace's built-in
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -51,6 +52,31 @@ steps:
     type: script
     compute: local
     script: prepare.py
+"""
+
+# The lower --lr, the better the child: which one is best only the metrics tell.
+TUNE = """\
+import sys
+from trainyard import run
+lr = float(sys.argv[sys.argv.index("--lr") + 1])
+print("epochs", sys.argv[2], "lr", lr, flush=True)
+run.log("accuracy", round(1 - lr, 4))
+"""
+
+HDCONFIG = """\
+sampling:
+  type: random
+  parameter_space:
+  - name: --lr
+    expression: uniform
+    values: [0.01, 0.5]
+policy:
+  type: NoTerminationPolicy
+primary_metric_name: accuracy
+primary_metric_goal: maximize
+max_total_runs: 2
+max_concurrent_runs: 2
+max_duration_minutes: 10
 """
 
 SLEEP = """\
@@ -322,6 +348,119 @@ def test_a_pipeline_is_submitted_with_its_steps(cli_env, tmp_path):
     assert [(s["name"], s["compute"]) for s in pipeline["steps"]] == [("prepare", "local")]
     logs = cli(cli_env, "run", "logs", "--run", str(pipeline["steps"][0]["run_id"]), "--follow")
     assert logs.stdout == "prepared\n"
+
+
+def test_a_sweep_shows_its_children_as_they_change_and_names_the_best(cli_env, tmp_path):
+    folder = write_tree(
+        tmp_path / "project",
+        {
+            "train.py": TUNE,
+            "hdconfig.yml": HDCONFIG,
+            ".azureml/tune.runconfig": RUNCONFIG + "arguments: [--epochs, 3]\n",
+        },
+    )
+    submitted = cli(
+        cli_env,
+        "run",
+        "submit-hyperdrive",
+        "-e",
+        "cli-sweep",
+        "-c",
+        "tune",
+        "--hyperdrive-configuration-name",
+        "hdconfig.yml",
+        cwd=folder,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    header = re.search(r"Sweep (\d+) \(cli-sweep #\d+\) of 2 run\(s\) on local", submitted.stderr)
+    assert header, submitted.stderr
+    shown = cli(cli_env, "run", "show", "--run", header[1], "-o", "json")
+    sweep = json.loads(shown.stdout)
+    children = sweep["children"]
+    assert [c["status"] for c in children] == ["Completed", "Completed"]
+    best = max(children, key=lambda c: c["primary_metric"])
+    for child in children:
+        lr = f"--lr {child['hyperparameters']['--lr']}"
+        assert f"Run {child['run_id']} ({lr}): Completed, accuracy {child['primary_metric']}\n" in (
+            submitted.stdout
+        )
+        assert child["primary_metric"] == round(1 - child["hyperparameters"]["--lr"], 4)
+        assert child["arguments"][:2] == ["--epochs", "3"]
+    assert submitted.stdout.endswith(
+        f"Sweep {header[1]} Completed. Best: run {best['run_id']} "
+        f"(--lr {best['hyperparameters']['--lr']}), accuracy {best['primary_metric']} "
+        "(maximize).\n"
+    )
+
+    table = cli(cli_env, "run", "show", "--run", header[1]).stdout
+    assert re.search(r"^sampling +random$", table, re.MULTILINE), table
+    rows = [line.split() for line in table.splitlines() if line.startswith(str(best["run_id"]))]
+    assert rows and rows[0][-1] == "*", table
+
+
+def test_an_hdconfig_in_azureml_is_found_and_no_wait_prints_the_sweeps_run_id(cli_env, tmp_path):
+    folder = write_tree(tmp_path / "project", {"train.py": TUNE, ".azureml/hdconfig.yml": HDCONFIG})
+    submitted = cli(
+        cli_env,
+        "run",
+        "submit-hyperdrive",
+        "-e",
+        "cli-sweep",
+        "-t",
+        "local",
+        "--hyperdrive-configuration-name",
+        "hdconfig.yml",
+        "--no-wait",
+        "train.py",
+        "--epochs",
+        "1",
+        cwd=folder,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+    shown = json.loads(cli(cli_env, "run", "show", "--run", run_id, "-o", "json").stdout)
+    assert (shown["id"], shown["max_total_runs"], shown["entry_script"]) == (
+        int(run_id),
+        2,
+        "train.py",
+    )
+
+
+def test_a_malformed_hdconfig_names_the_key_and_exits_non_zero(cli_env, tmp_path):
+    bad = HDCONFIG.replace("max_concurrent_runs: 2", "max_concurrent_runs: two")
+    folder = write_tree(tmp_path / "project", {"train.py": TUNE, "hdconfig.yml": bad})
+    result = cli(
+        cli_env,
+        "run",
+        "submit-hyperdrive",
+        "-e",
+        "cli-sweep",
+        "--target",
+        "local",
+        "--hyperdrive-configuration-name",
+        "hdconfig.yml",
+        "train.py",
+        cwd=folder,
+    )
+    assert result.returncode != 0
+    assert result.stderr == (
+        "trainyard: hyperdrive_config: max_concurrent_runs is 'two': give a whole number from 1 "
+        "to 1000.\n"
+    )
+    missing = cli(
+        cli_env,
+        "run",
+        "submit-hyperdrive",
+        "--hyperdrive-configuration-name",
+        "nope.yml",
+        "-e",
+        "cli-sweep",
+        "train.py",
+        cwd=folder,
+    )
+    assert missing.returncode != 0
+    assert "No hdconfig file nope.yml: looked for nope.yml, " in missing.stderr
+    assert "Give the sweep's hdconfig.yml with --hyperdrive-configuration-name." in missing.stderr
 
 
 def test_create_amlcompute_makes_a_cluster_that_detach_deletes(cli_env):

@@ -49,6 +49,7 @@ def test_submit_returns_the_queued_run(api_carol):
     assert body["environment"] == "trainyard-minimal-python:1"
     assert [e["status"] for e in body["timeline"]] == ["NotStarted", "Queued"]
     assert body["url"] == f"/w/vision/runs/{body['id']}/"
+    assert body["is_sweep"] is False
 
 
 def test_submit_needs_a_contributor_and_a_member(api_bob, api_charlie):
