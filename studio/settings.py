@@ -187,6 +187,8 @@ LOG_DIR = DATA_DIR / "logs"
 SNAPSHOT_MAX_BYTES = envint("SNAPSHOT_MAX_BYTES", 300 * 1024 * 1024)
 # A source folder chosen in the browser arrives as one upload per file.
 DATA_UPLOAD_MAX_NUMBER_FILES = envint("DATA_UPLOAD_MAX_NUMBER_FILES", 20000)
+FILE_UPLOAD_HANDLERS = ["studio.uploads.PerFileUploadHandler"]
+UPLOAD_MEMORY_MAX_BYTES = envint("UPLOAD_MEMORY_MAX_BYTES", 256 * 1024 * 1024)
 MONITOR_HEARTBEAT_SECONDS = envint("MONITOR_HEARTBEAT_SECONDS", 5)
 # The run monitor: how often it reads each active run, how long its lease on a
 # run lasts (another monitor takes the run over after that), and how long a
