@@ -39,6 +39,7 @@ class PerFileUploadHandler(FileUploadHandler):
         held.write(raw_data)
 
     def _spill(self) -> None:
+        assert self.file_name is not None  # new_file has named the file
         self.temporary = TemporaryUploadedFile(
             self.file_name, self.content_type, 0, self.charset, self.content_type_extra
         )
