@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
@@ -106,8 +107,9 @@ def source_upload(api: Api, folder: Path, params: dict) -> SourceUpload:
     upload = SourceUpload(fields={"manifest": json.dumps(manifest)})
     for entry in sent:
         # Multipart keeps no folders in a file name: the path travels percent-encoded.
+        name = quote(entry["path"], safe="")
         content = (folder / entry["path"]).read_bytes()
-        upload.files.append(("files", (quote(entry["path"], safe=""), content, "text/plain")))
+        upload.files.append(("files", (name, content, "application/octet-stream")))
     size = human_bytes(sum(entry["size"] for entry in sent))
     rest = "; the server had the rest." if len(sent) < len(manifest) else "."
     upload.summary = f"Uploaded {len(sent)} of {len(manifest)} files ({size}){rest}"
@@ -125,7 +127,7 @@ def snapshot_manifest(folder: Path) -> list[dict]:
     return entries
 
 
-def kept_files(folder: Path):
+def kept_files(folder: Path) -> list[tuple[str, os.stat_result, bool]]:
     """The folder's files that `.amlignore` (else `.gitignore`) does not leave out."""
     if not folder.is_dir():
         raise CliError(f"{folder} is not a folder: give the source folder with --source-directory.")

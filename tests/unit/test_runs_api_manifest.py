@@ -167,3 +167,11 @@ def test_missing_needs_a_contributor_and_a_member(api_bob, api_charlie, folder):
     assert submit(api_bob, folder, folder).status_code == 403
     assert submit(api_charlie, folder, folder).status_code == 404
     assert not Run.objects.exists()
+
+
+def test_the_manifest_submit_is_documented(api_bob):
+    paths = api_bob.get("/api/v1/openapi.json").json()["paths"]
+    assert "/api/v1/snapshots/missing" in paths
+    for path in ("/api/v1/runs", "/api/v1/sweeps"):
+        described = paths[path]["post"]["description"]
+        assert "`manifest`" in described and "/api/v1/snapshots/missing" in described
