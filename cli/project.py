@@ -3,14 +3,18 @@ writes), `.azureml/<name>.runconfig` files, and the source snapshot a run upload
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import tarfile
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from urllib.parse import quote
 
-from cli.connection import PROG, CliError
-from runs.snapshots import SnapshotError, ignore_spec, source_files
+from cli.connection import PROG, Api, CliError
+from runs.snapshots import SnapshotError, human_bytes, ignore_spec, source_files
 
 PROJECT_DIR = ".azureml"
 # az ml keeps runconfig files in .azureml/; projects made by older versions in aml_config/.
@@ -84,15 +88,59 @@ def snapshot_upload(folder: Path) -> tuple[str, IO[bytes], str]:
     return "snapshot.tar.gz", snapshot_pack(folder), "application/gzip"
 
 
-def snapshot_pack(folder: Path) -> IO[bytes]:
-    """The folder as a .tar.gz, leaving out what `.amlignore` (else `.gitignore`) says."""
+@dataclass
+class SourceUpload:
+    """A source folder as a submit sends it: its manifest, and only the files the server lacks."""
+
+    fields: dict[str, str]
+    files: list[tuple[str, tuple[str, bytes, str]]] = field(default_factory=list)
+    summary: str = ""
+
+
+def source_upload(api: Api, folder: Path, params: dict) -> SourceUpload:
+    """Hash the folder's files, ask the server which it lacks, and read only those."""
+    manifest = snapshot_manifest(folder)
+    missing = set(
+        api.post("/snapshots/missing", params=params, json=[e["sha256"] for e in manifest])
+    )
+    sent = [entry for entry in manifest if entry["sha256"] in missing]
+    upload = SourceUpload(fields={"manifest": json.dumps(manifest)})
+    for entry in sent:
+        # Multipart keeps no folders in a file name: the path travels percent-encoded.
+        name = quote(entry["path"], safe="")
+        content = (folder / entry["path"]).read_bytes()
+        upload.files.append(("files", (name, content, "application/octet-stream")))
+    size = human_bytes(sum(entry["size"] for entry in sent))
+    rest = "; the server had the rest." if len(sent) < len(manifest) else "."
+    upload.summary = f"Uploaded {len(sent)} of {len(manifest)} files ({size}){rest}"
+    return upload
+
+
+def snapshot_manifest(folder: Path) -> list[dict]:
+    """The manifest the API takes: path, sha256, size and mode of each file kept."""
+    entries = []
+    for rel, st, executable in kept_files(folder):
+        with (folder / rel).open("rb") as content:
+            sha = hashlib.file_digest(content, "sha256").hexdigest()
+        mode = 0o755 if executable else 0o644
+        entries.append({"path": rel, "sha256": sha, "size": st.st_size, "mode": mode})
+    return entries
+
+
+def kept_files(folder: Path) -> list[tuple[str, os.stat_result, bool]]:
+    """The folder's files that `.amlignore` (else `.gitignore`) does not leave out."""
     if not folder.is_dir():
         raise CliError(f"{folder} is not a folder: give the source folder with --source-directory.")
     spec, _ = ignore_spec(folder)
     try:
-        files = source_files(folder, spec)
+        return source_files(folder, spec)
     except SnapshotError as exc:
         raise CliError(str(exc)) from None
+
+
+def snapshot_pack(folder: Path) -> IO[bytes]:
+    """The folder as a .tar.gz, leaving out what `.amlignore` (else `.gitignore`) says."""
+    files = kept_files(folder)
     archive = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - returned open
     with tarfile.open(fileobj=archive, mode="w:gz") as tar:
         for rel, st, executable in files:

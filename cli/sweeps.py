@@ -10,7 +10,7 @@ from pathlib import Path
 from cli import output
 from cli.connection import PROG, Api
 from cli.context import Context
-from cli.project import hdconfig_find, project_folders, runconfig_upload, snapshot_upload
+from cli.project import hdconfig_find, project_folders, runconfig_upload, source_upload
 
 POLL_SECONDS = 2
 FINAL_STATUSES = ("Completed", "Failed", "Canceled")
@@ -46,13 +46,17 @@ def run_submit_hyperdrive(ctx: Context) -> int:
     args = ctx.args
     folder = Path(args.source_directory)
     hdconfig = hdconfig_find(args.hyperdrive_config, project_folders(folder))
-    files: dict = {
-        "snapshot": snapshot_upload(folder),
-        "hyperdrive_config": (hdconfig.name, hdconfig.read_bytes(), "text/yaml"),
-    }
+    source = source_upload(ctx.api, folder, ctx.params)
+    files: list = [
+        *source.files,
+        ("hyperdrive_config", (hdconfig.name, hdconfig.read_bytes(), "text/yaml")),
+    ]
     if args.runconfig:
-        files["runconfig"] = runconfig_upload(args.runconfig, folder)
-    sweep = ctx.api.post("/sweeps", params=ctx.params, data=ctx.run_fields(), files=files)
+        files.append(("runconfig", runconfig_upload(args.runconfig, folder)))
+    sweep = ctx.api.post(
+        "/sweeps", params=ctx.params, data=ctx.run_fields() | source.fields, files=files
+    )
+    print(source.summary, file=sys.stderr)
     if args.no_wait:
         print(sweep["id"])
         return 0

@@ -2,25 +2,31 @@
 
 `POST /api/v1/runs` takes the submit form's fields as multipart form data
 with the source folder as a .zip or .tar.gz (`snapshot`) and, optionally, an
-`az ml` runconfig file (`runconfig`) that fills the fields left out.
+`az ml` runconfig file (`runconfig`) that fills the fields left out. Instead of
+the archive, a client may send the folder's `manifest` and only the `files` the
+server does not store yet (`POST /api/v1/snapshots/missing` names them), as the
+submit page does.
 """
 
 from __future__ import annotations
 
 import shlex
 from datetime import datetime
+from typing import Annotated
+from urllib.parse import unquote
 
+from django.conf import settings
 from django.db.models import Q
 from django.http import FileResponse
 from django.urls import reverse
-from ninja import File, Form, Router, Schema, Status
+from ninja import Body, File, Form, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
+from pydantic import Field, TypeAdapter, ValidationError
 
-from runs import selectors, services
+from runs import selectors, services, snapshots
 from runs.models import Environment, Run
 from runs.runconfig import RunConfigError, parse_runconfig
-from runs.snapshots import blob_path
 from studio.api import api_membership
 from studio.models import Role
 
@@ -89,6 +95,20 @@ class ExperimentIn(Schema):
     description: str = ""
 
 
+Sha256 = Annotated[str, Field(pattern=snapshots.SHA256.pattern)]
+
+
+class ManifestEntry(Schema):
+    path: str
+    sha256: Sha256
+    size: int = Field(ge=0)
+    # Unix permission bits, e.g. 0o644 (420): the executable bits are kept.
+    mode: int = 0o644
+
+
+MANIFEST = TypeAdapter(list[ManifestEntry])
+
+
 def run_out(run: Run) -> RunOut:
     return RunOut(
         id=run.pk,
@@ -149,6 +169,82 @@ def environment_named(workspace, name: str) -> Environment:
     return env
 
 
+def submit_source(
+    snapshot: UploadedFile | None, manifest: str, files: list[UploadedFile] | None
+) -> dict:
+    """The source folder of a submit, as the service takes it: an archive, or the manifest's
+    paths each with its uploaded file or, for a file not sent, its stored digest."""
+    if snapshot is not None and manifest:
+        raise HttpError(
+            400, "Send the source folder as `snapshot` or as `manifest` and `files`, not both."
+        )
+    if snapshot is not None:
+        return {"archive": snapshot}
+    if not manifest:
+        raise HttpError(
+            400,
+            "snapshot: send the source folder as a .zip or .tar.gz in `snapshot`, or its "
+            "`manifest` with the `files` POST /api/v1/snapshots/missing names.",
+        )
+    entries = manifest_entries(manifest)
+    sent = {unquote(f.name or ""): f for f in files or []}
+    stray = sorted(set(sent) - {entry.path for entry in entries})
+    if stray:
+        raise HttpError(
+            400,
+            f"files: {stray[0]} is not in the manifest: name each file by its path in the "
+            "manifest, percent-encoded (src%2Ftrain.py), as multipart keeps no folders.",
+        )
+    return {
+        "files": [(entry.path, sent.get(entry.path, entry.sha256)) for entry in entries],
+        "executables": {entry.path for entry in entries if entry.mode & 0o111},
+    }
+
+
+def manifest_entries(manifest: str) -> list[ManifestEntry]:
+    try:
+        entries = MANIFEST.validate_json(manifest)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise HttpError(
+            400,
+            f"manifest: {where + ': ' if where else ''}{error['msg']}. Send a JSON list of "
+            '{"path", "sha256", "size", "mode"}, one per file of the folder.',
+        ) from None
+    for entry in entries:
+        try:
+            clean = snapshots.relative_name(entry.path)
+        except snapshots.SnapshotError:
+            clean = ""
+        if clean != entry.path:
+            raise HttpError(
+                400,
+                f"manifest: {entry.path!r} is not a path inside the source folder: give paths "
+                "relative to the folder, without a leading / or .. (e.g. src/train.py).",
+            )
+    return entries
+
+
+@router.post("/snapshots/missing", response=list[str], tags=["snapshots"])
+def snapshots_missing(
+    request,
+    digests: list[Sha256] = Body(...),  # noqa: B008 - how ninja declares a body
+    workspace: str | None = None,
+):
+    """Of a JSON list of SHA-256 hex digests (a source folder's files), those the server does
+    not store: the only files a submit with a `manifest` has to send. At most
+    DATA_UPLOAD_MAX_NUMBER_FILES digests, the most files one submit can send."""
+    api_membership(request, workspace, Role.CONTRIBUTOR)
+    if len(digests) > settings.DATA_UPLOAD_MAX_NUMBER_FILES:
+        raise HttpError(
+            400,
+            f"Ask about at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} digests at a time: "
+            "split the list, or leave more of the folder out with .amlignore.",
+        )
+    return snapshots.blobs_missing(digests)
+
+
 @router.post("/runs", response={201: RunOut})
 def runs_submit(
     request,
@@ -164,12 +260,20 @@ def runs_submit(
     metric_patterns: str = Form(""),
     display_name: str = Form(""),
     framework: str = Form(""),
-    snapshot: UploadedFile = File(...),  # noqa: B008 - how ninja declares an upload
+    snapshot: UploadedFile | None = File(None),  # noqa: B008 - how ninja declares an upload
+    manifest: str = Form(""),
+    files: list[UploadedFile] | None = File(None),  # noqa: B008
     runconfig: UploadedFile | None = File(None),  # noqa: B008
 ):
-    """Submit a run: the source folder as a .zip or .tar.gz in `snapshot`."""
+    """Submit a run: the source folder as a .zip or .tar.gz in `snapshot`, or as its
+    `manifest` (a JSON list of {"path", "sha256", "size", "mode"}, one per file) with the
+    `files` the server lacks (POST /api/v1/snapshots/missing), each named by its manifest path,
+    percent-encoded. A file left out is the stored blob of its sha256; 400 names a file that
+    is neither sent nor stored, a path outside the folder, or a folder over the snapshot
+    limit."""
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
     ws = membership.workspace
+    source = submit_source(snapshot, manifest, files)
     try:
         submit = services.SubmitRequest(
             experiment=experiment,
@@ -186,9 +290,7 @@ def runs_submit(
         )
         if runconfig is not None:
             submit.apply_runconfig(parse_runconfig(runconfig.read().decode(errors="replace")))
-        run = services.run_submit_upload(
-            workspace=ws, user=request.user, request=submit, archive=snapshot
-        )
+        run = services.run_submit_upload(workspace=ws, user=request.user, request=submit, **source)
     except services.FieldError as exc:
         raise HttpError(400, f"{exc.field}: {exc}") from None
     except (services.RunError, RunConfigError) as exc:
@@ -305,7 +407,7 @@ def runs_file_download(request, run_id: int, path: str):
     if run_file is None:
         raise HttpError(404, "This run has no such file")
     try:
-        handle = blob_path(run_file.sha256).open("rb")
+        handle = snapshots.blob_path(run_file.sha256).open("rb")
     except FileNotFoundError:
         raise HttpError(404, "The file's content is no longer stored") from None
     return FileResponse(handle, as_attachment=True, filename=path.rsplit("/", 1)[-1])

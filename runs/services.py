@@ -208,14 +208,18 @@ def snapshot_from_upload(
     files: list[tuple[str, object]] | None = None,
     archive=None,
     git_files: dict[str, str] | None = None,
+    executables: set[str] | None = None,
 ) -> tuple[Snapshot, snapshots.Capture]:
-    """A snapshot of a folder chosen in the browser (with its .git/ facts), or of an archive."""
+    """A snapshot of a folder chosen in the browser or sent with its manifest (with its .git/
+    facts, and the paths of its executable files), or of an archive."""
     if files and archive is not None:
         raise snapshots.SnapshotError(
             "Choose the source folder or upload it as an archive, not both."
         )
     if archive is None:
-        capture = snapshots.capture_upload(files or [], git_files=git_files)
+        capture = snapshots.capture_upload(
+            files or [], git_files=git_files, executables=executables
+        )
         return _snapshot_store(workspace=workspace, capture=capture)
     with tempfile.TemporaryDirectory(prefix="snapshot-", dir=settings.DATA_DIR) as tmp:
         snapshots.extract_archive(archive, archive.name, Path(tmp))
@@ -959,7 +963,14 @@ class SubmitRequest:
 
 
 def run_submit_upload(
-    *, workspace, user, request: SubmitRequest, files=None, archive=None, git_files=None
+    *,
+    workspace,
+    user,
+    request: SubmitRequest,
+    files=None,
+    archive=None,
+    git_files=None,
+    executables=None,
 ) -> Run:
     """Snapshot the uploaded folder or archive and submit it as `request` describes."""
     resolved = submit_upload_resolve(
@@ -969,6 +980,7 @@ def run_submit_upload(
         files=files,
         archive=archive,
         git_files=git_files,
+        executables=executables,
     )
     target = resolved.pop("target")
     if target is not None:
@@ -988,7 +1000,14 @@ def run_submit_upload(
 
 
 def submit_upload_resolve(
-    *, workspace, user, request: SubmitRequest, files=None, archive=None, git_files=None
+    *,
+    workspace,
+    user,
+    request: SubmitRequest,
+    files=None,
+    archive=None,
+    git_files=None,
+    executables=None,
 ) -> dict:
     """The experiment, target, snapshot and environment the submit fields name, the upload
     snapshotted: FieldError for the first field that names none. The target is None for a
@@ -1029,7 +1048,11 @@ def submit_upload_resolve(
         raise FieldError("environment", "Choose the environment the script runs in.")
     try:
         snapshot, capture = snapshot_from_upload(
-            workspace=workspace, files=files, archive=archive, git_files=git_files
+            workspace=workspace,
+            files=files,
+            archive=archive,
+            git_files=git_files,
+            executables=executables,
         )
     except snapshots.SnapshotError as exc:
         raise FieldError("source_folder", str(exc)) from None

@@ -93,6 +93,11 @@ def blob_exists(sha: str) -> bool:
     return os.path.exists(_blob_file(sha))
 
 
+def blobs_missing(hashes: list[str]) -> list[str]:
+    """The digests of `hashes` the server stores no blob for: the files a submit must send."""
+    return [sha for sha in hashes if not blob_exists(sha)]
+
+
 def _blob_file(sha: str) -> str:
     # A string, not a Path: checking 10,000 blobs of a submit is mostly path building.
     if not SHA256.fullmatch(sha):
@@ -325,6 +330,7 @@ def capture_upload(
     files: list[tuple[str, object]],
     *,
     git_files: dict[str, str] | None = None,
+    executables: set[str] | None = None,
     max_bytes: int | None = None,
 ) -> Capture:
     """Store a folder chosen in the browser as blobs and return its manifest.
@@ -332,7 +338,8 @@ def capture_upload(
     `files` pairs each relative path with its UploadedFile, or with its SHA-256
     when the page did not send a file the server stores: that blob is the
     content of its digest, so it is neither written out nor hashed again.
-    `git_files` are the small files of its .git/ the git facts are read from.
+    `git_files` are the small files of its .git/ the git facts are read from;
+    `executables` the paths to mark executable (browsers do not tell).
     """
     limit = settings.SNAPSHOT_MAX_BYTES if max_bytes is None else max_bytes
     chosen: dict[str, object] = {}
@@ -364,7 +371,7 @@ def capture_upload(
             if new:
                 capture.new_blobs += 1
                 capture.new_bytes += size
-        capture.manifest.append([rel, sha, size, False])
+        capture.manifest.append([rel, sha, size, rel in (executables or ())])
     capture.git = git_info_from(git_files or {})
     return capture
 
@@ -377,7 +384,7 @@ def _upload_size(rel: str, source) -> int:
     except FileNotFoundError:
         raise SnapshotError(
             f"{rel} was not uploaded and is not stored (did the folder change while it was "
-            "uploading?): choose the folder again."
+            "uploading?): choose the folder again, or send the file with the submit."
         ) from None
 
 

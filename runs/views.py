@@ -158,7 +158,7 @@ def snapshot_plan(request):
         return JsonResponse(
             {"error": 'Send {"paths": [...], "ignore": {...}} or {"sha256": [...]}.'}, status=400
         )
-    return JsonResponse({"missing": [h for h in hashes if not snapshots.blob_exists(h)]})
+    return JsonResponse({"missing": snapshots.blobs_missing(hashes)})
 
 
 def _run_context(request, run):

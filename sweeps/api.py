@@ -1,7 +1,8 @@
 """Sweeps over the JSON API: submit an hdconfig.yml with a source folder, follow its children.
 
 `POST /api/v1/sweeps` takes multipart form data: the HyperDrive config file
-(`hyperdrive_config`), the source folder as a .zip or .tar.gz (`snapshot`), and
+(`hyperdrive_config`), the source folder as a .zip or .tar.gz (`snapshot`, or its
+`manifest` with the missing `files`, as for runs), and
 the run fields every child shares: `experiment`, `target`, `entry_script`,
 optionally `arguments`, `environment` and `tags`, and an `az ml` runconfig file
 (`runconfig`) that fills the fields left out. Each child is also a run of
@@ -18,7 +19,7 @@ from ninja import File, Form, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
 
-from runs.api import environment_named
+from runs.api import environment_named, submit_source
 from runs.runconfig import RunConfigError, parse_runconfig
 from runs.services import FieldError, RunError, SubmitRequest, parse_tags
 from studio.api import api_membership
@@ -134,13 +135,18 @@ def sweeps_submit(
     environment: str = Form(""),
     tags: str = Form(""),
     hyperdrive_config: UploadedFile = File(...),  # noqa: B008 - how ninja declares an upload
-    snapshot: UploadedFile = File(...),  # noqa: B008
+    snapshot: UploadedFile | None = File(None),  # noqa: B008
+    manifest: str = Form(""),
+    files: list[UploadedFile] | None = File(None),  # noqa: B008
     runconfig: UploadedFile | None = File(None),  # noqa: B008
 ):
     """Submit a sweep: the hdconfig.yml in `hyperdrive_config`, the source folder as a .zip or
-    .tar.gz in `snapshot`, optionally a runconfig in `runconfig`."""
+    .tar.gz in `snapshot` (or as its `manifest` with only the `files` the server lacks, which
+    POST /api/v1/snapshots/missing names, as POST /api/v1/runs takes them), optionally a
+    runconfig in `runconfig`."""
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
     ws = membership.workspace
+    source = submit_source(snapshot, manifest, files)
     if (hyperdrive_config.size or 0) > services.MAX_DEFINITION_BYTES:
         raise HttpError(400, "hyperdrive_config: an hdconfig file is a small YAML file.")
     try:
@@ -159,7 +165,7 @@ def sweeps_submit(
         if runconfig is not None:
             submit.apply_runconfig(parse_runconfig(runconfig.read().decode(errors="replace")))
         run = services.sweep_submit(
-            workspace=ws, user=request.user, request=submit, definition=definition, archive=snapshot
+            workspace=ws, user=request.user, request=submit, definition=definition, **source
         )
     except FieldError as exc:
         raise HttpError(400, f"{exc.field}: {exc}") from None

@@ -51,6 +51,7 @@ def sweep_submit(
     files=None,
     archive=None,
     git_files=None,
+    executables=None,
     seed: int | None = None,
 ) -> Run:
     """Submit the sweep an hdconfig.yml describes over the uploaded source folder.
@@ -76,6 +77,7 @@ def sweep_submit(
         files=files,
         archive=archive,
         git_files=git_files,
+        executables=executables,
     )
     target = resolved["target"]
     if target is None:

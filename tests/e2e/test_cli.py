@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,12 @@ primary_metric_goal: maximize
 max_total_runs: 2
 max_concurrent_runs: 2
 max_duration_minutes: 10
+"""
+
+# Prints a file the second submit changes, beside ones it does not send again.
+SHOW_CONFIG = """\
+from pathlib import Path
+print(Path("lib/config.txt").read_text().strip(), flush=True)
 """
 
 SLEEP = """\
@@ -187,6 +194,33 @@ def test_a_failing_script_exits_non_zero_with_its_stderr(cli_env, tmp_path):
     assert result.stdout == "loading\n"
     assert "CUDA out of memory\n" in result.stderr
     assert "Failed" in result.stderr
+
+
+def test_a_second_submit_uploads_only_the_changed_file_and_the_run_sees_it(cli_env, tmp_path):
+    # Content of its own, so no earlier test's files are stored already.
+    mark = uuid.uuid4().hex
+    folder = write_tree(
+        tmp_path / "project",
+        {
+            "show.py": f"{SHOW_CONFIG}# {mark}\n",
+            "lib/config.txt": f"first {mark}\n",
+            "lib/helpers.py": f"# {mark}\n",
+            ".amlignore": "data/\n",
+            "data/big.bin": "x" * 1000,
+        },
+    )
+    submit = ("run", "submit-script", "-e", "cli-upload", "-t", "local", "show.py")
+    first = cli(cli_env, *submit, cwd=folder)
+    assert first.returncode == 0, first.stderr
+    assert re.search(r"Uploaded 4 of 4 files \(\d+ B\)\.\n", first.stderr), first.stderr
+    assert first.stdout == f"first {mark}\n"
+
+    (folder / "lib/config.txt").write_text(f"second {mark}\n")
+    second = cli(cli_env, *submit, cwd=folder)
+    assert second.returncode == 0, second.stderr
+    assert "Uploaded 1 of 4 files (40 B); the server had the rest.\n" in second.stderr
+    assert "Completed." in second.stderr
+    assert second.stdout == f"second {mark}\n"
 
 
 def test_no_wait_prints_the_run_id_then_show_and_cancel_it(cli_env, tmp_path):
