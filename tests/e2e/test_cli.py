@@ -205,7 +205,7 @@ def test_a_second_submit_uploads_only_the_changed_file_and_the_run_sees_it(cli_e
             "show.py": f"{SHOW_CONFIG}# {mark}\n",
             "lib/config.txt": f"first {mark}\n",
             "lib/helpers.py": f"# {mark}\n",
-            ".amlignore": "data/\n",
+            ".amlignore": f"# {mark}\ndata/\n",
             "data/big.bin": "x" * 1000,
         },
     )
