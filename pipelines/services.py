@@ -397,20 +397,12 @@ def pipeline_cancel(*, pipeline: Pipeline, user) -> bool:
 
 def pipelines_advance() -> int:
     """Advance every pipeline that is not over yet; how many were looked at."""
-    unfinished = [status for status in RunStatus.values if status not in FINAL_STATUSES]
-    ids = list(
-        Pipeline.objects.filter(
-            Q(run__status__in=unfinished) | Q(steps__run__status__in=unfinished)
-        )
-        .values_list("pk", flat=True)
-        .distinct()
+    return run_services.parents_advance(
+        Pipeline.objects,
+        children="steps",
+        advance=lambda pk: pipeline_advance(pipeline_id=pk),
+        what="pipeline",
     )
-    for pipeline_id in ids:
-        try:
-            pipeline_advance(pipeline_id=pipeline_id)
-        except Exception:
-            log.exception("advancing pipeline %s failed; the next pass tries again", pipeline_id)
-    return len(ids)
 
 
 def pipeline_advance(*, pipeline_id: int) -> None:

@@ -356,6 +356,26 @@ def run_submit(
     raise RunError("Too many runs were submitted to this experiment at once: try again.")
 
 
+def parents_advance(parents, *, children: str, advance, what: str) -> int:
+    """Call `advance(pk)` for each parent run (a pipeline, a sweep) that is not over or has
+    a child that is not; how many there were. One that fails is logged and tried again at
+    the next pass, and does not stop the others."""
+    unfinished = [status for status in RunStatus.values if status not in FINAL_STATUSES]
+    ids = list(
+        parents.filter(
+            Q(run__status__in=unfinished) | Q(**{f"{children}__run__status__in": unfinished})
+        )
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    for pk in ids:
+        try:
+            advance(pk)
+        except Exception:
+            log.exception("advancing %s %s failed; the next pass tries again", what, pk)
+    return len(ids)
+
+
 def run_submit_check(
     *,
     workspace,

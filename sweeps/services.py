@@ -21,7 +21,7 @@ from datetime import timedelta
 from functools import partial
 
 from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.db.models import Max
 from django.utils import timezone
 
 from compute.models import ComputeKind
@@ -160,20 +160,12 @@ def sweep_cancel(*, sweep: Sweep, user) -> bool:
 
 def sweeps_advance() -> int:
     """Advance every sweep that is not over yet; how many were looked at."""
-    unfinished = [status for status in RunStatus.values if status not in FINAL_STATUSES]
-    ids = list(
-        Sweep.objects.filter(
-            Q(run__status__in=unfinished) | Q(children__run__status__in=unfinished)
-        )
-        .values_list("pk", flat=True)
-        .distinct()
+    return run_services.parents_advance(
+        Sweep.objects,
+        children="children",
+        advance=lambda pk: sweep_advance(sweep_id=pk),
+        what="sweep",
     )
-    for sweep_id in ids:
-        try:
-            sweep_advance(sweep_id=sweep_id)
-        except Exception:
-            log.exception("advancing sweep %s failed; the next pass tries again", sweep_id)
-    return len(ids)
 
 
 def sweep_advance(*, sweep_id: int) -> None:
