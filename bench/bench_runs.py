@@ -2,15 +2,16 @@
 
 Snapshot: what the submit form does with a 10,000-file / 200 MB tree, the
 first time and again after one file changed: the page's plan request with
-the files' hashes (which ones the server lacks), then the submit with only
-those files uploaded (multipart, parsed by Django), the form, and the
-snapshot stored (`snapshot_from_upload`). The page's own hashing (in the
-browser while the user fills in the form; hashlib stands in for
-crypto.subtle) is timed apart. The API sends the tree as a .zip every time:
-that path is timed too, unpacked and captured. `rsync -a` of the same tree
-to a local directory, and again after the same one-file change, is the
-baseline timed in the same run. Each round starts with an empty blob store;
-3 rounds, medians.
+the files' hashes (which ones the workspace lacks, and the signed plan),
+then the submit with only those files uploaded (multipart, parsed by
+Django) and the plan, the form, and the snapshot stored
+(`snapshot_from_upload`). The page's own hashing (in the browser while the
+user fills in the form; hashlib stands in for crypto.subtle) is timed
+apart. The API sends the tree as a .zip every time: that path is timed too,
+unpacked and captured. `rsync -a` of the same tree to a local directory,
+and again after the same one-file change, is the baseline timed in the same
+run. Each round starts with an empty blob store and a new workspace; 3
+rounds, medians.
 
 Submit to Running: from `snapshot_create` + `run_submit` of a small folder
 until the run's status is Running (the run monitor saw the script start),
@@ -107,7 +108,7 @@ def page_hashes(files: list[tuple[str, bytes]]) -> list[str]:
 
 
 class FormSubmit:
-    """The submit page's second step: which files the server lacks, then only those sent."""
+    """The submit page's second step: which files the workspace lacks, then only those sent."""
 
     def __init__(self, workspace, user):
         self.workspace = workspace
@@ -115,7 +116,9 @@ class FormSubmit:
         self.client.force_login(user)
         self.plan_url = reverse("snapshot_plan", args=[workspace.slug])
 
-    def body(self, files: list[tuple[str, bytes]], hashes: list[str], missing: set[str]) -> bytes:
+    def body(
+        self, files: list[tuple[str, bytes]], hashes: list[str], missing: set[str], plan: str
+    ) -> bytes:
         """The multipart body the page sends (built before the clock starts)."""
         sent = [
             SimpleUploadedFile(str(i), data)
@@ -125,15 +128,18 @@ class FormSubmit:
         fields = {
             "source_paths": "\n".join(path for path, _ in files),
             "source_hashes": "\n".join(hashes),
+            "source_plan": plan,
             "source_folder": sent,
         }
         return encode_multipart(BOUNDARY, fields)
 
-    def missing(self, hashes: list[str]) -> set[str]:
+    def plan(self, hashes: list[str]) -> tuple[set[str], str]:
+        """The files the workspace lacks, and the signed plan the submit hands back."""
         response = self.client.post(
             self.plan_url, json.dumps({"sha256": hashes}), content_type="application/json"
         )
-        return set(response.json()["missing"])
+        answer = response.json()
+        return set(answer["missing"]), answer["plan"]
 
     def store(self, body: bytes):
         request = RequestFactory().generic("POST", "/", body, content_type=MULTIPART_CONTENT)
@@ -145,9 +151,9 @@ class FormSubmit:
 def form_submit(submit: FormSubmit, files, hashes) -> tuple[float, Capture]:
     """Timed: the plan request, then parsing the submit and storing the snapshot."""
     start = time.perf_counter()
-    missing = submit.missing(hashes)
+    missing, plan = submit.plan(hashes)
     planned = time.perf_counter() - start
-    body = submit.body(files, hashes, missing)
+    body = submit.body(files, hashes, missing, plan)
     start = time.perf_counter()
     _, capture = submit.store(body)
     return planned + time.perf_counter() - start, capture
@@ -169,7 +175,7 @@ def api_submit(workspace, tree: Path) -> tuple[float, Capture]:
     return time.perf_counter() - start, capture
 
 
-def snapshot_rounds(workspace, user) -> dict[str, list[float]]:
+def snapshot_rounds(user) -> dict[str, list[float]]:
     results: dict[str, list[float]] = {
         key: []
         for key in (
@@ -185,12 +191,13 @@ def snapshot_rounds(workspace, user) -> dict[str, list[float]]:
     base = Path(tempfile.mkdtemp(prefix="tree-", dir=settings.DATA_DIR))
     tree = base / "tree"
     make_tree(tree)
-    submit = FormSubmit(workspace, user)
     changed = tree / "d050" / f"f{5000:05d}.bin"
     for round_number in range(SNAPSHOT_ROUNDS):
         for path_key in ("form", "api"):
-            # A fresh blob store: this round's first submit stores everything.
+            # A fresh blob store and workspace: this round's first submit stores everything.
             settings.BLOB_DIR = base / f"blobs-{round_number}-{path_key}"
+            workspace = workspace_create(name=f"Snapshots {round_number} {path_key}", owner=user)
+            submit = FormSubmit(workspace, user)
             mirror = base / f"mirror-{round_number}-{path_key}"
             if path_key == "form":
                 results["rsync_first"].append(timed(lambda m=mirror: rsync(tree, m)))
@@ -289,7 +296,7 @@ def main() -> None:
         defaults={"kind": "curated", "interpreter_path": "python3"},
     )
 
-    snap = snapshot_rounds(workspace, user)
+    snap = snapshot_rounds(user)
     med = {key: statistics.median(values) for key, values in snap.items()}
     print("## Snapshot of 10,000 files / 200 MB (median of 3 rounds)\n")
     print("| case | median | slowest | vs baseline | target |\n|---|---|---|---|---|")

@@ -90,7 +90,8 @@ def snapshot_upload(folder: Path) -> tuple[str, IO[bytes], str]:
 
 @dataclass
 class SourceUpload:
-    """A source folder as a submit sends it: its manifest, and only the files the server lacks."""
+    """A source folder as a submit sends it: its manifest, and only the files the workspace
+    lacks."""
 
     fields: dict[str, str]
     files: list[tuple[str, tuple[str, bytes, str]]] = field(default_factory=list)

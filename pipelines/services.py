@@ -303,7 +303,7 @@ def _prepare_step(workspace, step: StepSpec, snapshot: Snapshot | None) -> dict:
         "target": target,
         "target_name": target.name,
         "environment": _environment(workspace, step, where),
-        "snapshot": _snapshot_of(workspace, manifest),
+        "snapshot": run_services.snapshot_of_manifest(workspace=workspace, manifest=manifest),
     }
     if step.type == "pyspark":
         fields["framework"] = "PySpark"
@@ -361,21 +361,6 @@ def _source_manifest(snapshot: Snapshot, folder: str) -> list[list]:
         for entry in snapshot.manifest
         if entry[0].startswith(prefix)
     ]
-
-
-def _snapshot_of(workspace, manifest: list[list]) -> Snapshot:
-    """The snapshot of exactly these files (their blobs are stored already)."""
-    manifest = sorted(manifest, key=lambda entry: entry[0])
-    digest, _ = snapshots.blob_store_bytes(snapshots.manifest_text(manifest))
-    snapshot, _ = Snapshot.objects.get_or_create(
-        workspace=workspace,
-        digest=digest,
-        defaults={
-            "file_count": len(manifest),
-            "total_bytes": sum(entry[2] for entry in manifest),
-        },
-    )
-    return snapshot
 
 
 def _enqueue_advance(pipeline_id: int) -> None:
@@ -510,7 +495,7 @@ def _with_inputs(step: PipelineStep, by_name: dict[str, PipelineStep]) -> tuple[
             path = f"inputs/{data}/{rest}" if str(rest) != "." else f"inputs/{data}"
             manifest.append([path, f.sha256, f.size, False])
             copied += 1
-    return _snapshot_of(run.workspace, manifest), copied
+    return run_services.snapshot_of_manifest(workspace=run.workspace, manifest=manifest), copied
 
 
 def _skip(step: PipelineStep, reason: str) -> None:

@@ -1,6 +1,15 @@
 from django.contrib import admin
 
-from runs.models import Environment, Experiment, Metric, Run, RunEvent, RunFile, Snapshot
+from runs.models import (
+    Environment,
+    Experiment,
+    Metric,
+    Run,
+    RunEvent,
+    RunFile,
+    Snapshot,
+    SnapshotBlob,
+)
 
 
 @admin.register(Experiment)
@@ -39,6 +48,13 @@ class SnapshotAdmin(admin.ModelAdmin):
     list_display = ["digest", "workspace", "file_count", "total_bytes", "created_at"]
     list_filter = ["workspace", "created_at"]
     search_fields = ["digest"]
+
+
+@admin.register(SnapshotBlob)
+class SnapshotBlobAdmin(admin.ModelAdmin):
+    list_display = ["sha256", "workspace", "size"]
+    list_filter = ["workspace"]
+    search_fields = ["sha256"]
 
 
 @admin.register(Metric)

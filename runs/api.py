@@ -4,8 +4,8 @@
 with the source folder as a .zip or .tar.gz (`snapshot`) and, optionally, an
 `az ml` runconfig file (`runconfig`) that fills the fields left out. Instead of
 the archive, a client may send the folder's `manifest` and only the `files` the
-server does not store yet (`POST /api/v1/snapshots/missing` names them), as the
-submit page does.
+workspace does not hold yet from its earlier snapshots (`POST
+/api/v1/snapshots/missing` names them), as the submit page does.
 """
 
 from __future__ import annotations
@@ -232,17 +232,18 @@ def snapshots_missing(
     digests: list[Sha256] = Body(...),  # noqa: B008 - how ninja declares a body
     workspace: str | None = None,
 ):
-    """Of a JSON list of SHA-256 hex digests (a source folder's files), those the server does
-    not store: the only files a submit with a `manifest` has to send. At most
+    """Of a JSON list of SHA-256 hex digests (a source folder's files), those the workspace
+    does not hold (in its earlier snapshots): the only files a submit with a `manifest` has to
+    send. At most
     DATA_UPLOAD_MAX_NUMBER_FILES digests, the most files one submit can send."""
-    api_membership(request, workspace, Role.CONTRIBUTOR)
+    membership = api_membership(request, workspace, Role.CONTRIBUTOR)
     if len(digests) > settings.DATA_UPLOAD_MAX_NUMBER_FILES:
         raise HttpError(
             400,
             f"Ask about at most {settings.DATA_UPLOAD_MAX_NUMBER_FILES} digests at a time: "
             "split the list, or leave more of the folder out with .amlignore.",
         )
-    return snapshots.blobs_missing(digests)
+    return selectors.snapshot_blobs_missing(workspace=membership.workspace, hashes=digests)
 
 
 @router.post("/runs", response={201: RunOut})
@@ -267,10 +268,10 @@ def runs_submit(
 ):
     """Submit a run: the source folder as a .zip or .tar.gz in `snapshot`, or as its
     `manifest` (a JSON list of {"path", "sha256", "size", "mode"}, one per file) with the
-    `files` the server lacks (POST /api/v1/snapshots/missing), each named by its manifest path,
-    percent-encoded. A file left out is the stored blob of its sha256; 400 names a file that
-    is neither sent nor stored, a path outside the folder, or a folder over the snapshot
-    limit."""
+    `files` the workspace lacks (POST /api/v1/snapshots/missing), each named by its manifest
+    path, percent-encoded. A file left out is the file of that sha256 the workspace holds; 400
+    names a file that is neither sent nor held, a path outside the folder, or a folder over
+    the snapshot limit."""
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
     ws = membership.workspace
     source = submit_source(snapshot, manifest, files)

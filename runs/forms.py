@@ -6,9 +6,10 @@ import shlex
 from django import forms
 from django.conf import settings
 
-from runs import selectors, services, snapshots
+from runs import selectors, services, snapshots, upload_plan
 from runs.models import EnvironmentKind
 from runs.runconfig import RunConfigError, parse_runconfig
+from runs.snapshots import StoredFile
 
 MAX_RUNCONFIG_BYTES = 256 * 1024
 # The page sends packed-refs only below 1 MB; HEAD, config and a ref are tiny.
@@ -125,8 +126,11 @@ class RunSubmitForm(forms.Form):
     )
     source_paths = forms.CharField(required=False, widget=forms.HiddenInput)
     # The SHA-256 of each file of source_paths, in the same order, when the page hashed the
-    # folder: it then sends only the files the server does not store yet.
+    # folder: it then sends only the files the workspace does not hold yet.
     source_hashes = forms.CharField(required=False, widget=forms.HiddenInput)
+    # The signed answer to the page's question about those hashes (runs.upload_plan): the
+    # sizes of the files the workspace holds, which the page does not send.
+    source_plan = forms.CharField(required=False, widget=forms.HiddenInput)
     # JSON: the small files of the folder's .git/ (HEAD, config, the branch's ref) that
     # name its repository, branch and commit; the page leaves .git/ itself out.
     source_git = forms.CharField(required=False, widget=forms.HiddenInput)
@@ -256,10 +260,17 @@ class RunSubmitForm(forms.Form):
         hashes = self.cleaned_data.get("source_hashes") or []
         numbered = all(f.name.isdigit() and int(f.name) < len(paths) for f in files)
         if paths and numbered and len(hashes) == len(paths):
-            # Files the server stores already stay behind: their hash stands for them.
+            # Files the workspace holds already stay behind: their hash stands for them,
+            # with the size the page's plan names, when it has a valid one.
             sent = {int(f.name): f for f in files}
+            held = upload_plan.plan_sizes(
+                self.cleaned_data.get("source_plan") or "", workspace=self.workspace, hashes=hashes
+            )
             named = paths
-            sources: list = [sent.get(i, sha) for i, sha in enumerate(hashes)]
+            sources: list = [
+                sent[i] if i in sent else (StoredFile(sha, held[sha]) if sha in held else sha)
+                for i, sha in enumerate(hashes)
+            ]
         elif paths and numbered:
             named = [paths[int(f.name)] for f in files]
             sources = files

@@ -228,6 +228,29 @@ class Snapshot(models.Model):
         return parse_manifest(blob_path(self.digest).read_bytes())
 
 
+class SnapshotBlob(models.Model):
+    """A file content one of a workspace's snapshots holds, by its sha256.
+
+    Blobs are stored once for all workspaces; these rows are what a workspace
+    may see of the store: a submit may name a file by its digest instead of
+    sending it only when the workspace holds that digest already.
+    """
+
+    workspace = models.ForeignKey(
+        "studio.Workspace", on_delete=models.CASCADE, related_name="snapshot_blobs"
+    )
+    sha256 = models.CharField(max_length=64)
+    size = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "sha256"], name="snapshot_blob_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.sha256[:12]
+
+
 class Metric(models.Model):
     """One value of a metric series a run logged."""
 

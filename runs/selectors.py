@@ -1,3 +1,4 @@
+from django.db import connection
 from django.db.models import (
     Count,
     DurationField,
@@ -11,7 +12,10 @@ from django.db.models.functions import Coalesce, Now
 from django.shortcuts import get_object_or_404
 
 from compute.models import ComputeTarget
-from runs.models import Environment, Experiment, Metric, Run, Snapshot
+from runs.models import Environment, Experiment, Metric, Run, Snapshot, SnapshotBlob
+
+# Digests looked up per query: below every database's limit on query parameters.
+BLOB_LOOKUP_BATCH = 900
 
 RUN_SORTS = {
     "number": "number",
@@ -125,6 +129,34 @@ def snapshot_entry(snapshot: Snapshot | None, path: str) -> dict | None:
         if entry["path"] == path:
             return entry
     return None
+
+
+def snapshot_blob_sizes(*, workspace, hashes: list[str]) -> dict[str, int]:
+    """The size of each of `hashes` the workspace's snapshots hold (its stored files).
+
+    A submit asks about every file of its folder, often 10,000 of them: the query is
+    written out because preparing each digest as an ORM lookup value costs more than
+    the query itself.
+    """
+    unique = list(dict.fromkeys(hashes))
+    table = connection.ops.quote_name(SnapshotBlob._meta.db_table)
+    sizes: dict[str, int] = {}
+    with connection.cursor() as cursor:
+        for start in range(0, len(unique), BLOB_LOOKUP_BATCH):
+            batch = unique[start : start + BLOB_LOOKUP_BATCH]
+            cursor.execute(
+                f"SELECT sha256, size FROM {table} WHERE workspace_id = %s "  # noqa: S608
+                f"AND sha256 IN ({', '.join(['%s'] * len(batch))})",
+                [workspace.pk, *batch],
+            )
+            sizes.update(cursor.fetchall())
+    return sizes
+
+
+def snapshot_blobs_missing(*, workspace, hashes: list[str]) -> list[str]:
+    """The digests of `hashes` the workspace holds no file for: the files a submit must send."""
+    stored = snapshot_blob_sizes(workspace=workspace, hashes=hashes)
+    return [sha for sha in hashes if sha not in stored]
 
 
 def runnable_targets(*, workspace):

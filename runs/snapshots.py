@@ -23,8 +23,10 @@ import tarfile
 import tempfile
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import NamedTuple
 
 import pathspec
 from django.conf import settings
@@ -40,6 +42,13 @@ SMALL_FILE = 8 * 1024 * 1024
 
 class SnapshotError(Exception):
     """The source cannot become a snapshot; the message says what to change."""
+
+
+class StoredFile(NamedTuple):
+    """A file of an upload the workspace holds already: the blob of its digest, and its size."""
+
+    sha256: str
+    size: int
 
 
 @dataclass
@@ -91,11 +100,6 @@ def blob_path(sha: str) -> Path:
 
 def blob_exists(sha: str) -> bool:
     return os.path.exists(_blob_file(sha))
-
-
-def blobs_missing(hashes: list[str]) -> list[str]:
-    """The digests of `hashes` the server stores no blob for: the files a submit must send."""
-    return [sha for sha in hashes if not blob_exists(sha)]
 
 
 def _blob_file(sha: str) -> str:
@@ -298,12 +302,19 @@ def capture_dir(root: Path, *, max_bytes: int | None = None) -> Capture:
     if not root.is_dir():
         raise SnapshotError(f"{root} is not a folder.")
     limit = settings.SNAPSHOT_MAX_BYTES if max_bytes is None else max_bytes
-    # Tens of thousands of small, acyclic objects: the cyclic garbage collector
-    # would only rescan them again and again.
+    with _no_cyclic_gc():
+        return _capture(root, limit)
+
+
+@contextmanager
+def _no_cyclic_gc():
+    """Tens of thousands of small, acyclic objects: the cyclic garbage collector would
+    only rescan them again and again (and a full pass over a web process's heap in the
+    middle of a capture costs more than the capture)."""
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _capture(root, limit)
+        yield
     finally:
         if collecting:
             gc.enable()
@@ -335,13 +346,20 @@ def capture_upload(
 ) -> Capture:
     """Store a folder chosen in the browser as blobs and return its manifest.
 
-    `files` pairs each relative path with its UploadedFile, or with its SHA-256
-    when the page did not send a file the server stores: that blob is the
-    content of its digest, so it is neither written out nor hashed again.
-    `git_files` are the small files of its .git/ the git facts are read from;
-    `executables` the paths to mark executable (browsers do not tell).
+    `files` pairs each relative path with its UploadedFile, or with a StoredFile
+    when the page did not send a file the workspace holds: that blob is its
+    content, so it is neither written out nor hashed again. A bare SHA-256
+    stands for a file neither sent nor held: an error, unless the ignore rules
+    leave it out. `git_files` are the small files of its .git/ the git facts are
+    read from; `executables` the paths to mark executable (browsers do not tell).
     """
     limit = settings.SNAPSHOT_MAX_BYTES if max_bytes is None else max_bytes
+    # Tens of thousands of small objects: see capture_dir.
+    with _no_cyclic_gc():
+        return _capture_upload(files, git_files or {}, executables or set(), limit)
+
+
+def _capture_upload(files, git_files: dict[str, str], executables: set[str], limit: int):
     chosen: dict[str, object] = {}
     for name, source in files:
         rel = relative_name(name)
@@ -352,7 +370,7 @@ def capture_upload(
                 f"{rel!r} has a line break in its name: rename it, or add it to .amlignore."
             )
         chosen[rel] = source
-    texts = {name: _upload_bytes(chosen[name]) for name in IGNORE_FILES if name in chosen}
+    texts = {name: _upload_bytes(name, chosen[name]) for name in IGNORE_FILES if name in chosen}
     spec, _ = ignore_spec_from(
         {name: text.decode(errors="replace") for name, text in texts.items()}
     )
@@ -364,33 +382,31 @@ def capture_upload(
     capture = Capture(total_bytes=total)
     for rel, size in sizes:
         source = chosen[rel]
-        if isinstance(source, str):
-            sha = source
+        if isinstance(source, StoredFile):
+            sha = source.sha256
         else:
             sha, new = _blob_store_upload(source, size)
             if new:
                 capture.new_blobs += 1
                 capture.new_bytes += size
-        capture.manifest.append([rel, sha, size, rel in (executables or ())])
-    capture.git = git_info_from(git_files or {})
+        capture.manifest.append([rel, sha, size, rel in executables])
+    capture.git = git_info_from(git_files)
     return capture
 
 
 def _upload_size(rel: str, source) -> int:
-    if not isinstance(source, str):
-        return source.size
-    try:
-        return os.stat(_blob_file(source)).st_size
-    except FileNotFoundError:
+    if isinstance(source, str):
         raise SnapshotError(
             f"{rel} was not uploaded and is not stored (did the folder change while it was "
             "uploading?): choose the folder again, or send the file with the submit."
-        ) from None
+        )
+    return source.size
 
 
-def _upload_bytes(source) -> bytes:
-    if isinstance(source, str):
-        return blob_path(source).read_bytes()
+def _upload_bytes(rel: str, source) -> bytes:
+    _upload_size(rel, source)
+    if isinstance(source, StoredFile):
+        return blob_path(source.sha256).read_bytes()
     return b"".join(source.chunks())
 
 
@@ -398,7 +414,7 @@ def _blob_store_upload(upload, size: int) -> tuple[str, bool]:
     # Django keeps a large upload in a temporary file: hashed and stored from there.
     if hasattr(upload, "temporary_file_path"):
         return blob_store_file(Path(upload.temporary_file_path()), size)
-    return blob_store_bytes(_upload_bytes(upload))
+    return blob_store_bytes(b"".join(upload.chunks()))
 
 
 def _check_folder_total(total: int, limit: int, sizes: list[tuple[str, int]]) -> None:
@@ -512,6 +528,8 @@ def relative_name(name: str) -> str:
             f"The archive contains {name!r}, which points outside the source folder "
             "(`..`): such archives are refused. Create it from inside the source folder."
         )
+    if "" not in parts and "." not in parts:
+        return cleaned
     return "/".join(p for p in parts if p not in ("", ".")) or "."
 
 

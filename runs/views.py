@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from runs import charts, selectors, services, snapshots
+from runs import charts, selectors, services, snapshots, upload_plan
 from runs.forms import EnvironmentForm, ExperimentForm, RunSubmitForm
 from runs.models import RunFile, RunStatus
 from studio.access import workspace_view
@@ -103,12 +103,13 @@ def run_submit(request):
         initial={"experiment": request.GET.get("experiment", "")},
     )
     if request.method == "POST" and form.is_valid():
+        files = form.folder_files()
         try:
             run = services.run_submit_upload(
                 workspace=request.workspace,
                 user=request.user,
                 request=form.submit_request(),
-                files=form.folder_files(),
+                files=files,
                 archive=form.cleaned_data.get("source_archive"),
                 git_files=form.cleaned_data["source_git"],
             )
@@ -118,7 +119,7 @@ def run_submit(request):
             form.add_error(None, str(exc))
         else:
             submitted = f"Run {run} submitted to {run.target_name}."
-            chosen = len(form.folder_files())
+            chosen = len(files)
             if chosen:
                 submitted += (
                     f" {form.uploaded_count()} of {chosen} files uploaded; the others were "
@@ -136,7 +137,8 @@ def snapshot_plan(request):
 
     `{"paths": [...], "ignore": {".amlignore": text}}` → the paths the ignore rules
     leave out (the page neither hashes nor sends them); `{"sha256": [...]}` → the
-    hashes of files the server does not store yet (the only ones the page sends).
+    hashes of files the workspace does not hold yet (the only ones the page sends), and
+    the signed plan the submit hands back for the others (runs.upload_plan).
     """
     try:
         body = json.loads(request.body)
@@ -158,7 +160,9 @@ def snapshot_plan(request):
         return JsonResponse(
             {"error": 'Send {"paths": [...], "ignore": {...}} or {"sha256": [...]}.'}, status=400
         )
-    return JsonResponse({"missing": snapshots.blobs_missing(hashes)})
+    sizes = selectors.snapshot_blob_sizes(workspace=request.workspace, hashes=hashes)
+    plan = upload_plan.plan_sign(workspace=request.workspace, hashes=hashes, sizes=sizes)
+    return JsonResponse({"missing": [sha for sha in hashes if sha not in sizes], "plan": plan})
 
 
 def _run_context(request, run):

@@ -141,7 +141,7 @@ def sweeps_submit(
     runconfig: UploadedFile | None = File(None),  # noqa: B008
 ):
     """Submit a sweep: the hdconfig.yml in `hyperdrive_config`, the source folder as a .zip or
-    .tar.gz in `snapshot` (or as its `manifest` with only the `files` the server lacks, which
+    .tar.gz in `snapshot` (or as its `manifest` with only the `files` the workspace lacks, which
     POST /api/v1/snapshots/missing names, as POST /api/v1/runs takes them), optionally a
     runconfig in `runconfig`."""
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)

@@ -30,6 +30,7 @@ class SweepSubmitForm(RunSubmitForm):
         "metric_patterns",
         "runconfig",
         "source_hashes",
+        "source_plan",
     )
 
     def __init__(self, *args, workspace, **kwargs):

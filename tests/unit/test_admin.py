@@ -12,7 +12,16 @@ from compute.models import (
     NodeRequest,
 )
 from pipelines.models import Pipeline, PipelineStep
-from runs.models import Environment, Experiment, Metric, Run, RunEvent, RunFile, Snapshot
+from runs.models import (
+    Environment,
+    Experiment,
+    Metric,
+    Run,
+    RunEvent,
+    RunFile,
+    Snapshot,
+    SnapshotBlob,
+)
 from studio.services import token_create
 from sweeps.models import Sweep, SweepChild
 
@@ -63,6 +72,7 @@ def studio_data(workspace, alice, bob):
     Metric.objects.create(run=run, name="loss", step=0, value=0.3)
     RunFile.objects.create(run=run, path="outputs/model.pkl", sha256="c" * 64, size=3)
     Snapshot.objects.create(workspace=workspace, digest="ab" * 32)
+    SnapshotBlob.objects.create(workspace=workspace, sha256="cd" * 32, size=3)
     NodeRequest.objects.create(target=local, run_id=run.pk)
     ComputeOperation.objects.create(
         target=local, workspace=workspace, target_name="local", action="check"
@@ -91,6 +101,7 @@ def changelists(workspace, bob):
         ("runs/environment", f"q=sklearn&kind__exact=user&workspace__id__exact={ws}"),
         ("runs/runevent", "q=started&status__exact=Running"),
         ("runs/snapshot", f"q=abab&workspace__id__exact={ws}"),
+        ("runs/snapshotblob", f"q=cdcd&workspace__id__exact={ws}"),
         ("runs/metric", f"q=loss&run__workspace__id__exact={ws}"),
         ("runs/runfile", f"q=model.pkl&run__workspace__id__exact={ws}"),
         ("pipelines/pipeline", "q=word-count&run__status__exact=Running"),

@@ -1,4 +1,4 @@
-"""Submitting over the API with a manifest: only the files the server lacks are sent."""
+"""Submitting over the API with a manifest: only the files the workspace lacks are sent."""
 
 import hashlib
 import json
@@ -48,11 +48,11 @@ def missing(client, digests: list[str]):
     )
 
 
-def submit(client, folder: dict[str, bytes], sent: dict[str, bytes], endpoint: str = "runs"):
+def submit(client, folder: dict[str, bytes], sent: dict[str, bytes], workspace: str = "vision"):
     uploads = [SimpleUploadedFile(quote(path, safe=""), data) for path, data in sent.items()]
     fields = {"experiment": "api-exp", "target": "local", "entry_script": "train.py"}
     return client.post(
-        f"/api/v1/{endpoint}?workspace=vision",
+        f"/api/v1/runs?workspace={workspace}",
         fields | {"manifest": manifest(folder), "files": uploads},
     )
 
@@ -89,6 +89,18 @@ def test_missing_names_only_digests_the_server_lacks(api_carol, folder):
     assert response.json() == [new]
     malformed = missing(api_carol, ["not-a-digest"])
     assert malformed.status_code == 422
+
+
+def test_files_of_another_workspace_are_missing_here_and_cannot_be_named(
+    api_carol, api_charlie, folder
+):
+    charlies = submit(api_charlie, folder, folder, workspace="charlies-own")
+    assert charlies.status_code == 201, charlies.content
+    digests = [digest(data) for data in folder.values()]
+    assert missing(api_carol, digests).json() == digests
+    response = submit(api_carol, folder, {"train.py": folder["train.py"]})
+    assert response.status_code == 400
+    assert "lib/util.py was not uploaded and is not stored" in response.json()["detail"]
 
 
 @override_settings(DATA_UPLOAD_MAX_NUMBER_FILES=2)

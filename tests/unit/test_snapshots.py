@@ -173,7 +173,9 @@ def test_a_folder_from_the_browser_keeps_its_ignore_rules_and_reuses_stored_file
         [
             (".amlignore", SimpleUploadedFile(".amlignore", b"data/\n*.log\n")),
             ("train.py", SimpleUploadedFile("train.py", b"print(1)\n")),
-            ("lib/table.csv", digest),
+            ("lib/table.csv", snapshots.StoredFile(digest, len(stored))),
+            # Named by a digest nobody holds, but left out by .amlignore: no error.
+            ("data/gone.bin", "0" * 64),
             ("data/big.bin", SimpleUploadedFile("big.bin", b"\0" * 100)),
             ("run.log", SimpleUploadedFile("run.log", b"old output")),
             (".git/HEAD", SimpleUploadedFile("HEAD", b"ref: refs/heads/main\n")),
@@ -186,6 +188,16 @@ def test_a_folder_from_the_browser_keeps_its_ignore_rules_and_reuses_stored_file
     ]
     assert dict((path, sha) for path, sha, _, _ in capture.manifest)["lib/table.csv"] == digest
     assert capture.total_bytes == 12 + len(stored) + 9
+
+
+def test_a_file_of_the_browser_neither_sent_nor_held_is_named():
+    with pytest.raises(SnapshotError, match=r"lib/table.csv was not uploaded and is not stored"):
+        snapshots.capture_upload(
+            [
+                ("train.py", SimpleUploadedFile("train.py", b"print(1)\n")),
+                ("lib/table.csv", "0" * 64),
+            ]
+        )
 
 
 def test_a_folder_from_the_browser_over_the_limit_names_its_biggest_files():
