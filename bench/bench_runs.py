@@ -11,7 +11,9 @@ apart. The API sends the tree as a .zip every time: that path is timed too,
 unpacked and captured. `rsync -a` of the same tree to a local directory,
 and again after the same one-file change, is the baseline timed in the same
 run. Each round starts with an empty blob store and a new workspace; 3
-rounds, medians.
+rounds, medians. Each timed step starts after a garbage collection, so the
+cyclic collector does not spend the step's time on what the harness itself
+built (the tree in memory, the multipart body).
 
 Submit to Running: from `snapshot_create` + `run_submit` of a small folder
 until the run's status is Running (the run monitor saw the script start),
@@ -25,6 +27,7 @@ monitor thread with the production poll interval) in a throwaway DATA_DIR:
     .venv/bin/python bench/bench_runs.py
 """
 
+import gc
 import hashlib
 import io
 import json
@@ -86,6 +89,7 @@ def make_tree(root: Path) -> None:
 
 
 def timed(function) -> float:
+    gc.collect()
     start = time.perf_counter()
     function()
     return time.perf_counter() - start
@@ -150,10 +154,12 @@ class FormSubmit:
 
 def form_submit(submit: FormSubmit, files, hashes) -> tuple[float, Capture]:
     """Timed: the plan request, then parsing the submit and storing the snapshot."""
+    gc.collect()
     start = time.perf_counter()
     missing, plan = submit.plan(hashes)
     planned = time.perf_counter() - start
     body = submit.body(files, hashes, missing, plan)
+    gc.collect()
     start = time.perf_counter()
     _, capture = submit.store(body)
     return planned + time.perf_counter() - start, capture
@@ -170,6 +176,7 @@ def zip_of(tree: Path) -> bytes:
 
 def api_submit(workspace, tree: Path) -> tuple[float, Capture]:
     archive = SimpleUploadedFile("tree.zip", zip_of(tree))
+    gc.collect()
     start = time.perf_counter()
     _, capture = services.snapshot_from_upload(workspace=workspace, archive=archive)
     return time.perf_counter() - start, capture

@@ -4,6 +4,7 @@ from django import forms
 
 from runs import selectors
 from runs.forms import RunSubmitForm
+from runs.services import DEFAULT_ENVIRONMENT, LOCAL_TARGET_NAME
 from sweeps.services import MAX_DEFINITION_BYTES
 
 HYPERDRIVE_HELP = (
@@ -37,13 +38,21 @@ class SweepSubmitForm(RunSubmitForm):
         super().__init__(*args, workspace=workspace, **kwargs)
         for name in self.LEFT_OUT:
             del self.fields[name]
-        self.fields["target"].choices = [("", "—")] + [
+        self.fields["target"].choices = [("", f"— {LOCAL_TARGET_NAME}")] + [
             (t.name, f"{t.name} ({t.get_kind_display()})")
             for t in selectors.runnable_targets(workspace=workspace)
         ]
         self.fields["target"].help_text = (
             "Where every child runs: this server (local), an attached VM, a cluster, or an "
             "HDInsight / Spark head node."
+        )
+        self.fields["environment"].choices = [
+            ("", f"— {DEFAULT_ENVIRONMENT}"),
+            *self.fields["environment"].choices[1:],
+        ]
+        self.fields["environment"].help_text = (
+            "The Python every child runs with (see Environments). Left empty: "
+            f"{DEFAULT_ENVIRONMENT}."
         )
         self.fields[
             "arguments"

@@ -5,7 +5,6 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from runs import selectors as run_selectors
 from runs.charts import line_chart
 from runs.models import FINAL_STATUSES, RunStatus
 from runs.services import FieldError, RunError
@@ -31,17 +30,8 @@ def sweep_list(request):
 
 @workspace_view()
 def sweep_submit(request):
-    initial = {"experiment": request.GET.get("experiment", ""), "target": "local"}
-    minimal = next(
-        (
-            e
-            for e in run_selectors.environment_list(workspace=request.workspace)
-            if e.kind == "curated"
-        ),
-        None,
-    )
-    if minimal is not None:
-        initial["environment"] = str(minimal.pk)
+    # Target and environment start empty: the service's defaults fill what stays empty.
+    initial = {"experiment": request.GET.get("experiment", "")}
     form = SweepSubmitForm(
         request.POST or None, request.FILES or None, workspace=request.workspace, initial=initial
     )

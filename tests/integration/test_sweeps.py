@@ -279,20 +279,24 @@ def test_a_sampled_argument_given_as_an_argument_too_is_refused(workspace, carol
 def test_submit_from_the_form_then_readers_see_and_strangers_do_not(
     workspace, as_carol, as_bob, as_charlie, api_bob, api_charlie
 ):
+    minimal = minimal_environment()
     response = as_carol.post(
         reverse("sweep_submit", args=[workspace.slug]),
         {
             "hyperdrive_config": hdconfig(),
             "source_archive": archive({"train.py": TRAIN}),
             "experiment": "tuning",
-            "target": "local",
+            # Target and environment left at their defaults.
+            "target": "",
             "entry_script": "train.py",
             "arguments": "--epochs 1",
-            "environment": str(minimal_environment().pk),
+            "environment": "",
         },
     )
     assert response.status_code == 302, text(response)
     parent = Run.objects.get(sweep__isnull=False)
+    assert parent.target_name == "local"
+    assert parent.environment == minimal
     detail = reverse("sweep_detail", args=[workspace.slug, parent.pk])
     assert response["Location"] == detail
     page = as_bob.get(detail)
@@ -315,6 +319,8 @@ def test_submit_from_the_form_then_readers_see_and_strangers_do_not(
     submit = reverse("sweep_submit", args=[workspace.slug])
     form = as_carol.get(submit).content.decode()
     assert 'name="hyperdrive_config"' in form and 'name="node_count"' not in form
+    assert '<option value="" selected>— local</option>' in form
+    assert '<option value="" selected>— trainyard-minimal-python</option>' in form
     assert "primary_metric_goal: maximize" in form
     assert as_bob.post(submit, {"hyperdrive_config": hdconfig()}).status_code == 403
     assert as_charlie.post(submit, {"hyperdrive_config": hdconfig()}).status_code == 404
