@@ -1,11 +1,10 @@
 from __future__ import annotations
 
 from django import forms
-from django.conf import settings
 
 from pipelines.services import MAX_DEFINITION_BYTES
-from runs import selectors, services, snapshots
-from runs.forms import FolderField, RunSubmitForm
+from runs import selectors, services
+from runs.forms import FolderField, SourceFolderForm
 
 DEFINITION_HELP = (
     "A YAML file with a <code>steps:</code> list. Each step has a <code>name</code>, a "
@@ -21,7 +20,7 @@ DEFINITION_HELP = (
 )
 
 
-class PipelineSubmitForm(forms.Form):
+class PipelineSubmitForm(SourceFolderForm):
     definition_file = forms.FileField(
         label="Pipeline definition file",
         required=False,
@@ -46,20 +45,12 @@ class PipelineSubmitForm(forms.Form):
         help_text="The folder with every step's scripts; a step's <code>source_directory</code> "
         "picks a subfolder. .amlignore (or else .gitignore) decides what is left out.",
     )
-    source_paths = forms.CharField(required=False, widget=forms.HiddenInput)
-    source_archive = forms.FileField(
-        label="…or an archive",
-        required=False,
-        help_text="A .zip or .tar.gz of the source folder, instead of choosing the folder.",
-    )
     tags = forms.CharField(
         required=False, help_text="name=value pairs separated by commas, e.g. owner=data-team."
     )
 
-    folder_files = RunSubmitForm.folder_files
-
     def __init__(self, *args, workspace, **kwargs):
-        super().__init__(*args, **kwargs)
+        super().__init__(*args, workspace=workspace, **kwargs)
         self.experiment_names = list(
             selectors.experiment_list(workspace=workspace).values_list("name", flat=True)
         )
@@ -78,15 +69,6 @@ class PipelineSubmitForm(forms.Form):
             raise forms.ValidationError(
                 "This is not a text file: choose the pipeline's .yml file."
             ) from None
-
-    def clean_source_archive(self):
-        archive = self.cleaned_data.get("source_archive")
-        if archive and archive.size > settings.SNAPSHOT_MAX_BYTES:
-            raise forms.ValidationError(
-                f"The archive is {snapshots.human_bytes(archive.size)}, over the snapshot limit of "
-                f"{snapshots.human_bytes(settings.SNAPSHOT_MAX_BYTES)}."
-            )
-        return archive
 
     def clean_tags(self):
         try:

@@ -73,9 +73,11 @@ def pipeline_submit(
     experiment: str = "",
     files=None,
     archive=None,
+    git_files: dict[str, str] | None = None,
     tags: dict | None = None,
 ) -> Run:
-    """Submit the pipeline a YAML definition describes, with the uploaded source folder."""
+    """Submit the pipeline a YAML definition describes, with the uploaded source folder (and
+    the files of its .git/ that name its repository, branch and commit)."""
     try:
         spec = parse_pipeline(definition)
     except DefinitionError as exc:
@@ -92,7 +94,7 @@ def pipeline_submit(
     if files or archive is not None:
         try:
             snapshot, capture = run_services.snapshot_from_upload(
-                workspace=workspace, files=files, archive=archive
+                workspace=workspace, files=files, archive=archive, git_files=git_files
             )
             git = capture.git
         except (snapshots.SnapshotError, run_services.RunError) as exc:

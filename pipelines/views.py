@@ -34,14 +34,16 @@ def pipeline_submit(request):
     )
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        files = form.folder_files()
         try:
             run = services.pipeline_submit(
                 workspace=request.workspace,
                 user=request.user,
                 definition=data["definition_text"],
                 experiment=data.get("experiment") or "",
-                files=form.folder_files(),
+                files=files,
                 archive=data.get("source_archive"),
+                git_files=data["source_git"],
                 tags=data.get("tags") or {},
             )
         except services.PipelineError as exc:
@@ -50,7 +52,9 @@ def pipeline_submit(request):
                 field = "definition_file"
             form.add_error(field, str(exc))
         else:
-            messages.success(request, f"Pipeline {run} submitted.")
+            messages.success(
+                request, f"Pipeline {run} submitted. {form.upload_summary(files)}".strip()
+            )
             return redirect("pipeline_detail", request.workspace.slug, run.pk)
     return render(request, "pipelines/pipeline_submit.html", {"form": form, "example": EXAMPLE})
 

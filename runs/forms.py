@@ -93,7 +93,114 @@ class FolderField(forms.FileField):
         return list(data) if isinstance(data, (list, tuple)) else [data]
 
 
-class RunSubmitForm(forms.Form):
+class SourceFolderForm(forms.Form):
+    """The source folder of a submit (run, sweep, pipeline): chosen in the browser, or an
+    archive. static/js/folder_upload.js fills the hidden fields on the page."""
+
+    source_folder = FolderField(
+        label="Source folder",
+        required=False,
+        help_text="Choose or drop the folder with your script. .amlignore (or else .gitignore) "
+        "decides what is left out; only changed files are uploaded to the target again.",
+    )
+    source_paths = forms.CharField(required=False, widget=forms.HiddenInput)
+    # The SHA-256 of each file of source_paths, in the same order, when the page hashed the
+    # folder: it then sends only the files the workspace does not hold yet.
+    source_hashes = forms.CharField(required=False, widget=forms.HiddenInput)
+    # The signed answer to the page's question about those hashes (runs.upload_plan): the
+    # sizes of the files the workspace holds, which the page does not send.
+    source_plan = forms.CharField(required=False, widget=forms.HiddenInput)
+    # JSON: the small files of the folder's .git/ (HEAD, config, the branch's ref) that
+    # name its repository, branch and commit; the page leaves .git/ itself out.
+    source_git = forms.CharField(required=False, widget=forms.HiddenInput)
+    source_archive = forms.FileField(
+        label="…or an archive",
+        required=False,
+        help_text="A .zip or .tar.gz of the source folder, instead of choosing the folder.",
+    )
+
+    def __init__(self, *args, workspace, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.workspace = workspace
+
+    def clean_source_archive(self):
+        archive = self.cleaned_data.get("source_archive")
+        if archive and archive.size > settings.SNAPSHOT_MAX_BYTES:
+            raise forms.ValidationError(
+                f"The archive is {snapshots.human_bytes(archive.size)}, over the snapshot limit of "
+                f"{snapshots.human_bytes(settings.SNAPSHOT_MAX_BYTES)}."
+            )
+        return archive
+
+    def folder_files(self) -> list[tuple[str, object]]:
+        """The chosen folder's files with their paths.
+
+        Browsers send bare file names, so the page numbers the files and sends
+        their paths in `source_paths`; without that script, the names are used.
+        """
+        files = self.cleaned_data.get("source_folder") or []
+        # Form submission turns the field's newlines into CRLF.
+        paths = [p for p in (self.cleaned_data.get("source_paths") or "").splitlines() if p]
+        hashes = self.cleaned_data.get("source_hashes") or []
+        numbered = all(f.name.isdigit() and int(f.name) < len(paths) for f in files)
+        if paths and numbered and len(hashes) == len(paths):
+            # Files the workspace holds already stay behind: their hash stands for them,
+            # with the size the page's plan names, when it has a valid one.
+            sent = {int(f.name): f for f in files}
+            held = upload_plan.plan_sizes(
+                self.cleaned_data.get("source_plan") or "", workspace=self.workspace, hashes=hashes
+            )
+            named = paths
+            sources: list = [
+                sent[i] if i in sent else (StoredFile(sha, held[sha]) if sha in held else sha)
+                for i, sha in enumerate(hashes)
+            ]
+        elif paths and numbered:
+            named = [paths[int(f.name)] for f in files]
+            sources = files
+        elif len(paths) == len(files):
+            named, sources = paths, files
+        else:
+            named, sources = [f.name for f in files], files
+        return list(zip(snapshots.strip_common_folder(named), sources, strict=True))
+
+    def upload_summary(self, files: list[tuple[str, object]]) -> str:
+        """How much of the chosen folder (`folder_files()`) the page had to send."""
+        if not files:
+            return ""
+        sent = len(self.cleaned_data.get("source_folder") or [])
+        return f"{sent} of {len(files)} files uploaded; the others were stored already."
+
+    def clean_source_hashes(self):
+        hashes = (self.cleaned_data.get("source_hashes") or "").split()
+        if any(not snapshots.SHA256.fullmatch(h) for h in hashes):
+            raise forms.ValidationError(
+                "The page sent a malformed file hash: reload the page and choose the folder again."
+            )
+        return hashes
+
+    def clean_source_git(self) -> dict[str, str]:
+        text = self.cleaned_data.get("source_git") or ""
+        if not text:
+            return {}
+        try:
+            files = json.loads(text)
+        except ValueError:
+            files = None
+        if (
+            not isinstance(files, dict)
+            or len(text) > MAX_GIT_FILES_BYTES
+            or not all(
+                isinstance(v, str) and snapshots.GIT_FILES.fullmatch(k) for k, v in files.items()
+            )
+        ):
+            raise forms.ValidationError(
+                "The page sent malformed git facts: reload the page and choose the folder again."
+            )
+        return files
+
+
+class RunSubmitForm(SourceFolderForm):
     experiment = forms.CharField(
         required=False,
         max_length=250,
@@ -117,27 +224,6 @@ class RunSubmitForm(forms.Form):
         ],
         help_text="PySpark jobs run with spark-submit on the head node of an HDInsight / Spark "
         "target, with the master set on that target; their driver log streams live.",
-    )
-    source_folder = FolderField(
-        label="Source folder",
-        required=False,
-        help_text="Choose or drop the folder with your script. .amlignore (or else .gitignore) "
-        "decides what is left out; only changed files are uploaded to the target again.",
-    )
-    source_paths = forms.CharField(required=False, widget=forms.HiddenInput)
-    # The SHA-256 of each file of source_paths, in the same order, when the page hashed the
-    # folder: it then sends only the files the workspace does not hold yet.
-    source_hashes = forms.CharField(required=False, widget=forms.HiddenInput)
-    # The signed answer to the page's question about those hashes (runs.upload_plan): the
-    # sizes of the files the workspace holds, which the page does not send.
-    source_plan = forms.CharField(required=False, widget=forms.HiddenInput)
-    # JSON: the small files of the folder's .git/ (HEAD, config, the branch's ref) that
-    # name its repository, branch and commit; the page leaves .git/ itself out.
-    source_git = forms.CharField(required=False, widget=forms.HiddenInput)
-    source_archive = forms.FileField(
-        label="…or an archive",
-        required=False,
-        help_text="A .zip or .tar.gz of the source folder, instead of choosing the folder.",
     )
     entry_script = forms.CharField(
         label="Entry script",
@@ -191,8 +277,7 @@ class RunSubmitForm(forms.Form):
     )
 
     def __init__(self, *args, workspace, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.workspace = workspace
+        super().__init__(*args, workspace=workspace, **kwargs)
         targets = list(selectors.runnable_targets(workspace=workspace))
         targets += list(selectors.pipeline_step_targets(workspace=workspace))
         self.fields["target"].choices = [("", "— the runconfig's, else local")] + [
@@ -238,78 +323,6 @@ class RunSubmitForm(forms.Form):
             return parse_runconfig(upload.read().decode("utf-8", errors="replace"))
         except RunConfigError as exc:
             raise forms.ValidationError(str(exc)) from None
-
-    def clean_source_archive(self):
-        archive = self.cleaned_data.get("source_archive")
-        if archive and archive.size > settings.SNAPSHOT_MAX_BYTES:
-            raise forms.ValidationError(
-                f"The archive is {snapshots.human_bytes(archive.size)}, over the snapshot limit of "
-                f"{snapshots.human_bytes(settings.SNAPSHOT_MAX_BYTES)}."
-            )
-        return archive
-
-    def folder_files(self) -> list[tuple[str, object]]:
-        """The chosen folder's files with their paths.
-
-        Browsers send bare file names, so the page numbers the files and sends
-        their paths in `source_paths`; without that script, the names are used.
-        """
-        files = self.cleaned_data.get("source_folder") or []
-        # Form submission turns the field's newlines into CRLF.
-        paths = [p for p in (self.cleaned_data.get("source_paths") or "").splitlines() if p]
-        hashes = self.cleaned_data.get("source_hashes") or []
-        numbered = all(f.name.isdigit() and int(f.name) < len(paths) for f in files)
-        if paths and numbered and len(hashes) == len(paths):
-            # Files the workspace holds already stay behind: their hash stands for them,
-            # with the size the page's plan names, when it has a valid one.
-            sent = {int(f.name): f for f in files}
-            held = upload_plan.plan_sizes(
-                self.cleaned_data.get("source_plan") or "", workspace=self.workspace, hashes=hashes
-            )
-            named = paths
-            sources: list = [
-                sent[i] if i in sent else (StoredFile(sha, held[sha]) if sha in held else sha)
-                for i, sha in enumerate(hashes)
-            ]
-        elif paths and numbered:
-            named = [paths[int(f.name)] for f in files]
-            sources = files
-        elif len(paths) == len(files):
-            named, sources = paths, files
-        else:
-            named, sources = [f.name for f in files], files
-        return list(zip(snapshots.strip_common_folder(named), sources, strict=True))
-
-    def uploaded_count(self) -> int:
-        return len(self.cleaned_data.get("source_folder") or [])
-
-    def clean_source_hashes(self):
-        hashes = (self.cleaned_data.get("source_hashes") or "").split()
-        if any(not snapshots.SHA256.fullmatch(h) for h in hashes):
-            raise forms.ValidationError(
-                "The page sent a malformed file hash: reload the page and choose the folder again."
-            )
-        return hashes
-
-    def clean_source_git(self) -> dict[str, str]:
-        text = self.cleaned_data.get("source_git") or ""
-        if not text:
-            return {}
-        try:
-            files = json.loads(text)
-        except ValueError:
-            files = None
-        if (
-            not isinstance(files, dict)
-            or len(text) > MAX_GIT_FILES_BYTES
-            or not all(
-                isinstance(v, str) and snapshots.GIT_FILES.fullmatch(k) for k, v in files.items()
-            )
-        ):
-            raise forms.ValidationError(
-                "The page sent malformed git facts: reload the page and choose the folder again."
-            )
-        return files
 
     def submit_request(self) -> services.SubmitRequest:
         data = self.cleaned_data

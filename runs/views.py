@@ -118,14 +118,10 @@ def run_submit(request):
         except services.RunError as exc:
             form.add_error(None, str(exc))
         else:
-            submitted = f"Run {run} submitted to {run.target_name}."
-            chosen = len(files)
-            if chosen:
-                submitted += (
-                    f" {form.uploaded_count()} of {chosen} files uploaded; the others were "
-                    "stored already."
-                )
-            messages.success(request, submitted)
+            summary = form.upload_summary(files)
+            messages.success(
+                request, f"Run {run} submitted to {run.target_name}. {summary}".strip()
+            )
             return redirect("run_detail", request.workspace.slug, run.pk)
     return render(request, "runs/run_submit.html", {"form": form})
 

@@ -22,17 +22,8 @@ class SweepSubmitForm(RunSubmitForm):
     """The run form's source folder, script, target and environment, and the hdconfig file."""
 
     hyperdrive_config = forms.FileField(label="HyperDrive config file", help_text=HYPERDRIVE_HELP)
-    # Each child runs on one node with the framework its target takes; the page sends the
-    # whole folder.
-    LEFT_OUT = (
-        "framework",
-        "node_count",
-        "max_duration_seconds",
-        "metric_patterns",
-        "runconfig",
-        "source_hashes",
-        "source_plan",
-    )
+    # Each child runs on one node with the framework its target takes.
+    LEFT_OUT = ("framework", "node_count", "max_duration_seconds", "metric_patterns", "runconfig")
 
     def __init__(self, *args, workspace, **kwargs):
         super().__init__(*args, workspace=workspace, **kwargs)

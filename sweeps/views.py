@@ -36,13 +36,14 @@ def sweep_submit(request):
         request.POST or None, request.FILES or None, workspace=request.workspace, initial=initial
     )
     if request.method == "POST" and form.is_valid():
+        files = form.folder_files()
         try:
             run = services.sweep_submit(
                 workspace=request.workspace,
                 user=request.user,
                 request=form.submit_request(),
                 definition=form.cleaned_data["hyperdrive_config"],
-                files=form.folder_files(),
+                files=files,
                 archive=form.cleaned_data.get("source_archive"),
                 git_files=form.cleaned_data["source_git"],
             )
@@ -51,7 +52,10 @@ def sweep_submit(request):
         except RunError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Sweep {run} submitted to {run.target_name}.")
+            summary = form.upload_summary(files)
+            messages.success(
+                request, f"Sweep {run} submitted to {run.target_name}. {summary}".strip()
+            )
             return redirect("sweep_detail", request.workspace.slug, run.pk)
     return render(request, "sweeps/sweep_submit.html", {"form": form, "example": EXAMPLE})
 

@@ -21,3 +21,9 @@ def duration_text(value) -> str:
 @register.filter
 def shell_join(arguments) -> str:
     return shlex.join(arguments or [])
+
+
+@register.filter
+def metric_value(value) -> str:
+    """A metric as people write it: up to six significant digits, no trailing zeros."""
+    return f"{float(value):.6g}"

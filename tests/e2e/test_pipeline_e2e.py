@@ -2,6 +2,7 @@
 emulators through their wizards, upload a pipeline YAML with its folder, and watch the graph
 reach Completed."""
 
+import re
 import textwrap
 
 import pytest
@@ -87,9 +88,12 @@ def test_upload_a_pipeline_and_see_its_graph_complete(
     page.get_by_role("link", name="Submit a pipeline").click()
     page.get_by_label("Pipeline definition file").set_input_files(definition)
     page.get_by_label("Source folder").set_input_files(source)
+    expect(page.get_by_text("3 files chosen")).to_be_visible()
+    expect(page.get_by_text("only those are uploaded")).to_be_visible()
     page.get_by_role("button", name="Submit pipeline").click()
 
     expect(page.get_by_role("heading", level=1)).to_contain_text("word-count")
+    expect(page.get_by_text(re.compile(r"\d of 3 files uploaded"))).to_be_visible()
     graph = page.locator("svg.pipeline-graph")
     expect(graph).to_be_visible()
     for step in ("prepare", "count", "report"):
