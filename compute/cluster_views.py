@@ -20,7 +20,15 @@ from compute.engines import (
     engines_check_briefly,
     node_image_missing_message,
 )
-from compute.models import BUSY_STATES, ComputeKind, ComputeTarget, DockerEngine, Node, NodeState
+from compute.models import (
+    BUSY_STATES,
+    ComputeKind,
+    ComputeTarget,
+    DockerEngine,
+    Node,
+    NodeState,
+    OperationState,
+)
 from compute.scheduler import cluster_counts, cluster_wait_reason, node_address
 from compute.vm_sizes import VM_SIZES, vm_size_get
 from runs.models import Run
@@ -153,13 +161,22 @@ def _node_rows(request, target: ComputeTarget, nodes: list[Node]) -> list[NodeRo
     ]
 
 
+def _shown(target: ComputeTarget) -> str:
+    """What the whole page shows of the cluster: its state and its latest operation's. The
+    state can be Succeeded while provisioning still starts the minimum nodes."""
+    operation = selectors.operation_latest(target=target)
+    return f"{target.state} {operation.state}" if operation else target.state
+
+
 def _status_context(request, target: ComputeTarget) -> dict:
     nodes = list(target.nodes.select_related("engine"))
     counts = cluster_counts(target)
-    busy = target.state in BUSY_STATES
+    shown = _shown(target)
+    busy = target.state in BUSY_STATES or shown.endswith(OperationState.RUNNING)
     transient = any(node.state in TRANSIENT_NODE_STATES for node in nodes) or counts.waiting
     return {
         "target": target,
+        "shown": shown,
         "rows": _node_rows(request, target, nodes),
         "counts": counts,
         "reason": cluster_wait_reason(target),
@@ -212,7 +229,7 @@ def cluster_status(request, name: str):
         return HttpResponseClientRedirect(reverse("compute_list", args=[request.workspace.slug]))
     target = _cluster(request, name)
     shown = request.GET.get("shown")
-    if request.htmx and shown and shown != target.state:
+    if request.htmx and shown and shown != _shown(target):
         # Settings, limits and operations change with the state: reload the whole page.
         return HttpResponseClientRefresh()
     return render(request, "compute/_cluster_status.html", _status_context(request, target))

@@ -297,6 +297,14 @@ def test_connection_refused(workspace, as_carol, sshd):
     assert steps_of("gpu-vm")["connecting"][0] == "failed"
 
 
+def test_a_host_name_that_does_not_resolve(workspace, as_carol, sshd, offline_thread):
+    with offline_thread():
+        page = attach(as_carol, workspace, form_data(sshd, address="gpu-box.invalid"))
+    assert f"Cannot resolve the host name in tytest@gpu-box.invalid:{sshd.port}" in page
+    assert "check its spelling, or use the VM's IP address" in page
+    assert steps_of("gpu-vm")["connecting"][0] == "failed"
+
+
 def test_host_unreachable(netns_host_factory, workspace, as_carol):
     vm = netns_host_factory()
     # The VM's network goes away, as when it is powered off: nobody answers for its address.

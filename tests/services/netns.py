@@ -8,11 +8,14 @@ default route, so no traffic can leave this machine. Needs root.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ import pytest
 from tests.services.sshd import SshServer, ensure_test_user
 
 NAMESPACE_PREFIX = "trainyard-test-"
+CLONE_NEWNET = 0x40000000
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -45,7 +49,7 @@ def _require_namespaces() -> None:
 def _remove_stale_namespaces() -> None:
     """Delete namespaces left by test sessions that were killed before teardown."""
     for line in _ip("netns", "list").stdout.splitlines():
-        match = re.match(rf"{NAMESPACE_PREFIX}(\d+)-\d+", line)
+        match = re.match(rf"{NAMESPACE_PREFIX}(\d+)-\w+", line)
         if match and not os.path.exists(f"/proc/{match.group(1)}"):
             _ip("netns", "del", match.group(0), check=False)
 
@@ -107,3 +111,41 @@ def netns_host_factory():
         # Deleting the namespace destroys its veth end, and with it the peer.
         _ip("netns", "del", namespace, check=False)
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def offline_thread() -> Iterator:
+    """Call it for a `with` block in which this thread has no network at all.
+
+    The thread joins an empty network namespace: no interface but a loopback
+    that is down. A name lookup there fails at once, as on a server whose DNS
+    cannot be reached, and no packet can leave this machine. Sockets opened
+    before (the database connection) keep working.
+    """
+    _require_namespaces()
+    namespace = f"{NAMESPACE_PREFIX}{os.getpid()}-offline"
+    _ip("netns", "add", namespace)
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+
+    def join(fd: int) -> None:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+
+    @contextmanager
+    def offline() -> Iterator[None]:
+        back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        empty = os.open(f"/run/netns/{namespace}", os.O_RDONLY)
+        try:
+            join(empty)
+            try:
+                yield
+            finally:
+                join(back)
+        finally:
+            os.close(empty)
+            os.close(back)
+
+    try:
+        yield offline
+    finally:
+        _ip("netns", "del", namespace, check=False)
