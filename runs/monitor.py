@@ -21,6 +21,7 @@ import re
 import secrets
 import signal
 import socket
+import tempfile
 import threading
 import time
 from datetime import timedelta
@@ -520,13 +521,18 @@ class RunFollower:
         return sum(backend.cancel(handle, grace) for _, backend, handle in self.each_rank(run))
 
     def collect(self, run: Run) -> int:
-        """Keep every rank's ./outputs and ./logs (another rank's under its node's folder)."""
-        return sum(
-            services.outputs_record(
-                run=run, tar_data=backend.collect(handle), node_folder=ranks.source(rank)
-            )
-            for rank, backend, handle in self.each_rank(run)
-        )
+        """Keep every rank's ./outputs and ./logs (another rank's under its node's folder).
+
+        Each rank's tar passes through a temporary file, never through memory whole: a
+        run's outputs can be gigabytes.
+        """
+        count = 0
+        for rank, backend, handle in self.each_rank(run):
+            with tempfile.TemporaryFile(dir=settings.DATA_DIR, prefix="collect-") as tar:
+                backend.collect(handle, tar)
+                tar.seek(0)
+                count += services.outputs_record(run=run, tar=tar, node_folder=ranks.source(rank))
+        return count
 
     def release(self, run: Run) -> None:
         """Remove the run's directories, then let go of its nodes."""

@@ -19,7 +19,6 @@ from dataclasses import dataclass, replace
 from dataclasses import field as dc_field
 from datetime import timedelta
 from functools import partial
-from io import BytesIO
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
@@ -937,16 +936,18 @@ def metrics_record(
             Run.objects.filter(pk=run.pk).update(**updates)
 
 
-def outputs_record(*, run: Run, tar_data: bytes, node_folder: str = "") -> int:
-    """Keep the files of a tar of ./outputs and ./logs as the run's files.
+def outputs_record(*, run: Run, tar, node_folder: str = "") -> int:
+    """Keep the files of a tar of ./outputs and ./logs (a file object, read once from start
+    to end; empty when the run wrote neither) as the run's files.
 
     Another node's files of a multi-node run go under its folder (outputs/node-1/...).
     """
     count = 0
-    if not tar_data:
+    if not tar.read(1):
         return 0
-    with tarfile.open(fileobj=BytesIO(tar_data)) as tar:
-        for member in tar:
+    tar.seek(0)
+    with tarfile.open(fileobj=tar, mode="r|") as archive:
+        for member in archive:
             if not member.isfile():
                 continue
             try:
@@ -955,11 +956,11 @@ def outputs_record(*, run: Run, tar_data: bytes, node_folder: str = "") -> int:
                 continue
             if node_folder:
                 path = PurePosixPath(path.parts[0], node_folder, *path.parts[1:])
-            src = tar.extractfile(member)
+            src = archive.extractfile(member)
             if src is None:
                 continue
             with src:
-                sha, _ = snapshots.blob_store_bytes(src.read())
+                sha, _ = snapshots.blob_store_stream(src)
             RunFile.objects.update_or_create(
                 run=run, path=str(path), defaults={"sha256": sha, "size": member.size}
             )

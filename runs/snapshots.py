@@ -131,6 +131,30 @@ def blob_store_bytes(data: bytes) -> tuple[str, bool]:
     return sha, _blob_write(sha, lambda f: f.write(data))
 
 
+def blob_store_stream(src) -> tuple[str, bool]:
+    """Hash and store what the file object `src` reads, a chunk at a time (any size);
+    returns (sha256, newly stored)."""
+    Path(settings.BLOB_DIR).mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=settings.BLOB_DIR, prefix=".part-")
+    try:
+        digest = hashlib.sha256()
+        with os.fdopen(fd, "wb") as out:
+            while chunk := src.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        sha = digest.hexdigest()
+        path = blob_path(sha)
+        if path.exists():
+            Path(tmp).unlink()
+            return sha, False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return sha, True
+
+
 def blob_store_file(path: Path, size: int) -> tuple[str, bool]:
     """Hash a file and store it as a blob; returns (sha256, newly stored)."""
     if size <= SMALL_FILE:

@@ -4,7 +4,8 @@ Every backend offers `check()` (facts about the target), `prepare(spec,
 local_blob)` (upload what the target lacks) and `launch(spec, handle)` (start
 detached, return the handle), `poll(handle, offsets)` (status and new output
 in one round trip; `stream` and `status` are its halves), `cancel(handle,
-grace)` and `collect(handle)` (a tar of ./outputs and ./logs). Views, tasks
+grace)` and `collect(handle, out)` (a tar of ./outputs and ./logs, written into the
+file `out`). Views, tasks
 and the run monitor speak only to this interface.
 """
 

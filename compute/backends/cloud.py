@@ -14,12 +14,12 @@ the job was submitted and each state it reports, one line per change.
 
 from __future__ import annotations
 
-import io
 import secrets
 import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from compute.backends.base import BackendError, LaunchSpec, Poll
 from compute.cloud import COMPLETED, FINALIZING, RUNNING, CloudError
@@ -127,20 +127,19 @@ class CloudBackend:
                 return 1
             time.sleep(CANCEL_POLL_SECONDS)
 
-    def collect(self, handle: dict) -> bytes:
-        """A tar of what the job wrote to outputs/ (downloaded from the service)."""
+    def collect(self, handle: dict, out: BinaryIO) -> None:
+        """Write a tar of what the job wrote to outputs/ (downloaded from the service) into
+        `out`."""
         job = handle.get("job")
         if job is None:
-            return b""
+            return
         with tempfile.TemporaryDirectory(prefix="trainyard-collect-") as tmp:
             written = self.call(lambda: self.client.collect(job, Path(tmp)))
             if not written:
-                return b""
-            buffer = io.BytesIO()
-            with tarfile.open(fileobj=buffer, mode="w") as tar:
+                return
+            with tarfile.open(fileobj=out, mode="w|") as tar:
                 for relative in written:
                     tar.add(Path(tmp) / relative, arcname=relative)
-            return buffer.getvalue()
 
     def cleanup(self, handle: dict) -> None:
         """The service keeps its job history; nothing of the run is left on this server."""

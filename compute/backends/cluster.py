@@ -62,6 +62,24 @@ class NodeBackend(PosixBackend):
             raise BackendError(f"The container of {self.describe()} stopped.", unreachable=True)
         return result.exit_code, out or b"", err or b""
 
+    def exec_into(self, out, script_text, args, *, timeout=60):
+        container = self.container()
+        api = container.client.api
+        stderr = bytearray()
+        try:
+            run = api.exec_create(container.id, ["sh", "-c", script_text, "sh", *args])["Id"]
+            for stdout_chunk, stderr_chunk in api.exec_start(run, stream=True, demux=True):
+                if stdout_chunk:
+                    out.write(stdout_chunk)
+                if stderr_chunk:
+                    stderr += stderr_chunk
+            code = api.exec_inspect(run)["ExitCode"]
+        except (DockerException, OSError, requests.RequestException) as exc:
+            raise BackendError(
+                f"docker exec on {self.describe()} failed: {exc}", unreachable=True
+            ) from None
+        return code, bytes(stderr)
+
     def put_tar(self, dest, data):
         container = self.container()
         try:

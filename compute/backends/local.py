@@ -45,6 +45,20 @@ class LocalBackend(PosixBackend):
             raise BackendError(f"A command on the local target took over {timeout} s.") from exc
         return result.returncode, result.stdout, result.stderr
 
+    def exec_into(self, out, script_text, args, *, timeout=60):
+        try:
+            result = subprocess.run(
+                ["sh", "-c", script_text, "sh", *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.PIPE,
+                timeout=timeout,
+                cwd=self.root if os.path.isdir(self.root) else None,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BackendError(f"A command on the local target took over {timeout} s.") from exc
+        return result.returncode, result.stderr
+
     def put_tar(self, dest, data):
         Path(dest).mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=BytesIO(data)) as tar:
@@ -91,15 +105,6 @@ class LocalBackend(PosixBackend):
         return Poll(
             state=state, exit_code=exit_code, started=(ctl / "started").exists(), chunks=chunks
         )
-
-    def collect(self, handle):
-        wd = Path(handle["run_dir"]) / "wd"
-        buffer = BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for name in ("outputs", "logs"):
-                if (wd / name).is_dir():
-                    tar.add(wd / name, arcname=name)
-        return buffer.getvalue()
 
     def cleanup(self, handle):
         shutil.rmtree(handle["run_dir"], ignore_errors=True)

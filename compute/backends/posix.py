@@ -23,6 +23,7 @@ import shlex
 import tarfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from compute.backends.base import STREAMS, BackendError, LaunchSpec, Poll
 from runs.snapshots import manifest_text
@@ -30,6 +31,8 @@ from runs.snapshots import manifest_text
 FILES = Path(__file__).resolve().parent / "files"
 # Bytes read per stream per poll: bounds memory while a run prints very fast.
 POLL_LIMIT = 8 * 1024 * 1024
+# Copying a run's ./outputs and ./logs off the target, however big they are.
+COLLECT_TIMEOUT = 3600
 
 
 def script(name: str) -> str:
@@ -99,6 +102,13 @@ class PosixBackend:
         self, script_text: str, args: list[str], *, stdin: bytes | None = None, timeout: float = 60
     ) -> tuple[int, bytes, bytes]:
         """Run `sh -c script_text sh args...` on the target: (exit code, stdout, stderr)."""
+        raise NotImplementedError
+
+    def exec_into(
+        self, out: BinaryIO, script_text: str, args: list[str], *, timeout: float = 60
+    ) -> tuple[int, bytes]:
+        """Like exec, with stdout written into the file `out` as it arrives (a run's outputs
+        can be gigabytes): (exit code, stderr)."""
         raise NotImplementedError
 
     def put_tar(self, dest: str, data: bytes) -> None:
@@ -230,18 +240,18 @@ class PosixBackend:
         out = self.run_script("cancel.sh", args, timeout=grace_seconds + 60)
         return int(out.decode().split()[-1])
 
-    def collect(self, handle: dict) -> bytes:
-        """A tar of the run's ./outputs and ./logs."""
-        code, out, err = self.exec(
+    def collect(self, handle: dict, out: BinaryIO) -> None:
+        """Write a tar of the run's ./outputs and ./logs into `out`, as it arrives."""
+        code, err = self.exec_into(
+            out,
             'cd "$1/wd" 2>/dev/null || exit 0; '
             'set --; for d in outputs logs; do [ -d $d ] && set -- "$@" $d; done; '
             '[ $# -gt 0 ] && tar -cf - "$@"; exit 0',
             [handle["run_dir"]],
-            timeout=600,
+            timeout=COLLECT_TIMEOUT,
         )
         if code != 0:
             raise BackendError(f"Collecting outputs failed on {self.describe()}: {_tail(err)}")
-        return out
 
     def cleanup(self, handle: dict) -> None:
         self.exec('rm -rf "$1"', [handle["run_dir"]], timeout=120)

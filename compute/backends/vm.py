@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import select
 import shlex
 import time
+from typing import BinaryIO
 
 import paramiko
 
@@ -32,10 +34,18 @@ class VmBackend(PosixBackend):
             raise BackendError(exc.message, unreachable=True) from None
 
     def exec(self, script_text, args, *, stdin=None, timeout=60):
+        stdout = io.BytesIO()
+        code, stderr = self._exec(stdout, script_text, args, stdin, timeout)
+        return code, stdout.getvalue(), stderr
+
+    def exec_into(self, out, script_text, args, *, timeout=60):
+        return self._exec(out, script_text, args, None, timeout)
+
+    def _exec(self, out, script_text, args, stdin, timeout) -> tuple[int, bytes]:
         command = shlex.join(["sh", "-c", script_text, "sh", *args])
         connection = self.connection()
         try:
-            return _exec_bytes(connection, command, stdin, timeout)
+            return _exec_bytes(connection, command, stdin, timeout, out)
         except ssh.SshError as exc:
             raise BackendError(exc.message, unreachable=True) from None
         except (paramiko.SSHException, EOFError, OSError) as exc:
@@ -60,19 +70,24 @@ class VmBackend(PosixBackend):
 
 
 def _exec_bytes(
-    connection: ssh.SshConnection, command: str, stdin: bytes | None, timeout: float
-) -> tuple[int, bytes, bytes]:
-    """Like SshConnection.run, but with raw bytes both ways: logs are not always UTF-8."""
+    connection: ssh.SshConnection,
+    command: str,
+    stdin: bytes | None,
+    timeout: float,
+    out: BinaryIO,
+) -> tuple[int, bytes]:
+    """Like SshConnection.run, but with raw bytes both ways (logs are not always UTF-8), and
+    stdout written into `out` as it arrives: (exit code, stderr)."""
     deadline = time.monotonic() + timeout
     with connection.session(timeout) as channel:
         channel.exec_command(command)
         if stdin:
             channel.sendall(stdin)
         channel.shutdown_write()
-        stdout, stderr = bytearray(), bytearray()
+        stderr = bytearray()
         while True:
             while channel.recv_ready():
-                stdout += channel.recv(1 << 20)
+                out.write(channel.recv(1 << 20))
             while channel.recv_stderr_ready():
                 stderr += channel.recv_stderr(1 << 20)
             if channel.eof_received and not (channel.recv_ready() or channel.recv_stderr_ready()):
@@ -87,4 +102,4 @@ def _exec_bytes(
             raise BackendError(
                 f"A command on {connection.target.address} did not finish within {timeout:g} s."
             )
-        return channel.exit_status, bytes(stdout), bytes(stderr)
+        return channel.exit_status, bytes(stderr)

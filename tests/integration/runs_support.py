@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from runs import services
+from runs import logstore, services
 from runs.models import FINAL_STATUSES, Environment, Run
 from runs.monitor import Monitor
+from runs.snapshots import blob_path
 
 MINIMAL = "trainyard-minimal-python"
 
@@ -93,3 +95,27 @@ def wait_for(run: Run, statuses, timeout: float = 60) -> Run:
 
 def wait_final(run: Run, timeout: float = 60) -> Run:
     return wait_for(run, FINAL_STATUSES, timeout)
+
+
+# A script's lines writing 48 MB of random bytes to ./outputs and printing their SHA-256:
+# more than any one read of the target's output, so collecting it takes many.
+BIG_OUTPUT = (
+    "import hashlib, os\n"
+    "os.makedirs('outputs', exist_ok=True)\n"
+    "data = os.urandom(48 * 1024 * 1024)\n"
+    "open('outputs/big.bin', 'wb').write(data)\n"
+    "print('big', hashlib.sha256(data).hexdigest(), flush=True)\n"
+)
+
+
+def assert_big_output_kept(run: Run) -> None:
+    """The run's outputs/big.bin (BIG_OUTPUT) is kept whole: its digest is the one printed."""
+    stdout = logstore.read(run.pk, "stdout")[0].decode()
+    printed = stdout.split("big ", 1)[1].split()[0]
+    kept = run.files.get(path="outputs/big.bin")
+    assert (kept.sha256, kept.size) == (printed, 48 * 1024 * 1024)
+    digest = hashlib.sha256()
+    with blob_path(kept.sha256).open("rb") as blob:
+        while chunk := blob.read(1 << 20):
+            digest.update(chunk)
+    assert digest.hexdigest() == printed

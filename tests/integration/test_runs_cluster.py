@@ -14,6 +14,8 @@ from runs.models import RunStatus
 from tests.conftest import client_for
 from tests.integration.cluster_support import node_processes, remove_test_containers
 from tests.integration.runs_support import (
+    BIG_OUTPUT,
+    assert_big_output_kept,
     running_monitor,
     submit,
     wait_final,
@@ -59,7 +61,7 @@ def test_a_run_waits_for_a_node_then_completes_on_it(tmp_path, workspace, alice,
             "train.py": (
                 "import socket\nfrom trainyard import run\n"
                 "print('on', socket.gethostname())\nrun.log('loss', 0.25)\n"
-                "open('outputs/model.bin', 'wb').write(b'x' * 10)\n"
+                "open('outputs/model.bin', 'wb').write(b'x' * 10)\n" + BIG_OUTPUT
             )
         },
     )
@@ -73,12 +75,15 @@ def test_a_run_waits_for_a_node_then_completes_on_it(tmp_path, workspace, alice,
     assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
     node = Node.objects.get(target=cluster, name=run.node_name)
     container = node_docker(node).containers.get(node.container_id)
-    assert (
-        logstore.read(run.pk, "stdout")[0]
-        == f"on {container.attrs['Config']['Hostname']}\n".encode()
+    assert logstore.read(run.pk, "stdout")[0].startswith(
+        f"on {container.attrs['Config']['Hostname']}\nbig ".encode()
     )
     assert list(run.metrics.values_list("name", "value")) == [("loss", 0.25)]
-    assert [(f.path, f.size) for f in run.files.all()] == [("outputs/model.bin", 10)]
+    assert [(f.path, f.size) for f in run.files.all()] == [
+        ("outputs/big.bin", 48 * 1024 * 1024),
+        ("outputs/model.bin", 10),
+    ]
+    assert_big_output_kept(run)
     node.refresh_from_db()
     assert node.state == NodeState.IDLE and node.run_id is None
 

@@ -13,6 +13,8 @@ from runs.models import EnvironmentKind, RunStatus
 from studio import secrets
 from tests.conftest import client_for
 from tests.integration.runs_support import (
+    BIG_OUTPUT,
+    assert_big_output_kept,
     running_monitor,
     submit,
     wait_final,
@@ -46,7 +48,7 @@ def local(workspace):
 
 
 def test_a_local_run_completes_with_outputs_logs_and_metrics(tmp_path, workspace, alice, local):
-    source = write_tree(tmp_path / "src", {"train.py": TRAIN})
+    source = write_tree(tmp_path / "src", {"train.py": TRAIN + BIG_OUTPUT})
     with running_monitor():
         run = submit(
             workspace=workspace,
@@ -62,7 +64,12 @@ def test_a_local_run_completes_with_outputs_logs_and_metrics(tmp_path, workspace
     stdout, _ = logstore.read(run.pk, "stdout")
     assert b"epochs ['--epochs', '3']" in stdout
     assert b"warning: done" in logstore.read(run.pk, "stderr")[0]
-    assert {f.path for f in run.files.all()} == {"outputs/model.txt", "logs/extra.log"}
+    assert {f.path for f in run.files.all()} == {
+        "outputs/model.txt",
+        "outputs/big.bin",
+        "logs/extra.log",
+    }
+    assert_big_output_kept(run)
     loss = list(run.metrics.filter(name="loss").values_list("step", "value"))
     assert loss == [(0, 1.0), (1, 0.5), (2, 1.0 / 3)]
     accuracy = list(run.metrics.filter(name="accuracy").values_list("step", "value"))

@@ -12,6 +12,8 @@ from runs import logstore, services
 from runs.models import RunStatus
 from tests.conftest import client_for
 from tests.integration.runs_support import (
+    BIG_OUTPUT,
+    assert_big_output_kept,
     running_monitor,
     submit,
     wait_final,
@@ -71,19 +73,20 @@ def test_a_vm_run_completes_with_outputs_and_metrics(tmp_path, workspace, alice,
                 "import getpass\nfrom trainyard import run\n"
                 "print('hello from', getpass.getuser())\n"
                 "run.log_list('loss', [0.9, 0.4])\n"
-                "open('outputs/result.txt', 'w').write('ok')\n"
+                "open('outputs/result.txt', 'w').write('ok')\n" + BIG_OUTPUT
             )
         },
     )
     with running_monitor():
         run = wait_final(submit(workspace=workspace, user=alice, target=vm, source=source))
     assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
-    assert logstore.read(run.pk, "stdout")[0] == b"hello from tytest\n"
+    assert logstore.read(run.pk, "stdout")[0].startswith(b"hello from tytest\nbig ")
     assert list(run.metrics.values_list("name", "step", "value")) == [
         ("loss", 0, 0.9),
         ("loss", 1, 0.4),
     ]
-    assert [f.path for f in run.files.all()] == ["outputs/result.txt"]
+    assert [f.path for f in run.files.all()] == ["outputs/big.bin", "outputs/result.txt"]
+    assert_big_output_kept(run)
     # The work directory on the VM is cleaned up once the outputs are collected.
     assert (
         on_target(vm, f"ls {run.handle['run_dir']} 2>&1 || true")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import platform
 import re
@@ -438,8 +439,9 @@ def test_more_operations_at_once_than_sshd_allows_sessions_all_succeed(sshd):
         if n % 2:
             results.append(conn.run(command, timeout=30))
         else:
-            code, out, err = _exec_bytes(conn, command, None, 30)
-            results.append((code, out.decode(), err.decode()))
+            out = io.BytesIO()
+            code, err = _exec_bytes(conn, command, None, 30, out)
+            results.append((code, out.getvalue().decode(), err.decode()))
 
     threads = [threading.Thread(target=operate, args=(n,)) for n in range(16)]
     try:
