@@ -70,6 +70,7 @@ def finished_run(workspace, user, target, env, source: Path):
         environment=env,
     )
     run.refresh_from_db()
+    assert run.handle, (run.status, run.error)
     exit_code = Path(run.handle["run_dir"]) / "ctl" / "exit_code"
     deadline = time.monotonic() + 300
     while not exit_code.exists():
@@ -97,7 +98,7 @@ def main() -> None:
     before = peak_mib()
     for _ in range(ROUNDS):
         run = finished_run(workspace, user, target, env, source)
-        wd = Path(run.handle["run_dir"]) / "wd"
+        wd = Path((run.handle or {})["run_dir"]) / "wd"
         with tempfile.NamedTemporaryFile(dir=os.environ["DATA_DIR"]) as tar:
             start = time.perf_counter()
             subprocess.run(["tar", "-cf", tar.name, "-C", str(wd), "outputs"], check=True)
