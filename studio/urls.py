@@ -5,6 +5,8 @@ from django.urls import include, path
 from studio import views
 from studio.api import api
 
+handler400 = "studio.errors.bad_request"
+
 urlpatterns = [
     path("", views.root, name="root"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
