@@ -607,6 +607,12 @@ fi
 """
 
 
+def gpu_fact(line: str) -> dict:
+    """One line of `nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits`."""
+    name, _, memory = line.rpartition(",")
+    return {"name": name.strip(), "memory_mib": _int(memory)}
+
+
 def preflight(conn: SshConnection) -> dict:
     """Facts about the host that decide whether and how runs can use it."""
     code, out, err = conn.run(["sh", "-c", _PREFLIGHT_SCRIPT], timeout=120)
@@ -617,8 +623,7 @@ def preflight(conn: SshConnection) -> dict:
         if not sep:
             continue
         if name == "gpu":
-            gpu_name, _, memory = value.rpartition(",")
-            gpus.append({"name": gpu_name.strip(), "memory_mib": _int(memory)})
+            gpus.append(gpu_fact(value))
         else:
             values[name] = value.strip()
 

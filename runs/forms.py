@@ -70,6 +70,12 @@ class EnvironmentForm(forms.Form):
         help_text="Optional: run in this image (CPU or GPU) on targets with Docker, e.g. "
         "python:3.11-slim. The image must already be on the target.",
     )
+    docker_gpus = forms.BooleanField(
+        label="Give the container the target's GPUs",
+        required=False,
+        help_text="With a Docker image: the run's container gets every GPU of the VM "
+        "(docker run --gpus all). The VM needs NVIDIA GPUs and the NVIDIA Container Toolkit.",
+    )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
 
 

@@ -161,6 +161,8 @@ class Environment(models.Model):
     pip_requirements = models.TextField(blank=True)
     conda_yaml = models.TextField(blank=True)
     docker_image = models.CharField(max_length=255, blank=True)
+    # The container gets every GPU of the target (`docker run --gpus all`).
+    docker_gpus = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -32,6 +32,7 @@ class EnvironmentSpec:
     user_managed: bool = False
     conda_yaml: str = ""
     docker_image: str = ""
+    docker_gpus: bool = False
 
 
 @dataclass
@@ -116,6 +117,7 @@ def parse_runconfig(text: str) -> RunConfig:
             spec.docker_image = str(docker.get("baseImage") or "")
             if not spec.docker_image:
                 raise RunConfigError("environment.docker.enabled is true but baseImage is empty.")
+            spec.docker_gpus = bool(docker.get("gpuSupport"))
         config.environment = spec
     return config
 

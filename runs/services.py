@@ -125,6 +125,7 @@ def environment_create(
     pip_requirements: str = "",
     conda_yaml: str = "",
     docker_image: str = "",
+    docker_gpus: bool = False,
 ) -> Environment:
     """A new environment, or a new version of an existing name."""
     if not ENVIRONMENT_NAME.match(name or ""):
@@ -145,6 +146,11 @@ def environment_create(
         )
     if pip_requirements.strip() and conda_yaml.strip():
         raise RunError("Give either pip requirements or a conda file, not both.")
+    if docker_gpus and not docker_image.strip():
+        raise RunError(
+            "GPUs are given to the run's Docker container: name a Docker base image too (a "
+            "GPU one, e.g. nvidia/cuda:12.4.1-runtime-ubuntu22.04 with Python)."
+        )
     with transaction.atomic():
         latest = Environment.objects.filter(workspace=workspace, name=name).aggregate(
             v=Max("version")
@@ -159,6 +165,7 @@ def environment_create(
             pip_requirements=pip_requirements,
             conda_yaml=conda_yaml,
             docker_image=docker_image.strip(),
+            docker_gpus=docker_gpus,
         )
 
 
@@ -176,7 +183,9 @@ def environment_from_runconfig(*, workspace, spec) -> Environment:
         docker_image=spec.docker_image,
     )
     for env in Environment.objects.filter(
-        Q(workspace=workspace) | Q(workspace__isnull=True), docker_image=spec.docker_image
+        Q(workspace=workspace) | Q(workspace__isnull=True),
+        docker_image=spec.docker_image,
+        docker_gpus=spec.docker_gpus,
     ):
         if env.definition_hash == candidate.definition_hash:
             return env
@@ -191,6 +200,7 @@ def environment_from_runconfig(*, workspace, spec) -> Environment:
         interpreter_path=candidate.interpreter_path,
         conda_yaml=spec.conda_yaml,
         docker_image=spec.docker_image,
+        docker_gpus=spec.docker_gpus,
     )
 
 
@@ -461,6 +471,13 @@ def run_submit_check(
         )
     if environment.docker_image and environment.conda_yaml.strip():
         raise RunError("An environment with a Docker image can use pip requirements, not conda.")
+    if environment.docker_gpus and not (target.facts or {}).get("gpus"):
+        raise FieldError(
+            "environment",
+            f"{environment} gives its container the target's GPUs, but {target.name} has no "
+            "GPU that its last check found (nvidia-smi): choose a VM with NVIDIA GPUs (check it "
+            "again after installing the driver), or an environment without GPUs.",
+        )
     for pattern in metric_patterns or []:
         parse_metric_patterns(pattern)
 
@@ -566,6 +583,7 @@ def launch_spec(run: Run) -> LaunchSpec:
         conda_yaml=env.conda_yaml,
         conda=(target.facts or {}).get("conda") or "conda",
         docker_image=env.docker_image,
+        docker_gpus=env.docker_gpus,
         instance=settings.TRAINYARD_INSTANCE_ID,
     )
 

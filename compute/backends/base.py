@@ -39,6 +39,8 @@ class LaunchSpec:
     conda_yaml: str = ""
     conda: str = "conda"
     docker_image: str = ""
+    # The container gets every GPU of the target.
+    docker_gpus: bool = False
     # The Python that unpacks the snapshot and builds venvs, outside any container.
     host_python: str = "python3"
     # This Trainyard installation: installations (or test sessions) sharing a

@@ -18,6 +18,7 @@ from django.conf import settings
 
 from compute.backends.base import STREAMS, BackendError, Poll
 from compute.backends.posix import POLL_LIMIT, PosixBackend
+from compute.ssh import gpu_fact
 
 
 class LocalBackend(PosixBackend):
@@ -80,6 +81,7 @@ class LocalBackend(PosixBackend):
             "python3": shutil.which("python3"),
             "docker": shutil.which("docker"),
             "disk_free_mib": usage.free // (1024 * 1024),
+            "gpus": _gpus(),
         }
 
     def poll(self, handle, offsets):
@@ -108,6 +110,19 @@ class LocalBackend(PosixBackend):
 
     def cleanup(self, handle):
         shutil.rmtree(handle["run_dir"], ignore_errors=True)
+
+
+def _gpus() -> list[dict]:
+    """The NVIDIA GPUs of this machine, as nvidia-smi lists them (none without it)."""
+    if not shutil.which("nvidia-smi"):
+        return []
+    result = subprocess.run(
+        ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return [gpu_fact(line) for line in result.stdout.splitlines() if result.returncode == 0]
 
 
 def _read_int(path: Path) -> int | None:

@@ -177,6 +177,7 @@ class PosixBackend:
             "ENV_DIR": env_dir,
             "CONDA": spec.conda,
             "DOCKER_IMAGE": spec.docker_image,
+            "DOCKER_GPUS": "all" if spec.docker_gpus else "",
             "CONTAINER": spec.container_name if spec.docker_image else "",
         }
         lines = [f"{key}={shlex.quote(value)}" for key, value in values.items()]

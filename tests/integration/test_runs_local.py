@@ -208,6 +208,31 @@ def test_an_environment_with_a_docker_image_runs_in_a_container(
 
 
 @pytest.mark.docker
+def test_a_gpu_environment_asks_docker_for_the_gpus(
+    tmp_path, workspace, alice, local, docker_engine
+):
+    env = services.environment_create(
+        workspace=workspace,
+        name="with-gpus",
+        kind=EnvironmentKind.USER_MANAGED,
+        docker_image=settings.CLUSTER_NODE_IMAGE,
+        docker_gpus=True,
+    )
+    # As the check of a machine with a GPU records it: this engine has no GPU runtime, so
+    # docker itself refuses the container, which shows that the run asked for the GPUs.
+    local.facts = dict(local.facts or {}, gpus=[{"name": "NVIDIA A100", "memory_mib": 40960}])
+    local.save(update_fields=["facts"])
+    source = write_tree(tmp_path / "src", {"train.py": "print('never')\n"})
+    with running_monitor():
+        run = wait_final(
+            submit(workspace=workspace, user=alice, target=local, source=source, environment=env)
+        )
+    assert run.status == RunStatus.FAILED
+    assert "could not select device driver" in run.stderr_tail
+    assert "capabilities: [[gpu]]" in run.stderr_tail
+
+
+@pytest.mark.docker
 def test_cancel_of_a_docker_run_removes_its_container(
     tmp_path, workspace, alice, local, docker_engine, settings
 ):

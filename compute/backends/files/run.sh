@@ -60,6 +60,7 @@ export PYTHONUNBUFFERED=1 TRAINYARD_METRICS_FILE="$ctl/metrics" TRAINYARD_RUN_ID
 if [ -n "$DOCKER_IMAGE" ]; then
     # As the target's user, so the run directory stays its own to collect and remove.
     docker run --rm --init --name "$CONTAINER" -v "$run_dir:$run_dir" -w "$wd" \
+        ${DOCKER_GPUS:+--gpus "$DOCKER_GPUS"} \
         --user "$(id -u):$(id -g)" -e HOME=/tmp \
         -e PYTHONPATH -e PYTHONUNBUFFERED -e TRAINYARD_METRICS_FILE -e TRAINYARD_RUN_ID \
         --entrypoint sh "$DOCKER_IMAGE" -c '
