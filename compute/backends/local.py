@@ -116,12 +116,15 @@ def _gpus() -> list[dict]:
     """The NVIDIA GPUs of this machine, as nvidia-smi lists them (none without it)."""
     if not shutil.which("nvidia-smi"):
         return []
-    result = subprocess.run(
-        ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    try:
+        result = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
     return [gpu_fact(line) for line in result.stdout.splitlines() if result.returncode == 0]
 
 
