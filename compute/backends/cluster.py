@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import requests
 from docker.errors import DockerException, NotFound
 
@@ -56,11 +58,29 @@ class NodeBackend(PosixBackend):
             ) from None
         out, err = result.output
         said = (out or b"") + (err or b"")
-        if result.exit_code == 126 and (b"OCI runtime" in said or b"cannot exec in a" in said):
-            # The container stopped under the exec (a preempted node going away): whether
-            # the run is requeued or failed is the autoscaler's call, as for a vanished one.
+        refused = result.exit_code == 126 and (
+            b"OCI runtime" in said or b"cannot exec in a" in said
+        )
+        if result.exit_code != 0 and (refused or not self.still_running()):
+            # The container stopped under the exec (a preempted node going away: the exec
+            # is killed, or the runtime refuses it): whether the run is requeued or failed
+            # is the autoscaler's call, as for a vanished one.
             raise BackendError(f"The container of {self.describe()} stopped.", unreachable=True)
         return result.exit_code, out or b"", err or b""
+
+    def still_running(self, seconds: float = 2.0) -> bool:
+        """Whether the node's container still runs a moment after a command in it failed:
+        a container being removed kills its commands before it stops itself."""
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                if self.container().status != "running":
+                    return False
+            except BackendError:
+                return False
+            if time.monotonic() >= deadline:
+                return True
+            time.sleep(0.2)
 
     def exec_into(self, out, script_text, args, *, timeout=60):
         container = self.container()

@@ -1,5 +1,6 @@
 """Runs on managed-cluster nodes: real node containers on the local Docker engine."""
 
+import threading
 import time
 
 import pytest
@@ -7,6 +8,8 @@ from django.conf import settings
 from django.urls import reverse
 
 from compute import cluster_services
+from compute.backends import BackendError
+from compute.backends.cluster import NodeBackend
 from compute.models import Node, NodeState
 from compute.scheduler import cluster_autoscale, node_docker
 from runs import logstore, services
@@ -86,6 +89,25 @@ def test_a_run_waits_for_a_node_then_completes_on_it(tmp_path, workspace, alice,
     assert_big_output_kept(run)
     node.refresh_from_db()
     assert node.state == NodeState.IDLE and node.run_id is None
+
+
+def test_a_node_that_goes_away_during_a_command_is_unreachable_not_failing(
+    workspace, alice, engine
+):
+    cluster = make_cluster(workspace, alice, vm_priority="lowpriority", min_nodes=1)
+    cluster_autoscale(target=cluster)
+    node = Node.objects.get(target=cluster)
+    container = node_docker(node).containers.get(node.container_id)
+    remover = threading.Timer(0.5, lambda: container.remove(force=True))
+    remover.start()
+    with pytest.raises(BackendError) as caught:
+        NodeBackend(cluster, node).exec("sleep 5", [])
+    remover.join()
+    # Unreachable: the autoscaler decides (a preempted node's run is requeued).
+    assert caught.value.unreachable
+    assert (
+        caught.value.message == f"The container of node {node.name} of cluster cpu-cluster stopped."
+    )
 
 
 def test_a_preempted_run_is_requeued_and_completes_on_another_node(
