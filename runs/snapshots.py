@@ -5,8 +5,8 @@ stores (and later uploads to a target) only the files that changed. Which
 files belong to a snapshot follows `.amlignore` if the folder has one, else
 `.gitignore` (gitignore syntax, via pathspec), as Azure ML does.
 
-Capturing a folder on disk keeps a cache of (size, mtime, inode) → sha256 per
-folder, so an unchanged file is not read again.
+Blobs are shared by all workspaces on disk; which of them a workspace may name
+by digest alone is what its snapshots hold (runs.models.SnapshotBlob).
 """
 
 from __future__ import annotations

@@ -9,11 +9,12 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.integration.runs_support import write_tree
+from tests.integration.test_sweeps import GRID
 from tests.services.live_stack import login
 
 pytestmark = pytest.mark.e2e
 
-# The score is the --quality the child was given: the child with 0.9 is the best.
+# The score is the --quality the child was given (GRID: 0.9 or 0.1): 0.9 is the best.
 TRAIN = textwrap.dedent(
     """
     import sys
@@ -22,22 +23,6 @@ TRAIN = textwrap.dedent(
     for step in range(3):
         run.log("score", quality * (step + 1) / 3)
     print("done", quality)
-    """
-)
-HDCONFIG = textwrap.dedent(
-    """
-    sampling:
-      type: grid
-      parameter_space:
-      - name: --quality
-        expression: choice
-        values: [0.3, 0.9]
-    policy:
-      type: NoTerminationPolicy
-    primary_metric_name: score
-    primary_metric_goal: maximize
-    max_total_runs: 2
-    max_concurrent_runs: 2
     """
 )
 
@@ -61,7 +46,7 @@ def test_submit_a_sweep_from_its_page_and_see_the_best_child(page, live_stack, t
     )
     (source / ".amlignore").write_text("*.log\n")
     hdconfig = tmp_path / "hdconfig.yml"
-    hdconfig.write_text(HDCONFIG)
+    hdconfig.write_text(GRID)
     login(page, live_stack, "carol")
     submit_sweep(page, live_stack, hdconfig, source)
 
