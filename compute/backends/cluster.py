@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import requests
@@ -50,23 +51,36 @@ class NodeBackend(PosixBackend):
     def exec(self, script_text, args, *, stdin=None, timeout=60):
         if stdin is not None:
             raise ValueError("docker exec here takes no input: use put_tar")
+        out = io.BytesIO()
+        code, err = self.exec_into(out, script_text, args, timeout=timeout)
+        return code, out.getvalue(), err
+
+    def exec_into(self, out, script_text, args, *, timeout=60):
+        container = self.container()
+        api = container.client.api
+        # What the runtime says when it refuses the exec comes first, and it is short.
+        head, stderr = b"", bytearray()
         try:
-            result = self.container().exec_run(["sh", "-c", script_text, "sh", *args], demux=True)
+            run = api.exec_create(container.id, ["sh", "-c", script_text, "sh", *args])["Id"]
+            for stdout_chunk, stderr_chunk in api.exec_start(run, stream=True, demux=True):
+                if stdout_chunk:
+                    head = head or stdout_chunk[:4096]
+                    out.write(stdout_chunk)
+                if stderr_chunk:
+                    stderr += stderr_chunk
+            code = api.exec_inspect(run)["ExitCode"]
         except (DockerException, OSError, requests.RequestException) as exc:
             raise BackendError(
                 f"docker exec on {self.describe()} failed: {exc}", unreachable=True
             ) from None
-        out, err = result.output
-        said = (out or b"") + (err or b"")
-        refused = result.exit_code == 126 and (
-            b"OCI runtime" in said or b"cannot exec in a" in said
-        )
-        if result.exit_code != 0 and (refused or not self.still_running()):
+        said = head + stderr
+        refused = code == 126 and (b"OCI runtime" in said or b"cannot exec in a" in said)
+        if code != 0 and (refused or not self.still_running()):
             # The container stopped under the exec (a preempted node going away: the exec
             # is killed, or the runtime refuses it): whether the run is requeued or failed
             # is the autoscaler's call, as for a vanished one.
             raise BackendError(f"The container of {self.describe()} stopped.", unreachable=True)
-        return result.exit_code, out or b"", err or b""
+        return code, bytes(stderr)
 
     def still_running(self, seconds: float = 2.0) -> bool:
         """Whether the node's container still runs a moment after a command in it failed:
@@ -81,24 +95,6 @@ class NodeBackend(PosixBackend):
             if time.monotonic() >= deadline:
                 return True
             time.sleep(0.2)
-
-    def exec_into(self, out, script_text, args, *, timeout=60):
-        container = self.container()
-        api = container.client.api
-        stderr = bytearray()
-        try:
-            run = api.exec_create(container.id, ["sh", "-c", script_text, "sh", *args])["Id"]
-            for stdout_chunk, stderr_chunk in api.exec_start(run, stream=True, demux=True):
-                if stdout_chunk:
-                    out.write(stdout_chunk)
-                if stderr_chunk:
-                    stderr += stderr_chunk
-            code = api.exec_inspect(run)["ExitCode"]
-        except (DockerException, OSError, requests.RequestException) as exc:
-            raise BackendError(
-                f"docker exec on {self.describe()} failed: {exc}", unreachable=True
-            ) from None
-        return code, bytes(stderr)
 
     def put_tar(self, dest, data):
         container = self.container()

@@ -34,31 +34,25 @@ class LocalBackend(PosixBackend):
         return str(settings.BLOB_DIR)
 
     def exec(self, script_text, args, *, stdin=None, timeout=60):
-        try:
-            result = subprocess.run(
-                ["sh", "-c", script_text, "sh", *args],
-                input=stdin,
-                capture_output=True,
-                timeout=timeout,
-                cwd=self.root if os.path.isdir(self.root) else None,
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise BackendError(f"A command on the local target took over {timeout} s.") from exc
+        result = self._sh(script_text, args, timeout, input=stdin, capture_output=True)
         return result.returncode, result.stdout, result.stderr
 
     def exec_into(self, out, script_text, args, *, timeout=60):
+        result = self._sh(
+            script_text, args, timeout, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.PIPE
+        )
+        return result.returncode, result.stderr
+
+    def _sh(self, script_text, args, timeout, **streams) -> subprocess.CompletedProcess:
         try:
-            result = subprocess.run(
+            return subprocess.run(
                 ["sh", "-c", script_text, "sh", *args],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.PIPE,
                 timeout=timeout,
                 cwd=self.root if os.path.isdir(self.root) else None,
+                **streams,
             )
         except subprocess.TimeoutExpired as exc:
             raise BackendError(f"A command on the local target took over {timeout} s.") from exc
-        return result.returncode, result.stderr
 
     def put_tar(self, dest, data):
         Path(dest).mkdir(parents=True, exist_ok=True)
