@@ -161,18 +161,15 @@ def _node_rows(request, target: ComputeTarget, nodes: list[Node]) -> list[NodeRo
     ]
 
 
-def _shown(target: ComputeTarget) -> str:
-    """What the whole page shows of the cluster: its state and its latest operation's. The
-    state can be Succeeded while provisioning still starts the minimum nodes."""
-    operation = selectors.operation_latest(target=target)
-    return f"{target.state} {operation.state}" if operation else target.state
-
-
 def _status_context(request, target: ComputeTarget) -> dict:
     nodes = list(target.nodes.select_related("engine"))
     counts = cluster_counts(target)
-    shown = _shown(target)
-    busy = target.state in BUSY_STATES or shown.endswith(OperationState.RUNNING)
+    # What the whole page shows: the state and the latest operation's, which can still be
+    # running (starting the minimum nodes) once the state reads Succeeded.
+    operation = selectors.operation_latest(target=target)
+    shown = f"{target.state} {operation.state}" if operation else target.state
+    provisioning = operation is not None and operation.state == OperationState.RUNNING
+    busy = target.state in BUSY_STATES or provisioning
     transient = any(node.state in TRANSIENT_NODE_STATES for node in nodes) or counts.waiting
     return {
         "target": target,
@@ -229,10 +226,11 @@ def cluster_status(request, name: str):
         return HttpResponseClientRedirect(reverse("compute_list", args=[request.workspace.slug]))
     target = _cluster(request, name)
     shown = request.GET.get("shown")
-    if request.htmx and shown and shown != _shown(target):
+    context = _status_context(request, target)
+    if request.htmx and shown and shown != context["shown"]:
         # Settings, limits and operations change with the state: reload the whole page.
         return HttpResponseClientRefresh()
-    return render(request, "compute/_cluster_status.html", _status_context(request, target))
+    return render(request, "compute/_cluster_status.html", context)
 
 
 @require_POST
