@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from functools import cached_property
 from pathlib import Path
 
 from cli.connection import PROG, Api, CliError
-from cli.project import project_config
+from cli.project import project_config, runconfig_upload, source_upload
 
 
 class Context:
@@ -64,3 +65,17 @@ class Context:
             "entry_script": self.args.script or "",
             "arguments": shlex.join(self.args.arguments),
         }
+
+    def submit_folder(self, endpoint: str, files: list | None = None) -> dict:
+        """POST the submit verbs' fields, the source folder (only the files the workspace
+        lacks), the runconfig and `files` to `endpoint`; says on stderr what was uploaded."""
+        folder = Path(self.args.source_directory)
+        source = source_upload(self.api, folder, self.params)
+        sent = [*source.files, *(files or [])]
+        if self.args.runconfig:
+            sent.append(("runconfig", runconfig_upload(self.args.runconfig, folder)))
+        created = self.api.post(
+            endpoint, params=self.params, data=self.run_fields() | source.fields, files=sent
+        )
+        print(source.summary, file=sys.stderr)
+        return created

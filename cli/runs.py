@@ -13,7 +13,7 @@ import requests
 from cli import output
 from cli.connection import PROG, Api, CliError
 from cli.context import Context
-from cli.project import project_attach, runconfig_upload, snapshot_upload, source_upload
+from cli.project import project_attach, snapshot_upload
 from cli.sweeps import sweep_show
 
 # How often a dropped live log is picked up again at the byte where it stopped.
@@ -73,17 +73,8 @@ def experiment_list(ctx: Context) -> int:
 
 
 def run_submit_script(ctx: Context) -> int:
-    args = ctx.args
-    folder = Path(args.source_directory)
-    source = source_upload(ctx.api, folder, ctx.params)
-    files: list = source.files
-    if args.runconfig:
-        files.append(("runconfig", runconfig_upload(args.runconfig, folder)))
-    run = ctx.api.post(
-        "/runs", params=ctx.params, data=ctx.run_fields() | source.fields, files=files
-    )
-    print(source.summary, file=sys.stderr)
-    if args.no_wait:
+    run = ctx.submit_folder("/runs")
+    if ctx.args.no_wait:
         print(run["id"])
         return 0
     print(

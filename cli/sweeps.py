@@ -10,7 +10,7 @@ from pathlib import Path
 from cli import output
 from cli.connection import PROG, Api
 from cli.context import Context
-from cli.project import hdconfig_find, project_folders, runconfig_upload, source_upload
+from cli.project import hdconfig_find, project_folders
 
 POLL_SECONDS = 2
 FINAL_STATUSES = ("Completed", "Failed", "Canceled")
@@ -43,21 +43,12 @@ CHILD_COLUMNS = (
 
 
 def run_submit_hyperdrive(ctx: Context) -> int:
-    args = ctx.args
-    folder = Path(args.source_directory)
-    hdconfig = hdconfig_find(args.hyperdrive_config, project_folders(folder))
-    source = source_upload(ctx.api, folder, ctx.params)
-    files: list = [
-        *source.files,
-        ("hyperdrive_config", (hdconfig.name, hdconfig.read_bytes(), "text/yaml")),
-    ]
-    if args.runconfig:
-        files.append(("runconfig", runconfig_upload(args.runconfig, folder)))
-    sweep = ctx.api.post(
-        "/sweeps", params=ctx.params, data=ctx.run_fields() | source.fields, files=files
+    folders = project_folders(Path(ctx.args.source_directory))
+    hdconfig = hdconfig_find(ctx.args.hyperdrive_config, folders)
+    sweep = ctx.submit_folder(
+        "/sweeps", [("hyperdrive_config", (hdconfig.name, hdconfig.read_bytes(), "text/yaml"))]
     )
-    print(source.summary, file=sys.stderr)
-    if args.no_wait:
+    if ctx.args.no_wait:
         print(sweep["id"])
         return 0
     print(
