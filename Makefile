@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 .PHONY: run test lint node-image
 
 run: $(VENV)/.installed $(VENV)/bin/trainyard
+	sh scripts/local-isolation.sh
 	$(PY) manage.py up
 
 test: $(VENV)/.installed-test $(VENV)/bin/trainyard

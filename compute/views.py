@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404
@@ -5,7 +6,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from compute import cloud_services, cloud_views, cluster_views, selectors, services, ssh
+from compute import cloud_services, cloud_views, cluster_views, sandbox, selectors, services, ssh
 from compute.forms import (
     KEYGEN_COMMAND,
     Authentication,
@@ -61,6 +62,10 @@ def compute_detail(request, name: str):
         "operation": operation,
         "poll": running or target.is_busy,
     }
+    if target.kind == ComputeKind.LOCAL:
+        context["local_problem"] = sandbox.local_target_problem(request.user)
+        context["local_isolated"] = not sandbox.isolation_problem()
+        context["local_run_user"] = settings.LOCAL_RUN_USER
     if target.kind == ComputeKind.HDINSIGHT:
         context["spark_form"] = SparkMasterForm(
             initial={"spark_master": target.config.get("spark_master", "")}

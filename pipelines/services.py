@@ -25,6 +25,7 @@ from django.utils import timezone
 from compute.cloud import CloudError
 from compute.cloud_services import cloud_client
 from compute.models import ComputeKind, ComputeState, ComputeTarget
+from compute.sandbox import local_target_problem
 from pipelines.definition import (
     STEP_TYPES,
     TYPE_LABELS,
@@ -182,7 +183,7 @@ def _pipeline_create(
     tags: dict,
 ) -> Run:
     producers = spec.producers
-    prepared = [_prepare_step(workspace, step, snapshot) for step in spec.steps]
+    prepared = [_prepare_step(workspace, user, step, snapshot) for step in spec.steps]
     for _attempt in range(5):
         try:
             with transaction.atomic():
@@ -246,7 +247,7 @@ def _pipeline_create(
     raise PipelineError("Too many runs were submitted to this experiment at once: try again.")
 
 
-def _prepare_step(workspace, step: StepSpec, snapshot: Snapshot | None) -> dict:
+def _prepare_step(workspace, user, step: StepSpec, snapshot: Snapshot | None) -> dict:
     """The child run's fields for `step`: its target, environment and own snapshot."""
     where = f"Step ‘{step.name}’"
     target = ComputeTarget.objects.filter(workspace=workspace, name=step.compute).first()
@@ -271,6 +272,8 @@ def _prepare_step(workspace, step: StepSpec, snapshot: Snapshot | None) -> dict:
             "(see its page under Compute).",
             "definition",
         )
+    if target.kind == ComputeKind.LOCAL and (problem := local_target_problem(user)):
+        raise PipelineError(f"{where}: {problem}", "definition")
     if (
         step.type == "databricks"
         and not step.settings.get("cluster_id")

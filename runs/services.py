@@ -35,6 +35,7 @@ from compute.models import (
     ComputeTarget,
     NodeRequest,
 )
+from compute.sandbox import local_target_problem
 from runs import live, logstore, ranks, selectors, snapshots
 from runs.models import (
     FINAL_STATUSES,
@@ -360,6 +361,7 @@ def run_submit(
     """Create the run (Queued) and start it once the transaction commits."""
     run_submit_check(
         workspace=workspace,
+        user=user,
         experiment=experiment,
         target=target,
         snapshot=snapshot,
@@ -433,6 +435,7 @@ def parents_advance(parents, *, children: str, advance, what: str) -> int:
 def run_submit_check(
     *,
     workspace,
+    user,
     experiment: Experiment,
     target: ComputeTarget,
     snapshot: Snapshot,
@@ -455,6 +458,8 @@ def run_submit_check(
         )
     if target.state != ComputeState.SUCCEEDED and target.kind != ComputeKind.CLUSTER:
         raise RunError(f"{target.name} is {target.state}: wait until it is ready, or fix it.")
+    if target.kind == ComputeKind.LOCAL and (problem := local_target_problem(user)):
+        raise FieldError("target", problem)
     _require_framework(framework, target, environment)
     if not snapshot_has(snapshot, entry_script):
         scripts = [e[0] for e in snapshot.manifest if e[0].endswith(".py")][:10]
@@ -615,6 +620,15 @@ def run_start(*, run_id: int, again: bool = True) -> None:
             RunStatus.FAILED,
             allowed_from=[RunStatus.QUEUED],
             error="The compute target was detached before the run started.",
+        )
+        return
+    if target.kind == ComputeKind.LOCAL and (problem := local_target_problem(run.submitted_by)):
+        run_transition(
+            run_id,
+            RunStatus.FAILED,
+            allowed_from=[RunStatus.QUEUED],
+            error=problem,
+            message=problem,
         )
         return
     nodes: list = []

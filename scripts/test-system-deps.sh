@@ -5,7 +5,7 @@
 # apt is only touched when something is missing.
 set -eu
 
-PACKAGES="docker.io openssh-server chromium postgresql debootstrap iproute2 procps rsync openjdk-17-jre-headless openjdk-17-jdk-headless"
+PACKAGES="docker.io openssh-server chromium postgresql debootstrap iproute2 procps rsync openjdk-17-jre-headless openjdk-17-jdk-headless bubblewrap"
 
 missing=""
 for pkg in $PACKAGES; do

@@ -9,6 +9,7 @@ mkdir -p "$TRAINYARD_TEST_STATE"
 
 echo "== system packages"
 bash scripts/test-system-deps.sh
+sh scripts/local-isolation.sh
 echo "== docker engine and node image"
 DATA_DIR="$PWD/.trainyard" bash scripts/start-dockerd.sh
 DATA_DIR="$PWD/.trainyard" bash scripts/build-node-image.sh

@@ -2,6 +2,7 @@
 
 from functools import wraps
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
@@ -33,6 +34,16 @@ def membership_last_used(request, memberships: list[Membership]) -> Membership |
     last = request.session.get("workspace")
     return next((m for m in memberships if m.workspace.slug == last), None) or next(
         iter(memberships), None
+    )
+
+
+def workspace_creation_problem(user) -> str:
+    """Why `user` may not create a workspace ("" when they may)."""
+    if settings.WORKSPACE_CREATORS == "everyone" or user.is_staff:
+        return ""
+    return (
+        "Only staff create workspaces on this server: ask an administrator to create one "
+        "for you, or to add you to an existing one."
     )
 
 

@@ -1,4 +1,4 @@
-from studio.access import membership_last_used, memberships_of
+from studio.access import membership_last_used, memberships_of, workspace_creation_problem
 
 
 def workspaces(request):
@@ -14,4 +14,8 @@ def workspaces(request):
     if workspace is None:
         last = membership_last_used(request, memberships)
         workspace = last.workspace if last else None
-    return {"my_memberships": memberships, "nav_workspace": workspace}
+    return {
+        "my_memberships": memberships,
+        "nav_workspace": workspace,
+        "can_create_workspace": not workspace_creation_problem(request.user),
+    }

@@ -22,6 +22,13 @@ def envlist(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.getenv(name, default).split(",") if item.strip()]
 
 
+def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.getenv(name, default).strip().lower()
+    if value not in choices:
+        raise ValueError(f"{name} is {value!r}: set it to one of {', '.join(choices)}.")
+    return value
+
+
 def kept_secret(path: Path, make) -> str:
     """Read a generated secret from DATA_DIR, creating it once (atomically) on first start."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,6 +43,9 @@ def kept_secret(path: Path, make) -> str:
 
 DATA_DIR = Path(os.getenv("DATA_DIR", str(BASE_DIR / ".trainyard"))).resolve()
 DATA_DIR.mkdir(parents=True, exist_ok=True)
+# Database, keys, blobs and logs: the studio's alone, whatever else runs on this machine.
+if DATA_DIR.stat().st_uid == os.geteuid():
+    DATA_DIR.chmod(0o700)
 
 DEBUG = envbool("DEBUG", "False")
 SECRET_KEY = os.getenv("SECRET_KEY") or kept_secret(
@@ -200,6 +210,13 @@ MONITOR_HEARTBEAT_SECONDS = envint("MONITOR_HEARTBEAT_SECONDS", 5)
 MONITOR_POLL_SECONDS = float(os.getenv("MONITOR_POLL_SECONDS", "0.25"))
 MONITOR_LEASE_SECONDS = envint("MONITOR_LEASE_SECONDS", 15)
 RUN_CANCEL_GRACE_SECONDS = envint("RUN_CANCEL_GRACE_SECONDS", 10)
+# Who may run code on the local target, the studio's own machine: off, staff or everyone.
+# Everyone's runs execute as LOCAL_RUN_USER in a sandbox (compute/sandbox.py); where that
+# cannot be set up, only staff may use the local target.
+LOCAL_TARGET_ACCESS = envchoice("LOCAL_TARGET_ACCESS", "everyone", ("off", "staff", "everyone"))
+LOCAL_RUN_USER = os.getenv("LOCAL_RUN_USER", "trainyard-run")
+# Who may create workspaces (and so become their owner): staff or everyone.
+WORKSPACE_CREATORS = envchoice("WORKSPACE_CREATORS", "staff", ("staff", "everyone"))
 # A run still preparing after this long lost its worker and is queued again.
 RUN_START_TIMEOUT_SECONDS = envint("RUN_START_TIMEOUT_SECONDS", 300)
 RUN_DISPATCH_SECONDS = envint("RUN_DISPATCH_SECONDS", 3)

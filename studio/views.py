@@ -8,7 +8,12 @@ from compute.models import ComputeKind
 from compute.selectors import compute_list
 from runs.selectors import run_list
 from studio import services
-from studio.access import membership_last_used, memberships_of, workspace_view
+from studio.access import (
+    membership_last_used,
+    memberships_of,
+    workspace_creation_problem,
+    workspace_view,
+)
 from studio.forms import MemberAddForm, MemberRoleForm, TokenForm, WorkspaceForm
 from studio.health import health
 from studio.models import ApiToken, Membership, Role
@@ -43,6 +48,9 @@ def home(request):
 
 
 def workspace_new(request):
+    problem = workspace_creation_problem(request.user)
+    if problem:
+        return render(request, "studio/workspace_new.html", {"problem": problem}, status=403)
     form = WorkspaceForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         workspace = services.workspace_create(name=form.cleaned_data["name"], owner=request.user)

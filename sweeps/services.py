@@ -91,6 +91,7 @@ def sweep_submit(
     )
     run_services.run_submit_check(
         workspace=workspace,
+        user=user,
         experiment=resolved["experiment"],
         target=target,
         snapshot=resolved["snapshot"],

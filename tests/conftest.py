@@ -4,6 +4,10 @@ alice owns the workspace, carol contributes, bob only reads, charlie is a
 stranger with a workspace of his own.
 """
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
 from django.test import Client
 
@@ -51,6 +55,16 @@ def workspace(alice, bob, carol, charlie):
     membership_set(workspace=ws, user=carol, role=Role.CONTRIBUTOR)
     workspace_create(name="Charlie's own", owner=charlie)
     return ws
+
+
+@pytest.fixture
+def shared_dir():
+    """A folder a run can read, wherever it runs on this machine: a local run's sandbox
+    has a /tmp of its own, and a VM's user is not the test's."""
+    path = Path(tempfile.mkdtemp(prefix="ty-shared-", dir="/var/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def client_for(user) -> Client:

@@ -2,12 +2,15 @@
 
 Snapshot blobs are already here, so nothing is uploaded, and status and
 output are read straight from the run's files instead of through a shell.
+The control scripts get none of the studio's environment, and the run's own
+code executes in a sandbox as an unprivileged account (compute/sandbox.py).
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -16,9 +19,14 @@ from pathlib import Path
 
 from django.conf import settings
 
-from compute.backends.base import STREAMS, BackendError, Poll
+from compute import sandbox
+from compute.backends.base import STREAMS, BackendError, LaunchSpec, Poll
 from compute.backends.posix import POLL_LIMIT, PosixBackend
 from compute.ssh import gpu_fact
+
+# What the control scripts keep of the studio's environment: nothing that could hold a
+# secret (DATABASE_URL, SECRET_KEY, FERNET_KEYS, tokens).
+KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "DOCKER_HOST")
 
 
 class LocalBackend(PosixBackend):
@@ -49,10 +57,31 @@ class LocalBackend(PosixBackend):
                 ["sh", "-c", script_text, "sh", *args],
                 timeout=timeout,
                 cwd=self.root if os.path.isdir(self.root) else None,
+                env={name: os.environ[name] for name in KEPT_ENVIRONMENT if name in os.environ},
                 **streams,
             )
         except subprocess.TimeoutExpired as exc:
             raise BackendError(f"A command on the local target took over {timeout} s.") from exc
+
+    def sandbox_lines(self, spec: LaunchSpec, run_dir: str, env_dir: str) -> list[str]:
+        account = sandbox.run_account()
+        if account is None or sandbox.isolation_problem():
+            return super().sandbox_lines(spec, run_dir, env_dir)
+        ctl, wd = f"{run_dir}/ctl", f"{run_dir}/wd"
+        inputs = [f"{ctl}/lib", f"{ctl}/requirements.txt", f"{ctl}/environment.yml"]
+        run = sandbox.sandbox_command(
+            workdir=wd,
+            writable=[wd, f"{ctl}/metrics"],
+            readable=[*inputs, *([env_dir] if env_dir else [])],
+        )
+        build = sandbox.sandbox_command(
+            workdir=env_dir or wd, writable=[env_dir] if env_dir else [], readable=inputs
+        )
+        return [
+            _function("sandboxed", run),
+            _function("sandboxed_build", build),
+            f"RUN_OWNER={account.uid}:{account.gid}",
+        ]
 
     def put_tar(self, dest, data):
         Path(dest).mkdir(parents=True, exist_ok=True)
@@ -104,6 +133,17 @@ class LocalBackend(PosixBackend):
 
     def cleanup(self, handle):
         shutil.rmtree(handle["run_dir"], ignore_errors=True)
+
+
+def _function(name: str, prefix: list[str]) -> str:
+    """A shell function that runs its arguments behind `prefix` (bwrap ... setpriv --), in a
+    session of its own: cancel.sh signals the run's processes by their mark, which only the
+    sandboxed ones carry, so bwrap lives on to report how the script exited."""
+    sandboxed = shlex.join(["setsid", "-w", *prefix])
+    return (
+        f"{name}() {{ env -u TRAINYARD_RUN_MARK {sandboxed} "
+        'env TRAINYARD_RUN_MARK="$TRAINYARD_RUN_MARK" "$@"; }'
+    )
 
 
 def _gpus() -> list[dict]:

@@ -183,7 +183,14 @@ class PosixBackend:
         lines = [f"{key}={shlex.quote(value)}" for key, value in values.items()]
         lines += [f"export {key}={shlex.quote(value)}" for key, value in spec.env.items()]
         lines.append(f"set -- {shlex.join(spec.arguments)}" if spec.arguments else "set --")
+        lines += self.sandbox_lines(spec, run_dir, env_dir)
         return "\n".join(lines) + "\n"
+
+    def sandbox_lines(self, spec: LaunchSpec, run_dir: str, env_dir: str) -> list[str]:
+        """Shell definitions of how run.sh starts the run's own code: `sandboxed CMD...` for
+        the script, `sandboxed_build CMD...` for an environment build, and RUN_OWNER, the
+        uid:gid its files must belong to ("" for the target's own user)."""
+        return ['sandboxed() { "$@"; }', 'sandboxed_build() { "$@"; }', "RUN_OWNER="]
 
     def prepare(self, spec: LaunchSpec, local_blob) -> dict:
         """Upload the missing snapshot blobs and the run's control files, in one transfer."""

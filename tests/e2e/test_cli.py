@@ -136,7 +136,7 @@ def project(tmp_path: Path, script: str) -> Path:
 
 
 def test_a_script_submitted_from_an_attached_folder_streams_its_output_and_exits_0(
-    cli_env, tmp_path
+    cli_env, tmp_path, shared_dir
 ):
     folder = project(tmp_path, TRAIN)
     attached = cli(cli_env, "folder", "attach", "-e", "cli-train", cwd=folder)
@@ -144,7 +144,7 @@ def test_a_script_submitted_from_an_attached_folder_streams_its_output_and_exits
     assert json.loads((folder / ".azureml/config.json").read_text())["experiment_name"] == (
         "cli-train"
     )
-    go = tmp_path / "go"
+    go = shared_dir / "go"
     submit = subprocess.Popen(
         cli_command("run", "submit-script", "-c", "train", "train.py", "--epochs", "2", str(go)),
         cwd=folder,

@@ -8,7 +8,6 @@ watched and read through the API with a token from `manage.py create_token`.
 
 import io
 import shlex
-import shutil
 import tempfile
 import time
 import zipfile
@@ -57,15 +56,6 @@ def api(stack) -> requests.Session:
     session.headers["Authorization"] = f"Bearer {token}"
     session.params = {"workspace": stack.workspace_slug}
     return session
-
-
-@pytest.fixture
-def go_dir():
-    # A run on the VM runs as the VM's user, who must be able to see the test's go-ahead.
-    path = Path(tempfile.mkdtemp(prefix="ty-restart-go-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 180) -> None:
@@ -171,12 +161,12 @@ def restart_mid_run_then_finish(stack: LiveStack, api: requests.Session, target:
     assert not run_processes(stack, run_id)
 
 
-def test_a_local_run_survives_a_restart_of_every_trainyard_process(stack, api, go_dir):
-    restart_mid_run_then_finish(stack, api, "local", go_dir / "go")
+def test_a_local_run_survives_a_restart_of_every_trainyard_process(stack, api, shared_dir):
+    restart_mid_run_then_finish(stack, api, "local", shared_dir / "go")
 
 
 def test_a_run_on_an_attached_vm_survives_a_restart_of_every_trainyard_process(
-    stack, api, sshd, go_dir
+    stack, api, sshd, shared_dir
 ):
     attach_vm(stack, api, sshd, "restart-vm")
-    restart_mid_run_then_finish(stack, api, "restart-vm", go_dir / "go")
+    restart_mid_run_then_finish(stack, api, "restart-vm", shared_dir / "go")

@@ -23,14 +23,15 @@ pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
 
 # The second half waits for the test to have killed the first monitor, however slow
-# the machine is: the kill always lands mid-run.
+# the machine is: the kill always lands mid-run. The test says so with a file in the
+# run's own working directory, the only one of the test's the sandboxed run can see.
 COUNT = """\
 import os, time
 for i in range(40):
     if i == 20:
-        while not os.path.exists({go!r}):
+        while not os.path.exists("go"):
             time.sleep(0.05)
-    print(f"line {{i}}", flush=True)
+    print(f"line {i}", flush=True)
     time.sleep(0.05)
 """
 
@@ -67,8 +68,7 @@ def stored_lines(run) -> list[str]:
 
 def test_killing_the_monitor_mid_run_loses_and_repeats_nothing(tmp_path, workspace, alice):
     local = ComputeTarget.objects.get(workspace=workspace, name="local")
-    go = tmp_path / "go"
-    source = write_tree(tmp_path / "src", {"train.py": COUNT.format(go=str(go))})
+    source = write_tree(tmp_path / "src", {"train.py": COUNT})
     # start_run runs in this process (eager Celery) and returns: the run lives on, detached.
     run = submit(workspace=workspace, user=alice, target=local, source=source)
     first = start_monitor()
@@ -80,7 +80,8 @@ def test_killing_the_monitor_mid_run_loses_and_repeats_nothing(tmp_path, workspa
         first.send_signal(signal.SIGKILL)
         first.wait()
         killed_at = len(stored_lines(run))
-        go.touch()
+        run.refresh_from_db()
+        (Path(run.handle["run_dir"]) / "wd" / "go").touch()
         second = start_monitor()
         try:
             run = wait_final(run)

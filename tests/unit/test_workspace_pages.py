@@ -45,9 +45,10 @@ def test_root_opens_the_users_workspace(workspace, as_bob):
     assert response["Location"] == reverse("home", args=[workspace.slug])
 
 
-def test_user_without_workspace_is_offered_to_create_one(db, client):
+def test_user_without_workspace_is_offered_to_create_one(db, client, settings):
     from tests.factories import PASSWORD, UserFactory
 
+    settings.WORKSPACE_CREATORS = "everyone"
     UserFactory(username="dave")
     client.login(username="dave", password=PASSWORD)
     response = client.get("/", follow=True)
@@ -55,6 +56,24 @@ def test_user_without_workspace_is_offered_to_create_one(db, client):
     response = client.post(reverse("workspace_new"), {"name": "Dave's lab"}, follow=True)
     assert b"Dave&#x27;s lab" in response.content
     assert Membership.objects.get(user__username="dave").role == Role.OWNER
+
+
+def test_by_default_only_staff_create_workspaces(db, client):
+    from tests.factories import PASSWORD, UserFactory
+
+    dave = UserFactory(username="dave")
+    client.login(username="dave", password=PASSWORD)
+    response = client.get("/", follow=True)
+    assert response.status_code == 403
+    assert b"Only staff create workspaces on this server" in response.content
+    assert b"Create workspace" not in response.content
+    response = client.post(reverse("workspace_new"), {"name": "Dave's lab"})
+    assert response.status_code == 403
+    assert not Membership.objects.filter(user=dave).exists()
+    dave.is_staff = True
+    dave.save()
+    response = client.post(reverse("workspace_new"), {"name": "Dave's lab"}, follow=True)
+    assert Membership.objects.get(user=dave).role == Role.OWNER
 
 
 def test_home_shows_empty_states_with_calls_to_action(workspace, as_alice, as_bob):

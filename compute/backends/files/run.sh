@@ -36,13 +36,20 @@ finish() {
             rm -rf "$ENV_DIR"
             if [ "$ENV_KIND" = pip ]; then
                 "$HOST_PYTHON" -m venv "$ENV_DIR" || finish 126
+                # The requirements' own build code runs as the run's account, in its sandbox.
+                [ -z "$RUN_OWNER" ] || chown -R "$RUN_OWNER" "$ENV_DIR" || finish 126
                 if grep -qv '^[[:space:]]*\(#.*\)\{0,1\}$' "$ctl/requirements.txt"; then
-                    "$ENV_DIR/bin/python" -m pip install --disable-pip-version-check \
-                        -r "$ctl/requirements.txt" || finish 126
+                    sandboxed_build "$ENV_DIR/bin/python" -m pip install \
+                        --disable-pip-version-check -r "$ctl/requirements.txt" || finish 126
                 fi
             else
-                "$CONDA" env create --quiet -p "$ENV_DIR" -f "$ctl/environment.yml" || finish 126
+                [ -z "$RUN_OWNER" ] || { mkdir -p "$ENV_DIR" && chown "$RUN_OWNER" "$ENV_DIR"; } \
+                    || finish 126
+                sandboxed_build "$CONDA" env create --quiet -p "$ENV_DIR" \
+                    -f "$ctl/environment.yml" || finish 126
             fi
+            # Shared by later runs, so no run may change it after the build.
+            [ -z "$RUN_OWNER" ] || chown -R "$(id -u):$(id -g)" "$ENV_DIR" || finish 126
             touch "$ENV_DIR/.ready"
         fi
         exec 9>&-
@@ -53,15 +60,19 @@ finish() {
 mkdir -p "$wd/outputs" "$wd/logs"
 : > "$ctl/stdout"
 : > "$ctl/stderr"
+: > "$ctl/metrics"
+if [ -n "$RUN_OWNER" ]; then
+    chown -R "$RUN_OWNER" "$wd" "$ctl/metrics" || finish 125
+fi
 touch "$ctl/started"
 cd "$wd" || finish 125
 export PYTHONPATH="$ctl/lib${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1 TRAINYARD_METRICS_FILE="$ctl/metrics" TRAINYARD_RUN_ID="$RUN_ID"
 if [ -n "$DOCKER_IMAGE" ]; then
-    # As the target's user, so the run directory stays its own to collect and remove.
+    # As the target's user (or the run's account), so the run directory stays theirs.
     docker run --rm --init --name "$CONTAINER" -v "$run_dir:$run_dir" -w "$wd" \
         ${DOCKER_GPUS:+--gpus "$DOCKER_GPUS"} \
-        --user "$(id -u):$(id -g)" -e HOME=/tmp \
+        --user "${RUN_OWNER:-$(id -u):$(id -g)}" -e HOME=/tmp \
         -e PYTHONPATH -e PYTHONUNBUFFERED -e TRAINYARD_METRICS_FILE -e TRAINYARD_RUN_ID \
         --entrypoint sh "$DOCKER_IMAGE" -c '
             if grep -qv "^[[:space:]]*\(#.*\)\{0,1\}$" "$0/requirements.txt" 2>/dev/null; then
@@ -69,6 +80,6 @@ if [ -n "$DOCKER_IMAGE" ]; then
             fi
             exec "$@"' "$ctl" "$PYTHON" "$ENTRY" "$@" > "$ctl/stdout" 2> "$ctl/stderr" < /dev/null
 else
-    "$PYTHON" "$ENTRY" "$@" > "$ctl/stdout" 2> "$ctl/stderr" < /dev/null
+    sandboxed "$PYTHON" "$ENTRY" "$@" > "$ctl/stdout" 2> "$ctl/stderr" < /dev/null
 fi
 finish $?
