@@ -8,10 +8,16 @@ import time
 import requests
 from docker.errors import DockerException, NotFound
 
-from compute.backends.base import BackendError
+from compute.backends.base import BackendError, LaunchSpec
 from compute.backends.posix import PosixBackend
 
 NODE_ROOT = "/var/lib/trainyard"
+# A run's code on a node executes as `nobody`, not as the container's root (which is the
+# engine host's root): it owns its run's folder and nothing else of the node.
+RUN_AS = (
+    "env HOME=/tmp setpriv --reuid=65534 --regid=65534 --clear-groups --no-new-privs "
+    "--inh-caps=-all --bounding-set=-all --"
+)
 
 
 class NodeBackend(PosixBackend):
@@ -24,6 +30,13 @@ class NodeBackend(PosixBackend):
 
     def describe(self) -> str:
         return f"node {self.node.name} of cluster {self.target.name}"
+
+    def sandbox_lines(self, spec: LaunchSpec, run_dir: str, env_dir: str) -> list[str]:
+        return [
+            f'sandboxed() {{ {RUN_AS} "$@"; }}',
+            f'sandboxed_build() {{ {RUN_AS} "$@"; }}',
+            "RUN_OWNER=65534:65534",
+        ]
 
     def container(self):
         from compute.scheduler import node_docker

@@ -251,3 +251,37 @@ def test_a_waiting_run_starts_as_soon_as_the_node_it_waits_for_is_free(
         first, second = wait_final(first), wait_final(second)
     assert first.status == second.status == RunStatus.COMPLETED
     assert second.node_name == first.node_name
+
+
+NODE_PROBE = """\
+import os
+print("uid", os.getuid())
+for name, action in {
+    "read /etc/shadow": lambda: open("/etc/shadow").read(),
+    "write the blobs": lambda: open("/var/lib/trainyard/blobs/planted", "w"),
+    "write /etc": lambda: open("/etc/planted", "w"),
+}.items():
+    try:
+        action()
+        print(name, "ALLOWED")
+    except OSError:
+        print(name, "denied")
+open("outputs/mine.txt", "w").write("its own folder")
+"""
+
+
+def test_run_code_on_a_node_is_not_the_nodes_root(tmp_path, workspace, alice, engine):
+    cluster = make_cluster(workspace, alice)
+    source = write_tree(tmp_path / "src", {"train.py": NODE_PROBE})
+    with running_monitor():
+        run = submit(workspace=workspace, user=alice, target=cluster, source=source)
+        run = wait_final(dispatch_until_started(run))
+    assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
+    lines = logstore.read(run.pk, "stdout")[0].decode().splitlines()
+    assert lines == [
+        "uid 65534",
+        "read /etc/shadow denied",
+        "write the blobs denied",
+        "write /etc denied",
+    ]
+    assert [f.path for f in run.files.all()] == ["outputs/mine.txt"]
