@@ -1,4 +1,4 @@
-"""Patterns users write cannot stall the web process: ignore rules and tag filters.
+"""Patterns users write cannot stall the web process: ignore rules, tag filters, metric patterns.
 
 Each hostile input below backtracks for seconds to minutes in Python's `re` (or
 in the database's regular expressions); the studio answers it within a second.
@@ -15,6 +15,7 @@ from runs.models import Run
 from runs.snapshots import MAX_IGNORE_RULES
 from tests.integration.runs_support import minimal_environment, write_tree
 from tests.unit.test_run_pages import folder, submit_data
+from tests.unit.test_runs_api import archive
 
 # `*a*a…*ab` becomes `[^/]*a[^/]*a…` in Python's re: minutes on a name of 40 a's.
 STARS = "*a" * 12 + "b"
@@ -131,3 +132,47 @@ def test_the_runs_list_filters_tags_by_exact_key_and_value(
     assert response.status_code == 200
     page = response.content.decode()
     assert [name for name in ("run-cnn", "run-slow") if name in page] == listed
+
+
+@pytest.mark.parametrize(
+    ("patterns", "message"),
+    [
+        (
+            r"loss=(?P<loss>[0-9.]+)(?=\s)",
+            "is not a valid regular expression: invalid perl operator: (?= (patterns run on "
+            "RE2, which has no look-around or back-references).",
+        ),
+        (r"(?P<a>x)\1", "invalid escape sequence: \\1"),
+        ("(?P<x>" + "a" * 1000 + ")", "A metric pattern is at most 1000 characters"),
+        (
+            "\n".join(f"m{i}=(?P<m{i}>[0-9]+)" for i in range(21)),
+            "A run takes at most 20 metric patterns",
+        ),
+    ],
+)
+def test_metric_patterns_the_linear_engine_cannot_run_are_refused_on_submit(
+    api_carol, patterns, message
+):
+    data = {
+        "experiment": "api-exp",
+        "target": "local",
+        "entry_script": "train.py",
+        "snapshot": archive({"train.py": b"print(1)\n"}),
+        "metric_patterns": patterns,
+    }
+    response = api_carol.post("/api/v1/runs?workspace=vision", data)
+    assert response.status_code == 400
+    assert message in response.json()["detail"]
+    assert not Run.objects.exists()
+
+
+def test_a_backtracking_metric_pattern_is_accepted(api_carol):
+    data = {
+        "experiment": "api-exp",
+        "target": "local",
+        "entry_script": "train.py",
+        "snapshot": archive({"train.py": b"print(1)\n"}),
+        "metric_patterns": r"(?P<junk>(a+)+)$",
+    }
+    response = api_carol.post("/api/v1/runs?workspace=vision", data)
+    assert response.status_code == 201, response.content
