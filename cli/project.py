@@ -132,8 +132,8 @@ def kept_files(folder: Path) -> list[tuple[str, os.stat_result, bool]]:
     """The folder's files that `.amlignore` (else `.gitignore`) does not leave out."""
     if not folder.is_dir():
         raise CliError(f"{folder} is not a folder: give the source folder with --source-directory.")
-    spec, _ = ignore_spec(folder)
     try:
+        spec, _ = ignore_spec(folder)
         return source_files(folder, spec)
     except SnapshotError as exc:
         raise CliError(str(exc)) from None

@@ -13,9 +13,8 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-import yaml
-
 from compute.models import ComputeKind
+from studio import safeyaml
 
 STEP_TYPES: dict[str, tuple[str, ...]] = {
     "script": (ComputeKind.LOCAL, ComputeKind.VM, ComputeKind.CLUSTER),
@@ -127,13 +126,9 @@ class PipelineSpec:
 
 def parse_pipeline(text: str) -> PipelineSpec:
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        raise DefinitionError(
-            f"The pipeline file is not valid YAML{line}: fix the syntax."
-        ) from None
+        document = safeyaml.load(text, what="the pipeline file")
+    except safeyaml.YamlError as exc:
+        raise DefinitionError(str(exc)) from None
     if not isinstance(document, dict) or not isinstance(document.get("steps"), list):
         raise DefinitionError(
             "A pipeline file is a YAML mapping with a `steps:` list (see the format below)."

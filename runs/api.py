@@ -27,6 +27,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from runs import selectors, services, snapshots
 from runs.models import Environment, Run
 from runs.runconfig import RunConfigError, parse_runconfig
+from studio import safeyaml
 from studio.api import api_membership
 from studio.models import Role
 
@@ -290,7 +291,9 @@ def runs_submit(
             framework=framework,
         )
         if runconfig is not None:
-            submit.apply_runconfig(parse_runconfig(runconfig.read().decode(errors="replace")))
+            submit.apply_runconfig(
+                parse_runconfig(runconfig.read(safeyaml.MAX_BYTES + 1).decode(errors="replace"))
+            )
         run = services.run_submit_upload(workspace=ws, user=request.user, request=submit, **source)
     except services.FieldError as exc:
         raise HttpError(400, f"{exc.field}: {exc}") from None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
 import signal
 import socket
@@ -34,7 +33,7 @@ from django.utils import timezone
 from compute.backends import LOG_STREAMS, BackendError, Poll, backend_for
 from compute.backends.posix import PosixBackend
 from compute.selectors import workspace_secrets_load
-from runs import live, logstore, ranks, services
+from runs import linear_regex, live, logstore, metric_records, ranks, services
 from runs.models import Run, RunStatus
 from studio.health import monitor_heartbeat, redis_client
 from studio.secrets import redact_bytes, secret_prefix_at_end
@@ -182,7 +181,12 @@ class RunFollower:
         self.backends: list[PosixBackend] = []
         self.attempt = None
         self.more = False
-        self.patterns: list[re.Pattern] = []
+        self.patterns: list = []
+        # Problems met outside record_metrics, reported on the run with its next records.
+        self.skipped: list[str] = []
+        # Per source, whether the last read ended inside a line too long to read: the
+        # next read starts with its rest, which is skipped too.
+        self.partial = {"metrics": False, "stdout": False}
         # The run as the last plain poll left it: this thread alone writes its offsets and
         # handle, and anything another process changes shows in the monitor's pass.
         self.cached: Run | None = None
@@ -224,7 +228,12 @@ class RunFollower:
             except BackendError as exc:
                 services.run_fail(run_id=run.pk, reason=exc.message)
                 return False
-            self.patterns = [re.compile(p) for p in run.metric_patterns]
+            self.patterns = []
+            for text in run.metric_patterns:
+                try:
+                    self.patterns.append(linear_regex.compile(text))
+                except linear_regex.PatternError as exc:
+                    self.skipped.append(f"the metric pattern {text!r} is not used: {exc}")
         if run.status == RunStatus.CANCEL_REQUESTED:
             return self.cancel(run)
         if run.status == RunStatus.FINALIZING:
@@ -352,49 +361,98 @@ class RunFollower:
 
     def record_metrics(self, run: Run, file_offset: int, chunk: bytes, *, final: bool) -> None:
         records: list[dict] = []
+        skipped, self.skipped = self.skipped, []
         new_file_offset = None
         complete = chunk[: chunk.rfind(b"\n") + 1]
+        if not complete and len(chunk) > metric_records.MAX_LINE_BYTES:
+            # A line longer than any record: skip what there is, and the rest when it comes.
+            complete = chunk
         if complete:
-            for line in complete.splitlines():
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue
-                if isinstance(record, dict):
-                    records.append(record)
+            at = file_offset
+            for index, line in enumerate(complete.split(b"\n")):
+                if line.strip() and not (index == 0 and self.partial["metrics"]):
+                    problem = self.metrics_line(line, records)
+                    if problem:
+                        skipped.append(f"the metrics file line at byte {at} {problem}")
+                at += len(line) + 1
+            self.partial["metrics"] = not complete.endswith(b"\n")
             new_file_offset = file_offset + len(complete)
         new_stdout_offset = None
         if self.patterns:
             start = run.metrics_stdout_offset
             stored, _ = logstore.read(run.pk, "stdout", start, STDOUT_SCAN_LIMIT)
             usable = stored if final else stored[: stored.rfind(b"\n") + 1]
+            if not usable and len(stored) >= STDOUT_SCAN_LIMIT:
+                usable = stored
             if usable:
-                for text in usable.decode(errors="replace").splitlines():
-                    for pattern in self.patterns:
-                        match = pattern.search(text)
-                        if not match:
-                            continue
-                        groups = match.groupdict()
-                        step = groups.pop("step", None)
-                        for name, value in groups.items():
-                            if value is None:
-                                continue
-                            record = {"metric": name, "value": value}
-                            if step is not None and step.isdigit():
-                                record["step"] = int(step)
-                            records.append(record)
+                self.match_stdout(usable, records, skipped)
                 new_stdout_offset = start + len(usable)
-        if records or new_file_offset is not None or new_stdout_offset is not None:
+        if records or skipped or new_file_offset is not None or new_stdout_offset is not None:
             services.metrics_record(
                 run=run,
                 records=records,
                 file_offset=new_file_offset,
                 stdout_offset=new_stdout_offset,
+                skipped=skipped,
             )
             if new_file_offset is not None:
                 run.metrics_file_offset = new_file_offset
             if new_stdout_offset is not None:
                 run.metrics_stdout_offset = new_stdout_offset
+
+    @staticmethod
+    def metrics_line(line: bytes, records: list[dict]) -> str:
+        """Add the record of one metrics file line; what is wrong with it, if anything."""
+        if len(line) > metric_records.MAX_LINE_BYTES:
+            return f"is longer than {metric_records.MAX_LINE_BYTES // 1024} KB"
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            return "is not JSON"
+        if not isinstance(record, dict):
+            return "is not a JSON object"
+        records.append(record)
+        return ""
+
+    def match_stdout(self, usable: bytes, records: list[dict], skipped: list[str]) -> None:
+        """Records the metric patterns find in whole lines of stdout."""
+        lines = usable.split(b"\n")
+        if usable.endswith(b"\n"):
+            lines.pop()
+        if self.partial["stdout"]:
+            lines = lines[1:]
+        self.partial["stdout"] = not usable.endswith(b"\n")
+        long_lines = 0
+        for line in lines:
+            if len(line) > metric_records.MAX_LINE_BYTES:
+                long_lines += 1
+                continue
+            for text in line.decode(errors="replace").splitlines():
+                for pattern in self.patterns:
+                    match = pattern.search(text)
+                    if match:
+                        records.extend(self.matched(match.groupdict()))
+        if long_lines:
+            skipped.append(
+                f"{long_lines} stdout line(s) longer than "
+                f"{metric_records.MAX_LINE_BYTES // 1024} KB were not matched against the "
+                "metric patterns"
+            )
+
+    @staticmethod
+    def matched(groups: dict) -> list[dict]:
+        """The records of one match: each named group but `step` is a metric's value."""
+        step = groups.pop("step", None)
+        found = []
+        for name, value in groups.items():
+            if value is None:
+                continue
+            record = {"metric": name, "value": value}
+            if step is not None and step.isascii() and step.isdigit():
+                # int() refuses thousands of digits; a longer step stays text and is skipped.
+                record["step"] = int(step) if len(step) <= 20 else step
+            found.append(record)
+        return found
 
     def drain(self, run: Run):
         """Read until the target has nothing more to give; returns the last poll."""

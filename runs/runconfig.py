@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import yaml
 
 from runs.run_based import RunBasedSpec
+from studio import safeyaml
 
 # The runconfig's spelling (any case) → how runs store it.
 SUPPORTED_FRAMEWORKS = {"python": "Python", "pyspark": "PySpark"}
@@ -63,13 +64,9 @@ def _int(value, key: str) -> int | None:
 
 def parse_runconfig(text: str) -> RunConfig:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise RunConfigError(
-            f"The runconfig is not valid YAML{where}: fix it and upload again."
-        ) from None
+        data = safeyaml.load(text, what="the runconfig")
+    except safeyaml.YamlError as exc:
+        raise RunConfigError(str(exc)) from None
     if not isinstance(data, dict):
         raise RunConfigError(
             "The runconfig must be a YAML mapping with keys such as script, arguments, target."

@@ -8,6 +8,7 @@ from django.db.models import (
     Q,
     Subquery,
 )
+from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce, Now
 from django.shortcuts import get_object_or_404
 
@@ -44,10 +45,14 @@ def run_list(*, workspace, experiment=None, filters: dict | None = None, sort: s
     if filters.get("target"):
         runs = runs.filter(target_name=filters["target"])
     if filters.get("tag"):
+        # The key is data, never part of a lookup: `tags__{key}` would let `x__regex`
+        # run a user's regular expression in the database.
         key, _, value = filters["tag"].partition("=")
         runs = runs.filter(tags__has_key=key.strip())
         if value.strip():
-            runs = runs.filter(**{f"tags__{key.strip()}": value.strip()})
+            runs = runs.alias(tag_value=KeyTransform(key.strip(), "tags")).filter(
+                tag_value=value.strip()
+            )
     if filters.get("q"):
         text = filters["q"]
         runs = runs.filter(

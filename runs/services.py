@@ -36,7 +36,7 @@ from compute.models import (
     NodeRequest,
 )
 from compute.sandbox import local_target_problem
-from runs import live, logstore, ranks, selectors, snapshots
+from runs import linear_regex, live, logstore, metric_records, ranks, selectors, snapshots
 from runs.models import (
     FINAL_STATUSES,
     Environment,
@@ -72,6 +72,12 @@ ACTIVE_STATUSES = (
     RunStatus.FINALIZING,
 )
 STDERR_TAIL_LINES = 20
+# How a skipped metric record shows on the run's timeline, and how many times at most.
+METRIC_WARNING_PREFIX = "Metric record skipped"
+METRIC_WARNINGS_SHOWN = 20
+# Every stdout line is matched against every pattern: both are bounded.
+MAX_METRIC_PATTERNS = 20
+MAX_METRIC_PATTERN_LENGTH = 1000
 # The curated environment a run gets when neither the user nor a runconfig chose one.
 DEFAULT_ENVIRONMENT = "trainyard-minimal-python"
 
@@ -324,9 +330,14 @@ def parse_metric_patterns(text: str) -> list[str]:
         line = line.strip()
         if not line:
             continue
+        if len(line) > MAX_METRIC_PATTERN_LENGTH:
+            raise RunError(
+                f"A metric pattern is at most {MAX_METRIC_PATTERN_LENGTH} characters: shorten "
+                f"{line[:40]!r}…"
+            )
         try:
-            compiled = re.compile(line)
-        except re.error as exc:
+            compiled = linear_regex.compile(line)
+        except linear_regex.PatternError as exc:
             raise RunError(
                 f"The metric pattern {line!r} is not a valid regular expression: {exc}."
             ) from None
@@ -336,6 +347,11 @@ def parse_metric_patterns(text: str) -> list[str]:
                 r"the metric, e.g. loss=(?P<loss>[0-9.]+)."
             )
         patterns.append(line)
+    if len(patterns) > MAX_METRIC_PATTERNS:
+        raise RunError(
+            f"A run takes at most {MAX_METRIC_PATTERNS} metric patterns: one pattern can read "
+            "several metrics, one named group each."
+        )
     return patterns
 
 
@@ -928,33 +944,37 @@ def metrics_record(
     records: list[dict],
     file_offset: int | None = None,
     stdout_offset: int | None = None,
+    skipped: list[str] | None = None,
 ) -> None:
-    """Store metric values and tags, and how far their sources were read, together."""
+    """Store metric values and tags, and how far their sources were read, together.
+
+    A record that cannot be stored is skipped, and said so on the run's timeline with
+    the problems the reader met (`skipped`), so that the offsets always advance.
+    """
+    skipped = list(skipped or [])
     with transaction.atomic():
         steps: dict[str, int] = {}
         rows = []
-        tags = {}
+        tags: dict[str, str] = {}
         for record in records:
-            if "tag" in record:
-                tags[str(record["tag"])] = str(record.get("value", ""))
-                continue
-            name = str(record.get("metric", ""))[:255]
             try:
-                value = float(record["value"])
-            except (KeyError, TypeError, ValueError):
+                if "tag" in record:
+                    key, text = metric_records.tag(record)
+                    tags[key] = text
+                    continue
+                name, value, step = metric_records.metric(record)
+                if step is None:
+                    if name not in steps:
+                        last = Metric.objects.filter(run=run, name=name).aggregate(s=Max("step"))[
+                            "s"
+                        ]
+                        steps[name] = -1 if last is None else last
+                    step = metric_records.checked_step(steps[name] + 1, name)
+                steps[name] = max(step, steps.get(name, -1))
+            except metric_records.Skipped as exc:
+                skipped.append(str(exc))
                 continue
-            if not name:
-                continue
-            step = record.get("step")
-            if step is None:
-                if name not in steps:
-                    last = Metric.objects.filter(run=run, name=name).aggregate(s=Max("step"))["s"]
-                    steps[name] = -1 if last is None else last
-                steps[name] += 1
-                step = steps[name]
-            else:
-                steps[name] = max(int(step), steps.get(name, -1))
-            rows.append(Metric(run=run, name=name, step=int(step), value=value))
+            rows.append(Metric(run=run, name=name, step=step, value=value))
         Metric.objects.bulk_create(rows)
         updates: dict = {}
         if file_offset is not None:
@@ -963,9 +983,29 @@ def metrics_record(
             updates["metrics_stdout_offset"] = stdout_offset
         if tags:
             current = Run.objects.get(pk=run.pk).tags or {}
-            updates["tags"] = {**current, **tags}
+            merged = {**current, **tags}
+            if len(merged) > metric_records.MAX_TAGS:
+                skipped.append(f"a run has at most {metric_records.MAX_TAGS} tags")
+                merged = {**current, **{k: v for k, v in tags.items() if k in current}}
+            updates["tags"] = merged
         if updates:
             Run.objects.filter(pk=run.pk).update(**updates)
+        if skipped:
+            _metrics_warn(run.pk, skipped)
+
+
+def _metrics_warn(run_id: int, skipped: list[str]) -> None:
+    """One timeline entry per skipped record, the first METRIC_WARNINGS_SHOWN of a run."""
+    shown = RunEvent.objects.filter(
+        run_id=run_id, message__startswith=METRIC_WARNING_PREFIX
+    ).count()
+    status = Run.objects.filter(pk=run_id).values_list("status", flat=True).get()
+    for reason in skipped[: max(0, METRIC_WARNINGS_SHOWN - shown)]:
+        shown += 1
+        last = " Further skipped records are not listed." if shown == METRIC_WARNINGS_SHOWN else ""
+        message = f"{METRIC_WARNING_PREFIX}: {reason}.{last}"
+        RunEvent.objects.create(run_id=run_id, status=status, message=message)
+    log.warning("run %s: %d metric record(s) skipped: %s", run_id, len(skipped), skipped[0])
 
 
 def outputs_record(*, run: Run, tar, node_folder: str = "") -> int:

@@ -31,11 +31,16 @@ from typing import NamedTuple
 import pathspec
 from django.conf import settings
 
+from runs import linear_regex
+
 IGNORE_FILES = (".amlignore", ".gitignore")
 # A blob's name: the SHA-256 of its content.
 SHA256 = re.compile(r"[0-9a-f]{64}")
 # Never part of a snapshot: git's own database (its facts are recorded apart).
 ALWAYS_IGNORED = (".git/",)
+# Each path of a folder is matched against each ignore rule.
+MAX_IGNORE_RULES = 1000
+MAX_IGNORE_RULE_LENGTH = 1024
 # Files up to this size are hashed and stored from memory in one read.
 SMALL_FILE = 8 * 1024 * 1024
 
@@ -222,12 +227,36 @@ def ignore_spec(root: Path) -> tuple[pathspec.PathSpec, str | None]:
 
 
 def ignore_spec_from(texts: dict[str, str]) -> tuple[pathspec.PathSpec, str | None]:
-    """The rules given the text of a folder's ignore files (name → text)."""
+    """The rules given the text of a folder's ignore files (name → text).
+
+    Every path of a folder is matched against every rule, so both the rules' number and
+    length are bounded, and they are matched by RE2 (runs.linear_regex): a rule such as
+    `*a*a*a*a*a*a*a*a*a*a*a*a*b` backtracks for minutes in Python's `re`.
+    """
     for name in IGNORE_FILES:
         if name in texts:
             lines = texts[name].splitlines()
-            return pathspec.GitIgnoreSpec.from_lines([*ALWAYS_IGNORED, *lines]), name
-    return pathspec.GitIgnoreSpec.from_lines(ALWAYS_IGNORED), None
+            rules = [line for line in lines if line.strip() and not line.startswith("#")]
+            if len(rules) > MAX_IGNORE_RULES:
+                raise SnapshotError(
+                    f"{name} has {len(rules):,} rules, more than the {MAX_IGNORE_RULES:,} "
+                    "read: leave out whole folders (data/) rather than each file."
+                )
+            for rule in rules:
+                if len(rule) > MAX_IGNORE_RULE_LENGTH:
+                    raise SnapshotError(
+                        f"{name} has a rule longer than {MAX_IGNORE_RULE_LENGTH} characters "
+                        f"({rule[:40]!r}…): shorten it."
+                    )
+            return _spec([*ALWAYS_IGNORED, *lines], name), name
+    return _spec(list(ALWAYS_IGNORED), None), None
+
+
+def _spec(lines: list[str], name: str | None) -> pathspec.PathSpec:
+    try:
+        return pathspec.GitIgnoreSpec.from_lines(lines, backend="re2")
+    except Exception as exc:  # pathspec raises several kinds for a rule it cannot read
+        raise SnapshotError(f"{name} has a rule that cannot be read: {exc}") from None
 
 
 # --- capturing a folder ----------------------------------------------------------------
@@ -242,14 +271,15 @@ class _Matcher:
     """
 
     def __init__(self, spec: pathspec.PathSpec):
-        self.patterns = [
-            (p.regex, p.include)
+        rules = [
+            (p.regex.pattern, p.include)
             for p in spec.patterns
             if p.include is not None and getattr(p, "regex", None) is not None
         ]
+        self.patterns = [(linear_regex.compile(rule), include) for rule, include in rules]
         # Folder-only rules (`data/`, the default `.git/`) never leave out a file that is
         # not in a folder they left out already: its files need no matching at all.
-        self.folders_only = all(r.pattern.endswith("(?P<ps_d>/)") for r, _ in self.patterns)
+        self.folders_only = all(rule.endswith("(?P<ps_d>/)") for rule, _ in rules)
         self.folders: dict[str, bool] = {}
 
     def file(self, path: str) -> bool:

@@ -146,7 +146,10 @@ def snapshot_plan(request):
             return JsonResponse(
                 {"error": "ignore maps an ignore file's name to its text."}, status=400
             )
-        spec, _ = snapshots.ignore_spec_from(ignore)
+        try:
+            spec, _ = snapshots.ignore_spec_from(ignore)
+        except snapshots.SnapshotError as exc:
+            return JsonResponse({"error": str(exc)}, status=400)
         paths = [p for p in body["paths"] if isinstance(p, str)]
         return JsonResponse({"ignored": [p for p in paths if spec.match_file(p)]})
     hashes = body.get("sha256") if isinstance(body, dict) else None

@@ -22,6 +22,7 @@ from ninja.files import UploadedFile
 from runs.api import environment_named, submit_source
 from runs.runconfig import RunConfigError, parse_runconfig
 from runs.services import FieldError, RunError, SubmitRequest, parse_tags
+from studio import safeyaml
 from studio.api import api_membership
 from studio.models import Role
 from sweeps import selectors, services
@@ -163,7 +164,9 @@ def sweeps_submit(
             tags=parse_tags(tags),
         )
         if runconfig is not None:
-            submit.apply_runconfig(parse_runconfig(runconfig.read().decode(errors="replace")))
+            submit.apply_runconfig(
+                parse_runconfig(runconfig.read(safeyaml.MAX_BYTES + 1).decode(errors="replace"))
+            )
         run = services.sweep_submit(
             workspace=ws, user=request.user, request=submit, definition=definition, **source
         )

@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
-import yaml
+from studio import safeyaml
 
 EXAMPLE = """\
 # hdconfig.yml
@@ -116,11 +116,9 @@ class SweepSpec:
 def parse_sweep(text: str) -> SweepSpec:
     """The sweep an hdconfig.yml describes, or DefinitionError naming what to fix."""
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" at line {where.line + 1}" if where is not None else ""
-        raise DefinitionError(f"The hdconfig file is not valid YAML{line}.") from None
+        document = safeyaml.load(text, what="the hdconfig file")
+    except safeyaml.YamlError as exc:
+        raise DefinitionError(str(exc)) from None
     if not isinstance(document, dict):
         raise DefinitionError(
             "The hdconfig file is a YAML mapping with sampling:, policy:, primary_metric_name:, "

@@ -49,7 +49,10 @@
         headers: {"Content-Type": "application/json", "X-CSRFToken": token},
         body: JSON.stringify(body),
       });
-      if (!response.ok) throw new Error(`the server answered ${response.status}`);
+      if (!response.ok) {
+        const answer = await response.json().catch(() => ({}));
+        throw new Error(answer.error || `the server answered ${response.status}`);
+      }
       return response.json();
     }
 
