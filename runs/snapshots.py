@@ -560,6 +560,45 @@ def relative_name(name: str) -> str:
     return "/".join(p for p in parts if p not in ("", ".")) or "."
 
 
+# The folders of a run's working directory that are kept when it ends.
+OUTPUT_FOLDERS = ("outputs", "logs")
+# What a file system takes: bytes per name, and characters per path (RunFile.path).
+NAME_MAX_BYTES = 255
+PATH_MAX_CHARS = 1024
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def output_path(name: str) -> PurePosixPath:
+    """The path to keep a file a target or cloud service reports under, confined to the
+    run's outputs/ and logs/; SnapshotError, saying why, for a name that is not kept."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise SnapshotError("not valid text") from None
+    if CONTROL.search(name):
+        raise SnapshotError("a control character in the name")
+    if len(name) > PATH_MAX_CHARS:
+        raise SnapshotError(f"a path longer than {PATH_MAX_CHARS} characters")
+    try:
+        path = safe_relative(name)
+    except SnapshotError:
+        raise SnapshotError("an absolute path, or one that climbs out with ..") from None
+    if str(path) != name:
+        raise SnapshotError("not a plain path (it has empty, . or \\ parts)")
+    if any(len(part.encode()) > NAME_MAX_BYTES for part in path.parts):
+        raise SnapshotError(f"a name longer than {NAME_MAX_BYTES} bytes")
+    if len(path.parts) < 2 or path.parts[0] not in OUTPUT_FOLDERS:
+        raise SnapshotError("not in outputs/ or logs/")
+    return path
+
+
+def shown_name(name: str, limit: int = 80) -> str:
+    """A name from a target as a message may quote it: control characters escaped, cut short."""
+    text = CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", name)
+    text = text.encode(errors="backslashreplace").decode()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _check_total(total: int, limit: int, sizes: list[tuple[str, int]]) -> None:
     if total > limit:
         biggest = sorted(sizes, key=lambda s: s[1], reverse=True)[:5]
@@ -694,8 +733,8 @@ def _extract_tar(fileobj, dest: Path, limit: int) -> None:
                     "a link: such archives are refused."
                 )
         # Links inside the tree become copies of the file they lead to, and count as such.
-        copies = {rel: _link_end(rel, links, files) for rel in links}
-        copies = {rel: end for rel, end in copies.items() if end is not None}
+        ends = {rel: _link_end(rel, links, files) for rel in links}
+        copies = {rel: end for rel, end in ends.items() if end is not None}
         sizes = [(m.name, m.size) for m in files.values()]
         sizes += [(str(rel), files[end].size) for rel, end in copies.items()]
         _check_total(sum(s for _, s in sizes), limit, sizes)
