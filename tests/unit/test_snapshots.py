@@ -271,3 +271,12 @@ def test_output_names_a_target_reports_are_refused_unless_plain(name, why):
 def test_plain_output_names_are_kept():
     assert str(output_path("outputs/ça va?/model (1).bin")) == "outputs/ça va?/model (1).bin"
     assert str(output_path("logs/x.log")) == "logs/x.log"
+
+
+def test_damaged_archives_and_unusable_names_are_refused_with_a_message(tmp_path):
+    whole = tar_with([file_member("train.py", b"print(1)\n" * 1000)]).getvalue()
+    with pytest.raises(SnapshotError, match="damaged or not a tar / tar.gz archive"):
+        extract_archive(io.BytesIO(whole[: len(whole) // 2]), "src.tar.gz", tmp_path / "a")
+    long_name = tar_with([file_member("x" * 300 + ".py")])
+    with pytest.raises(SnapshotError, match="File name too long"):
+        extract_archive(long_name, "src.tar.gz", tmp_path / "b")
