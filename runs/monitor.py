@@ -479,7 +479,7 @@ class RunFollower:
                 # One rank ended the run: the others stop too.
                 self.stop_ranks(run)
             drained = self.drain(run)
-            files = self.collect(run)
+            collected = self.collect(run)
         except BackendError as exc:
             if exc.unreachable:
                 Run.objects.filter(pk=run.pk).update(status_reason=exc.message)
@@ -491,7 +491,7 @@ class RunFollower:
         # On a multi-node run, the rank that ended it (the others were stopped after it).
         where = ranks.where(poll.rank, len(self.backends))
         tail = services.stderr_tail(run.pk)
-        collected = f"{files} output file(s) collected"
+        summary = collected.summary()
         if poll.state == "lost":
             reason = (
                 f"The run's process disappeared from {run.target_name}{where} without an exit "
@@ -526,7 +526,7 @@ class RunFollower:
                 run.pk,
                 RunStatus.COMPLETED,
                 allowed_from=[RunStatus.FINALIZING],
-                message=collected,
+                message=summary,
                 exit_code=0,
                 stderr_tail=tail,
             )
@@ -536,7 +536,7 @@ class RunFollower:
                 run.pk,
                 RunStatus.FAILED,
                 allowed_from=[RunStatus.FINALIZING],
-                message=f"{reason}; {collected}",
+                message=f"{reason}; {summary}",
                 error=reason,
                 exit_code=poll.exit_code,
                 stderr_tail=tail,
@@ -556,9 +556,12 @@ class RunFollower:
                 "trying again"
             )
             return True
+        left_out = ""
         try:
             self.drain(run)
-            self.collect(run)
+            collected = self.collect(run)
+            if collected.left_out:
+                left_out = f"; {collected.summary()}"
         except BackendError as exc:
             log.warning("run %s: outputs of the canceled run not collected: %s", run.pk, exc)
         services.run_transition(
@@ -566,7 +569,7 @@ class RunFollower:
             RunStatus.CANCELED,
             allowed_from=[RunStatus.CANCEL_REQUESTED],
             message=f"{run.cancel_reason or 'Canceled'}; no process of the run is left on "
-            f"{run.target_name}",
+            f"{run.target_name}{left_out}",
             status_reason="",
             stderr_tail=services.stderr_tail(run.pk),
         )
@@ -578,19 +581,24 @@ class RunFollower:
         grace = settings.RUN_CANCEL_GRACE_SECONDS
         return sum(backend.cancel(handle, grace) for _, backend, handle in self.each_rank(run))
 
-    def collect(self, run: Run) -> int:
+    def collect(self, run: Run) -> services.Collected:
         """Keep every rank's ./outputs and ./logs (another rank's under its node's folder).
 
         Each rank's tar passes through a temporary file, never through memory whole: a
         run's outputs can be gigabytes.
         """
-        count = 0
+        collected = services.Collected()
         for rank, backend, handle in self.each_rank(run):
             with tempfile.TemporaryFile(dir=settings.DATA_DIR, prefix="collect-") as tar:
-                backend.collect(handle, tar)
+                left_out = backend.collect(handle, tar)
                 tar.seek(0)
-                count += services.outputs_record(run=run, tar=tar, node_folder=ranks.source(rank))
-        return count
+                collected.add(
+                    services.outputs_record(run=run, tar=tar, node_folder=ranks.source(rank))
+                )
+                collected.left_out += left_out
+        if collected.left_out:
+            log.warning("run %s: %s", run.pk, collected.summary())
+        return collected
 
     def release(self, run: Run) -> None:
         """Remove the run's directories, then let go of its nodes."""

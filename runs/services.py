@@ -1008,23 +1008,60 @@ def _metrics_warn(run_id: int, skipped: list[str]) -> None:
     log.warning("run %s: %d metric record(s) skipped: %s", run_id, len(skipped), skipped[0])
 
 
-def outputs_record(*, run: Run, tar, node_folder: str = "") -> int:
-    """Keep the files of a tar of ./outputs and ./logs (a file object, read once from start
-    to end; empty when the run wrote neither) as the run's files.
+@dataclass
+class Collected:
+    """What collecting a run's outputs kept, and what it left out (one line each, why)."""
 
+    files: int = 0
+    left_out: list[str] = dc_field(default_factory=list)
+
+    def add(self, other: Collected) -> None:
+        self.files += other.files
+        self.left_out += other.left_out
+
+    def summary(self) -> str:
+        text = f"{self.files} output file(s) collected"
+        if self.left_out:
+            shown = "; ".join(self.left_out[:LEFT_OUT_SHOWN])
+            more = len(self.left_out) - LEFT_OUT_SHOWN
+            text += f"; {len(self.left_out)} left out: {shown}" + (
+                f"; and {more} more" if more > 0 else ""
+            )
+        return text
+
+
+# The files left out of a run's outputs that its timeline names (the rest are counted).
+LEFT_OUT_SHOWN = 5
+
+
+def outputs_record(*, run: Run, tar, node_folder: str = "") -> Collected:
+    """Keep the files of a tar of ./outputs and ./logs (a file object, read once from start
+    to end; empty when the run wrote neither) as the run's files, straight into blobs.
+
+    Only regular files under a name `snapshots.output_path` accepts are kept: links,
+    devices and names that would leave outputs/ or logs/ are left out, each with why.
     Another node's files of a multi-node run go under its folder (outputs/node-1/...).
     """
-    count = 0
+    collected = Collected()
     if not tar.read(1):
-        return 0
+        return collected
     tar.seek(0)
     with tarfile.open(fileobj=tar, mode="r|") as archive:
         for member in archive:
+            if member.isdir():
+                continue
+            name = snapshots.shown_name(member.name)
+            if member.issym() or member.islnk():
+                target = snapshots.shown_name(member.linkname)
+                collected.left_out.append(f"{name} (a link to {target}: links are not kept)")
+                continue
             if not member.isfile():
+                collected.left_out.append(f"{name} (not a regular file)")
                 continue
             try:
-                path = snapshots.safe_relative(member.name)
-            except snapshots.SnapshotError:
+                path = snapshots.output_path(member.name)
+            except snapshots.SnapshotError as exc:
+                collected.left_out.append(f"{name} ({exc})")
                 continue
             if node_folder:
                 path = PurePosixPath(path.parts[0], node_folder, *path.parts[1:])
@@ -1036,8 +1073,8 @@ def outputs_record(*, run: Run, tar, node_folder: str = "") -> int:
             RunFile.objects.update_or_create(
                 run=run, path=str(path), defaults={"sha256": sha, "size": member.size}
             )
-            count += 1
-    return count
+            collected.files += 1
+    return collected
 
 
 def stderr_tail(run_id: int) -> str:

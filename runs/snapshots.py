@@ -12,8 +12,10 @@ by digest alone is what its snapshots hold (runs.models.SnapshotBlob).
 from __future__ import annotations
 
 import gc
+import gzip
 import hashlib
 import io
+import lzma
 import os
 import re
 import shutil
@@ -22,6 +24,7 @@ import subprocess
 import tarfile
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -587,6 +590,45 @@ def relative_name(name: str) -> str:
     return "/".join(p for p in parts if p not in ("", ".")) or "."
 
 
+# The folders of a run's working directory that are kept when it ends.
+OUTPUT_FOLDERS = ("outputs", "logs")
+# What a file system takes: bytes per name, and characters per path (RunFile.path).
+NAME_MAX_BYTES = 255
+PATH_MAX_CHARS = 1024
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def output_path(name: str) -> PurePosixPath:
+    """The path to keep a file a target or cloud service reports under, confined to the
+    run's outputs/ and logs/; SnapshotError, saying why, for a name that is not kept."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        raise SnapshotError("not valid text") from None
+    if CONTROL.search(name):
+        raise SnapshotError("a control character in the name")
+    if len(name) > PATH_MAX_CHARS:
+        raise SnapshotError(f"a path longer than {PATH_MAX_CHARS} characters")
+    try:
+        path = safe_relative(name)
+    except SnapshotError:
+        raise SnapshotError("an absolute path, or one that climbs out with ..") from None
+    if str(path) != name:
+        raise SnapshotError("not a plain path (it has empty, . or \\ parts)")
+    if any(len(part.encode()) > NAME_MAX_BYTES for part in path.parts):
+        raise SnapshotError(f"a name longer than {NAME_MAX_BYTES} bytes")
+    if len(path.parts) < 2 or path.parts[0] not in OUTPUT_FOLDERS:
+        raise SnapshotError("not in outputs/ or logs/")
+    return path
+
+
+def shown_name(name: str, limit: int = 80) -> str:
+    """A name from a target as a message may quote it: control characters escaped, cut short."""
+    text = CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", name)
+    text = text.encode(errors="backslashreplace").decode()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _check_total(total: int, limit: int, sizes: list[tuple[str, int]]) -> None:
     if total > limit:
         biggest = sorted(sizes, key=lambda s: s[1], reverse=True)[:5]
@@ -598,28 +640,79 @@ def _check_total(total: int, limit: int, sizes: list[tuple[str, int]]) -> None:
         )
 
 
+def _check_count(count: int) -> None:
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+    if count > limit:
+        raise SnapshotError(
+            f"The archive holds more than {limit:,} files, folders and links, over the limit "
+            "of a source folder: leave data files out of the source (or list them in "
+            ".amlignore), or ask an operator to raise DATA_UPLOAD_MAX_NUMBER_FILES."
+        )
+
+
+class _Budget:
+    """The bytes an archive may still unpack to. Declared sizes are checked before
+    anything is unpacked; this counts what decompressing really yields, which a
+    crafted archive may make larger than it declares."""
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.left = limit
+
+    def copy(self, src, out) -> None:
+        while chunk := src.read(1 << 20):
+            self.left -= len(chunk)
+            if self.left < 0:
+                raise SnapshotError(
+                    f"The archive unpacks to more than its files declare, over the snapshot "
+                    f"limit of {human_bytes(self.limit)}: such archives are refused. Create it "
+                    "again with tar or zip."
+                )
+            out.write(chunk)
+
+
 def extract_archive(fileobj, filename: str, dest: Path, *, max_bytes: int | None = None) -> None:
-    """Unpack a .zip, .tar, .tar.gz or .tgz into `dest`, refusing anything that escapes it."""
+    """Unpack a .zip, .tar, .tar.gz or .tgz into `dest`, refusing anything that escapes it,
+    holds more members than a source folder may have files, or unpacks to more than
+    `max_bytes` (default: settings.SNAPSHOT_MAX_BYTES), links counted as the copies they
+    become."""
     limit = settings.SNAPSHOT_MAX_BYTES if max_bytes is None else max_bytes
     lower = filename.lower()
     if lower.endswith(".zip"):
-        _extract_zip(fileobj, dest, limit)
+        unpack = _extract_zip
+        damaged = "The .zip file is damaged or not a zip archive"
     elif lower.endswith((".tar.gz", ".tgz", ".tar")):
-        _extract_tar(fileobj, dest, limit)
+        unpack = _extract_tar
+        damaged = "The archive is damaged or not a tar / tar.gz archive"
     else:
         raise SnapshotError(
             f"{filename} is not a .zip, .tar.gz or .tgz archive: upload one of those, "
             "or choose the folder itself."
         )
+    try:
+        unpack(fileobj, dest, limit)
+    except (
+        zipfile.BadZipFile,
+        tarfile.TarError,
+        gzip.BadGzipFile,
+        EOFError,
+        zlib.error,
+        lzma.LZMAError,
+    ) as exc:
+        raise SnapshotError(f"{damaged} ({exc}): create it again and upload it.") from exc
+    except OSError as exc:
+        raise SnapshotError(
+            f"The archive could not be unpacked: {exc.strerror or exc}"
+            + (f" ({Path(exc.filename).name[:100]})" if exc.filename else "")
+            + ". Rename the file in the source folder and create the archive again."
+        ) from exc
 
 
 def _extract_zip(fileobj, dest: Path, limit: int) -> None:
-    try:
-        archive = zipfile.ZipFile(fileobj)
-    except zipfile.BadZipFile as exc:
-        raise SnapshotError("The .zip file is damaged or not a zip archive.") from exc
+    archive = zipfile.ZipFile(fileobj)
     with archive:
         members = archive.infolist()
+        _check_count(len(members))
         for info in members:
             safe_relative(info.filename)
             mode = info.external_attr >> 16
@@ -631,24 +724,26 @@ def _extract_zip(fileobj, dest: Path, limit: int) -> None:
         files = [i for i in members if not i.is_dir()]
         sizes = [(i.filename, i.file_size) for i in files]
         _check_total(sum(s for _, s in sizes), limit, sizes)
+        budget = _Budget(limit)
         for info in files:
             target = dest / safe_relative(info.filename)
             target.parent.mkdir(parents=True, exist_ok=True)
             with archive.open(info) as src, open(target, "wb") as out:
-                shutil.copyfileobj(src, out, 1 << 20)
+                budget.copy(src, out)
             if (info.external_attr >> 16) & stat.S_IXUSR:
                 target.chmod(0o755)
 
 
 def _extract_tar(fileobj, dest: Path, limit: int) -> None:
-    try:
-        archive = tarfile.open(fileobj=fileobj, mode="r:*")  # noqa: SIM115 - closed below
-    except tarfile.TarError as exc:
-        raise SnapshotError("The archive is damaged or not a tar / tar.gz archive.") from exc
+    archive = tarfile.open(fileobj=fileobj, mode="r:*")  # noqa: SIM115 - closed below
     with archive:
-        members = archive.getmembers()
-        sizes: list[tuple[str, int]] = []
-        links: list[tarfile.TarInfo] = []
+        # Read member by member: the count is refused before a flood of headers is held.
+        members: list[tarfile.TarInfo] = []
+        for member in archive:
+            members.append(member)
+            _check_count(len(members))
+        files: dict[PurePosixPath, tarfile.TarInfo] = {}
+        links: dict[PurePosixPath, PurePosixPath] = {}
         for member in members:
             rel = safe_relative(member.name)
             if member.issym() or member.islnk():
@@ -659,36 +754,54 @@ def _extract_tar(fileobj, dest: Path, limit: int) -> None:
                         f"The archive contains the link {member.name} -> {link}, which points "
                         "outside the source folder: such archives are refused."
                     )
-                links.append(member)
+                links[rel] = _normalise(base / link)
             elif member.isfile():
-                sizes.append((member.name, member.size))
+                files[rel] = member
             elif not member.isdir():
                 raise SnapshotError(
                     f"The archive contains {member.name}, which is neither a file, a folder nor "
                     "a link: such archives are refused."
                 )
+        # Links inside the tree become copies of the file they lead to, and count as such.
+        ends = {rel: _link_end(rel, links, files) for rel in links}
+        copies = {rel: end for rel, end in ends.items() if end is not None}
+        sizes = [(m.name, m.size) for m in files.values()]
+        sizes += [(str(rel), files[end].size) for rel, end in copies.items()]
         _check_total(sum(s for _, s in sizes), limit, sizes)
-        for member in members:
-            if member.isfile():
-                target = dest / safe_relative(member.name)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                src = archive.extractfile(member)
-                assert src is not None
-                with src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-                if member.mode & stat.S_IXUSR:
-                    target.chmod(0o755)
-        # Links inside the tree become copies of what they point at.
-        for member in links:
-            rel = safe_relative(member.name)
-            if member.issym():
-                source = dest / _normalise(rel.parent / member.linkname)
-            else:
-                source = dest / safe_relative(member.linkname)
-            if source.is_file():
-                target = dest / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)
+        budget = _Budget(limit)
+        for rel, member in files.items():
+            target = dest / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            src = archive.extractfile(member)
+            assert src is not None
+            with src, open(target, "wb") as out:
+                budget.copy(src, out)
+            if member.mode & stat.S_IXUSR:
+                target.chmod(0o755)
+        for rel, end in copies.items():
+            target = dest / rel
+            if target.is_dir():
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(dest / end, "rb") as src, open(target, "wb") as out:
+                budget.copy(src, out)
+
+
+def _link_end(
+    rel: PurePosixPath,
+    links: dict[PurePosixPath, PurePosixPath],
+    files: dict[PurePosixPath, tarfile.TarInfo],
+) -> PurePosixPath | None:
+    """The file a chain of links starting at `rel` ends on; None for a folder, a dangling
+    link or a loop (as `ls` would find no file there either)."""
+    seen = {rel}
+    at = links[rel]
+    while at in links:
+        if at in seen:
+            return None
+        seen.add(at)
+        at = links[at]
+    return at if at in files else None
 
 
 def _normalise(path: PurePosixPath) -> PurePosixPath:

@@ -197,6 +197,7 @@ LOG_DIR = DATA_DIR / "logs"
 SNAPSHOT_MAX_BYTES = envint("SNAPSHOT_MAX_BYTES", 300 * 1024 * 1024)
 # A source folder chosen in the browser arrives as one upload per file, and the submit's
 # fields name every file of it: its path and SHA-256, about 100 bytes, up to 512.
+# An uploaded archive may hold as many members.
 DATA_UPLOAD_MAX_NUMBER_FILES = envint("DATA_UPLOAD_MAX_NUMBER_FILES", 20000)
 DATA_UPLOAD_MAX_MEMORY_SIZE = envint(
     "DATA_UPLOAD_MAX_MEMORY_SIZE", DATA_UPLOAD_MAX_NUMBER_FILES * 512 + 2_621_440

@@ -5,7 +5,7 @@ local_blob)` (upload what the target lacks) and `launch(spec, handle)` (start
 detached, return the handle), `poll(handle, offsets)` (status and new output
 in one round trip; `stream` and `status` are its halves), `cancel(handle,
 grace)` and `collect(handle, out)` (a tar of ./outputs and ./logs, written into the
-file `out`). Views, tasks
+file `out`; returns what it left out, one line each, why). Views, tasks
 and the run monitor speak only to this interface.
 """
 

@@ -14,11 +14,10 @@ the job was submitted and each state it reports, one line per change.
 
 from __future__ import annotations
 
+import io
 import secrets
 import tarfile
-import tempfile
 import time
-from pathlib import Path
 from typing import BinaryIO
 
 from compute.backends.base import BackendError, LaunchSpec, Poll
@@ -127,19 +126,33 @@ class CloudBackend:
                 return 1
             time.sleep(CANCEL_POLL_SECONDS)
 
-    def collect(self, handle: dict, out: BinaryIO) -> None:
+    def collect(self, handle: dict, out: BinaryIO) -> list[str]:
         """Write a tar of what the job wrote to outputs/ (downloaded from the service) into
-        `out`."""
+        `out`; returns the files left out, each with why.
+
+        The service names the files: a name that is not a plain path in outputs/ is never
+        downloaded, and none is ever a path on this server (the tar becomes blobs).
+        """
+        from runs.snapshots import SnapshotError, output_path, shown_name
+
         job = handle.get("job")
         if job is None:
-            return
-        with tempfile.TemporaryDirectory(prefix="trainyard-collect-") as tmp:
-            written = self.call(lambda: self.client.collect(job, Path(tmp)))
-            if not written:
-                return
-            with tarfile.open(fileobj=out, mode="w|") as tar:
-                for relative in written:
-                    tar.add(Path(tmp) / relative, arcname=relative)
+            return []
+        left_out = []
+        files = self.call(lambda: self.client.collect(job))
+        with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+            for name, download in files:
+                try:
+                    path = output_path(name)
+                except SnapshotError as exc:
+                    left_out.append(f"{shown_name(name)} ({exc})")
+                    continue
+                content = self.call(download)
+                info = tarfile.TarInfo(str(path))
+                info.size = len(content)
+                info.mtime = int(time.time())
+                tar.addfile(info, io.BytesIO(content))
+        return left_out
 
     def cleanup(self, handle: dict) -> None:
         """The service keeps its job history; nothing of the run is left on this server."""

@@ -248,8 +248,9 @@ class PosixBackend:
         out = self.run_script("cancel.sh", args, timeout=grace_seconds + 60)
         return int(out.decode().split()[-1])
 
-    def collect(self, handle: dict, out: BinaryIO) -> None:
-        """Write a tar of the run's ./outputs and ./logs into `out`, as it arrives."""
+    def collect(self, handle: dict, out: BinaryIO) -> list[str]:
+        """Write a tar of the run's ./outputs and ./logs into `out`, as it arrives; the tar
+        says what each entry is (links stay links), so nothing is left out here."""
         code, err = self.exec_into(
             out,
             'cd "$1/wd" 2>/dev/null || exit 0; '
@@ -260,6 +261,7 @@ class PosixBackend:
         )
         if code != 0:
             raise BackendError(f"Collecting outputs failed on {self.describe()}: {_tail(err)}")
+        return []
 
     def cleanup(self, handle: dict) -> None:
         self.exec('rm -rf "$1"', [handle["run_dir"]], timeout=120)

@@ -9,7 +9,8 @@ of the compute backend interface:
 - `log(handle, offset) -> bytes`: the main log from byte `offset` on
 - `output(handle) -> (stdout, stderr)`
 - `cancel(handle)`
-- `collect(handle, dest) -> list[str]`: download the run's `outputs/` files into `dest`
+- `collect(handle) -> [(name, download)]`: the run's `outputs/` files as the service
+  names them (checked before anything is downloaded), each with a call that downloads it
 
 Every failure a user can cause or fix is a `CloudError` whose message says what
 to do next. No message or log line ever holds a token or key.

@@ -16,7 +16,8 @@ import logging
 import re
 import shlex
 import tarfile
-from pathlib import Path
+from collections.abc import Callable
+from functools import partial
 
 from azure.batch import BatchClient
 from azure.batch import models as batch_models
@@ -259,28 +260,25 @@ class Batch:
     def output(self, handle: dict) -> tuple[bytes, bytes]:
         return self.log(handle, 0), self.log(handle, 0, name="stderr.txt")
 
-    def collect(self, handle: dict, dest: Path, *, folder: str = "outputs") -> list[str]:
-        """Download the task's `wd/<folder>` files into `dest/<folder>`; the paths written."""
+    def collect(self, handle: dict, *, folder: str = "outputs") -> list[tuple[str, Callable]]:
+        """The task's `wd/<folder>` files: each one's name as the service lists it (without
+        `wd/`), and a call that downloads it."""
         job_id, task_id = handle["job_id"], handle["task_id"]
         prefix = f"wd/{folder}/"
-        files = self._call(
+        names = self._call(
             lambda: [
                 f.name
                 for f in self.client.list_task_files(job_id, task_id, recursive=True)
                 if f.name and f.name.startswith(prefix) and not f.is_directory
             ]
         )
-        written = []
-        for name in sorted(files):
-            relative = name.removeprefix("wd/")
-            content = self._call(
-                lambda name=name: b"".join(self.client.download_task_file(job_id, task_id, name))
-            )
-            target = Path(dest) / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-            written.append(relative)
-        return written
+        return [
+            (name.removeprefix("wd/"), partial(self._download, job_id, task_id, name))
+            for name in sorted(names)
+        ]
+
+    def _download(self, job_id: str, task_id: str, name: str) -> bytes:
+        return self._call(lambda: b"".join(self.client.download_task_file(job_id, task_id, name)))
 
     def cancel(self, handle: dict) -> None:
         """End the task (its processes are killed) and the job."""

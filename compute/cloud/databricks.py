@@ -13,7 +13,8 @@ from __future__ import annotations
 import base64
 import re
 import uuid
-from pathlib import Path
+from collections.abc import Callable
+from functools import partial
 
 import requests
 from databricks.sdk import WorkspaceClient
@@ -252,11 +253,10 @@ class Databricks:
     def cancel(self, handle: dict) -> None:
         self._call(lambda: self.client.jobs.cancel_run(handle["run_id"]))
 
-    def collect(self, handle: dict, dest: Path, *, folder: str = "outputs") -> list[str]:
-        """Download what the run wrote under `folder` beside its script into `dest/folder`.
-
-        Returns the paths written, relative to `dest`; none when the run wrote nothing there.
-        """
+    def collect(self, handle: dict, *, folder: str = "outputs") -> list[tuple[str, Callable]]:
+        """What the run wrote under `folder` beside its script: each file's name as the
+        workspace reports it (relative to the script's folder when it is under it), and a
+        call that downloads it; none when the run wrote nothing there."""
         root = f"{handle['folder']}/{folder}"
         try:
             objects = list(self.client.workspace.list(root, recursive=True))
@@ -264,21 +264,21 @@ class Databricks:
             return []
         except Exception as exc:
             raise self._error(exc) from exc
-        written = []
+        files: list[tuple[str, Callable]] = []
         for item in objects:
             if item.object_type != workspace.ObjectType.FILE or not item.path:
                 continue
-            relative = f"{folder}/{item.path.removeprefix(root + '/')}"
-            exported = self._call(
-                lambda path=item.path: self.client.workspace.export(
-                    path, format=workspace.ExportFormat.AUTO
-                )
-            )
-            target = Path(dest) / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(base64.b64decode(exported.content or ""))
-            written.append(relative)
-        return written
+            name = item.path
+            if name.startswith(root + "/"):
+                name = f"{folder}/{name.removeprefix(root + '/')}"
+            files.append((name, partial(self._download, item.path)))
+        return files
+
+    def _download(self, path: str) -> bytes:
+        exported = self._call(
+            lambda: self.client.workspace.export(path, format=workspace.ExportFormat.AUTO)
+        )
+        return base64.b64decode(exported.content or "")
 
     # --- helpers ---
 

@@ -177,7 +177,7 @@ class DataLakeAnalytics:
     def cancel(self, handle: dict) -> None:
         self._request("POST", f"/jobs/{handle['job_id']}/CancelJob")
 
-    def collect(self, handle: dict, dest, *, folder: str = "outputs") -> list[str]:
+    def collect(self, handle: dict, *, folder: str = "outputs") -> list:
         """Nothing to download: a U-SQL job's OUTPUT goes to its Data Lake Store paths."""
         return []
 

@@ -5,7 +5,9 @@ Endpoints (api-version as the client sends it, JSON in the service's shapes):
 - POST /jobs, GET /jobs/{jobId}, POST /jobs/{jobId}/terminate
 - POST /jobs/{jobId}/tasks, GET /jobs/{jobId}/tasks, GET /jobs/{jobId}/tasks/{taskId},
   POST /jobs/{jobId}/tasks/{taskId}/terminate
-- GET /jobs/{jobId}/tasks/{taskId}/files (`recursive=true` walks the task directory)
+- GET /jobs/{jobId}/tasks/{taskId}/files (`recursive=true` walks the task directory;
+  `planted` makes it list more files under `wd/outputs/`, under any names: a service
+  answering with hostile names)
 - GET / HEAD /jobs/{jobId}/tasks/{taskId}/files/{filePath} (`ocp-range: bytes=a-b`)
 
 Authentication is Shared Key, verified as the service does: the emulator
@@ -199,6 +201,9 @@ class BatchEmulator(EmulatorServer):
         super().__init__(root)
         self.account_name = account_name
         self.account_key = account_key or base64.b64encode(b"emulator-batch-key-" * 3).decode()
+        # Files a recursive listing of a task's files reports besides its own, by name
+        # relative to its wd/outputs/, and their content.
+        self.planted: dict[str, bytes] = {}
         self.pools = {
             p.id: p
             for p in (
@@ -462,6 +467,17 @@ class BatchEmulator(EmulatorServer):
                     "fileMode": "0o100644",
                 }
             items.append(item)
+        if recursive:
+            for name, content in self.planted.items():
+                planted = f"wd/outputs/{name}"
+                items.append(
+                    {
+                        "name": planted,
+                        "url": f"{task_url(self.url, task)}/files/{planted}",
+                        "isDirectory": False,
+                        "properties": {"contentLength": len(content)},
+                    }
+                )
         return self._list(items, "files")
 
     def _task_file(self, task: Task, file_path: str, request: Request) -> Response:
@@ -471,6 +487,9 @@ class BatchEmulator(EmulatorServer):
                 "OperationInvalidForCurrentState",
                 "The specified operation is not valid for the current state of the resource.",
             )
+        planted = self.planted.get(file_path.removeprefix("wd/outputs/"))
+        if planted is not None and file_path.startswith("wd/outputs/"):
+            return Response(200, planted, self._headers())
         path = (task.directory / file_path).resolve()
         if not path.is_relative_to(task.directory.resolve()) or not path.is_file():
             raise BatchError(404, "FileNotFound", "The specified file does not exist.")

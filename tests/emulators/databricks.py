@@ -7,6 +7,8 @@ Endpoints (same paths, bodies and error JSON as the service):
 - POST /api/2.0/workspace/mkdirs, /api/2.0/workspace/import (JSON, base64 content)
 - GET  /api/2.0/workspace/list?path=, /api/2.0/workspace/export?path= (JSON, base64 content);
   what a run writes beside its script becomes workspace files when it ends
+  (`planted` makes the listing of every `outputs` folder report more files, under any
+  names: a service answering with hostile names)
 - POST /api/2.2/jobs/runs/submit                one-time run with `tasks` (2.1+ API);
   `idempotency_token` returns the run already started with it, `timeout_seconds`
   ends a run that outlives it (result TIMEDOUT)
@@ -213,6 +215,9 @@ class DatabricksEmulator(EmulatorServer):
         self.new_cluster_seconds = new_cluster_seconds
         self.terminating_seconds = terminating_seconds
         self.files: dict[str, tuple[str, bytes, str]] = {}  # path -> (object type, content, lang)
+        # Files the listing of every folder named `outputs` reports besides its own, by name
+        # relative to that folder (an absolute name is reported as it is), and their content.
+        self.planted: dict[str, bytes] = {}
         self.directories: set[str] = {"/", "/Users", "/Shared", f"/Users/{user_name}"}
         self.runs: dict[int, ParentRun] = {}
         self.idempotency_tokens: dict[str, int] = {}
@@ -351,7 +356,17 @@ class DatabricksEmulator(EmulatorServer):
                 if p.startswith(prefix + "/") and "/" not in p[len(prefix) + 1 :] and p != path
             }
         )
-        return {"objects": [self._object(p) for p in children]} if children else {}
+        objects = [self._object(p) for p in children]
+        if path.endswith("/outputs"):
+            objects += [
+                {"path": self._planted_path(path, name), "object_type": "FILE", "object_id": n}
+                for n, name in enumerate(self.planted)
+            ]
+        return {"objects": objects} if objects else {}
+
+    @staticmethod
+    def _planted_path(folder: str, name: str) -> str:
+        return name if name.startswith("/") else f"{folder}/{name}"
 
     def _object(self, path: str) -> dict:
         if path in self.directories:
@@ -365,6 +380,9 @@ class DatabricksEmulator(EmulatorServer):
 
     def _export(self, request: Request) -> dict:
         path = request.query.get("path", "")
+        for name, content in self.planted.items():
+            if path == name or path.endswith(f"/outputs/{name}"):
+                return {"content": base64.b64encode(content).decode(), "file_type": "txt"}
         if path not in self.files:
             raise DatabricksError(404, "RESOURCE_DOES_NOT_EXIST", f"Path ({path}) doesn't exist.")
         kind, content, _ = self.files[path]

@@ -63,7 +63,7 @@ def test_check_lists_the_pools(batch):
     ]
 
 
-def test_a_script_runs_as_a_task_and_its_files_come_back(batch, batch_emulator, tmp_path):
+def test_a_script_runs_as_a_task_and_its_files_come_back(batch, batch_emulator):
     handle = batch.submit(
         pool_id="cpu-pool",
         job_id="mnist-1",
@@ -99,8 +99,8 @@ def test_a_script_runs_as_a_task_and_its_files_come_back(batch, batch_emulator, 
     assert b"".join(pieces) == stdout
     task_dir = batch_emulator.task_directory("mnist-1", "main")
     assert (task_dir / "wd" / "outputs" / "model.txt").read_text() == "mnist-cnn"
-    assert batch.collect(handle, tmp_path) == ["outputs/model.txt"]
-    assert (tmp_path / "outputs" / "model.txt").read_text() == "mnist-cnn"
+    [(name, download)] = batch.collect(handle)
+    assert (name, download()) == ("outputs/model.txt", b"mnist-cnn")
     # The job ends by itself once its task has.
     assert wait_until(lambda: batch_emulator.jobs["mnist-1"].state == "completed")
 

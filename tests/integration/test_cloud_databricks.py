@@ -49,7 +49,7 @@ def test_check_shows_the_user_and_the_clusters(dbx, databricks_emulator):
     assert all(c["state"] == "RUNNING" for c in facts["clusters"])
 
 
-def test_python_script_runs_on_an_existing_cluster_to_success(dbx, databricks_emulator, tmp_path):
+def test_python_script_runs_on_an_existing_cluster_to_success(dbx, databricks_emulator):
     handle = dbx.submit(
         kind="python",
         entry="train.py",
@@ -89,8 +89,8 @@ def test_python_script_runs_on_an_existing_cluster_to_success(dbx, databricks_em
         handle["task_run_id"], f"{handle['folder']}/outputs/model.txt"
     )
     assert written.read_text() == "weights=42"
-    assert dbx.collect(handle, tmp_path) == ["outputs/model.txt"]
-    assert (tmp_path / "outputs" / "model.txt").read_text() == "weights=42"
+    [(name, download)] = dbx.collect(handle)
+    assert (name, download()) == ("outputs/model.txt", b"weights=42")
     assert handle["run_page_url"].endswith(f"#job/runs/{handle['run_id']}")
 
 
@@ -107,7 +107,7 @@ def test_states_move_from_preparing_through_running_to_completed(dbx, databricks
     assert state == COMPLETED
 
 
-def test_a_failing_script_fails_with_its_error(dbx, tmp_path):
+def test_a_failing_script_fails_with_its_error(dbx):
     script = b"print('loading')\nraise RuntimeError('CUDA out of memory')\n"
     handle = dbx.submit(
         kind="python", entry="bad.py", files={"bad.py": script}, run_name="bad", cluster_id=CLUSTER
@@ -117,7 +117,7 @@ def test_a_failing_script_fails_with_its_error(dbx, tmp_path):
 
     assert state == FAILED
     assert result["result_state"] == "FAILED"
-    assert dbx.collect(handle, tmp_path) == []
+    assert dbx.collect(handle) == []
     assert "RuntimeError: CUDA out of memory" in result["error"]
     stdout, stderr = dbx.output(handle)
     assert b"loading" in stdout

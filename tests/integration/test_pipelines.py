@@ -691,3 +691,81 @@ def test_a_batch_file_link_gives_its_file_without_sign_in_until_it_expires(clien
     settings.BATCH_FILE_LINK_HOURS = 0
     expired = client.get(link)
     assert (expired.status_code, expired.json()["detail"]) == (403, refused)
+
+
+WRITES_A_MODEL = (
+    "import os\nos.makedirs('outputs', exist_ok=True)\nopen('outputs/model.txt', 'w').write('1')\n"
+)
+
+
+def test_hostile_output_names_from_the_services_are_left_out_with_a_warning(
+    cloud_targets,
+    workspace,
+    carol,
+    databricks_emulator,
+    batch_emulator,
+    tmp_path,
+    as_carol,
+    api_carol,
+):
+    """Databricks and Batch list files under names that climb out, are absolute, hold NUL or
+    escape sequences, or are too long: none is written anywhere, the step says which."""
+    climbs = tmp_path / "climbed"
+    absolute = tmp_path / "absolute"
+    planted = {
+        "../" * 16 + str(climbs).lstrip("/"): b"climbed",
+        str(absolute): b"absolute",
+        "nul\0.txt": b"nul",
+        "red\x1b[31m.txt": b"escape",
+        "x" * 300 + ".txt": b"long",
+        "kept.txt": b"an ordinary name",
+    }
+    databricks_emulator.planted = planted
+    batch_emulator.planted = planted
+    definition = textwrap.dedent(
+        """
+        experiment: hostile-names
+        steps:
+          - name: dbx
+            type: databricks
+            compute: dbx
+            python_script: model.py
+          - name: batch
+            type: batch
+            compute: cpubatch
+            command: python3 model.py
+        """
+    )
+    parent = services.pipeline_submit(
+        workspace=workspace,
+        user=carol,
+        definition=definition,
+        archive=archive({"model.py": WRITES_A_MODEL}),
+    )
+    with running_monitor(), advancing_pipelines():
+        parent = wait_final(parent, timeout=120)
+
+    steps = steps_of(parent)
+    assert [r.status for r in steps.values()] == ["Completed", "Completed"]
+    assert not climbs.exists() and not absolute.exists()
+    for run in steps.values():
+        listed = api_carol.get(f"/api/v1/runs/{run.pk}/files").json()
+        assert {f["path"] for f in listed} == {"outputs/model.txt", "outputs/kept.txt"}
+        assert file_text(run, "outputs/kept.txt") == "an ordinary name"
+        [message] = [
+            e["message"]
+            for e in api_carol.get(f"/api/v1/runs/{run.pk}").json()["timeline"]
+            if e["status"] == "Completed"
+        ]
+        assert message.startswith("2 output file(s) collected; 5 left out: ")
+        assert "(an absolute path, or one that climbs out with ..)" in message
+        assert "outputs/nul\\x00.txt (a control character in the name)" in message
+        assert "outputs/red\\x1b[31m.txt (a control character in the name)" in message
+        assert "…" + " (a name longer than 255 bytes)" in message
+        page = as_carol.get(reverse("run_detail", args=[workspace.slug, run.pk])).content
+        assert html.escape(message, quote=False) in page.decode()
+    # Databricks reports full paths, Batch paths under the task's folder.
+    dbx_message = steps["dbx"].events.get(status="Completed").message
+    assert f"{absolute} (an absolute path, or one that climbs out with ..)" in dbx_message
+    batch_message = steps["batch"].events.get(status="Completed").message
+    assert f"outputs/{absolute} (not a plain path" in batch_message

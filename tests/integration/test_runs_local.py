@@ -1,7 +1,9 @@
 """Runs on the local target: real detached processes, the real run monitor."""
 
+import hashlib
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -283,3 +285,43 @@ def test_a_workspace_secret_printed_in_two_pieces_is_masked_in_the_stored_log(
         run = wait_final(submit(workspace=workspace, user=alice, target=local, source=source))
     assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
     assert logstore.read(run.pk, "stdout")[0] == b"token: ******\na\n"
+
+
+ODD_OUTPUTS = """\
+import os
+os.makedirs("outputs", exist_ok=True)
+os.makedirs("logs", exist_ok=True)
+open("outputs/model.txt", "w").write("weights")
+open("outputs/ça va?.txt", "w").write("an unusual but plain name")
+open("outputs/bad\\nname\\x1b[2J.txt", "w").write("a name with control characters")
+os.symlink("/etc/passwd", "outputs/passwd")
+os.symlink("/etc", "outputs/etc")
+os.link("outputs/model.txt", "logs/model-link.txt")
+os.mkfifo("outputs/pipe")
+"""
+
+
+def test_links_devices_and_odd_names_in_outputs_are_left_out_with_a_warning(
+    tmp_path, workspace, alice, local
+):
+    source = write_tree(tmp_path / "src", {"train.py": ODD_OUTPUTS})
+    with running_monitor():
+        run = submit(workspace=workspace, user=alice, target=local, source=source)
+        run = wait_final(run)
+
+    assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
+    assert {f.path for f in run.files.all()} == {"outputs/model.txt", "outputs/ça va?.txt"}
+    passwd = hashlib.sha256(Path("/etc/passwd").read_bytes()).hexdigest()
+    assert not run.files.filter(sha256=passwd).exists()
+    message = run.events.get(status=RunStatus.COMPLETED).message
+    assert message.startswith("2 output file(s) collected; 5 left out: ")
+    for left_out in (
+        "outputs/passwd (a link to /etc/passwd: links are not kept)",
+        "outputs/etc (a link to /etc: links are not kept)",
+        "outputs/bad\\x0aname\\x1b[2J.txt (a control character in the name)",
+        "outputs/pipe (not a regular file)",
+        "logs/model-link.txt (a link to outputs/model.txt: links are not kept)",
+    ):
+        assert left_out in message
+    page = client_for(alice).get(reverse("run_detail", args=[workspace.slug, run.pk]))
+    assert "outputs/passwd (a link to /etc/passwd: links are not kept)" in page.content.decode()

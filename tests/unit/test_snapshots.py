@@ -1,6 +1,7 @@
 """Snapshots: ignore rules, content addressing, size limit, unsafe archives, git facts."""
 
 import io
+import re
 import subprocess
 import tarfile
 import zipfile
@@ -9,7 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from runs import snapshots
-from runs.snapshots import SnapshotError, capture_dir, extract_archive
+from runs.snapshots import SnapshotError, capture_dir, extract_archive, output_path
 from tests.integration.runs_support import write_tree
 
 
@@ -243,3 +244,39 @@ def test_git_facts_of_a_browser_folder_come_from_its_head_config_and_refs():
     assert snapshots.git_info_from({"HEAD": COMMIT + "\n"})["branch"] == "HEAD"
     assert snapshots.git_info_from({"HEAD": "ref: refs/heads/gone\n"}) == {}
     assert snapshots.git_info_from({}) == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("/etc/cron.d/x", "an absolute path"),
+        ("outputs/../../x", "climbs out"),
+        ("..\\..\\x", "climbs out"),
+        ("outputs/a\0b", "a control character"),
+        ("outputs/a\x1b[2Jb", "a control character"),
+        ("outputs/\ud800", "not valid text"),
+        ("outputs/" + "x" * 256, "a name longer than 255 bytes"),
+        ("outputs/" + "x/" * 600, "a path longer than 1024 characters"),
+        ("outputs//etc/x", "not a plain path"),
+        ("outputs/./x", "not a plain path"),
+        ("secrets/x", "not in outputs/ or logs/"),
+        ("outputs", "not in outputs/ or logs/"),
+    ],
+)
+def test_output_names_a_target_reports_are_refused_unless_plain(name, why):
+    with pytest.raises(SnapshotError, match=re.escape(why)):
+        output_path(name)
+
+
+def test_plain_output_names_are_kept():
+    assert str(output_path("outputs/ça va?/model (1).bin")) == "outputs/ça va?/model (1).bin"
+    assert str(output_path("logs/x.log")) == "logs/x.log"
+
+
+def test_damaged_archives_and_unusable_names_are_refused_with_a_message(tmp_path):
+    whole = tar_with([file_member("train.py", b"print(1)\n" * 1000)]).getvalue()
+    with pytest.raises(SnapshotError, match="damaged or not a tar / tar.gz archive"):
+        extract_archive(io.BytesIO(whole[: len(whole) // 2]), "src.tar.gz", tmp_path / "a")
+    long_name = tar_with([file_member("x" * 300 + ".py")])
+    with pytest.raises(SnapshotError, match="File name too long"):
+        extract_archive(long_name, "src.tar.gz", tmp_path / "b")
