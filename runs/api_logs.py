@@ -7,11 +7,12 @@ until the run ends.
 """
 
 import asyncio
+from typing import Annotated
 
 from channels.db import database_sync_to_async
 from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
-from ninja import Router, Schema
+from ninja import Query, Router, Schema
 from ninja.errors import HttpError
 from ninja.security import django_auth
 
@@ -23,6 +24,10 @@ from studio.api import TokenAuth, api_membership
 router: Router = Router(auth=[TokenAuth(), django_auth], tags=["runs"])
 
 MAX_LIMIT = 16 * 1024 * 1024
+# Byte offsets from either end of a stream; a file is never near this large.
+MAX_LOG_OFFSET = 2**53
+LogOffset = Annotated[int, Query(ge=-MAX_LOG_OFFSET, le=MAX_LOG_OFFSET)]
+LogLimit = Annotated[int, Query(ge=0, le=MAX_LIMIT, description=f"At most {MAX_LIMIT} bytes.")]
 FOLLOW_POLL_SECONDS = 0.1
 # Storage is polled often; the run's status (a database read) less so.
 FOLLOW_STATUS_EVERY = 10
@@ -42,7 +47,7 @@ def visible_run(request, run_id: int) -> Run:
 
 
 def checked_stream(stream: str) -> str:
-    if not logstore.STREAM_NAME.match(stream):
+    if not logstore.STREAM_NAME.fullmatch(stream):
         raise HttpError(
             400, f"{stream!r} is not a log stream: see GET /api/v1/runs/{{id}}/logs/streams."
         )
@@ -61,8 +66,8 @@ def run_logs(
     request,
     run_id: int,
     stream: str = "stdout",
-    offset: int = 0,
-    limit: int = 1024 * 1024,
+    offset: LogOffset = 0,
+    limit: LogLimit = 1024 * 1024,
     follow: bool = False,
 ):
     """Bytes of a log stream from `offset` (negative: that many bytes before the end).
@@ -83,7 +88,7 @@ def run_logs(
             follow_bytes(run.pk, stream, start), content_type="application/octet-stream"
         )
     else:
-        data, after = logstore.read(run.pk, stream, start, max(0, min(limit, MAX_LIMIT)))
+        data, after = logstore.read(run.pk, stream, start, limit)
         response = HttpResponse(data, content_type="application/octet-stream")
         headers.update({"X-Next-Offset": str(after), "X-Log-Size": str(size)})
     for name, value in headers.items():

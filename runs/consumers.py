@@ -75,7 +75,11 @@ class RunLogConsumer(AsyncJsonWebsocketConsumer):
         async with self.lock:
             self.offsets = {}
             for stream, offset in offsets.items():
-                if isinstance(offset, int) and offset >= 0 and logstore.STREAM_NAME.match(stream):
+                if (
+                    isinstance(offset, int)
+                    and offset >= 0
+                    and logstore.STREAM_NAME.fullmatch(stream)
+                ):
                     self.offsets[stream] = offset
                     self.announced.add(stream)
             # Stored bytes in the order they arrived, streams interleaved; then anything

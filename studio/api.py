@@ -1,7 +1,9 @@
 """The JSON API at /api/v1/: bearer personal access tokens, everything scoped to workspaces."""
 
+from typing import Annotated
+
 from django.http import Http404
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI, Query, Schema
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
@@ -29,6 +31,14 @@ api = NinjaAPI(
         "`Authorization: Bearer <token>`."
     ),
 )
+
+
+# Paging of every list endpoint: a value out of these bounds is a 422 that names the bound,
+# never a database error.
+MAX_PAGE = 500
+MAX_OFFSET = 1_000_000_000
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"At most {MAX_PAGE} per page.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="How many to skip.")]
 
 
 def api_membership(request, workspace: str | None, role: str = Role.READER) -> Membership:
