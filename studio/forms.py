@@ -1,5 +1,8 @@
+from datetime import datetime, timedelta
+
 from django import forms
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from studio.models import Role
 
@@ -18,6 +21,31 @@ class TokenForm(forms.Form):
         max_length=64,
         help_text="Say where it is used, e.g. “laptop CLI” or “nightly pipeline”.",
     )
+    expires_in_days = forms.TypedChoiceField(
+        label="Expires",
+        choices=[
+            ("7", "In 7 days"),
+            ("30", "In 30 days"),
+            ("90", "In 90 days"),
+            ("365", "In a year"),
+            ("", "Never"),
+        ],
+        coerce=int,
+        empty_value=None,
+        required=False,
+        initial="90",
+        help_text="After this the token is refused; create a new one then.",
+    )
+    read_only = forms.BooleanField(
+        label="Read only",
+        required=False,
+        help_text="The token can list and download (runs, logs, files) but cannot submit, "
+        "cancel or change anything.",
+    )
+
+    def expires_at(self) -> datetime | None:
+        days = self.cleaned_data["expires_in_days"]
+        return None if days is None else timezone.now() + timedelta(days=days)
 
 
 class MemberAddForm(forms.Form):

@@ -103,7 +103,12 @@ def token_list(request):
     form = TokenForm(request.POST or None)
     new_token = None
     if request.method == "POST" and form.is_valid():
-        _, new_token = services.token_create(user=request.user, name=form.cleaned_data["name"])
+        _, new_token = services.token_create(
+            user=request.user,
+            name=form.cleaned_data["name"],
+            expires_at=form.expires_at(),
+            read_only=form.cleaned_data["read_only"],
+        )
         form = TokenForm()
     elif request.method not in ("GET", "HEAD", "POST"):
         return HttpResponseNotAllowed(["GET", "POST"])
