@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,6 +21,16 @@ def root(request):
     if chosen is None:
         return redirect("workspace_new")
     return redirect("home", slug=chosen.workspace.slug)
+
+
+def login_locked(request, original_response=None, credentials=None):
+    """The sign-in page saying why the sign-in was refused (django-axes' lockout answer)."""
+    return render(
+        request,
+        "registration/login.html",
+        {"locked_minutes": settings.LOGIN_LOCKOUT_MINUTES, "next": request.POST.get("next", "")},
+        status=429,
+    )
 
 
 @never_cache

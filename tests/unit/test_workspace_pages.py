@@ -46,10 +46,9 @@ def test_root_opens_the_users_workspace(workspace, as_bob):
 
 
 def test_user_without_workspace_is_offered_to_create_one(db, client):
-    from tests.factories import PASSWORD, UserFactory
+    from tests.factories import UserFactory
 
-    UserFactory(username="dave")
-    client.login(username="dave", password=PASSWORD)
+    client.force_login(UserFactory(username="dave"))
     response = client.get("/", follow=True)
     assert b"New workspace" in response.content
     response = client.post(reverse("workspace_new"), {"name": "Dave's lab"}, follow=True)
@@ -209,9 +208,8 @@ def test_access_tokens_are_part_of_settings(workspace, as_bob):
 
 
 def test_token_page_without_any_workspace_has_no_workspace_nav(db, client):
-    from tests.factories import PASSWORD, UserFactory
+    from tests.factories import UserFactory
 
-    UserFactory(username="dave")
-    client.login(username="dave", password=PASSWORD)
+    client.force_login(UserFactory(username="dave"))
     page = client.get(reverse("token_list")).content.decode()
     assert "Your access tokens" in page and "workspace-switcher" not in page
