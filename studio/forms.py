@@ -49,17 +49,46 @@ class TokenForm(forms.Form):
 
 
 class MemberAddForm(forms.Form):
-    username = forms.CharField(label="Username", max_length=150)
+    """Who to add: `user` in cleaned_data is the matching user, or None.
+
+    An owner who is not staff gives the user name and the e-mail address, and is never
+    told whether they matched anyone, so the form does not reveal which user names exist.
+    """
+
+    username = forms.CharField(label="User name", max_length=150)
+    email = forms.EmailField(
+        label="Their e-mail address",
+        required=False,
+        help_text="As it is on their account. Both must match, so that this form tells "
+        "nobody which user names exist.",
+    )
     role = forms.ChoiceField(label="Role", choices=Role.choices, initial=Role.READER)
 
-    def clean_username(self):
-        username = self.cleaned_data["username"]
-        user = get_user_model().objects.filter(username=username).first()
-        if user is None:
-            raise forms.ValidationError(
-                f"No user called “{username}”. An administrator creates users at /admin/."
+    def __init__(self, *args, staff: bool, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.staff = staff
+        if staff:
+            self.fields["email"].help_text = "Optional for staff: the user name is enough."
+        else:
+            self.fields["email"].required = True
+
+    def clean(self):
+        cleaned = super().clean()
+        username, email = cleaned.get("username"), cleaned.get("email")
+        if not username:
+            return cleaned
+        users = get_user_model().objects.filter(username=username, is_active=True)
+        if email:
+            users = users.filter(email__iexact=email)
+        cleaned["user"] = users.first()
+        if cleaned["user"] is None and self.staff:
+            self.add_error(
+                "username",
+                f"No active user called “{username}”"
+                f"{' with that e-mail address' if email else ''}. "
+                "An administrator creates users at /admin/.",
             )
-        return user
+        return cleaned
 
 
 class MemberRoleForm(forms.Form):

@@ -37,6 +37,14 @@ def membership_set(*, workspace: Workspace, user, role: str) -> Membership:
     return membership
 
 
+def membership_add(*, workspace: Workspace, user, role: str) -> bool:
+    """Make `user` a member with `role`; False (and no change) if they already are one."""
+    _, created = Membership.objects.get_or_create(
+        workspace=workspace, user=user, defaults={"role": role}
+    )
+    return created
+
+
 def membership_remove(*, workspace: Workspace, user) -> None:
     owners = Membership.objects.filter(workspace=workspace, role=Role.OWNER)
     if owners.count() == 1 and owners.filter(user=user).exists():

@@ -64,15 +64,26 @@ def workspace_new(request):
 
 @workspace_view(write_role=Role.OWNER)
 def workspace_settings(request):
-    form = MemberAddForm(request.POST or None)
+    form = MemberAddForm(request.POST or None, staff=request.user.is_staff)
     if request.method == "POST" and form.is_valid():
-        user = form.cleaned_data["username"]
-        services.membership_set(
-            workspace=request.workspace, user=user, role=form.cleaned_data["role"]
+        user, role = form.cleaned_data["user"], Role(form.cleaned_data["role"])
+        added = user is not None and services.membership_add(
+            workspace=request.workspace, user=user, role=role
         )
-        messages.success(
-            request, f"{user.username} is now {Role(form.cleaned_data['role']).label}."
-        )
+        username, email = form.cleaned_data["username"], form.cleaned_data["email"]
+        if user is not None and not added:
+            messages.error(
+                request, f"{username} is already a member: change their role in the list."
+            )
+        elif request.user.is_staff:
+            messages.success(request, f"{username} is now {role.label}.")
+        else:
+            messages.info(
+                request,
+                f"If a user called {username} has the e-mail address {email}, they are now "
+                f"{role.label} and listed here. Not listed? Check both with them, or ask an "
+                "administrator.",
+            )
         return redirect("workspace_settings", slug=request.workspace.slug)
     members = request.workspace.memberships.select_related("user").order_by("user__username")
     return render(
