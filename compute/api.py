@@ -227,8 +227,8 @@ def compute_check(request, name: str, workspace: str | None = None):
 def compute_credentials_update(
     request, name: str, payload: CredentialsIn, workspace: str | None = None
 ):
-    """Replace the user name and password or key, then check the VM with them."""
-    membership = api_membership(request, workspace, Role.CONTRIBUTOR)
+    """Replace the user name and password or key, then check the VM with them (Owner)."""
+    membership = api_membership(request, workspace, Role.OWNER)
     target = _vm(membership, name)
     form = VmCredentialsForm(data=payload.dict())
     if form.is_valid():
@@ -251,8 +251,8 @@ def compute_credentials_update(
 @router.post("/computes/{name}/host-key", response={202: VmOut})
 def host_key_retrust(request, name: str, payload: HostKeyIn, workspace: str | None = None):
     """Trust the host key the VM now offers (`offered_host_key.fingerprint`), after
-    comparing it on the VM with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub`."""
-    membership = api_membership(request, workspace, Role.CONTRIBUTOR)
+    comparing it on the VM with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` (Owner)."""
+    membership = api_membership(request, workspace, Role.OWNER)
     target = _vm(membership, name)
     try:
         services.host_key_retrust(target=target, user=request.user, fingerprint=payload.fingerprint)

@@ -180,8 +180,8 @@ def cloud_check(request, name: str, workspace: str | None = None):
 
 @router.put("/computes/{name}/cloud-credentials", response={202: CloudOut, 400: FormErrorOut})
 def cloud_credentials_update(request, name: str, payload: SecretIn, workspace: str | None = None):
-    """Replace the stored secret and check the target with it."""
-    membership = api_membership(request, workspace, Role.CONTRIBUTOR)
+    """Replace the stored secret and check the target with it (Owner)."""
+    membership = api_membership(request, workspace, Role.OWNER)
     target = _cloud_target(membership, name)
     form_class, field = SECRET_FORMS[target.kind]
     form = form_class(data=payload.dict())

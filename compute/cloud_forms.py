@@ -19,11 +19,11 @@ from compute.cloud.datalake import RETIREMENT_NOTICE
 from compute.names import ComputeNameMixin, compute_name_field
 from studio.secrets import SecretInput
 
-RESOURCE_GROUP_RE = re.compile(r"^[-\w._()]{1,90}$")
-DATABRICKS_CLUSTER_RE = re.compile(r"^[0-9]{4}-[0-9]{6}-[a-z0-9]+$")
-BATCH_ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
-BATCH_POOL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-DATALAKE_ACCOUNT_RE = re.compile(r"^[a-z0-9]{3,24}$")
+RESOURCE_GROUP_RE = re.compile(r"[-\w._()]{1,90}")
+DATABRICKS_CLUSTER_RE = re.compile(r"[0-9]{4}-[0-9]{6}-[a-z0-9]+")
+BATCH_ACCOUNT_RE = re.compile(r"[a-z0-9]{3,24}")
+BATCH_POOL_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+DATALAKE_ACCOUNT_RE = re.compile(r"[a-z0-9]{3,24}")
 TOKEN_HELP = mark_safe(  # noqa: S308 - constant text of our own
     "In the Databricks workspace open <strong>User Settings → Developer → Access tokens</strong> "
     "and press <strong>Generate new token</strong> (give it a comment such as “trainyard” and a "
@@ -62,7 +62,7 @@ class CloudAttachForm(ComputeNameMixin, forms.Form):
 
     def clean_resource_group(self):
         group = self.cleaned_data["resource_group"].strip()
-        if not RESOURCE_GROUP_RE.match(group) or group.endswith("."):
+        if not RESOURCE_GROUP_RE.fullmatch(group) or group.endswith("."):
             raise forms.ValidationError(
                 "A resource group name has up to 90 letters, digits, underscores, hyphens, "
                 "periods and parentheses, and does not end with a period."
@@ -114,7 +114,7 @@ class DatabricksAttachForm(CloudAttachForm, DatabricksSecretForm):
 
     def clean_cluster_id(self):
         cluster_id = self.cleaned_data["cluster_id"].strip()
-        if cluster_id and not DATABRICKS_CLUSTER_RE.match(cluster_id):
+        if cluster_id and not DATABRICKS_CLUSTER_RE.fullmatch(cluster_id):
             raise forms.ValidationError(
                 "A cluster ID looks like 0923-164208-meows279 (not the cluster's name): copy it "
                 "from the cluster's JSON view."
@@ -181,7 +181,7 @@ class DataLakeAttachForm(CloudAttachForm, DataLakeSecretForm):
 
     def clean_account_name(self):
         name = self.cleaned_data["account_name"].strip()
-        if not DATALAKE_ACCOUNT_RE.match(name):
+        if not DATALAKE_ACCOUNT_RE.fullmatch(name):
             raise forms.ValidationError(
                 "An account name has 3–24 lowercase letters and digits: enter only the name, "
                 "not the URL."
@@ -266,7 +266,7 @@ class BatchAttachForm(CloudAttachForm, BatchSecretForm):
 
     def clean_account_name(self):
         name = self.cleaned_data["account_name"].strip()
-        if not BATCH_ACCOUNT_RE.match(name):
+        if not BATCH_ACCOUNT_RE.fullmatch(name):
             raise forms.ValidationError(
                 "A Batch account name has 3–24 lowercase letters and digits: enter only the "
                 "name, the URL has its own field."
@@ -280,7 +280,7 @@ class BatchAttachForm(CloudAttachForm, BatchSecretForm):
 
     def clean_pool_id(self):
         pool = self.cleaned_data["pool_id"].strip()
-        if not BATCH_POOL_RE.match(pool):
+        if not BATCH_POOL_RE.fullmatch(pool):
             raise forms.ValidationError(
                 "A pool ID has up to 64 letters, digits, hyphens and underscores, e.g. cpu-pool."
             )

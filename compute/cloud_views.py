@@ -119,7 +119,7 @@ def cloud_check(request, name: str):
     return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
 
 
-@workspace_view(role=Role.CONTRIBUTOR)
+@workspace_view(role=Role.OWNER, write_role=Role.OWNER)
 def cloud_credentials(request, name: str):
     target = cloud_target(request, name)
     form_class, field = SECRET_FORMS[target.kind]

@@ -46,13 +46,13 @@ from compute.vm_sizes import vm_size_get
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENGINE_NAME = "local"
-ENGINE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,31}$")
+ENGINE_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
 STEP_DONE, STEP_FAILED = "done", "failed"
 PRIORITIES = {"dedicated": "Dedicated", LOW_PRIORITY: "Low priority"}
-ADMIN_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+ADMIN_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 SSH_PUBLIC_KEY_RE = re.compile(
-    r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) "
-    r"[A-Za-z0-9+/=]+( .*)?$"
+    r"(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) "
+    r"[A-Za-z0-9+/=]+( .*)?"
 )
 ADMIN_KEY_MISSING = (
     "Give the SSH public key of {user}: nodes let the admin user log in with a key only. "
@@ -63,7 +63,7 @@ ADMIN_KEY_MISSING = (
 
 def admin_username_problem(user: str) -> str:
     """Why `user` cannot be the nodes' SSH admin user, or "" when it can."""
-    if ADMIN_USER_RE.match(user):
+    if ADMIN_USER_RE.fullmatch(user):
         return ""
     return (
         f"{user} is not a Linux user name: use lowercase letters, digits, _ or -, "
@@ -73,7 +73,7 @@ def admin_username_problem(user: str) -> str:
 
 def ssh_public_key_problem(key: str) -> str:
     """Why `key` (on one line) is not an OpenSSH public key, or "" when it is."""
-    if SSH_PUBLIC_KEY_RE.match(key):
+    if SSH_PUBLIC_KEY_RE.fullmatch(key):
         return ""
     return (
         "This is not an OpenSSH public key: paste the one line of your .pub file "
@@ -108,7 +108,7 @@ def engine_default_ensure(*, workspace) -> DockerEngine:
 def engine_register(*, workspace, name: str, url: str, user) -> DockerEngine:
     """Register an engine and check it at once; an unreachable one is kept with its error."""
     name, url = name.strip(), url.strip()
-    if not ENGINE_NAME_RE.match(name):
+    if not ENGINE_NAME_RE.fullmatch(name):
         raise ClusterError(
             "An engine name is 1–32 characters: a letter first, then letters, digits, "
             "dots, hyphens or underscores."

@@ -17,15 +17,15 @@ from compute.services import public_key_line
 from studio.secrets import SecretInput, fernet
 
 RESOURCE_ID_RE = re.compile(
-    r"^/subscriptions/(?P<subscription>[^/\s]+)/resourceGroups/(?P<group>[^/\s]+)"
-    r"/providers/Microsoft\.Compute/virtualMachines/(?P<vm>[^/\s]+)/?$",
+    r"/subscriptions/(?P<subscription>[^/\s]+)/resourceGroups/(?P<group>[^/\s]+)"
+    r"/providers/Microsoft\.Compute/virtualMachines/(?P<vm>[^/\s]+)/?",
     re.IGNORECASE,
 )
 HOST_NAME_RE = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
+    r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
 )
-LINUX_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$", re.IGNORECASE)
+LINUX_USER_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}", re.IGNORECASE)
 MAX_KEY_FILE_BYTES = 64 * 1024
 # A generated key waits (encrypted, in the page) while the user adds its public key to the VM.
 GENERATED_KEY_MAX_AGE = 24 * 3600
@@ -141,7 +141,7 @@ class VmCredentialsForm(forms.Form):
             raise forms.ValidationError(
                 "Enter only the user name here (the part before @); the host goes in Address."
             )
-        if not LINUX_USER_RE.match(username):
+        if not LINUX_USER_RE.fullmatch(username):
             raise forms.ValidationError(
                 "Use a Linux user name: letters, digits, _, . or -, starting with a letter or _."
             )
@@ -269,7 +269,7 @@ class VmAttachForm(ComputeNameMixin, VmCredentialsForm):
 
     def clean_address(self):
         address = self.cleaned_data["address"].strip()
-        if RESOURCE_ID_RE.match(address):
+        if RESOURCE_ID_RE.fullmatch(address):
             return address
         if address.lower().startswith("/subscriptions/"):
             raise forms.ValidationError(
@@ -286,7 +286,7 @@ class VmAttachForm(ComputeNameMixin, VmCredentialsForm):
     def clean(self):
         data = super().clean()
         address = data.get("address", "")
-        if address and RESOURCE_ID_RE.match(address):
+        if address and RESOURCE_ID_RE.fullmatch(address):
             if not data.get("reachable_address") and "reachable_address" not in self.errors:
                 self.add_error(
                     "reachable_address",
@@ -314,7 +314,7 @@ def _host(address: str) -> str:
         pass
     if re.fullmatch(r".+:\d+", address):
         raise forms.ValidationError("Enter the host without a port; the port has its own field.")
-    if not HOST_NAME_RE.match(address):
+    if not HOST_NAME_RE.fullmatch(address):
         raise forms.ValidationError(
             "Enter a DNS name (letters, digits, hyphens and dots) or an IP address."
         )

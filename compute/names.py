@@ -9,7 +9,7 @@ from django import forms
 
 from compute.models import ComputeTarget
 
-COMPUTE_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,15}$")
+COMPUTE_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,15}")
 COMPUTE_NAME_RULE = "2–16 characters: a letter first, then letters, digits or hyphens"
 # Words the compute pages and /api/v1/computes/... use in their own URLs.
 RESERVED_COMPUTE_NAMES = {
@@ -33,7 +33,7 @@ def name_taken_message(name: str) -> str:
 
 def compute_name_problem(*, workspace, name: str) -> tuple[str, str] | None:
     """What is wrong with `name` for a new target of the workspace: (code, message)."""
-    if not COMPUTE_NAME_RE.match(name):
+    if not COMPUTE_NAME_RE.fullmatch(name):
         return "invalid", f"A compute name is {COMPUTE_NAME_RULE}."
     if name.lower() in RESERVED_COMPUTE_NAMES:
         return "reserved", f"“{name}” is used by the compute pages themselves: choose another name."

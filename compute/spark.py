@@ -16,7 +16,7 @@ from compute.backends.posix import script
 # What a PySpark run uses where the cluster names no master of its own.
 LOCAL_MASTER = "local[2]"
 MASTER_RE = re.compile(
-    r"^(yarn|local(\[(\d+|\*)(,\d+)?\])?|(spark|k8s)://\S+(,\S+)*)$", re.IGNORECASE
+    r"(yarn|local(\[(\d+|\*)(,\d+)?\])?|(spark|k8s)://\S+(,\S+)*)", re.IGNORECASE
 )
 MASTER_HELP = (
     "yarn, local[N] (N threads on the head node), local[*] or spark://HOST:7077 "
@@ -26,7 +26,7 @@ MASTER_HELP = (
 
 def master_problem(master: str) -> str:
     """Why `master` is not a Spark master URL ('' when it is one)."""
-    if not master or MASTER_RE.match(master):
+    if not master or MASTER_RE.fullmatch(master):
         return ""
     return f"“{master}” is not a Spark master: use {MASTER_HELP}."
 

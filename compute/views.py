@@ -158,7 +158,8 @@ def _machine(target: ComputeTarget) -> str:
     return "head node" if target.kind == ComputeKind.HDINSIGHT else "VM"
 
 
-@workspace_view(role=Role.CONTRIBUTOR)
+# New credentials decide whom every run on the target trusts: an owner's call.
+@workspace_view(role=Role.OWNER, write_role=Role.OWNER)
 def compute_credentials(request, name: str):
     target = _vm(request, name)
     context = {"target": target, "keygen_command": KEYGEN_COMMAND}
@@ -205,7 +206,7 @@ def compute_credentials(request, name: str):
 
 
 @require_POST
-@workspace_view()
+@workspace_view(write_role=Role.OWNER)
 def compute_retrust(request, name: str):
     target = _vm(request, name)
     try:

@@ -18,7 +18,7 @@ from ninja.files import UploadedFile
 from pipelines import selectors, services
 from pipelines.models import Pipeline
 from runs.services import RunError, parse_tags
-from studio.api import api_membership
+from studio.api import Limit, Offset, api_membership
 from studio.models import Role
 
 router: Router = Router(tags=["pipelines"])
@@ -134,9 +134,9 @@ def pipelines_submit(
 
 
 @router.get("/pipelines", response=list[PipelineOut])
-def pipelines_list(request, workspace: str | None = None, limit: int = 20):
+def pipelines_list(request, workspace: str | None = None, limit: Limit = 20, offset: Offset = 0):
     membership = api_membership(request, workspace)
-    pipelines = selectors.pipeline_list(workspace=membership.workspace)[: max(1, min(limit, 100))]
+    pipelines = selectors.pipeline_list(workspace=membership.workspace)[offset : offset + limit]
     return [pipeline_out(p) for p in pipelines]
 
 

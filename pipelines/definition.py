@@ -51,7 +51,7 @@ KEYS = {
     "datalake": {"script", "degree_of_parallelism", "priority"},
     "batch": {"command", "script", "arguments", "pool"},
 }
-NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 MAX_STEPS = 50
 
 
@@ -158,7 +158,7 @@ def _step(raw, index: int) -> StepSpec:
     if not isinstance(raw, dict):
         raise DefinitionError(f"Step {index} is not a mapping: write it as `- name: ...`.")
     name = _text(raw.get("name"), "name", f"step {index}")
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise DefinitionError(
             f"Step {index}: name {name!r} must start with a letter and have only letters, "
             "digits, _ and - (at most 64)."
@@ -350,7 +350,7 @@ def _names(value, key: str, where: str) -> list[str]:
     names = []
     for item in items:
         name = str(item).strip()
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             raise DefinitionError(
                 f"{where}: {key} entry {name!r} must start with a letter and have only letters, "
                 "digits, _ and -."

@@ -28,7 +28,7 @@ from runs import selectors, services, snapshots
 from runs.models import Environment, Run
 from runs.runconfig import RunConfigError, parse_runconfig
 from studio import safeyaml
-from studio.api import api_membership
+from studio.api import Limit, Offset, api_membership
 from studio.models import Role
 
 router: Router = Router(tags=["runs"])
@@ -96,7 +96,7 @@ class ExperimentIn(Schema):
     description: str = ""
 
 
-Sha256 = Annotated[str, Field(pattern=snapshots.SHA256.pattern)]
+Sha256 = Annotated[str, Field(pattern=rf"^{snapshots.SHA256.pattern}$")]
 
 
 class ManifestEntry(Schema):
@@ -312,8 +312,8 @@ def runs_list(
     workspace: str | None = None,
     experiment: str = "",
     status: str = "",
-    limit: int = 50,
-    offset: int = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ):
     """Runs of a workspace, newest first; `experiment` and `status` filter them."""
     membership = api_membership(request, workspace)
@@ -321,7 +321,6 @@ def runs_list(
     if experiment:
         runs = runs.filter(experiment__name=experiment)
     runs = runs.select_related("workspace", "environment", "sweep").prefetch_related("events")
-    limit = max(1, min(limit, 500))
     return [run_out(run) for run in runs[offset : offset + limit]]
 
 

@@ -12,11 +12,17 @@ with `data` base64 (a chunk may end inside a UTF-8 character; the browser
 decodes each stream with a streaming TextDecoder), `{"type": "stream"}` when a
 stream the client does not follow appears, `{"type": "synced"}` once the
 stored bytes asked for by a follow were sent, and `{"type": "status"}`.
+
+Close codes: 4403 when the user may not (or no longer) see the run; 4429 when
+the client sends messages faster than a viewer does (a burst of FOLLOW_BURST,
+then FOLLOW_PER_SECOND): each follow re-reads storage, so a loop of them would
+keep the server busy. The browser reconnects after a 4429, with back-off.
 """
 
 import asyncio
 import base64
 import contextlib
+import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -27,6 +33,10 @@ from runs.live import run_group
 from runs.models import FINAL_STATUSES
 
 NOT_ALLOWED = 4403
+TOO_MANY_MESSAGES = 4429
+# A viewer follows when it opens, reconnects or jumps to the end of the log.
+FOLLOW_BURST = 10
+FOLLOW_PER_SECOND = 2.0
 CHUNK_BYTES = 512 * 1024
 # A read this small comes from the page cache faster than a hop to a thread.
 INLINE_READ_BYTES = 64 * 1024
@@ -44,6 +54,8 @@ class RunLogConsumer(AsyncJsonWebsocketConsumer):
         self.lock = asyncio.Lock()
         self.poller: asyncio.Task | None = None
         self.joined = False
+        self.allowance = float(FOLLOW_BURST)
+        self.allowance_at = time.monotonic()
         # Accept first so the browser sees our close code (a refused handshake
         # reaches it only as 1006) and knows not to retry.
         await self.accept()
@@ -66,8 +78,23 @@ class RunLogConsumer(AsyncJsonWebsocketConsumer):
         if self.joined:
             await self.channel_layer.group_discard(run_group(self.run_id), self.channel_name)
 
+    def within_rate(self) -> bool:
+        """Whether one more message keeps the client within its budget (a token bucket)."""
+        now = time.monotonic()
+        self.allowance = min(
+            FOLLOW_BURST, self.allowance + (now - self.allowance_at) * FOLLOW_PER_SECOND
+        )
+        self.allowance_at = now
+        if self.allowance < 1:
+            return False
+        self.allowance -= 1
+        return True
+
     async def receive_json(self, content, **kwargs):
-        if not self.joined or content.get("type") != "follow":
+        if not self.within_rate():
+            await self.close(code=TOO_MANY_MESSAGES)
+            return
+        if not self.joined or not isinstance(content, dict) or content.get("type") != "follow":
             return
         offsets = content.get("offsets")
         if not isinstance(offsets, dict):
@@ -75,7 +102,11 @@ class RunLogConsumer(AsyncJsonWebsocketConsumer):
         async with self.lock:
             self.offsets = {}
             for stream, offset in offsets.items():
-                if isinstance(offset, int) and offset >= 0 and logstore.STREAM_NAME.match(stream):
+                if (
+                    isinstance(offset, int)
+                    and offset >= 0
+                    and logstore.STREAM_NAME.fullmatch(stream)
+                ):
                     self.offsets[stream] = offset
                     self.announced.add(stream)
             # Stored bytes in the order they arrived, streams interleaved; then anything

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-STREAM_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+STREAM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 ARRIVAL_RECORD = struct.Struct("<64sQ")
@@ -32,7 +32,7 @@ ARRIVAL_BLOCK = 4096
 
 
 def stream_path(run_id: int, stream: str) -> Path:
-    if not STREAM_NAME.match(stream):
+    if not STREAM_NAME.fullmatch(stream):
         raise ValueError(f"Bad log stream name {stream!r}")
     return Path(settings.LOG_DIR) / str(run_id) / f"{stream}.log"
 

@@ -195,11 +195,15 @@ def environment_list(*, workspace):
 
 
 def run_status_for_user(*, user, run_id: int) -> str | None:
-    """The run's status if `user` is a member of its workspace, else None."""
+    """The run's status if `user` is an active member of its workspace, else None."""
     if not user.is_authenticated:
         return None
     return (
-        Run.objects.filter(pk=run_id, workspace__memberships__user=user)
+        Run.objects.filter(
+            pk=run_id,
+            workspace__memberships__user=user,
+            workspace__memberships__user__is_active=True,
+        )
         .values_list("status", flat=True)
         .first()
     )

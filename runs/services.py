@@ -61,8 +61,8 @@ from runs.runconfig import EnvironmentSpec, RunConfig
 
 log = logging.getLogger(__name__)
 
-EXPERIMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,249}$")
-ENVIRONMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,249}")
+ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 # Statuses in which the run's process may exist on its target.
 ACTIVE_STATUSES = (
     RunStatus.STARTING,
@@ -90,7 +90,7 @@ class RunError(Exception):
 
 
 def experiment_name_problem(name: str) -> str:
-    if not EXPERIMENT_NAME.match(name or ""):
+    if not EXPERIMENT_NAME.fullmatch(name or ""):
         return (
             "An experiment name has 1–250 characters: letters, digits, dashes and underscores, "
             "starting with a letter or digit (e.g. mnist-baseline)."
@@ -135,7 +135,7 @@ def environment_create(
     docker_gpus: bool = False,
 ) -> Environment:
     """A new environment, or a new version of an existing name."""
-    if not ENVIRONMENT_NAME.match(name or ""):
+    if not ENVIRONMENT_NAME.fullmatch(name or ""):
         raise RunError(
             "An environment name has letters, digits, dots, dashes and underscores, starting "
             "with a letter or digit (e.g. sklearn-1.5)."
@@ -197,7 +197,7 @@ def environment_from_runconfig(*, workspace, spec) -> Environment:
         if env.definition_hash == candidate.definition_hash:
             return env
     name = spec.name or f"runconfig-{candidate.definition_hash[:8]}"
-    if not ENVIRONMENT_NAME.match(name):
+    if not ENVIRONMENT_NAME.fullmatch(name):
         name = f"runconfig-{candidate.definition_hash[:8]}"
     return environment_create(
         workspace=workspace,

@@ -1,21 +1,38 @@
 """The JSON API at /api/v1/: bearer personal access tokens, everything scoped to workspaces."""
 
+from typing import Annotated
+
 from django.http import Http404
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI, Query, Schema
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
 from studio.access import membership_for, require_role
 from studio.models import Membership, Role
-from studio.services import token_authenticate
+from studio.services import TokenExpired, token_authenticate
+
+# What a read-only token may do: read.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class TokenAuth(HttpBearer):
     def authenticate(self, request, token):
-        user = token_authenticate(token)
-        if user is not None:
-            request.user = user
-        return user
+        try:
+            api_token = token_authenticate(token)
+        except TokenExpired as exc:
+            raise HttpError(401, str(exc)) from None
+        if api_token is None:
+            return None
+        if api_token.read_only and request.method not in READ_METHODS:
+            raise HttpError(
+                403,
+                f"The token {api_token.name} is read-only: it may only read (GET). "
+                "Use a token created without “Read only” to change anything.",
+            )
+        request.user = api_token.user
+        # A long response (a followed log) checks again that the token is still usable.
+        request.api_token = api_token
+        return api_token.user
 
 
 api = NinjaAPI(
@@ -29,6 +46,14 @@ api = NinjaAPI(
         "`Authorization: Bearer <token>`."
     ),
 )
+
+
+# Paging of every list endpoint: a value out of these bounds is a 422 that names the bound,
+# never a database error.
+MAX_PAGE = 500
+MAX_OFFSET = 1_000_000_000
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"At most {MAX_PAGE} per page.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="How many to skip.")]
 
 
 def api_membership(request, workspace: str | None, role: str = Role.READER) -> Membership:

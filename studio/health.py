@@ -2,7 +2,9 @@
 
 import os
 import socket
+import threading
 import time
+from datetime import UTC, datetime
 
 import redis
 from django.conf import settings
@@ -35,13 +37,42 @@ def check_redis() -> dict:
     return {"ok": True, "detail": "embedded" if settings.REDIS_EMBEDDED else "external"}
 
 
-def check_worker() -> dict:
+# A ping goes to every worker through the broker and waits up to a second for their
+# answers: however often /healthz is asked, each process pings at most once per this.
+WORKER_CHECK_SECONDS = 1.0
+_worker_lock = threading.Lock()
+_worker_last: tuple[float, dict | Exception] | None = None
+
+
+def ping_workers() -> dict:
     from studio.celery import app
 
     replies = app.control.ping(timeout=1.0)
+    checked_at = datetime.now(UTC).isoformat()
     if not replies:
-        return {"ok": False, "detail": "no Celery worker answered within 1 s"}
-    return {"ok": True, "detail": f"{len(replies)} worker(s) answered"}
+        return {
+            "ok": False,
+            "detail": "no Celery worker answered within 1 s",
+            "checked_at": checked_at,
+        }
+    return {"ok": True, "detail": f"{len(replies)} worker(s) answered", "checked_at": checked_at}
+
+
+def check_worker() -> dict:
+    """The last ping's answer (or error) while it is under WORKER_CHECK_SECONDS old."""
+    global _worker_last
+    with _worker_lock:
+        if _worker_last is None or time.monotonic() - _worker_last[0] >= WORKER_CHECK_SECONDS:
+            answer: dict | Exception
+            try:
+                answer = ping_workers()
+            except Exception as exc:  # the error is the answer, until the next ping
+                answer = exc
+            _worker_last = (time.monotonic(), answer)
+        answer = _worker_last[1]
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
 
 
 def check_monitor() -> dict:

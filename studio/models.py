@@ -82,6 +82,10 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # None: the token never expires.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    # A read-only token may only read: the API refuses it any method but GET, HEAD, OPTIONS.
+    read_only = models.BooleanField(default=False)
 
     objects = ApiTokenQuerySet.as_manager()
 
@@ -90,6 +94,14 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def is_usable(self) -> bool:
+        return self.revoked_at is None and not self.is_expired
 
     @staticmethod
     def new_raw() -> str:

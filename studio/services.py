@@ -1,4 +1,5 @@
 import secrets
+from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -36,6 +37,14 @@ def membership_set(*, workspace: Workspace, user, role: str) -> Membership:
     return membership
 
 
+def membership_add(*, workspace: Workspace, user, role: str) -> bool:
+    """Make `user` a member with `role`; False (and no change) if they already are one."""
+    _, created = Membership.objects.get_or_create(
+        workspace=workspace, user=user, defaults={"role": role}
+    )
+    return created
+
+
 def membership_remove(*, workspace: Workspace, user) -> None:
     owners = Membership.objects.filter(workspace=workspace, role=Role.OWNER)
     if owners.count() == 1 and owners.filter(user=user).exists():
@@ -43,11 +52,18 @@ def membership_remove(*, workspace: Workspace, user) -> None:
     Membership.objects.filter(workspace=workspace, user=user).delete()
 
 
-def token_create(*, user, name: str) -> tuple[ApiToken, str]:
+def token_create(
+    *, user, name: str, expires_at: datetime | None = None, read_only: bool = False
+) -> tuple[ApiToken, str]:
     """Create a token; the raw value is returned once and never stored."""
     raw = ApiToken.new_raw()
     token = ApiToken.objects.create(
-        user=user, name=name, prefix=raw[:10], token_hash=hash_token(raw)
+        user=user,
+        name=name,
+        prefix=raw[:10],
+        token_hash=hash_token(raw),
+        expires_at=expires_at,
+        read_only=read_only,
     )
     return token, raw
 
@@ -58,15 +74,24 @@ def token_revoke(*, token: ApiToken) -> None:
         token.save(update_fields=["revoked_at"])
 
 
-def token_authenticate(raw: str):
-    """The user owning an active token, or None."""
+class TokenExpired(Exception):
+    pass
+
+
+def token_authenticate(raw: str) -> ApiToken | None:
+    """The active token `raw` is, of an active user, or None; TokenExpired past its expiry."""
     token = (
         ApiToken.objects.active().select_related("user").filter(token_hash=hash_token(raw)).first()
     )
     if token is None or not token.user.is_active:
         return None
+    if token.is_expired:
+        raise TokenExpired(
+            f"This token ({token.name}) expired on {token.expires_at:%Y-%m-%d %H:%M} UTC: "
+            "create a new one in Settings → Access tokens."
+        )
     ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
-    return token.user
+    return token
 
 
 @transaction.atomic

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -25,6 +26,16 @@ def root(request):
     if chosen is None:
         return redirect("workspace_new")
     return redirect("home", slug=chosen.workspace.slug)
+
+
+def login_locked(request, original_response=None, credentials=None):
+    """The sign-in page saying why the sign-in was refused (django-axes' lockout answer)."""
+    return render(
+        request,
+        "registration/login.html",
+        {"locked_minutes": settings.LOGIN_LOCKOUT_MINUTES, "next": request.POST.get("next", "")},
+        status=429,
+    )
 
 
 @never_cache
@@ -61,15 +72,26 @@ def workspace_new(request):
 
 @workspace_view(write_role=Role.OWNER)
 def workspace_settings(request):
-    form = MemberAddForm(request.POST or None)
+    form = MemberAddForm(request.POST or None, staff=request.user.is_staff)
     if request.method == "POST" and form.is_valid():
-        user = form.cleaned_data["username"]
-        services.membership_set(
-            workspace=request.workspace, user=user, role=form.cleaned_data["role"]
+        user, role = form.cleaned_data["user"], Role(form.cleaned_data["role"])
+        added = user is not None and services.membership_add(
+            workspace=request.workspace, user=user, role=role
         )
-        messages.success(
-            request, f"{user.username} is now {Role(form.cleaned_data['role']).label}."
-        )
+        username, email = form.cleaned_data["username"], form.cleaned_data["email"]
+        if user is not None and not added:
+            messages.error(
+                request, f"{username} is already a member: change their role in the list."
+            )
+        elif request.user.is_staff:
+            messages.success(request, f"{username} is now {role.label}.")
+        else:
+            messages.info(
+                request,
+                f"If a user called {username} has the e-mail address {email}, they are now "
+                f"{role.label} and listed here. Not listed? Check both with them, or ask an "
+                "administrator.",
+            )
         return redirect("workspace_settings", slug=request.workspace.slug)
     members = request.workspace.memberships.select_related("user").order_by("user__username")
     return render(
@@ -111,7 +133,12 @@ def token_list(request):
     form = TokenForm(request.POST or None)
     new_token = None
     if request.method == "POST" and form.is_valid():
-        _, new_token = services.token_create(user=request.user, name=form.cleaned_data["name"])
+        _, new_token = services.token_create(
+            user=request.user,
+            name=form.cleaned_data["name"],
+            expires_at=form.expires_at(),
+            read_only=form.cleaned_data["read_only"],
+        )
         form = TokenForm()
     elif request.method not in ("GET", "HEAD", "POST"):
         return HttpResponseNotAllowed(["GET", "POST"])

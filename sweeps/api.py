@@ -23,7 +23,7 @@ from runs.api import environment_named, submit_source
 from runs.runconfig import RunConfigError, parse_runconfig
 from runs.services import FieldError, RunError, SubmitRequest, parse_tags
 from studio import safeyaml
-from studio.api import api_membership
+from studio.api import Limit, Offset, api_membership
 from studio.models import Role
 from sweeps import selectors, services
 from sweeps.models import Sweep
@@ -180,9 +180,9 @@ def sweeps_submit(
 
 
 @router.get("/sweeps", response=list[SweepOut])
-def sweeps_list(request, workspace: str | None = None, limit: int = 20):
+def sweeps_list(request, workspace: str | None = None, limit: Limit = 20, offset: Offset = 0):
     membership = api_membership(request, workspace)
-    sweeps = selectors.sweep_list(workspace=membership.workspace)[: max(1, min(limit, 100))]
+    sweeps = selectors.sweep_list(workspace=membership.workspace)[offset : offset + limit]
     return [sweep_out(s) for s in sweeps]
 
 

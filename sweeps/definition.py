@@ -76,7 +76,7 @@ KEYS = {
     "max_duration_minutes",
 }
 REQUIRED = ("sampling", "primary_metric_name", "primary_metric_goal", "max_total_runs")
-ARGUMENT_NAME = re.compile(r"^-{0,2}[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+ARGUMENT_NAME = re.compile(r"-{0,2}[A-Za-z][A-Za-z0-9_.-]{0,63}")
 MAX_TOTAL_RUNS = 1000
 
 
@@ -207,7 +207,7 @@ def _parameter(index: int, item) -> Parameter:
     if not isinstance(item, dict):
         raise DefinitionError(f"{where} is a mapping with name:, expression: and values:.")
     name = str(item.get("name", ""))
-    if not ARGUMENT_NAME.match(name):
+    if not ARGUMENT_NAME.fullmatch(name):
         raise DefinitionError(
             f"{where}.name is {item.get('name')!r}: give the script argument it sets, e.g. --lr."
         )

@@ -166,7 +166,7 @@ def test_databricks_form_errors_say_what_to_do(workspace, as_carol):
     assert not ComputeTarget.objects.filter(name="dbx").exists()
 
 
-def test_a_new_token_is_checked_at_once(databricks_emulator, workspace, as_carol):
+def test_a_new_token_is_checked_at_once(databricks_emulator, workspace, as_carol, as_alice):
     attach(
         as_carol,
         workspace,
@@ -174,10 +174,11 @@ def test_a_new_token_is_checked_at_once(databricks_emulator, workspace, as_carol
         databricks_form(databricks_emulator, access_token="dapi-wrong-token-123"),
     )
     url = reverse("cloud_credentials", args=[workspace.slug, "dbx"])
-    page = html.unescape(as_carol.get(url).content.decode())
+    assert as_carol.post(url, {"access_token": databricks_emulator.token}).status_code == 403
+    page = html.unescape(as_alice.get(url).content.decode())
     assert "Access token" in page and "dapi-wrong-token-123" not in page
 
-    response = as_carol.post(url, {"access_token": databricks_emulator.token}, follow=True)
+    response = as_alice.post(url, {"access_token": databricks_emulator.token}, follow=True)
 
     assert "New credentials saved for dbx" in html.unescape(response.content.decode())
     assert ComputeTarget.objects.get(name="dbx").state == "Succeeded"
@@ -306,7 +307,7 @@ def test_wizards_are_for_contributors(wizard, workspace, as_alice, as_carol, as_
 
 
 def test_target_pages_and_actions_by_role(
-    databricks_emulator, workspace, as_carol, as_bob, as_charlie
+    databricks_emulator, workspace, as_alice, as_carol, as_bob, as_charlie
 ):
     attach(as_carol, workspace, "databricks", databricks_form(databricks_emulator))
     detail = reverse("compute_detail", args=[workspace.slug, "dbx"])
@@ -315,16 +316,19 @@ def test_target_pages_and_actions_by_role(
 
     assert as_bob.get(detail).status_code == 200
     assert "Edit credentials" not in as_bob.get(detail).content.decode()
-    assert "Edit credentials" in as_carol.get(detail).content.decode()
+    assert "Edit credentials" not in as_carol.get(detail).content.decode()
+    assert "Edit credentials" in as_alice.get(detail).content.decode()
     assert as_bob.post(check).status_code == 403
-    assert as_bob.get(credentials).status_code == 403
-    assert as_bob.post(credentials, {"access_token": "x"}).status_code == 403
+    for client in (as_bob, as_carol):
+        assert client.get(credentials).status_code == 403
+        assert client.post(credentials, {"access_token": "x"}).status_code == 403
+    assert as_alice.get(credentials).status_code == 200
     for url in (detail, credentials):
         assert as_charlie.get(url).status_code == 404
     assert as_charlie.post(check).status_code == 404
     assert as_carol.post(check).status_code == 302
     assert (
-        as_carol.get(reverse("cloud_credentials", args=[workspace.slug, "local"])).status_code
+        as_alice.get(reverse("cloud_credentials", args=[workspace.slug, "local"])).status_code
         == 404
     )
 
@@ -394,14 +398,21 @@ def test_api_attach_errors(databricks_emulator, batch_emulator, workspace, api_c
     assert "Batch pool 'gpu-pool' does not exist" in failed["error"]
 
 
-def test_api_credentials_and_recheck(databricks_emulator, workspace, api_carol):
+def test_api_credentials_and_recheck(databricks_emulator, workspace, api_carol, api_alice):
     post_json(
         api_carol,
         "/computes/databricks",
         databricks_form(databricks_emulator, access_token="dapi-wrong-token-123"),
         workspace,
     )
-    response = api_carol.put(
+    refused = api_carol.put(
+        f"/api/v1/computes/dbx/cloud-credentials?workspace={workspace.slug}",
+        data=json.dumps({"access_token": databricks_emulator.token}),
+        content_type="application/json",
+    )
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "Your role in Vision is Contributor; this needs Owner."
+    response = api_alice.put(
         f"/api/v1/computes/dbx/cloud-credentials?workspace={workspace.slug}",
         data=json.dumps({"access_token": databricks_emulator.token}),
         content_type="application/json",

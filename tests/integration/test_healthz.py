@@ -1,3 +1,7 @@
+import threading
+import time
+from datetime import datetime, timedelta
+
 from django.test import Client
 
 from studio.health import HIDDEN_ERROR
@@ -44,3 +48,29 @@ def test_healthz_without_worker_or_monitor_is_503(db, client):
     checks = body.json()["checks"]
     assert checks["worker"]["ok"] is False and "no Celery worker" in checks["worker"]["detail"]
     assert checks["monitor"]["ok"] is False and "manage.py monitor" in checks["monitor"]["detail"]
+
+
+def test_healthz_pings_the_workers_at_most_once_a_second(db):
+    """Many callers at once, for 2.5 s: each answer says when its ping was, and there are
+    at most one such time per second however many answers there are."""
+    answers: list[dict] = []
+    lock = threading.Lock()
+    started = time.monotonic()
+
+    def ask() -> None:
+        client = Client()
+        while time.monotonic() - started < 2.5:
+            worker = client.get("/healthz").json()["checks"]["worker"]
+            with lock:
+                answers.append(worker)
+
+    callers = [threading.Thread(target=ask) for _ in range(8)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    pings = sorted({answer["checked_at"] for answer in answers})
+    assert len(answers) >= 4 * len(pings), (len(answers), pings)
+    assert len(pings) <= 4, pings
+    times = [datetime.fromisoformat(p) for p in pings]
+    assert all(b - a >= timedelta(seconds=1) for a, b in zip(times, times[1:], strict=False))

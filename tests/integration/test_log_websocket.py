@@ -1,12 +1,15 @@
 """The live log websocket, through the real ASGI application and the real Redis channel layer."""
 
+import asyncio
 import base64
+import json
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from runs import live, logstore
+from runs.consumers import FOLLOW_BURST, FOLLOW_PER_SECOND, TOO_MANY_MESSAGES
 from runs.models import Experiment, Run, RunStatus
 from studio.asgi import application
 from tests.conftest import client_for
@@ -299,6 +302,53 @@ def test_a_log_stored_without_an_arrival_index_is_replayed_stream_by_stream(run,
         assert await receive_log(socket) == ("stdout", 0, b"epoch 1\n")
         assert await receive_log(socket) == ("stderr", 0, b"warning\n")
         await receive(socket, "synced")
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
+
+
+def test_a_client_sending_follows_in_a_loop_is_closed_with_4429(run, alice):
+    session = session_of(alice)
+    logstore.append(run.pk, "stdout", 0, b"epoch 1\n")
+
+    async def scenario():
+        socket = socket_for(session, run.pk)
+        await socket.connect()
+        await receive(socket, "status")
+        for _ in range(FOLLOW_BURST * 5):
+            await follow(socket, {"stdout": 0})
+        kinds = []
+        while True:
+            output = await socket.receive_output(timeout=5)
+            if output["type"] == "websocket.close":
+                break
+            kinds.append(json.loads(output["text"])["type"])
+        await socket.wait()
+        return output["code"], kinds
+
+    code, kinds = async_to_sync(scenario)()
+    assert code == TOO_MANY_MESSAGES == 4429
+    # Within the burst every follow was answered; then the socket was closed.
+    assert FOLLOW_BURST <= kinds.count("synced") < FOLLOW_BURST + 3
+
+
+def test_a_viewer_following_now_and_then_is_not_throttled(run, alice):
+    session = session_of(alice)
+
+    async def scenario():
+        socket = socket_for(session, run.pk)
+        await socket.connect()
+        await receive(socket, "status")
+        for _ in range(FOLLOW_BURST - 1):
+            await follow(socket, {"stdout": 0})
+            await receive(socket, "synced")
+        # The allowance comes back at FOLLOW_PER_SECOND.
+        await asyncio.sleep(1)
+        for _ in range(int(FOLLOW_PER_SECOND)):
+            await follow(socket, {"stdout": 0})
+            await receive(socket, "synced")
+        await sync_to_async(stored)(run.pk, "stdout", b"still here\n")
+        assert (await receive_log(socket))[2] == b"still here\n"
         await socket.disconnect()
 
     async_to_sync(scenario)()

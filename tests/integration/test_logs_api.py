@@ -1,13 +1,17 @@
 """The logs API, the download view and the logs page, for each member and a stranger."""
 
+import asyncio
+
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from django.test import AsyncClient
 from django.urls import reverse
+from django.utils import timezone
 
 from runs import logstore
 from runs.models import Experiment, Run, RunStatus
-from studio.services import token_create
+from studio.models import ApiToken
+from studio.services import membership_remove, token_create, token_revoke
 
 LOG = b"epoch 1 loss 0.9\nepoch 2 loss 0.5\n"
 
@@ -141,3 +145,41 @@ def test_the_log_pages_only_answer_reads(run, workspace, as_bob, as_alice):
     url = reverse("run_logs", args=[workspace.slug, run.pk])
     assert as_bob.post(url).status_code == 405
     assert as_alice.post(url).status_code == 405
+
+
+def end_access(how: str, bob, workspace, token: ApiToken) -> None:
+    if how == "removed":
+        membership_remove(workspace=workspace, user=bob)
+    elif how == "deactivated":
+        bob.is_active = False
+        bob.save()
+    elif how == "revoked":
+        token_revoke(token=token)
+    else:
+        ApiToken.objects.filter(pk=token.pk).update(expires_at=timezone.now())
+
+
+@pytest.mark.parametrize("how", ["removed", "deactivated", "revoked", "expired"])
+@pytest.mark.django_db(transaction=True)
+def test_a_followed_log_ends_once_the_caller_may_no_longer_read_it(run, bob, workspace, how):
+    token, raw = token_create(user=bob, name="cli")
+
+    async def scenario():
+        response = await AsyncClient().get(
+            logs_url(run, stream="stdout", follow=1), headers={"Authorization": f"Bearer {raw}"}
+        )
+        assert response.status_code == 200
+        chunks = aiter(response.streaming_content)
+        received = await anext(chunks)
+        await sync_to_async(end_access)(how, bob, workspace, token)
+        # The run goes on, the response does not.
+
+        async def rest():
+            return b"".join([chunk async for chunk in chunks])
+
+        # Access is checked again every second (FOLLOW_CHECK_SECONDS).
+        received += await asyncio.wait_for(rest(), timeout=4)
+        return received
+
+    assert async_to_sync(scenario)() == LOG
+    assert Run.objects.get(pk=run.pk).status == RunStatus.RUNNING

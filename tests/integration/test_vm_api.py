@@ -78,7 +78,7 @@ def test_generated_key_pair_over_the_api(sshd, workspace, api_carol):
     assert api_carol.get(api("/gen-vm", workspace)).json()["state"] == "Succeeded"
 
 
-def test_failed_attach_says_why_and_credentials_fix_it(sshd, workspace, api_carol):
+def test_failed_attach_says_why_and_credentials_fix_it(sshd, workspace, api_carol, api_alice):
     body = {
         "name": "api-vm",
         "address": sshd.host,
@@ -94,17 +94,25 @@ def test_failed_attach_says_why_and_credentials_fix_it(sshd, workspace, api_caro
     failed = [s for s in vm["operation"]["steps"] if s["state"] == "failed"]
     assert [s["key"] for s in failed] == ["authenticating"]
 
-    response = api_carol.put(
-        api("/api-vm/credentials", workspace),
-        {"username": sshd.username, "authentication": "password", "password": sshd.password},
-        content_type="application/json",
+    credentials = {
+        "username": sshd.username,
+        "authentication": "password",
+        "password": sshd.password,
+    }
+    # Replacing a target's credentials is an owner's call.
+    refused = api_carol.put(
+        api("/api-vm/credentials", workspace), credentials, content_type="application/json"
+    )
+    assert refused.status_code == 403
+    response = api_alice.put(
+        api("/api-vm/credentials", workspace), credentials, content_type="application/json"
     )
     assert response.status_code == 202
     assert response.json()["state"] == "Succeeded"
     assert response.json()["operation"]["action"] == "credentials"
 
 
-def test_host_key_re_trust_over_the_api(sshd_factory, workspace, api_carol):
+def test_host_key_re_trust_over_the_api(sshd_factory, workspace, api_carol, api_alice):
     server = sshd_factory()
     body = {
         "name": "api-vm",
@@ -122,7 +130,9 @@ def test_host_key_re_trust_over_the_api(sshd_factory, workspace, api_carol):
     offered = vm["offered_host_key"]["fingerprint"]
     assert offered == server.host_key_fingerprint
 
-    vm = post(api_carol, "/api-vm/host-key", workspace, {"fingerprint": offered}).json()
+    refused = post(api_carol, "/api-vm/host-key", workspace, {"fingerprint": offered})
+    assert refused.status_code == 403 and "this needs Owner" in refused.json()["detail"]
+    vm = post(api_alice, "/api-vm/host-key", workspace, {"fingerprint": offered}).json()
     assert (vm["state"], vm["host_key_fingerprint"], vm["offered_host_key"]) == (
         "Succeeded",
         offered,

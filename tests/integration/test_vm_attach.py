@@ -366,7 +366,9 @@ def test_connect_timeout(workspace, as_carol, sshd, settings, port_that_never_an
     assert ComputeTarget.objects.get(name="gpu-vm").state == "Failed"
 
 
-def test_host_key_changed_is_refused_and_re_trusted_deliberately(sshd_factory, workspace, as_carol):
+def test_host_key_changed_is_refused_and_re_trusted_deliberately(
+    sshd_factory, workspace, as_carol, as_alice
+):
     server = sshd_factory()
     attach(as_carol, workspace, form_data(server))
     trusted = server.host_key_fingerprint
@@ -380,19 +382,22 @@ def test_host_key_changed_is_refused_and_re_trusted_deliberately(sshd_factory, w
     assert f"the server offered {offered}" in page
     assert "Trainyard did not log in" in page
     assert "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub" in page
-    assert f"Re-trust host key {offered}" in page
+    assert "Only a workspace owner can trust the new key" in page
     assert steps_of("gpu-vm")["host_key"][0] == "failed"
     assert ComputeTarget.objects.get(name="gpu-vm").host_key_fingerprint == trusted
+    retrust = reverse("compute_retrust", args=[workspace.slug, "gpu-vm"])
+    assert as_carol.post(retrust, {"fingerprint": offered}).status_code == 403
+    detail = reverse("compute_detail", args=[workspace.slug, "gpu-vm"])
+    assert f"Re-trust host key {offered}" in as_alice.get(detail).content.decode()
 
     # Trusting a key the VM does not offer is refused.
-    retrust = reverse("compute_retrust", args=[workspace.slug, "gpu-vm"])
     page = html.unescape(
-        as_carol.post(retrust, {"fingerprint": "SHA256:forged"}, follow=True).content.decode()
+        as_alice.post(retrust, {"fingerprint": "SHA256:forged"}, follow=True).content.decode()
     )
     assert "does not currently offer the host key SHA256:forged" in page
 
     page = html.unescape(
-        as_carol.post(retrust, {"fingerprint": offered}, follow=True).content.decode()
+        as_alice.post(retrust, {"fingerprint": offered}, follow=True).content.decode()
     )
     target = ComputeTarget.objects.get(name="gpu-vm")
     assert (target.state, target.host_key_fingerprint) == ("Succeeded", offered)
@@ -496,16 +501,17 @@ def test_a_target_detached_by_another_process_loses_its_pooled_login(
     wait_until(lambda: not logged_in_ports(server), what="the detached target's login closed")
 
 
-def test_edit_credentials_re_runs_the_check(sshd, workspace, as_carol, tmp_path):
+def test_edit_credentials_re_runs_the_check(sshd, workspace, as_carol, as_alice, tmp_path):
     attach(as_carol, workspace, form_data(sshd, password="wrong-password-1"))
     assert ComputeTarget.objects.get(name="gpu-vm").state == "Failed"
     url = reverse("compute_credentials", args=[workspace.slug, "gpu-vm"])
-    page = as_carol.get(url).content.decode()
+    assert as_carol.get(url).status_code == 403
+    page = as_alice.get(url).content.decode()
     assert "wrong-password-1" not in page and 'value="tytest"' in page
 
     private, public = ssh_keygen(tmp_path, "ed25519", "RFC4716")
     sshd.authorize(public)
-    response = as_carol.post(
+    response = as_alice.post(
         url, {"username": "tytest", "authentication": "key", "private_key": private}, follow=True
     )
     page = html.unescape(response.content.decode())
@@ -616,16 +622,16 @@ def test_busy_target_refuses_a_second_operation(sshd, workspace, carol):
         services.compute_check(target=target, user=carol)
 
 
-def test_switch_to_a_key_generated_on_the_credentials_page(sshd, workspace, as_carol):
+def test_switch_to_a_key_generated_on_the_credentials_page(sshd, workspace, as_carol, as_alice):
     attach(as_carol, workspace, form_data(sshd))
     url = reverse("compute_credentials", args=[workspace.slug, "gpu-vm"])
     page = html.unescape(
-        as_carol.post(url, {"username": "tytest", "generate": "1"}).content.decode()
+        as_alice.post(url, {"username": "tytest", "generate": "1"}).content.decode()
     )
     public = re.search(r'id="generated-public-key" readonly value="([^"]+)"', page).group(1)
     token = re.search(r'name="generated_key" value="([^"]+)"', page).group(1)
     sshd.authorize(public)
-    as_carol.post(url, {"username": "tytest", "authentication": "generate", "generated_key": token})
+    as_alice.post(url, {"username": "tytest", "authentication": "generate", "generated_key": token})
     target = ComputeTarget.objects.get(name="gpu-vm")
     assert (target.state, target.auth_method, target.password) == ("Succeeded", "key", "")
     assert target.config["public_key"] == public

@@ -39,7 +39,7 @@ def url(name, workspace, *args):
 # ---------------------------------------------------------------- pages
 
 
-@pytest.mark.parametrize("page", ["vm_attach", "compute_credentials", "compute_detach"])
+@pytest.mark.parametrize("page", ["vm_attach", "compute_detach"])
 def test_write_pages_are_for_contributors(
     page, vm, workspace, as_alice, as_carol, as_bob, as_charlie
 ):
@@ -52,12 +52,36 @@ def test_write_pages_are_for_contributors(
     assert as_charlie.post(url(page, workspace, *args), {}).status_code == 404
 
 
-@pytest.mark.parametrize("action", ["compute_check", "compute_retrust"])
-def test_actions_are_for_contributors(action, vm, workspace, as_carol, as_bob, as_charlie):
-    assert as_bob.post(url(action, workspace, "gpu-vm")).status_code == 403
-    assert as_charlie.post(url(action, workspace, "gpu-vm")).status_code == 404
-    assert as_carol.get(url(action, workspace, "gpu-vm")).status_code == 405
-    assert as_carol.post(url(action, workspace, "gpu-vm")).status_code == 302
+def test_the_credentials_page_is_for_owners(vm, workspace, as_alice, as_carol, as_bob, as_charlie):
+    page = url("compute_credentials", workspace, "gpu-vm")
+    assert as_alice.get(page).status_code == 200
+    for client in (as_carol, as_bob):
+        refused = client.get(page)
+        assert refused.status_code == 403
+        assert as_carol.post(page, {"username": "u", "password": "pw"}).status_code == 403
+    assert "this needs Owner" in as_carol.get(page).content.decode()
+    assert as_charlie.get(page).status_code == 404
+    assert ComputeTarget.objects.get(name="gpu-vm").password == SECRET
+
+
+def test_checking_is_for_contributors(vm, workspace, as_carol, as_bob, as_charlie):
+    action = url("compute_check", workspace, "gpu-vm")
+    assert as_bob.post(action).status_code == 403
+    assert as_charlie.post(action).status_code == 404
+    assert as_carol.get(action).status_code == 405
+    assert as_carol.post(action).status_code == 302
+
+
+def test_re_trusting_a_host_key_is_for_owners(
+    vm, workspace, as_alice, as_carol, as_bob, as_charlie
+):
+    action = url("compute_retrust", workspace, "gpu-vm")
+    body = {"fingerprint": "SHA256:new"}
+    assert as_bob.post(action, body).status_code == 403
+    assert as_carol.post(action, body).status_code == 403
+    assert as_charlie.post(action, body).status_code == 404
+    assert as_alice.get(action).status_code == 405
+    assert as_alice.post(action, body).status_code == 302
 
 
 def test_readers_see_the_vm_strangers_do_not(vm, workspace, as_bob, as_charlie):
@@ -70,8 +94,9 @@ def test_readers_see_the_vm_strangers_do_not(vm, workspace, as_bob, as_charlie):
 
 def test_contributors_are_offered_the_actions(vm, workspace, as_carol):
     page = as_carol.get(url("compute_detail", workspace, "gpu-vm")).content.decode()
-    for action in ("Re-check", "Edit credentials", "Detach"):
+    for action in ("Re-check", "Detach"):
         assert action in page
+    assert "Edit credentials" not in page
     listing = as_carol.get(url("compute_list", workspace)).content.decode()
     assert "Attach → Virtual machine" in listing
 
@@ -186,3 +211,44 @@ def test_api_delete_detaches_a_vm_but_not_local(vm, workspace, api_carol):
     response = api_carol.delete(api("/local", workspace))
     assert response.status_code == 409
     assert "built-in local target" in response.json()["detail"]
+
+
+def test_only_owners_are_offered_credentials_and_a_changed_host_key(
+    vm, workspace, as_alice, as_carol
+):
+    ComputeTarget.objects.filter(pk=vm.pk).update(
+        config={"offered_host_key": {"fingerprint": "SHA256:new", "type": "ssh-ed25519"}}
+    )
+    detail = url("compute_detail", workspace, "gpu-vm")
+    owner = as_alice.get(detail).content.decode()
+    assert "Edit credentials" in owner and "Re-trust host key SHA256:new" in owner
+    contributor = as_carol.get(detail).content.decode()
+    assert "Edit credentials" not in contributor
+    assert "Re-trust host key" not in contributor
+    assert "Only a workspace owner can trust the new key" in contributor
+
+
+OWNER_WRITES = [
+    (
+        "put",
+        "/gpu-vm/credentials",
+        {"username": "u", "authentication": "password", "password": "pw"},
+    ),
+    ("post", "/gpu-vm/host-key", {"fingerprint": "SHA256:x"}),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), OWNER_WRITES)
+def test_api_credentials_and_host_key_need_owner(
+    method, path, body, vm, workspace, api_alice, api_carol
+):
+    refused = getattr(api_carol, method)(
+        api(path, workspace), data=body, content_type="application/json"
+    )
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "Your role in Vision is Contributor; this needs Owner."
+    assert ComputeTarget.objects.get(name="gpu-vm").password == SECRET
+    allowed = getattr(api_alice, method)(
+        api(path, workspace), data=body, content_type="application/json"
+    )
+    assert allowed.status_code in (202, 409), allowed.content

@@ -1,3 +1,5 @@
+import html
+
 import pytest
 from django.urls import reverse
 
@@ -46,11 +48,10 @@ def test_root_opens_the_users_workspace(workspace, as_bob):
 
 
 def test_user_without_workspace_is_offered_to_create_one(db, client, settings):
-    from tests.factories import PASSWORD, UserFactory
+    from tests.factories import UserFactory
 
     settings.WORKSPACE_CREATORS = "everyone"
-    UserFactory(username="dave")
-    client.login(username="dave", password=PASSWORD)
+    client.force_login(UserFactory(username="dave"))
     response = client.get("/", follow=True)
     assert b"New workspace" in response.content
     response = client.post(reverse("workspace_new"), {"name": "Dave's lab"}, follow=True)
@@ -59,10 +60,10 @@ def test_user_without_workspace_is_offered_to_create_one(db, client, settings):
 
 
 def test_by_default_only_staff_create_workspaces(db, client):
-    from tests.factories import PASSWORD, UserFactory
+    from tests.factories import UserFactory
 
     dave = UserFactory(username="dave")
-    client.login(username="dave", password=PASSWORD)
+    client.force_login(dave)
     response = client.get("/", follow=True)
     assert response.status_code == 403
     assert b"Only staff create workspaces on this server" in response.content
@@ -137,8 +138,9 @@ def test_nav_has_the_studio_sections_and_switcher(workspace, as_alice):
 
 def test_owner_manages_members_reader_cannot(workspace, alice, bob, charlie, as_alice, as_bob):
     url = reverse("workspace_settings", args=[workspace.slug])
-    assert as_bob.post(url, {"username": "charlie", "role": "reader"}).status_code == 403
-    as_alice.post(url, {"username": "charlie", "role": "contributor"})
+    add = {"username": "charlie", "email": charlie.email, "role": "contributor"}
+    assert as_bob.post(url, add).status_code == 403
+    as_alice.post(url, add)
     assert Membership.objects.get(workspace=workspace, user=charlie).role == Role.CONTRIBUTOR
 
     update = reverse("member_update", args=[workspace.slug, bob.pk])
@@ -155,10 +157,62 @@ def test_last_owner_cannot_be_demoted(workspace, alice, as_alice):
     assert Membership.objects.get(workspace=workspace, user=alice).role == Role.OWNER
 
 
-def test_unknown_user_gets_a_clear_message(workspace, as_alice):
+def added_message(response) -> str:
+    return html.unescape(response.content.decode()).split('<p class="msg msg-')[1].split("</p>")[0]
+
+
+def test_adding_a_member_does_not_tell_an_owner_which_user_names_exist(
+    workspace, charlie, as_alice
+):
+    url = reverse("workspace_settings", args=[workspace.slug])
+    form = as_alice.get(url).content.decode()
+    assert '<label for="id_email">Their e-mail address' in form
+
+    answers = {}
+    for username, email in [
+        ("nobody", "nobody@example.com"),
+        ("charlie", "not-charlies@example.com"),
+        ("charlie", charlie.email.upper()),
+    ]:
+        response = as_alice.post(
+            url, {"username": username, "email": email, "role": "reader"}, follow=True
+        )
+        message = added_message(response).replace(email, "EMAIL")
+        answers[username, email] = message.replace(username, "NAME")
+    assert len(set(answers.values())) == 1, answers
+    assert answers["nobody", "nobody@example.com"] == (
+        'info">If a user called NAME has the e-mail address EMAIL, they are now Reader and '
+        "listed here. Not listed? Check both with them, or ask an administrator."
+    )
+    assert Membership.objects.get(workspace=workspace, user=charlie).role == Role.READER
+    assert not Membership.objects.filter(workspace=workspace, user__username="nobody").exists()
+
+    without_email = as_alice.post(url, {"username": "nobody", "role": "reader"})
+    assert "This field is required." in without_email.content.decode()
+
+
+def test_a_staff_owner_adds_by_user_name_and_is_told_who_does_not_exist(
+    workspace, alice, charlie, as_alice
+):
+    alice.is_staff = True
+    alice.save()
     url = reverse("workspace_settings", args=[workspace.slug])
     response = as_alice.post(url, {"username": "nobody", "role": "reader"})
-    assert "No user called “nobody”" in response.content.decode()
+    assert "No active user called “nobody”" in response.content.decode()
+    added = as_alice.post(url, {"username": "charlie", "role": "reader"}, follow=True)
+    assert "charlie is now Reader." in added.content.decode()
+
+
+def test_adding_an_existing_member_changes_nothing(workspace, alice, bob, as_alice):
+    url = reverse("workspace_settings", args=[workspace.slug])
+    # Not even the last owner's own role: that goes through the list, which keeps an owner.
+    response = as_alice.post(
+        url, {"username": "alice", "email": alice.email, "role": "reader"}, follow=True
+    )
+    assert "alice is already a member: change their role in the list." in html.unescape(
+        response.content.decode()
+    )
+    assert Membership.objects.get(workspace=workspace, user=alice).role == Role.OWNER
 
 
 @pytest.mark.parametrize(
@@ -189,7 +243,8 @@ def test_member_update_of_a_non_member_is_404(workspace, charlie, as_alice):
 def test_only_the_owner_adds_members(who, status, request, workspace, charlie):
     url = reverse("workspace_settings", args=[workspace.slug])
     client = request.getfixturevalue(who)
-    assert client.post(url, {"username": "charlie", "role": "owner"}).status_code == status
+    add = {"username": "charlie", "email": charlie.email, "role": "owner"}
+    assert client.post(url, add).status_code == status
     assert not Membership.objects.filter(workspace=workspace, user=charlie).exists()
     assert workspace.memberships.count() == 3
 
@@ -228,9 +283,8 @@ def test_access_tokens_are_part_of_settings(workspace, as_bob):
 
 
 def test_token_page_without_any_workspace_has_no_workspace_nav(db, client):
-    from tests.factories import PASSWORD, UserFactory
+    from tests.factories import UserFactory
 
-    UserFactory(username="dave")
-    client.login(username="dave", password=PASSWORD)
+    client.force_login(UserFactory(username="dave"))
     page = client.get(reverse("token_list")).content.decode()
     assert "Your access tokens" in page and "workspace-switcher" not in page

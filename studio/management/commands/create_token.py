@@ -1,5 +1,8 @@
+from datetime import timedelta
+
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
 
 from studio.services import token_create
 
@@ -10,10 +13,21 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--name", required=True, help="What the token is for, e.g. 'ci'.")
+        parser.add_argument(
+            "--expires-days",
+            type=int,
+            help="Refuse the token after this many days (default: never).",
+        )
+        parser.add_argument(
+            "--read-only", action="store_true", help="The token may only read (GET requests)."
+        )
 
-    def handle(self, *args, username, name, **options):
+    def handle(self, *args, username, name, expires_days, read_only, **options):
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"No user called {username!r}. Create one at /admin/ first.")
-        _, raw = token_create(user=user, name=name)
+        if expires_days is not None and expires_days < 1:
+            raise CommandError("--expires-days must be 1 or more; leave it out for no expiry.")
+        expires_at = None if expires_days is None else timezone.now() + timedelta(days=expires_days)
+        _, raw = token_create(user=user, name=name, expires_at=expires_at, read_only=read_only)
         self.stdout.write(raw)
