@@ -23,7 +23,7 @@ from compute.forms import (
 )
 from compute.models import ComputeKind, ComputeTarget
 from compute.names import NAME_TAKEN
-from studio.api import api_membership
+from studio.api import FormErrorOut, api_membership, form_errors
 from studio.models import Role
 
 router: Router = Router(tags=["compute"])
@@ -120,11 +120,6 @@ def vm_out(target: ComputeTarget) -> VmOut:
     )
 
 
-class FormErrorOut(Schema):
-    detail: str
-    errors: dict[str, list[str]]
-
-
 class CredentialsIn(Schema):
     username: str
     authentication: str = Authentication.KEY
@@ -149,12 +144,6 @@ class KeyPairOut(Schema):
 
 class HostKeyIn(Schema):
     fingerprint: str
-
-
-def _form_errors(form) -> FormErrorOut:
-    errors = {field: [str(m) for m in messages] for field, messages in form.errors.items()}
-    first = next(iter(errors.values()))[0]
-    return FormErrorOut(detail=first, errors=errors)
 
 
 def _vm(membership, name: str) -> ComputeTarget:
@@ -208,7 +197,7 @@ def vm_attach(request, payload: VmIn, workspace: str | None = None):
             target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
             return Status(202, vm_out(target))
     status = 409 if form.has_error("name", NAME_TAKEN) else 400
-    return Status(status, _form_errors(form))
+    return Status(status, form_errors(form))
 
 
 @router.post("/computes/{name}/check", response={202: VmOut})
@@ -245,7 +234,7 @@ def compute_credentials_update(
             form.add_error(None, exc)
         else:
             return Status(202, vm_out(target))
-    return Status(400, _form_errors(form))
+    return Status(400, form_errors(form))
 
 
 @router.post("/computes/{name}/host-key", response={202: VmOut})
@@ -298,7 +287,7 @@ def hdinsight_attach(request, payload: HdInsightIn, workspace: str | None = None
             target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
             return Status(202, vm_out(target))
     status = 409 if form.has_error("name", NAME_TAKEN) else 400
-    return Status(status, _form_errors(form))
+    return Status(status, form_errors(form))
 
 
 @router.put("/computes/{name}/spark", response={200: VmOut, 400: FormErrorOut})
@@ -316,4 +305,4 @@ def spark_master_update(request, name: str, payload: SparkMasterIn, workspace: s
         except services.ComputeError as exc:
             raise HttpError(409, str(exc)) from exc
         return Status(200, vm_out(target))
-    return Status(400, _form_errors(form))
+    return Status(400, form_errors(form))

@@ -14,7 +14,7 @@ from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
 from compute import cloud_services, selectors
-from compute.api import FormErrorOut, OperationOut, operation_out
+from compute.api import OperationOut, operation_out
 from compute.backends.batch import linked_file
 from compute.cloud_forms import (
     SECRET_FORMS,
@@ -26,7 +26,7 @@ from compute.models import ComputeTarget
 from compute.names import NAME_TAKEN
 from compute.services import ComputeError
 from runs.snapshots import blob_path
-from studio.api import api_membership
+from studio.api import FormErrorOut, api_membership, form_errors
 from studio.models import Role
 
 router: Router = Router(tags=["compute"])
@@ -106,12 +106,6 @@ def cloud_out(target: ComputeTarget) -> CloudOut:
     )
 
 
-def _form_errors(form) -> FormErrorOut:
-    errors = {field: [str(m) for m in messages] for field, messages in form.errors.items()}
-    first = next(iter(errors.values()))[0]
-    return FormErrorOut(detail=first, errors=errors)
-
-
 def _attach(request, workspace, payload, form_class, attach):
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
     form = form_class(data=payload.dict(), workspace=membership.workspace)
@@ -126,7 +120,7 @@ def _attach(request, workspace, payload, form_class, attach):
             )
             return Status(202, cloud_out(target))
     status = 409 if form.has_error("name", NAME_TAKEN) else 400
-    return Status(status, _form_errors(form))
+    return Status(status, form_errors(form))
 
 
 @router.post("/computes/databricks", response={202: CloudOut, 400: FormErrorOut, 409: FormErrorOut})
@@ -193,7 +187,7 @@ def cloud_credentials_update(request, name: str, payload: SecretIn, workspace: s
         except ComputeError as exc:
             raise HttpError(409, str(exc)) from exc
         return Status(202, cloud_out(target))
-    return Status(400, _form_errors(form))
+    return Status(400, form_errors(form))
 
 
 @router.get("/batch-files/{link}", auth=None, url_name="batch_file", include_in_schema=False)

@@ -7,7 +7,7 @@ from ninja import NinjaAPI, Query, Schema
 from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
-from studio.access import membership_for, require_role
+from studio.access import membership_for, require_role, workspace_creation_problem
 from studio.models import Membership, Role
 from studio.services import TokenExpired, token_authenticate
 
@@ -56,12 +56,28 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"At most {MAX_PAGE}
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="How many to skip.")]
 
 
+def no_workspace_problem(user) -> str:
+    """What a user who belongs to no workspace is told, with how to get one."""
+    problem = workspace_creation_problem(user)
+    if problem:
+        return f"You belong to no workspace yet. {problem}"
+    return (
+        "You belong to no workspace yet: create one with POST /api/v1/workspaces "
+        '{"name": "..."} (`trainyard workspace create NAME`), or ask a workspace owner to add you.'
+    )
+
+
 def api_membership(request, workspace: str | None, role: str = Role.READER) -> Membership:
     """The caller's membership of `workspace` (or of their only workspace); 404 for strangers."""
     if not workspace:
         memberships = list(Membership.objects.filter(user=request.user).select_related("workspace"))
-        if len(memberships) != 1:
-            raise HttpError(400, "Say which workspace: add ?workspace=<slug> to the request.")
+        if not memberships:
+            raise HttpError(400, no_workspace_problem(request.user))
+        if len(memberships) > 1:
+            slugs = ", ".join(sorted(m.workspace.slug for m in memberships))
+            raise HttpError(
+                400, f"Say which workspace: add ?workspace=<slug> to the request (yours: {slugs})."
+            )
         membership = memberships[0]
     else:
         try:
@@ -84,20 +100,21 @@ def api_require(request, membership: Membership, role: str) -> None:
         raise HttpError(403, str(exc)) from exc
 
 
-class WorkspaceOut(Schema):
-    slug: str
-    name: str
-    role: str
+class FormErrorOut(Schema):
+    detail: str
+    errors: dict[str, list[str]]
 
 
-@api.get("/workspaces", response=list[WorkspaceOut], tags=["workspaces"])
-def workspaces_list(request):
-    memberships = Membership.objects.filter(user=request.user).select_related("workspace")
-    return [
-        WorkspaceOut(slug=m.workspace.slug, name=m.workspace.name, role=m.role)
-        for m in memberships.order_by("workspace__name")
-    ]
+def form_errors(form) -> FormErrorOut:
+    """A form's errors field by field, the first of them as `detail`."""
+    errors = {field: [str(m) for m in messages] for field, messages in form.errors.items()}
+    first = next(iter(errors.values()))[0]
+    return FormErrorOut(detail=first, errors=errors)
 
+
+from studio.workspace_api import router as workspaces_router  # noqa: E402 - it imports this module
+
+api.add_router("/", workspaces_router)
 
 from runs.api_logs import router as run_logs_router  # noqa: E402 - it imports this module
 

@@ -90,6 +90,18 @@ class MemberAddForm(forms.Form):
             )
         return cleaned
 
+    def added_message(self) -> str:
+        """What the owner who asked is told once the form's user was added (or, for a
+        non-staff owner, was perhaps added): the same words whether or not anyone matched."""
+        username, role = self.cleaned_data["username"], Role(self.cleaned_data["role"])
+        if self.staff:
+            return f"{username} is now {role.label}."
+        return (
+            f"If a user called {username} has the e-mail address {self.cleaned_data['email']}, "
+            f"they are now {role.label} and listed among the members. Not listed? Check both "
+            "with them, or ask an administrator."
+        )
+
 
 class MemberRoleForm(forms.Form):
     role = forms.ChoiceField(label="Role", choices=Role.choices, required=False)

@@ -30,7 +30,20 @@ def workspace_create(*, name: str, owner) -> Workspace:
     return workspace
 
 
+LAST_OWNER = "A workspace needs at least one owner: make someone else owner first."
+
+
+def _is_last_owner(workspace: Workspace, user) -> bool:
+    owners = Membership.objects.filter(workspace=workspace, role=Role.OWNER)
+    return owners.count() == 1 and owners.filter(user=user).exists()
+
+
+@transaction.atomic
 def membership_set(*, workspace: Workspace, user, role: str) -> Membership:
+    """Give `user` `role` in the workspace, adding them if need be; ValueError if that
+    would leave the workspace without an owner."""
+    if role != Role.OWNER and _is_last_owner(workspace, user):
+        raise ValueError(LAST_OWNER)
     membership, _ = Membership.objects.update_or_create(
         workspace=workspace, user=user, defaults={"role": role}
     )
@@ -45,10 +58,10 @@ def membership_add(*, workspace: Workspace, user, role: str) -> bool:
     return created
 
 
+@transaction.atomic
 def membership_remove(*, workspace: Workspace, user) -> None:
-    owners = Membership.objects.filter(workspace=workspace, role=Role.OWNER)
-    if owners.count() == 1 and owners.filter(user=user).exists():
-        raise ValueError("A workspace needs at least one owner: make someone else owner first.")
+    if _is_last_owner(workspace, user):
+        raise ValueError(LAST_OWNER)
     Membership.objects.filter(workspace=workspace, user=user).delete()
 
 

@@ -74,24 +74,20 @@ def workspace_new(request):
 def workspace_settings(request):
     form = MemberAddForm(request.POST or None, staff=request.user.is_staff)
     if request.method == "POST" and form.is_valid():
-        user, role = form.cleaned_data["user"], Role(form.cleaned_data["role"])
+        user = form.cleaned_data["user"]
         added = user is not None and services.membership_add(
-            workspace=request.workspace, user=user, role=role
+            workspace=request.workspace, user=user, role=form.cleaned_data["role"]
         )
-        username, email = form.cleaned_data["username"], form.cleaned_data["email"]
         if user is not None and not added:
             messages.error(
-                request, f"{username} is already a member: change their role in the list."
+                request,
+                f"{form.cleaned_data['username']} is already a member: change their role in "
+                "the list.",
             )
         elif request.user.is_staff:
-            messages.success(request, f"{username} is now {role.label}.")
+            messages.success(request, form.added_message())
         else:
-            messages.info(
-                request,
-                f"If a user called {username} has the e-mail address {email}, they are now "
-                f"{role.label} and listed here. Not listed? Check both with them, or ask an "
-                "administrator.",
-            )
+            messages.info(request, form.added_message())
         return redirect("workspace_settings", slug=request.workspace.slug)
     members = request.workspace.memberships.select_related("user").order_by("user__username")
     return render(
@@ -112,12 +108,6 @@ def member_update(request, user_id: int):
                 services.membership_remove(workspace=request.workspace, user=membership.user)
                 messages.success(request, f"{membership.user.username} was removed.")
             elif form.cleaned_data["role"]:
-                if membership.role == Role.OWNER and form.cleaned_data["role"] != Role.OWNER:
-                    owners = request.workspace.memberships.filter(role=Role.OWNER).count()
-                    if owners == 1:
-                        raise ValueError(
-                            "A workspace needs at least one owner: make someone else owner first."
-                        )
                 services.membership_set(
                     workspace=request.workspace,
                     user=membership.user,

@@ -182,7 +182,7 @@ def test_adding_a_member_does_not_tell_an_owner_which_user_names_exist(
     assert len(set(answers.values())) == 1, answers
     assert answers["nobody", "nobody@example.com"] == (
         'info">If a user called NAME has the e-mail address EMAIL, they are now Reader and '
-        "listed here. Not listed? Check both with them, or ask an administrator."
+        "listed among the members. Not listed? Check both with them, or ask an administrator."
     )
     assert Membership.objects.get(workspace=workspace, user=charlie).role == Role.READER
     assert not Membership.objects.filter(workspace=workspace, user__username="nobody").exists()
