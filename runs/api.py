@@ -17,7 +17,7 @@ from urllib.parse import unquote
 
 from django.conf import settings
 from django.db.models import Q
-from django.http import FileResponse
+from django.http import FileResponse, Http404
 from django.urls import reverse
 from ninja import Body, File, Form, Router, Schema, Status
 from ninja.errors import HttpError
@@ -27,6 +27,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 from runs import selectors, services, snapshots
 from runs.models import Environment, Run
 from runs.runconfig import RunConfigError, parse_runconfig
+from runs.views import snapshot_zip_response
 from studio import safeyaml
 from studio.api import Limit, Offset, api_membership
 from studio.models import Role
@@ -82,6 +83,13 @@ class RunFileOut(Schema):
     size: int
     sha256: str
     url: str
+
+
+class SnapshotFileOut(Schema):
+    path: str
+    size: int
+    sha256: str
+    executable: bool
 
 
 class ExperimentOut(Schema):
@@ -363,6 +371,25 @@ def runs_files(request, run_id: int):
         )
         for f in run.files.all()
     ]
+
+
+@router.get("/runs/{run_id}/snapshot", response=list[SnapshotFileOut], tags=["snapshots"])
+def runs_snapshot(request, run_id: int, limit: Limit = 100, offset: Offset = 0):
+    """The files of the source folder the run was submitted with, by path; the whole folder
+    is GET /api/v1/runs/{id}/snapshot.zip."""
+    run = visible_run(request, run_id)
+    entries = selectors.snapshot_entries(run.snapshot)
+    return [SnapshotFileOut(**entry) for entry in entries[offset : offset + limit]]
+
+
+@router.get("/runs/{run_id}/snapshot.zip", tags=["snapshots"])
+def runs_snapshot_zip(request, run_id: int):
+    """The run's source folder as a .zip (executable bits kept), as the run page offers it."""
+    run = visible_run(request, run_id)
+    try:
+        return snapshot_zip_response(run)
+    except Http404 as exc:
+        raise HttpError(404, str(exc)) from None
 
 
 @router.get("/experiments", response=list[ExperimentOut], tags=["experiments"])

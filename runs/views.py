@@ -234,7 +234,11 @@ def run_snapshot_file(request, run_id: int, path: str):
 
 @workspace_view()
 def run_snapshot_zip(request, run_id: int):
-    run = selectors.run_get(workspace=request.workspace, run_id=run_id)
+    return snapshot_zip_response(selectors.run_get(workspace=request.workspace, run_id=run_id))
+
+
+def snapshot_zip_response(run) -> StreamingHttpResponse:
+    """The run's snapshot as a .zip, written while it is sent (the page's and the API's)."""
     if run.snapshot is None:
         raise Http404("This run has no snapshot")
     manifest = run.snapshot.manifest

@@ -1,13 +1,16 @@
 """The runs API: submit with an archive, list, inspect, cancel, metrics, files, experiments."""
 
+import hashlib
 import io
 import tarfile
+import uuid
+import zipfile
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from runs.models import Metric, Run, RunFile, RunStatus
-from runs.snapshots import blob_store_bytes
+from runs.snapshots import blob_path, blob_store_bytes
 
 
 def archive(files: dict[str, bytes]) -> SimpleUploadedFile:
@@ -131,3 +134,50 @@ def test_experiments(api_carol, api_bob, api_charlie):
         "exp-1"
     ]
     assert api_charlie.get("/api/v1/experiments?workspace=vision").status_code == 404
+
+
+def test_the_snapshot_lists_its_files_page_by_page_and_downloads_as_a_zip(api_alice, api_bob):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data, mode in [
+            ("train.py", b"print(1)\n", 0o644),
+            ("run.sh", b"#!/bin/sh\n", 0o755),
+            ("lib/util.py", b"X = 1\n", 0o644),
+        ]:
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), mode
+            tar.addfile(info, io.BytesIO(data))
+    response = submit(api_alice, snapshot=SimpleUploadedFile("src.tar.gz", buffer.getvalue()))
+    run_id = response.json()["id"]
+
+    listed = api_bob.get(f"/api/v1/runs/{run_id}/snapshot").json()
+    assert [(f["path"], f["size"], f["executable"]) for f in listed] == [
+        ("lib/util.py", 6, False),
+        ("run.sh", 10, True),
+        ("train.py", 9, False),
+    ]
+    assert listed[2]["sha256"] == hashlib.sha256(b"print(1)\n").hexdigest()
+    second = api_bob.get(f"/api/v1/runs/{run_id}/snapshot?limit=1&offset=1").json()
+    assert [f["path"] for f in second] == ["run.sh"]
+    assert api_bob.get(f"/api/v1/runs/{run_id}/snapshot?limit=501").status_code == 422
+
+    download = api_bob.get(f"/api/v1/runs/{run_id}/snapshot.zip")
+    assert download["Content-Disposition"] == 'attachment; filename="api-exp-1-snapshot.zip"'
+    with zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content))) as archive_:
+        assert archive_.read("lib/util.py") == b"X = 1\n"
+        assert archive_.getinfo("run.sh").external_attr >> 16 == 0o100755
+
+
+def test_a_strangers_snapshot_is_404_and_a_missing_blob_says_so(api_alice, api_charlie):
+    # Content of its own: its blob is deleted, and blobs are shared by the whole session.
+    source = archive({"train.py": f"# {uuid.uuid4().hex}\n".encode()})
+    run_id = submit(api_alice, snapshot=source).json()["id"]
+    for path in ("snapshot", "snapshot.zip"):
+        response = api_charlie.get(f"/api/v1/runs/{run_id}/{path}")
+        assert response.status_code == 404
+        assert response.json() == {"detail": "No such workspace"}
+    (sha,) = [sha for _, sha, _, _ in Run.objects.get(pk=run_id).snapshot.manifest]
+    blob_path(sha).unlink()
+    gone = api_alice.get(f"/api/v1/runs/{run_id}/snapshot.zip")
+    assert gone.status_code == 404
+    assert gone.json() == {"detail": "Some of the snapshot's files are no longer stored"}
