@@ -139,6 +139,9 @@ class Api:
     def post(self, path: str, *, params: dict | None = None, **kwargs):
         return self.answer(self.request("POST", path, params=params, **kwargs))
 
+    def put(self, path: str, *, params: dict | None = None, **kwargs):
+        return self.answer(self.request("PUT", path, params=params, **kwargs))
+
     def answer(self, response: requests.Response):
         try:
             return response.json()

@@ -32,7 +32,8 @@ class Context:
             return slugs[0]
         if not slugs:
             raise CliError(
-                "You are not a member of any workspace: ask a workspace owner to add you."
+                f"You belong to no workspace yet: create one with `{PROG} workspace create "
+                "NAME`, or ask an administrator to add you to one."
             )
         raise CliError(
             f"You are in several workspaces ({', '.join(slugs)}): say which with -w SLUG, or "

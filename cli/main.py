@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable
 
-from cli import computes, runs, sweeps
+from cli import computes, downloads, runs, sweeps, workspaces
 from cli.connection import PROG, Api, CliError, login_save
 from cli.context import Context
 
@@ -222,6 +222,56 @@ def run_parsers(verbs: Verbs) -> None:
             parser.add_argument("--follow", "-f", action="store_true", help="until the run ends")
             parser.add_argument("--stream", default="", help="one log stream, e.g. node-1.stdout")
 
+    download = verbs.verb(
+        run,
+        "download",
+        downloads.run_download,
+        "download a run's files into a folder: its outputs and logs, or its snapshot",
+    )
+    download.add_argument("--run", "-r", type=int, required=True, help="the run's id")
+    what = download.add_mutually_exclusive_group()
+    what.add_argument("--outputs", action="store_true", help="only ./outputs")
+    what.add_argument("--logs", action="store_true", help="only ./logs")
+    what.add_argument(
+        "--snapshot", action="store_true", help="the source folder the run was submitted with"
+    )
+    download.add_argument(
+        "-o", "--output-dir", dest="directory", required=True, help="the folder to write into"
+    )
+    download.add_argument(
+        "--overwrite", action="store_true", help="replace files that are there already"
+    )
+
+
+def workspace_parsers(verbs: Verbs) -> None:
+    workspace = verbs.group("workspace", "workspaces and their members")
+    create = verbs.verb(
+        workspace,
+        "create",
+        workspaces.workspace_create,
+        "create a workspace; you are its Owner",
+        shown=True,
+    )
+    create.add_argument("name", help='e.g. "Vision research"')
+    verbs.verb(
+        workspace, "list", workspaces.workspace_list, "your workspaces and roles", shown=True
+    )
+    verbs.verb(workspace, "show", workspaces.workspace_show, "one workspace (-w SLUG)", shown=True)
+    member = workspace.add_parser("member", help="the workspace's members")
+    members = member.add_subparsers(dest="member_verb", required=True, metavar="VERB")
+    add = verbs.verb(
+        members,
+        "add",
+        workspaces.member_add,
+        "add a user with a role, or change a member's role (Owner only)",
+    )
+    add.add_argument("user", help="their user name")
+    add.add_argument("--role", required=True, choices=("owner", "contributor", "reader"))
+    add.add_argument("--email", help="their account's e-mail address (needed unless you are staff)")
+    remove = verbs.verb(members, "remove", workspaces.member_remove, "remove a member (Owner only)")
+    remove.add_argument("user", help="their user name")
+    verbs.verb(members, "list", workspaces.member_list, "members and roles", shown=True)
+
 
 def pipeline_parsers(verbs: Verbs) -> None:
     pipeline = verbs.group("pipeline", "pipelines")
@@ -244,6 +294,7 @@ def parser() -> argparse.ArgumentParser:
     computetarget_parsers(verbs)
     run_parsers(verbs)
     pipeline_parsers(verbs)
+    workspace_parsers(verbs)
     return top
 
 

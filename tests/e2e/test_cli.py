@@ -566,3 +566,109 @@ def test_login_saves_the_token_for_the_owner_only_and_never_prints_it(cli_env, l
     assert stat.S_IMODE(saved.stat().st_mode) == 0o600
     listed = cli(cli_env, "computetarget", "list", "-o", "json")
     assert "local" in [t["name"] for t in json.loads(listed.stdout)]
+
+
+def user_token(live_stack, username: str, staff: bool = False) -> str:
+    """A token of a new user of no workspace: the other tests' users keep theirs."""
+    live_stack.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; "
+        f"User.objects.create_user({username!r}, '{username}@example.com', is_staff={staff})",
+    )
+    return live_stack.manage("create_token", username, "--name", "cli").stdout.strip()
+
+
+def test_workspace_verbs_create_show_and_manage_members(cli_env, live_stack):
+    cli_env["TRAINYARD_TOKEN"] = erin = user_token(live_stack, "erin", staff=True)
+    created = cli(cli_env, "workspace", "create", "CLI team")
+    assert created.returncode == 0, created.stderr
+    assert created.stdout == "Created workspace CLI team (cli-team); you are its Owner.\n"
+    listed = cli(cli_env, "workspace", "list")
+    assert listed.stdout == "SLUG      NAME      ROLE\ncli-team  CLI team  owner\n"
+    shown = cli(cli_env, "workspace", "show")
+    assert "member_count  1" in shown.stdout, shown.stdout
+
+    frank = user_token(live_stack, "frank")
+    added = cli(cli_env, "workspace", "member", "add", "frank", "--role", "contributor")
+    assert added.stdout == "frank is now Contributor.\n", added.stderr
+    members = cli(cli_env, "workspace", "member", "list", "-o", "json")
+    assert json.loads(members.stdout) == [
+        {"user": "erin", "role": "owner"},
+        {"user": "frank", "role": "contributor"},
+    ]
+    last_owner = cli(cli_env, "workspace", "member", "remove", "erin")
+    assert last_owner.returncode != 0
+    assert "A workspace needs at least one owner: make someone else owner first." in (
+        last_owner.stderr
+    )
+
+    cli_env["TRAINYARD_TOKEN"] = frank
+    refused = cli(cli_env, "workspace", "member", "remove", "erin")
+    assert refused.returncode != 0
+    assert "Your role in CLI team is Contributor; this needs Owner." in refused.stderr
+    cli_env["TRAINYARD_TOKEN"] = erin
+    removed = cli(cli_env, "workspace", "member", "remove", "frank")
+    assert removed.stdout == "Removed frank from cli-team.\n", removed.stderr
+
+
+def test_a_user_without_a_workspace_is_told_how_to_get_one(cli_env, live_stack):
+    cli_env["TRAINYARD_TOKEN"] = user_token(live_stack, "dana")
+    listed = cli(cli_env, "run", "list")
+    assert listed.returncode != 0
+    assert (
+        "You belong to no workspace yet: create one with `trainyard workspace create NAME`, or "
+        "ask an administrator to add you to one." in listed.stderr
+    )
+    created = cli(cli_env, "workspace", "create", "Dana's")
+    assert created.returncode != 0
+    assert "Only staff create workspaces on this server: ask an administrator" in created.stderr
+
+
+# Leaves an output, a log and, beside it, an executable helper in its snapshot.
+WRITE_FILES = """\
+from pathlib import Path
+Path("outputs/model").mkdir(parents=True, exist_ok=True)
+Path("outputs/model/weights.txt").write_text("w=1\\n")
+Path("logs").mkdir(exist_ok=True)
+Path("logs/train.log").write_text("epoch 1\\n")
+"""
+
+
+def test_run_download_writes_outputs_logs_and_snapshot_under_the_folder_only(cli_env, tmp_path):
+    folder = write_tree(
+        tmp_path / "project", {"write.py": WRITE_FILES, "tools/go.sh": "#!/bin/sh\n"}
+    )
+    (folder / "tools/go.sh").chmod(0o755)
+    submitted = cli(
+        cli_env, "run", "submit-script", "-e", "cli-dl", "-t", "local", "write.py", cwd=folder
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = re.search(r"^Run (\d+) ", submitted.stderr, re.M).group(1)
+
+    out = tmp_path / "out"
+    files = cli(cli_env, "run", "download", "--run", run_id, "-o", str(out))
+    assert files.returncode == 0, files.stderr
+    assert files.stdout == f"Downloaded 2 files (12 B) to {out}\n"
+    assert (out / "outputs/model/weights.txt").read_text() == "w=1\n"
+    assert (out / "logs/train.log").read_text() == "epoch 1\n"
+
+    logs = cli(cli_env, "run", "download", "--run", run_id, "--logs", "-o", str(tmp_path / "logs"))
+    assert logs.stdout == f"Downloaded 1 file (8 B) to {tmp_path / 'logs'}\n"
+    assert not (tmp_path / "logs/outputs").exists()
+
+    source = tmp_path / "source"
+    snapshot = cli(cli_env, "run", "download", "-r", run_id, "--snapshot", "-o", str(source))
+    assert snapshot.returncode == 0, snapshot.stderr
+    assert (source / "write.py").read_text() == WRITE_FILES
+    assert (source / "tools/go.sh").stat().st_mode & 0o111
+    assert not (source / "tools/go.sh").is_symlink()
+
+    (out / "logs/train.log").write_text("mine\n")
+    again = cli(cli_env, "run", "download", "--run", run_id, "-o", str(out))
+    assert again.returncode != 0
+    assert f"{out / 'logs/train.log'} exists (and 1 more): give --overwrite" in (again.stderr)
+    assert (out / "logs/train.log").read_text() == "mine\n"
+    replaced = cli(cli_env, "run", "download", "--run", run_id, "-o", str(out), "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr
+    assert (out / "logs/train.log").read_text() == "epoch 1\n"
