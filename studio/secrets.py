@@ -19,13 +19,18 @@ _known_lock = threading.Lock()
 MIN_REDACT_LENGTH = 4
 
 
+def maskable(value: str | None) -> set[str]:
+    """The strings to mask for one secret: the value and each long line of it."""
+    if not value or len(value) < MIN_REDACT_LENGTH:
+        return set()
+    return {value} | {line.strip() for line in value.splitlines() if len(line.strip()) >= 16}
+
+
 def remember_secret(value: str | None) -> None:
-    if value and len(value) >= MIN_REDACT_LENGTH:
+    values = maskable(value)
+    if values:
         with _known_lock:
-            _known.add(value)
-            for line in value.splitlines():
-                if len(line.strip()) >= 16:
-                    _known.add(line.strip())
+            _known.update(values)
 
 
 def redact(text: str, extra: list[str] | tuple[str, ...] = ()) -> str:
@@ -39,30 +44,15 @@ def redact(text: str, extra: list[str] | tuple[str, ...] = ()) -> str:
     return text
 
 
-def redact_bytes(data: bytes, extra: list[str] | tuple[str, ...] = ()) -> bytes:
-    with _known_lock:
-        values = set(_known)
-    values.update(v for v in extra if v and len(v) >= MIN_REDACT_LENGTH)
-    for value in sorted(values, key=len, reverse=True):
+def redact_bytes(data: bytes, secrets: set[str] | frozenset[str]) -> bytes:
+    """Mask each of `secrets` (from `maskable`) in `data`, and nothing this process knows else.
+
+    Output a workspace's users see is masked with that workspace's secrets only, so
+    whether a printed string gets masked says nothing about other workspaces.
+    """
+    for value in sorted(secrets, key=len, reverse=True):
         data = data.replace(value.encode(), MASK.encode())
     return data
-
-
-def secret_prefix_at_end(data: bytes) -> int:
-    """How many bytes at the end of `data` begin a known secret (0 if none do).
-
-    A stream read in pieces can end in the middle of a secret; holding those
-    bytes back until the rest arrives lets the whole secret be masked.
-    """
-    with _known_lock:
-        values = [v.encode() for v in _known]
-    longest = 0
-    for value in values:
-        for length in range(min(len(value) - 1, len(data)), longest, -1):
-            if data.endswith(value[:length]):
-                longest = length
-                break
-    return longest
 
 
 class RedactingFilter(logging.Filter):
