@@ -28,6 +28,7 @@ from compute.models import (
     OperationState,
 )
 from compute.names import NAME_TAKEN, name_taken_message
+from studio.outbound import detailed_errors_for, outbound_policy
 from studio.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ def ssh_target(target: ComputeTarget) -> ssh.SshTarget:
         passphrase=(target.passphrase or None) if target.auth_method == AuthMethod.KEY else None,
         pinned_fingerprint=target.host_key_fingerprint or None,
         pool_key=f"compute-target-{target.pk}",
+        outbound=outbound_policy(),
+        detailed_errors=detailed_errors_for(target.created_by),
     )
 
 
