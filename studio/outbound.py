@@ -138,7 +138,7 @@ class OutboundPolicy:
         found = socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM)
         if not self.named(host):
             for *_, sockaddr in found:
-                if not self.address_allowed(sockaddr[0]):
+                if not self.address_allowed(str(sockaddr[0])):
                     raise OutboundRefused(refused_message(host))
         return found
 

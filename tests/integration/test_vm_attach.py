@@ -25,6 +25,7 @@ from compute import services, ssh
 from compute.models import ComputeOperation, ComputeTarget
 from compute.templatetags.compute_format import mib
 from runs.models import Experiment, Run
+from studio.models import Workspace
 from tests.integration.cloud_support import wait_until
 from tests.integration.test_ssh_layer import logged_in_ports, ssh_keygen, system_python3_version
 from tests.services.sshd import TEST_USER, free_port
@@ -437,6 +438,24 @@ def test_a_target_whose_address_is_no_longer_allowed_is_refused_when_it_connects
     page = html.unescape(as_carol.post(check, follow=True).content.decode())
     assert "Trainyard may not connect to localhost" in page
     assert ComputeTarget.objects.get(name="gpu-vm").state == "Failed"
+
+
+def test_a_step_shows_another_workspace_s_secret_as_typed(workspace, as_carol, sshd):
+    theirs = "other-team-password-0123"
+    elsewhere = Workspace.objects.get(name="Charlie's own")
+    ComputeTarget.objects.create(
+        workspace=elsewhere, name="their-vm", kind="vm", address="127.0.0.1", password=theirs
+    )
+    # The worker checks every workspace's targets, so it has decrypted this one too.
+    assert ComputeTarget.objects.get(workspace=elsewhere, name="their-vm").password == theirs
+    attach(as_carol, workspace, form_data(sshd, username=theirs))
+    # Whether a guess gets masked tells nothing of other workspaces' secrets.
+    assert steps_of("gpu-vm")["connecting"] == (
+        "done",
+        f"Reached {theirs}@127.0.0.1:{sshd.port}",
+    )
+    page = page_of(as_carol, workspace, "gpu-vm")
+    assert f"{theirs}@127.0.0.1" in page and "******" not in page
 
 
 def test_host_key_changed_is_refused_and_re_trusted_deliberately(sshd_factory, workspace, as_carol):
