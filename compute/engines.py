@@ -27,6 +27,7 @@ from studio.outbound import (
     checked_session,
     detailed_errors_for,
     outbound_policy,
+    pinned_url,
 )
 from studio.outbound import unreachable_message as plain_unreachable_message
 
@@ -79,16 +80,22 @@ def engine_client(url: str) -> docker.DockerClient:
         client = _clients.get(url)
         if client is None:
             engine_url_check(url)
+            operators = url == settings.CLUSTER_DEFAULT_ENGINE_URL
             try:
-                client = docker.DockerClient(base_url=url, timeout=CLIENT_TIMEOUT_SECONDS)
+                # Plain HTTP goes to the address just checked: the client asks the engine
+                # for its API version as it is made, before a session could be checked.
+                base_url = url
+                if not operators and url.startswith(("tcp://", "http://")):
+                    base_url = pinned_url(url)
+                client = docker.DockerClient(base_url=base_url, timeout=CLIENT_TIMEOUT_SECONDS)
+            except OutboundRefused as exc:
+                raise EngineError(exc.message) from None
             except ENGINE_ERRORS as exc:
                 raise EngineError(
                     unreachable_message(url, exc), unreachable=_unanswered(exc)
                 ) from exc
-            if url != settings.CLUSTER_DEFAULT_ENGINE_URL and url.startswith(
-                ("tcp://", "http://", "https://")
-            ):
-                # Every new connection goes to an address checked then, not one resolved later.
+            if not operators and url.startswith(("tcp://", "http://", "https://")):
+                # Every later connection goes to an address checked then.
                 checked_session(client.api)
             with _clients_lock:
                 _clients[url] = client

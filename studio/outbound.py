@@ -191,6 +191,16 @@ class OutboundPolicy:
             ) from None
 
 
+def pinned_url(url: str) -> str:
+    """`url` with its host name replaced by an address checked now (for plain HTTP/TCP)."""
+    parts = urlsplit(url)
+    host, port = parts.hostname or "", parts.port or DEFAULT_PORTS.get(parts.scheme, 80)
+    address = str(outbound_policy().addresses(host, port)[0][4][0])
+    address = f"[{address}]" if ":" in address else address
+    user, at, _ = parts.netloc.rpartition("@")
+    return parts._replace(netloc=f"{user}{at}{address}:{port}").geturl()
+
+
 @functools.lru_cache(maxsize=8)
 def _parsed(entries: tuple[str, ...]) -> OutboundPolicy:
     return OutboundPolicy.parse(entries)
