@@ -17,6 +17,7 @@ from django.utils.safestring import mark_safe
 
 from compute.cloud.datalake import RETIREMENT_NOTICE
 from compute.names import ComputeNameMixin, compute_name_field
+from studio.outbound import OutboundRefused, outbound_policy
 from studio.secrets import SecretInput
 
 RESOURCE_GROUP_RE = re.compile(r"[-\w._()]{1,90}")
@@ -42,6 +43,10 @@ def _url(value: str, example: str) -> str:
             f"Enter only the address, without ?… or #… (e.g. {example}): copy it from the "
             "address bar up to the host name."
         )
+    try:
+        outbound_policy().check_host(parts.hostname or "")
+    except OutboundRefused as exc:
+        raise forms.ValidationError(exc.message) from None
     return value
 
 

@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from compute import selectors
 from compute.cloud import CloudError
 from compute.models import (
     ComputeKind,
@@ -215,11 +216,12 @@ class _Steps:
 
     def __init__(self, operation: ComputeOperation):
         self.operation = operation
+        self.secrets = selectors.workspace_secrets(workspace_id=operation.workspace_id)
 
     def set(self, key: str, state: str, detail: str) -> None:
         for step in self.operation.steps:
             if step["key"] == key:
-                step["state"], step["detail"] = state, redact(detail)
+                step["state"], step["detail"] = state, redact(detail, self.secrets)
         ComputeOperation.objects.filter(pk=self.operation.pk).update(steps=self.operation.steps)
 
 
@@ -341,7 +343,7 @@ def _warnings(target: ComputeTarget, facts: dict) -> list[str]:
 
 
 def _finish_failed(operation, steps: _Steps, *, error: str, failed_step: str) -> None:
-    error = redact(error)
+    error = redact(error, steps.secrets)
     steps.set(failed_step, "failed", error)
     with transaction.atomic():
         ComputeTarget.objects.filter(pk=operation.target_id).update(

@@ -17,6 +17,7 @@ from compute.engines import (
     engine_check,
     engine_client,
     engine_client_forget,
+    engine_url_check,
     node_image_missing_message,
     node_limits,
     size_fit_problem,
@@ -119,6 +120,10 @@ def engine_register(*, workspace, name: str, url: str, user) -> DockerEngine:
         )
     if DockerEngine.objects.filter(workspace=workspace, name=name).exists():
         raise ClusterError(f"This workspace already has a Docker engine called {name}.")
+    try:
+        engine_url_check(url)
+    except EngineError as exc:
+        raise ClusterError(str(exc)) from None
     engine = DockerEngine.objects.create(workspace=workspace, name=name, url=url, created_by=user)
     engine_check(engine)
     return engine

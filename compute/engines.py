@@ -7,9 +7,11 @@ SDK speaks through paramiko with this server's SSH keys and ~/.ssh/config.
 
 from __future__ import annotations
 
+import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import docker
 import paramiko
@@ -19,6 +21,17 @@ from docker.errors import DockerException
 
 from compute.models import DockerEngine
 from compute.vm_sizes import GIB, VmSize
+from studio.outbound import (
+    DEFAULT_PORTS,
+    OutboundRefused,
+    checked_session,
+    detailed_errors_for,
+    outbound_policy,
+    pinned_url,
+)
+from studio.outbound import unreachable_message as plain_unreachable_message
+
+log = logging.getLogger(__name__)
 
 ENGINE_URL_SCHEMES = ("unix://", "tcp://", "ssh://", "http://", "https://")
 CLIENT_TIMEOUT_SECONDS = 30
@@ -39,7 +52,24 @@ _probes_lock = threading.Lock()
 
 
 class EngineError(Exception):
-    """An engine cannot be used; the message says what to do."""
+    """An engine cannot be used; the message says what to do.
+
+    `unreachable`: the engine did not answer (rather than the rules refusing it).
+    """
+
+    def __init__(self, message: str, *, unreachable: bool = False):
+        super().__init__(message)
+        self.unreachable = unreachable
+
+
+def engine_url_check(url: str) -> None:
+    """Refuse an engine URL the operator's rules do not allow (its own default engine passes)."""
+    if url == settings.CLUSTER_DEFAULT_ENGINE_URL:
+        return
+    try:
+        outbound_policy().check_url(url)
+    except OutboundRefused as exc:
+        raise EngineError(exc.message) from None
 
 
 def engine_client(url: str) -> docker.DockerClient:
@@ -49,10 +79,24 @@ def engine_client(url: str) -> docker.DockerClient:
     with connect_lock:
         client = _clients.get(url)
         if client is None:
+            engine_url_check(url)
+            operators = url == settings.CLUSTER_DEFAULT_ENGINE_URL
             try:
-                client = docker.DockerClient(base_url=url, timeout=CLIENT_TIMEOUT_SECONDS)
+                # Plain HTTP goes to the address just checked: the client asks the engine
+                # for its API version as it is made, before a session could be checked.
+                base_url = url
+                if not operators and url.startswith(("tcp://", "http://")):
+                    base_url = pinned_url(url)
+                client = docker.DockerClient(base_url=base_url, timeout=CLIENT_TIMEOUT_SECONDS)
+            except OutboundRefused as exc:
+                raise EngineError(exc.message) from None
             except ENGINE_ERRORS as exc:
-                raise EngineError(unreachable_message(url, exc)) from exc
+                raise EngineError(
+                    unreachable_message(url, exc), unreachable=_unanswered(exc)
+                ) from exc
+            if not operators and url.startswith(("tcp://", "http://", "https://")):
+                # Every later connection goes to an address checked then.
+                checked_session(client.api)
             with _clients_lock:
                 _clients[url] = client
         return client
@@ -64,6 +108,34 @@ def engine_client_forget(url: str) -> None:
         client = _clients.pop(url, None)
     if client is not None:
         client.close()
+
+
+def _unanswered(exc: BaseException | None) -> bool:
+    """Whether nothing answered as an engine or an SSH server (rather than refusing a login).
+
+    A port that is closed, filtered or not SSH fails with a socket error, or with
+    paramiko not reading an SSH banner.
+    """
+    while exc is not None:
+        if isinstance(exc, OSError) or (
+            isinstance(exc, paramiko.SSHException) and "banner" in str(exc)
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _where(url: str) -> str:
+    """host:port of an engine URL, for messages."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname:
+        return url
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    return f"{host}:{port or DEFAULT_PORTS.get(parts.scheme, '')}".rstrip(":")
 
 
 def unreachable_message(url: str, exc: Exception) -> str:
@@ -133,7 +205,7 @@ def engine_probe(url: str) -> EngineFacts:
             has_image = False
     except ENGINE_ERRORS as exc:
         engine_client_forget(url)
-        raise EngineError(unreachable_message(url, exc)) from exc
+        raise EngineError(unreachable_message(url, exc), unreachable=_unanswered(exc)) from exc
     return EngineFacts(
         cpus=int(info.get("NCPU") or 0),
         memory_bytes=int(info.get("MemTotal") or 0),
@@ -204,6 +276,11 @@ def _check_record(engine: DockerEngine, found: EngineFacts | EngineError) -> Eng
     engine.checked_at = timezone.now()
     if isinstance(found, EngineError):
         engine.error = str(found)
+        # A local socket (allowed by the operator) maps no network: its details stay.
+        network = not engine.url.startswith("unix://")
+        if found.unreachable and network and not detailed_errors_for(engine.created_by):
+            log.info("Docker engine %s: %s", engine.pk, found)
+            engine.error = plain_unreachable_message(_where(engine.url))
         engine.save(update_fields=["error", "checked_at"])
         return None
     engine.facts = found.as_dict()

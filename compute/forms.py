@@ -14,6 +14,7 @@ from compute import spark, ssh
 from compute.models import AuthMethod
 from compute.names import ComputeNameMixin, compute_name_field
 from compute.services import public_key_line
+from studio.outbound import OutboundRefused, outbound_policy
 from studio.secrets import SecretInput, fernet
 
 RESOURCE_ID_RE = re.compile(
@@ -302,6 +303,15 @@ class VmAttachForm(ComputeNameMixin, VmCredentialsForm):
 
 
 def _host(address: str) -> str:
+    host = _host_syntax(address)
+    try:
+        outbound_policy().check_host(host)
+    except OutboundRefused as exc:
+        raise forms.ValidationError(exc.message) from None
+    return host
+
+
+def _host_syntax(address: str) -> str:
     if "@" in address:
         raise forms.ValidationError(
             "Enter only the host here; the user name goes in the Username field."

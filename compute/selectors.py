@@ -1,4 +1,5 @@
 from compute.models import ComputeOperation, ComputeTarget
+from studio.secrets import maskable
 
 
 def compute_list(*, workspace):
@@ -24,13 +25,9 @@ def operation_latest(*, target: ComputeTarget) -> ComputeOperation | None:
     return target.operations.select_related("started_by").first()
 
 
-def workspace_secrets_load(*, workspace_id: int) -> None:
-    """Decrypt every secret of the workspace's targets, so this process masks them.
-
-    studio.secrets remembers each value it decrypts and masks it wherever it appears.
-    """
-    list(
-        ComputeTarget.objects.filter(workspace_id=workspace_id).values_list(
-            "password", "private_key", "passphrase", "access_token"
-        )
+def workspace_secrets(*, workspace_id: int) -> frozenset[str]:
+    """What to mask in the workspace's run output: every secret of its targets."""
+    rows = ComputeTarget.objects.filter(workspace_id=workspace_id).values_list(
+        "password", "private_key", "passphrase", "access_token"
     )
+    return frozenset(text for row in rows for value in row for text in maskable(value))

@@ -3,7 +3,7 @@
 Everything that talks to a VM runs in a Celery task and records its steps in a
 ComputeOperation, so the detail page can show what is happening and why it
 failed. Secrets never reach a step, an error or a log line: every message
-passes `redact` before it is stored.
+passes `redact` (with the workspace's secrets) before it is stored.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from compute.models import (
     OperationState,
 )
 from compute.names import NAME_TAKEN, name_taken_message
+from studio.outbound import detailed_errors_for, outbound_policy
 from studio.secrets import redact
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,8 @@ def ssh_target(target: ComputeTarget) -> ssh.SshTarget:
         passphrase=(target.passphrase or None) if target.auth_method == AuthMethod.KEY else None,
         pinned_fingerprint=target.host_key_fingerprint or None,
         pool_key=f"compute-target-{target.pk}",
+        outbound=outbound_policy(),
+        detailed_errors=detailed_errors_for(target.created_by),
     )
 
 
@@ -371,6 +374,11 @@ class _Progress:
     def __init__(self, operation: ComputeOperation | None):
         self.operation = operation
         self.current = "connecting"
+        self.secrets = (
+            selectors.workspace_secrets(workspace_id=operation.workspace_id)
+            if operation is not None
+            else frozenset()
+        )
 
     def _set(self, key: str, state: str, detail: str | None = None) -> None:
         if self.operation is None:
@@ -379,7 +387,7 @@ class _Progress:
             if step["key"] == key:
                 step["state"] = state
                 if detail is not None:
-                    step["detail"] = redact(detail)
+                    step["detail"] = redact(detail, self.secrets)
         ComputeOperation.objects.filter(pk=self.operation.pk).update(steps=self.operation.steps)
 
     def start(self, key: str, detail: str) -> None:
@@ -526,7 +534,7 @@ def vm_check_execute(*, operation_id: int) -> None:
 
 
 def _operation_finish(operation, progress: _Progress, *, error: str, failed_step: str) -> None:
-    error = redact(error)
+    error = redact(error, progress.secrets)
     progress.fail(failed_step, error)
     with transaction.atomic():
         ComputeTarget.objects.filter(pk=operation.target_id).update(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import select
 import shlex
 import socket
@@ -24,6 +25,10 @@ import paramiko
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from studio.outbound import OutboundPolicy, OutboundRefused, unreachable_message
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_RUN_TIMEOUT = 60.0
@@ -144,6 +149,9 @@ class SshTarget:
     and reported, so the caller can store it and pin it from then on.
     `pool_key` names what the pool keeps one connection for (e.g. the compute
     target's id); without one it is the address.
+    `outbound`, when given, decides which addresses may be connected to; with
+    `detailed_errors` off, a connection that fails says only that it failed, not
+    whether the port was closed, filtered or the host absent (the reason is logged).
     """
 
     host: str
@@ -154,6 +162,8 @@ class SshTarget:
     passphrase: str | None = field(default=None, repr=False)
     pinned_fingerprint: str | None = None
     pool_key: str = ""
+    outbound: OutboundPolicy | None = field(default=None, compare=False)
+    detailed_errors: bool = True
 
     @property
     def address(self) -> str:
@@ -418,33 +428,50 @@ class SshConnection:
 
 
 def _open_socket(target: SshTarget, timeout: float) -> socket.socket:
-    where = target.address
     try:
+        if target.outbound is not None:
+            return target.outbound.connect(target.host, target.port, timeout)
         return socket.create_connection((target.host, target.port), timeout=timeout)
-    except socket.gaierror:
-        raise SshError(
+    except OutboundRefused as exc:
+        raise SshError("not_allowed", exc.message) from None
+    except OSError as exc:
+        raise _connect_failed(target, _socket_error(target, exc, timeout)) from None
+
+
+def _connect_failed(target: SshTarget, exc: SshError) -> SshError:
+    """`exc` as the user may see it: the same words for every way of not connecting."""
+    if target.detailed_errors or exc.code == "dns":
+        return exc
+    log.info("connecting to %s failed: %s", target.address, exc.message)
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    return SshError("unreachable", unreachable_message(f"{host}:{target.port}"))
+
+
+def _socket_error(target: SshTarget, exc: OSError, timeout: float) -> SshError:
+    where = target.address
+    if isinstance(exc, socket.gaierror):
+        return SshError(
             "dns",
             f"Cannot resolve the host name in {where} — check its spelling, "
             "or use the VM's IP address.",
-        ) from None
-    except ConnectionRefusedError:
-        raise SshError(
+        )
+    if isinstance(exc, ConnectionRefusedError):
+        return SshError(
             "refused",
             f"Connection refused by {where} — is sshd running on the VM and listening on "
             f"port {target.port}? Check the port number.",
-        ) from None
-    except TimeoutError:
-        raise SshError(
+        )
+    if isinstance(exc, TimeoutError):
+        return SshError(
             "timeout",
             f"No answer from {where} within {timeout:g} s — is the VM running, is the address "
             "right, and does its firewall (network security group) allow SSH from this server?",
-        ) from None
-    except OSError as exc:
-        raise SshError(
-            "unreachable",
-            f"Cannot reach {where}: {exc.strerror or exc} — check the address and that this "
-            "server has a network route to the VM.",
-        ) from None
+        )
+    return SshError(
+        "unreachable",
+        f"Cannot reach {where}: {exc.strerror or exc} — check the address and that this "
+        "server has a network route to the VM.",
+    )
 
 
 def _handshake(transport: paramiko.Transport, target: SshTarget, timeout: float) -> None:
@@ -461,15 +488,21 @@ def _handshake(transport: paramiko.Transport, target: SshTarget, timeout: float)
         "timed out" in str(error) or isinstance(error.__context__, TimeoutError)
     )
     if error is None or banner_timed_out:
-        raise SshError(
-            "timeout",
-            f"{target.address} accepted the connection but did not answer as an SSH server "
-            f"within {timeout:g} s — is port {target.port} the SSH port, and is sshd healthy?",
+        raise _connect_failed(
+            target,
+            SshError(
+                "timeout",
+                f"{target.address} accepted the connection but did not answer as an SSH server "
+                f"within {timeout:g} s — is port {target.port} the SSH port, and is sshd healthy?",
+            ),
         )
-    raise SshError(
-        "handshake",
-        f"The SSH handshake with {target.address} failed ({error}) — is port {target.port} "
-        "the SSH port? An outdated sshd may also lack the algorithms Trainyard requires.",
+    raise _connect_failed(
+        target,
+        SshError(
+            "handshake",
+            f"The SSH handshake with {target.address} failed ({error}) — is port {target.port} "
+            "the SSH port? An outdated sshd may also lack the algorithms Trainyard requires.",
+        ),
     )
 
 

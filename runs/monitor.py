@@ -32,11 +32,11 @@ from django.utils import timezone
 
 from compute.backends import LOG_STREAMS, BackendError, Poll, backend_for
 from compute.backends.posix import PosixBackend
-from compute.selectors import workspace_secrets_load
+from compute.selectors import workspace_secrets
 from runs import linear_regex, live, logstore, metric_records, ranks, services
 from runs.models import Run, RunStatus
 from studio.health import monitor_heartbeat, redis_client
-from studio.secrets import redact_bytes, secret_prefix_at_end
+from studio.secrets import redact_bytes
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,12 @@ log = logging.getLogger(__name__)
 # machine, handle.job on a cloud service).
 FOLLOWED = services.ACTIVE_STATUSES
 STDOUT_SCAN_LIMIT = 4 * 1024 * 1024
-# How long output that may be the start of a secret waits for the rest of it.
-SECRET_HOLD_SECONDS = 1.0
+# The end of a read that is not a whole line waits this long for the rest of it (at
+# most this many bytes of it), so a secret split across two reads is still masked
+# whole. What is held back depends on line breaks and time alone, never on the
+# secrets: holding back a prefix of a secret would tell the run it guessed right.
+PARTIAL_LINE_HOLD_SECONDS = 1.0
+PARTIAL_LINE_HOLD_BYTES = 8192
 
 
 def combined(polls: list[Poll]) -> Poll:
@@ -187,12 +191,13 @@ class RunFollower:
         # Per source, whether the last read ended inside a line too long to read: the
         # next read starts with its rest, which is skipped too.
         self.partial = {"metrics": False, "stdout": False}
+        # What to mask in the run's output: its own workspace's secrets, nothing else.
+        self.secrets: frozenset[str] = frozenset()
         # The run as the last plain poll left it: this thread alone writes its offsets and
         # handle, and anything another process changes shows in the monitor's pass.
         self.cached: Run | None = None
-        # Per log stream, bytes at the end of the last read that may begin a secret, and
-        # since when: kept back a moment, so a secret split across two reads is still
-        # masked whole.
+        # Per log stream, the unfinished line at the end of the last read, and since when
+        # that line has been kept back.
         self.held: dict[str, tuple[bytes, float]] = {}
         # Draining a run that ended: every byte read is the last of its stream.
         self.ending = False
@@ -220,7 +225,7 @@ class RunFollower:
         attempt = (run.handle or {}).get("attempt")
         if not self.backends or attempt != self.attempt:
             self.attempt = attempt
-            workspace_secrets_load(workspace_id=run.workspace_id)
+            self.secrets = workspace_secrets(workspace_id=run.workspace_id)
             try:
                 self.backends = [
                     backend_for(run.target, handle=handle) for handle in ranks.handles(run.handle)
@@ -334,20 +339,25 @@ class RunFollower:
     ) -> None:
         """Store new output masked, unless another follower of the run stored it first."""
         name = ranks.stream_name(rank, stream)
-        held = secret_prefix_at_end(data)
+        line_end = max(data.rfind(b"\n"), data.rfind(b"\r")) + 1
+        held = min(len(data) - line_end, PARTIAL_LINE_HOLD_BYTES)
         before, since = self.held.get(name, (b"", 0.0))
         now = time.monotonic()
-        if held and (self.ending or (data == before and now - since >= SECRET_HOLD_SECONDS)):
-            # The run is over, or nothing came after it for a while: it is output.
+        # A read starts where the held bytes begin: with no line break in it, the line
+        # held back last time has only grown.
+        if not (before and line_end == 0 and data.startswith(before)):
+            since = now
+        if held and (self.ending or now - since >= PARTIAL_LINE_HOLD_SECONDS):
+            # The run is over, or the line stayed unfinished for a while: it is output.
             held = 0
         if held:
-            self.held[name] = (data[len(data) - held :], since if data == before else now)
+            self.held[name] = (data[len(data) - held :], since)
         else:
             self.held.pop(name, None)
         data = data[: len(data) - held]
         if not data:
             return
-        masked = redact_bytes(data)
+        masked = redact_bytes(data, self.secrets)
         stored_at = logstore.append_from_source(
             run.pk,
             name,

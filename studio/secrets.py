@@ -1,11 +1,14 @@
 """Secrets at rest and in text: an encrypted model field and redaction of known values.
 
-Every value decrypted in this process is remembered (in memory only), so log
-records and error messages can mask it wherever it appears.
+Every value decrypted in this process is remembered (in memory only), so the
+server's log records mask it wherever it appears. Text users see is masked with
+the secrets of their own workspace only (`redact` with those), so whether a
+string gets masked says nothing about another workspace's secrets.
 """
 
 import logging
 import threading
+from collections.abc import Iterable
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django import forms
@@ -19,59 +22,52 @@ _known_lock = threading.Lock()
 MIN_REDACT_LENGTH = 4
 
 
+def maskable(value: str | None) -> set[str]:
+    """The strings to mask for one secret: the value and each long line of it."""
+    if not value or len(value) < MIN_REDACT_LENGTH:
+        return set()
+    return {value} | {line.strip() for line in value.splitlines() if len(line.strip()) >= 16}
+
+
 def remember_secret(value: str | None) -> None:
-    if value and len(value) >= MIN_REDACT_LENGTH:
+    values = maskable(value)
+    if values:
         with _known_lock:
-            _known.add(value)
-            for line in value.splitlines():
-                if len(line.strip()) >= 16:
-                    _known.add(line.strip())
+            _known.update(values)
 
 
-def redact(text: str, extra: list[str] | tuple[str, ...] = ()) -> str:
-    """Mask every known secret (and each of `extra`) in `text`."""
-    with _known_lock:
-        values = set(_known)
-    values.update(v for v in extra if v and len(v) >= MIN_REDACT_LENGTH)
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Mask each of `secrets` (and each long line of one) in `text`, and nothing else."""
+    values: set[str] = set()
+    for secret in secrets:
+        values |= maskable(secret)
     for value in sorted(values, key=len, reverse=True):
         if value in text:
             text = text.replace(value, MASK)
     return text
 
 
-def redact_bytes(data: bytes, extra: list[str] | tuple[str, ...] = ()) -> bytes:
-    with _known_lock:
-        values = set(_known)
-    values.update(v for v in extra if v and len(v) >= MIN_REDACT_LENGTH)
-    for value in sorted(values, key=len, reverse=True):
+def redact_bytes(data: bytes, secrets: set[str] | frozenset[str]) -> bytes:
+    """Mask each of `secrets` (from `maskable`) in `data`, and nothing else."""
+    for value in sorted(secrets, key=len, reverse=True):
         data = data.replace(value.encode(), MASK.encode())
     return data
 
 
-def secret_prefix_at_end(data: bytes) -> int:
-    """How many bytes at the end of `data` begin a known secret (0 if none do).
-
-    A stream read in pieces can end in the middle of a secret; holding those
-    bytes back until the rest arrives lets the whole secret be masked.
-    """
+def redact_known(text: str) -> str:
+    """Mask every secret this process has seen: for the server's own log only."""
     with _known_lock:
-        values = [v.encode() for v in _known]
-    longest = 0
-    for value in values:
-        for length in range(min(len(value) - 1, len(data)), longest, -1):
-            if data.endswith(value[:length]):
-                longest = length
-                break
-    return longest
+        values = set(_known)
+    return redact(text, values)
 
 
 class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if _known:
-            record.msg = redact(record.getMessage())
+            record.msg = redact_known(record.getMessage())
             record.args = None
             if record.exc_info and record.exc_info[1] is not None:
-                record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+                record.exc_text = redact_known(logging.Formatter().formatException(record.exc_info))
         return True
 
 

@@ -171,6 +171,9 @@ CELERY_BEAT_SCHEDULE["cluster-autoscale"] = {
 COMPUTE_SSH_TIMEOUT = envint("COMPUTE_SSH_TIMEOUT", 10)
 # Each process closes a pooled SSH connection nobody used for this long.
 COMPUTE_SSH_IDLE_SECONDS = envint("COMPUTE_SSH_IDLE_SECONDS", 300)
+# Where users may have the studio connect (VMs, Docker engines, cloud endpoints): public
+# addresses only unless the operator adds networks, host names or `unix` (studio.outbound).
+OUTBOUND_ALLOW = envlist("OUTBOUND_ALLOW", "public")
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -4,6 +4,10 @@ import os
 import tempfile
 
 os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="trainyard-test-"))
+# The tests' own hosts: loopback, the network-namespace hosts (10.213.X.2), the VMs that
+# are never reached (10.0.0.X) and the local Docker engine. In the environment, so the
+# studio processes that end-to-end tests start follow the same rules.
+os.environ.setdefault("OUTBOUND_ALLOW", "public,unix,127.0.0.0/8,::1,10.0.0.0/8")
 
 from studio.settings import *  # noqa: E402,F403
 from studio.settings import DATA_DIR, DATABASES  # noqa: E402

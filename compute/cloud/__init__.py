@@ -18,6 +18,9 @@ to do next. No message or log line ever holds a token or key.
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
+from studio.outbound import OutboundRefused, outbound_policy
 from studio.secrets import redact
 
 
@@ -31,6 +34,18 @@ class CloudError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+
+def endpoint_check(url: str) -> None:
+    """Refuse a service URL the operator's rules do not allow, in the user's words.
+
+    The clients' sessions check again at every connection (`checked_session`), so a
+    name that resolves elsewhere later is refused there too.
+    """
+    try:
+        outbound_policy().check_host(urlsplit(url).hostname or "")
+    except OutboundRefused as exc:
+        raise CloudError("not_allowed", exc.message) from None
 
 
 # The run states (the studio's words) that `status()` maps each service's states onto.

@@ -30,6 +30,7 @@ from azure.core.exceptions import (
     ServiceRequestError,
 )
 from azure.core.pipeline.policies import HttpLoggingPolicy
+from azure.core.pipeline.transport import RequestsTransport
 
 from compute.cloud import (
     CANCELED,
@@ -39,7 +40,9 @@ from compute.cloud import (
     QUEUED,
     RUNNING,
     CloudError,
+    endpoint_check,
 )
+from studio.outbound import checked_session
 
 TASK_ID = "main"
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -95,6 +98,7 @@ class Batch:
                     "unauthenticated",
                     f"The Batch account key is not a valid key (it must be base64): {KEY_HELP}.",
                 ) from exc
+            endpoint_check(self.account_url)
             self._client = BatchClient(
                 self.account_url,
                 AzureNamedKeyCredential(self.account_name, self._key),
@@ -102,6 +106,7 @@ class Batch:
                 read_timeout=self._timeout,
                 retry_total=2,
                 http_logging_policy=HttpLoggingPolicy(logger=_HTTP_LOG),
+                transport=RequestsTransport(session=checked_session(), session_owner=False),
             )
         return self._client
 

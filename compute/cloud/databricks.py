@@ -31,7 +31,9 @@ from compute.cloud import (
     QUEUED,
     RUNNING,
     CloudError,
+    endpoint_check,
 )
+from studio.outbound import checked_session
 
 TASK_KINDS = ("python", "notebook", "jar")
 NEW_PAT_STEPS = (
@@ -60,6 +62,20 @@ _RESULT = {
 }
 
 
+class _Config(Config):
+    """The SDK's configuration without its host discovery probe.
+
+    That probe fetches /.well-known/databricks-config through a session of its own, past
+    the checked one; a personal access token needs nothing it finds.
+    """
+
+    # The SDK reads its settings off the class's own attributes, which a subclass lacks.
+    _attributes = Config.attributes()
+
+    def _resolve_host_metadata(self) -> None:
+        return
+
+
 class Databricks:
     """One Databricks workspace, reached with a personal access token."""
 
@@ -83,9 +99,10 @@ class Databricks:
                     f"'{self.workspace_url}' is not a workspace URL: copy it from the browser, "
                     "e.g. https://adb-1234567890123456.7.azuredatabricks.net",
                 )
+            endpoint_check(self.workspace_url)
             self._client = self._call(
                 lambda: WorkspaceClient(
-                    config=Config(
+                    config=_Config(
                         host=self.workspace_url,
                         token=self._token,
                         auth_type="pat",
@@ -94,6 +111,8 @@ class Databricks:
                     )
                 )
             )
+            # The SDK has no way to pass a session in: its own one gets the checked adapter.
+            checked_session(self._client.api_client._api_client._session)
         return self._client
 
     # --- the backend surface ---

@@ -24,7 +24,9 @@ from compute.cloud import (
     QUEUED,
     RUNNING,
     CloudError,
+    endpoint_check,
 )
+from studio.outbound import checked_session
 
 API_VERSION = "2016-11-01"
 RETIRED_ON = date(2024, 2, 29)
@@ -83,7 +85,8 @@ class DataLakeAnalytics:
         self._timeout = timeout
         self._token = ""
         self._token_expires = 0.0
-        self._session = requests.Session()
+        self._session = checked_session()
+        self._endpoints_checked = False
 
     @classmethod
     def from_target(cls, target) -> DataLakeAnalytics:
@@ -187,6 +190,10 @@ class DataLakeAnalytics:
         return self._request("GET", f"/jobs/{handle['job_id']}").json()
 
     def _access_token(self) -> str:
+        if not self._endpoints_checked:
+            endpoint_check(self.endpoint)
+            endpoint_check(self.authority_url)
+            self._endpoints_checked = True
         if self._token and time.time() < self._token_expires - 60:
             return self._token
         url = f"{self.authority_url}/{self.tenant_id}/oauth2/v2.0/token"

@@ -117,6 +117,28 @@
     return result;
   }
 
+  // Only web links open. A run's output decides where an OSC 8 hyperlink points: a
+  // javascript:, data: or file: link would run or show whatever the run chose, in the
+  // studio's origin or from the reader's disk.
+  const LINK_PROTOCOLS = ["http:", "https:"];
+
+  function webLink(uri) {
+    try {
+      return LINK_PROTOCOLS.includes(new URL(uri).protocol);
+    } catch {
+      return false;
+    }
+  }
+
+  const linkHandler = {
+    allowNonHttpProtocols: false,
+    activate(event, uri) {
+      // The text shown need not be the address: the reader sees where it goes first.
+      if (!webLink(uri) || !window.confirm(`Open ${uri} in a new tab?`)) return;
+      window.open(uri, "_blank", "noopener,noreferrer");
+    },
+  };
+
   class LogViewer {
     constructor(root) {
       this.root = root;
@@ -137,6 +159,7 @@
         fontSize: 13,
         fontFamily: 'ui-monospace, "SFMono-Regular", Menlo, monospace',
         theme: { background: "#0f1419", foreground: "#e6e6e6" },
+        linkHandler,
       });
       this.fit = new FitAddon.FitAddon();
       this.search = new SearchAddon.SearchAddon();

@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from studio.launcher import wait_for_port
@@ -402,3 +403,78 @@ def logstore_append(stack, run_id: int, data: bytes) -> None:
         str(run_id),
         stdin=data,
     )
+
+
+def osc8(uri: str, text: str) -> bytes:
+    return f"\x1b]8;;{uri}\x1b\\{text}\x1b]8;;\x1b\\\n".encode()
+
+
+def cell_point(page, run_id: int, line: int) -> tuple[float, float]:
+    """Where the second cell of `line` is on the screen (the log starts at the top)."""
+    box = page.locator(".xterm-screen").bounding_box()
+    cols, rows = page.evaluate(
+        f"(t => [t.cols, t.rows])(window.trainyardLogViewers[{run_id}].term)"
+    )
+    return box["x"] + 1.5 * box["width"] / cols, box["y"] + (line + 0.5) * box["height"] / rows
+
+
+def offers_link(page, run_id: int, line: int) -> bool:
+    """Point at `line`; whether the viewer then shows a link there (the pointer cursor)."""
+    x, y = cell_point(page, run_id, line)
+    page.mouse.move(x, y - 4)
+    page.mouse.move(x, y)
+    try:
+        page.locator(".xterm-cursor-pointer").wait_for(timeout=1500)
+    except PlaywrightTimeout:
+        return False
+    return True
+
+
+HOSTILE_LINKS = [
+    "javascript:window.pwned=1",
+    "JaVaScRiPt:window.pwned=2",
+    "data:text/html,<script>alert(1)</script>",
+    "file:///etc/passwd",
+    "vbscript:msgbox(1)",
+    "//evil.invalid/x",
+]
+
+
+def test_only_http_links_in_a_run_s_output_can_be_opened(alice_page, live_stack):
+    page, stack = alice_page, live_stack
+    run_id = new_run(stack)
+    open_logs(page, stack, run_id)
+    web = f"{stack.url}/healthz"
+    output = b"".join(osc8(uri, f"click-{i}") for i, uri in enumerate(HOSTILE_LINKS))
+    output += b"javascript:window.pwned=3 data:text/html,x https://example.invalid/\n"
+    output += osc8(web, "click-web")
+    store(stack, run_id, ("stdout", output))
+    wait_for_text(page, run_id, "click-web")
+    dialogs: list[str] = []
+
+    def answer(dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.accept()
+
+    page.on("dialog", answer)
+    popups: list = []
+    page.context.on("page", lambda opened: popups.append(opened))
+    start = page.url
+
+    for line in range(len(HOSTILE_LINKS) + 1):
+        assert not offers_link(page, run_id, line), line
+        page.mouse.click(*cell_point(page, run_id, line))
+    page.wait_for_timeout(500)
+    assert dialogs == [] and popups == []
+    assert page.url == start
+    assert page.evaluate("window.pwned") is None
+
+    # A web link is one: the reader is shown its address, then it opens in a new tab.
+    web_line = len(HOSTILE_LINKS) + 1
+    assert offers_link(page, run_id, web_line)
+    with page.context.expect_page() as opened:
+        page.mouse.click(*cell_point(page, run_id, web_line))
+    opened.value.wait_for_load_state()
+    assert opened.value.url == web
+    assert dialogs == [f"Open {web} in a new tab?"]
+    assert page.url == start

@@ -12,9 +12,11 @@ import json
 import re
 
 import pytest
+import requests
 from django.urls import reverse
 
 from compute.models import ComputeOperation, ComputeTarget
+from studio.outbound import checked_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -472,3 +474,61 @@ def test_api_cloud_actions_by_role(databricks_emulator, workspace, api_carol, ap
     assert api_bob.get(f"/api/v1/computes/dbx?workspace={workspace.slug}").status_code == 200
     assert api_charlie.get(f"/api/v1/computes/dbx?workspace={workspace.slug}").status_code == 404
     assert post_json(api_carol, "/computes/local/cloud-check", {}, workspace).status_code == 409
+
+
+REFUSED = "(setting OUTBOUND_ALLOW)"
+
+
+def test_service_addresses_the_operator_does_not_allow_are_refused(
+    databricks_emulator, datalake_emulator, batch_emulator, workspace, api_carol, settings
+):
+    metadata = "http://169.254.169.254"
+    bodies = [
+        ("/computes/databricks", "workspace_url", databricks_form(databricks_emulator)),
+        ("/computes/datalake", "endpoint", datalake_form(datalake_emulator)),
+        ("/computes/batch", "account_url", batch_form(batch_emulator)),
+    ]
+    # The cloud metadata service is refused even where the tests' loopback hosts are allowed.
+    for path, field, body in bodies:
+        response = post_json(api_carol, path, body | {field: metadata}, workspace)
+        assert response.status_code == 400, response.content
+        assert REFUSED in response.json()["errors"][field][0]
+    response = post_json(
+        api_carol,
+        "/computes/datalake",
+        datalake_form(datalake_emulator, authority_url=f"{metadata}/"),
+        workspace,
+    )
+    assert REFUSED in response.json()["errors"]["authority_url"][0]
+    # Loopback only while the operator allows it.
+    settings.OUTBOUND_ALLOW = ["public"]
+    for path, field, body in bodies:
+        response = post_json(api_carol, path, body, workspace)
+        assert response.status_code == 400, response.content
+        assert "Trainyard may not connect to 127.0.0.1" in response.json()["errors"][field][0]
+    assert not ComputeTarget.objects.exclude(kind="local").exists()
+
+
+def test_a_service_no_longer_allowed_is_refused_when_it_is_checked_again(
+    databricks_emulator, workspace, api_carol, settings
+):
+    post_json(api_carol, "/computes/databricks", databricks_form(databricks_emulator), workspace)
+    assert ComputeTarget.objects.get(name="dbx").state == "Succeeded"
+    settings.OUTBOUND_ALLOW = ["public"]
+    recheck = post_json(api_carol, "/computes/dbx/cloud-check", {}, workspace)
+    assert recheck.status_code == 202
+    target = ComputeTarget.objects.get(name="dbx")
+    assert target.state == "Failed"
+    assert "Trainyard may not connect to 127.0.0.1" in target.error
+
+
+def test_the_clients_session_connects_only_where_the_rules_allow(databricks_emulator, settings):
+    # What a name resolves to is checked at each connection, so one that resolved to a
+    # public address when the form was checked cannot be pointed at loopback later.
+    url = databricks_emulator.url.replace("127.0.0.1", "localhost")
+    session = checked_session()
+    assert session.get(f"{url}/api/2.0/preview/scim/v2/Me").status_code in (200, 401, 403)
+    settings.OUTBOUND_ALLOW = ["public"]
+    fresh = checked_session()
+    with pytest.raises(requests.ConnectionError, match=r"setting OUTBOUND_ALLOW"):
+        fresh.get(f"{url}/api/2.0/preview/scim/v2/Me")

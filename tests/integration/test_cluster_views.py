@@ -1,5 +1,6 @@
 """The cluster pages: the wizard, the detail page with its nodes, scale, delete, engines."""
 
+import html as html_module
 import re
 import secrets
 import socket
@@ -367,7 +368,10 @@ def test_delete_from_the_detail_page_leaves_no_container(
     assert not ComputeTarget.objects.filter(pk=cluster.pk).exists()
 
 
-def test_owners_register_engines_and_see_why_one_is_unreachable(engine, as_alice, workspace):
+def test_owners_register_engines_and_see_why_one_is_unreachable(engine, alice, as_alice, workspace):
+    # The server's staff are told why; see the next test for everyone else.
+    alice.is_staff = True
+    alice.save(update_fields=["is_staff"])
     response = as_alice.post(
         url(workspace, "engines/"), {"name": "gpu-box", "url": "ssh://ops@127.0.0.1:1"}
     )
@@ -380,6 +384,56 @@ def test_owners_register_engines_and_see_why_one_is_unreachable(engine, as_alice
     bad = as_alice.post(url(workspace, "engines/"), {"name": "x", "url": "docker.example.com"})
     assert bad.status_code == 400
     assert "Give the engine as unix:///var/run/docker.sock" in bad.content.decode()
+
+
+def test_an_owner_who_is_not_staff_is_not_told_why_an_engine_did_not_answer(
+    engine, as_alice, workspace
+):
+    closed = free_port()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        for name, port in (("closed", closed), ("silent", silent.getsockname()[1])):
+            as_alice.post(
+                url(workspace, "engines/"), {"name": name, "url": f"tcp://127.0.0.1:{port}"}
+            )
+    for name in ("closed", "silent"):
+        engine = DockerEngine.objects.get(workspace=workspace, name=name)
+        port = engine.url.rsplit(":", 1)[1]
+        assert engine.error == (
+            f"Could not connect to 127.0.0.1:{port}: check the address, the port, and that its "
+            "firewall lets this server in."
+        )
+
+
+@pytest.mark.parametrize(
+    ("address", "allowed"),
+    [
+        ("unix:///run/docker.sock", ["public", "127.0.0.0/8"]),
+        ("tcp://127.0.0.1:2375", ["public", "unix"]),
+        ("tcp://localhost:2375", ["public", "unix"]),
+        ("ssh://root@127.0.0.1", ["public", "unix"]),
+        ("tcp://169.254.169.254:80", ["public", "unix", "127.0.0.0/8", "10.0.0.0/8"]),
+        ("http://[::ffff:169.254.169.254]:80", ["public", "unix", "127.0.0.0/8"]),
+    ],
+)
+def test_an_engine_the_operator_does_not_allow_is_refused(
+    engine, as_alice, workspace, settings, address, allowed
+):
+    settings.OUTBOUND_ALLOW = allowed
+    response = as_alice.post(url(workspace, "engines/"), {"name": "other", "url": address})
+    assert response.status_code == 400
+    page = html_module.unescape(response.content.decode())
+    assert "the server's operator has not allowed" in page
+    assert "(setting OUTBOUND_ALLOW)" in page
+    assert not DockerEngine.objects.filter(workspace=workspace, name="other").exists()
+
+
+def test_a_unix_engine_is_registered_when_the_operator_allows_it(engine, as_alice, workspace):
+    address = "unix:///run/docker.sock"
+    response = as_alice.post(url(workspace, "engines/"), {"name": "other", "url": address})
+    assert response.status_code == 302
+    assert DockerEngine.objects.get(workspace=workspace, name="other").url == address
 
 
 # --- who may do what -------------------------------------------------------------------

@@ -10,9 +10,12 @@ from django.conf import settings
 from django.urls import reverse
 
 from compute.models import ComputeTarget
+from compute.selectors import workspace_secrets
 from runs import logstore, services
 from runs.models import EnvironmentKind, RunStatus
+from runs.monitor import Monitor, RunFollower
 from studio import secrets
+from studio.models import Workspace
 from tests.conftest import client_for
 from tests.integration.runs_support import (
     BIG_OUTPUT,
@@ -325,3 +328,44 @@ def test_links_devices_and_odd_names_in_outputs_are_left_out_with_a_warning(
         assert left_out in message
     page = client_for(alice).get(reverse("run_detail", args=[workspace.slug, run.pk]))
     assert "outputs/passwd (a link to /etc/passwd: links are not kept)" in page.content.decode()
+
+
+def test_a_run_masks_its_own_workspace_secrets_and_no_other_workspace_s(
+    tmp_path, workspace, alice, local
+):
+    mine, theirs = "hunter2-correct-horse-battery", "other-team-token-0123456789"
+    ComputeTarget.objects.create(
+        workspace=workspace, name="gpu-vm", kind="vm", address="127.0.0.1", password=mine
+    )
+    elsewhere = Workspace.objects.get(name="Charlie's own")
+    ComputeTarget.objects.create(
+        workspace=elsewhere, name="their-vm", kind="vm", address="127.0.0.1", password=theirs
+    )
+    # The monitor follows every workspace's runs, so it has decrypted the other one's too.
+    assert ComputeTarget.objects.get(workspace=elsewhere, name="their-vm").password == theirs
+    script = f"print('mine:', {mine!r})\nprint('theirs:', {theirs!r})\n"
+    source = write_tree(tmp_path / "src", {"train.py": script})
+    with running_monitor():
+        run = wait_final(submit(workspace=workspace, user=alice, target=local, source=source))
+    assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
+    # Shown as printed: whether a guess gets masked tells nothing of other workspaces.
+    assert logstore.read(run.pk, "stdout")[0] == f"mine: ******\ntheirs: {theirs}\n".encode()
+
+
+def test_an_unfinished_line_is_held_back_alike_whether_or_not_it_begins_a_secret(
+    tmp_path, workspace, alice, local
+):
+    password = "hunter2-correct-horse-battery"
+    ComputeTarget.objects.create(
+        workspace=workspace, name="gpu-vm", kind="vm", address="127.0.0.1", password=password
+    )
+    source = write_tree(tmp_path / "src", {"train.py": "print('queued')\n"})
+    stored = {}
+    for guess in (password[:9], "not-a-sec"):
+        run = submit(workspace=workspace, user=alice, target=local, source=source)
+        follower = RunFollower(run.pk, Monitor())
+        follower.secrets = workspace_secrets(workspace_id=workspace.pk)
+        data = f"step 1\ntoken: {guess}".encode()
+        follower.store(run, 0, "stdout", data, 0, {"attempt": "a"})
+        stored[guess] = logstore.read(run.pk, "stdout")[0]
+    assert stored == {password[:9]: b"step 1\n", "not-a-sec": b"step 1\n"}

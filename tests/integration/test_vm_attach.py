@@ -25,6 +25,7 @@ from compute import services, ssh
 from compute.models import ComputeOperation, ComputeTarget
 from compute.templatetags.compute_format import mib
 from runs.models import Experiment, Run
+from studio.models import Workspace
 from tests.integration.cloud_support import wait_until
 from tests.integration.test_ssh_layer import logged_in_ports, ssh_keygen, system_python3_version
 from tests.services.sshd import TEST_USER, free_port
@@ -39,6 +40,14 @@ def fresh_pool():
     ssh.pool.close_all()
     yield
     ssh.pool.close_all()
+
+
+@pytest.fixture
+def as_staff_carol(carol, as_carol):
+    """Carol as one of the server's staff: told why a connection failed."""
+    carol.is_staff = True
+    carol.save(update_fields=["is_staff"])
+    return as_carol
 
 
 def attach_url(workspace) -> str:
@@ -289,9 +298,9 @@ def test_key_not_authorised(sshd, workspace, as_carol):
     assert "is the public key in ~/.ssh/authorized_keys on the VM?" in page
 
 
-def test_connection_refused(workspace, as_carol, sshd):
+def test_connection_refused(workspace, as_staff_carol, sshd):
     port = free_port()
-    page = attach(as_carol, workspace, form_data(sshd, port=port))
+    page = attach(as_staff_carol, workspace, form_data(sshd, port=port))
     assert f"Connection refused by tytest@127.0.0.1:{port}" in page
     assert "is sshd running on the VM and listening on port" in page
     assert steps_of("gpu-vm")["connecting"][0] == "failed"
@@ -305,7 +314,7 @@ def test_a_host_name_that_does_not_resolve(workspace, as_carol, sshd, offline_th
     assert steps_of("gpu-vm")["connecting"][0] == "failed"
 
 
-def test_host_unreachable(netns_host_factory, workspace, as_carol):
+def test_host_unreachable(netns_host_factory, workspace, as_staff_carol):
     vm = netns_host_factory()
     # The VM's network goes away, as when it is powered off: nobody answers for its address.
     links = subprocess.run(
@@ -314,19 +323,19 @@ def test_host_unreachable(netns_host_factory, workspace, as_carol):
     for name in re.findall(r"^\d+: ([^:@]+)", links, re.MULTILINE):
         if name != "lo":
             subprocess.run(["ip", "-n", vm.namespace, "link", "set", name, "down"], check=True)
-    page = attach(as_carol, workspace, form_data(vm))
+    page = attach(as_staff_carol, workspace, form_data(vm))
     assert f"Cannot reach tytest@{vm.host}:22" in page
     assert "check the address and that this server has a network route to the VM" in page
     assert steps_of("gpu-vm")["connecting"][0] == "failed"
 
 
-def test_timeout(workspace, as_carol, sshd, settings):
+def test_timeout(workspace, as_staff_carol, sshd, settings):
     settings.COMPUTE_SSH_TIMEOUT = 1
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen()
         port = silent.getsockname()[1]
-        page = attach(as_carol, workspace, form_data(sshd, port=port))
+        page = attach(as_staff_carol, workspace, form_data(sshd, port=port))
     assert f"tytest@127.0.0.1:{port} accepted the connection but did not answer" in page
     assert "within 1 s" in page
 
@@ -354,16 +363,99 @@ def port_that_never_answers():
         yield port
 
 
-def test_connect_timeout(workspace, as_carol, sshd, settings, port_that_never_answers):
+def test_connect_timeout(workspace, as_staff_carol, sshd, settings, port_that_never_answers):
     settings.COMPUTE_SSH_TIMEOUT = 1
     port = port_that_never_answers
-    page = attach(as_carol, workspace, form_data(sshd, port=port))
+    page = attach(as_staff_carol, workspace, form_data(sshd, port=port))
     assert (
         f"No answer from tytest@127.0.0.1:{port} within 1 s — is the VM running, is the address "
         "right, and does its firewall (network security group) allow SSH from this server?"
     ) in page
     assert steps_of("gpu-vm")["connecting"][0] == "failed"
     assert ComputeTarget.objects.get(name="gpu-vm").state == "Failed"
+
+
+def test_who_is_not_staff_reads_the_same_words_for_closed_silent_and_not_ssh_ports(
+    workspace, as_carol, sshd, settings, port_that_never_answers
+):
+    settings.COMPUTE_SSH_TIMEOUT = 1
+    with socket.socket() as not_ssh:
+        not_ssh.bind(("127.0.0.1", 0))
+        not_ssh.listen()
+        ports = {
+            "closed": free_port(),
+            "silent": port_that_never_answers,
+            "not-ssh": not_ssh.getsockname()[1],
+        }
+        for name, port in ports.items():
+            attach(as_carol, workspace, form_data(sshd, name=name, port=port))
+    said = {}
+    for name, port in ports.items():
+        error = ComputeTarget.objects.get(name=name).error
+        assert error == (
+            f"Could not connect to 127.0.0.1:{port}: check the address, the port, and that its "
+            "firewall lets this server in."
+        )
+        said[name] = (error.replace(str(port), "PORT"), steps_of(name)["connecting"][0])
+    assert len(set(said.values())) == 1
+
+
+def test_an_address_the_operator_does_not_allow_is_refused_in_the_form_and_the_api(
+    workspace, as_carol, api_carol, sshd, settings
+):
+    settings.OUTBOUND_ALLOW = ["public"]
+    for address in ("127.0.0.1", "localhost", "[::1]", "169.254.169.254", "10.1.2.3"):
+        response = as_carol.post(attach_url(workspace), form_data(sshd, address=address))
+        page = html.unescape(response.content.decode())
+        assert f"Trainyard may not connect to {address.strip('[]')}" in page, address
+        assert "the server's operator has not allowed that address (setting OUTBOUND_ALLOW)" in page
+    api = api_carol.post(
+        f"/api/v1/computes/vm?workspace={workspace.slug}",
+        form_data(sshd, address="169.254.169.254"),
+        content_type="application/json",
+    )
+    assert api.status_code == 400
+    assert "Trainyard may not connect to 169.254.169.254" in api.json()["errors"]["address"][0]
+    assert not ComputeTarget.objects.filter(name="gpu-vm").exists()
+
+
+def test_the_metadata_address_is_refused_while_the_test_networks_are_allowed(
+    workspace, as_carol, sshd
+):
+    page = attach(as_carol, workspace, form_data(sshd, address="169.254.169.254"))
+    assert "Trainyard may not connect to 169.254.169.254" in page
+    assert not ComputeTarget.objects.filter(name="gpu-vm").exists()
+
+
+def test_a_target_whose_address_is_no_longer_allowed_is_refused_when_it_connects(
+    workspace, as_carol, sshd, settings
+):
+    attach(as_carol, workspace, form_data(sshd, address="localhost"))
+    assert ComputeTarget.objects.get(name="gpu-vm").state == "Succeeded"
+    ssh.pool.close_all()
+    settings.OUTBOUND_ALLOW = ["public"]
+    check = reverse("compute_check", args=[workspace.slug, "gpu-vm"])
+    page = html.unescape(as_carol.post(check, follow=True).content.decode())
+    assert "Trainyard may not connect to localhost" in page
+    assert ComputeTarget.objects.get(name="gpu-vm").state == "Failed"
+
+
+def test_a_step_shows_another_workspace_s_secret_as_typed(workspace, as_carol, sshd):
+    theirs = "other-team-password-0123"
+    elsewhere = Workspace.objects.get(name="Charlie's own")
+    ComputeTarget.objects.create(
+        workspace=elsewhere, name="their-vm", kind="vm", address="127.0.0.1", password=theirs
+    )
+    # The worker checks every workspace's targets, so it has decrypted this one too.
+    assert ComputeTarget.objects.get(workspace=elsewhere, name="their-vm").password == theirs
+    attach(as_carol, workspace, form_data(sshd, username=theirs))
+    # Whether a guess gets masked tells nothing of other workspaces' secrets.
+    assert steps_of("gpu-vm")["connecting"] == (
+        "done",
+        f"Reached {theirs}@127.0.0.1:{sshd.port}",
+    )
+    page = page_of(as_carol, workspace, "gpu-vm")
+    assert f"{theirs}@127.0.0.1" in page and "******" not in page
 
 
 def test_host_key_changed_is_refused_and_re_trusted_deliberately(
