@@ -96,6 +96,8 @@ class ExperimentIn(Schema):
 
 
 Sha256 = Annotated[str, Field(pattern=snapshots.SHA256.pattern)]
+# Past any workspace's count of runs, and small enough for every database's OFFSET.
+MAX_OFFSET = 1_000_000_000
 
 
 class ManifestEntry(Schema):
@@ -310,7 +312,7 @@ def runs_list(
     experiment: str = "",
     status: str = "",
     limit: int = 50,
-    offset: int = 0,
+    offset: Annotated[int, Field(ge=0, le=MAX_OFFSET)] = 0,
 ):
     """Runs of a workspace, newest first; `experiment` and `status` filter them."""
     membership = api_membership(request, workspace)

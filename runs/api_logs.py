@@ -7,6 +7,7 @@ until the run ends.
 """
 
 import asyncio
+from typing import Annotated
 
 from channels.db import database_sync_to_async
 from django.http import HttpResponse, StreamingHttpResponse
@@ -14,6 +15,7 @@ from django.http.response import HttpResponseBase
 from ninja import Router, Schema
 from ninja.errors import HttpError
 from ninja.security import django_auth
+from pydantic import Field
 
 from runs import logstore
 from runs.models import FINAL_STATUSES, Run
@@ -23,6 +25,8 @@ from studio.api import TokenAuth, api_membership
 router: Router = Router(auth=[TokenAuth(), django_auth], tags=["runs"])
 
 MAX_LIMIT = 16 * 1024 * 1024
+# No log is a terabyte: an offset beyond is a mistake, not a place a file can be read at.
+MAX_OFFSET = 1 << 40
 FOLLOW_POLL_SECONDS = 0.1
 # Storage is polled often; the run's status (a database read) less so.
 FOLLOW_STATUS_EVERY = 10
@@ -61,7 +65,7 @@ def run_logs(
     request,
     run_id: int,
     stream: str = "stdout",
-    offset: int = 0,
+    offset: Annotated[int, Field(ge=-MAX_OFFSET, le=MAX_OFFSET)] = 0,
     limit: int = 1024 * 1024,
     follow: bool = False,
 ):
