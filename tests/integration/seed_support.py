@@ -88,6 +88,8 @@ class Seeded:
     stranger_run: Run
     targets: dict[str, str]
     engine: DockerEngine
+    # alice (owner), bob (reader), carol (contributor), charlie (stranger) by name.
+    members: dict = field(default_factory=dict)
     # Each user's API token (raw) and its row, for the token pages.
     tokens: dict[str, str] = field(default_factory=dict)
     token_rows: dict[str, ApiToken] = field(default_factory=dict)
@@ -125,6 +127,9 @@ def seed(
     from tests.conftest import api_client_for
 
     alice, charlie = users["alice"], users["charlie"]
+    # A name no page shows unless it shows this workspace (the forms' examples say "Vision").
+    workspace.name = "Seeded workspace 7c1e"
+    workspace.save(update_fields=["name"])
     tokens: dict[str, str] = {}
     token_rows: dict[str, ApiToken] = {}
     for name, user in users.items():
@@ -225,7 +230,11 @@ def seed(
             archive=archive({"train.py": TRAIN}),
         )
         stranger_run = submit(
-            workspace=stranger_workspace, user=charlie, target=stranger_local, source=source
+            workspace=stranger_workspace,
+            user=charlie,
+            target=stranger_local,
+            source=source,
+            experiment="charlies",
         )
         for started in (run, sweep, pipeline, stranger_run):
             wait_final(started, timeout=120)
@@ -244,6 +253,7 @@ def seed(
         stranger_run=stranger_run,
         targets=targets,
         engine=DockerEngine.objects.get(workspace=workspace),
+        members=users,
         tokens=tokens,
         token_rows=token_rows,
     )
@@ -276,6 +286,18 @@ def seeded(
 
 
 # ------------------------------------------------------------ nothing leaves this machine
+
+
+def loopback_hosts(sshd, databricks_emulator, batch_emulator, datalake_emulator) -> dict:
+    """For each body field the studio connects to, the test host that stands behind it."""
+    return {
+        "address": sshd.host,
+        "reachable_address": sshd.host,
+        "workspace_url": databricks_emulator.url,
+        "account_url": batch_emulator.url,
+        "endpoint": datalake_emulator.url,
+        "authority_url": datalake_emulator.url,
+    }
 
 
 def _loopback(host: str | None) -> bool:

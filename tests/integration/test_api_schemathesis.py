@@ -25,7 +25,7 @@ from django.db import close_old_connections, transaction
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from tests.integration.seed_support import Seeded
+from tests.integration.seed_support import Seeded, loopback_hosts
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -82,18 +82,6 @@ def mixed_values(values, existing: dict):
     return st.fixed_dictionaries(
         {name: mixed(value, existing.get(name, ())) for name, value in values.items()}
     )
-
-
-def loopback_hosts(sshd, databricks_emulator, batch_emulator, datalake_emulator) -> dict:
-    """For each body field the studio connects to, the test host that stands behind it."""
-    return {
-        "address": sshd.host,
-        "reachable_address": sshd.host,
-        "workspace_url": databricks_emulator.url,
-        "account_url": batch_emulator.url,
-        "endpoint": datalake_emulator.url,
-        "authority_url": datalake_emulator.url,
-    }
 
 
 @pytest.fixture
