@@ -4,7 +4,7 @@ Positive and negative data (and schemathesis' boundary cases) go to the studio i
 this process, as the seeded workspace's owner, with ids and names of things that
 exist mixed into the generated ones. No answer may be a server error.
 
-Each request runs in a transaction rolled back after it, so the seeded workspace
+Each write runs in a transaction rolled back after it, so the seeded workspace
 stays the same for every case (a generated DELETE or cancel does not take a
 target or run away from the cases after it) and nothing a case starts in the
 background (attach checks, provisioning, runs) ever runs. The bodies that name
@@ -68,10 +68,14 @@ EXTREME_INTEGERS = [-1, 2**31, 2**63, 2**70]
 
 def mixed(generated, existing=()):
     """One that names something that exists, for an integer one at the edges of what storage
-    holds, or the generated value: the first are drawn more often."""
+    holds, for a string one with a NUL character, or the generated value: the first are drawn
+    more often."""
     choices = [st.sampled_from(existing)] if existing else []
     if isinstance(generated, int) and not isinstance(generated, bool):
         choices.append(st.sampled_from(EXTREME_INTEGERS))
+    if isinstance(generated, str):
+        # A NUL character: PostgreSQL stores no text holding one.
+        choices.append(st.just(generated + "\x00"))
     choices.append(st.just(generated))
     return st.one_of(choices)
 
