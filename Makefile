@@ -12,7 +12,8 @@ test: $(VENV)/.installed-test $(VENV)/bin/trainyard
 	bash scripts/test.sh
 
 lint: $(VENV)/.installed-test
-	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy .
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy . \
+		&& $(VENV)/bin/bandit -c pyproject.toml -r . -q
 
 # Builds the managed-cluster node image locally (never pulled from a registry).
 node-image:

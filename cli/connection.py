@@ -11,7 +11,7 @@ import requests
 
 PROG = "trainyard"
 TIMEOUT_SECONDS = 30
-CREATE_TOKEN = "create one in Settings → Access tokens"  # noqa: S105 - where, not a token
+CREATE_TOKEN = "create one in Settings → Access tokens"  # noqa: S105 - where, not a token  # nosec B105
 
 
 class CliError(Exception):

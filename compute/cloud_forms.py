@@ -25,7 +25,7 @@ DATABRICKS_CLUSTER_RE = re.compile(r"[0-9]{4}-[0-9]{6}-[a-z0-9]+")
 BATCH_ACCOUNT_RE = re.compile(r"[a-z0-9]{3,24}")
 BATCH_POOL_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 DATALAKE_ACCOUNT_RE = re.compile(r"[a-z0-9]{3,24}")
-TOKEN_HELP = mark_safe(  # noqa: S308 - constant text of our own
+TOKEN_HELP = mark_safe(  # noqa: S308 - constant text of our own  # nosec B308
     "In the Databricks workspace open <strong>User Settings → Developer → Access tokens</strong> "
     "and press <strong>Generate new token</strong> (give it a comment such as “trainyard” and a "
     "lifetime). Paste the token (it starts with <code>dapi</code>) here: it is stored encrypted "

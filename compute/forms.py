@@ -35,7 +35,7 @@ KEYGEN_COMMAND = "ssh-keygen -t ed25519 -f ~/.ssh/trainyard -C trainyard"
 
 class Authentication:
     KEY = "key"
-    PASSWORD = "password"  # noqa: S105 - the name of a choice, not a secret
+    PASSWORD = "password"  # noqa: S105 - the name of a choice, not a secret  # nosec B105
     GENERATE = "generate"
     CHOICES = [
         (KEY, "SSH key (recommended)"),
@@ -170,9 +170,9 @@ class VmCredentialsForm(forms.Form):
         method = data.get("authentication")
         credentials = {
             "auth_method": AuthMethod.KEY,
-            "password": "",
+            "password": "",  # empty: a key instead  # nosec B105
             "private_key": "",
-            "passphrase": "",
+            "passphrase": "",  # empty: a password instead  # nosec B105
             "public_key": "",
         }
         if method == Authentication.PASSWORD:

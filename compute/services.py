@@ -67,7 +67,11 @@ def ssh_target(target: ComputeTarget) -> ssh.SshTarget:
     )
 
 
-def public_key_line(private_key: str, passphrase: str = "", comment: str = "trainyard") -> str:
+def public_key_line(
+    private_key: str,
+    passphrase: str = "",  # none  # nosec B107
+    comment: str = "trainyard",
+) -> str:
     """The authorized_keys line for a private key."""
     key = ssh.parse_private_key(private_key, passphrase or None)
     return f"{key.get_name()} {key.get_base64()} {comment}"
@@ -286,7 +290,8 @@ def compute_detach(*, target: ComputeTarget, user) -> None:
 def _require_credentials(auth_method: str, password: str, private_key: str, passphrase: str):
     if auth_method == AuthMethod.PASSWORD:
         if not password:
-            raise ValidationError({"password": "Enter the password of the user on the VM."})
+            message = "Enter the password of the user on the VM."
+            raise ValidationError({"password": message})  # a message  # nosec B105
         return
     if auth_method != AuthMethod.KEY:
         raise ValidationError({"authentication": "Choose an SSH key or a password."})
@@ -439,10 +444,10 @@ def _host_key_detail(target: ssh.SshTarget, fingerprint: str, key_type: str) -> 
 
 # Where a failure belongs when it surfaces before the step it concerns was reported.
 _FAILED_STEP = {
-    "auth_password": "authenticating",
+    "auth_password": "authenticating",  # a step's name  # nosec B105
     "auth_key": "authenticating",
     "bad_key": "authenticating",
-    "bad_passphrase": "authenticating",
+    "bad_passphrase": "authenticating",  # a step's name  # nosec B105
     "host_key_changed": "host_key",
     "not_linux": "preflight",
     "spark_missing": "spark",

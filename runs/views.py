@@ -3,6 +3,7 @@ import json
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.http import FileResponse, Http404, JsonResponse, StreamingHttpResponse
+from django.http.request import RawPostDataException
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -138,7 +139,8 @@ def snapshot_plan(request):
     """
     try:
         body = json.loads(request.body)
-    except ValueError:
+    except (ValueError, RawPostDataException):
+        # Not JSON, or a form whose body was already read as form fields.
         body = None
     if isinstance(body, dict) and isinstance(body.get("paths"), list):
         ignore = body.get("ignore") or {}

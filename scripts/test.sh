@@ -18,6 +18,7 @@ echo "== lint"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy . --no-error-summary
+.venv/bin/bandit -c pyproject.toml -r . -q
 
 echo "== tests on SQLite"
 status=0

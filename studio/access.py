@@ -72,6 +72,9 @@ def workspace_view(role: str = Role.READER, write_role: str = Role.CONTRIBUTOR):
             request.session["workspace"] = slug
             return view(request, *args, **kwargs)
 
+        # Declared on the view (and, through functools.wraps, on what wraps it), so the
+        # authorization tests can hold each page to its roles.
+        wrapped.workspace_roles = (role, write_role)  # type: ignore[attr-defined]
         return wrapped
 
     return decorator

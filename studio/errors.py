@@ -6,6 +6,7 @@ from django.http import JsonResponse
 from django.shortcuts import render
 
 from runs.snapshots import human_bytes
+from studio.middleware import NulCharacterSent
 
 
 def bad_request(request, exception):
@@ -21,6 +22,8 @@ def _message(exception) -> str:
         "Leave data and generated files out with .amlignore (or .gitignore), or upload the "
         "folder as a .zip / .tar.gz"
     )
+    if isinstance(exception, NulCharacterSent):
+        return str(exception)
     if isinstance(exception, TooManyFilesSent):
         return (
             f"The form sent more files than one request may carry "

@@ -58,7 +58,7 @@ class Membership(models.Model):
         return self.has_role(Role.OWNER)
 
 
-TOKEN_PREFIX = "ty_"  # noqa: S105 - a marker, not a secret
+TOKEN_PREFIX = "ty_"  # noqa: S105 - a marker, not a secret  # nosec B105
 
 
 def hash_token(raw: str) -> str:

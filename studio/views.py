@@ -100,7 +100,8 @@ def workspace_settings(request):
 @require_POST
 @workspace_view(write_role=Role.OWNER)
 def member_update(request, user_id: int):
-    membership = get_object_or_404(Membership, workspace=request.workspace, user_id=user_id)
+    # user__pk, not the user_id column: an id too big for the database is then simply not found.
+    membership = get_object_or_404(Membership, workspace=request.workspace, user__pk=user_id)
     form = MemberRoleForm(request.POST)
     if form.is_valid():
         try:

@@ -36,7 +36,7 @@ def sample(spec: SweepSpec, *, index: int, seed: int, trials: list[Trial]) -> di
         return grid_point(spec.parameters, index)
     if spec.sampling == "bayesian":
         return _bayesian(spec, index=index, seed=seed, trials=trials)
-    rng = random.Random(f"{seed}:{index}")  # noqa: S311 - sampling, not secrecy
+    rng = random.Random(f"{seed}:{index}")  # noqa: S311 - sampling, not secrecy  # nosec B311
     return {p.name: draw(p, rng) for p in spec.parameters}
 
 

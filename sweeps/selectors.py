@@ -21,9 +21,11 @@ class ChildRow:
 
 
 def sweep_get(*, workspace, run_id: int) -> Sweep:
+    # By the run's own key (run__pk, not the run_id column): an id too big for the database
+    # is then simply not found, instead of an overflow error.
     return Sweep.objects.select_related(
         "run", "run__experiment", "run__submitted_by", "run__snapshot", "run__environment"
-    ).get(run__workspace=workspace, run_id=run_id)
+    ).get(run__workspace=workspace, run__pk=run_id)
 
 
 def sweep_list(*, workspace):

@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.emulators.databricks",
     "tests.emulators.batch",
     "tests.emulators.datalake",
+    "tests.integration.seed_support",
 ]
 
 

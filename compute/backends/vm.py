@@ -80,7 +80,7 @@ def _exec_bytes(
     stdout written into `out` as it arrives: (exit code, stderr)."""
     deadline = time.monotonic() + timeout
     with connection.session(timeout) as channel:
-        channel.exec_command(command)
+        channel.exec_command(command)  # on the target, as its user: callers quote each word  # nosec B601
         if stdin:
             channel.sendall(stdin)
         channel.shutdown_write()

@@ -83,7 +83,7 @@ class DataLakeAnalytics:
         self.authority_url = authority_url.rstrip("/")
         self._secret = client_secret
         self._timeout = timeout
-        self._token = ""
+        self._token = ""  # none yet  # nosec B105
         self._token_expires = 0.0
         self._session = checked_session()
         self._endpoints_checked = False
@@ -287,7 +287,7 @@ class DataLakeAnalytics:
         code, message = error.get("code", ""), error.get("message", response.reason)
         secrets = (self._secret, self._token)
         if response.status_code == 401:
-            self._token = ""
+            self._token = ""  # forgotten: sign in again  # nosec B105
             return_error = CloudError(
                 "unauthenticated",
                 f"Data Lake Analytics account '{self.account_name}' rejected the Azure AD token "

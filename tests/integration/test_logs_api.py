@@ -64,6 +64,13 @@ def test_limit_and_a_negative_offset_give_pages_and_the_tail(run, api_alice):
     assert past_end.content == b"" and past_end["X-Next-Offset"] == str(len(LOG))
 
 
+@pytest.mark.parametrize("offset", [2**42, 2**63, -(2**63)])
+def test_an_offset_no_log_can_reach_is_refused(run, api_alice, offset):
+    response = api_alice.get(logs_url(run, offset=offset))
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["query", "offset"]
+
+
 def test_streams_are_listed_with_their_sizes(run, api_bob):
     logstore.append(run.pk, "node-1.stdout", 0, b"ready\n")
     response = api_bob.get(f"/api/v1/runs/{run.pk}/logs/streams")

@@ -22,5 +22,5 @@ for path, sha, _size, executable in manifest:
         made.add(folder)
     shutil.copyfile(os.path.join(blobs, sha[:2], sha), target)
     if executable == "1":
-        os.chmod(target, 0o755)  # noqa: S103 - the snapshot's executable bit
+        os.chmod(target, 0o755)  # noqa: S103 - the snapshot's executable bit  # nosec B103
 print(f"{len(manifest)} files unpacked")
