@@ -4,6 +4,14 @@ import os
 import tempfile
 
 os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="trainyard-test-"))
+# The node image's debootstrap tarball outlives the test run (as `make test` builds it):
+# an engine without the image then costs the suite an import, not a debootstrap.
+os.environ.setdefault(
+    "CLUSTER_NODE_IMAGE_CACHE",
+    os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".trainyard", "images"
+    ),
+)
 
 from studio.settings import *  # noqa: E402,F403
 from studio.settings import DATA_DIR, DATABASES  # noqa: E402
