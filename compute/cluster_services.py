@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from dataclasses import replace
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -18,7 +19,6 @@ from compute.engines import (
     engine_client,
     engine_client_forget,
     engine_url_check,
-    node_image_missing_message,
     node_limits,
     size_fit_problem,
     unreachable_message,
@@ -35,6 +35,7 @@ from compute.models import (
     OperationState,
 )
 from compute.names import NAME_TAKEN, compute_name_problem, name_taken_message
+from compute.node_image import Builder, NodeImageError, node_image_ensure
 from compute.scheduler import (
     LOW_PRIORITY,
     cluster_autoscale,
@@ -48,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ENGINE_NAME = "local"
 ENGINE_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
-STEP_DONE, STEP_FAILED = "done", "failed"
+STEP_DONE, STEP_FAILED, STEP_RUNNING = "done", "failed", "running"
 PRIORITIES = {"dedicated": "Dedicated", LOW_PRIORITY: "Low priority"}
 ADMIN_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 SSH_PUBLIC_KEY_RE = re.compile(
@@ -145,9 +146,19 @@ def engine_remove(*, engine: DockerEngine) -> None:
 
 
 def _step(operation: ComputeOperation, label: str, state: str, detail: str = "") -> None:
-    """Record a finished step, in the step format every compute operation uses."""
+    """Record a step, in the step format every compute operation uses.
+
+    A step recorded again under the same label is updated in place: a running
+    step shows its progress that way until it is done or failed.
+    """
     key = label.lower().replace(" ", "_")
-    operation.steps.append({"key": key, "label": label, "state": state, "detail": detail})
+    step = {"key": key, "label": label, "state": state, "detail": detail}
+    for index, recorded in enumerate(operation.steps):
+        if recorded["key"] == key:
+            operation.steps[index] = step
+            break
+    else:
+        operation.steps.append(step)
     ComputeOperation.objects.filter(pk=operation.pk).update(steps=operation.steps)
 
 
@@ -274,8 +285,8 @@ def cluster_provision(*, operation_id: int) -> None:
     size = vm_size_get(target.config["vm_size"])
     assert size is not None
 
-    def fail(error: str) -> None:
-        _step(operation, "Provision", STEP_FAILED, error)
+    def fail(error: str, step: str = "Provision") -> None:
+        _step(operation, step, STEP_FAILED, error)
         _operation_finish(operation, error)
         ComputeTarget.objects.filter(pk=target.pk).update(state=ComputeState.FAILED, error=error)
 
@@ -291,9 +302,6 @@ def cluster_provision(*, operation_id: int) -> None:
         if found is None:
             fail(engine.error)
             return
-        if not found.node_image:
-            fail(node_image_missing_message(engine.name))
-            return
         facts[engine.name] = found
     _step(
         operation,
@@ -301,9 +309,17 @@ def cluster_provision(*, operation_id: int) -> None:
         STEP_DONE,
         "; ".join(
             f"{name}: {f.cpus} CPUs, {f.memory_gib:.1f} GiB, Docker {f.server_version}"
+            + ("" if f.node_image else ", no node image yet")
             for name, f in facts.items()
         ),
     )
+    for engine in engines:
+        if not facts[engine.name].node_image:
+            error = _node_image_build(operation, target, engine)
+            if error:
+                fail(error, step=_build_step_label(engine))
+                return
+            facts[engine.name] = replace(facts[engine.name], node_image=True)
 
     problems = {name: size_fit_problem(size, f, name) for name, f in facts.items()}
     fitting = [name for name, problem in problems.items() if not problem]
@@ -361,6 +377,33 @@ def cluster_provision(*, operation_id: int) -> None:
             f"{ready} of {min_nodes} ready",
         )
     _operation_finish(operation)
+
+
+def _build_step_label(engine: DockerEngine) -> str:
+    return f"Build the node image on {engine.name}"
+
+
+def _node_image_build(
+    operation: ComputeOperation, target: ComputeTarget, engine: DockerEngine
+) -> str:
+    """Give the engine the node image, its progress shown live as a step; the error, or ""."""
+    label = _build_step_label(engine)
+
+    def progress(detail: str) -> None:
+        _step(operation, label, STEP_RUNNING, detail)
+
+    progress(f"{settings.CLUSTER_NODE_IMAGE} is not on this engine: building it (about a minute)")
+    try:
+        done = node_image_ensure(
+            engine.url,
+            builder=Builder(workspace_id=target.workspace_id, label=f"cluster {target.name}"),
+            progress=progress,
+        )
+    except NodeImageError as exc:
+        return f"Could not build the node image on Docker engine {engine.name}: {exc}"
+    _step(operation, label, STEP_DONE, done)
+    engine_check(engine)
+    return ""
 
 
 def cluster_update(

@@ -18,7 +18,6 @@ from compute.engines import (
     EngineError,
     EngineFacts,
     engines_check_briefly,
-    node_image_missing_message,
 )
 from compute.models import (
     BUSY_STATES,
@@ -29,6 +28,7 @@ from compute.models import (
     NodeState,
     OperationState,
 )
+from compute.node_image import node_image_build_problem
 from compute.scheduler import cluster_counts, cluster_wait_reason, node_address
 from compute.vm_sizes import VM_SIZES, vm_size_get
 from runs.models import Run
@@ -36,6 +36,11 @@ from studio.access import workspace_view
 from studio.models import Role
 
 TRANSIENT_NODE_STATES = (NodeState.PREPARING, NodeState.LEAVING)
+START_ENGINE = (
+    "No Docker engine answers, and cluster nodes are containers on one. Start the local "
+    "engine on the Trainyard server as root with `sh scripts/start-dockerd.sh` (or "
+    "`systemctl start docker` where Docker runs as a service), then reload this page."
+)
 
 
 def _cluster(request, name: str) -> ComputeTarget:
@@ -48,26 +53,57 @@ def _cluster(request, name: str) -> ComputeTarget:
     return target
 
 
-def _engine_problems(engines: list[DockerEngine]) -> list[str]:
-    """What stops the wizard's engines from hosting nodes, as the wizard shows it.
+@dataclass(frozen=True)
+class EngineStatus:
+    """What the wizard says of an engine before the user fills it in."""
+
+    engine: DockerEngine
+    answered: bool
+    text: str
+    ready: bool = False
+
+
+def _engine_statuses(engines: list[DockerEngine]) -> list[EngineStatus]:
+    """Whether each engine answers and has the node image, as the wizard shows it.
 
     An engine that does not answer at once must not keep the wizard from opening.
     """
     seconds = settings.CLUSTER_ENGINE_CHECK_SECONDS
     silent = engines_check_briefly(engines, seconds=seconds)
-    problems = []
+    statuses = []
     for engine in engines:
         if engine in silent:
-            problems.append(
+            text = (
                 f"Docker engine {engine.name} at {engine.url} has not answered within "
                 f"{seconds} s: reload this page in a moment to check again. "
                 + _last_reachable(engine)
             )
-        elif engine.error:
-            problems.append(f"{engine.error} {_last_reachable(engine)}")
-        elif not engine.facts.get("node_image"):
-            problems.append(node_image_missing_message(engine.name))
-    return problems
+            statuses.append(EngineStatus(engine, answered=False, text=text))
+            continue
+        if engine.error:
+            text = f"{engine.error} {_last_reachable(engine)}"
+            statuses.append(EngineStatus(engine, answered=False, text=text))
+            continue
+        facts = EngineFacts.from_dict(engine.facts)
+        assert facts is not None  # checked just now without an error
+        found = (
+            f"{engine.name}: reachable, Docker {facts.server_version}, {facts.cpus} CPUs, "
+            f"{facts.memory_gib:.1f} GiB"
+        )
+        if facts.node_image:
+            text, ready = f"{found}; node image present.", True
+        else:
+            problem = node_image_build_problem(engine.url)
+            if problem:
+                text = f"{found}; node image {settings.CLUSTER_NODE_IMAGE} missing. {problem}"
+                ready = False
+            else:
+                text, ready = (
+                    f"{found}; the node image will be built on first use, about a minute.",
+                    True,
+                )
+        statuses.append(EngineStatus(engine, answered=True, text=text, ready=ready))
+    return statuses
 
 
 def _last_reachable(engine: DockerEngine) -> str:
@@ -105,6 +141,7 @@ def cluster_new(request):
             messages.success(request, f"Creating compute cluster {target.name}.")
             return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
     engines = list(DockerEngine.objects.filter(workspace=request.workspace))
+    statuses = _engine_statuses(engines) if request.method == "GET" else []
     return render(
         request,
         "compute/cluster_new.html",
@@ -112,7 +149,9 @@ def cluster_new(request):
             "form": form,
             "sizes": VM_SIZES,
             "selected_size": form["vm_size"].value(),
-            "engine_problems": _engine_problems(engines) if request.method == "GET" else [],
+            "engine_statuses": statuses,
+            "none_answer": bool(statuses) and not any(status.answered for status in statuses),
+            "start_engine": START_ENGINE,
         },
         status=400 if request.method == "POST" else 200,
     )
@@ -180,6 +219,8 @@ def _status_context(request, target: ComputeTarget) -> dict:
         # Creating, deleting or scaling: follow closely; otherwise a slow look for preemptions.
         "poll": "every 2s" if busy or transient else "every 10s",
         "final": target.state == "Failed",
+        # Its steps show live here (building the node image takes a minute).
+        "live_operation": operation if provisioning else None,
     }
 
 

@@ -293,10 +293,9 @@ def _check_record(engine: DockerEngine, found: EngineFacts | EngineError) -> Eng
 def node_image_missing_message(engine_name: str) -> str:
     return (
         f"The node image {settings.CLUSTER_NODE_IMAGE} is missing on Docker engine "
-        f"{engine_name}. Build it on the Trainyard server with `make node-image` "
-        "(it runs scripts/build-node-image.sh: Debian bookworm with Python 3 and OpenSSH from "
-        "debootstrap, nothing is pulled); for a remote engine run it with "
-        "DOCKER_HOST set to that engine's URL."
+        f"{engine_name} (removed since the cluster was created?). Creating a cluster on that "
+        "engine builds it again, or run `make node-image` as root on the Trainyard server "
+        "(with DOCKER_HOST set to the engine's URL for a remote engine); nothing is pulled."
     )
 
 

@@ -160,6 +160,9 @@ CELERY_BEAT_SCHEDULE: dict = {}
 CLUSTER_AUTOSCALE_SECONDS = envint("CLUSTER_AUTOSCALE_SECONDS", 5)
 CLUSTER_NODE_IMAGE = os.getenv("CLUSTER_NODE_IMAGE", "trainyard/node:bookworm-2")
 CLUSTER_DEFAULT_ENGINE_URL = os.getenv("CLUSTER_DEFAULT_ENGINE_URL", "unix:///var/run/docker.sock")
+# Where the node image's root file system (from debootstrap) is kept for the next engine.
+CLUSTER_NODE_IMAGE_CACHE = Path(os.getenv("CLUSTER_NODE_IMAGE_CACHE", str(DATA_DIR / "images")))
+DEBIAN_MIRROR = os.getenv("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # The cluster wizard waits this long for the engines to answer, then shows what it last knew.
 CLUSTER_ENGINE_CHECK_SECONDS = envint("CLUSTER_ENGINE_CHECK_SECONDS", 2)
 TRAINYARD_INSTANCE_ID = kept_secret(DATA_DIR / "instance_id", lambda: secrets.token_hex(6))

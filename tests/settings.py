@@ -8,6 +8,14 @@ os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="trainyard-test-"))
 # are never reached (10.0.0.X) and the local Docker engine. In the environment, so the
 # studio processes that end-to-end tests start follow the same rules.
 os.environ.setdefault("OUTBOUND_ALLOW", "public,unix,127.0.0.0/8,::1,10.0.0.0/8")
+# The node image's debootstrap tarball outlives the test run (as `make test` builds it):
+# an engine without the image then costs the suite an import, not a debootstrap.
+os.environ.setdefault(
+    "CLUSTER_NODE_IMAGE_CACHE",
+    os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".trainyard", "images"
+    ),
+)
 
 from studio.settings import *  # noqa: E402,F403
 from studio.settings import DATA_DIR, DATABASES  # noqa: E402

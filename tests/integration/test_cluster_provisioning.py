@@ -79,16 +79,24 @@ def test_a_size_larger_than_the_engine_names_the_limit(
     assert cluster_containers(engine, cluster) == []
 
 
-def test_a_missing_node_image_says_how_to_build_it(
+def test_a_missing_node_image_trainyard_does_not_build_says_what_to_do(
     engine, workspace, alice, settings, django_capture_on_commit_callbacks
 ):
     settings.CLUSTER_NODE_IMAGE = "trainyard/node:not-built"
     cluster = make_cluster(django_capture_on_commit_callbacks, workspace=workspace, user=alice)
     assert cluster.state == "Failed"
-    assert "The node image trainyard/node:not-built is missing on Docker engine local" in (
-        cluster.error
+    assert cluster.error == (
+        "Could not build the node image on Docker engine local: CLUSTER_NODE_IMAGE names "
+        "trainyard/node:not-built, which Trainyard does not build: load that image into the "
+        "engine (`docker load`), or unset CLUSTER_NODE_IMAGE so Trainyard builds and uses "
+        "trainyard/node:bookworm-2."
     )
-    assert "`make node-image`" in cluster.error
+    steps = ComputeOperation.objects.get(target=cluster).steps
+    assert [(step["label"], step["state"]) for step in steps] == [
+        ("Check Docker engines", "done"),
+        ("Build the node image on local", "failed"),
+    ]
+    assert "no node image yet" in steps[0]["detail"]
 
 
 def test_a_taken_name_is_refused_whatever_its_case(

@@ -91,14 +91,26 @@ def test_the_wizard_lists_sizes_engines_and_labels(engine, as_carol, workspace):
     for size in ("Standard_E16_v3", "Standard_NC6", "Standard_ND6s", "Standard_NV12"):
         assert f'value="{size}"' in html
     assert "local (unix:///var/run/docker.sock)" in html
+    assert "local: reachable, Docker " in html and "; node image present." in html
     assert "is missing on Docker engine" not in html
 
 
-def test_the_wizard_says_when_the_node_image_is_missing(engine, as_alice, workspace, settings):
+def test_the_wizard_says_when_the_node_image_is_missing_and_cannot_be_built(
+    engine, as_alice, workspace, settings
+):
     settings.CLUSTER_NODE_IMAGE = "trainyard/node:not-built"
     html = as_alice.get(url(workspace, "new/cluster/")).content.decode()
-    assert "The node image trainyard/node:not-built is missing on Docker engine local" in html
-    assert "<code>make node-image</code>" in html or "`make node-image`" in html
+    assert "local: reachable, Docker " in html
+    assert "; node image trainyard/node:not-built missing. CLUSTER_NODE_IMAGE names " in html
+    assert "load that image into the engine (`docker load`)" in html
+
+
+def test_the_wizard_says_how_to_start_an_engine_when_none_answers(as_alice, workspace, settings):
+    settings.CLUSTER_DEFAULT_ENGINE_URL = "unix:///tmp/ty-no-such-docker.sock"
+    html = as_alice.get(url(workspace, "new/cluster/")).content.decode()
+    assert "Docker engine at unix:///tmp/ty-no-such-docker.sock is unreachable (" in html
+    assert "No Docker engine answers, and cluster nodes are containers on one." in html
+    assert "as root with `sh scripts/start-dockerd.sh`" in html
 
 
 @pytest.fixture
@@ -149,7 +161,7 @@ def test_a_node_whose_image_is_missing_fails_with_how_to_build_it_and_nothing_is
     html = as_bob.get(url(workspace, f"{cluster.name}/")).content.decode()
     missing = "The node image trainyard/node:not-built is missing on Docker engine local"
     assert f"1 run waiting: a node failed to start ({missing}" in html
-    assert "Build it on the Trainyard server with `make node-image`" in html
+    assert "Creating a cluster on that engine builds it again, or run `make node-image`" in html
     assert cluster_containers(engine, cluster) == []
     pulls = engine.events(
         since=since, until=int(time.time()) + 1, decode=True, filters={"type": "image"}
