@@ -60,10 +60,17 @@ def load(text: str | bytes, *, what: str):
             f"{_capital(what)} is larger than {MAX_BYTES // (1024 * 1024)} MB: it is a small "
             "YAML file, so check that the right file was chosen."
         )
-    loader = _Loader(text)
-    loader.what = what
+    loader = None
     try:
+        # Reading starts in the constructor, which refuses characters YAML does not allow.
+        loader = _Loader(text)
+        loader.what = what
         return loader.get_single_data()
+    except yaml.reader.ReaderError as exc:
+        raise YamlError(
+            f"{_capital(what)} holds a character YAML does not allow (code {exc.character:#x} "
+            f"at position {exc.position}): save it as plain UTF-8 text."
+        ) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -71,4 +78,5 @@ def load(text: str | bytes, *, what: str):
             f"{_capital(what)} is not valid YAML{where}: fix the syntax and try again."
         ) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()

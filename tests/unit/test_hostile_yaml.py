@@ -101,7 +101,14 @@ def test_the_sweeps_api_refuses_a_hostile_hdconfig(api_carol, document, message)
     assert not Sweep.objects.exists()
 
 
-@pytest.mark.parametrize(("document", "message"), [(BOMB, ALIAS_REFUSED), (DEEP, "nests more")])
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        (BOMB, ALIAS_REFUSED),
+        (DEEP, "nests more"),
+        ("\x00steps: []\n", "holds a character YAML does not allow (code 0x0 at position 0)"),
+    ],
+)
 def test_the_pipelines_api_refuses_a_hostile_definition(api_carol, document, message):
     data = {
         "definition": SimpleUploadedFile("pipeline.yml", document.encode()),
