@@ -58,9 +58,13 @@ PUBLIC = {
 PERSONAL = {
     "": "opens the user's last workspace",
     "logout/": "signing out",
-    "workspaces/new/": "anyone signed in may create a workspace",
+    "workspaces/new/": "creates a workspace, if WORKSPACE_CREATORS lets the user",
     "settings/tokens/": "the user's own API tokens",
     "settings/tokens/<int:token_id>/revoke/": "revokes one of the user's own tokens",
+}
+# API operations of any signed-in user that belong to no workspace yet, and why each may be.
+PERSONAL_API = {
+    ("post", "/workspaces"): "creates a workspace, if WORKSPACE_CREATORS lets the user",
 }
 RANK: dict[str, int] = {Role.READER: 1, Role.CONTRIBUTOR: 2, Role.OWNER: 3}
 MEMBERS = {"bob": Role.READER, "carol": Role.CONTRIBUTOR, "alice": Role.OWNER}
@@ -137,6 +141,8 @@ def value_for(name: str, route: str, seeded: Seeded, *, user=None) -> str:
         return str(seeded.engine.pk)
     if name == "user_id":
         return str(seeded.members["bob"].pk)
+    if name == "user":
+        return seeded.members["bob"].username
     if name == "token_id":
         return str(seeded.token_rows[user or "alice"].pk)
     if name == "link":
@@ -342,6 +348,11 @@ def api_problems(method: str, path: str, operation: dict, seeded: Seeded, hosts:
             problems.append(f"{label} stranger in his workspace: {own.status_code}, not 404")
 
     write = method in WRITES
+    if (method, path) in PERSONAL_API:
+        for user in MEMBERS:
+            if call(user).status_code >= 500:
+                problems.append(f"{label} {user}: server error")
+        return problems
     for user, role in MEMBERS.items():
         response = call(user)
         status = response.status_code
@@ -395,6 +406,8 @@ def example_of(schema: dict, hosts: dict, name: str = ""):
     schema = resolved(schema)
     if "anyOf" in schema:
         return example_of(next(s for s in schema["anyOf"] if s.get("type") != "null"), hosts)
+    if schema.get("enum"):
+        return schema["enum"][0]
     kind = str(schema.get("type"))
     if kind == "object":
         return {
