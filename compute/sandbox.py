@@ -23,6 +23,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+# The sandbox's own /tmp: an empty tmpfs in its mount namespace, not the machine's.
+TMP = "/tmp"  # nosec B108: mounted fresh for each run, shared with nothing
 ENABLE_HINT = (
     "Start Trainyard as root (`make run` then creates the unprivileged account "
     "{user} and installs bubblewrap), or set LOCAL_TARGET_ACCESS=off and use a VM or a "
@@ -107,14 +109,14 @@ def local_target_problem(user) -> str:
 def _bwrap_base(made: set[str] | None = None, hidden: list[Path] | None = None) -> list[str]:
     """The sandbox every local run gets, before its own directories are added."""
     made = set() if made is None else made
-    hidden = [Path("/tmp"), Path(settings.DATA_DIR)] if hidden is None else hidden
+    hidden = [Path(TMP), Path(settings.DATA_DIR)] if hidden is None else hidden
     args = [
         "bwrap",
         "--ro-bind", "/", "/",
         "--dev", "/dev",
         "--proc", "/proc",
-        "--perms", "1777", "--tmpfs", "/tmp",
-        "--perms", "1777", "--tmpfs", "/dev/shm",
+        "--perms", "1777", "--tmpfs", TMP,
+        "--perms", "1777", "--tmpfs", "/dev/shm",  # nosec B108: the sandbox's own
         "--perms", "0711", "--tmpfs", str(settings.DATA_DIR),
     ]  # fmt: skip
     for path in _interpreters():
@@ -127,7 +129,7 @@ def _bwrap_base(made: set[str] | None = None, hidden: list[Path] | None = None) 
         "--unshare-uts",
         "--unshare-cgroup-try",
         "--die-with-parent",
-        "--setenv", "HOME", "/tmp",
+        "--setenv", "HOME", TMP,
     ]  # fmt: skip
 
 
@@ -196,7 +198,7 @@ def sandbox_command(*, workdir: str, writable: list[str], readable: list[str]) -
     account = run_account()
     assert account is not None
     made: set[str] = set()
-    hidden = [Path("/tmp"), Path(settings.DATA_DIR)]
+    hidden = [Path(TMP), Path(settings.DATA_DIR)]
     args = _bwrap_base(made, hidden)
     for flag, paths in (("--bind", writable), ("--ro-bind", readable)):
         for path in paths:
