@@ -174,11 +174,21 @@ def _operation_finish(operation: ComputeOperation, error: str = "") -> None:
 # --- clusters --------------------------------------------------------------------------
 
 
+# Bounds a cluster's scale settings: far past what one studio drives, short of overflow.
+MAX_NODES = 1000
+MAX_IDLE_SECONDS = 30 * 24 * 3600
+
+
 def _check_scale(*, min_nodes: int, max_nodes: int, idle_seconds: int) -> None:
     if min_nodes < 0:
         raise ClusterError("Minimum nodes cannot be negative.")
     if max_nodes < 1:
         raise ClusterError("Maximum nodes must be at least 1.")
+    if max_nodes > MAX_NODES:
+        raise ClusterError(
+            f"Maximum nodes is at most {MAX_NODES}: past that, split the work over more "
+            "than one cluster."
+        )
     if min_nodes > max_nodes:
         raise ClusterError(
             f"Minimum nodes ({min_nodes}) is above maximum nodes ({max_nodes}): "
@@ -186,6 +196,10 @@ def _check_scale(*, min_nodes: int, max_nodes: int, idle_seconds: int) -> None:
         )
     if idle_seconds < 0:
         raise ClusterError("Idle seconds before scale down cannot be negative.")
+    if idle_seconds > MAX_IDLE_SECONDS:
+        raise ClusterError(
+            f"Idle seconds before scale down is at most {MAX_IDLE_SECONDS} (30 days)."
+        )
 
 
 def cluster_create(

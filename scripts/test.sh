@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
-export TRAINYARD_TEST_STATE="${TRAINYARD_TEST_STATE:-$PWD/.trainyard/test-services}"
+# Outside DATA_DIR (.trainyard), which only the studio's account may enter: the test
+# PostgreSQL server runs as the postgres user.
+export TRAINYARD_TEST_STATE="${TRAINYARD_TEST_STATE:-$PWD/.test-services}"
 mkdir -p "$TRAINYARD_TEST_STATE"
 
 echo "== system packages"

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -67,10 +68,11 @@ def test_up_runs_everything_then_stops_cleanly_and_reuses_data():
             assert (data_dir / "secret_key").exists() and (data_dir / "fernet.key").exists()
 
             status, body = get_json(f"{stack.url}/healthz")
-            # The worker and the monitor may need a moment after the web server answers.
-            for _ in range(50):
-                if status == 200:
-                    break
+            # The worker and the monitor may need a moment after the web server answers,
+            # and /healthz asks the workers at most once a second.
+            deadline = time.monotonic() + 60
+            while status != 200 and time.monotonic() < deadline:
+                time.sleep(0.5)
                 status, body = get_json(f"{stack.url}/healthz")
             assert status == 200, body
             assert all(check["ok"] for check in body["checks"].values())

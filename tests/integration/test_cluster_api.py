@@ -140,6 +140,20 @@ def test_patch_changes_only_what_is_given(engine, api_carol, workspace, cluster)
     assert local.status_code == 409
 
 
+def test_patch_refuses_scale_settings_past_their_bounds(engine, api_carol, workspace, cluster):
+    url = f"{API}/api-cluster?workspace={workspace.slug}"
+    huge = patch(api_carol, url, {"max_nodes": 2**70})
+    assert huge.status_code == 400
+    assert "Maximum nodes is at most 1000" in huge.json()["detail"]
+    idle = patch(api_carol, url, {"idle_seconds_before_scaledown": 10**12})
+    assert idle.status_code == 400
+    assert "at most 2592000 (30 days)" in idle.json()["detail"]
+    assert (
+        ComputeTarget.objects.get(workspace=workspace, name="api-cluster").config["max_nodes"]
+        < 1000
+    )
+
+
 def test_patch_of_the_idle_time_alone_keeps_the_node_counts(engine, api_carol, workspace, cluster):
     response = patch(
         api_carol,
