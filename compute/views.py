@@ -43,7 +43,11 @@ def _vm(request, name: str) -> ComputeTarget:
 @workspace_view()
 def compute_list(request):
     targets = list(selectors.compute_list(workspace=request.workspace))
-    context = {"targets": targets, "poll": any(t.is_busy for t in targets)}
+    context = {
+        "targets": targets,
+        "poll": any(t.is_busy for t in targets),
+        "only_local": [t.kind for t in targets] == [ComputeKind.LOCAL],
+    }
     template = "compute/_compute_table.html" if request.htmx else "compute/compute_list.html"
     return render(request, template, context)
 

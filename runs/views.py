@@ -265,8 +265,9 @@ def _blob_response(sha: str, path: str) -> FileResponse:
 
 @workspace_view()
 def environment_list(request):
-    environments = selectors.environment_list(workspace=request.workspace)
-    return render(request, "runs/environment_list.html", {"environments": environments})
+    environments = list(selectors.environment_list(workspace=request.workspace))
+    own = any(env.workspace_id for env in environments)
+    return render(request, "runs/environment_list.html", {"environments": environments, "own": own})
 
 
 @workspace_view()
