@@ -6,7 +6,15 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from compute import cloud_services, cloud_views, cluster_views, sandbox, selectors, services, ssh
+from compute import (
+    cloud_services,
+    cloud_views,
+    cluster_views,
+    sandbox,
+    selectors,
+    services,
+    ssh,
+)
 from compute.forms import (
     KEYGEN_COMMAND,
     Authentication,
@@ -18,6 +26,7 @@ from compute.forms import (
     generated_key_seal,
 )
 from compute.models import ComputeKind, ComputeTarget, OperationState
+from compute.terminal import terminal_problem
 from studio.access import workspace_view
 from studio.models import Role
 
@@ -65,6 +74,8 @@ def compute_detail(request, name: str):
         "target": target,
         "operation": operation,
         "poll": running or target.is_busy,
+        "terminal_problem": terminal_problem(target),
+        "terminal_sessions": selectors.terminal_sessions(target=target),
     }
     if target.kind == ComputeKind.LOCAL:
         context["local_problem"] = sandbox.local_target_problem(request.user)
@@ -81,6 +92,21 @@ def compute_detail(request, name: str):
             return HttpResponseClientRefresh()
         return render(request, "compute/_target_status.html", context)
     return render(request, "compute/compute_detail.html", context)
+
+
+@workspace_view(role=Role.CONTRIBUTOR)
+def compute_terminal(request, name: str):
+    """A shell on the target in the browser; the websocket does the work."""
+    target = _target(request, name)
+    return render(
+        request,
+        "compute/terminal.html",
+        {
+            "target": target,
+            "terminal_problem": terminal_problem(target),
+            "idle_minutes": settings.TERMINAL_IDLE_SECONDS // 60,
+        },
+    )
 
 
 def _key_pair_context(token: str) -> dict:
