@@ -1,4 +1,6 @@
-"""The terminal websocket: `/ws/w/<slug>/compute/<name>/terminal/`.
+"""The terminal websockets: `/ws/w/<slug>/compute/<name>/terminal/` (`?node=NAME` for a
+node of a managed cluster) and `/ws/w/<slug>/runs/<run_id>/terminal/` (in a running
+run's working directory).
 
 The browser sends JSON text frames: `{"type": "input", "data": "ls\\r"}` for
 keystrokes and pastes, `{"type": "resize", "cols": 120, "rows": 40}` when the
@@ -26,15 +28,25 @@ import json
 import queue
 import threading
 import time
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from compute.models import ComputeTarget, TerminalEnd, TerminalSession
-from compute.terminal import SshShell, TerminalError, clamp_size, terminal_problem
-from studio.models import Membership, Role
+from compute.models import TerminalEnd, TerminalSession
+from compute.terminal import (
+    DockerShell,
+    Place,
+    SshShell,
+    TerminalError,
+    clamp_size,
+    open_shell,
+    run_place,
+    target_place,
+)
+from studio.models import Role
 
 NOT_ALLOWED = 4403
 IDLE = 4408
@@ -48,22 +60,14 @@ INPUT_BYTES_PER_SECOND = 64 * 1024
 OUTPUT_QUEUE = 64
 
 
-def _target_for(user, slug: str, name: str) -> ComputeTarget | None:
-    """The target, if `user` is a Contributor or Owner of its workspace; else None."""
-    if not user.is_authenticated:
-        return None
-    membership = (
-        Membership.objects.select_related("workspace")
-        .filter(workspace__slug=slug, user=user)
-        .first()
+def _session_start(place: Place, user) -> TerminalSession:
+    return TerminalSession.objects.create(
+        target=place.target,
+        user=user,
+        username=user.get_username(),
+        node_name=place.node.name if place.node else "",
+        run_id=place.run_id,
     )
-    if membership is None or not membership.has_role(Role.CONTRIBUTOR):
-        return None
-    return ComputeTarget.objects.filter(workspace=membership.workspace, name=name).first()
-
-
-def _session_start(target: ComputeTarget, user) -> TerminalSession:
-    return TerminalSession.objects.create(target=target, user=user, username=user.get_username())
 
 
 def _session_end(session: TerminalSession, end: str) -> None:
@@ -73,11 +77,19 @@ def _session_end(session: TerminalSession, end: str) -> None:
 
 
 class TerminalConsumer(AsyncWebsocketConsumer):
+    """A shell on a target or one of its nodes."""
+
     # Who may connect, for the authorization matrix: readers are refused too.
     required_role = Role.CONTRIBUTOR
 
+    def place(self, user) -> Place | None:
+        kwargs = self.scope["url_route"]["kwargs"]
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
+        node = (query.get("node") or [""])[0][:64]
+        return target_place(user, kwargs["slug"], kwargs["name"], node)
+
     async def connect(self) -> None:
-        self.shell: SshShell | None = None
+        self.shell: SshShell | DockerShell | None = None
         self.session: TerminalSession | None = None
         self.end = TerminalEnd.CLOSED
         self.tasks: list[asyncio.Task] = []
@@ -88,23 +100,21 @@ class TerminalConsumer(AsyncWebsocketConsumer):
         self.allowance_at = time.monotonic()
         # Accept first so the browser sees our close code (a refused handshake reaches it as 1006).
         await self.accept()
-        kwargs = self.scope["url_route"]["kwargs"]
         user = self.scope["user"]
-        target = await database_sync_to_async(_target_for)(user, kwargs["slug"], kwargs["name"])
-        if target is None:
+        place = await database_sync_to_async(self.place)(user)
+        if place is None:
             await self.close(code=NOT_ALLOWED)
             return
-        problem = terminal_problem(target)
-        if problem:
-            await self.finish("unavailable", problem, UNAVAILABLE)
+        if place.problem:
+            await self.finish("unavailable", place.problem, UNAVAILABLE)
             return
         try:
-            self.shell = await asyncio.to_thread(SshShell, target, cols=80, rows=24)
+            self.shell = await asyncio.to_thread(open_shell, place, cols=80, rows=24)
         except TerminalError as exc:
             await self.finish("unavailable", str(exc), UNAVAILABLE)
             return
-        self.session = await database_sync_to_async(_session_start)(target, user)
-        await self.send(text_data=json.dumps({"type": "ready", "target": target.name}))
+        self.session = await database_sync_to_async(_session_start)(place, user)
+        await self.send(text_data=json.dumps({"type": "ready", "target": place.label}))
         loop = asyncio.get_running_loop()
         output: asyncio.Queue = asyncio.Queue(OUTPUT_QUEUE)
         threading.Thread(target=self._read, args=(loop, output), daemon=True).start()
@@ -218,3 +228,11 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             await asyncio.to_thread(self.shell.close)
         if self.session is not None:
             await database_sync_to_async(_session_end)(self.session, self.end)
+
+
+class RunTerminalConsumer(TerminalConsumer):
+    """A shell in a running run's working directory, on its VM or node."""
+
+    def place(self, user) -> Place | None:
+        kwargs = self.scope["url_route"]["kwargs"]
+        return run_place(user, kwargs["slug"], int(kwargs["run_id"]))

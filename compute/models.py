@@ -248,6 +248,9 @@ class TerminalSession(models.Model):
     )
     # Kept when the account is deleted: the record is for whoever audits the target.
     username = models.CharField(max_length=150)
+    # On a cluster, the node; for a run's terminal, the run (kept as a number: runs go).
+    node_name = models.CharField(max_length=64, blank=True)
+    run_id = models.BigIntegerField(null=True, blank=True)
     started_at = models.DateTimeField(default=timezone.now)
     ended_at = models.DateTimeField(null=True, blank=True)
     end = models.CharField(max_length=16, choices=TerminalEnd.choices, blank=True)

@@ -1,8 +1,11 @@
+from urllib.parse import quote, urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
@@ -14,6 +17,7 @@ from compute import (
     selectors,
     services,
     ssh,
+    terminal,
 )
 from compute.forms import (
     KEYGEN_COMMAND,
@@ -26,7 +30,6 @@ from compute.forms import (
     generated_key_seal,
 )
 from compute.models import ComputeKind, ComputeTarget, OperationState
-from compute.terminal import terminal_problem
 from studio.access import workspace_view
 from studio.models import Role
 
@@ -74,7 +77,7 @@ def compute_detail(request, name: str):
         "target": target,
         "operation": operation,
         "poll": running or target.is_busy,
-        "terminal_problem": terminal_problem(target),
+        "terminal_problem": terminal.terminal_problem(target),
         "terminal_sessions": selectors.terminal_sessions(target=target),
     }
     if target.kind == ComputeKind.LOCAL:
@@ -94,18 +97,32 @@ def compute_detail(request, name: str):
     return render(request, "compute/compute_detail.html", context)
 
 
-@workspace_view(role=Role.CONTRIBUTOR)
-def compute_terminal(request, name: str):
-    """A shell on the target in the browser; the websocket does the work."""
-    target = _target(request, name)
+def terminal_page(request, place: terminal.Place | None, socket_path: str, back_url: str):
+    """The terminal page for `place` (404 when the user may not open it)."""
+    if place is None:
+        raise Http404("No such terminal")
     return render(
         request,
         "compute/terminal.html",
         {
-            "target": target,
-            "terminal_problem": terminal_problem(target),
+            "place": place,
+            "socket_path": socket_path,
+            "back_url": back_url,
             "idle_minutes": settings.TERMINAL_IDLE_SECONDS // 60,
         },
+    )
+
+
+@workspace_view(role=Role.CONTRIBUTOR)
+def compute_terminal(request, name: str):
+    """A shell on the target (or on `?node=NAME` of a cluster); the websocket does the work."""
+    slug, node = request.workspace.slug, request.GET.get("node", "")[:64]
+    socket_path = f"/ws/w/{slug}/compute/{quote(name)}/terminal/"
+    return terminal_page(
+        request,
+        terminal.target_place(request.user, slug, name, node),
+        socket_path + (f"?{urlencode({'node': node})}" if node else ""),
+        reverse("compute_detail", args=[slug, name]),
     )
 
 

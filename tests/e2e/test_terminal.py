@@ -75,4 +75,4 @@ def test_type_a_command_in_a_vm_terminal_and_see_its_output(page, live_stack, ss
     sessions = page.locator("#terminal-sessions + table")
     expect(sessions).to_contain_text("carol")
     expect(sessions).to_contain_text("closed by the user", timeout=10_000)
-    expect(sessions.locator("td").nth(2)).to_have_text(re.compile(r"\d+(\.\d)? s|\d+ min"))
+    expect(sessions.locator("td").nth(3)).to_have_text(re.compile(r"\d+(\.\d)? s|\d+ min"))

@@ -12,6 +12,7 @@ from compute import consumers
 from compute.models import ComputeKind, ComputeTarget, TerminalEnd, TerminalSession
 from studio.asgi import application
 from tests.conftest import client_for
+from tests.integration.test_runs_cluster import engine  # noqa: F401 - removes node containers
 from tests.integration.test_runs_vm import vm  # noqa: F401 - the VM fixture on the test sshd
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -178,3 +179,152 @@ def test_terminal_page_is_for_contributors(vm, workspace, as_bob, as_carol, as_c
     assert f'data-socket="/ws/w/{workspace.slug}/compute/{vm.name}/terminal/"' in page
     detail = as_bob.get(reverse("compute_detail", args=[workspace.slug, vm.name])).content
     assert b">Terminal</a>" not in detail
+
+
+def shell_session(session: str, path: str, command: str, wanted: bytes) -> tuple[dict, bytes]:
+    """Open the terminal at `path`, type `command`; the ready frame and output up to `wanted`."""
+
+    async def scenario():
+        headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+        headers.append((b"cookie", f"sessionid={session}".encode()))
+        socket = WebsocketCommunicator(application, path, headers=headers)
+        await socket.connect()
+        ready = await text(socket)
+        assert ready["type"] == "ready", ready
+        await typed(socket, command)
+        seen = await output_until(socket, wanted, timeout=20)
+        await socket.disconnect()
+        return ready, seen
+
+    return async_to_sync(scenario)()
+
+
+SLEEPER = {"train.py": "import time\nopen('marker-file', 'w').close()\ntime.sleep(120)\n"}
+
+
+def test_a_running_runs_terminal_opens_in_its_working_directory(
+    tmp_path,
+    workspace,
+    alice,
+    carol,
+    vm,  # noqa: F811
+):
+    from runs import services
+    from runs.models import RunStatus
+    from tests.integration.runs_support import running_monitor, submit, wait_for, write_tree
+
+    source = write_tree(tmp_path / "src", SLEEPER)
+    with running_monitor():
+        run = submit(workspace=workspace, user=alice, target=vm, source=source)
+        run = wait_for(run, [RunStatus.RUNNING])
+        page = client_for(carol).get(reverse("run_detail", args=[workspace.slug, run.pk]))
+        terminal_url = reverse("run_terminal", args=[workspace.slug, run.pk])
+        assert f'href="{terminal_url}"' in page.content.decode()
+        path = f"/ws/w/{workspace.slug}/runs/{run.pk}/terminal/"
+        ready, seen = shell_session(
+            session_of(carol), path, "pwd; ls; echo done-$((1+1))\r", b"done-2"
+        )
+        assert ready["target"] == f"run {run.pk} on {vm.name}"
+        assert f"{run.handle['run_dir']}/wd".encode() in seen
+        assert b"marker-file" in seen and b"train.py" in seen
+        services.run_cancel(run=run, user=alice)
+        wait_for(run, [RunStatus.CANCELED])
+    recorded = TerminalSession.objects.get()
+    assert (recorded.target, recorded.run_id, recorded.username) == (vm, run.pk, "carol")
+    # Once the run has ended, its page offers no terminal and the socket says why.
+    page = client_for(carol).get(reverse("run_detail", args=[workspace.slug, run.pk]))
+    assert f'href="{terminal_url}"' not in page.content.decode()
+    assert "a terminal opens in the working directory of a running run" in (
+        client_for(carol).get(terminal_url).content.decode()
+    )
+
+
+@pytest.mark.docker
+def test_terminals_on_a_cluster_node_and_its_run_are_nobodys(
+    tmp_path,
+    workspace,
+    alice,
+    carol,
+    engine,  # noqa: F811
+):
+    from compute.models import Node
+    from runs import services
+    from runs.models import RunStatus
+    from tests.integration.runs_support import running_monitor, submit, wait_for, write_tree
+    from tests.integration.test_runs_cluster import dispatch_until_started, make_cluster
+
+    cluster = make_cluster(workspace, alice)
+    source = write_tree(tmp_path / "src", SLEEPER)
+    with running_monitor():
+        run = submit(workspace=workspace, user=alice, target=cluster, source=source)
+        run = wait_for(dispatch_until_started(run), [RunStatus.RUNNING])
+        node = Node.objects.get(target=cluster, name=run.node_name)
+        status = client_for(carol).get(
+            reverse("cluster_status", args=[workspace.slug, cluster.name])
+        )
+        node_url = reverse("compute_terminal", args=[workspace.slug, cluster.name])
+        assert f'href="{node_url}?node={node.name}"' in status.content.decode()
+
+        socket = f"/ws/w/{workspace.slug}/compute/{cluster.name}/terminal/?node={node.name}"
+        ready, seen = shell_session(session_of(carol), socket, "echo uid-$(id -u)\r", b"uid-65534")
+        assert ready["target"] == f"node {node.name} of {cluster.name}"
+
+        run.refresh_from_db()
+        assert run.status == RunStatus.RUNNING, (run.error, run.stderr_tail)
+        socket = f"/ws/w/{workspace.slug}/runs/{run.pk}/terminal/"
+        command = "echo uid-$(id -u) in-$(pwd); ls\r"
+        ready, seen = shell_session(session_of(carol), socket, command, b"marker-file")
+        assert f"uid-65534 in-{run.handle['run_dir']}/wd".encode() in seen
+        services.run_cancel(run=run, user=alice)
+        wait_for(run, [RunStatus.CANCELED])
+    sessions = TerminalSession.objects.order_by("started_at")
+    assert [(s.node_name, s.run_id) for s in sessions] == [(node.name, None), (node.name, run.pk)]
+    page = client_for(carol).get(reverse("compute_detail", args=[workspace.slug, cluster.name]))
+    assert f"node {node.name}, run" in page.content.decode()
+
+
+def test_a_cluster_terminal_needs_a_node_that_exists(workspace, alice, carol):
+    ComputeTarget.objects.create(
+        workspace=workspace,
+        name="cpu",
+        kind=ComputeKind.CLUSTER,
+        state="Succeeded",
+        created_by=alice,
+    )
+    session = session_of(carol)
+
+    async def said(query):
+        headers = [(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1")]
+        headers.append((b"cookie", f"sessionid={session}".encode()))
+        path = f"/ws/w/{workspace.slug}/compute/cpu/terminal/{query}"
+        socket = WebsocketCommunicator(application, path, headers=headers)
+        await socket.connect()
+        message = await text(socket)
+        closed = await socket.receive_output(timeout=10)
+        await socket.disconnect()
+        assert closed["code"] == consumers.UNAVAILABLE
+        return message["message"]
+
+    assert async_to_sync(said)("") == (
+        "Choose a node in the node table of cpu to open a terminal on it."
+    )
+    assert async_to_sync(said)("?node=cpu-9") == "cpu has no node cpu-9 any more."
+    assert (
+        async_to_sync(said)("?node=" + "x" * 5000) == "cpu has no node " + "x" * 64 + " any more."
+    )
+
+
+def test_an_hdinsight_head_node_offers_a_terminal(workspace, alice, as_carol):
+    ComputeTarget.objects.create(
+        workspace=workspace,
+        name="spark",
+        kind=ComputeKind.HDINSIGHT,
+        state="Succeeded",
+        address="127.0.0.1",
+        username="sshuser",
+        created_by=alice,
+    )
+    page = as_carol.get(reverse("compute_detail", args=[workspace.slug, "spark"])).content
+    terminal_url = reverse("compute_terminal", args=[workspace.slug, "spark"])
+    assert f'href="{terminal_url}"'.encode() in page
+    assert b"A shell as sshuser." in as_carol.get(terminal_url).content
