@@ -1,6 +1,13 @@
 from django.contrib import admin
 
-from compute.models import ComputeOperation, ComputeTarget, DockerEngine, Node, NodeRequest
+from compute.models import (
+    ComputeOperation,
+    ComputeTarget,
+    DockerEngine,
+    Node,
+    NodeRequest,
+    TerminalSession,
+)
 
 
 @admin.register(ComputeTarget)
@@ -39,3 +46,10 @@ class NodeRequestAdmin(admin.ModelAdmin):
     list_filter = ["target__workspace", "target"]
     search_fields = ["target__name", "run_id"]
     list_select_related = ["target"]
+
+
+@admin.register(TerminalSession)
+class TerminalSessionAdmin(admin.ModelAdmin):
+    list_display = ["target", "username", "started_at", "ended_at", "end"]
+    list_filter = ["end", "target__workspace"]
+    search_fields = ["username", "target__name"]

@@ -251,6 +251,7 @@ def _detail(request, target, size, scale_form, status: int = 200):
             "limits": limits,
             "scale_form": scale_form,
             "operations": target.operations.all()[:5],
+            "terminal_sessions": selectors.terminal_sessions(target=target),
         },
         status=status,
     )

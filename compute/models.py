@@ -228,3 +228,41 @@ class NodeRequest(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} waits for {self.target}"
+
+
+class TerminalEnd(models.TextChoices):
+    CLOSED = "closed", "closed by the user"
+    IDLE = "idle", "closed after the idle limit"
+    SHELL_EXIT = "exit", "the shell exited"
+    FAILED = "failed", "could not open"
+
+
+class TerminalSession(models.Model):
+    """Who opened a terminal on a target, when, and for how long; never what was typed."""
+
+    target = models.ForeignKey(
+        ComputeTarget, on_delete=models.CASCADE, related_name="terminal_sessions"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept when the account is deleted: the record is for whoever audits the target.
+    username = models.CharField(max_length=150)
+    # On a cluster, the node; for a run's terminal, the run (kept as a number: runs go).
+    node_name = models.CharField(max_length=64, blank=True)
+    run_id = models.BigIntegerField(null=True, blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end = models.CharField(max_length=16, choices=TerminalEnd.choices, blank=True)
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return (
+            f"terminal of {self.username} on {self.target_id} at {self.started_at:%Y-%m-%d %H:%M}"
+        )
+
+    @property
+    def duration(self):
+        return (self.ended_at - self.started_at) if self.ended_at else None

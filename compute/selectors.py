@@ -6,6 +6,11 @@ def compute_list(*, workspace):
     return ComputeTarget.objects.filter(workspace=workspace).select_related("created_by")
 
 
+def terminal_sessions(*, target: ComputeTarget, limit: int = 10):
+    """The latest terminal sessions on `target`, newest first."""
+    return target.terminal_sessions.all()[:limit]
+
+
 def compute_get(*, workspace, name: str) -> ComputeTarget:
     return ComputeTarget.objects.select_related("created_by").get(workspace=workspace, name=name)
 

@@ -16,6 +16,7 @@ urlpatterns = [
     path("<str:name>/check/", views.compute_check, name="compute_check"),
     path("<str:name>/credentials/", views.compute_credentials, name="compute_credentials"),
     path("<str:name>/host-key/", views.compute_retrust, name="compute_retrust"),
+    path("<str:name>/terminal/", views.compute_terminal, name="compute_terminal"),
     path("<str:name>/detach/", views.compute_detach, name="compute_detach"),
     path("<str:name>/spark/", hdinsight_views.spark_master_update, name="spark_master_update"),
     path("<str:name>/cloud/check/", cloud_views.cloud_check, name="cloud_check"),

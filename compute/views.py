@@ -1,12 +1,24 @@
+from urllib.parse import quote, urlencode
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from compute import cloud_services, cloud_views, cluster_views, sandbox, selectors, services, ssh
+from compute import (
+    cloud_services,
+    cloud_views,
+    cluster_views,
+    sandbox,
+    selectors,
+    services,
+    ssh,
+    terminal,
+)
 from compute.forms import (
     KEYGEN_COMMAND,
     Authentication,
@@ -43,7 +55,11 @@ def _vm(request, name: str) -> ComputeTarget:
 @workspace_view()
 def compute_list(request):
     targets = list(selectors.compute_list(workspace=request.workspace))
-    context = {"targets": targets, "poll": any(t.is_busy for t in targets)}
+    context = {
+        "targets": targets,
+        "poll": any(t.is_busy for t in targets),
+        "only_local": [t.kind for t in targets] == [ComputeKind.LOCAL],
+    }
     template = "compute/_compute_table.html" if request.htmx else "compute/compute_list.html"
     return render(request, template, context)
 
@@ -61,6 +77,8 @@ def compute_detail(request, name: str):
         "target": target,
         "operation": operation,
         "poll": running or target.is_busy,
+        "terminal_problem": terminal.terminal_problem(target),
+        "terminal_sessions": selectors.terminal_sessions(target=target),
     }
     if target.kind == ComputeKind.LOCAL:
         context["local_problem"] = sandbox.local_target_problem(request.user)
@@ -77,6 +95,35 @@ def compute_detail(request, name: str):
             return HttpResponseClientRefresh()
         return render(request, "compute/_target_status.html", context)
     return render(request, "compute/compute_detail.html", context)
+
+
+def terminal_page(request, place: terminal.Place | None, socket_path: str, back_url: str):
+    """The terminal page for `place` (404 when the user may not open it)."""
+    if place is None:
+        raise Http404("No such terminal")
+    return render(
+        request,
+        "compute/terminal.html",
+        {
+            "place": place,
+            "socket_path": socket_path,
+            "back_url": back_url,
+            "idle_minutes": settings.TERMINAL_IDLE_SECONDS // 60,
+        },
+    )
+
+
+@workspace_view(role=Role.CONTRIBUTOR)
+def compute_terminal(request, name: str):
+    """A shell on the target (or on `?node=NAME` of a cluster); the websocket does the work."""
+    slug, node = request.workspace.slug, request.GET.get("node", "")[:64]
+    socket_path = f"/ws/w/{slug}/compute/{quote(name)}/terminal/"
+    return terminal_page(
+        request,
+        terminal.target_place(request.user, slug, name, node),
+        socket_path + (f"?{urlencode({'node': node})}" if node else ""),
+        reverse("compute_detail", args=[slug, name]),
+    )
 
 
 def _key_pair_context(token: str) -> dict:

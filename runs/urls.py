@@ -11,6 +11,7 @@ urlpatterns = [
     path("runs/<int:run_id>/", views.run_detail, name="run_detail"),
     path("runs/<int:run_id>/status/", views.run_status, name="run_status"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="run_cancel"),
+    path("runs/<int:run_id>/terminal/", views.run_terminal, name="run_terminal"),
     path("runs/<int:run_id>/files/<path:path>", views.run_file_download, name="run_file"),
     path("runs/<int:run_id>/snapshot.zip", views.run_snapshot_zip, name="run_snapshot_zip"),
     path(

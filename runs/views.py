@@ -10,10 +10,13 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from compute import terminal
+from compute.views import terminal_page
 from runs import charts, selectors, services, snapshots, upload_plan
 from runs.forms import EnvironmentForm, ExperimentForm, RunSubmitForm
 from runs.models import RunFile, RunStatus
 from studio.access import workspace_view
+from studio.models import Role
 
 RUNS_PER_PAGE = 25
 SNAPSHOT_FILES_PER_PAGE = 200
@@ -175,6 +178,7 @@ def _run_context(request, run):
         "files": list(run.files.all()),
         "can_cancel": request.membership.can_edit
         and run.status not in (*services.FINAL_STATUSES, RunStatus.CANCEL_REQUESTED),
+        "can_open_terminal": request.membership.can_edit and terminal.run_has_terminal(run),
     }
 
 
@@ -200,6 +204,18 @@ def run_status(request, run_id: int):
     """The part of the run page that changes while the run runs (polled by htmx)."""
     run = selectors.run_get(workspace=request.workspace, run_id=run_id)
     return render(request, "runs/_run_status.html", _run_context(request, run))
+
+
+@workspace_view(role=Role.CONTRIBUTOR)
+def run_terminal(request, run_id: int):
+    """A shell in a running run's working directory, on its VM or node."""
+    slug = request.workspace.slug
+    return terminal_page(
+        request,
+        terminal.run_place(request.user, slug, run_id),
+        f"/ws/w/{slug}/runs/{run_id}/terminal/",
+        reverse("run_detail", args=[slug, run_id]),
+    )
 
 
 @require_POST
@@ -265,8 +281,9 @@ def _blob_response(sha: str, path: str) -> FileResponse:
 
 @workspace_view()
 def environment_list(request):
-    environments = selectors.environment_list(workspace=request.workspace)
-    return render(request, "runs/environment_list.html", {"environments": environments})
+    environments = list(selectors.environment_list(workspace=request.workspace))
+    own = any(env.workspace_id for env in environments)
+    return render(request, "runs/environment_list.html", {"environments": environments, "own": own})
 
 
 @workspace_view()

@@ -1,7 +1,10 @@
 from django.urls import path
 
+from compute.consumers import RunTerminalConsumer, TerminalConsumer
 from runs.consumers import RunLogConsumer
 
 websocket_urlpatterns: list = [
     path("ws/runs/<int:run_id>/logs/", RunLogConsumer.as_asgi()),
+    path("ws/w/<slug:slug>/compute/<str:name>/terminal/", TerminalConsumer.as_asgi()),
+    path("ws/w/<slug:slug>/runs/<int:run_id>/terminal/", RunTerminalConsumer.as_asgi()),
 ]

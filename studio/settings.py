@@ -269,6 +269,8 @@ CELERY_BEAT_SCHEDULE["sweeps-advance"] = {
 # How often a live log viewer checks storage and the run status on its own, in
 # case a wake-up through Redis was lost.
 LOG_POLL_SECONDS = envint("LOG_POLL_SECONDS", 2)
+# A terminal on a target closes after this long without input.
+TERMINAL_IDLE_SECONDS = envint("TERMINAL_IDLE_SECONDS", 900)
 
 LOGGING = {
     "version": 1,

@@ -7,6 +7,7 @@ from django.views.decorators.http import require_POST
 
 from compute.models import ComputeKind
 from compute.selectors import compute_list
+from runs.models import RunStatus
 from runs.selectors import run_list
 from studio import services
 from studio.access import (
@@ -44,9 +45,22 @@ def healthz(request):
     return JsonResponse(report, status=200 if report["ok"] else 503)
 
 
+def first_steps(workspace) -> dict:
+    """Which steps of the core loop (compute, a run, a finished run) a workspace has done."""
+    runs = run_list(workspace=workspace)
+    completed = runs.filter(status=RunStatus.COMPLETED).order_by("-created_at").first()
+    return {
+        "compute": compute_list(workspace=workspace).exclude(kind=ComputeKind.LOCAL).exists(),
+        "run": runs.exists(),
+        "completed": completed,
+        "latest_run": runs.order_by("-created_at").first(),
+    }
+
+
 @workspace_view()
 def home(request):
     targets = list(compute_list(workspace=request.workspace)[:8])
+    steps = first_steps(request.workspace)
     return render(
         request,
         "studio/home.html",
@@ -54,6 +68,8 @@ def home(request):
             "recent_runs": run_list(workspace=request.workspace)[:8],
             "targets": targets,
             "only_local": [t.kind for t in targets] == [ComputeKind.LOCAL],
+            "steps": steps,
+            "steps_left": not (steps["compute"] and steps["run"] and steps["completed"]),
         },
     )
 

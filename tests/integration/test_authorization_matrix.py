@@ -235,7 +235,9 @@ def test_every_route_answers_each_role_as_its_rules_say(matrix):
         problems += api_problems(method, path, operation, seeded, hosts)
 
     for pattern in websocket_urlpatterns:
-        problems += socket_problems(str(pattern.pattern), seeded)
+        consumer = getattr(pattern.callback, "consumer_class", None)
+        role = getattr(consumer, "required_role", Role.READER)
+        problems += socket_problems(str(pattern.pattern), seeded, role)
 
     assert not problems, "\n".join(problems)
 
@@ -423,7 +425,8 @@ def example_of(schema: dict, hosts: dict, name: str = ""):
     }.get(kind, "x")
 
 
-def socket_problems(route: str, seeded: Seeded) -> list[str]:
+def socket_problems(route: str, seeded: Seeded, role: str) -> list[str]:
+    """Members with `role` or above connect; everyone else is closed with 4403."""
     path = url_of(route, seeded)
     problems = []
     for user in (None, "charlie", *MEMBERS):
@@ -433,7 +436,7 @@ def socket_problems(route: str, seeded: Seeded) -> list[str]:
             headers.append((b"cookie", f"sessionid={session}".encode()))
         first = async_to_sync(first_message)(path, headers)
         refused = first == {"type": "websocket.close", "code": 4403}
-        if refused != (user not in MEMBERS):
+        if refused != (user not in MEMBERS or RANK[MEMBERS[user]] < RANK[role]):
             problems.append(f"WEBSOCKET {path} {user or 'anonymous'}: {first}")
     return problems
 

@@ -288,3 +288,118 @@ def test_token_page_without_any_workspace_has_no_workspace_nav(db, client):
     client.force_login(UserFactory(username="dave"))
     page = client.get(reverse("token_list")).content.decode()
     assert "Your access tokens" in page and "workspace-switcher" not in page
+
+
+def _step(page: str, step: str) -> str:
+    """The text of one first-steps item on the home page."""
+    start = page.index(f'<li id="step-{step}">')
+    return page[start : page.index("</li>", start)]
+
+
+def test_home_walks_a_new_workspace_through_the_core_loop(workspace, alice, as_carol, as_bob):
+    from compute.models import ComputeKind, ComputeState, ComputeTarget
+    from runs.models import Experiment, Run
+
+    url = reverse("home", args=[workspace.slug])
+    slug = workspace.slug
+    page = as_carol.get(url).content.decode()
+    assert "First steps" in page
+    for step in ("compute", "run", "watch"):
+        assert "To do" in _step(page, step)
+    assert f'href="{reverse("cluster_new", args=[slug])}">Create a compute cluster' in _step(
+        page, "compute"
+    )
+    assert f'href="{reverse("vm_attach", args=[slug])}">attach a virtual machine' in page
+    assert f'href="{reverse("run_submit", args=[slug])}">Submit a run' in _step(page, "run")
+    # A reader sees the loop but is told how to get the role that takes it.
+    page = as_bob.get(url).content.decode()
+    assert "First steps" in page and "ask an owner for the Contributor role" in page
+    assert ">Create a compute cluster</a>" not in page
+
+    ComputeTarget.objects.create(
+        workspace=workspace,
+        name="gpu-vm",
+        kind=ComputeKind.VM,
+        state=ComputeState.SUCCEEDED,
+        created_by=alice,
+    )
+    page = as_carol.get(url).content.decode()
+    assert "Done" in _step(page, "compute")
+    assert ">Create a compute cluster</a>" not in _step(page, "compute")
+    assert "To do" in _step(page, "run")
+
+    exp = Experiment.objects.create(workspace=workspace, name="mnist", created_by=alice)
+    run = Run.objects.create(
+        workspace=workspace,
+        experiment=exp,
+        number=1,
+        status="Running",
+        target_name="gpu-vm",
+        submitted_by=alice,
+    )
+    page = as_carol.get(url).content.decode()
+    assert "Done" in _step(page, "run") and "To do" in _step(page, "watch")
+    run_url = reverse("run_detail", args=[slug, run.pk])
+    assert f'href="{run_url}">Watch mnist #1</a>' in _step(page, "watch")
+
+    run.status = "Completed"
+    run.save()
+    page = as_carol.get(url).content.decode()
+    assert "First steps" not in page
+
+
+def test_home_first_steps_stay_until_a_run_completes(workspace, alice, as_carol):
+    from runs.models import Experiment, Run
+
+    exp = Experiment.objects.create(workspace=workspace, name="mnist", created_by=alice)
+    Run.objects.create(
+        workspace=workspace,
+        experiment=exp,
+        number=1,
+        status="Failed",
+        target_name="local",
+        submitted_by=alice,
+    )
+    page = as_carol.get(reverse("home", args=[workspace.slug])).content.decode()
+    # A failed run on local: two steps still open, the compute one with its actions.
+    assert "To do" in _step(page, "compute") and "Done" in _step(page, "run")
+    assert "To do" in _step(page, "watch")
+
+
+LIST_ACTIONS = [
+    ("run_list", "No runs yet", "run_submit", "Submit a run"),
+    ("experiment_list", "No experiments yet", "run_submit", "Submit a run"),
+    (
+        "compute_list",
+        "Only the built-in <strong>local</strong> target",
+        "cluster_new",
+        "Create a compute cluster",
+    ),
+    (
+        "environment_list",
+        "No environments of this workspace yet",
+        "environment_create",
+        "New environment",
+    ),
+    ("sweep_list", "No sweeps yet", "sweep_submit", "Submit one"),
+    ("pipeline_list", "No pipelines yet", "pipeline_submit", "Submit one"),
+]
+
+
+@pytest.mark.parametrize(("page", "empty", "action", "label"), LIST_ACTIONS)
+def test_every_empty_list_offers_the_action_that_fills_it(
+    page, empty, action, label, workspace, as_carol, as_bob
+):
+    html_page = as_carol.get(reverse(page, args=[workspace.slug])).content.decode()
+    empty_at = html_page.index(empty)
+    link = f'href="{reverse(action, args=[workspace.slug])}">{label}</a>'
+    assert link in html_page[empty_at:]
+    reader_page = as_bob.get(reverse(page, args=[workspace.slug])).content.decode()
+    assert empty in reader_page and link not in reader_page[reader_page.index(empty) :]
+
+
+def test_filtered_empty_run_list_says_no_match_without_the_action(workspace, as_carol):
+    page = as_carol.get(reverse("run_list", args=[workspace.slug]) + "?status=Failed").content
+    text = page.decode()
+    assert "No runs match these filters." in text
+    assert "No runs yet" not in text
