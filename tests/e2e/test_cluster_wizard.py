@@ -29,7 +29,7 @@ def test_create_a_cluster_in_the_wizard_and_delete_it(page, live_stack, stack_co
     login(page, live_stack, "carol")
     page.get_by_role("navigation", name="Studio").get_by_role("link", name="Compute").click()
     page.get_by_text("+ New").click()
-    page.get_by_role("link", name="Compute cluster").click()
+    page.get_by_role("link", name="Compute cluster", exact=True).click()
     expect(page.get_by_role("heading", level=1)).to_have_text("New compute cluster")
     expect(page.get_by_text("is missing on Docker engine")).to_have_count(0)
 

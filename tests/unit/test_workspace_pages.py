@@ -386,15 +386,15 @@ LIST_ACTIONS = [
 ]
 
 
-@pytest.mark.parametrize(("page", "empty", "action", "label"), LIST_ACTIONS)
+@pytest.mark.parametrize(("list_page", "empty", "action", "label"), LIST_ACTIONS)
 def test_every_empty_list_offers_the_action_that_fills_it(
-    page, empty, action, label, workspace, as_carol, as_bob
+    list_page, empty, action, label, workspace, as_carol, as_bob
 ):
-    html_page = as_carol.get(reverse(page, args=[workspace.slug])).content.decode()
+    html_page = as_carol.get(reverse(list_page, args=[workspace.slug])).content.decode()
     empty_at = html_page.index(empty)
     link = f'href="{reverse(action, args=[workspace.slug])}">{label}</a>'
     assert link in html_page[empty_at:]
-    reader_page = as_bob.get(reverse(page, args=[workspace.slug])).content.decode()
+    reader_page = as_bob.get(reverse(list_page, args=[workspace.slug])).content.decode()
     assert empty in reader_page and link not in reader_page[reader_page.index(empty) :]
 
 
