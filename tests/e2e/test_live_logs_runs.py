@@ -5,6 +5,7 @@ process with the stack's environment; the stack's own Celery worker launches
 them and its run monitor (or an extra one started here) streams their output.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -368,10 +369,8 @@ def test_the_run_page_agrees_with_its_log_viewer_within_a_second_of_the_end(
     (run_dir / "wd" / "go").touch()
 
     page.wait_for_function("window.endSaid !== undefined", timeout=60_000)
-    try:
+    with contextlib.suppress(PlaywrightTimeout):
         page.wait_for_function("window.endAgreed !== undefined", timeout=3_000)
-    except PlaywrightTimeout:
-        pass
     said, agreed = page.evaluate("[window.endSaid, window.endAgreed]")
     assert agreed is not None, "the badge, timeline and Cancel button still say the run runs"
     assert agreed - said <= 1000, f"the page agreed {agreed - said:.0f} ms after the viewer"
