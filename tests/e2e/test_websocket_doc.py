@@ -34,14 +34,18 @@ def signed_in(stack, username: str) -> str:
     """The session cookie a sign-in at /login/ sets, as the document says to get it."""
     http = requests.Session()
     form = http.get(f"{stack.url}/login/", timeout=30).text
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)
+    assert found, form
+    token = found.group(1)
     http.post(
         f"{stack.url}/login/",
         data={"username": username, "password": stack.password, "csrfmiddlewaretoken": token},
         headers={"Referer": f"{stack.url}/login/"},
         timeout=30,
     )
-    return http.cookies["sessionid"]
+    session = http.cookies.get("sessionid")
+    assert session, "signing in set no session cookie"
+    return session
 
 
 def follow(stack, session: str, run_id: int, *offset: int) -> subprocess.CompletedProcess:
