@@ -13,10 +13,12 @@ decodes each stream with a streaming TextDecoder), `{"type": "stream"}` when a
 stream the client does not follow appears, `{"type": "synced"}` once the
 stored bytes asked for by a follow were sent, and `{"type": "status"}`.
 
-Close codes: 4403 when the user may not (or no longer) see the run; 4429 when
-the client sends messages faster than a viewer does (a burst of FOLLOW_BURST,
-then FOLLOW_PER_SECOND): each follow re-reads storage, so a loop of them would
-keep the server busy. The browser reconnects after a 4429, with back-off.
+Close codes: 4400 when a message is not JSON text (JSON of another type than
+"follow" is ignored); 4403 when the user may not (or no longer) see the run;
+4429 when the client sends messages faster than a viewer does (a burst of
+FOLLOW_BURST, then FOLLOW_PER_SECOND): each follow re-reads storage, so a loop
+of them would keep the server busy. The browser reconnects after a 4429, with
+back-off. docs/websocket.md is the protocol for client authors.
 """
 
 import asyncio
@@ -32,6 +34,7 @@ from runs import logstore, selectors
 from runs.live import run_group
 from runs.models import FINAL_STATUSES
 
+BAD_MESSAGE = 4400
 NOT_ALLOWED = 4403
 TOO_MANY_MESSAGES = 4429
 # A viewer follows when it opens, reconnects or jumps to the end of the log.
@@ -89,6 +92,15 @@ class RunLogConsumer(AsyncJsonWebsocketConsumer):
             return False
         self.allowance -= 1
         return True
+
+    async def receive(self, text_data=None, bytes_data=None, **kwargs):
+        # A client's mistake, not the server's: a close code of its own, not 1011.
+        try:
+            content = await self.decode_json(text_data)
+        except (TypeError, ValueError):  # a binary frame, or text that is not JSON
+            await self.close(code=BAD_MESSAGE)
+            return
+        await self.receive_json(content, **kwargs)
 
     async def receive_json(self, content, **kwargs):
         if not self.within_rate():

@@ -143,7 +143,9 @@ REDIS_EMBEDDED = not os.getenv("REDIS_URL")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL]},
+        # Above the layer's 5 s blocking read (redis-py's default is 5 s too): at the
+        # default, every quiet websocket was cut with 1011 after a few seconds.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]},
     }
 }
 

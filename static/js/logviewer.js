@@ -12,6 +12,10 @@
  * output" moves the window back a page (through the HTTP logs API), dropping
  * its newest part; "Load later output" pages forward again and "Jump to the
  * end" starts over at the tail.
+ *
+ * The socket's status frames are the page's word on the run's status: when one
+ * differs from what the viewer had, it fires `run-status` (bubbling, with
+ * `detail` {run, status, final}), on which the run page reloads its status part.
  */
 (function () {
   "use strict";
@@ -304,6 +308,12 @@
       if (message.type === "log") this.append(message);
       else if (message.type === "stream") this.discovered(message.stream, message.size);
       else if (message.type === "status") {
+        // The page around the viewer shows the run's status too: it takes it from here
+        // (a `run-status` event on the viewer), so the two never disagree.
+        if (message.status !== this.status) {
+          const detail = { run: this.config.run, status: message.status, final: message.final };
+          this.root.dispatchEvent(new CustomEvent("run-status", { bubbles: true, detail: detail }));
+        }
         this.status = message.status;
         this.final = message.final;
         this.root.dataset.status = message.status;

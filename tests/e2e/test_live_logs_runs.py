@@ -5,6 +5,7 @@ process with the stack's environment; the stack's own Celery worker launches
 them and its run monitor (or an extra one started here) streams their output.
 """
 
+import contextlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 from django.conf import settings
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from tests.e2e.test_log_viewer import python, shown, wait_for_text
@@ -310,3 +312,71 @@ def test_tqdm_bars_wider_than_the_page_or_the_terminal_redraw_in_place(
         })()"""
     )
     assert wide[0] < 560 and wide[0] < len(bar) * 7 < wide[1]
+
+
+ENDS_WHEN_LET_GO = (
+    """\
+import os, time
+print("working", flush=True)
+"""
+    + WAIT_FOR_THE_TEST
+    + """\
+print("finished", flush=True)
+"""
+)
+
+# Notes, by the browser's clock, when the viewer first says the run completed and when the
+# rest of the page first agrees: badge, last timeline entry, no Cancel button.
+WATCH_THE_END = """(() => {
+  const said = () => document.querySelector('[data-log-viewer] [data-role="state"]')
+    .textContent.includes("Run Completed: complete log loaded.");
+  const agrees = () => {
+    const badge = document.querySelector("#run-status .run-badge");
+    const entries = document.querySelectorAll("#run-status .timeline li");
+    const cancel = [...document.querySelectorAll("#run-status button")]
+      .some((button) => button.textContent.includes("Cancel run"));
+    return badge.dataset.status === "Completed" && !cancel &&
+      entries[entries.length - 1].textContent.includes("Completed");
+  };
+  const check = () => {
+    if (window.endSaid === undefined && said()) window.endSaid = performance.now();
+    if (window.endAgreed === undefined && agrees()) window.endAgreed = performance.now();
+  };
+  new MutationObserver(check).observe(document.body,
+    { subtree: true, childList: true, characterData: true, attributes: true });
+})()"""
+
+
+def duration_shown(page) -> str:
+    return page.locator("#run-status dt:text-is('Duration') + dd").inner_text()
+
+
+def test_the_run_page_agrees_with_its_log_viewer_within_a_second_of_the_end(
+    alice_page, live_stack, tmp_path
+):
+    page, stack = alice_page, live_stack
+    run_id = submit_run(stack, tmp_path, "local", ENDS_WHEN_LET_GO)
+    open_run(page, stack, run_id)
+    expect_on_screen_while_running(page, run_id, "working")
+    run_dir = Path(python(stack, RUN_DIR, str(run_id)).strip())
+    expect(page.get_by_role("button", name="Cancel run")).to_be_visible()
+    page.evaluate(WATCH_THE_END)
+
+    # The run ends just after the page polled its status part: its next poll is 2 s away.
+    status_part = f"/runs/{run_id}/status/"
+    with page.expect_response(lambda response: response.url.endswith(status_part)):
+        pass
+    (run_dir / "wd" / "go").touch()
+
+    page.wait_for_function("window.endSaid !== undefined", timeout=60_000)
+    with contextlib.suppress(PlaywrightTimeout):
+        page.wait_for_function("window.endAgreed !== undefined", timeout=3_000)
+    said, agreed = page.evaluate("[window.endSaid, window.endAgreed]")
+    assert agreed is not None, "the badge, timeline and Cancel button still say the run runs"
+    assert agreed - said <= 1000, f"the page agreed {agreed - said:.0f} ms after the viewer"
+    expect(page.locator("#run-status .timeline li").last).to_contain_text("Completed")
+    expect(page.get_by_role("button", name="Cancel run")).to_have_count(0)
+    # The duration stopped with the run: it no longer grows.
+    duration = duration_shown(page)
+    page.wait_for_timeout(3_000)
+    assert duration_shown(page) == duration

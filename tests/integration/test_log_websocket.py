@@ -352,3 +352,37 @@ def test_a_viewer_following_now_and_then_is_not_throttled(run, alice):
         await socket.disconnect()
 
     async_to_sync(scenario)()
+
+
+@pytest.mark.parametrize("frame", [{"text_data": "follow stdout"}, {"bytes_data": b"\x00\x01"}])
+def test_a_message_that_is_not_json_is_refused_with_4400(run, alice, frame):
+    session = session_of(alice)
+
+    async def scenario():
+        socket = socket_for(session, run.pk)
+        await socket.connect()
+        await receive(socket, "status")
+        await socket.send_to(**frame)
+        output = await socket.receive_output(timeout=5)
+        await socket.wait()
+        return output
+
+    assert async_to_sync(scenario)() == {"type": "websocket.close", "code": 4400}
+
+
+def test_a_quiet_viewer_stays_connected_past_the_layers_blocking_read(run, alice):
+    session = session_of(alice)
+
+    async def scenario():
+        socket = socket_for(session, run.pk)
+        await socket.connect()
+        await receive(socket, "status")
+        await follow(socket, {"stdout": 0})
+        await receive(socket, "synced")
+        # The channel layer waits 5 s at a time for news: a run silent for longer is common.
+        assert await socket.receive_nothing(timeout=8)
+        await sync_to_async(stored)(run.pk, "stdout", b"after a quiet spell\n")
+        assert (await receive_log(socket))[2] == b"after a quiet spell\n"
+        await socket.disconnect()
+
+    async_to_sync(scenario)()
