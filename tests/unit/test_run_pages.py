@@ -79,7 +79,7 @@ def test_run_page_shows_status_timeline_metrics_files_and_snapshot(workspace, ru
     assert "outputs/model.bin" in page
     assert "lib/util.py" in page
     assert "data-log-viewer" in page
-    assert 'hx-trigger="every 2s"' in page
+    assert 'hx-trigger="every 2s, run-status from:body"' in page
     # A reader cannot cancel.
     assert "Cancel run" not in page
 
