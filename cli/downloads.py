@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 from cli.connection import Api, CliError
 from cli.context import Context
-from runs.snapshots import human_bytes
+from studio.units import human_bytes
 
 CHUNK = 1 << 20
 # The largest page the API gives.

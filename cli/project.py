@@ -14,7 +14,8 @@ from typing import IO
 from urllib.parse import quote
 
 from cli.connection import PROG, Api, CliError
-from runs.snapshots import SnapshotError, human_bytes, ignore_spec, source_files
+from runs.snapshots import SnapshotError, ignore_spec, source_files
+from studio.units import human_bytes
 
 PROJECT_DIR = ".azureml"
 # az ml keeps runconfig files in .azureml/; projects made by older versions in aml_config/.

@@ -10,6 +10,7 @@ from runs import selectors, services, snapshots, upload_plan
 from runs.models import EnvironmentKind
 from runs.runconfig import RunConfigError, parse_runconfig
 from runs.snapshots import StoredFile
+from studio.units import human_bytes
 
 MAX_RUNCONFIG_BYTES = 256 * 1024
 # The page sends packed-refs only below 1 MB; HEAD, config and a ref are tiny.
@@ -133,8 +134,8 @@ class SourceFolderForm(forms.Form):
         archive = self.cleaned_data.get("source_archive")
         if archive and archive.size > settings.SNAPSHOT_MAX_BYTES:
             raise forms.ValidationError(
-                f"The archive is {snapshots.human_bytes(archive.size)}, over the snapshot limit of "
-                f"{snapshots.human_bytes(settings.SNAPSHOT_MAX_BYTES)}."
+                f"The archive is {human_bytes(archive.size)}, over the snapshot limit of "
+                f"{human_bytes(settings.SNAPSHOT_MAX_BYTES)}."
             )
         return archive
 

@@ -58,6 +58,7 @@ from runs.run_based import (
     run_based_cluster_release,
 )
 from runs.runconfig import EnvironmentSpec, RunConfig
+from studio.units import human_bytes
 
 log = logging.getLogger(__name__)
 
@@ -761,7 +762,7 @@ def _uploaded_message(handles: list[dict]) -> str:
     reused = sum(h["reused_files"] for h in handles)
     moved = f"{uploaded} changed file(s) uploaded"
     if uploaded_bytes:
-        moved += f" ({snapshots.human_bytes(uploaded_bytes)})"
+        moved += f" ({human_bytes(uploaded_bytes)})"
     moved += f", {reused} already on the target"
     if len(handles) > 1:
         moved += f", over {len(handles)} nodes"

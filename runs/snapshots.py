@@ -35,6 +35,7 @@ import pathspec
 from django.conf import settings
 
 from runs import linear_regex
+from studio.units import human_bytes
 
 IGNORE_FILES = (".amlignore", ".gitignore")
 # A blob's name: the SHA-256 of its content.
@@ -89,14 +90,6 @@ def parse_manifest(data: bytes) -> list[list]:
         path, sha, size, executable = line.split("\0")
         entries.append([path, sha, int(size), executable == "1"])
     return entries
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
 
 
 # --- blobs -----------------------------------------------------------------------------

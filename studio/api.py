@@ -8,6 +8,7 @@ from ninja.errors import HttpError
 from ninja.security import HttpBearer
 
 from studio.access import membership_for, require_role, workspace_creation_problem
+from studio.errors import ServiceError, api_service_error
 from studio.models import Membership, Role
 from studio.services import TokenExpired, token_authenticate
 
@@ -46,6 +47,8 @@ api = NinjaAPI(
         "`Authorization: Bearer <token>`."
     ),
 )
+
+api.add_exception_handler(ServiceError, api_service_error)
 
 
 # Paging of every list endpoint: a value out of these bounds is a 422 that names the bound,

@@ -1,12 +1,50 @@
-"""Error pages for requests Django refuses while reading them: what was too big, and what to do."""
+"""Errors a user can cause, one type for every service, and how pages and the API show them.
+
+A service raises `ServiceError` with a message that says what to do instead, the form or
+API field it concerns (if any) and, where callers must tell cases apart, a `code`. Pages
+put it on their form with `form_add_service_error`; the API answers it with one handler
+(`api_service_error`), so no view or endpoint maps errors of its own.
+"""
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.shortcuts import render
 
-from runs.snapshots import human_bytes
 from studio.middleware import NulCharacterSent
+from studio.units import human_bytes
+
+
+class ServiceError(Exception):
+    """A request that cannot be done as asked; the message says what to do instead.
+
+    `field` names the form/API field the message belongs to, `code` a case callers tell
+    apart (e.g. NAME_TAKEN), `status` the HTTP status the API answers with.
+    """
+
+    def __init__(
+        self, message: str, *, field: str | None = None, code: str = "", status: int = 400
+    ):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.code = code
+        self.status = status
+
+
+def form_add_service_error(form, exc: ServiceError) -> None:
+    """Show `exc` on `form`: on its field when the form has that field, else above the form."""
+    field = exc.field if exc.field in form.fields else None
+    form.add_error(field, exc.message)
+
+
+def api_service_error(request: HttpRequest, exc: ServiceError) -> JsonResponse:
+    """The API's answer to a ServiceError: `detail` to read, `errors` by field, `code`."""
+    detail = f"{exc.field}: {exc.message}" if exc.field else exc.message
+    body: dict = {"detail": detail, "errors": {exc.field or "__all__": [exc.message]}}
+    if exc.code:
+        body["code"] = exc.code
+    return JsonResponse(body, status=exc.status)
 
 
 def bad_request(request, exception):
