@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint node-image
+.PHONY: run test test-fast lint node-image
 
 run: $(VENV)/.installed $(VENV)/bin/trainyard
 	sh scripts/local-isolation.sh
@@ -10,6 +10,11 @@ run: $(VENV)/.installed $(VENV)/bin/trainyard
 
 test: $(VENV)/.installed-test $(VENV)/bin/trainyard
 	bash scripts/test.sh
+
+# Every test that needs no service (no Docker, sshd, Spark, browser or local run), in
+# under a minute; `make test` runs them all.
+test-fast: $(VENV)/.installed-test
+	$(PY) -m pytest -m "not service" -q
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy . \

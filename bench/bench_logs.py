@@ -43,7 +43,7 @@ import django; django.setup()
 from django.contrib.auth import get_user_model
 from compute.models import ComputeTarget
 from studio.models import Workspace
-from tests.integration.runs_support import submit
+from tests.support.runs import submit
 slug, target_name, source, count = sys.argv[1:]
 ws = Workspace.objects.get(slug=slug)
 alice = get_user_model().objects.get(username="alice")

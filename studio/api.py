@@ -48,7 +48,7 @@ api = NinjaAPI(
     ),
 )
 
-api.add_exception_handler(ServiceError, api_service_error)
+api.exception_handler(ServiceError)(api_service_error)
 
 
 # Paging of every list endpoint: a value out of these bounds is a 422 that names the bound,

@@ -25,7 +25,7 @@ pytest_plugins = [
     "tests.emulators.databricks",
     "tests.emulators.batch",
     "tests.emulators.datalake",
-    "tests.integration.seed_support",
+    "tests.support.seed",
 ]
 
 
@@ -121,12 +121,33 @@ def api_charlie(charlie, workspace):
     return api_client_for(charlie)
 
 
+# What a test needs, read from the fixtures it uses (directly or through other fixtures).
+# Every such test is also marked `service`: `make test-fast` runs the others.
+NEEDS = {
+    "docker": {"docker_engine", "fresh_engine_url"},
+    "sshd": {"sshd_factory", "netns_host_factory"},
+    "spark": {"spark_head_node"},
+    "redis": {"spare_redis"},
+    "emulator": {"databricks_emulator", "batch_emulator", "datalake_emulator"},
+    "stack": {"live_stack"},
+    "browser": {"page", "browser", "context"},
+}
+SERVICE_MARKERS = (*NEEDS, "e2e", "sandbox", "postgres")
+
+
 def pytest_collection_modifyitems(items):
-    """Browser tests last: Playwright's sync API leaves an event loop in the main thread,
-    which would break the in-process tests (async_to_sync) that ran after it."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in NEEDS.items():
+            if used & fixtures:
+                item.add_marker(marker)
+        if any(item.get_closest_marker(name) for name in SERVICE_MARKERS):
+            item.add_marker("service")
+    # Browser tests last: Playwright's sync API leaves an event loop in the main thread,
+    # which would break the in-process tests (async_to_sync) that ran after it.
     items.sort(
         key=lambda item: (
             item.get_closest_marker("e2e") is not None
-            or "page" in getattr(item, "fixturenames", ())
+            or item.get_closest_marker("browser") is not None
         )
     )

@@ -4,6 +4,12 @@ import os
 import tempfile
 
 os.environ.setdefault("DATA_DIR", tempfile.mkdtemp(prefix="trainyard-test-"))
+# `make test-fast` runs tests in parallel processes: each gets its own DATA_DIR (database,
+# Redis socket, blobs) instead of the one its parent made.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["DATA_DIR"] = tempfile.mkdtemp(
+        prefix=f"trainyard-test-{os.environ['PYTEST_XDIST_WORKER']}-"
+    )
 # The tests' own hosts: loopback, the network-namespace hosts (10.213.X.2), the VMs that
 # are never reached (10.0.0.X) and the local Docker engine. In the environment, so the
 # studio processes that end-to-end tests start follow the same rules.
