@@ -15,7 +15,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from celery import signature
@@ -90,12 +89,12 @@ def parent_advance_soon(*, kind: ParentKind, parent_id: int) -> None:
 
     The task goes by its name, so services need not import the tasks module that imports
     them; each app's tasks module is loaded when Django starts (its AppConfig.ready)."""
-    transaction.on_commit(partial(signature(kind.advance_task, args=(parent_id,)).delay))
+    transaction.on_commit(signature(kind.advance_task, args=(parent_id,)).delay)
 
 
 def parent_cancel(*, kind: ParentKind, parent: Any, user: User) -> bool:
     """Cancel the parent run; its next advance stops its children and draws or starts no
-    more. False when it had already ended."""
+    more. False when it had ended or its cancel was asked for already."""
     canceled = run_cancel(run=parent.run, user=user)
     if canceled:
         parent_advance_soon(kind=kind, parent_id=parent.pk)
