@@ -113,6 +113,7 @@ def sweep_submit(
             environment=resolved["environment"],
             framework=framework,
         )
+    # The run services' own errors, as the one error type pages and the API answer.
     except FieldError as exc:
         raise ServiceError(str(exc), field=exc.field) from None
     except RunError as exc:
