@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.urls import reverse
 from ninja import File, Form, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
 
 from pipelines import selectors, services
 from pipelines.models import Pipeline
+from pipelines.services import PIPELINE
+from runs.parents import ParentOut, parent_api_get, parent_cancel, parent_list, parent_out_fields
 from runs.services import RunError, parse_tags
 from studio.api import Limit, Offset, api_membership
 from studio.models import Role
@@ -39,37 +40,15 @@ class StepOut(Schema):
     ended_at: datetime | None
 
 
-class PipelineOut(Schema):
-    id: int
+class PipelineOut(ParentOut):
     name: str
-    experiment: str
-    number: int
-    status: str
-    error: str
-    submitted_by: str | None
-    created_at: datetime
-    started_at: datetime | None
-    ended_at: datetime | None
-    definition: str
     steps: list[StepOut]
-    url: str
 
 
 def pipeline_out(pipeline: Pipeline) -> PipelineOut:
-    run = pipeline.run
-    run.refresh_from_db()
     return PipelineOut(
-        id=run.pk,
+        **parent_out_fields(PIPELINE, pipeline),
         name=pipeline.name,
-        experiment=run.experiment.name,
-        number=run.number,
-        status=run.status,
-        error=run.error,
-        submitted_by=run.submitted_by.username if run.submitted_by else None,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        ended_at=run.ended_at,
-        definition=pipeline.definition,
         steps=[
             StepOut(
                 name=step.name,
@@ -87,16 +66,7 @@ def pipeline_out(pipeline: Pipeline) -> PipelineOut:
             )
             for step in selectors.pipeline_steps(pipeline)
         ],
-        url=reverse("pipeline_detail", args=[run.workspace.slug, run.pk]),
     )
-
-
-def _pipeline(request, workspace: str | None, run_id: int, role: str = Role.READER) -> Pipeline:
-    membership = api_membership(request, workspace, role)
-    try:
-        return selectors.pipeline_get(workspace=membership.workspace, run_id=run_id)
-    except Pipeline.DoesNotExist as exc:
-        raise HttpError(404, "No such pipeline") from exc
 
 
 @router.post("/pipelines", response={201: PipelineOut})
@@ -118,36 +88,38 @@ def pipelines_submit(
     except UnicodeDecodeError:
         raise HttpError(400, "definition: this is not a text (YAML) file.") from None
     try:
-        run = services.pipeline_submit(
-            workspace=membership.workspace,
-            user=request.user,
-            definition=text,
-            experiment=experiment,
-            archive=snapshot,
-            tags=parse_tags(tags),
-        )
-    except services.PipelineError as exc:
-        raise HttpError(400, f"{exc.field}: {exc}" if exc.field else str(exc)) from None
+        tag_values = parse_tags(tags)
     except RunError as exc:
         raise HttpError(400, f"tags: {exc}") from None
+    run = services.pipeline_submit(
+        workspace=membership.workspace,
+        user=request.user,
+        definition=text,
+        experiment=experiment,
+        archive=snapshot,
+        tags=tag_values,
+    )
     return Status(201, pipeline_out(run.pipeline))
 
 
 @router.get("/pipelines", response=list[PipelineOut])
 def pipelines_list(request, workspace: str | None = None, limit: Limit = 20, offset: Offset = 0):
     membership = api_membership(request, workspace)
-    pipelines = selectors.pipeline_list(workspace=membership.workspace)[offset : offset + limit]
-    return [pipeline_out(p) for p in pipelines]
+    pipelines = parent_list(kind=PIPELINE, workspace=membership.workspace)
+    return [pipeline_out(p) for p in pipelines[offset : offset + limit]]
 
 
 @router.get("/pipelines/{run_id}", response=PipelineOut)
 def pipelines_get(request, run_id: int, workspace: str | None = None):
-    return pipeline_out(_pipeline(request, workspace, run_id))
+    membership = api_membership(request, workspace)
+    pipeline = parent_api_get(kind=PIPELINE, workspace=membership.workspace, run_id=run_id)
+    return pipeline_out(pipeline)
 
 
 @router.post("/pipelines/{run_id}/cancel", response=PipelineOut)
 def pipelines_cancel(request, run_id: int, workspace: str | None = None):
     """Cancel the pipeline: running steps are stopped, waiting steps never start."""
-    pipeline = _pipeline(request, workspace, run_id, Role.CONTRIBUTOR)
-    services.pipeline_cancel(pipeline=pipeline, user=request.user)
+    membership = api_membership(request, workspace, Role.CONTRIBUTOR)
+    pipeline = parent_api_get(kind=PIPELINE, workspace=membership.workspace, run_id=run_id)
+    parent_cancel(kind=PIPELINE, parent=pipeline, user=request.user)
     return pipeline_out(pipeline)

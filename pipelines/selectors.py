@@ -7,21 +7,5 @@ def step_settings(run_id: int) -> dict:
     return dict(settings.first() or {})
 
 
-def pipeline_get(*, workspace, run_id: int) -> Pipeline:
-    # By the run's own key (run__pk, not the run_id column): an id too big for the database
-    # is then simply not found, instead of an overflow error.
-    return Pipeline.objects.select_related(
-        "run", "run__experiment", "run__submitted_by", "run__snapshot"
-    ).get(run__workspace=workspace, run__pk=run_id)
-
-
 def pipeline_steps(pipeline: Pipeline) -> list[PipelineStep]:
     return list(pipeline.steps.select_related("run", "run__target"))
-
-
-def pipeline_list(*, workspace):
-    return (
-        Pipeline.objects.filter(run__workspace=workspace)
-        .select_related("run", "run__experiment", "run__submitted_by")
-        .order_by("-run__created_at")
-    )

@@ -14,12 +14,12 @@ its target's backend and the run monitor follows it.
 from __future__ import annotations
 
 import logging
-from functools import partial
 from pathlib import PurePosixPath
 
 import yaml
-from django.db import IntegrityError, transaction
-from django.db.models import Max, Q
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import UploadedFile
+from django.db.models import Q
 from django.utils import timezone
 
 from compute.cloud import CloudError
@@ -49,18 +49,27 @@ from runs.models import (
     RunStatus,
     Snapshot,
 )
+from runs.numbers import run_numbers_take
+from runs.parents import ParentKind, parent_advance_soon, parent_children_stop, parents_advance
+from studio.errors import ServiceError
+from studio.models import Workspace
 
 log = logging.getLogger(__name__)
 
 MAX_DEFINITION_BYTES = 256 * 1024
 
+PIPELINE = ParentKind(
+    model=Pipeline,
+    noun="pipeline",
+    children="steps",
+    child_noun="step",
+    children_noun="steps",
+    advance_task="pipelines.tasks.pipeline_advance_task",
+)
 
-class PipelineError(Exception):
-    """The pipeline cannot be submitted as asked; `field` names the form field it concerns."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.field = field
+# The name runs.services catches a pipeline's ServiceError by, when it submits a script run
+# to a Databricks, Data Lake or Batch target as a one-step pipeline.
+PipelineError = ServiceError
 
 
 # --- submitting ---------------------------------------------------------------------------
@@ -68,12 +77,12 @@ class PipelineError(Exception):
 
 def pipeline_submit(
     *,
-    workspace,
-    user,
+    workspace: Workspace,
+    user: User,
     definition: str,
     experiment: str = "",
-    files=None,
-    archive=None,
+    files: list[tuple[str, object]] | None = None,
+    archive: UploadedFile | None = None,
     git_files: dict[str, str] | None = None,
     tags: dict | None = None,
 ) -> Run:
@@ -82,15 +91,15 @@ def pipeline_submit(
     try:
         spec = parse_pipeline(definition)
     except DefinitionError as exc:
-        raise PipelineError(str(exc), "definition") from None
+        raise ServiceError(str(exc), field="definition") from None
     name = (experiment or spec.experiment).strip()
     if not name:
-        raise PipelineError(
-            "Name the experiment (here or as `experiment:` in the file).", "experiment"
+        raise ServiceError(
+            "Name the experiment (here or as `experiment:` in the file).", field="experiment"
         )
     problem = run_services.experiment_name_problem(name)
     if problem:
-        raise PipelineError(problem, "experiment")
+        raise ServiceError(problem, field="experiment")
     snapshot, git = None, {}
     if files or archive is not None:
         try:
@@ -99,13 +108,13 @@ def pipeline_submit(
             )
             git = capture.git
         except (snapshots.SnapshotError, run_services.RunError) as exc:
-            raise PipelineError(str(exc), "source_folder") from None
+            raise ServiceError(str(exc), field="source_folder") from None
     elif any(step.entry for step in spec.steps):
         needs = next(step for step in spec.steps if step.entry)
-        raise PipelineError(
+        raise ServiceError(
             f"Step ‘{needs.name}’ runs {needs.entry}: choose the source folder with the "
             "pipeline's scripts (or upload it as a .zip or .tar.gz).",
-            "source_folder",
+            field="source_folder",
         )
     experiment_obj = run_services.experiment_get_or_create(
         workspace=workspace, name=name, user=user
@@ -124,8 +133,8 @@ def pipeline_submit(
 
 def pipeline_single_step(
     *,
-    workspace,
-    user,
+    workspace: Workspace,
+    user: User,
     experiment: Experiment,
     target: ComputeTarget,
     snapshot: Snapshot,
@@ -139,14 +148,14 @@ def pipeline_single_step(
     as the studio offers those services only as pipeline steps."""
     step_type = TYPE_OF_KIND.get(target.kind)
     if step_type is None:
-        raise PipelineError(f"{target.name} cannot run pipeline steps.", "target")
+        raise ServiceError(f"{target.name} cannot run pipeline steps.", field="target")
     step: dict = {"name": "main", "type": step_type, "compute": target.name}
     if step_type == "databricks":
         if entry_script.endswith(".jar"):
-            raise PipelineError(
+            raise ServiceError(
                 "A JAR step needs its main class: submit it as a pipeline file with "
                 "`jar:` and `main_class:`.",
-                "entry_script",
+                field="entry_script",
             )
         step["python_script"] = entry_script
     else:
@@ -158,7 +167,7 @@ def pipeline_single_step(
     try:
         spec = parse_pipeline(definition)
     except DefinitionError as exc:
-        raise PipelineError(str(exc)) from None
+        raise ServiceError(str(exc)) from None
     return _pipeline_create(
         workspace=workspace,
         user=user,
@@ -173,8 +182,8 @@ def pipeline_single_step(
 
 def _pipeline_create(
     *,
-    workspace,
-    user,
+    workspace: Workspace,
+    user: User,
     experiment: Experiment,
     spec: PipelineSpec,
     snapshot: Snapshot | None,
@@ -184,96 +193,91 @@ def _pipeline_create(
 ) -> Run:
     producers = spec.producers
     prepared = [_prepare_step(workspace, user, step, snapshot) for step in spec.steps]
-    for _attempt in range(5):
-        try:
-            with transaction.atomic():
-                first = (
-                    Run.objects.filter(experiment=experiment).aggregate(n=Max("number"))["n"] or 0
-                ) + 1
-                parent = Run.objects.create(
-                    workspace=workspace,
-                    experiment=experiment,
-                    number=first,
-                    display_name=spec.name or "pipeline",
-                    submitted_by=user,
-                    snapshot=snapshot,
-                    git=git,
-                    tags=tags,
-                )
-                RunEvent.objects.create(
-                    run=parent,
-                    status=RunStatus.NOT_STARTED,
-                    message=f"Pipeline of {len(spec.steps)} step(s) submitted",
-                )
-                pipeline = Pipeline.objects.create(
-                    run=parent, name=spec.name, definition=definition
-                )
-                for position, (step, fields) in enumerate(zip(spec.steps, prepared, strict=True)):
-                    waits = step.depends_on(producers)
-                    child = Run.objects.create(
-                        workspace=workspace,
-                        experiment=experiment,
-                        number=first + 1 + position,
-                        parent=parent,
-                        display_name=step.name,
-                        submitted_by=user,
-                        tags=tags,
-                        git=git,
-                        entry_script=step.entry,
-                        arguments=step.arguments,
-                        max_duration_seconds=step.max_duration_seconds,
-                        **fields,
-                    )
-                    RunEvent.objects.create(
-                        run=child,
-                        status=RunStatus.NOT_STARTED,
-                        message=f"Waits for {', '.join(waits)}" if waits else "",
-                    )
-                    PipelineStep.objects.create(
-                        pipeline=pipeline,
-                        run=child,
-                        name=step.name,
-                        position=position,
-                        step_type=step.type,
-                        settings=step.settings,
-                        inputs=step.inputs,
-                        outputs=step.outputs,
-                        depends_on=waits,
-                    )
-                transaction.on_commit(partial(_enqueue_advance, pipeline.pk))
-        except IntegrityError:
-            continue
+
+    def create(first: int) -> Run:
+        parent = Run.objects.create(
+            workspace=workspace,
+            experiment=experiment,
+            number=first,
+            display_name=spec.name or "pipeline",
+            submitted_by=user,
+            snapshot=snapshot,
+            git=git,
+            tags=tags,
+        )
+        RunEvent.objects.create(
+            run=parent,
+            status=RunStatus.NOT_STARTED,
+            message=f"Pipeline of {len(spec.steps)} step(s) submitted",
+        )
+        pipeline = Pipeline.objects.create(run=parent, name=spec.name, definition=definition)
+        for position, (step, fields) in enumerate(zip(spec.steps, prepared, strict=True)):
+            waits = step.depends_on(producers)
+            child = Run.objects.create(
+                workspace=workspace,
+                experiment=experiment,
+                number=first + 1 + position,
+                parent=parent,
+                display_name=step.name,
+                submitted_by=user,
+                tags=tags,
+                git=git,
+                entry_script=step.entry,
+                arguments=step.arguments,
+                max_duration_seconds=step.max_duration_seconds,
+                **fields,
+            )
+            RunEvent.objects.create(
+                run=child,
+                status=RunStatus.NOT_STARTED,
+                message=f"Waits for {', '.join(waits)}" if waits else "",
+            )
+            PipelineStep.objects.create(
+                pipeline=pipeline,
+                run=child,
+                name=step.name,
+                position=position,
+                step_type=step.type,
+                settings=step.settings,
+                inputs=step.inputs,
+                outputs=step.outputs,
+                depends_on=waits,
+            )
+        parent_advance_soon(kind=PIPELINE, parent_id=pipeline.pk)
         return parent
-    raise PipelineError("Too many runs were submitted to this experiment at once: try again.")
+
+    return run_numbers_take(experiment=experiment, create=create)
 
 
-def _prepare_step(workspace, user, step: StepSpec, snapshot: Snapshot | None) -> dict:
+def _prepare_step(
+    workspace: Workspace, user: User, step: StepSpec, snapshot: Snapshot | None
+) -> dict:
     """The child run's fields for `step`: its target, environment and own snapshot."""
     where = f"Step ‘{step.name}’"
     target = ComputeTarget.objects.filter(workspace=workspace, name=step.compute).first()
     if target is None:
-        raise PipelineError(
+        raise ServiceError(
             f"{where}: this workspace has no compute target {step.compute!r}: attach it first "
             "(Compute → + New) or fix `compute:`.",
-            "definition",
+            field="definition",
         )
     if target.kind not in STEP_TYPES[step.type]:
         kinds = " or ".join(str(ComputeKind(k).label) for k in STEP_TYPES[step.type])
         suggestion = TYPE_OF_KIND.get(target.kind)
-        raise PipelineError(
+        raise ServiceError(
             f"{where} is a {TYPE_LABELS[step.type]} step, which runs on {kinds}, but "
             f"{target.name} is a {target.get_kind_display()}"
             + (f": use `type: {suggestion}` or another target." if suggestion else "."),
-            "definition",
+            field="definition",
         )
     if target.state != ComputeState.SUCCEEDED and target.kind != ComputeKind.CLUSTER:
-        raise PipelineError(
+        raise ServiceError(
             f"{where}: {target.name} is {target.state}: wait until it is ready, or fix it "
             "(see its page under Compute).",
-            "definition",
+            field="definition",
         )
     if target.kind == ComputeKind.LOCAL and (problem := local_target_problem(user)):
-        raise PipelineError(f"{where}: {problem}", "definition")
+        raise ServiceError(f"{where}: {problem}", field="definition")
     if (
         step.type == "databricks"
         and not step.settings.get("cluster_id")
@@ -283,26 +287,26 @@ def _prepare_step(workspace, user, step: StepSpec, snapshot: Snapshot | None) ->
         clusters = ", ".join(
             f"{c['cluster_name']} ({c['cluster_id']})" for c in target.facts.get("clusters", [])
         )
-        raise PipelineError(
+        raise ServiceError(
             f"{where}: {target.name} has no default cluster: give the step a cluster_id"
             + (f" (one of: {clusters})" if clusters else "")
             + " or a new_cluster with spark_version, node_type_id and num_workers.",
-            "definition",
+            field="definition",
         )
     _check_cluster_or_pool(target, step, where)
     manifest = _source_manifest(snapshot, step.source_directory) if snapshot else []
     if step.source_directory and not manifest:
-        raise PipelineError(
+        raise ServiceError(
             f"{where}: the source folder has no folder {step.source_directory}/ with files.",
-            "definition",
+            field="definition",
         )
     if step.entry and not any(entry[0] == step.entry for entry in manifest):
         listed = ", ".join(e[0] for e in manifest[:10]) or "none"
-        raise PipelineError(
+        raise ServiceError(
             f"{where} runs {step.entry}, which is not in the "
             + (f"folder {step.source_directory}/ of the " if step.source_directory else "")
             + f"source folder. Files in it: {listed}.",
-            "definition",
+            field="definition",
         )
     fields: dict = {
         "target": target,
@@ -331,10 +335,10 @@ def _check_cluster_or_pool(target: ComputeTarget, step: StepSpec, where: str) ->
             client.check(pool_id=pool_id)
     except CloudError as exc:
         if exc.code != "unreachable":
-            raise PipelineError(f"{where}: {exc.message}", "definition") from None
+            raise ServiceError(f"{where}: {exc.message}", field="definition") from None
 
 
-def _environment(workspace, step: StepSpec, where: str) -> Environment:
+def _environment(workspace: Workspace, step: StepSpec, where: str) -> Environment:
     name = step.environment or run_services.DEFAULT_ENVIRONMENT
     base, _, version = name.partition(":")
     envs = Environment.objects.filter(
@@ -344,15 +348,15 @@ def _environment(workspace, step: StepSpec, where: str) -> Environment:
         envs = envs.filter(version=int(version) if version.isdigit() else -1)
     env = envs.first()
     if env is None:
-        raise PipelineError(
+        raise ServiceError(
             f"{where}: no environment {name!r}: see the Environments page for the names to use.",
-            "definition",
+            field="definition",
         )
     if step.type == "pyspark" and env.kind == EnvironmentKind.SYSTEM_MANAGED:
-        raise PipelineError(
+        raise ServiceError(
             f"{where}: a PySpark step runs with the cluster's Python: choose a user-managed or "
             "curated environment.",
-            "definition",
+            field="definition",
         )
     return env
 
@@ -368,31 +372,12 @@ def _source_manifest(snapshot: Snapshot, folder: str) -> list[list]:
     ]
 
 
-def _enqueue_advance(pipeline_id: int) -> None:
-    from pipelines.tasks import pipeline_advance_task
-
-    pipeline_advance_task.delay(pipeline_id)
-
-
 # --- moving a pipeline on -----------------------------------------------------------------
-
-
-def pipeline_cancel(*, pipeline: Pipeline, user) -> bool:
-    """Cancel the pipeline: its running steps are stopped and the waiting ones never start."""
-    canceled = run_services.run_cancel(run=pipeline.run, user=user)
-    if canceled:
-        transaction.on_commit(lambda: _enqueue_advance(pipeline.pk))
-    return canceled
 
 
 def pipelines_advance() -> int:
     """Advance every pipeline that is not over yet; how many were looked at."""
-    return run_services.parents_advance(
-        Pipeline.objects,
-        children="steps",
-        advance=lambda pk: pipeline_advance(pipeline_id=pk),
-        what="pipeline",
-    )
+    return parents_advance(kind=PIPELINE, advance=lambda pk: pipeline_advance(pipeline_id=pk))
 
 
 def pipeline_advance(*, pipeline_id: int) -> None:
@@ -401,7 +386,12 @@ def pipeline_advance(*, pipeline_id: int) -> None:
     parent = pipeline.run
     steps = list(pipeline.steps.select_related("run"))
     if parent.status in (RunStatus.CANCEL_REQUESTED, RunStatus.CANCELED):
-        _cancel_steps(parent, steps)
+        parent_children_stop(
+            kind=PIPELINE,
+            parent=parent,
+            children=[step.run for step in steps],
+            reason="The pipeline was canceled",
+        )
         return
     if parent.is_final:
         return
@@ -443,7 +433,7 @@ def _start(step: PipelineStep, by_name: dict[str, PipelineStep]) -> None:
     run = step.run
     try:
         snapshot, copied = _with_inputs(step, by_name)
-    except PipelineError as exc:
+    except ServiceError as exc:
         run_services.run_transition(
             run.pk,
             RunStatus.FAILED,
@@ -461,9 +451,7 @@ def _start(step: PipelineStep, by_name: dict[str, PipelineStep]) -> None:
         message=message,
         snapshot=snapshot,
     ):
-        from runs.tasks import start_run
-
-        transaction.on_commit(lambda: start_run.delay(run.pk))
+        run_services.run_start_soon(run_id=run.pk)
     run.refresh_from_db(fields=["status", "error"])
 
 
@@ -490,7 +478,7 @@ def _with_inputs(step: PipelineStep, by_name: dict[str, PipelineStep]) -> tuple[
             written = list(
                 RunFile.objects.filter(run=producer.run).values_list("path", flat=True)[:10]
             )
-            raise PipelineError(
+            raise ServiceError(
                 f"Input {data} is missing: step ‘{producer.name}’ completed without writing "
                 f"outputs/{data} (it wrote {', '.join(written) or 'no output files'}). Make it "
                 f"write its {data} files under ./outputs/{data}/."
@@ -512,22 +500,6 @@ def _skip(step: PipelineStep, reason: str) -> None:
         cancel_reason=reason,
     )
     step.run.status = RunStatus.CANCELED
-
-
-def _cancel_steps(parent: Run, steps: list[PipelineStep]) -> None:
-    for step in steps:
-        if not step.run.is_final:
-            run_services.run_cancel(run=step.run, reason="The pipeline was canceled")
-    if all(
-        status in FINAL_STATUSES
-        for status in Run.objects.filter(parent=parent).values_list("status", flat=True)
-    ):
-        run_services.run_transition(
-            parent.pk,
-            RunStatus.CANCELED,
-            allowed_from=[RunStatus.CANCEL_REQUESTED],
-            message="Every step has stopped",
-        )
 
 
 def _finish(parent: Run, steps: list[PipelineStep]) -> None:

@@ -1,30 +1,15 @@
 from django.contrib import messages
-from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import reverse
-from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
 from pipelines import selectors, services
 from pipelines.definition import EXAMPLE
 from pipelines.forms import PipelineSubmitForm
 from pipelines.graph import pipeline_svg
 from pipelines.models import Pipeline
-from runs.models import FINAL_STATUSES, RunStatus
+from pipelines.services import PIPELINE
+from runs.parents import parent_cancel_view, parent_detail_view, parent_list_view
 from studio.access import workspace_view
-
-
-def _pipeline(request, run_id: int) -> Pipeline:
-    try:
-        return selectors.pipeline_get(workspace=request.workspace, run_id=run_id)
-    except Pipeline.DoesNotExist as exc:
-        raise Http404("No such pipeline") from exc
-
-
-@workspace_view()
-def pipeline_list(request):
-    pipelines = selectors.pipeline_list(workspace=request.workspace)[:100]
-    return render(request, "pipelines/pipeline_list.html", {"pipelines": pipelines})
+from studio.errors import ServiceError, form_add_service_error
 
 
 @workspace_view()
@@ -46,11 +31,13 @@ def pipeline_submit(request):
                 git_files=data["source_git"],
                 tags=data.get("tags") or {},
             )
-        except services.PipelineError as exc:
-            field = exc.field if exc.field in form.fields else None
-            if field == "definition":
-                field = "definition_file"
-            form.add_error(field, str(exc))
+        except ServiceError as exc:
+            if exc.field == "definition":
+                # The definition is the uploaded file or the pasted text: its problem shows
+                # by the file field, first on the form.
+                form.add_error("definition_file", exc.message)
+            else:
+                form_add_service_error(form, exc)
         else:
             messages.success(
                 request, f"Pipeline {run} submitted. {form.upload_summary(files)}".strip()
@@ -61,39 +48,9 @@ def pipeline_submit(request):
 
 def _context(request, pipeline: Pipeline) -> dict:
     steps = selectors.pipeline_steps(pipeline)
-    run = pipeline.run
-    return {
-        "pipeline": pipeline,
-        "run": run,
-        "steps": steps,
-        "graph": pipeline_svg(steps, slug=request.workspace.slug),
-        "can_cancel": request.membership.can_edit
-        and run.status not in (*FINAL_STATUSES, RunStatus.CANCEL_REQUESTED),
-    }
+    return {"steps": steps, "graph": pipeline_svg(steps, slug=request.workspace.slug)}
 
 
-@workspace_view()
-def pipeline_detail(request, run_id: int):
-    pipeline = _pipeline(request, run_id)
-    template = (
-        "pipelines/_pipeline_status.html" if request.htmx else "pipelines/pipeline_detail.html"
-    )
-    return render(request, template, _context(request, pipeline))
-
-
-@require_POST
-@workspace_view()
-def pipeline_cancel(request, run_id: int):
-    pipeline = _pipeline(request, run_id)
-    if services.pipeline_cancel(pipeline=pipeline, user=request.user):
-        messages.success(
-            request, f"Canceling pipeline {pipeline.run}: its steps are being stopped."
-        )
-    else:
-        messages.warning(
-            request, f"Pipeline {pipeline.run} is {pipeline.run.status}: nothing to cancel."
-        )
-    url = reverse("pipeline_detail", args=[request.workspace.slug, pipeline.run_id])
-    if request.htmx:
-        return HttpResponseClientRedirect(url)
-    return redirect(url)
+pipeline_list = parent_list_view(PIPELINE)
+pipeline_detail = parent_detail_view(PIPELINE, _context)
+pipeline_cancel = parent_cancel_view(PIPELINE)

@@ -14,19 +14,20 @@ from __future__ import annotations
 import shlex
 from datetime import datetime
 
-from django.urls import reverse
 from ninja import File, Form, Router, Schema, Status
 from ninja.errors import HttpError
 from ninja.files import UploadedFile
 
 from runs.api import environment_named, submit_source
+from runs.parents import ParentOut, parent_api_get, parent_cancel, parent_list, parent_out_fields
 from runs.runconfig import RunConfigError, parse_runconfig
-from runs.services import FieldError, RunError, SubmitRequest, parse_tags
+from runs.services import RunError, SubmitRequest, parse_tags
 from studio import safeyaml
 from studio.api import Limit, Offset, api_membership
 from studio.models import Role
 from sweeps import selectors, services
 from sweeps.models import Sweep
+from sweeps.services import SWEEP
 
 router: Router = Router(tags=["sweeps"])
 
@@ -46,12 +47,7 @@ class ChildOut(Schema):
     ended_at: datetime | None
 
 
-class SweepOut(Schema):
-    id: int
-    experiment: str
-    number: int
-    status: str
-    error: str
+class SweepOut(ParentOut):
     target: str
     entry_script: str
     sampling: str
@@ -61,27 +57,17 @@ class SweepOut(Schema):
     max_total_runs: int
     max_concurrent_runs: int
     best_child: int | None
-    submitted_by: str | None
-    created_at: datetime
-    started_at: datetime | None
-    ended_at: datetime | None
-    definition: str
     children: list[ChildOut]
-    url: str
 
 
 def sweep_out(sweep: Sweep) -> SweepOut:
+    fields = parent_out_fields(SWEEP, sweep)
     run = sweep.run
-    run.refresh_from_db()
     spec = selectors.sweep_spec(sweep)
     rows = selectors.sweep_children(sweep, spec)
     best = selectors.best_child(rows)
     return SweepOut(
-        id=run.pk,
-        experiment=run.experiment.name,
-        number=run.number,
-        status=run.status,
-        error=run.error,
+        **fields,
         target=run.target_name,
         entry_script=run.entry_script,
         sampling=spec.sampling,
@@ -91,11 +77,6 @@ def sweep_out(sweep: Sweep) -> SweepOut:
         max_total_runs=spec.max_total_runs,
         max_concurrent_runs=spec.max_concurrent_runs,
         best_child=best.child.run_id if best else None,
-        submitted_by=run.submitted_by.username if run.submitted_by else None,
-        created_at=run.created_at,
-        started_at=run.started_at,
-        ended_at=run.ended_at,
-        definition=sweep.definition,
         children=[
             ChildOut(
                 run_id=row.child.run_id,
@@ -113,16 +94,7 @@ def sweep_out(sweep: Sweep) -> SweepOut:
             )
             for row in rows
         ],
-        url=reverse("sweep_detail", args=[run.workspace.slug, run.pk]),
     )
-
-
-def _sweep(request, workspace: str | None, run_id: int, role: str = Role.READER) -> Sweep:
-    membership = api_membership(request, workspace, role)
-    try:
-        return selectors.sweep_get(workspace=membership.workspace, run_id=run_id)
-    except Sweep.DoesNotExist as exc:
-        raise HttpError(404, "No such sweep") from exc
 
 
 @router.post("/sweeps", response={201: SweepOut})
@@ -167,34 +139,34 @@ def sweeps_submit(
             submit.apply_runconfig(
                 parse_runconfig(runconfig.read(safeyaml.MAX_BYTES + 1).decode(errors="replace"))
             )
-        run = services.sweep_submit(
-            workspace=ws, user=request.user, request=submit, definition=definition, **source
-        )
-    except FieldError as exc:
-        raise HttpError(400, f"{exc.field}: {exc}") from None
     except (RunError, RunConfigError) as exc:
         raise HttpError(400, str(exc)) from None
     except ValueError as exc:
         raise HttpError(400, f"arguments: {exc}") from None
+    run = services.sweep_submit(
+        workspace=ws, user=request.user, request=submit, definition=definition, **source
+    )
     return Status(201, sweep_out(run.sweep))
 
 
 @router.get("/sweeps", response=list[SweepOut])
 def sweeps_list(request, workspace: str | None = None, limit: Limit = 20, offset: Offset = 0):
     membership = api_membership(request, workspace)
-    sweeps = selectors.sweep_list(workspace=membership.workspace)[offset : offset + limit]
-    return [sweep_out(s) for s in sweeps]
+    sweeps = parent_list(kind=SWEEP, workspace=membership.workspace)
+    return [sweep_out(s) for s in sweeps[offset : offset + limit]]
 
 
 @router.get("/sweeps/{run_id}", response=SweepOut)
 def sweeps_get(request, run_id: int, workspace: str | None = None):
     """The sweep with its children: their hyperparameters, status and primary metric."""
-    return sweep_out(_sweep(request, workspace, run_id))
+    membership = api_membership(request, workspace)
+    return sweep_out(parent_api_get(kind=SWEEP, workspace=membership.workspace, run_id=run_id))
 
 
 @router.post("/sweeps/{run_id}/cancel", response=SweepOut)
 def sweeps_cancel(request, run_id: int, workspace: str | None = None):
     """Cancel the sweep: running children are stopped, no more are drawn."""
-    sweep = _sweep(request, workspace, run_id, Role.CONTRIBUTOR)
-    services.sweep_cancel(sweep=sweep, user=request.user)
+    membership = api_membership(request, workspace, Role.CONTRIBUTOR)
+    sweep = parent_api_get(kind=SWEEP, workspace=membership.workspace, run_id=run_id)
+    parent_cancel(kind=SWEEP, parent=sweep, user=request.user)
     return sweep_out(sweep)

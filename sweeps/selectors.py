@@ -20,22 +20,6 @@ class ChildRow:
     is_best: bool = False
 
 
-def sweep_get(*, workspace, run_id: int) -> Sweep:
-    # By the run's own key (run__pk, not the run_id column): an id too big for the database
-    # is then simply not found, instead of an overflow error.
-    return Sweep.objects.select_related(
-        "run", "run__experiment", "run__submitted_by", "run__snapshot", "run__environment"
-    ).get(run__workspace=workspace, run__pk=run_id)
-
-
-def sweep_list(*, workspace):
-    return (
-        Sweep.objects.filter(run__workspace=workspace)
-        .select_related("run", "run__experiment", "run__submitted_by")
-        .order_by("-run__created_at")
-    )
-
-
 def sweep_spec(sweep: Sweep) -> SweepSpec:
     return parse_sweep(sweep.definition)
 

@@ -18,16 +18,20 @@ import logging
 import secrets
 import shlex
 from datetime import timedelta
-from functools import partial
 
+from django.contrib.auth.models import User
+from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
-from django.db.models import Max
 from django.utils import timezone
 
 from compute.models import ComputeKind
 from runs import services as run_services
-from runs.models import FINAL_STATUSES, Framework, Run, RunEvent, RunStatus
+from runs.models import Framework, Run, RunEvent, RunStatus
+from runs.numbers import run_numbers_take
+from runs.parents import ParentKind, parent_advance_soon, parent_children_stop, parents_advance
 from runs.services import FieldError, RunError, SubmitRequest
+from studio.errors import ServiceError
+from studio.models import Workspace
 from sweeps import selectors
 from sweeps.definition import DefinitionError, SweepSpec, parse_sweep
 from sweeps.models import Sweep, SweepChild
@@ -38,67 +42,82 @@ log = logging.getLogger(__name__)
 
 MAX_DEFINITION_BYTES = 64 * 1024
 
+SWEEP = ParentKind(
+    model=Sweep,
+    noun="sweep",
+    children="children",
+    child_noun="child run",
+    children_noun="child runs",
+    advance_task="sweeps.tasks.sweep_advance_task",
+)
+
 
 # --- submitting ---------------------------------------------------------------------------
 
 
 def sweep_submit(
     *,
-    workspace,
-    user,
+    workspace: Workspace,
+    user: User,
     request: SubmitRequest,
     definition: str,
-    files=None,
-    archive=None,
-    git_files=None,
-    executables=None,
+    files: list[tuple[str, object]] | None = None,
+    archive: UploadedFile | None = None,
+    git_files: dict[str, str] | None = None,
+    executables: set[str] | None = None,
     seed: int | None = None,
 ) -> Run:
     """Submit the sweep an hdconfig.yml describes over the uploaded source folder.
 
-    FieldError names the field to fix: `hyperdrive_config` for the hdconfig file.
+    ServiceError names the field to fix: `hyperdrive_config` for the hdconfig file.
     """
     try:
         spec = parse_sweep(definition)
     except DefinitionError as exc:
-        raise FieldError("hyperdrive_config", str(exc)) from None
+        raise ServiceError(str(exc), field="hyperdrive_config") from None
     sampled = {p.name for p in spec.parameters}
     repeated = next((a for a in request.arguments if a in sampled), None)
     if repeated:
-        raise FieldError(
-            "arguments",
+        raise ServiceError(
             f"{repeated} is sampled by the sweep: leave it out of the arguments (each child gets "
             "its own value).",
+            field="arguments",
         )
-    resolved = run_services.submit_upload_resolve(
-        workspace=workspace,
-        user=user,
-        request=request,
-        files=files,
-        archive=archive,
-        git_files=git_files,
-        executables=executables,
-    )
-    target = resolved["target"]
-    if target is None:
-        raise FieldError(
-            "target",
-            "A sweep runs its children on an existing compute target: choose one (a run-based "
-            "cluster is made for one run).",
+    try:
+        resolved = run_services.submit_upload_resolve(
+            workspace=workspace,
+            user=user,
+            request=request,
+            files=files,
+            archive=archive,
+            git_files=git_files,
+            executables=executables,
         )
-    framework = request.framework or (
-        Framework.PYSPARK if target.kind == ComputeKind.HDINSIGHT else Framework.PYTHON
-    )
-    run_services.run_submit_check(
-        workspace=workspace,
-        user=user,
-        experiment=resolved["experiment"],
-        target=target,
-        snapshot=resolved["snapshot"],
-        entry_script=request.entry_script,
-        environment=resolved["environment"],
-        framework=framework,
-    )
+        target = resolved["target"]
+        if target is None:
+            raise ServiceError(
+                "A sweep runs its children on an existing compute target: choose one (a "
+                "run-based cluster is made for one run).",
+                field="target",
+            )
+        framework = request.framework or (
+            Framework.PYSPARK if target.kind == ComputeKind.HDINSIGHT else Framework.PYTHON
+        )
+        run_services.run_submit_check(
+            workspace=workspace,
+            user=user,
+            experiment=resolved["experiment"],
+            target=target,
+            snapshot=resolved["snapshot"],
+            entry_script=request.entry_script,
+            environment=resolved["environment"],
+            framework=framework,
+        )
+    # The run services' own errors, as the one error type pages and the API answer.
+    except FieldError as exc:
+        raise ServiceError(str(exc), field=exc.field) from None
+    except RunError as exc:
+        raise ServiceError(str(exc)) from None
     fields = {
         "workspace": workspace,
         "experiment": resolved["experiment"],
@@ -114,32 +133,21 @@ def sweep_submit(
         "framework": framework,
         "tags": request.tags,
     }
-    seed = secrets.randbelow(2**31) if seed is None else seed
-    for _attempt in range(5):
-        try:
-            with transaction.atomic():
-                number = Run.objects.filter(experiment=resolved["experiment"]).aggregate(
-                    n=Max("number")
-                )["n"]
-                parent = Run.objects.create(number=(number or 0) + 1, **fields)
-                RunEvent.objects.create(
-                    run=parent,
-                    status=RunStatus.NOT_STARTED,
-                    message=f"Sweep of {spec.max_total_runs} run(s) by {spec.sampling} sampling "
-                    f"submitted to {target.name}",
-                )
-                sweep = Sweep.objects.create(run=parent, definition=definition, seed=seed)
-                transaction.on_commit(partial(_enqueue_advance, sweep.pk))
-        except IntegrityError:
-            continue
+    drawn_with = secrets.randbelow(2**31) if seed is None else seed
+
+    def create(number: int) -> Run:
+        parent = Run.objects.create(number=number, **fields)
+        RunEvent.objects.create(
+            run=parent,
+            status=RunStatus.NOT_STARTED,
+            message=f"Sweep of {spec.max_total_runs} run(s) by {spec.sampling} sampling "
+            f"submitted to {target.name}",
+        )
+        sweep = Sweep.objects.create(run=parent, definition=definition, seed=drawn_with)
+        parent_advance_soon(kind=SWEEP, parent_id=sweep.pk)
         return parent
-    raise RunError("Too many runs were submitted to this experiment at once: try again.")
 
-
-def _enqueue_advance(sweep_id: int) -> None:
-    from sweeps.tasks import sweep_advance_task
-
-    sweep_advance_task.delay(sweep_id)
+    return run_numbers_take(experiment=resolved["experiment"], create=create)
 
 
 def child_arguments(parent: Run, hyperparameters: dict) -> list[str]:
@@ -151,22 +159,9 @@ def child_arguments(parent: Run, hyperparameters: dict) -> list[str]:
 # --- moving a sweep on --------------------------------------------------------------------
 
 
-def sweep_cancel(*, sweep: Sweep, user) -> bool:
-    """Cancel the sweep: its running children are stopped and no more are drawn."""
-    canceled = run_services.run_cancel(run=sweep.run, user=user)
-    if canceled:
-        transaction.on_commit(partial(_enqueue_advance, sweep.pk))
-    return canceled
-
-
 def sweeps_advance() -> int:
     """Advance every sweep that is not over yet; how many were looked at."""
-    return run_services.parents_advance(
-        Sweep.objects,
-        children="children",
-        advance=lambda pk: sweep_advance(sweep_id=pk),
-        what="sweep",
-    )
+    return parents_advance(kind=SWEEP, advance=lambda pk: sweep_advance(sweep_id=pk))
 
 
 def sweep_advance(*, sweep_id: int) -> None:
@@ -188,7 +183,7 @@ def sweep_advance(*, sweep_id: int) -> None:
     else:
         try:
             _draw_children(sweep, spec, children, series)
-        except RunError as exc:
+        except (RunError, ServiceError) as exc:
             reason = f"Child {len(children) + 1} could not be submitted: {exc}"
             run_services.run_transition(
                 parent.pk,
@@ -293,21 +288,8 @@ def _trials(spec: SweepSpec, children: list[SweepChild], series: dict) -> list[T
 
 
 def _stop_children(parent: Run, children: list[SweepChild], reason: str) -> None:
-    for child in children:
-        if not child.run.is_final:
-            run_services.run_cancel(run=child.run, reason=reason)
-    if parent.status != RunStatus.CANCEL_REQUESTED:
-        return
-    if all(
-        status in FINAL_STATUSES
-        for status in Run.objects.filter(parent=parent).values_list("status", flat=True)
-    ):
-        run_services.run_transition(
-            parent.pk,
-            RunStatus.CANCELED,
-            allowed_from=[RunStatus.CANCEL_REQUESTED],
-            message="Every child run has stopped",
-        )
+    runs = [child.run for child in children]
+    parent_children_stop(kind=SWEEP, parent=parent, children=runs, reason=reason)
 
 
 def _finish(sweep: Sweep, spec: SweepSpec, children: list[SweepChild]) -> None:

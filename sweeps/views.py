@@ -1,31 +1,15 @@
 from django.contrib import messages
-from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import reverse
-from django.views.decorators.http import require_POST
-from django_htmx.http import HttpResponseClientRedirect
 
 from runs.charts import line_chart
-from runs.models import FINAL_STATUSES, RunStatus
-from runs.services import FieldError, RunError
+from runs.parents import parent_cancel_view, parent_detail_view, parent_list_view
 from studio.access import workspace_view
+from studio.errors import ServiceError, form_add_service_error
 from sweeps import selectors, services
 from sweeps.definition import EXAMPLE
 from sweeps.forms import SweepSubmitForm
 from sweeps.models import Sweep
-
-
-def _sweep(request, run_id: int) -> Sweep:
-    try:
-        return selectors.sweep_get(workspace=request.workspace, run_id=run_id)
-    except Sweep.DoesNotExist as exc:
-        raise Http404("No such sweep") from exc
-
-
-@workspace_view()
-def sweep_list(request):
-    sweeps = selectors.sweep_list(workspace=request.workspace)[:100]
-    return render(request, "sweeps/sweep_list.html", {"sweeps": sweeps})
+from sweeps.services import SWEEP
 
 
 @workspace_view()
@@ -47,10 +31,8 @@ def sweep_submit(request):
                 archive=form.cleaned_data.get("source_archive"),
                 git_files=form.cleaned_data["source_git"],
             )
-        except FieldError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-        except RunError as exc:
-            form.add_error(None, str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             summary = form.upload_summary(files)
             messages.success(
@@ -63,11 +45,8 @@ def sweep_submit(request):
 def _context(request, sweep: Sweep) -> dict:
     spec = selectors.sweep_spec(sweep)
     rows = selectors.sweep_children(sweep, spec)
-    run = sweep.run
     return {
-        "sweep": sweep,
         "spec": spec,
-        "run": run,
         "rows": rows,
         "best": selectors.best_child(rows),
         "parameter_names": [p.name for p in spec.parameters],
@@ -75,27 +54,9 @@ def _context(request, sweep: Sweep) -> dict:
             spec.primary_metric_name,
             {f"#{row.child.run.number}": list(enumerate(row.values)) for row in rows if row.values},
         ),
-        "can_cancel": request.membership.can_edit
-        and run.status not in (*FINAL_STATUSES, RunStatus.CANCEL_REQUESTED),
     }
 
 
-@workspace_view()
-def sweep_detail(request, run_id: int):
-    sweep = _sweep(request, run_id)
-    template = "sweeps/_sweep_status.html" if request.htmx else "sweeps/sweep_detail.html"
-    return render(request, template, _context(request, sweep))
-
-
-@require_POST
-@workspace_view()
-def sweep_cancel(request, run_id: int):
-    sweep = _sweep(request, run_id)
-    if services.sweep_cancel(sweep=sweep, user=request.user):
-        messages.success(request, f"Canceling sweep {sweep.run}: its child runs are being stopped.")
-    else:
-        messages.warning(request, f"Sweep {sweep.run} is {sweep.run.status}: nothing to cancel.")
-    url = reverse("sweep_detail", args=[request.workspace.slug, sweep.run_id])
-    if request.htmx:
-        return HttpResponseClientRedirect(url)
-    return redirect(url)
+sweep_list = parent_list_view(SWEEP)
+sweep_detail = parent_detail_view(SWEEP, _context)
+sweep_cancel = parent_cancel_view(SWEEP)

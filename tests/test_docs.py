@@ -9,7 +9,7 @@ from pathlib import Path
 from cli.main import parser
 from studio.api import api
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"```.*?```", re.S)
 

@@ -15,6 +15,7 @@ from django.urls import reverse
 from pipelines.models import Pipeline
 from runs import logstore
 from runs.models import Run
+from runs.parents import parent_cancel
 from tests.pipelines.test_pipelines import (
     PIPELINE,
     SOURCE,
@@ -238,7 +239,7 @@ def test_canceling_a_usql_pipeline_cancels_the_job_on_the_account(
         wait_for(step, ["Running"], timeout=60)
         [job] = datalake_emulator.jobs.values()
         wait_until(lambda: job.state == "Running", timeout=60, what="the U-SQL job to run")
-        services.pipeline_cancel(pipeline=Pipeline.objects.get(run=parent), user=carol)
+        parent_cancel(kind=services.PIPELINE, parent=Pipeline.objects.get(run=parent), user=carol)
         parent = wait_final(parent, timeout=60)
 
     step.refresh_from_db()

@@ -27,6 +27,8 @@ from pipelines import services
 from pipelines.models import Pipeline
 from runs import snapshots
 from runs.models import Run, RunFile
+from runs.parents import parent_cancel
+from studio.errors import ServiceError
 from tests.compute.backends.test_runs_hdinsight import head_node  # noqa: F401 - a fixture
 from tests.support.cloud import hello_jar
 from tests.support.runs import minimal_environment, running_monitor, wait_final
@@ -267,7 +269,7 @@ def test_canceling_the_pipeline_stops_the_running_step(cloud_targets, workspace,
         from tests.support.runs import wait_for
 
         wait_for(prepare, ["Running"], timeout=60)
-        services.pipeline_cancel(pipeline=Pipeline.objects.get(run=parent), user=carol)
+        parent_cancel(kind=services.PIPELINE, parent=Pipeline.objects.get(run=parent), user=carol)
         parent = wait_final(parent, timeout=60)
 
     steps = steps_of(parent)
@@ -297,7 +299,7 @@ def test_canceling_the_pipeline_stops_the_running_step(cloud_targets, workspace,
 def test_definition_errors_name_the_step_and_the_fix(
     cloud_targets, workspace, carol, change, message
 ):
-    with pytest.raises(services.PipelineError) as caught:
+    with pytest.raises(ServiceError) as caught:
         services.pipeline_submit(
             workspace=workspace,
             user=carol,
@@ -337,7 +339,7 @@ def test_canceling_a_cloud_step_stops_its_job_on_the_service(
         )
         pid = int(line.split()[1])
         assert process_exists(pid)
-        services.pipeline_cancel(pipeline=Pipeline.objects.get(run=parent), user=carol)
+        parent_cancel(kind=services.PIPELINE, parent=Pipeline.objects.get(run=parent), user=carol)
         parent = wait_final(parent, timeout=90)
 
     run.refresh_from_db()
@@ -467,7 +469,7 @@ def test_a_databricks_step_needs_a_cluster(workspace, alice, carol, databricks_e
         "experiment: x\nsteps:\n  - {name: train, type: databricks, compute: nodefault, "
         "python_script: count.py}\n"
     )
-    with pytest.raises(services.PipelineError) as caught:
+    with pytest.raises(ServiceError) as caught:
         services.pipeline_submit(
             workspace=workspace, user=carol, definition=definition, archive=archive(SOURCE)
         )

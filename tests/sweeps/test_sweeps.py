@@ -19,7 +19,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from runs.models import Run
-from runs.services import FieldError, SubmitRequest
+from runs.parents import parent_cancel
+from runs.services import SubmitRequest
+from studio.errors import ServiceError
 from sweeps import services
 from sweeps.models import Sweep, SweepChild
 from tests.pipelines.test_pipelines import archive
@@ -229,7 +231,7 @@ def test_canceling_the_sweep_stops_its_running_children(workspace, carol):
         wait_for(parent, ["Running"], timeout=60)
         for child in children_of(parent):
             wait_for(child.run, ["Running"], timeout=60)
-        services.sweep_cancel(sweep=Sweep.objects.get(run=parent), user=carol)
+        parent_cancel(kind=services.SWEEP, parent=Sweep.objects.get(run=parent), user=carol)
         parent = wait_final(parent, timeout=60)
     assert parent.status == "Canceled"
     assert [c.run.status for c in children_of(parent)] == ["Canceled", "Canceled"]
@@ -270,7 +272,7 @@ def test_a_malformed_hdconfig_names_the_key_on_the_form_and_the_api(workspace, a
 
 
 def test_a_sampled_argument_given_as_an_argument_too_is_refused(workspace, carol):
-    with pytest.raises(FieldError) as caught:
+    with pytest.raises(ServiceError) as caught:
         sweep_submit(workspace, carol, RANDOM, TRAIN, arguments=["--lr", "0.1"])
     assert caught.value.field == "arguments"
     assert "--lr is sampled by the sweep" in str(caught.value)
