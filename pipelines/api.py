@@ -17,7 +17,8 @@ from ninja.files import UploadedFile
 
 from pipelines import selectors, services
 from pipelines.models import Pipeline
-from runs.services import RunError, parse_tags
+from runs.services.errors import RunError
+from runs.services.submit import parse_tags
 from studio.api import Limit, Offset, api_membership
 from studio.models import Role
 

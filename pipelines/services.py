@@ -36,7 +36,6 @@ from pipelines.definition import (
     parse_pipeline,
 )
 from pipelines.models import Pipeline, PipelineStep
-from runs import services as run_services
 from runs import snapshots
 from runs.models import (
     FINAL_STATUSES,
@@ -49,6 +48,11 @@ from runs.models import (
     RunStatus,
     Snapshot,
 )
+from runs.services.environments import DEFAULT_ENVIRONMENT
+from runs.services.errors import RunError
+from runs.services.experiments import experiment_get_or_create, experiment_name_problem
+from runs.services.lifecycle import parents_advance, run_cancel, run_transition
+from runs.services.snapshots import snapshot_from_upload, snapshot_of_manifest
 
 log = logging.getLogger(__name__)
 
@@ -88,17 +92,17 @@ def pipeline_submit(
         raise PipelineError(
             "Name the experiment (here or as `experiment:` in the file).", "experiment"
         )
-    problem = run_services.experiment_name_problem(name)
+    problem = experiment_name_problem(name)
     if problem:
         raise PipelineError(problem, "experiment")
     snapshot, git = None, {}
     if files or archive is not None:
         try:
-            snapshot, capture = run_services.snapshot_from_upload(
+            snapshot, capture = snapshot_from_upload(
                 workspace=workspace, files=files, archive=archive, git_files=git_files
             )
             git = capture.git
-        except (snapshots.SnapshotError, run_services.RunError) as exc:
+        except (snapshots.SnapshotError, RunError) as exc:
             raise PipelineError(str(exc), "source_folder") from None
     elif any(step.entry for step in spec.steps):
         needs = next(step for step in spec.steps if step.entry)
@@ -107,9 +111,7 @@ def pipeline_submit(
             "pipeline's scripts (or upload it as a .zip or .tar.gz).",
             "source_folder",
         )
-    experiment_obj = run_services.experiment_get_or_create(
-        workspace=workspace, name=name, user=user
-    )
+    experiment_obj = experiment_get_or_create(workspace=workspace, name=name, user=user)
     return _pipeline_create(
         workspace=workspace,
         user=user,
@@ -308,7 +310,7 @@ def _prepare_step(workspace, user, step: StepSpec, snapshot: Snapshot | None) ->
         "target": target,
         "target_name": target.name,
         "environment": _environment(workspace, step, where),
-        "snapshot": run_services.snapshot_of_manifest(workspace=workspace, manifest=manifest),
+        "snapshot": snapshot_of_manifest(workspace=workspace, manifest=manifest),
     }
     if step.type == "pyspark":
         fields["framework"] = "PySpark"
@@ -335,7 +337,7 @@ def _check_cluster_or_pool(target: ComputeTarget, step: StepSpec, where: str) ->
 
 
 def _environment(workspace, step: StepSpec, where: str) -> Environment:
-    name = step.environment or run_services.DEFAULT_ENVIRONMENT
+    name = step.environment or DEFAULT_ENVIRONMENT
     base, _, version = name.partition(":")
     envs = Environment.objects.filter(
         Q(workspace=workspace) | Q(workspace__isnull=True), name=base
@@ -379,7 +381,7 @@ def _enqueue_advance(pipeline_id: int) -> None:
 
 def pipeline_cancel(*, pipeline: Pipeline, user) -> bool:
     """Cancel the pipeline: its running steps are stopped and the waiting ones never start."""
-    canceled = run_services.run_cancel(run=pipeline.run, user=user)
+    canceled = run_cancel(run=pipeline.run, user=user)
     if canceled:
         transaction.on_commit(lambda: _enqueue_advance(pipeline.pk))
     return canceled
@@ -387,7 +389,7 @@ def pipeline_cancel(*, pipeline: Pipeline, user) -> bool:
 
 def pipelines_advance() -> int:
     """Advance every pipeline that is not over yet; how many were looked at."""
-    return run_services.parents_advance(
+    return parents_advance(
         Pipeline.objects,
         children="steps",
         advance=lambda pk: pipeline_advance(pipeline_id=pk),
@@ -427,7 +429,7 @@ def pipeline_advance(*, pipeline_id: int) -> None:
         status != RunStatus.NOT_STARTED for status in statuses.values()
     ):
         started = [s.name for s in steps if s.run.status != RunStatus.NOT_STARTED]
-        run_services.run_transition(
+        run_transition(
             parent.pk,
             RunStatus.RUNNING,
             allowed_from=[RunStatus.NOT_STARTED],
@@ -444,7 +446,7 @@ def _start(step: PipelineStep, by_name: dict[str, PipelineStep]) -> None:
     try:
         snapshot, copied = _with_inputs(step, by_name)
     except PipelineError as exc:
-        run_services.run_transition(
+        run_transition(
             run.pk,
             RunStatus.FAILED,
             allowed_from=[RunStatus.NOT_STARTED],
@@ -454,7 +456,7 @@ def _start(step: PipelineStep, by_name: dict[str, PipelineStep]) -> None:
         run.status = RunStatus.FAILED
         return
     message = f"Ready: {copied} input file(s) copied into inputs/" if step.inputs else "Ready"
-    if run_services.run_transition(
+    if run_transition(
         run.pk,
         RunStatus.QUEUED,
         allowed_from=[RunStatus.NOT_STARTED],
@@ -500,11 +502,11 @@ def _with_inputs(step: PipelineStep, by_name: dict[str, PipelineStep]) -> tuple[
             path = f"inputs/{data}/{rest}" if str(rest) != "." else f"inputs/{data}"
             manifest.append([path, f.sha256, f.size, False])
             copied += 1
-    return run_services.snapshot_of_manifest(workspace=run.workspace, manifest=manifest), copied
+    return snapshot_of_manifest(workspace=run.workspace, manifest=manifest), copied
 
 
 def _skip(step: PipelineStep, reason: str) -> None:
-    run_services.run_transition(
+    run_transition(
         step.run.pk,
         RunStatus.CANCELED,
         allowed_from=[RunStatus.NOT_STARTED],
@@ -517,12 +519,12 @@ def _skip(step: PipelineStep, reason: str) -> None:
 def _cancel_steps(parent: Run, steps: list[PipelineStep]) -> None:
     for step in steps:
         if not step.run.is_final:
-            run_services.run_cancel(run=step.run, reason="The pipeline was canceled")
+            run_cancel(run=step.run, reason="The pipeline was canceled")
     if all(
         status in FINAL_STATUSES
         for status in Run.objects.filter(parent=parent).values_list("status", flat=True)
     ):
-        run_services.run_transition(
+        run_transition(
             parent.pk,
             RunStatus.CANCELED,
             allowed_from=[RunStatus.CANCEL_REQUESTED],
@@ -534,7 +536,7 @@ def _finish(parent: Run, steps: list[PipelineStep]) -> None:
     failed = [s for s in steps if s.run.status == RunStatus.FAILED]
     canceled = [s for s in steps if s.run.status == RunStatus.CANCELED]
     if not failed and not canceled:
-        run_services.run_transition(
+        run_transition(
             parent.pk,
             RunStatus.COMPLETED,
             allowed_from=[RunStatus.NOT_STARTED, RunStatus.RUNNING],
@@ -550,7 +552,7 @@ def _finish(parent: Run, steps: list[PipelineStep]) -> None:
     else:
         reason = f"Step(s) {', '.join(s.name for s in canceled)} were canceled"
         status = RunStatus.CANCELED
-    run_services.run_transition(
+    run_transition(
         parent.pk,
         status,
         allowed_from=[RunStatus.NOT_STARTED, RunStatus.RUNNING],

@@ -21,7 +21,8 @@ from ninja.files import UploadedFile
 
 from runs.api import environment_named, submit_source
 from runs.runconfig import RunConfigError, parse_runconfig
-from runs.services import FieldError, RunError, SubmitRequest, parse_tags
+from runs.services.errors import FieldError, RunError
+from runs.services.submit import SubmitRequest, parse_tags
 from studio import safeyaml
 from studio.api import Limit, Offset, api_membership
 from studio.models import Role

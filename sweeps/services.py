@@ -25,9 +25,10 @@ from django.db.models import Max
 from django.utils import timezone
 
 from compute.models import ComputeKind
-from runs import services as run_services
 from runs.models import FINAL_STATUSES, Framework, Run, RunEvent, RunStatus
-from runs.services import FieldError, RunError, SubmitRequest
+from runs.services.errors import FieldError, RunError
+from runs.services.lifecycle import parents_advance, run_cancel, run_transition
+from runs.services.submit import SubmitRequest, run_submit, run_submit_check, submit_upload_resolve
 from sweeps import selectors
 from sweeps.definition import DefinitionError, SweepSpec, parse_sweep
 from sweeps.models import Sweep, SweepChild
@@ -70,7 +71,7 @@ def sweep_submit(
             f"{repeated} is sampled by the sweep: leave it out of the arguments (each child gets "
             "its own value).",
         )
-    resolved = run_services.submit_upload_resolve(
+    resolved = submit_upload_resolve(
         workspace=workspace,
         user=user,
         request=request,
@@ -89,7 +90,7 @@ def sweep_submit(
     framework = request.framework or (
         Framework.PYSPARK if target.kind == ComputeKind.HDINSIGHT else Framework.PYTHON
     )
-    run_services.run_submit_check(
+    run_submit_check(
         workspace=workspace,
         user=user,
         experiment=resolved["experiment"],
@@ -153,7 +154,7 @@ def child_arguments(parent: Run, hyperparameters: dict) -> list[str]:
 
 def sweep_cancel(*, sweep: Sweep, user) -> bool:
     """Cancel the sweep: its running children are stopped and no more are drawn."""
-    canceled = run_services.run_cancel(run=sweep.run, user=user)
+    canceled = run_cancel(run=sweep.run, user=user)
     if canceled:
         transaction.on_commit(partial(_enqueue_advance, sweep.pk))
     return canceled
@@ -161,7 +162,7 @@ def sweep_cancel(*, sweep: Sweep, user) -> bool:
 
 def sweeps_advance() -> int:
     """Advance every sweep that is not over yet; how many were looked at."""
-    return run_services.parents_advance(
+    return parents_advance(
         Sweep.objects,
         children="children",
         advance=lambda pk: sweep_advance(sweep_id=pk),
@@ -190,7 +191,7 @@ def sweep_advance(*, sweep_id: int) -> None:
             _draw_children(sweep, spec, children, series)
         except RunError as exc:
             reason = f"Child {len(children) + 1} could not be submitted: {exc}"
-            run_services.run_transition(
+            run_transition(
                 parent.pk,
                 RunStatus.FAILED,
                 allowed_from=[RunStatus.NOT_STARTED, RunStatus.RUNNING],
@@ -215,7 +216,7 @@ def _stop_early(spec: SweepSpec, children: list[SweepChild], series: dict) -> No
     )
     for child in children:
         if child.run_id in stops:
-            run_services.run_cancel(run=child.run, reason=stops[child.run_id])
+            run_cancel(run=child.run, reason=stops[child.run_id])
 
 
 def _time_up(parent: Run, spec: SweepSpec) -> str:
@@ -248,7 +249,7 @@ def _draw_children(sweep: Sweep, spec: SweepSpec, children: list[SweepChild], se
         children.append(child)
         running.append(child)
         if parent.status == RunStatus.NOT_STARTED:
-            run_services.run_transition(
+            run_transition(
                 parent.pk,
                 RunStatus.RUNNING,
                 allowed_from=[RunStatus.NOT_STARTED],
@@ -262,7 +263,7 @@ def _submit_child(parent: Run, hyperparameters: dict) -> Run:
     assert parent.target is not None and parent.snapshot is not None
     assert parent.environment is not None
     arguments = child_arguments(parent, hyperparameters)
-    return run_services.run_submit(
+    return run_submit(
         workspace=parent.workspace,
         user=parent.submitted_by,
         experiment=parent.experiment,
@@ -295,14 +296,14 @@ def _trials(spec: SweepSpec, children: list[SweepChild], series: dict) -> list[T
 def _stop_children(parent: Run, children: list[SweepChild], reason: str) -> None:
     for child in children:
         if not child.run.is_final:
-            run_services.run_cancel(run=child.run, reason=reason)
+            run_cancel(run=child.run, reason=reason)
     if parent.status != RunStatus.CANCEL_REQUESTED:
         return
     if all(
         status in FINAL_STATUSES
         for status in Run.objects.filter(parent=parent).values_list("status", flat=True)
     ):
-        run_services.run_transition(
+        run_transition(
             parent.pk,
             RunStatus.CANCELED,
             allowed_from=[RunStatus.CANCEL_REQUESTED],
@@ -316,7 +317,7 @@ def _finish(sweep: Sweep, spec: SweepSpec, children: list[SweepChild]) -> None:
     if children and all(status == RunStatus.FAILED for status in statuses):
         first = children[0].run.error or "see its page"
         reason = f"All {len(children)} child run(s) failed; the first: {first}"
-        run_services.run_transition(
+        run_transition(
             parent.pk,
             RunStatus.FAILED,
             allowed_from=[RunStatus.NOT_STARTED, RunStatus.RUNNING],
@@ -336,7 +337,7 @@ def _finish(sweep: Sweep, spec: SweepSpec, children: list[SweepChild]) -> None:
             f". Best: #{best.child.run.number} ({best.child.run.display_name}) with "
             f"{spec.primary_metric_name} {best.best:.6g}"
         )
-    run_services.run_transition(
+    run_transition(
         parent.pk,
         RunStatus.COMPLETED,
         allowed_from=[RunStatus.NOT_STARTED, RunStatus.RUNNING],

@@ -7,7 +7,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from runs.charts import line_chart
 from runs.models import FINAL_STATUSES, RunStatus
-from runs.services import FieldError, RunError
+from runs.services.errors import FieldError, RunError
 from studio.access import workspace_view
 from sweeps import selectors, services
 from sweeps.definition import EXAMPLE

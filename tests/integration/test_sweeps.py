@@ -19,7 +19,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from runs.models import Run
-from runs.services import FieldError, SubmitRequest
+from runs.services.errors import FieldError
+from runs.services.submit import SubmitRequest
 from sweeps import services
 from sweeps.models import Sweep, SweepChild
 from tests.integration.runs_support import minimal_environment, running_monitor, wait_final
