@@ -35,9 +35,12 @@ from django.core.management import call_command  # noqa: E402
 
 from compute.backends import backend_for  # noqa: E402
 from compute.models import ComputeTarget  # noqa: E402
-from runs import ranks, services  # noqa: E402
+from runs import ranks  # noqa: E402
 from runs.models import Environment  # noqa: E402
 from runs.monitor import Monitor, RunFollower  # noqa: E402
+from runs.services.experiments import experiment_get_or_create  # noqa: E402
+from runs.services.snapshots import snapshot_create  # noqa: E402
+from runs.services.submit import run_submit  # noqa: E402
 from studio.services import workspace_create  # noqa: E402
 from tests.factories import UserFactory  # noqa: E402
 
@@ -58,9 +61,9 @@ def peak_mib() -> float:
 
 def finished_run(workspace, user, target, env, source: Path):
     """A run that wrote its outputs and exited, not collected yet."""
-    snapshot, _ = services.snapshot_create(workspace=workspace, root=source)
-    experiment = services.experiment_get_or_create(workspace=workspace, name="bench", user=user)
-    run = services.run_submit(
+    snapshot, _ = snapshot_create(workspace=workspace, root=source)
+    experiment = experiment_get_or_create(workspace=workspace, name="bench", user=user)
+    run = run_submit(
         workspace=workspace,
         user=user,
         experiment=experiment,

@@ -61,10 +61,12 @@ from django.urls import reverse  # noqa: E402
 from compute import cluster_services  # noqa: E402
 from compute.models import ComputeTarget  # noqa: E402
 from compute.scheduler import cluster_autoscale, node_docker  # noqa: E402
-from runs import services  # noqa: E402
 from runs.forms import RunSubmitForm  # noqa: E402
 from runs.models import FINAL_STATUSES, Environment, Run, RunStatus  # noqa: E402
 from runs.monitor import Monitor  # noqa: E402
+from runs.services.experiments import experiment_get_or_create  # noqa: E402
+from runs.services.snapshots import snapshot_create, snapshot_from_upload  # noqa: E402
+from runs.services.submit import run_submit  # noqa: E402
 from runs.snapshots import Capture  # noqa: E402
 from studio.services import workspace_create  # noqa: E402
 from tests.factories import UserFactory  # noqa: E402
@@ -149,7 +151,7 @@ class FormSubmit:
         request = RequestFactory().generic("POST", "/", body, content_type=MULTIPART_CONTENT)
         form = RunSubmitForm(request.POST, request.FILES, workspace=self.workspace)
         assert form.is_valid(), form.errors
-        return services.snapshot_from_upload(workspace=self.workspace, files=form.folder_files())
+        return snapshot_from_upload(workspace=self.workspace, files=form.folder_files())
 
 
 def form_submit(submit: FormSubmit, files, hashes) -> tuple[float, Capture]:
@@ -178,7 +180,7 @@ def api_submit(workspace, tree: Path) -> tuple[float, Capture]:
     archive = SimpleUploadedFile("tree.zip", zip_of(tree))
     gc.collect()
     start = time.perf_counter()
-    _, capture = services.snapshot_from_upload(workspace=workspace, archive=archive)
+    _, capture = snapshot_from_upload(workspace=workspace, archive=archive)
     return time.perf_counter() - start, capture
 
 
@@ -246,9 +248,9 @@ def submit_to_running(workspace, user, target, source: Path, env) -> list[float]
     for _ in range(SUBMIT_ROUNDS):
         (source / "train.py").write_text(TRAIN + f"# {time.time_ns()}\n")
         start = time.perf_counter()
-        snapshot, _ = services.snapshot_create(workspace=workspace, root=source)
-        experiment = services.experiment_get_or_create(workspace=workspace, name="bench", user=user)
-        run = services.run_submit(
+        snapshot, _ = snapshot_create(workspace=workspace, root=source)
+        experiment = experiment_get_or_create(workspace=workspace, name="bench", user=user)
+        run = run_submit(
             workspace=workspace,
             user=user,
             experiment=experiment,

@@ -18,7 +18,8 @@ from pipelines import selectors, services
 from pipelines.models import Pipeline
 from pipelines.services import PIPELINE
 from runs.parents import ParentOut, parent_api_get, parent_cancel, parent_list, parent_out_fields
-from runs.services import RunError, parse_tags
+from runs.services.errors import RunError
+from runs.services.submit import parse_tags
 from studio.api import Limit, Offset, api_membership
 from studio.models import Role
 

@@ -3,8 +3,10 @@ from __future__ import annotations
 from django import forms
 
 from pipelines.services import MAX_DEFINITION_BYTES
-from runs import selectors, services
+from runs import selectors
 from runs.forms import FolderField, SourceFolderForm
+from runs.services.errors import RunError
+from runs.services.submit import parse_tags
 
 DEFINITION_HELP = (
     "A YAML file with a <code>steps:</code> list. Each step has a <code>name</code>, a "
@@ -72,8 +74,8 @@ class PipelineSubmitForm(SourceFolderForm):
 
     def clean_tags(self):
         try:
-            return services.parse_tags(self.cleaned_data["tags"])
-        except services.RunError as exc:
+            return parse_tags(self.cleaned_data["tags"])
+        except RunError as exc:
             raise forms.ValidationError(str(exc)) from None
 
     def clean(self):

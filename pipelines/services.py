@@ -36,7 +36,6 @@ from pipelines.definition import (
     parse_pipeline,
 )
 from pipelines.models import Pipeline, PipelineStep
-from runs import services as run_services
 from runs import snapshots
 from runs.models import (
     FINAL_STATUSES,
@@ -51,6 +50,11 @@ from runs.models import (
 )
 from runs.numbers import run_numbers_take
 from runs.parents import ParentKind, parent_advance_soon, parent_children_stop, parents_advance
+from runs.services.environments import DEFAULT_ENVIRONMENT
+from runs.services.errors import RunError
+from runs.services.experiments import experiment_get_or_create, experiment_name_problem
+from runs.services.lifecycle import run_start_soon, run_transition
+from runs.services.snapshots import snapshot_from_upload, snapshot_of_manifest
 from studio.errors import ServiceError
 from studio.models import Workspace
 
@@ -97,17 +101,17 @@ def pipeline_submit(
         raise ServiceError(
             "Name the experiment (here or as `experiment:` in the file).", field="experiment"
         )
-    problem = run_services.experiment_name_problem(name)
+    problem = experiment_name_problem(name)
     if problem:
         raise ServiceError(problem, field="experiment")
     snapshot, git = None, {}
     if files or archive is not None:
         try:
-            snapshot, capture = run_services.snapshot_from_upload(
+            snapshot, capture = snapshot_from_upload(
                 workspace=workspace, files=files, archive=archive, git_files=git_files
             )
             git = capture.git
-        except (snapshots.SnapshotError, run_services.RunError) as exc:
+        except (snapshots.SnapshotError, RunError) as exc:
             raise ServiceError(str(exc), field="source_folder") from None
     elif any(step.entry for step in spec.steps):
         needs = next(step for step in spec.steps if step.entry)
@@ -116,9 +120,7 @@ def pipeline_submit(
             "pipeline's scripts (or upload it as a .zip or .tar.gz).",
             field="source_folder",
         )
-    experiment_obj = run_services.experiment_get_or_create(
-        workspace=workspace, name=name, user=user
-    )
+    experiment_obj = experiment_get_or_create(workspace=workspace, name=name, user=user)
     return _pipeline_create(
         workspace=workspace,
         user=user,
@@ -312,7 +314,7 @@ def _prepare_step(
         "target": target,
         "target_name": target.name,
         "environment": _environment(workspace, step, where),
-        "snapshot": run_services.snapshot_of_manifest(workspace=workspace, manifest=manifest),
+        "snapshot": snapshot_of_manifest(workspace=workspace, manifest=manifest),
     }
     if step.type == "pyspark":
         fields["framework"] = "PySpark"
@@ -339,7 +341,7 @@ def _check_cluster_or_pool(target: ComputeTarget, step: StepSpec, where: str) ->
 
 
 def _environment(workspace: Workspace, step: StepSpec, where: str) -> Environment:
-    name = step.environment or run_services.DEFAULT_ENVIRONMENT
+    name = step.environment or DEFAULT_ENVIRONMENT
     base, _, version = name.partition(":")
     envs = Environment.objects.filter(
         Q(workspace=workspace) | Q(workspace__isnull=True), name=base
@@ -417,7 +419,7 @@ def pipeline_advance(*, pipeline_id: int) -> None:
         status != RunStatus.NOT_STARTED for status in statuses.values()
     ):
         started = [s.name for s in steps if s.run.status != RunStatus.NOT_STARTED]
-        run_services.run_transition(
+        run_transition(
             parent.pk,
             RunStatus.RUNNING,
             allowed_from=[RunStatus.NOT_STARTED],
@@ -434,7 +436,7 @@ def _start(step: PipelineStep, by_name: dict[str, PipelineStep]) -> None:
     try:
         snapshot, copied = _with_inputs(step, by_name)
     except ServiceError as exc:
-        run_services.run_transition(
+        run_transition(
             run.pk,
             RunStatus.FAILED,
             allowed_from=[RunStatus.NOT_STARTED],
@@ -444,14 +446,14 @@ def _start(step: PipelineStep, by_name: dict[str, PipelineStep]) -> None:
         run.status = RunStatus.FAILED
         return
     message = f"Ready: {copied} input file(s) copied into inputs/" if step.inputs else "Ready"
-    if run_services.run_transition(
+    if run_transition(
         run.pk,
         RunStatus.QUEUED,
         allowed_from=[RunStatus.NOT_STARTED],
         message=message,
         snapshot=snapshot,
     ):
-        run_services.run_start_soon(run_id=run.pk)
+        run_start_soon(run_id=run.pk)
     run.refresh_from_db(fields=["status", "error"])
 
 
@@ -488,11 +490,11 @@ def _with_inputs(step: PipelineStep, by_name: dict[str, PipelineStep]) -> tuple[
             path = f"inputs/{data}/{rest}" if str(rest) != "." else f"inputs/{data}"
             manifest.append([path, f.sha256, f.size, False])
             copied += 1
-    return run_services.snapshot_of_manifest(workspace=run.workspace, manifest=manifest), copied
+    return snapshot_of_manifest(workspace=run.workspace, manifest=manifest), copied
 
 
 def _skip(step: PipelineStep, reason: str) -> None:
-    run_services.run_transition(
+    run_transition(
         step.run.pk,
         RunStatus.CANCELED,
         allowed_from=[RunStatus.NOT_STARTED],
@@ -506,7 +508,7 @@ def _finish(parent: Run, steps: list[PipelineStep]) -> None:
     failed = [s for s in steps if s.run.status == RunStatus.FAILED]
     canceled = [s for s in steps if s.run.status == RunStatus.CANCELED]
     if not failed and not canceled:
-        run_services.run_transition(
+        run_transition(
             parent.pk,
             RunStatus.COMPLETED,
             allowed_from=[RunStatus.NOT_STARTED, RunStatus.RUNNING],
@@ -522,7 +524,7 @@ def _finish(parent: Run, steps: list[PipelineStep]) -> None:
     else:
         reason = f"Step(s) {', '.join(s.name for s in canceled)} were canceled"
         status = RunStatus.CANCELED
-    run_services.run_transition(
+    run_transition(
         parent.pk,
         status,
         allowed_from=[RunStatus.NOT_STARTED, RunStatus.RUNNING],

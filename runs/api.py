@@ -24,9 +24,13 @@ from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from pydantic import Field, TypeAdapter, ValidationError
 
-from runs import selectors, services, snapshots
+from runs import selectors, snapshots
 from runs.models import Environment, Run
 from runs.runconfig import RunConfigError, parse_runconfig
+from runs.services.errors import FieldError, RunError
+from runs.services.experiments import experiment_create
+from runs.services.lifecycle import run_cancel
+from runs.services.submit import SubmitRequest, parse_metric_patterns, parse_tags, run_submit_upload
 from runs.views import snapshot_zip_response
 from studio import safeyaml
 from studio.api import Limit, Offset, api_membership
@@ -285,7 +289,7 @@ def runs_submit(
     ws = membership.workspace
     source = submit_source(snapshot, manifest, files)
     try:
-        submit = services.SubmitRequest(
+        submit = SubmitRequest(
             experiment=experiment,
             target=target,
             entry_script=entry_script.strip(),
@@ -293,8 +297,8 @@ def runs_submit(
             environment=environment_named(ws, environment) if environment else None,
             node_count=node_count,
             max_duration_seconds=max_duration_seconds,
-            tags=services.parse_tags(tags),
-            metric_patterns=services.parse_metric_patterns(metric_patterns),
+            tags=parse_tags(tags),
+            metric_patterns=parse_metric_patterns(metric_patterns),
             display_name=display_name,
             framework=framework,
         )
@@ -302,10 +306,10 @@ def runs_submit(
             submit.apply_runconfig(
                 parse_runconfig(runconfig.read(safeyaml.MAX_BYTES + 1).decode(errors="replace"))
             )
-        run = services.run_submit_upload(workspace=ws, user=request.user, request=submit, **source)
-    except services.FieldError as exc:
+        run = run_submit_upload(workspace=ws, user=request.user, request=submit, **source)
+    except FieldError as exc:
         raise HttpError(400, f"{exc.field}: {exc}") from None
-    except (services.RunError, RunConfigError) as exc:
+    except (RunError, RunConfigError) as exc:
         raise HttpError(400, str(exc)) from None
     except ValueError as exc:
         raise HttpError(400, f"arguments: {exc}") from None
@@ -342,7 +346,7 @@ def runs_get(request, run_id: int):
 def runs_cancel(request, run_id: int):
     """Ask the run to stop (SIGTERM, grace period, SIGKILL); it ends Canceled."""
     run = visible_run(request, run_id, Role.CONTRIBUTOR)
-    if not services.run_cancel(run=run, user=request.user):
+    if not run_cancel(run=run, user=request.user):
         raise HttpError(409, f"The run is {run.status}: there is nothing to cancel.")
     run.refresh_from_db()
     return run_out(run)
@@ -410,13 +414,13 @@ def experiments_list(request, workspace: str | None = None):
 def experiments_create(request, payload: ExperimentIn, workspace: str | None = None):
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
     try:
-        experiment = services.experiment_create(
+        experiment = experiment_create(
             workspace=membership.workspace,
             name=payload.name,
             description=payload.description,
             user=request.user,
         )
-    except services.RunError as exc:
+    except RunError as exc:
         raise HttpError(400, str(exc)) from None
     return Status(
         201,

@@ -6,9 +6,13 @@ import shlex
 from django import forms
 from django.conf import settings
 
-from runs import selectors, services, snapshots, upload_plan
+from runs import selectors, snapshots, upload_plan
 from runs.models import EnvironmentKind
 from runs.runconfig import RunConfigError, parse_runconfig
+from runs.services.environments import DEFAULT_ENVIRONMENT
+from runs.services.errors import RunError
+from runs.services.experiments import experiment_name_problem
+from runs.services.submit import SubmitRequest, parse_metric_patterns, parse_tags
 from runs.snapshots import StoredFile
 from studio.units import human_bytes
 
@@ -26,7 +30,7 @@ class ExperimentForm(forms.Form):
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()
-        problem = services.experiment_name_problem(name)
+        problem = experiment_name_problem(name)
         if problem:
             raise forms.ValidationError(problem)
         return name
@@ -246,7 +250,7 @@ class RunSubmitForm(SourceFolderForm):
     environment = forms.ChoiceField(
         required=False,
         help_text="The Python the script runs with (see Environments). Left empty: the "
-        f"runconfig's, else {services.DEFAULT_ENVIRONMENT}.",
+        f"runconfig's, else {DEFAULT_ENVIRONMENT}.",
     )
     node_count = forms.IntegerField(
         label="Node count",
@@ -292,7 +296,7 @@ class RunSubmitForm(SourceFolderForm):
         ]
         self.environments = {str(e.pk): e for e in selectors.environment_list(workspace=workspace)}
         self.fields["environment"].choices = [
-            ("", f"— the runconfig's, else {services.DEFAULT_ENVIRONMENT}")
+            ("", f"— the runconfig's, else {DEFAULT_ENVIRONMENT}")
         ] + [(pk, f"{e} ({e.get_kind_display()})") for pk, e in self.environments.items()]
         self.experiment_names = list(
             selectors.experiment_list(workspace=workspace).values_list("name", flat=True)
@@ -308,14 +312,14 @@ class RunSubmitForm(SourceFolderForm):
 
     def clean_tags(self):
         try:
-            return services.parse_tags(self.cleaned_data["tags"])
-        except services.RunError as exc:
+            return parse_tags(self.cleaned_data["tags"])
+        except RunError as exc:
             raise forms.ValidationError(str(exc)) from None
 
     def clean_metric_patterns(self):
         try:
-            return services.parse_metric_patterns(self.cleaned_data["metric_patterns"])
-        except services.RunError as exc:
+            return parse_metric_patterns(self.cleaned_data["metric_patterns"])
+        except RunError as exc:
             raise forms.ValidationError(str(exc)) from None
 
     def clean_runconfig(self):
@@ -331,9 +335,9 @@ class RunSubmitForm(SourceFolderForm):
         except RunConfigError as exc:
             raise forms.ValidationError(str(exc)) from None
 
-    def submit_request(self) -> services.SubmitRequest:
+    def submit_request(self) -> SubmitRequest:
         data = self.cleaned_data
-        request = services.SubmitRequest(
+        request = SubmitRequest(
             experiment=data.get("experiment") or "",
             target=data.get("target") or "",
             entry_script=(data.get("entry_script") or "").strip(),

@@ -3,7 +3,7 @@
 Records come from the run's own code (the metrics file the trainyard helper
 appends to, or stdout read with the run's metric patterns), so any of them may
 be malformed. One bad record must never stop the others, or the run: it is
-skipped, and the run's timeline says why (runs.services.metrics_record).
+skipped, and the run's timeline says why (runs.services.records.metrics_record).
 """
 
 from __future__ import annotations

@@ -33,8 +33,16 @@ from django.utils import timezone
 from compute.backends import LOG_STREAMS, BackendError, Poll, backend_for
 from compute.backends.posix import PosixBackend
 from compute.selectors import workspace_secrets
-from runs import linear_regex, live, logstore, metric_records, ranks, services
+from runs import linear_regex, live, logstore, metric_records, ranks
 from runs.models import Run, RunStatus
+from runs.services.lifecycle import (
+    ACTIVE_STATUSES,
+    run_cancel,
+    run_fail,
+    run_release_node,
+    run_transition,
+)
+from runs.services.records import Collected, metrics_record, outputs_record, stderr_tail
 from studio.health import monitor_heartbeat, redis_client
 from studio.secrets import redact_bytes
 
@@ -42,7 +50,7 @@ log = logging.getLogger(__name__)
 
 # Statuses the monitor follows (a run must also have been launched: handle.pgid on a
 # machine, handle.job on a cloud service).
-FOLLOWED = services.ACTIVE_STATUSES
+FOLLOWED = ACTIVE_STATUSES
 STDOUT_SCAN_LIMIT = 4 * 1024 * 1024
 # The end of a read that is not a whole line waits this long for the rest of it (at
 # most this many bytes of it), so a secret split across two reads is still masked
@@ -220,7 +228,7 @@ class RunFollower:
         if run is None or run.lease_owner != self.monitor.owner or run.status not in FOLLOWED:
             return False
         if run.target is None:
-            services.run_fail(run_id=run.pk, reason="The compute target was detached.")
+            run_fail(run_id=run.pk, reason="The compute target was detached.")
             return False
         attempt = (run.handle or {}).get("attempt")
         if not self.backends or attempt != self.attempt:
@@ -231,7 +239,7 @@ class RunFollower:
                     backend_for(run.target, handle=handle) for handle in ranks.handles(run.handle)
                 ]
             except BackendError as exc:
-                services.run_fail(run_id=run.pk, reason=exc.message)
+                run_fail(run_id=run.pk, reason=exc.message)
                 return False
             self.patterns = []
             for text in run.metric_patterns:
@@ -249,9 +257,9 @@ class RunFollower:
             poll = self.read(run)
         except BackendError as exc:
             if not exc.unreachable:
-                services.run_fail(run_id=run.pk, reason=exc.message)
+                run_fail(run_id=run.pk, reason=exc.message)
                 return False
-            if services.run_transition(
+            if run_transition(
                 run.pk,
                 RunStatus.NOT_RESPONDING,
                 allowed_from=[RunStatus.STARTING, RunStatus.RUNNING],
@@ -261,7 +269,7 @@ class RunFollower:
                 log.warning("run %s not responding: %s", run.pk, exc.message)
             return True
         if run.status == RunStatus.NOT_RESPONDING:
-            services.run_transition(
+            run_transition(
                 run.pk,
                 RunStatus.RUNNING if poll.started else RunStatus.STARTING,
                 allowed_from=[RunStatus.NOT_RESPONDING],
@@ -269,7 +277,7 @@ class RunFollower:
                 status_reason="",
             )
         elif run.status == RunStatus.STARTING and poll.started:
-            services.run_transition(
+            run_transition(
                 run.pk,
                 RunStatus.RUNNING,
                 allowed_from=[RunStatus.STARTING],
@@ -295,7 +303,7 @@ class RunFollower:
             return False
         if timezone.now() - run.started_at <= timedelta(seconds=limit):
             return False
-        services.run_cancel(run=run, reason=f"Stopped after the maximum run duration of {limit} s")
+        run_cancel(run=run, reason=f"Stopped after the maximum run duration of {limit} s")
         return True
 
     # --- reading ---------------------------------------------------------------------
@@ -398,7 +406,7 @@ class RunFollower:
                 self.match_stdout(usable, records, skipped)
                 new_stdout_offset = start + len(usable)
         if records or skipped or new_file_offset is not None or new_stdout_offset is not None:
-            services.metrics_record(
+            metrics_record(
                 run=run,
                 records=records,
                 file_offset=new_file_offset,
@@ -478,7 +486,7 @@ class RunFollower:
     # --- ending ----------------------------------------------------------------------
 
     def finish(self, run: Run, poll: Poll | None) -> bool:
-        services.run_transition(
+        run_transition(
             run.pk,
             RunStatus.FINALIZING,
             allowed_from=[RunStatus.STARTING, RunStatus.RUNNING, RunStatus.NOT_RESPONDING],
@@ -494,20 +502,20 @@ class RunFollower:
             if exc.unreachable:
                 Run.objects.filter(pk=run.pk).update(status_reason=exc.message)
                 return True
-            services.run_fail(run_id=run.pk, reason=exc.message)
+            run_fail(run_id=run.pk, reason=exc.message)
             return False
         if poll is None or len(self.backends) == 1:
             poll = drained
         # On a multi-node run, the rank that ended it (the others were stopped after it).
         where = ranks.where(poll.rank, len(self.backends))
-        tail = services.stderr_tail(run.pk)
+        tail = stderr_tail(run.pk)
         summary = collected.summary()
         if poll.state == "lost":
             reason = (
                 f"The run's process disappeared from {run.target_name}{where} without an exit "
                 "code (was the machine restarted, or the process killed from outside?)"
             )
-            services.run_transition(
+            run_transition(
                 run.pk,
                 RunStatus.FAILED,
                 allowed_from=[RunStatus.FINALIZING],
@@ -522,7 +530,7 @@ class RunFollower:
             reason = f"Preparing the run failed{where} (exit code {poll.exit_code}): " + " / ".join(
                 last
             )
-            services.run_transition(
+            run_transition(
                 run.pk,
                 RunStatus.FAILED,
                 allowed_from=[RunStatus.FINALIZING],
@@ -532,7 +540,7 @@ class RunFollower:
                 stderr_tail=tail,
             )
         elif poll.exit_code == 0:
-            services.run_transition(
+            run_transition(
                 run.pk,
                 RunStatus.COMPLETED,
                 allowed_from=[RunStatus.FINALIZING],
@@ -542,7 +550,7 @@ class RunFollower:
             )
         else:
             reason = f"The script exited with code {poll.exit_code}{where}"
-            services.run_transition(
+            run_transition(
                 run.pk,
                 RunStatus.FAILED,
                 allowed_from=[RunStatus.FINALIZING],
@@ -574,14 +582,14 @@ class RunFollower:
                 left_out = f"; {collected.summary()}"
         except BackendError as exc:
             log.warning("run %s: outputs of the canceled run not collected: %s", run.pk, exc)
-        services.run_transition(
+        run_transition(
             run.pk,
             RunStatus.CANCELED,
             allowed_from=[RunStatus.CANCEL_REQUESTED],
             message=f"{run.cancel_reason or 'Canceled'}; no process of the run is left on "
             f"{run.target_name}{left_out}",
             status_reason="",
-            stderr_tail=services.stderr_tail(run.pk),
+            stderr_tail=stderr_tail(run.pk),
         )
         self.release(run)
         return False
@@ -591,20 +599,18 @@ class RunFollower:
         grace = settings.RUN_CANCEL_GRACE_SECONDS
         return sum(backend.cancel(handle, grace) for _, backend, handle in self.each_rank(run))
 
-    def collect(self, run: Run) -> services.Collected:
+    def collect(self, run: Run) -> Collected:
         """Keep every rank's ./outputs and ./logs (another rank's under its node's folder).
 
         Each rank's tar passes through a temporary file, never through memory whole: a
         run's outputs can be gigabytes.
         """
-        collected = services.Collected()
+        collected = Collected()
         for rank, backend, handle in self.each_rank(run):
             with tempfile.TemporaryFile(dir=settings.DATA_DIR, prefix="collect-") as tar:
                 left_out = backend.collect(handle, tar)
                 tar.seek(0)
-                collected.add(
-                    services.outputs_record(run=run, tar=tar, node_folder=ranks.source(rank))
-                )
+                collected.add(outputs_record(run=run, tar=tar, node_folder=ranks.source(rank)))
                 collected.left_out += left_out
         if collected.left_out:
             log.warning("run %s: %s", run.pk, collected.summary())
@@ -617,4 +623,4 @@ class RunFollower:
                 backend.cleanup(handle)
             except BackendError as exc:
                 log.warning("run %s: work directory not removed: %s", run.pk, exc)
-        services.run_release_node(run_id=run.pk)
+        run_release_node(run_id=run.pk)

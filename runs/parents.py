@@ -32,7 +32,7 @@ from ninja import Schema
 from ninja.errors import HttpError
 
 from runs.models import FINAL_STATUSES, Run, RunStatus
-from runs.services import run_cancel, run_transition
+from runs.services.lifecycle import run_cancel, run_transition
 from studio.access import workspace_view
 from studio.models import Workspace
 

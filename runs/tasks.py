@@ -1,13 +1,13 @@
 from celery import shared_task
 
-from runs import services
+from runs.services import lifecycle
 
 
 @shared_task
 def start_run(run_id: int) -> None:
-    services.run_start(run_id=run_id)
+    lifecycle.run_start(run_id=run_id)
 
 
 @shared_task
 def runs_dispatch() -> None:
-    services.runs_dispatch()
+    lifecycle.runs_dispatch()

@@ -12,9 +12,13 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from compute import terminal
 from compute.views import terminal_page
-from runs import charts, selectors, services, snapshots, upload_plan
+from runs import charts, selectors, snapshots, upload_plan
 from runs.forms import EnvironmentForm, ExperimentForm, RunSubmitForm
-from runs.models import RunFile, RunStatus
+from runs.models import FINAL_STATUSES, RunFile, RunStatus
+from runs.services import environments, lifecycle
+from runs.services.errors import FieldError, RunError
+from runs.services.experiments import experiment_create
+from runs.services.submit import run_submit_upload
 from studio.access import workspace_view
 from studio.models import Role
 
@@ -49,13 +53,13 @@ def experiment_list(request):
     form = ExperimentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            experiment = services.experiment_create(
+            experiment = experiment_create(
                 workspace=request.workspace,
                 name=form.cleaned_data["name"],
                 description=form.cleaned_data["description"],
                 user=request.user,
             )
-        except services.RunError as exc:
+        except RunError as exc:
             form.add_error("name", str(exc))
         else:
             messages.success(request, f"Experiment {experiment.name} created.")
@@ -109,7 +113,7 @@ def run_submit(request):
     if request.method == "POST" and form.is_valid():
         files = form.folder_files()
         try:
-            run = services.run_submit_upload(
+            run = run_submit_upload(
                 workspace=request.workspace,
                 user=request.user,
                 request=form.submit_request(),
@@ -117,9 +121,9 @@ def run_submit(request):
                 archive=form.cleaned_data.get("source_archive"),
                 git_files=form.cleaned_data["source_git"],
             )
-        except services.FieldError as exc:
+        except FieldError as exc:
             form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-        except services.RunError as exc:
+        except RunError as exc:
             form.add_error(None, str(exc))
         else:
             summary = form.upload_summary(files)
@@ -177,7 +181,7 @@ def _run_context(request, run):
         "charts": [charts.line_chart(name, {name: points}) for name, points in series.items()],
         "files": list(run.files.all()),
         "can_cancel": request.membership.can_edit
-        and run.status not in (*services.FINAL_STATUSES, RunStatus.CANCEL_REQUESTED),
+        and run.status not in (*FINAL_STATUSES, RunStatus.CANCEL_REQUESTED),
         "can_open_terminal": request.membership.can_edit and terminal.run_has_terminal(run),
     }
 
@@ -222,7 +226,7 @@ def run_terminal(request, run_id: int):
 @workspace_view()
 def run_cancel(request, run_id: int):
     run = selectors.run_get(workspace=request.workspace, run_id=run_id)
-    if services.run_cancel(run=run, user=request.user):
+    if lifecycle.run_cancel(run=run, user=request.user):
         messages.success(request, f"Canceling run {run}: its processes are being stopped.")
     else:
         messages.warning(request, f"Run {run} is {run.status}: there is nothing to cancel.")
@@ -291,8 +295,8 @@ def environment_create(request):
     form = EnvironmentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            env = services.environment_create(workspace=request.workspace, **form.cleaned_data)
-        except services.RunError as exc:
+            env = environments.environment_create(workspace=request.workspace, **form.cleaned_data)
+        except RunError as exc:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Environment {env} saved.")

@@ -21,7 +21,8 @@ from ninja.files import UploadedFile
 from runs.api import environment_named, submit_source
 from runs.parents import ParentOut, parent_api_get, parent_cancel, parent_list, parent_out_fields
 from runs.runconfig import RunConfigError, parse_runconfig
-from runs.services import RunError, SubmitRequest, parse_tags
+from runs.services.errors import RunError
+from runs.services.submit import SubmitRequest, parse_tags
 from studio import safeyaml
 from studio.api import Limit, Offset, api_membership
 from studio.models import Role

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from django import forms
 
+from compute.models import LOCAL_TARGET_NAME
 from runs import selectors
 from runs.forms import RunSubmitForm
-from runs.services import DEFAULT_ENVIRONMENT, LOCAL_TARGET_NAME
+from runs.services.environments import DEFAULT_ENVIRONMENT
 from sweeps.services import MAX_DEFINITION_BYTES
 
 HYPERDRIVE_HELP = (

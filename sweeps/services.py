@@ -25,11 +25,12 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compute.models import ComputeKind
-from runs import services as run_services
 from runs.models import Framework, Run, RunEvent, RunStatus
 from runs.numbers import run_numbers_take
 from runs.parents import ParentKind, parent_advance_soon, parent_children_stop, parents_advance
-from runs.services import FieldError, RunError, SubmitRequest
+from runs.services.errors import FieldError, RunError
+from runs.services.lifecycle import run_cancel, run_transition
+from runs.services.submit import SubmitRequest, run_submit, run_submit_check, submit_upload_resolve
 from studio.errors import ServiceError
 from studio.models import Workspace
 from sweeps import selectors
@@ -84,7 +85,7 @@ def sweep_submit(
             field="arguments",
         )
     try:
-        resolved = run_services.submit_upload_resolve(
+        resolved = submit_upload_resolve(
             workspace=workspace,
             user=user,
             request=request,
@@ -103,7 +104,7 @@ def sweep_submit(
         framework = request.framework or (
             Framework.PYSPARK if target.kind == ComputeKind.HDINSIGHT else Framework.PYTHON
         )
-        run_services.run_submit_check(
+        run_submit_check(
             workspace=workspace,
             user=user,
             experiment=resolved["experiment"],
@@ -185,7 +186,7 @@ def sweep_advance(*, sweep_id: int) -> None:
             _draw_children(sweep, spec, children, series)
         except (RunError, ServiceError) as exc:
             reason = f"Child {len(children) + 1} could not be submitted: {exc}"
-            run_services.run_transition(
+            run_transition(
                 parent.pk,
                 RunStatus.FAILED,
                 allowed_from=[RunStatus.NOT_STARTED, RunStatus.RUNNING],
@@ -210,7 +211,7 @@ def _stop_early(spec: SweepSpec, children: list[SweepChild], series: dict) -> No
     )
     for child in children:
         if child.run_id in stops:
-            run_services.run_cancel(run=child.run, reason=stops[child.run_id])
+            run_cancel(run=child.run, reason=stops[child.run_id])
 
 
 def _time_up(parent: Run, spec: SweepSpec) -> str:
@@ -243,7 +244,7 @@ def _draw_children(sweep: Sweep, spec: SweepSpec, children: list[SweepChild], se
         children.append(child)
         running.append(child)
         if parent.status == RunStatus.NOT_STARTED:
-            run_services.run_transition(
+            run_transition(
                 parent.pk,
                 RunStatus.RUNNING,
                 allowed_from=[RunStatus.NOT_STARTED],
@@ -257,7 +258,7 @@ def _submit_child(parent: Run, hyperparameters: dict) -> Run:
     assert parent.target is not None and parent.snapshot is not None
     assert parent.environment is not None
     arguments = child_arguments(parent, hyperparameters)
-    return run_services.run_submit(
+    return run_submit(
         workspace=parent.workspace,
         user=parent.submitted_by,
         experiment=parent.experiment,
@@ -298,7 +299,7 @@ def _finish(sweep: Sweep, spec: SweepSpec, children: list[SweepChild]) -> None:
     if children and all(status == RunStatus.FAILED for status in statuses):
         first = children[0].run.error or "see its page"
         reason = f"All {len(children)} child run(s) failed; the first: {first}"
-        run_services.run_transition(
+        run_transition(
             parent.pk,
             RunStatus.FAILED,
             allowed_from=[RunStatus.NOT_STARTED, RunStatus.RUNNING],
@@ -318,7 +319,7 @@ def _finish(sweep: Sweep, spec: SweepSpec, children: list[SweepChild]) -> None:
             f". Best: #{best.child.run.number} ({best.child.run.display_name}) with "
             f"{spec.primary_metric_name} {best.best:.6g}"
         )
-    run_services.run_transition(
+    run_transition(
         parent.pk,
         RunStatus.COMPLETED,
         allowed_from=[RunStatus.NOT_STARTED, RunStatus.RUNNING],

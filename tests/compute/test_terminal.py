@@ -209,8 +209,8 @@ def test_a_running_runs_terminal_opens_in_its_working_directory(
     carol,
     vm,  # noqa: F811
 ):
-    from runs import services
     from runs.models import RunStatus
+    from runs.services.lifecycle import run_cancel
     from tests.support.runs import running_monitor, submit, wait_for, write_tree
 
     source = write_tree(tmp_path / "src", SLEEPER)
@@ -227,7 +227,7 @@ def test_a_running_runs_terminal_opens_in_its_working_directory(
         assert ready["target"] == f"run {run.pk} on {vm.name}"
         assert f"{run.handle['run_dir']}/wd".encode() in seen
         assert b"marker-file" in seen and b"train.py" in seen
-        services.run_cancel(run=run, user=alice)
+        run_cancel(run=run, user=alice)
         wait_for(run, [RunStatus.CANCELED])
     recorded = TerminalSession.objects.get()
     assert (recorded.target, recorded.run_id, recorded.username) == (vm, run.pk, "carol")
@@ -248,8 +248,8 @@ def test_terminals_on_a_cluster_node_and_its_run_are_nobodys(
     engine,  # noqa: F811
 ):
     from compute.models import Node
-    from runs import services
     from runs.models import RunStatus
+    from runs.services.lifecycle import run_cancel
     from tests.compute.backends.test_runs_cluster import dispatch_until_started, make_cluster
     from tests.support.runs import running_monitor, submit, wait_for, write_tree
 
@@ -275,7 +275,7 @@ def test_terminals_on_a_cluster_node_and_its_run_are_nobodys(
         command = "echo uid-$(id -u) in-$(pwd); ls\r"
         ready, seen = shell_session(session_of(carol), socket, command, b"marker-file")
         assert f"uid-65534 in-{run.handle['run_dir']}/wd".encode() in seen
-        services.run_cancel(run=run, user=alice)
+        run_cancel(run=run, user=alice)
         wait_for(run, [RunStatus.CANCELED])
     sessions = TerminalSession.objects.order_by("started_at")
     assert [(s.node_name, s.run_id) for s in sessions] == [(node.name, None), (node.name, run.pk)]

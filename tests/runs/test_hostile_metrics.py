@@ -14,7 +14,7 @@ from django.urls import reverse
 from compute.models import ComputeTarget
 from runs import logstore
 from runs.models import RunStatus
-from runs.services import METRIC_WARNING_PREFIX
+from runs.services.records import METRIC_WARNING_PREFIX
 from tests.conftest import client_for
 from tests.support.runs import running_monitor, submit, wait_final, write_tree
 

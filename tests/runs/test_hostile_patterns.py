@@ -10,8 +10,10 @@ import time
 import pytest
 from django.urls import reverse
 
-from runs import services
 from runs.models import Run
+from runs.services.experiments import experiment_create
+from runs.services.snapshots import snapshot_create
+from runs.services.submit import run_submit
 from runs.snapshots import MAX_IGNORE_RULES
 from tests.runs.test_run_pages import folder, submit_data
 from tests.runs.test_runs_api import archive
@@ -67,7 +69,7 @@ def test_a_folder_captured_from_disk_follows_the_rule_as_quickly(workspace, tmp_
         tmp_path / "src",
         {"train.py": "", ".gitignore": STARS, BACKTRACKING_NAME: "", f"{BACKTRACKING_NAME}b": ""},
     )
-    snapshot, _ = quickly(lambda: services.snapshot_create(workspace=workspace, root=source))
+    snapshot, _ = quickly(lambda: snapshot_create(workspace=workspace, root=source))
     assert [entry[0] for entry in snapshot.manifest] == [
         ".gitignore",
         BACKTRACKING_NAME,
@@ -90,11 +92,11 @@ def test_too_many_or_too_long_ignore_rules_are_refused_with_the_limit(workspace,
 @pytest.fixture
 def tagged_runs(workspace, alice, tmp_path):
     source = write_tree(tmp_path / "src", {"train.py": "print(1)\n"})
-    snapshot, _ = services.snapshot_create(workspace=workspace, root=source)
-    experiment = services.experiment_create(workspace=workspace, name="tags", user=alice)
+    snapshot, _ = snapshot_create(workspace=workspace, root=source)
+    experiment = experiment_create(workspace=workspace, name="tags", user=alice)
     runs = {}
     for name, tags in [("cnn", {"model": "cnn"}), ("slow", {"note": "a" * 25 + "!"})]:
-        runs[name] = services.run_submit(
+        runs[name] = run_submit(
             workspace=workspace,
             user=alice,
             experiment=experiment,

@@ -15,8 +15,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from compute.models import ComputeKind, ComputeTarget
-from runs import services
 from runs.models import Environment, Experiment, Metric, Run, RunFile, RunStatus
+from runs.services.experiments import experiment_create
+from runs.services.snapshots import snapshot_create
+from runs.services.submit import run_submit
 from runs.snapshots import blob_store_bytes
 from tests.support.runs import minimal_environment, write_tree
 
@@ -24,9 +26,9 @@ from tests.support.runs import minimal_environment, write_tree
 @pytest.fixture
 def run(workspace, alice, tmp_path):
     source = write_tree(tmp_path / "src", {"train.py": "print('hi')\n", "lib/util.py": "X = 1\n"})
-    snapshot, _ = services.snapshot_create(workspace=workspace, root=source)
-    experiment = services.experiment_create(workspace=workspace, name="mnist", user=alice)
-    run = services.run_submit(
+    snapshot, _ = snapshot_create(workspace=workspace, root=source)
+    experiment = experiment_create(workspace=workspace, name="mnist", user=alice)
+    run = run_submit(
         workspace=workspace,
         user=alice,
         experiment=experiment,
@@ -98,11 +100,11 @@ def big_run(workspace, alice, tmp_path):
     files = {f"data/part-{i:03}.txt": f"row {i}\n" for i in range(249)} | {"train.py": "print(1)\n"}
     source = write_tree(tmp_path / "big", files)
     (source / "train.py").chmod(0o755)
-    snapshot, _ = services.snapshot_create(workspace=workspace, root=source)
-    return services.run_submit(
+    snapshot, _ = snapshot_create(workspace=workspace, root=source)
+    return run_submit(
         workspace=workspace,
         user=alice,
-        experiment=services.experiment_create(workspace=workspace, name="big", user=alice),
+        experiment=experiment_create(workspace=workspace, name="big", user=alice),
         target=workspace.compute_targets.get(name="local"),
         snapshot=snapshot,
         entry_script="train.py",
@@ -453,7 +455,7 @@ def test_a_bad_runconfig_is_explained(workspace, as_carol):
 
 def test_run_list_filters_sorts_and_pages(workspace, run, alice, as_bob):
     for _ in range(30):
-        services.run_submit(
+        run_submit(
             workspace=workspace,
             user=alice,
             experiment=run.experiment,
@@ -476,7 +478,7 @@ def test_run_list_filters_sorts_and_pages(workspace, run, alice, as_bob):
 
 
 def test_experiment_page_compares_a_metric_across_runs(workspace, run, alice, as_bob):
-    other = services.run_submit(
+    other = run_submit(
         workspace=workspace,
         user=alice,
         experiment=run.experiment,

@@ -8,8 +8,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from runs import services, upload_plan
+from runs import upload_plan
 from runs.models import Run
+from runs.services.snapshots import snapshot_from_upload
 from studio.models import Workspace
 from tests.runs.test_run_pages import folder, submit_data
 
@@ -27,7 +28,7 @@ def sha(data: bytes) -> str:
 def hold(workspace, data: bytes) -> None:
     """A snapshot of the workspace holds `data` from now on."""
     upload = SimpleUploadedFile("table.csv", data)
-    services.snapshot_from_upload(workspace=workspace, files=[("data/table.csv", upload)])
+    snapshot_from_upload(workspace=workspace, files=[("data/table.csv", upload)])
 
 
 def ask(client, workspace, body):

@@ -5,8 +5,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from compute.models import ComputeKind, ComputeTarget, NodeRequest
-from runs import services
 from runs.models import Run
+from runs.services.lifecycle import runs_dispatch
 from tests.runs.test_run_pages import folder, submit_data
 
 pytestmark = pytest.mark.django_db
@@ -54,5 +54,5 @@ def test_the_dispatcher_forgets_node_requests_of_runs_that_no_longer_wait(worksp
     cluster = ComputeTarget.objects.create(workspace=workspace, name="c", kind=ComputeKind.CLUSTER)
     NodeRequest.objects.create(target=cluster, run_id=run.pk, node_count=2)
     NodeRequest.objects.create(target=cluster, run_id=run.pk + 1000)
-    services.runs_dispatch()
+    runs_dispatch()
     assert list(NodeRequest.objects.values_list("run_id", flat=True)) == [run.pk]

@@ -8,9 +8,12 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from runs import logstore, services
+from runs import logstore
 from runs.models import FINAL_STATUSES, Environment, Run
 from runs.monitor import Monitor
+from runs.services.experiments import experiment_get_or_create
+from runs.services.snapshots import snapshot_create
+from runs.services.submit import run_submit
 from runs.snapshots import blob_path
 
 MINIMAL = "trainyard-minimal-python"
@@ -40,12 +43,12 @@ def minimal_environment() -> Environment:
 
 
 def submit(*, workspace, user, target, source: Path, entry: str = "train.py", **options) -> Run:
-    snapshot, _ = services.snapshot_create(workspace=workspace, root=source)
-    experiment = services.experiment_get_or_create(
+    snapshot, _ = snapshot_create(workspace=workspace, root=source)
+    experiment = experiment_get_or_create(
         workspace=workspace, name=options.pop("experiment", "tests"), user=user
     )
     options.setdefault("environment", minimal_environment())
-    return services.run_submit(
+    return run_submit(
         workspace=workspace,
         user=user,
         experiment=experiment,

@@ -22,7 +22,7 @@ from compute import cluster_services
 from compute.models import ComputeTarget, DockerEngine, OperationState
 from pipelines import services as pipeline_services
 from runs.models import FINAL_STATUSES, Run, RunStatus
-from runs.services import SubmitRequest
+from runs.services.submit import SubmitRequest
 from studio.models import ApiToken, Workspace
 from studio.services import token_create
 from sweeps import services as sweep_services

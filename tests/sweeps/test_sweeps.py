@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from runs.models import Run
 from runs.parents import parent_cancel
-from runs.services import SubmitRequest
+from runs.services.submit import SubmitRequest
 from studio.errors import ServiceError
 from sweeps import services
 from sweeps.models import Sweep, SweepChild

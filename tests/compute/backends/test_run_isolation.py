@@ -136,9 +136,9 @@ def test_run_code_reads_and_writes_nothing_of_the_studio(
         assert holder.handle
         holder.refresh_from_db()
         assert holder.status == RunStatus.RUNNING
-        from runs import services
+        from runs.services.lifecycle import run_cancel
 
-        services.run_cancel(run=holder, user=charlie)
+        run_cancel(run=holder, user=charlie)
         wait_final(holder)
 
     assert probe.status == RunStatus.COMPLETED, (probe.error, probe.stderr_tail)

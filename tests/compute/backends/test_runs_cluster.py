@@ -12,8 +12,9 @@ from compute.backends import BackendError
 from compute.backends.cluster import NodeBackend
 from compute.models import Node, NodeState
 from compute.scheduler import cluster_autoscale, node_docker
-from runs import logstore, services
+from runs import logstore
 from runs.models import RunStatus
+from runs.services.lifecycle import run_cancel, run_transition, runs_dispatch
 from tests.conftest import client_for
 from tests.support.clusters import node_processes, remove_test_containers
 from tests.support.runs import (
@@ -50,7 +51,7 @@ def dispatch_until_started(run, timeout: float = 60):
     deadline = time.monotonic() + timeout
     run.refresh_from_db()
     while run.status == RunStatus.QUEUED and time.monotonic() < deadline:
-        services.runs_dispatch()
+        runs_dispatch()
         time.sleep(0.2)
         run.refresh_from_db()
     return run
@@ -201,7 +202,7 @@ def test_a_run_already_finalizing_when_its_low_priority_node_goes_is_requeued(
     )
     assert run.status == RunStatus.STARTING
     node = Node.objects.get(target=cluster, name=run.node_name)
-    assert services.run_transition(
+    assert run_transition(
         run.pk, RunStatus.FINALIZING, allowed_from=[RunStatus.STARTING], message="Collecting"
     )
     node_docker(node).containers.get(node.container_id).remove(force=True)
@@ -230,7 +231,7 @@ def test_cancel_on_a_node_leaves_no_process_in_its_container(
         node = Node.objects.get(target=cluster, name=run.node_name)
         container = node_docker(node).containers.get(node.container_id)
         assert b"sleep 301" in container.exec_run(["ps", "-eo", "args"]).output
-        services.run_cancel(run=run, user=alice)
+        run_cancel(run=run, user=alice)
         run = wait_final(run)
     assert run.status == RunStatus.CANCELED
     assert node_processes(node, "train.py", "sleep 301") == []

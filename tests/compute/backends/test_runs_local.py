@@ -11,9 +11,11 @@ from django.urls import reverse
 
 from compute.models import ComputeTarget
 from compute.selectors import workspace_secrets
-from runs import logstore, services
+from runs import logstore
 from runs.models import EnvironmentKind, RunStatus
 from runs.monitor import Monitor, RunFollower
+from runs.services.environments import environment_create
+from runs.services.lifecycle import run_cancel
 from studio import secrets
 from studio.models import Workspace
 from tests.compute.backends.test_runs_vm import STUBBORN
@@ -137,7 +139,7 @@ def test_cancel_leaves_no_process_of_the_run_even_one_in_its_own_session(
         run, marker = start_stubborn_run(tmp_path, workspace=workspace, alice=alice, local=local)
         # The script's own processes, not the sandbox (bwrap) around them.
         assert len([p for p in processes_with(marker) if not p.startswith("bwrap ")]) == 5
-        assert services.run_cancel(run=run, user=alice)
+        assert run_cancel(run=run, user=alice)
         run = wait_final(run)
     assert run.status == RunStatus.CANCELED
     assert processes_with(marker) == []
@@ -160,7 +162,7 @@ def test_max_run_duration_stops_the_run_and_every_process_of_it(
 
 
 def test_a_system_managed_environment_is_built_once_and_reused(tmp_path, workspace, alice, local):
-    env = services.environment_create(
+    env = environment_create(
         workspace=workspace,
         name="venv-test",
         kind=EnvironmentKind.SYSTEM_MANAGED,
@@ -187,7 +189,7 @@ def test_a_system_managed_environment_is_built_once_and_reused(tmp_path, workspa
 def test_an_environment_with_a_docker_image_runs_in_a_container(
     tmp_path, workspace, alice, local, docker_engine
 ):
-    env = services.environment_create(
+    env = environment_create(
         workspace=workspace,
         name="in-docker",
         kind=EnvironmentKind.USER_MANAGED,
@@ -217,7 +219,7 @@ def test_an_environment_with_a_docker_image_runs_in_a_container(
 def test_a_gpu_environment_asks_docker_for_the_gpus(
     tmp_path, workspace, alice, local, docker_engine
 ):
-    env = services.environment_create(
+    env = environment_create(
         workspace=workspace,
         name="with-gpus",
         kind=EnvironmentKind.USER_MANAGED,
@@ -243,7 +245,7 @@ def test_cancel_of_a_docker_run_removes_its_container(
     tmp_path, workspace, alice, local, docker_engine, settings
 ):
     settings.RUN_CANCEL_GRACE_SECONDS = 1
-    env = services.environment_create(
+    env = environment_create(
         workspace=workspace,
         name="in-docker",
         kind=EnvironmentKind.USER_MANAGED,
@@ -260,7 +262,7 @@ def test_cancel_of_a_docker_run_removes_its_container(
         run.refresh_from_db()
         name = run.handle["container"]
         assert docker_engine.containers.list(filters={"name": name})
-        services.run_cancel(run=run, user=alice)
+        run_cancel(run=run, user=alice)
         run = wait_final(run)
     assert run.status == RunStatus.CANCELED
     assert docker_engine.containers.list(all=True, filters={"name": name}) == []

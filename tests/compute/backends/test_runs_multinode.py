@@ -7,9 +7,10 @@ from django.urls import reverse
 
 from compute.models import ComputeTarget, Node, NodeState
 from compute.scheduler import cluster_autoscale, node_docker
-from runs import logstore, services
+from runs import logstore
 from runs.models import RunStatus
-from runs.services import FieldError
+from runs.services.errors import FieldError
+from runs.services.lifecycle import run_cancel
 from tests.compute.backends.test_runs_cluster import dispatch_until_started, make_cluster
 from tests.conftest import api_client_for, client_for
 from tests.support.clusters import node_processes, remove_test_containers
@@ -159,7 +160,7 @@ def test_cancel_of_a_multi_node_run_leaves_no_process_on_any_node(
         run = wait_for(dispatch_until_started(run), [RunStatus.RUNNING])
         while b"waiting" not in logstore.read(run.pk, "node-1.stdout")[0]:
             time.sleep(0.1)
-        services.run_cancel(run=run, user=alice)
+        run_cancel(run=run, user=alice)
         run = wait_final(run)
     assert run.status == RunStatus.CANCELED
     for node in Node.objects.filter(target=cluster):

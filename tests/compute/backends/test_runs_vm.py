@@ -8,8 +8,9 @@ from django.urls import reverse
 from compute import ssh
 from compute.models import AuthMethod, ComputeKind, ComputeState, ComputeTarget
 from compute.services import ssh_target
-from runs import logstore, services
+from runs import logstore
 from runs.models import RunStatus
+from runs.services.lifecycle import run_cancel, runs_dispatch
 from tests.conftest import client_for
 from tests.support.runs import (
     BIG_OUTPUT,
@@ -130,7 +131,7 @@ def test_cancel_leaves_no_process_of_the_run_on_the_vm(tmp_path, workspace, alic
             run.refresh_from_db()
             assert run.status == RunStatus.RUNNING, run.error
         assert int(on_target(vm, f"ps -eo args | grep -c [{marker[0]}]{marker[1:]}")) == 5
-        assert services.run_cancel(run=run, user=alice)
+        assert run_cancel(run=run, user=alice)
         run = wait_final(run)
     assert run.status == RunStatus.CANCELED
     assert "Canceled by alice" in run.events.get(status=RunStatus.CANCELED).message
@@ -165,13 +166,13 @@ def test_a_run_for_an_unreachable_vm_waits_in_the_queue_and_says_why(
     assert "Waiting: Target unreachable, retrying" in page.content.decode()
     # The dispatcher retries every few seconds; the timeline says it once.
     for _ in range(3):
-        services.runs_dispatch()
+        runs_dispatch()
     assert [e.status for e in run.events.all()] == ["NotStarted", "Queued", "Queued"]
 
     server.start()
     ssh.pool.close_all()
     with running_monitor():
-        services.runs_dispatch()
+        runs_dispatch()
         run = wait_final(run)
     assert run.status == RunStatus.COMPLETED
     assert logstore.read(run.pk, "stdout")[0] == b"finally\n"

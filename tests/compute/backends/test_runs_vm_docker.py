@@ -8,8 +8,10 @@ from django.conf import settings
 
 from compute import ssh
 from compute.models import AuthMethod, ComputeKind, ComputeState, ComputeTarget
-from runs import logstore, services
+from runs import logstore
 from runs.models import EnvironmentKind, RunStatus
+from runs.services.environments import environment_create
+from runs.services.lifecycle import run_cancel
 from tests.services.sshd import DOCKER_USER
 from tests.support.runs import running_monitor, submit, wait_final, wait_for, write_tree
 
@@ -48,7 +50,7 @@ def docker_vm(docker_user_sshd, docker_engine, workspace, alice):
 
 @pytest.fixture
 def in_docker(workspace):
-    return services.environment_create(
+    return environment_create(
         workspace=workspace,
         name="in-docker",
         kind=EnvironmentKind.USER_MANAGED,
@@ -97,7 +99,7 @@ def test_cancel_of_a_docker_run_on_a_vm_leaves_no_container(
             pass
         name = run.handle["container"]
         assert docker_engine.containers.list(filters={"name": name})
-        services.run_cancel(run=run, user=alice)
+        run_cancel(run=run, user=alice)
         run = wait_final(run)
     assert run.status == RunStatus.CANCELED
     assert docker_engine.containers.list(all=True, filters={"name": name}) == []

@@ -38,9 +38,9 @@ alice = get_user_model().objects.get(username="alice")
 target = ComputeTarget.objects.get(workspace=ws, name=sys.argv[2])
 options = {}
 if len(sys.argv) > 4:
-    from runs import services
+    from runs.services.environments import environment_create
     from runs.models import EnvironmentKind
-    options["environment"] = services.environment_create(
+    options["environment"] = environment_create(
         workspace=ws, kind=EnvironmentKind.USER_MANAGED, **json.loads(sys.argv[4]))
 run = submit(workspace=ws, user=alice, target=target, source=Path(sys.argv[3]),
              experiment="live-logs", **options)

@@ -1,0 +1,454 @@
+"""How a run moves through its statuses: starting, canceling, requeueing, failing.
+
+A run moves through its statuses only by `run_transition`, a conditional
+update that also records the step on the run's timeline and tells live
+viewers. Starting a run (`run_start`) is a short Celery task: it uploads what
+the target lacks and launches the run detached; the run monitor follows it
+from there (runs/monitor.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from compute.backends import LOG_STREAMS, BackendError, LaunchSpec, backend_for
+from compute.models import (
+    ComputeKind,
+    ComputeTarget,
+    NodeRequest,
+)
+from compute.sandbox import local_target_problem
+from runs import live, logstore, ranks, snapshots
+from runs.models import (
+    FINAL_STATUSES,
+    EnvironmentKind,
+    Run,
+    RunEvent,
+    RunStatus,
+)
+from runs.run_based import (
+    run_based_cluster_release,
+)
+from studio.units import human_bytes
+
+log = logging.getLogger(__name__)
+
+# Statuses in which the run's process may exist on its target.
+ACTIVE_STATUSES = (
+    RunStatus.STARTING,
+    RunStatus.RUNNING,
+    RunStatus.CANCEL_REQUESTED,
+    RunStatus.NOT_RESPONDING,
+    RunStatus.FINALIZING,
+)
+
+
+def parents_advance(parents, *, children: str, advance, what: str) -> int:
+    """Call `advance(pk)` for each parent run (a pipeline, a sweep) that is not over or has
+    a child that is not; how many there were. One that fails is logged and tried again at
+    the next pass, and does not stop the others."""
+    unfinished = [status for status in RunStatus.values if status not in FINAL_STATUSES]
+    ids = list(
+        parents.filter(
+            Q(run__status__in=unfinished) | Q(**{f"{children}__run__status__in": unfinished})
+        )
+        .values_list("pk", flat=True)
+        .distinct()
+    )
+    for pk in ids:
+        try:
+            advance(pk)
+        except Exception:
+            log.exception("advancing %s %s failed; the next pass tries again", what, pk)
+    return len(ids)
+
+
+def _enqueue_start(run_id: int) -> None:
+    from runs.tasks import start_run
+
+    start_run.delay(run_id)
+
+
+def run_start_soon(*, run_id: int) -> None:
+    """Try to start a queued run now (a node it waits for may be free)."""
+    transaction.on_commit(partial(_enqueue_start, run_id))
+
+
+def run_transition(run_id: int, status: str, *, allowed_from, message: str = "", **fields) -> bool:
+    """Move the run to `status` if it is in one of `allowed_from`; record it on the timeline."""
+    now = timezone.now()
+    updates = {"status": status, **fields}
+    if status in FINAL_STATUSES:
+        updates.setdefault("ended_at", now)
+        updates.setdefault("lease_owner", "")
+    with transaction.atomic():
+        changed = Run.objects.filter(pk=run_id, status__in=list(allowed_from)).update(**updates)
+        if changed:
+            RunEvent.objects.create(run_id=run_id, status=status, message=message, at=now)
+            transaction.on_commit(lambda: live.notify_status(run_id, status))
+    return bool(changed)
+
+
+def run_status(run_id: int) -> str | None:
+    return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
+
+
+def launch_spec(run: Run) -> LaunchSpec:
+    env = run.environment
+    target = run.target
+    assert env is not None and run.snapshot is not None and target is not None
+    if env.kind == EnvironmentKind.SYSTEM_MANAGED:
+        env_kind = "conda" if env.conda_yaml.strip() else "pip"
+    else:
+        env_kind = ""
+    return LaunchSpec(
+        run_id=run.pk,
+        manifest=run.snapshot.manifest,
+        entry_script=run.entry_script,
+        arguments=list(run.arguments),
+        env_kind=env_kind,
+        env_name=str(env),
+        env_hash=env.definition_hash,
+        interpreter=env.interpreter_path or "python3",
+        pip_requirements=env.pip_requirements,
+        conda_yaml=env.conda_yaml,
+        conda=(target.facts or {}).get("conda") or "conda",
+        docker_image=env.docker_image,
+        docker_gpus=env.docker_gpus,
+        instance=settings.TRAINYARD_INSTANCE_ID,
+    )
+
+
+def run_start(*, run_id: int, again: bool = True) -> None:
+    """Claim a queued run, get it a node, upload what the target lacks, launch it detached.
+
+    While the run waits (no node yet, target unreachable) it stays Queued, and
+    its timeline gets an entry only when the reason changes: the dispatcher
+    retries every few seconds.
+    """
+    now = timezone.now()
+    claim = f"start:{uuid.uuid4().hex}"
+    claimed = (
+        Run.objects.filter(pk=run_id, status=RunStatus.QUEUED)
+        .filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
+        .update(
+            lease_owner=claim,
+            lease_expires_at=now + timedelta(seconds=settings.RUN_START_TIMEOUT_SECONDS),
+        )
+    )
+    if not claimed:
+        return
+    run = Run.objects.select_related("target", "environment", "snapshot").get(pk=run_id)
+    target = run.target
+    if target is None:
+        run_transition(
+            run_id,
+            RunStatus.FAILED,
+            allowed_from=[RunStatus.QUEUED],
+            error="The compute target was detached before the run started.",
+        )
+        return
+    if target.kind == ComputeKind.LOCAL and (problem := local_target_problem(run.submitted_by)):
+        run_transition(
+            run_id,
+            RunStatus.FAILED,
+            allowed_from=[RunStatus.QUEUED],
+            error=problem,
+            message=problem,
+        )
+        return
+    nodes: list = []
+    try:
+        if target.kind == ComputeKind.CLUSTER:
+            from compute.scheduler import cluster_counts, cluster_wait_reason, node_request
+
+            nodes = node_request(target=target, run_id=run_id, count=run.node_count) or []
+            if not nodes:
+                wanted = "a node" if run.node_count == 1 else f"{run.node_count} nodes"
+                _still_queued(
+                    run, f"Waiting for {wanted} of {target.name}: {cluster_wait_reason(target)}"
+                )
+                # A node freed while this attempt held the run found it taken: look once more.
+                if again and cluster_counts(target).idle >= run.node_count:
+                    run_start(run_id=run_id, again=False)
+                return
+        backends = [backend_for(target, node=node) for node in nodes] or [backend_for(target)]
+        for backend in backends:
+            backend.ensure_root()
+        envs = _rank_environments(nodes, backends[0])
+    except BackendError as exc:
+        _release_after_failed_start(run_id, nodes)
+        if exc.unreachable:
+            _still_queued(run, f"Target unreachable, retrying: {exc.message}")
+        else:
+            run_transition(
+                run_id,
+                RunStatus.FAILED,
+                allowed_from=[RunStatus.QUEUED],
+                error=exc.message,
+                message=exc.message,
+            )
+        return
+    if not run_transition(
+        run_id,
+        RunStatus.PREPARING,
+        allowed_from=[RunStatus.QUEUED],
+        status_reason="",
+        lease_owner="",
+        node_name=nodes[0].name if nodes else "",
+    ):
+        # Canceled while it was being claimed.
+        _release_after_failed_start(run_id, nodes)
+        return
+    launched: list[dict] = []
+    try:
+        specs = [replace(launch_spec(run), env=env) for env in envs]
+        handles = []
+        for rank, (backend, spec) in enumerate(zip(backends, specs, strict=True)):
+            handle = backend.prepare(spec, snapshots.blob_path)
+            handle["node_id"] = nodes[rank].pk if nodes else None
+            # Where this attempt's output starts in storage: a requeued run goes on after
+            # what its earlier attempt printed. Per stream: [target offset, stored offset].
+            handle["log_offsets"] = {
+                s: [0, logstore.size(run_id, ranks.stream_name(rank, s))] for s in LOG_STREAMS
+            }
+            handles.append(handle)
+        if not run_transition(
+            run_id,
+            RunStatus.STARTING,
+            allowed_from=[RunStatus.PREPARING],
+            message=_uploaded_message(handles),
+            handle=_joined(handles),
+        ):
+            _stopped_before_launch(run_id)
+            return
+        for backend, spec, handle in zip(backends, specs, handles, strict=True):
+            launched.append(backend.launch(spec, handle))
+        # Stored whatever the status is now, so a cancel that came meanwhile can reach it.
+        Run.objects.filter(pk=run_id).update(handle=_joined(launched))
+    except BackendError as exc:
+        _stop_ranks(target, launched)
+        _release_after_failed_start(run_id, nodes)
+        if exc.unreachable:
+            _back_to_queue(run_id, f"Target unreachable, retrying: {exc.message}")
+        else:
+            run_transition(
+                run_id,
+                RunStatus.FAILED,
+                allowed_from=[RunStatus.PREPARING, RunStatus.STARTING, RunStatus.CANCEL_REQUESTED],
+                error=exc.message,
+                message=exc.message,
+            )
+
+
+def _rank_environments(nodes: list, driver_backend) -> list[dict[str, str]]:
+    """Each rank's environment: none for a one-node run."""
+    if len(nodes) < 2:
+        return [{}]
+    from compute.scheduler import node_address
+
+    try:
+        address = node_address(nodes[0])
+    except Exception as exc:
+        # Docker's and the engine's errors: the driver node cannot be looked at now.
+        raise BackendError(
+            f"Cannot find the address of node {nodes[0].name}: {exc}", unreachable=True
+        ) from None
+    return ranks.environments(len(nodes), address, driver_backend.free_port())
+
+
+def _joined(handles: list[dict]) -> dict:
+    """The run's handle: rank 0's, with the other ranks' under `workers`."""
+    handle = {key: value for key, value in handles[0].items() if key != "workers"}
+    if len(handles) > 1:
+        handle["workers"] = handles[1:]
+    return handle
+
+
+def _uploaded_message(handles: list[dict]) -> str:
+    uploaded = sum(h["uploaded_files"] for h in handles)
+    uploaded_bytes = sum(h["uploaded_bytes"] for h in handles)
+    reused = sum(h["reused_files"] for h in handles)
+    moved = f"{uploaded} changed file(s) uploaded"
+    if uploaded_bytes:
+        moved += f" ({human_bytes(uploaded_bytes)})"
+    moved += f", {reused} already on the target"
+    if len(handles) > 1:
+        moved += f", over {len(handles)} nodes"
+    return moved
+
+
+def _stop_ranks(target, handles: list[dict]) -> None:
+    """Stop what runs of these ranks, as far as their nodes can be reached."""
+    for handle in handles:
+        try:
+            backend_for(target, handle=handle).cancel(handle, settings.RUN_CANCEL_GRACE_SECONDS)
+        except BackendError as exc:
+            log.warning("could not stop a rank of a run: %s", exc.message)
+
+
+def _still_queued(run: Run, reason: str) -> None:
+    """Record why a queued run waits (on the timeline when the reason is new); let go of it."""
+    with transaction.atomic():
+        changed = (
+            Run.objects.filter(pk=run.pk, status=RunStatus.QUEUED)
+            .exclude(status_reason=reason)
+            .update(status_reason=reason)
+        )
+        if changed:
+            RunEvent.objects.create(run_id=run.pk, status=RunStatus.QUEUED, message=reason)
+            transaction.on_commit(lambda: live.notify_status(run.pk, RunStatus.QUEUED))
+        Run.objects.filter(pk=run.pk, lease_owner__startswith="start:").update(lease_owner="")
+
+
+def _release_after_failed_start(run_id: int, nodes: list) -> None:
+    if nodes:
+        run_release_node(run_id=run_id)
+
+
+def _back_to_queue(run_id: int, reason: str) -> None:
+    if not run_transition(
+        run_id,
+        RunStatus.QUEUED,
+        allowed_from=[RunStatus.PREPARING, RunStatus.STARTING],
+        message=reason,
+        status_reason=reason,
+        handle=None,
+    ):
+        _stopped_before_launch(run_id)
+
+
+def _stopped_before_launch(run_id: int) -> None:
+    """A cancel arrived while the run was being prepared: nothing runs yet, so it is done."""
+    if run_transition(
+        run_id,
+        RunStatus.CANCELED,
+        allowed_from=[RunStatus.CANCEL_REQUESTED],
+        message="Canceled before the run started",
+    ):
+        run_release_node(run_id=run_id)
+
+
+def run_release_node(*, run_id: int) -> None:
+    """The run is done with its nodes: they become idle, and a run-based cluster goes."""
+    from compute.scheduler import node_release
+
+    node_release(run_id=run_id)
+    run = Run.objects.select_related("target", "submitted_by").filter(pk=run_id).first()
+    if run is not None:
+        run_based_cluster_release(run=run)
+
+
+def run_cancel(*, run: Run, user=None, reason: str = "") -> bool:
+    """Ask for the run to stop: at once if nothing runs yet, else through the run monitor."""
+    why = reason or (f"Canceled by {user.username}" if user is not None else "Canceled")
+    if run_transition(
+        run.pk,
+        RunStatus.CANCELED,
+        allowed_from=[RunStatus.NOT_STARTED, RunStatus.QUEUED],
+        message=why,
+        cancel_reason=why,
+    ):
+        run_release_node(run_id=run.pk)
+        return True
+    return run_transition(
+        run.pk,
+        RunStatus.CANCEL_REQUESTED,
+        allowed_from=[
+            RunStatus.PREPARING,
+            RunStatus.STARTING,
+            RunStatus.RUNNING,
+            RunStatus.NOT_RESPONDING,
+        ],
+        message=why,
+        cancel_reason=why,
+    )
+
+
+def run_requeue(*, run_id: int, reason: str) -> bool:
+    """Put a run whose node was preempted back in the queue, to start again on another node.
+
+    A run already Finalizing counts too: the monitor may have seen its processes die with
+    the node before the autoscaler saw the node go.
+    """
+    before = _ranks_of(run_id)
+    requeued = run_transition(
+        run_id,
+        RunStatus.QUEUED,
+        allowed_from=[
+            RunStatus.STARTING,
+            RunStatus.RUNNING,
+            RunStatus.NOT_RESPONDING,
+            RunStatus.FINALIZING,
+        ],
+        message=f"Requeued: {reason}",
+        status_reason=f"Requeued: {reason}",
+        handle=None,
+        lease_owner="",
+        node_name="",
+        metrics_file_offset=0,
+    )
+    if requeued:
+        _stop_other_ranks(run_id, before)
+        transaction.on_commit(lambda: _enqueue_start(run_id))
+    return requeued
+
+
+def run_fail(*, run_id: int, reason: str) -> bool:
+    before = _ranks_of(run_id)
+    failed = run_transition(
+        run_id, RunStatus.FAILED, allowed_from=ACTIVE_STATUSES, message=reason, error=reason
+    )
+    if failed:
+        _stop_other_ranks(run_id, before)
+        run_release_node(run_id=run_id)
+    return failed
+
+
+def _ranks_of(run_id: int) -> tuple[ComputeTarget | None, list[dict]]:
+    run = Run.objects.select_related("target").filter(pk=run_id).first()
+    if run is None:
+        return None, []
+    return run.target, ranks.handles(run.handle)
+
+
+def _stop_other_ranks(run_id: int, before: tuple[ComputeTarget | None, list[dict]]) -> None:
+    """A multi-node run that lost one node stops on the others and lets them go."""
+    target, handles = before
+    if target is None or len(handles) < 2:
+        return
+    _stop_ranks(target, [h for h in handles if "pgid" in h])
+    run_release_node(run_id=run_id)
+
+
+def runs_dispatch() -> int:
+    """Start queued runs again (a node may be free, a target back) and rescue stuck ones."""
+    now = timezone.now()
+    queued = list(Run.objects.filter(status=RunStatus.QUEUED).values_list("pk", flat=True))
+    # A node request outlives its run only by accident (the run deleted, a worker killed);
+    # left there it would keep its place in the cluster's line for ever.
+    waiting = Run.objects.filter(status=RunStatus.QUEUED).values("pk")
+    NodeRequest.objects.exclude(run_id__in=waiting).delete()
+    for run_id in queued:
+        _enqueue_start(run_id)
+    stale = now - timedelta(seconds=settings.RUN_START_TIMEOUT_SECONDS)
+    for run in Run.objects.filter(
+        status__in=[RunStatus.PREPARING, RunStatus.STARTING], handle__isnull=True
+    ):
+        last = run.events.order_by("-at").first()
+        if last is not None and last.at < stale:
+            _back_to_queue(run.pk, "The worker starting the run stopped; trying again")
+    for run in Run.objects.filter(status=RunStatus.CANCEL_REQUESTED, handle__isnull=True):
+        last = run.events.order_by("-at").first()
+        if last is not None and last.at < stale:
+            _stopped_before_launch(run.pk)
+    return len(queued)

@@ -1,0 +1,108 @@
+"""Snapshots: a folder, an upload or a manifest stored as a workspace's snapshot."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from runs import selectors, snapshots
+from runs.models import (
+    Snapshot,
+    SnapshotBlob,
+)
+from runs.services.errors import RunError
+
+
+def snapshot_create(*, workspace, root: Path) -> tuple[Snapshot, snapshots.Capture]:
+    """Capture a folder: store new blobs, and the snapshot (reused when the tree is the same)."""
+    return _snapshot_store(workspace=workspace, capture=snapshots.capture_dir(root))
+
+
+def snapshot_from_upload(
+    *,
+    workspace,
+    files: list[tuple[str, object]] | None = None,
+    archive=None,
+    git_files: dict[str, str] | None = None,
+    executables: set[str] | None = None,
+) -> tuple[Snapshot, snapshots.Capture]:
+    """A snapshot of a folder chosen in the browser or sent with its manifest (with its .git/
+    facts, and the paths of its executable files), or of an archive.
+
+    A file not sent is named by its digest (a bare one, or a StoredFile from a signed
+    plan): only a file the workspace holds may be left out."""
+    if files and archive is not None:
+        raise snapshots.SnapshotError(
+            "Choose the source folder or upload it as an archive, not both."
+        )
+    if archive is None:
+        files = _held_files(workspace, files or [])
+        capture = snapshots.capture_upload(files, git_files=git_files, executables=executables)
+        held = {s.sha256: s.size for _, s in files if isinstance(s, snapshots.StoredFile)}
+        return _snapshot_store(workspace=workspace, capture=capture, stored=held)
+    with tempfile.TemporaryDirectory(prefix="snapshot-", dir=settings.DATA_DIR) as tmp:
+        snapshots.extract_archive(archive, archive.name, Path(tmp))
+        return snapshot_create(workspace=workspace, root=Path(tmp))
+
+
+def _held_files(workspace, files: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    """`files` with each bare digest the workspace holds as that StoredFile."""
+    named = [source for _, source in files if isinstance(source, str)]
+    if not named:
+        return files
+    sizes = selectors.snapshot_blob_sizes(workspace=workspace, hashes=named)
+    held: list[tuple[str, object]] = []
+    for path, source in files:
+        if isinstance(source, str) and source in sizes:
+            source = snapshots.StoredFile(source, sizes[source])
+        held.append((path, source))
+    return held
+
+
+def _snapshot_store(
+    *, workspace, capture: snapshots.Capture, stored: dict[str, int] | None = None
+) -> tuple[Snapshot, snapshots.Capture]:
+    if not capture.manifest:
+        raise RunError(
+            "The source folder has no files to snapshot (after .amlignore / .gitignore): "
+            "choose the folder with your training script."
+        )
+    snapshot = snapshot_of_manifest(workspace=workspace, manifest=capture.manifest, stored=stored)
+    return snapshot, capture
+
+
+def snapshot_of_manifest(
+    *, workspace, manifest: list[list], stored: dict[str, int] | None = None
+) -> Snapshot:
+    """The snapshot of exactly these files (their blobs are stored already), reused when the
+    workspace has it; the workspace holds its files from now on.
+
+    `stored` has the sizes of the files the workspace holds already, when they are known.
+    """
+    manifest = sorted(manifest, key=lambda entry: entry[0])
+    if stored is None:
+        hashes = [sha for _, sha, _, _ in manifest]
+        stored = selectors.snapshot_blob_sizes(workspace=workspace, hashes=hashes)
+    new = {sha: size for _, sha, size, _ in manifest if sha not in stored}
+    digest, _ = snapshots.blob_store_bytes(snapshots.manifest_text(manifest))
+    with transaction.atomic():
+        SnapshotBlob.objects.bulk_create(
+            [SnapshotBlob(workspace=workspace, sha256=sha, size=size) for sha, size in new.items()],
+            ignore_conflicts=True,
+        )
+        snapshot, _ = Snapshot.objects.get_or_create(
+            workspace=workspace,
+            digest=digest,
+            defaults={
+                "file_count": len(manifest),
+                "total_bytes": sum(size for _, _, size, _ in manifest),
+            },
+        )
+    return snapshot
+
+
+def snapshot_has(snapshot: Snapshot, path: str) -> bool:
+    return any(entry[0] == path for entry in snapshot.manifest)

@@ -1,0 +1,471 @@
+"""Submitting runs: checking what a run needs, from a form, the API or a runconfig."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+
+from django.db import IntegrityError, transaction
+from django.db.models import Max
+
+from compute.backends import RUNNABLE_KINDS
+from compute.cluster_services import ClusterError
+from compute.models import (
+    LOCAL_TARGET_NAME,
+    ComputeKind,
+    ComputeState,
+    ComputeTarget,
+)
+from compute.sandbox import local_target_problem
+from runs import linear_regex, snapshots
+from runs.models import (
+    Environment,
+    Experiment,
+    Framework,
+    Run,
+    RunEvent,
+    RunStatus,
+    Snapshot,
+)
+from runs.run_based import (
+    RUN_BASED_TARGET,
+    RunBasedSpec,
+    run_based_cluster_create,
+)
+from runs.runconfig import EnvironmentSpec, RunConfig
+from runs.services.environments import DEFAULT_ENVIRONMENT, environment_from_runconfig
+from runs.services.errors import FieldError, RunError
+from runs.services.experiments import experiment_get_or_create, experiment_name_problem
+from runs.services.lifecycle import run_start_soon, run_transition
+from runs.services.snapshots import snapshot_from_upload, snapshot_has
+
+# Every stdout line is matched against every pattern: both are bounded.
+MAX_METRIC_PATTERNS = 20
+MAX_METRIC_PATTERN_LENGTH = 1000
+
+
+def parse_tags(text: str) -> dict[str, str]:
+    """`key=value, other=thing` (or one per line) into a dict."""
+    tags: dict[str, str] = {}
+    for part in re.split(r"[,\n]", text or ""):
+        part = part.strip()
+        if not part:
+            continue
+        key, _, value = part.partition("=")
+        if not key.strip():
+            raise RunError(f"The tag {part!r} has no name: write tags as name=value.")
+        tags[key.strip()] = value.strip()
+    return tags
+
+
+def parse_metric_patterns(text: str) -> list[str]:
+    """One regular expression per line; each named group is a metric read from stdout."""
+    patterns = []
+    for line in (text or "").splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        if len(line) > MAX_METRIC_PATTERN_LENGTH:
+            raise RunError(
+                f"A metric pattern is at most {MAX_METRIC_PATTERN_LENGTH} characters: shorten "
+                f"{line[:40]!r}…"
+            )
+        try:
+            compiled = linear_regex.compile(line)
+        except linear_regex.PatternError as exc:
+            raise RunError(
+                f"The metric pattern {line!r} is not a valid regular expression: {exc}."
+            ) from None
+        if not set(compiled.groupindex) - {"step"}:
+            raise RunError(
+                f"The metric pattern {line!r} has no named group: name the value's group after "
+                r"the metric, e.g. loss=(?P<loss>[0-9.]+)."
+            )
+        patterns.append(line)
+    if len(patterns) > MAX_METRIC_PATTERNS:
+        raise RunError(
+            f"A run takes at most {MAX_METRIC_PATTERNS} metric patterns: one pattern can read "
+            "several metrics, one named group each."
+        )
+    return patterns
+
+
+def run_submit(
+    *,
+    workspace,
+    user,
+    experiment: Experiment,
+    target: ComputeTarget,
+    snapshot: Snapshot,
+    entry_script: str,
+    environment: Environment,
+    arguments: list[str] | None = None,
+    node_count: int = 1,
+    max_duration_seconds: int | None = None,
+    tags: dict | None = None,
+    metric_patterns: list[str] | None = None,
+    display_name: str = "",
+    framework: str = Framework.PYTHON,
+    git: dict | None = None,
+    parent: Run | None = None,
+) -> Run:
+    """Create the run (Queued) and start it once the transaction commits."""
+    run_submit_check(
+        workspace=workspace,
+        user=user,
+        experiment=experiment,
+        target=target,
+        snapshot=snapshot,
+        entry_script=entry_script,
+        environment=environment,
+        node_count=node_count,
+        metric_patterns=metric_patterns,
+        framework=framework,
+    )
+    for _attempt in range(5):
+        try:
+            with transaction.atomic():
+                number = (
+                    Run.objects.filter(experiment=experiment).aggregate(n=Max("number"))["n"] or 0
+                ) + 1
+                run = Run.objects.create(
+                    workspace=workspace,
+                    experiment=experiment,
+                    number=number,
+                    display_name=display_name,
+                    target=target,
+                    target_name=target.name,
+                    tags=tags or {},
+                    submitted_by=user,
+                    environment=environment,
+                    snapshot=snapshot,
+                    git=git or {},
+                    entry_script=entry_script,
+                    arguments=list(arguments or []),
+                    framework=framework,
+                    node_count=node_count,
+                    max_duration_seconds=max_duration_seconds,
+                    metric_patterns=list(metric_patterns or []),
+                    parent=parent,
+                )
+                RunEvent.objects.create(run=run, status=RunStatus.NOT_STARTED)
+                run_transition(
+                    run.pk,
+                    RunStatus.QUEUED,
+                    allowed_from=[RunStatus.NOT_STARTED],
+                    message=f"Submitted to {target.name}",
+                )
+                run_start_soon(run_id=run.pk)
+        except IntegrityError:
+            continue
+        run.refresh_from_db()
+        return run
+    raise RunError("Too many runs were submitted to this experiment at once: try again.")
+
+
+def run_submit_check(
+    *,
+    workspace,
+    user,
+    experiment: Experiment,
+    target: ComputeTarget,
+    snapshot: Snapshot,
+    entry_script: str,
+    environment: Environment,
+    node_count: int = 1,
+    metric_patterns: list[str] | None = None,
+    framework: str = Framework.PYTHON,
+) -> None:
+    """RunError saying why a run submitted with these would not start, if it would not."""
+    if experiment.workspace_id != workspace.pk or target.workspace_id != workspace.pk:
+        raise RunError("The experiment and the compute target must belong to this workspace.")
+    if environment.workspace_id not in (None, workspace.pk):
+        raise RunError("That environment belongs to another workspace.")
+    if target.kind not in RUNNABLE_KINDS:
+        raise RunError(
+            f"{target.name} is a {target.get_kind_display()} target, which runs pipeline steps, "
+            "not script runs: choose the local target, a VM, a compute cluster or an HDInsight "
+            "/ Spark target."
+        )
+    if target.state != ComputeState.SUCCEEDED and target.kind != ComputeKind.CLUSTER:
+        raise RunError(f"{target.name} is {target.state}: wait until it is ready, or fix it.")
+    if target.kind == ComputeKind.LOCAL and (problem := local_target_problem(user)):
+        raise FieldError("target", problem)
+    _require_framework(framework, target, environment)
+    if not snapshot_has(snapshot, entry_script):
+        scripts = [e[0] for e in snapshot.manifest if e[0].endswith(".py")][:10]
+        listed = ", ".join(scripts) if scripts else "none"
+        raise RunError(
+            f"The entry script {entry_script} is not in the source folder. Python files in it: "
+            f"{listed}."
+        )
+    _require_nodes(node_count, target)
+    if target.kind == ComputeKind.CLUSTER and environment.docker_image:
+        raise RunError(
+            "Cluster nodes run the environment's Python directly: choose an environment "
+            "without a Docker image for a compute cluster."
+        )
+    if environment.docker_image and environment.conda_yaml.strip():
+        raise RunError("An environment with a Docker image can use pip requirements, not conda.")
+    if environment.docker_gpus and not (target.facts or {}).get("gpus"):
+        raise FieldError(
+            "environment",
+            f"{environment} gives its container the target's GPUs, but {target.name} has no "
+            "GPU that its last check found (nvidia-smi): choose a VM with NVIDIA GPUs (check it "
+            "again after installing the driver), or an environment without GPUs.",
+        )
+    for pattern in metric_patterns or []:
+        parse_metric_patterns(pattern)
+
+
+def _require_nodes(node_count: int, target: ComputeTarget) -> None:
+    """A multi-node run needs a compute cluster that may grow to that many nodes."""
+    if node_count < 1:
+        raise FieldError("node_count", "The node count is at least 1.")
+    if node_count == 1:
+        return
+    if target.kind != ComputeKind.CLUSTER:
+        raise FieldError(
+            "node_count",
+            f"{target.name} is one machine: runs on more than one node need a compute cluster. "
+            "Choose a cluster, or a node count of 1.",
+        )
+    max_nodes = int(target.config.get("max_nodes", 0))
+    if node_count > max_nodes:
+        raise FieldError(
+            "node_count",
+            f"{target.name} has at most {max_nodes} node(s), so a run on {node_count} nodes would "
+            "never start: lower the node count, or raise the cluster's maximum nodes.",
+        )
+
+
+def _require_framework(framework: str, target: ComputeTarget, environment: Environment) -> None:
+    """PySpark jobs go to HDInsight / Spark head nodes, and those run only PySpark jobs."""
+    if framework not in Framework.values:
+        raise FieldError("framework", f"Choose the framework Python or PySpark, not {framework}.")
+    is_spark = target.kind == ComputeKind.HDINSIGHT
+    if framework == Framework.PYSPARK and not is_spark:
+        raise FieldError(
+            "framework",
+            f"PySpark jobs run with spark-submit on an HDInsight / Spark target, and {target.name} "
+            f"is a {target.get_kind_display()}: choose an HDInsight / Spark target, or the "
+            "framework Python.",
+        )
+    if is_spark and framework != Framework.PYSPARK:
+        raise FieldError(
+            "framework",
+            f"{target.name} is an HDInsight / Spark target: its runs are PySpark jobs submitted "
+            "with spark-submit. Choose the framework PySpark.",
+        )
+    if is_spark and environment.docker_image:
+        raise FieldError(
+            "environment",
+            "PySpark jobs run in the head node's Spark, not in Docker: choose an environment "
+            "without a Docker image.",
+        )
+
+
+@dataclass
+class SubmitRequest:
+    """The submit fields as the form, the API and the runconfig give them."""
+
+    experiment: str = ""
+    # Empty (target, environment, node count): the runconfig's, else local,
+    # DEFAULT_ENVIRONMENT and one node.
+    target: str = ""
+    entry_script: str = ""
+    arguments: list[str] = dc_field(default_factory=list)
+    environment: Environment | None = None
+    environment_spec: EnvironmentSpec | None = None
+    node_count: int | None = None
+    max_duration_seconds: int | None = None
+    tags: dict = dc_field(default_factory=dict)
+    metric_patterns: list[str] = dc_field(default_factory=list)
+    display_name: str = ""
+    # Empty: the runconfig's, else PySpark on HDInsight / Spark targets and Python elsewhere.
+    framework: str = ""
+    # With the target "amlcompute": the cluster to create for this run alone.
+    run_based: RunBasedSpec | None = None
+
+    def apply_runconfig(self, config: RunConfig) -> None:
+        """Fill what the user left empty from an `az ml` runconfig file."""
+        self.entry_script = self.entry_script or config.script
+        self.arguments = self.arguments or config.arguments
+        self.target = self.target or config.target
+        self.framework = self.framework or config.framework
+        if self.max_duration_seconds is None:
+            self.max_duration_seconds = config.max_duration_seconds or None
+        if self.node_count is None:
+            self.node_count = config.node_count
+        if self.environment is None and config.environment is not None:
+            self.environment_spec = config.environment
+        if self.run_based is None:
+            self.run_based = config.run_based
+
+
+def run_submit_upload(
+    *,
+    workspace,
+    user,
+    request: SubmitRequest,
+    files=None,
+    archive=None,
+    git_files=None,
+    executables=None,
+) -> Run:
+    """Snapshot the uploaded folder or archive and submit it as `request` describes."""
+    resolved = submit_upload_resolve(
+        workspace=workspace,
+        user=user,
+        request=request,
+        files=files,
+        archive=archive,
+        git_files=git_files,
+        executables=executables,
+    )
+    target = resolved.pop("target")
+    if target is not None:
+        return _submit_resolved(target=target, **resolved)
+    assert request.run_based is not None
+    with transaction.atomic():
+        try:
+            target = run_based_cluster_create(
+                workspace=workspace,
+                user=user,
+                spec=request.run_based,
+                node_count=request.node_count or 1,
+            )
+        except ClusterError as exc:
+            raise FieldError("target", f"The run-based cluster cannot be created: {exc}") from None
+        return _submit_resolved(target=target, **resolved)
+
+
+def submit_upload_resolve(
+    *,
+    workspace,
+    user,
+    request: SubmitRequest,
+    files=None,
+    archive=None,
+    git_files=None,
+    executables=None,
+) -> dict:
+    """The experiment, target, snapshot and environment the submit fields name, the upload
+    snapshotted: FieldError for the first field that names none. The target is None for a
+    run-based cluster, created only when the run is submitted."""
+    name = request.experiment.strip()
+    if not name:
+        raise FieldError("experiment", "Name the experiment this run belongs to.")
+    problem = experiment_name_problem(name)
+    if problem:
+        raise FieldError("experiment", problem)
+    target_name = request.target or LOCAL_TARGET_NAME
+    target = ComputeTarget.objects.filter(workspace=workspace, name=target_name).first()
+    run_based = target is None and target_name == RUN_BASED_TARGET
+    if run_based and (request.run_based is None or not request.run_based.vm_size):
+        raise FieldError(
+            "target",
+            "A run-based cluster (target amlcompute) needs a VM size: give it in the "
+            "runconfig's amlcompute: vmSize, or choose an existing target.",
+        )
+    if target is None and not run_based:
+        raise FieldError(
+            "target",
+            f"This workspace has no compute target {target_name!r}: choose one of its "
+            "targets (see Compute).",
+        )
+    if not request.entry_script:
+        raise FieldError("entry_script", "Say which script to run, e.g. train.py.")
+    if not files and archive is None:
+        raise FieldError(
+            "source_folder", "Choose the source folder (or upload it as a .zip or .tar.gz)."
+        )
+    environment = request.environment
+    if environment is None and request.environment_spec is not None:
+        environment = environment_from_runconfig(workspace=workspace, spec=request.environment_spec)
+    if environment is None:
+        environment = _default_environment()
+    if environment is None:
+        raise FieldError("environment", "Choose the environment the script runs in.")
+    try:
+        snapshot, capture = snapshot_from_upload(
+            workspace=workspace,
+            files=files,
+            archive=archive,
+            git_files=git_files,
+            executables=executables,
+        )
+    except snapshots.SnapshotError as exc:
+        raise FieldError("source_folder", str(exc)) from None
+    if not snapshot_has(snapshot, request.entry_script):
+        scripts = [e[0] for e in snapshot.manifest if e[0].endswith(".py")][:10]
+        raise FieldError(
+            "entry_script",
+            f"{request.entry_script} is not in the source folder. Python files in it: "
+            f"{', '.join(scripts) or 'none'}.",
+        )
+    experiment = experiment_get_or_create(workspace=workspace, name=name, user=user)
+    return {
+        "workspace": workspace,
+        "user": user,
+        "request": request,
+        "experiment": experiment,
+        "target": target,
+        "snapshot": snapshot,
+        "git": capture.git,
+        "environment": environment,
+    }
+
+
+def _default_environment() -> Environment | None:
+    return (
+        Environment.objects.filter(workspace__isnull=True, name=DEFAULT_ENVIRONMENT)
+        .order_by("-version")
+        .first()
+    )
+
+
+def _submit_resolved(
+    *, workspace, user, request: SubmitRequest, experiment, target, snapshot, git, environment
+) -> Run:
+    """Submit once the experiment, target, snapshot and environment are known."""
+    from compute.backends import CLOUD_BACKENDS
+
+    if target.kind in CLOUD_BACKENDS:
+        # Databricks, Data Lake and Batch run pipeline steps only, as in the studio.
+        from pipelines.services import PipelineError, pipeline_single_step
+
+        try:
+            return pipeline_single_step(
+                workspace=workspace,
+                user=user,
+                experiment=experiment,
+                target=target,
+                snapshot=snapshot,
+                entry_script=request.entry_script,
+                arguments=request.arguments,
+                display_name=request.display_name,
+                tags=request.tags,
+                git=git,
+            )
+        except PipelineError as exc:
+            raise FieldError(exc.field or "target", str(exc)) from None
+    return run_submit(
+        workspace=workspace,
+        user=user,
+        experiment=experiment,
+        target=target,
+        snapshot=snapshot,
+        entry_script=request.entry_script,
+        environment=environment,
+        arguments=request.arguments,
+        node_count=request.node_count or 1,
+        max_duration_seconds=request.max_duration_seconds,
+        tags=request.tags,
+        metric_patterns=request.metric_patterns,
+        display_name=request.display_name,
+        framework=request.framework
+        or (Framework.PYSPARK if target.kind == ComputeKind.HDINSIGHT else Framework.PYTHON),
+        git=git,
+    )
