@@ -2,10 +2,11 @@
 
 import pytest
 
-from compute import cluster_services
-from compute.cluster_services import ClusterError
+from compute.cluster import services as cluster_services
+from compute.cluster.autoscaler import cluster_autoscale
+from compute.cluster.scheduler import node_request
+from compute.cluster.services import ClusterError
 from compute.models import ComputeOperation, ComputeTarget, Node, NodeState
-from compute.scheduler import cluster_autoscale, node_request
 from compute.signals import node_lost
 from tests.integration.cluster_support import (
     cluster_containers,

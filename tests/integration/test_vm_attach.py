@@ -21,9 +21,10 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from compute import services, ssh
+from compute import ssh
 from compute.models import ComputeOperation, ComputeTarget
 from compute.templatetags.compute_format import mib
+from compute.vm import services
 from runs.models import Experiment, Run
 from studio.models import Workspace
 from tests.integration.cloud_support import wait_until

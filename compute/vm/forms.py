@@ -10,10 +10,11 @@ from cryptography.fernet import InvalidToken
 from django import forms
 from django.utils.html import format_html
 
-from compute import spark, ssh
+from compute import ssh
 from compute.models import AuthMethod
 from compute.names import ComputeNameMixin, compute_name_field
-from compute.services import public_key_line
+from compute.vm import spark
+from compute.vm.services import public_key_line
 from studio.outbound import OutboundRefused, outbound_policy
 from studio.secrets import SecretInput, fernet
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from django import forms
 from django.utils.safestring import mark_safe
 
-from compute.cloud.datalake import RETIREMENT_NOTICE
+from compute.cloud.clients.datalake import RETIREMENT_NOTICE
 from compute.names import ComputeNameMixin, compute_name_field
 from studio.outbound import OutboundRefused, outbound_policy
 from studio.secrets import SecretInput

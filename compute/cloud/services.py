@@ -16,15 +16,16 @@ from django.db import transaction
 from django.utils import timezone
 
 from compute import selectors
-from compute.cloud import CloudError
+from compute.cloud.clients import CloudError
 from compute.models import (
+    CLOUD_KINDS,
     ComputeKind,
     ComputeOperation,
     ComputeState,
     ComputeTarget,
     OperationState,
 )
-from compute.services import (
+from compute.operations import (
     ComputeError,
     operation_open,
     operation_require_idle,
@@ -34,7 +35,6 @@ from studio.secrets import redact
 
 log = logging.getLogger(__name__)
 
-CLOUD_KINDS = (ComputeKind.DATABRICKS, ComputeKind.DATALAKE, ComputeKind.BATCH)
 STEPS: dict[str, list[tuple[str, str]]] = {
     ComputeKind.DATABRICKS: [
         ("signin", "Signing in to the workspace"),
@@ -58,15 +58,15 @@ _DEFAULT_STEP_ERRORS = ("cluster_not_found", "pool_not_found")
 def cloud_client(target: ComputeTarget):
     """The service client of a cloud target, from its settings and its (decrypted) secret."""
     if target.kind == ComputeKind.DATABRICKS:
-        from compute.cloud.databricks import Databricks
+        from compute.cloud.clients.databricks import Databricks
 
         return Databricks.from_target(target)
     if target.kind == ComputeKind.BATCH:
-        from compute.cloud.batch import Batch
+        from compute.cloud.clients.batch import Batch
 
         return Batch.from_target(target)
     if target.kind == ComputeKind.DATALAKE:
-        from compute.cloud.datalake import DataLakeAnalytics
+        from compute.cloud.clients.datalake import DataLakeAnalytics
 
         return DataLakeAnalytics.from_target(target)
     raise ComputeError(f"{target.name} is not an Azure Databricks, Data Lake or Batch target.")

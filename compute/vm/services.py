@@ -1,4 +1,4 @@
-"""Compute targets: attaching VMs over SSH, checking them, editing credentials, detaching.
+"""Machines attached over SSH (VMs, HDInsight / Spark head nodes): attach, check, credentials.
 
 Everything that talks to a VM runs in a Celery task and records its steps in a
 ComputeOperation, so the detail page can show what is happening and why it
@@ -9,15 +9,14 @@ passes `redact` (with the workspace's secrets) before it is stored.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import paramiko
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from compute import selectors, spark, ssh
+from compute import selectors, ssh
 from compute.models import (
     SSH_KINDS,
     AuthMethod,
@@ -27,7 +26,13 @@ from compute.models import (
     ComputeTarget,
     OperationState,
 )
-from compute.names import NAME_TAKEN, name_taken_message
+from compute.operations import (
+    ComputeError,
+    operation_open,
+    operation_require_idle,
+    target_create,
+)
+from compute.vm import spark
 from studio.outbound import detailed_errors_for, outbound_policy
 from studio.secrets import redact
 
@@ -41,14 +46,7 @@ STEPS = [
 ]
 # An HDInsight / Spark head node is a VM whose check also looks at its Spark.
 SPARK_STEP = ("spark", "Spark")
-# Longer than the slowest check (connect timeout + 120 s preflight): an operation
-# still "running" after this lost its worker and must not block the target.
-STALE_OPERATION = timedelta(minutes=5)
 HOST_KEY_HELP = "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"
-
-
-class ComputeError(Exception):
-    """A request the target's current state does not allow; the message says what to do."""
 
 
 def ssh_target(target: ComputeTarget) -> ssh.SshTarget:
@@ -78,16 +76,6 @@ def public_key_line(
 
 
 # ---------------------------------------------------------------- starting operations
-
-
-def target_create(**fields) -> ComputeTarget:
-    """Store a new compute target; a name already taken in the workspace is a form error."""
-    try:
-        return ComputeTarget.objects.create(**fields)
-    except IntegrityError:
-        raise ValidationError(
-            {"name": ValidationError(name_taken_message(fields["name"]), code=NAME_TAKEN)}
-        ) from None
 
 
 def vm_attach(
@@ -236,57 +224,6 @@ def host_key_retrust(*, target: ComputeTarget, user, fingerprint: str) -> Comput
     return operation
 
 
-# Runs named in a refused detach; the Runs page lists them all.
-DETACH_RUNS_NAMED = 5
-
-
-def detach_refusal(target: ComputeTarget) -> str:
-    """Why `target` cannot be detached now, or '' when it can."""
-    if target.kind == ComputeKind.LOCAL:
-        return "The built-in local target is part of every workspace: it stays."
-    if target.kind == ComputeKind.CLUSTER:
-        return (
-            f"{target.name} is a compute cluster Trainyard created: delete it instead of detaching."
-        )
-    # Detached, their target would be gone for the run monitor: it would fail them and
-    # leave their processes running on the machine.
-    active = selectors.target_active_runs(target=target)
-    count = active.count()
-    if not count:
-        return ""
-    named = ", ".join(f"{run} ({run.status})" for run in active[:DETACH_RUNS_NAMED])
-    if count > DETACH_RUNS_NAMED:
-        named += f" and {count - DETACH_RUNS_NAMED} more"
-    runs, have, them, they_end = (
-        ("run", "has", "it", "it ends") if count == 1 else ("runs", "have", "them", "they end")
-    )
-    return (
-        f"{target.name} still has {count} {runs} that {have} not ended: {named}. "
-        f"Cancel {them} or wait until {they_end}, then detach {target.name}."
-    )
-
-
-def compute_detach(*, target: ComputeTarget, user) -> None:
-    """Forget an attached target and its secrets; runs keep their history and its name."""
-    refusal = detach_refusal(target)
-    if refusal:
-        raise ComputeError(refusal)
-    pooled = ssh_target(target) if target.address else None
-    with transaction.atomic():
-        ComputeOperation.objects.create(
-            target=None,
-            workspace=target.workspace,
-            target_name=target.name,
-            action="detach",
-            state=OperationState.SUCCEEDED,
-            started_by=user,
-            finished_at=timezone.now(),
-        )
-        target.delete()
-    if pooled is not None:
-        ssh.pool.close(pooled)
-
-
 def _require_credentials(auth_method: str, password: str, private_key: str, passphrase: str):
     if auth_method == AuthMethod.PASSWORD:
         if not password:
@@ -313,43 +250,6 @@ def _credential_fields(auth_method: str, password: str, private_key: str, passph
         "private_key": private_key if is_key else "",
         "passphrase": passphrase if is_key else "",
     }
-
-
-def operation_require_idle(target: ComputeTarget) -> None:
-    """Refuse a second operation while one runs on the target (a stale one no longer counts)."""
-    running = target.operations.filter(
-        state=OperationState.RUNNING, started_at__gt=timezone.now() - STALE_OPERATION
-    ).first()
-    if running is not None:
-        raise ComputeError(
-            f"{target.name} is busy ({running.action} started "
-            f"{running.started_at:%H:%M:%S}): wait until it finishes, then try again."
-        )
-
-
-def operation_open(
-    *, target: ComputeTarget, user, action: str, steps: list[tuple[str, str]]
-) -> ComputeOperation:
-    """Record a new operation with its pending steps and mark the target as busy."""
-    # Anything a stale operation left "running" is closed, so the page shows one live operation.
-    target.operations.filter(state=OperationState.RUNNING).update(
-        state=OperationState.FAILED,
-        error="The worker running this operation stopped before it finished.",
-        finished_at=timezone.now(),
-    )
-    state = ComputeState.CREATING if action == "attach" else ComputeState.UPDATING
-    ComputeTarget.objects.filter(pk=target.pk).update(state=state, error="")
-    target.state, target.error = state, ""
-    return ComputeOperation.objects.create(
-        target=target,
-        workspace=target.workspace,
-        target_name=target.name,
-        action=action,
-        started_by=user,
-        steps=[
-            {"key": key, "label": label, "state": "pending", "detail": ""} for key, label in steps
-        ],
-    )
 
 
 def _require_checkable(target: ComputeTarget) -> None:

@@ -8,17 +8,18 @@ from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from compute import cloud_services, selectors
-from compute.cloud.datalake import RETIREMENT_NOTICE
-from compute.cloud_forms import (
+from compute import selectors
+from compute.cloud import services as cloud_services
+from compute.cloud.clients.datalake import RETIREMENT_NOTICE
+from compute.cloud.forms import (
     SECRET_FORMS,
     BatchAttachForm,
     CloudAttachForm,
     DatabricksAttachForm,
     DataLakeAttachForm,
 )
-from compute.models import ComputeKind, ComputeTarget, OperationState
-from compute.services import ComputeError
+from compute.models import CLOUD_KINDS, ComputeKind, ComputeTarget, OperationState
+from compute.operations import ComputeError
 from studio.access import workspace_view
 from studio.models import Role
 
@@ -50,7 +51,7 @@ def cloud_target(request, name: str) -> ComputeTarget:
         target = selectors.compute_get(workspace=request.workspace, name=name)
     except ComputeTarget.DoesNotExist as exc:
         raise Http404("No such compute target") from exc
-    if target.kind not in cloud_services.CLOUD_KINDS:
+    if target.kind not in CLOUD_KINDS:
         raise Http404("No such Databricks, Data Lake or Batch target")
     return target
 

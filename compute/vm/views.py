@@ -1,27 +1,22 @@
-from urllib.parse import quote, urlencode
+"""Pages of machines attached over SSH (VMs, HDInsight / Spark head nodes) and of the
+local target: attach wizards, detail, re-check, credentials, host key, Spark master."""
 
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from compute import (
-    cloud_services,
-    cloud_views,
-    cluster_views,
-    sandbox,
-    selectors,
-    services,
-    ssh,
-    terminal,
-)
-from compute.forms import (
+from compute import sandbox, selectors, ssh, terminal
+from compute.models import SSH_KINDS, ComputeKind, ComputeTarget, OperationState
+from compute.operations import ComputeError
+from compute.vm import services
+from compute.vm.forms import (
     KEYGEN_COMMAND,
     Authentication,
+    HdInsightAttachForm,
     SparkMasterForm,
     VmAttachForm,
     VmCredentialsForm,
@@ -29,7 +24,6 @@ from compute.forms import (
     generated_key_open,
     generated_key_seal,
 )
-from compute.models import ComputeKind, ComputeTarget, OperationState
 from studio.access import workspace_view
 from studio.models import Role
 
@@ -47,30 +41,13 @@ def _target(request, name: str) -> ComputeTarget:
 def _vm(request, name: str) -> ComputeTarget:
     """A target attached over SSH: a VM or an HDInsight / Spark head node."""
     target = _target(request, name)
-    if target.kind not in services.SSH_KINDS:
+    if target.kind not in SSH_KINDS:
         raise Http404("No such machine attached over SSH")
     return target
 
 
-@workspace_view()
-def compute_list(request):
-    targets = list(selectors.compute_list(workspace=request.workspace))
-    context = {
-        "targets": targets,
-        "poll": any(t.is_busy for t in targets),
-        "only_local": [t.kind for t in targets] == [ComputeKind.LOCAL],
-    }
-    template = "compute/_compute_table.html" if request.htmx else "compute/compute_list.html"
-    return render(request, template, context)
-
-
-@workspace_view()
-def compute_detail(request, name: str):
-    target = _target(request, name)
-    if target.kind == ComputeKind.CLUSTER:
-        return cluster_views.cluster_detail(request, target)
-    if target.kind in cloud_services.CLOUD_KINDS:
-        return cloud_views.cloud_detail(request, target)
+def machine_detail(request, target: ComputeTarget):
+    """The detail page of the local target, a VM or a head node (compute_detail hands them here)."""
     operation = selectors.operation_latest(target=target)
     running = operation is not None and operation.state == OperationState.RUNNING
     context: dict[str, object] = {
@@ -95,35 +72,6 @@ def compute_detail(request, name: str):
             return HttpResponseClientRefresh()
         return render(request, "compute/_target_status.html", context)
     return render(request, "compute/compute_detail.html", context)
-
-
-def terminal_page(request, place: terminal.Place | None, socket_path: str, back_url: str):
-    """The terminal page for `place` (404 when the user may not open it)."""
-    if place is None:
-        raise Http404("No such terminal")
-    return render(
-        request,
-        "compute/terminal.html",
-        {
-            "place": place,
-            "socket_path": socket_path,
-            "back_url": back_url,
-            "idle_minutes": settings.TERMINAL_IDLE_SECONDS // 60,
-        },
-    )
-
-
-@workspace_view(role=Role.CONTRIBUTOR)
-def compute_terminal(request, name: str):
-    """A shell on the target (or on `?node=NAME` of a cluster); the websocket does the work."""
-    slug, node = request.workspace.slug, request.GET.get("node", "")[:64]
-    socket_path = f"/ws/w/{slug}/compute/{quote(name)}/terminal/"
-    return terminal_page(
-        request,
-        terminal.target_place(request.user, slug, name, node),
-        socket_path + (f"?{urlencode({'node': node})}" if node else ""),
-        reverse("compute_detail", args=[slug, name]),
-    )
 
 
 def _key_pair_context(token: str) -> dict:
@@ -196,7 +144,7 @@ def compute_check(request, name: str):
     target = _vm(request, name)
     try:
         services.compute_check(target=target, user=request.user)
-    except services.ComputeError as exc:
+    except ComputeError as exc:
         messages.error(request, str(exc))
     return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
 
@@ -233,7 +181,7 @@ def compute_credentials(request, name: str):
                 )
             except ValidationError as exc:
                 form.add_error(None, exc)
-            except services.ComputeError as exc:
+            except ComputeError as exc:
                 form.add_error(None, str(exc))
             else:
                 messages.success(
@@ -260,7 +208,7 @@ def compute_retrust(request, name: str):
         services.host_key_retrust(
             target=target, user=request.user, fingerprint=request.POST.get("fingerprint", "")
         )
-    except services.ComputeError as exc:
+    except ComputeError as exc:
         messages.error(request, str(exc))
     else:
         messages.success(
@@ -270,23 +218,52 @@ def compute_retrust(request, name: str):
 
 
 @workspace_view(role=Role.CONTRIBUTOR)
-def compute_detach(request, name: str):
-    target = _target(request, name)
-    if request.method == "POST":
-        try:
-            services.compute_detach(target=target, user=request.user)
-        except services.ComputeError as exc:
-            messages.error(request, str(exc))
-            return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
-        messages.success(
-            request,
-            f"{target.name} was detached and its credentials deleted. "
-            "Runs that used it keep their history.",
+def hdinsight_attach(request):
+    def attach(data):
+        services.hdinsight_attach(
+            workspace=request.workspace,
+            user=request.user,
+            name=data["name"],
+            address=data["address"],
+            port=data["port"],
+            spark_master=data["spark_master"],
+            username=data["username"],
+            **data["credentials"],
         )
-        return redirect("compute_list", slug=request.workspace.slug)
-    context = {
-        "target": target,
-        "run_count": target.runs.count(),
-        "refusal": services.detach_refusal(target),
-    }
-    return render(request, "compute/compute_detach.html", context)
+
+    return attach_wizard(
+        request,
+        form_class=HdInsightAttachForm,
+        template="compute/hdinsight_attach.html",
+        attach=attach,
+    )
+
+
+@require_POST
+@workspace_view(role=Role.CONTRIBUTOR)
+def spark_master_update(request, name: str):
+    targets = selectors.compute_list(workspace=request.workspace)
+    target = targets.filter(name=name, kind=ComputeKind.HDINSIGHT).first()
+    if target is None:
+        raise Http404("No such HDInsight / Spark target")
+    form = SparkMasterForm(request.POST)
+    if form.is_valid():
+        master = form.cleaned_data["spark_master"]
+        try:
+            services.hdinsight_master_set(target=target, spark_master=master)
+        except ValidationError as exc:
+            form.add_error("spark_master", exc.message_dict.get("spark_master", exc.messages))
+        else:
+            messages.success(
+                request,
+                f"New runs on {target.name} submit to {master}."
+                if master
+                else f"New runs on {target.name} submit to the master the cluster uses.",
+            )
+            return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
+    return render(
+        request,
+        "compute/spark_master.html",
+        {"target": target, "form": form},
+        status=400,
+    )

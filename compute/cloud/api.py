@@ -13,18 +13,19 @@ from django.http import FileResponse
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
-from compute import cloud_services, selectors
-from compute.api import OperationOut, operation_out
+from compute import selectors
 from compute.backends.batch import linked_file
-from compute.cloud_forms import (
+from compute.cloud import services as cloud_services
+from compute.cloud.forms import (
     SECRET_FORMS,
     BatchAttachForm,
     DatabricksAttachForm,
     DataLakeAttachForm,
 )
-from compute.models import ComputeTarget
+from compute.models import CLOUD_KINDS, ComputeTarget
 from compute.names import NAME_TAKEN
-from compute.services import ComputeError
+from compute.operations import ComputeError
+from compute.schemas import OperationOut, operation_out
 from runs.snapshots import blob_path
 from studio.api import FormErrorOut, api_membership, form_errors
 from studio.models import Role
@@ -151,7 +152,7 @@ def _cloud_target(membership, name: str) -> ComputeTarget:
         target = selectors.compute_get(workspace=membership.workspace, name=name)
     except ComputeTarget.DoesNotExist as exc:
         raise HttpError(404, f"No compute target called {name} in this workspace.") from exc
-    if target.kind not in cloud_services.CLOUD_KINDS:
+    if target.kind not in CLOUD_KINDS:
         raise HttpError(
             409,
             f"{name} is a {target.get_kind_display()}, not a Databricks, Data Lake or Batch "

@@ -10,15 +10,19 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
-from compute import cluster_services, selectors
-from compute.cluster_forms import ClusterForm, EngineForm, ScaleForm
-from compute.cluster_services import ClusterError
-from compute.engines import (
+from compute import selectors
+from compute.cluster import services as cluster_services
+from compute.cluster.engines import (
     ENGINE_ERRORS,
     EngineError,
     EngineFacts,
     engines_check_briefly,
 )
+from compute.cluster.forms import ClusterForm, EngineForm, ScaleForm
+from compute.cluster.node_image import node_image_build_problem
+from compute.cluster.scheduler import cluster_counts, cluster_wait_reason, node_address
+from compute.cluster.services import ClusterError
+from compute.cluster.sizes import VM_SIZES, vm_size_get
 from compute.models import (
     BUSY_STATES,
     ComputeKind,
@@ -28,9 +32,6 @@ from compute.models import (
     NodeState,
     OperationState,
 )
-from compute.node_image import node_image_build_problem
-from compute.scheduler import cluster_counts, cluster_wait_reason, node_address
-from compute.vm_sizes import VM_SIZES, vm_size_get
 from runs.models import Run
 from studio.access import workspace_view
 from studio.models import Role

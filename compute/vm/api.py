@@ -1,7 +1,6 @@
-"""/api/v1/computes for attached virtual machines: attach, re-check, credentials, host key.
+"""/api/v1/computes for machines attached over SSH: attach, re-check, credentials, host key.
 
-Listing, reading and deleting every kind of target is in compute.cluster_api,
-whose ComputeOut carries the AttachedOut fields defined here.
+Listing, reading and deleting every kind of target is compute.targets.api.
 """
 
 from datetime import datetime
@@ -10,9 +9,13 @@ from django.core.exceptions import ValidationError
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
-from compute import selectors, services, ssh
-from compute.cloud_services import CLOUD_KINDS
-from compute.forms import (
+from compute import selectors, ssh
+from compute.models import ComputeTarget
+from compute.names import NAME_TAKEN
+from compute.operations import ComputeError
+from compute.schemas import AttachedOut, attached_out
+from compute.vm import services
+from compute.vm.forms import (
     Authentication,
     HdInsightAttachForm,
     SparkMasterForm,
@@ -21,81 +24,10 @@ from compute.forms import (
     authorized_keys_command,
     generated_key_seal,
 )
-from compute.models import ComputeKind, ComputeTarget
-from compute.names import NAME_TAKEN
 from studio.api import FormErrorOut, api_membership, form_errors
 from studio.models import Role
 
 router: Router = Router(tags=["compute"])
-
-
-class OperationOut(Schema):
-    action: str
-    state: str
-    steps: list[dict]
-    error: str
-    started_by: str | None
-    started_at: datetime
-    finished_at: datetime | None
-
-
-class AttachedOut(Schema):
-    """What a target attached over SSH adds to its JSON; never a secret."""
-
-    address: str | None = None
-    resource_id: str | None = None
-    port: int | None = None
-    username: str | None = None
-    auth_method: str | None = None
-    public_key: str | None = None
-    host_key_fingerprint: str | None = None
-    host_key_type: str | None = None
-    offered_host_key: dict | None = None
-    spark_master: str | None = None
-    facts: dict = {}
-    checked_at: datetime | None = None
-    created_by: str | None = None
-    operation: OperationOut | None = None
-
-
-def attached_out(target: ComputeTarget) -> dict:
-    """The AttachedOut fields of `target` (all empty for kinds that are not attached over SSH)."""
-    operation = selectors.operation_latest(target=target)
-    fields: dict = {
-        "created_by": target.created_by.username if target.created_by else None,
-        "operation": operation_out(operation) if operation else None,
-    }
-    if target.kind in CLOUD_KINDS:
-        return fields | {"facts": target.facts, "checked_at": target.checked_at}
-    if not target.is_ssh:
-        return fields
-    if target.kind == ComputeKind.HDINSIGHT:
-        fields["spark_master"] = target.config.get("spark_master", "")
-    return fields | {
-        "address": target.address,
-        "resource_id": target.resource_id or None,
-        "port": target.port,
-        "username": target.username,
-        "auth_method": target.auth_method,
-        "public_key": target.config.get("public_key"),
-        "host_key_fingerprint": target.host_key_fingerprint or None,
-        "host_key_type": target.host_key_type or None,
-        "offered_host_key": target.config.get("offered_host_key"),
-        "facts": target.facts,
-        "checked_at": target.checked_at,
-    }
-
-
-def operation_out(operation) -> OperationOut:
-    return OperationOut(
-        action=operation.action,
-        state=operation.state,
-        steps=operation.steps,
-        error=operation.error,
-        started_by=operation.started_by.username if operation.started_by else None,
-        started_at=operation.started_at,
-        finished_at=operation.finished_at,
-    )
 
 
 class VmOut(AttachedOut):
@@ -207,7 +139,7 @@ def compute_check(request, name: str, workspace: str | None = None):
     target = _vm(membership, name)
     try:
         services.compute_check(target=target, user=request.user)
-    except services.ComputeError as exc:
+    except ComputeError as exc:
         raise HttpError(409, str(exc)) from exc
     return Status(202, vm_out(target))
 
@@ -228,7 +160,7 @@ def compute_credentials_update(
                 username=form.cleaned_data["username"],
                 **form.cleaned_data["credentials"],
             )
-        except services.ComputeError as exc:
+        except ComputeError as exc:
             raise HttpError(409, str(exc)) from exc
         except ValidationError as exc:
             form.add_error(None, exc)
@@ -245,7 +177,7 @@ def host_key_retrust(request, name: str, payload: HostKeyIn, workspace: str | No
     target = _vm(membership, name)
     try:
         services.host_key_retrust(target=target, user=request.user, fingerprint=payload.fingerprint)
-    except services.ComputeError as exc:
+    except ComputeError as exc:
         raise HttpError(409, str(exc)) from exc
     return Status(202, vm_out(target))
 
@@ -302,7 +234,7 @@ def spark_master_update(request, name: str, payload: SparkMasterIn, workspace: s
             services.hdinsight_master_set(
                 target=target, spark_master=form.cleaned_data["spark_master"]
             )
-        except services.ComputeError as exc:
+        except ComputeError as exc:
             raise HttpError(409, str(exc)) from exc
         return Status(200, vm_out(target))
     return Status(400, form_errors(form))

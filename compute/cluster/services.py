@@ -10,7 +10,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from compute.engines import (
+from compute.cluster.autoscaler import cluster_autoscale, node_network
+from compute.cluster.engines import (
     ENGINE_ERRORS,
     ENGINE_URL_SCHEMES,
     EngineError,
@@ -23,6 +24,9 @@ from compute.engines import (
     size_fit_problem,
     unreachable_message,
 )
+from compute.cluster.node_image import Builder, NodeImageError, node_image_ensure
+from compute.cluster.scheduler import LOW_PRIORITY, cluster_label_filter
+from compute.cluster.sizes import vm_size_get
 from compute.models import (
     ComputeKind,
     ComputeOperation,
@@ -35,15 +39,7 @@ from compute.models import (
     OperationState,
 )
 from compute.names import NAME_TAKEN, compute_name_problem, name_taken_message
-from compute.node_image import Builder, NodeImageError, node_image_ensure
-from compute.scheduler import (
-    LOW_PRIORITY,
-    cluster_autoscale,
-    cluster_label_filter,
-    node_network,
-)
 from compute.signals import node_lost
-from compute.vm_sizes import vm_size_get
 
 logger = logging.getLogger(__name__)
 
