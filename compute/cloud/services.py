@@ -15,7 +15,6 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from compute import selectors
 from compute.cloud.clients import CloudError
 from compute.models import (
     CLOUD_KINDS,
@@ -27,11 +26,11 @@ from compute.models import (
 )
 from compute.operations import (
     ComputeError,
-    operation_open,
+    OperationRunner,
     operation_require_idle,
+    operation_start,
     target_create,
 )
-from studio.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -201,28 +200,15 @@ def _require_checkable(target: ComputeTarget) -> None:
 
 
 def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOperation:
-    operation = operation_open(target=target, user=user, action=action, steps=STEPS[target.kind])
+    # compute.tasks runs this module's checks: imported here, where a check is queued.
     from compute.tasks import cloud_check_task
 
-    transaction.on_commit(lambda: cloud_check_task.delay(operation.pk))
-    return operation
+    return operation_start(
+        target=target, user=user, action=action, steps=STEPS[target.kind], task=cloud_check_task
+    )
 
 
 # ---------------------------------------------------------------- running the check
-
-
-class _Steps:
-    """The operation's steps, saved on every change so the page can follow them."""
-
-    def __init__(self, operation: ComputeOperation):
-        self.operation = operation
-        self.secrets = selectors.workspace_secrets(workspace_id=operation.workspace_id)
-
-    def set(self, key: str, state: str, detail: str) -> None:
-        for step in self.operation.steps:
-            if step["key"] == key:
-                step["state"], step["detail"] = state, redact(detail, self.secrets)
-        ComputeOperation.objects.filter(pk=self.operation.pk).update(steps=self.operation.steps)
 
 
 def cloud_check_execute(*, operation_id: int) -> None:
@@ -231,18 +217,18 @@ def cloud_check_execute(*, operation_id: int) -> None:
     target = operation.target
     if target is None or operation.state != OperationState.RUNNING:
         return
-    steps = _Steps(operation)
+    steps = OperationRunner(operation)
     client = None
     try:
         client = cloud_client(target)
-        steps.set("signin", "running", f"Signing in to {_where(target)}")
+        steps.start("signin", f"Signing in to {_where(target)}")
         facts = _read_facts(target, client)
     except CloudError as exc:
         failed = "default" if exc.code in _DEFAULT_STEP_ERRORS else "signin"
         if failed == "default":
-            steps.set("signin", "done", f"Signed in to {_where(target)}")
-            steps.set("facts", "done", "")
-        _finish_failed(operation, steps, error=exc.message, failed_step=failed)
+            steps.done("signin", f"Signed in to {_where(target)}")
+            steps.done("facts", "")
+        steps.fail(exc.message, step=failed)
         return
     except Exception as exc:
         log.exception("checking cloud target %s failed", target.pk)
@@ -250,33 +236,28 @@ def cloud_check_execute(*, operation_id: int) -> None:
             f"Unexpected error while checking {_where(target)}: {type(exc).__name__}: {exc}. "
             "Try again; if it persists, the worker log has the details."
         )
-        _finish_failed(operation, steps, error=message, failed_step="signin")
+        steps.fail(message, step="signin")
         return
 
-    steps.set("signin", "done", _signed_in(target, facts))
-    steps.set("facts", "done", _facts_summary(target, facts))
+    steps.done("signin", _signed_in(target, facts))
+    steps.done("facts", _facts_summary(target, facts))
     if target.kind == ComputeKind.DATABRICKS:
         cluster_id = target.config.get("cluster_id")
-        steps.set(
+        steps.done(
             "default",
-            "done",
             f"{cluster_id} exists"
             if cluster_id
             else "None: each step names a cluster or asks for a new job cluster",
         )
     elif target.kind == ComputeKind.BATCH:
-        steps.set("default", "done", _pool_detail(target.config["pool_id"], facts))
-    with transaction.atomic():
-        ComputeTarget.objects.filter(pk=target.pk).update(
-            state=ComputeState.SUCCEEDED,
-            error="",
-            warnings=_warnings(target, facts),
-            facts=facts,
-            checked_at=timezone.now(),
-        )
-        ComputeOperation.objects.filter(pk=operation.pk).update(
-            state=OperationState.SUCCEEDED, finished_at=timezone.now()
-        )
+        steps.done("default", _pool_detail(target.config["pool_id"], facts))
+    steps.finish(
+        state=ComputeState.SUCCEEDED,
+        error="",
+        warnings=_warnings(target, facts),
+        facts=facts,
+        checked_at=timezone.now(),
+    )
 
 
 def _read_facts(target: ComputeTarget, client) -> dict:
@@ -340,15 +321,3 @@ def _warnings(target: ComputeTarget, facts: dict) -> list[str]:
                 "the Azure portal."
             ]
     return []
-
-
-def _finish_failed(operation, steps: _Steps, *, error: str, failed_step: str) -> None:
-    error = redact(error, steps.secrets)
-    steps.set(failed_step, "failed", error)
-    with transaction.atomic():
-        ComputeTarget.objects.filter(pk=operation.target_id).update(
-            state=ComputeState.FAILED, error=error
-        )
-        ComputeOperation.objects.filter(pk=operation.pk).update(
-            state=OperationState.FAILED, error=error, finished_at=timezone.now()
-        )

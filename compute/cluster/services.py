@@ -8,7 +8,6 @@ from dataclasses import replace
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from compute.cluster.autoscaler import cluster_autoscale, node_network
 from compute.cluster.engines import (
@@ -36,16 +35,21 @@ from compute.models import (
     Node,
     NodeRequest,
     NodeState,
-    OperationState,
 )
 from compute.names import NAME_TAKEN, compute_name_problem, name_taken_message
+from compute.operations import (
+    STEP_DONE,
+    STEP_FAILED,
+    STEP_RUNNING,
+    OperationRunner,
+    operation_start,
+)
 from compute.signals import node_lost
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENGINE_NAME = "local"
 ENGINE_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
-STEP_DONE, STEP_FAILED, STEP_RUNNING = "done", "failed", "running"
 PRIORITIES = {"dedicated": "Dedicated", LOW_PRIORITY: "Low priority"}
 ADMIN_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 SSH_PUBLIC_KEY_RE = re.compile(
@@ -138,35 +142,6 @@ def engine_remove(*, engine: DockerEngine) -> None:
     engine.delete()
 
 
-# --- operations a user can follow ------------------------------------------------------
-
-
-def _step(operation: ComputeOperation, label: str, state: str, detail: str = "") -> None:
-    """Record a step, in the step format every compute operation uses.
-
-    A step recorded again under the same label is updated in place: a running
-    step shows its progress that way until it is done or failed.
-    """
-    key = label.lower().replace(" ", "_")
-    step = {"key": key, "label": label, "state": state, "detail": detail}
-    for index, recorded in enumerate(operation.steps):
-        if recorded["key"] == key:
-            operation.steps[index] = step
-            break
-    else:
-        operation.steps.append(step)
-    ComputeOperation.objects.filter(pk=operation.pk).update(steps=operation.steps)
-
-
-def _operation_finish(operation: ComputeOperation, error: str = "") -> None:
-    operation.state = OperationState.FAILED if error else OperationState.SUCCEEDED
-    operation.error = error
-    operation.finished_at = timezone.now()
-    ComputeOperation.objects.filter(pk=operation.pk).update(
-        state=operation.state, error=error, finished_at=operation.finished_at
-    )
-
-
 # --- clusters --------------------------------------------------------------------------
 
 
@@ -256,14 +231,7 @@ def cluster_create(
                 config=config,
                 created_by=user,
             )
-            operation = ComputeOperation.objects.create(
-                target=target,
-                workspace=workspace,
-                target_name=name,
-                action="provision",
-                started_by=user,
-            )
-            transaction.on_commit(lambda: _enqueue("cluster_provision_task", operation.pk))
+            _operation_start(target=target, user=user, action="provision")
     except IntegrityError as exc:
         raise ClusterError(name_taken_message(name), code=NAME_TAKEN) from exc
     return target
@@ -280,10 +248,12 @@ def _check_admin(user: str, key: str) -> None:
             raise ClusterError(problem)
 
 
-def _enqueue(task_name: str, *args) -> None:
+def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOperation:
+    # compute.tasks runs this module's operations: imported here, where one is queued.
     from compute import tasks
 
-    getattr(tasks, task_name).delay(*args)
+    task = tasks.cluster_provision_task if action == "provision" else tasks.cluster_delete_task
+    return operation_start(target=target, user=user, action=action, steps=[], task=task)
 
 
 def cluster_provision(*, operation_id: int) -> None:
@@ -295,10 +265,10 @@ def cluster_provision(*, operation_id: int) -> None:
     size = vm_size_get(target.config["vm_size"])
     assert size is not None
 
+    runner = OperationRunner(operation)
+
     def fail(error: str, step: str = "Provision") -> None:
-        _step(operation, step, STEP_FAILED, error)
-        _operation_finish(operation, error)
-        ComputeTarget.objects.filter(pk=target.pk).update(state=ComputeState.FAILED, error=error)
+        runner.fail(error, label=step)
 
     engines = list(
         DockerEngine.objects.filter(workspace=target.workspace, name__in=target.config["engines"])
@@ -313,8 +283,7 @@ def cluster_provision(*, operation_id: int) -> None:
             fail(engine.error)
             return
         facts[engine.name] = found
-    _step(
-        operation,
+    runner.labelled(
         "Check Docker engines",
         STEP_DONE,
         "; ".join(
@@ -325,7 +294,7 @@ def cluster_provision(*, operation_id: int) -> None:
     )
     for engine in engines:
         if not facts[engine.name].node_image:
-            error = _node_image_build(operation, target, engine)
+            error = _node_image_build(runner, target, engine)
             if error:
                 fail(error, step=_build_step_label(engine))
                 return
@@ -365,8 +334,7 @@ def cluster_provision(*, operation_id: int) -> None:
                 f"Nodes on engine {name} get {limits.cpus:g} CPUs instead of the "
                 f"{size.vcpus} vCPUs of {size.name}: the engine has {facts[name].cpus} CPUs."
             )
-    _step(
-        operation,
+    runner.labelled(
         "Size the nodes",
         STEP_DONE,
         f"{size.describe()} on {', '.join(fitting)}",
@@ -380,27 +348,24 @@ def cluster_provision(*, operation_id: int) -> None:
     if min_nodes:
         cluster_autoscale(target=target)
         ready = Node.objects.filter(target=target, state=NodeState.IDLE).count()
-        _step(
-            operation,
+        runner.labelled(
             "Start minimum nodes",
             STEP_DONE if ready >= min_nodes else STEP_FAILED,
             f"{ready} of {min_nodes} ready",
         )
-    _operation_finish(operation)
+    runner.finish()
 
 
 def _build_step_label(engine: DockerEngine) -> str:
     return f"Build the node image on {engine.name}"
 
 
-def _node_image_build(
-    operation: ComputeOperation, target: ComputeTarget, engine: DockerEngine
-) -> str:
+def _node_image_build(runner: OperationRunner, target: ComputeTarget, engine: DockerEngine) -> str:
     """Give the engine the node image, its progress shown live as a step; the error, or ""."""
     label = _build_step_label(engine)
 
     def progress(detail: str) -> None:
-        _step(operation, label, STEP_RUNNING, detail)
+        runner.labelled(label, STEP_RUNNING, detail)
 
     progress(f"{settings.CLUSTER_NODE_IMAGE} is not on this engine: building it (about a minute)")
     try:
@@ -411,7 +376,7 @@ def _node_image_build(
         )
     except NodeImageError as exc:
         return f"Could not build the node image on Docker engine {engine.name}: {exc}"
-    _step(operation, label, STEP_DONE, done)
+    runner.labelled(label, STEP_DONE, done)
     engine_check(engine)
     return ""
 
@@ -444,16 +409,7 @@ def cluster_delete(*, target: ComputeTarget, user) -> ComputeOperation:
     if target.kind != ComputeKind.CLUSTER:
         raise ClusterError(f"{target.name} is not a managed cluster.")
     with transaction.atomic():
-        ComputeTarget.objects.filter(pk=target.pk).update(state=ComputeState.DELETING)
-        target.state = ComputeState.DELETING
-        operation = ComputeOperation.objects.create(
-            target=target,
-            workspace=target.workspace,
-            target_name=target.name,
-            action="delete",
-            started_by=user,
-        )
-        transaction.on_commit(lambda: _enqueue("cluster_delete_task", operation.pk))
+        operation = _operation_start(target=target, user=user, action="delete")
     return operation
 
 
@@ -469,6 +425,7 @@ def cluster_teardown(*, operation_id: int) -> None:
         )
     )
     engines = DockerEngine.objects.filter(workspace=target.workspace, name__in=engine_names)
+    runner = OperationRunner(operation)
     removed = 0
     for engine in engines:
         try:
@@ -484,13 +441,9 @@ def cluster_teardown(*, operation_id: int) -> None:
                 f"Could not remove the nodes on Docker engine {engine.name} ({exc}). "
                 "Make the engine reachable and delete the cluster again."
             )
-            _step(operation, "Remove nodes", STEP_FAILED, error)
-            _operation_finish(operation, error)
-            ComputeTarget.objects.filter(pk=target.pk).update(
-                state=ComputeState.FAILED, error=error
-            )
+            runner.fail(error, label="Remove nodes")
             return
-    _step(operation, "Remove nodes", STEP_DONE, f"{removed} containers removed")
+    runner.labelled("Remove nodes", STEP_DONE, f"{removed} containers removed")
     carried = list(
         Node.objects.filter(target=target, state=NodeState.RUNNING, run_id__isnull=False)
     )
@@ -504,4 +457,4 @@ def cluster_teardown(*, operation_id: int) -> None:
             preempted=False,
             reason=f"Cluster {target.name} was deleted while the run was on node {node.name}.",
         )
-    _operation_finish(operation)
+    runner.finish()

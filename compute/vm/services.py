@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from compute import selectors, ssh
+from compute import ssh
 from compute.models import (
     SSH_KINDS,
     AuthMethod,
@@ -28,13 +28,13 @@ from compute.models import (
 )
 from compute.operations import (
     ComputeError,
-    operation_open,
+    OperationRunner,
     operation_require_idle,
+    operation_start,
     target_create,
 )
 from compute.vm import spark
 from studio.outbound import detailed_errors_for, outbound_policy
-from studio.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -259,11 +259,12 @@ def _require_checkable(target: ComputeTarget) -> None:
 
 
 def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOperation:
-    operation = operation_open(target=target, user=user, action=action, steps=_steps(target))
+    # compute.tasks runs this module's checks: imported here, where a check is queued.
     from compute.tasks import vm_check_task
 
-    transaction.on_commit(lambda: vm_check_task.delay(operation.pk))
-    return operation
+    return operation_start(
+        target=target, user=user, action=action, steps=_steps(target), task=vm_check_task
+    )
 
 
 def _steps(target: ComputeTarget) -> list[tuple[str, str]]:
@@ -271,39 +272,6 @@ def _steps(target: ComputeTarget) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------- running operations
-
-
-class _Progress:
-    """The operation's steps, saved on every change so the page can follow them."""
-
-    def __init__(self, operation: ComputeOperation | None):
-        self.operation = operation
-        self.current = "connecting"
-        self.secrets = (
-            selectors.workspace_secrets(workspace_id=operation.workspace_id)
-            if operation is not None
-            else frozenset()
-        )
-
-    def _set(self, key: str, state: str, detail: str | None = None) -> None:
-        if self.operation is None:
-            return
-        for step in self.operation.steps:
-            if step["key"] == key:
-                step["state"] = state
-                if detail is not None:
-                    step["detail"] = redact(detail, self.secrets)
-        ComputeOperation.objects.filter(pk=self.operation.pk).update(steps=self.operation.steps)
-
-    def start(self, key: str, detail: str) -> None:
-        self.current = key
-        self._set(key, "running", detail)
-
-    def done(self, key: str, detail: str) -> None:
-        self._set(key, "done", detail)
-
-    def fail(self, key: str, detail: str) -> None:
-        self._set(key, "failed", detail)
 
 
 class _ObservedConnection(ssh.SshConnection):
@@ -314,7 +282,7 @@ class _ObservedConnection(ssh.SshConnection):
     the server offered, which a refused host key needs for re-trusting.
     """
 
-    def __init__(self, target: ssh.SshTarget, progress: _Progress, timeout: float):
+    def __init__(self, target: ssh.SshTarget, progress: OperationRunner, timeout: float):
         self.progress = progress
         self.offered_key: tuple[str, str] | None = None
         super().__init__(target, timeout=timeout)
@@ -361,7 +329,7 @@ def vm_check_execute(*, operation_id: int) -> None:
     target = operation.target
     if target is None or operation.state != OperationState.RUNNING:
         return
-    progress = _Progress(operation)
+    progress = OperationRunner(operation)
     timeout = float(settings.COMPUTE_SSH_TIMEOUT)
     where = ssh_target(target)
     connection: ssh.SshConnection | None = None
@@ -399,7 +367,7 @@ def vm_check_execute(*, operation_id: int) -> None:
                 host_key_type=connection.host_key_type or "",
             )
         step = _FAILED_STEP.get(exc.code, progress.current)
-        _operation_finish(operation, progress, error=exc.message, failed_step=step)
+        progress.fail(exc.message, step=step)
         return
     except Exception as exc:
         log.exception("checking compute target %s failed", target.pk)
@@ -407,7 +375,7 @@ def vm_check_execute(*, operation_id: int) -> None:
             f"Unexpected error while checking {where.address}: {type(exc).__name__}: {exc}. "
             "Try again; if it persists, the worker log has the details."
         )
-        _operation_finish(operation, progress, error=message, failed_step=progress.current)
+        progress.fail(message)
         return
     finally:
         if connection is not None and operation.action != "check":
@@ -422,39 +390,23 @@ def vm_check_execute(*, operation_id: int) -> None:
         # PySpark runs never use Docker, so Docker's state is no concern on a head node.
         warnings = [w for w in warnings if "docker" not in w.lower()]
     config = {k: v for k, v in target.config.items() if k != "offered_host_key"}
-    with transaction.atomic():
-        ComputeTarget.objects.filter(pk=target.pk).update(
-            state=ComputeState.SUCCEEDED,
-            error="",
-            warnings=warnings,
-            facts=facts,
-            config=config,
-            checked_at=timezone.now(),
-            host_key_fingerprint=connection.host_key_fingerprint,
-            host_key_type=connection.host_key_type or "",
-        )
-        ComputeOperation.objects.filter(pk=operation.pk).update(
-            state=OperationState.SUCCEEDED, finished_at=timezone.now()
-        )
-
-
-def _operation_finish(operation, progress: _Progress, *, error: str, failed_step: str) -> None:
-    error = redact(error, progress.secrets)
-    progress.fail(failed_step, error)
-    with transaction.atomic():
-        ComputeTarget.objects.filter(pk=operation.target_id).update(
-            state=ComputeState.FAILED, error=error
-        )
-        ComputeOperation.objects.filter(pk=operation.pk).update(
-            state=OperationState.FAILED, error=error, finished_at=timezone.now()
-        )
+    progress.finish(
+        state=ComputeState.SUCCEEDED,
+        error="",
+        warnings=warnings,
+        facts=facts,
+        config=config,
+        checked_at=timezone.now(),
+        host_key_fingerprint=connection.host_key_fingerprint,
+        host_key_type=connection.host_key_type or "",
+    )
 
 
 def _remember_offered_key(target, connection, where: ssh.SshTarget, timeout: float) -> None:
     """Store the key the VM offers now, so the page can show it and offer to trust it."""
     if not isinstance(connection, _ObservedConnection):
         # The pooled connection failed inside the pool: look at the key once more.
-        connection = _ObservedConnection(where, _Progress(None), timeout)
+        connection = _ObservedConnection(where, OperationRunner(None), timeout)
         try:
             connection.transport  # noqa: B018 - fails at the host key, after noting it
         except ssh.SshError:
