@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from compute import selectors
 from compute.models import ComputeOperation, ComputeState, ComputeTarget, OperationState
 from compute.names import NAME_TAKEN, name_taken_message
+from studio.errors import ServiceError
 from studio.secrets import redact
 
 # Longer than the slowest check (connect timeout + 120 s preflight): an operation
@@ -32,17 +32,13 @@ TARGET_STATES = {
 STEP_PENDING, STEP_RUNNING, STEP_DONE, STEP_FAILED = "pending", "running", "done", "failed"
 
 
-class ComputeError(Exception):
-    """A request the target's current state does not allow; the message says what to do."""
-
-
 def target_create(**fields) -> ComputeTarget:
-    """Store a new compute target; a name already taken in the workspace is a form error."""
+    """Store a new compute target; a name already taken in the workspace is a conflict."""
     try:
         return ComputeTarget.objects.create(**fields)
     except IntegrityError:
-        raise ValidationError(
-            {"name": ValidationError(name_taken_message(fields["name"]), code=NAME_TAKEN)}
+        raise ServiceError(
+            name_taken_message(fields["name"]), field="name", code=NAME_TAKEN, status=409
         ) from None
 
 
@@ -52,9 +48,10 @@ def operation_require_idle(target: ComputeTarget) -> None:
         state=OperationState.RUNNING, started_at__gt=timezone.now() - STALE_OPERATION
     ).first()
     if running is not None:
-        raise ComputeError(
+        raise ServiceError(
             f"{target.name} is busy ({running.action} started "
-            f"{running.started_at:%H:%M:%S}): wait until it finishes, then try again."
+            f"{running.started_at:%H:%M:%S}): wait until it finishes, then try again.",
+            status=409,
         )
 
 

@@ -27,7 +27,6 @@ from django.db.models import Max, Q
 from django.utils import timezone
 
 from compute.backends import LOG_STREAMS, RUNNABLE_KINDS, BackendError, LaunchSpec, backend_for
-from compute.cluster.services import ClusterError
 from compute.models import (
     LOCAL_TARGET_NAME,
     ComputeKind,
@@ -58,6 +57,7 @@ from runs.run_based import (
     run_based_cluster_release,
 )
 from runs.runconfig import EnvironmentSpec, RunConfig
+from studio.errors import ServiceError
 from studio.units import human_bytes
 
 log = logging.getLogger(__name__)
@@ -1170,7 +1170,7 @@ def run_submit_upload(
                 spec=request.run_based,
                 node_count=request.node_count or 1,
             )
-        except ClusterError as exc:
+        except ServiceError as exc:
             raise FieldError("target", f"The run-based cluster cannot be created: {exc}") from None
         return _submit_resolved(target=target, **resolved)
 

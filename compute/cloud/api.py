@@ -8,7 +8,6 @@ secret or account key. Batch nodes download a step's files from
 
 from datetime import datetime
 
-from django.core.exceptions import ValidationError
 from django.http import FileResponse
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
@@ -24,7 +23,6 @@ from compute.cloud.forms import (
 )
 from compute.models import CLOUD_KINDS, ComputeTarget
 from compute.names import NAME_TAKEN
-from compute.operations import ComputeError
 from compute.schemas import OperationOut, operation_out
 from runs.snapshots import blob_path
 from studio.api import FormErrorOut, api_membership, form_errors
@@ -111,15 +109,11 @@ def _attach(request, workspace, payload, form_class, attach):
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
     form = form_class(data=payload.dict(), workspace=membership.workspace)
     if form.is_valid():
-        try:
-            attach(workspace=membership.workspace, user=request.user, **form.cleaned_data)
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            target = selectors.compute_get(
-                workspace=membership.workspace, name=form.cleaned_data["name"]
-            )
-            return Status(202, cloud_out(target))
+        attach(workspace=membership.workspace, user=request.user, **form.cleaned_data)
+        target = selectors.compute_get(
+            workspace=membership.workspace, name=form.cleaned_data["name"]
+        )
+        return Status(202, cloud_out(target))
     status = 409 if form.has_error("name", NAME_TAKEN) else 400
     return Status(status, form_errors(form))
 
@@ -166,10 +160,7 @@ def cloud_check(request, name: str, workspace: str | None = None):
     """Sign in again and refresh the clusters, pools or recent jobs."""
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
     target = _cloud_target(membership, name)
-    try:
-        cloud_services.cloud_check(target=target, user=request.user)
-    except ComputeError as exc:
-        raise HttpError(409, str(exc)) from exc
+    cloud_services.cloud_check(target=target, user=request.user)
     return Status(202, cloud_out(target))
 
 
@@ -181,12 +172,9 @@ def cloud_credentials_update(request, name: str, payload: SecretIn, workspace: s
     form_class, field = SECRET_FORMS[target.kind]
     form = form_class(data=payload.dict())
     if form.is_valid():
-        try:
-            cloud_services.cloud_credentials_update(
-                target=target, user=request.user, secret=form.cleaned_data[field]
-            )
-        except ComputeError as exc:
-            raise HttpError(409, str(exc)) from exc
+        cloud_services.cloud_credentials_update(
+            target=target, user=request.user, secret=form.cleaned_data[field]
+        )
         return Status(202, cloud_out(target))
     return Status(400, form_errors(form))
 

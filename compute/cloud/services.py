@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -25,12 +24,12 @@ from compute.models import (
     OperationState,
 )
 from compute.operations import (
-    ComputeError,
     OperationRunner,
     operation_require_idle,
     operation_start,
     target_create,
 )
+from studio.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +49,7 @@ STEPS: dict[str, list[tuple[str, str]]] = {
         ("default", "Default pool"),
     ],
 }
+NOT_CLOUD = "{name} is not an Azure Databricks, Data Lake or Batch target."
 # Which step a client error belongs to.
 _DEFAULT_STEP_ERRORS = ("cluster_not_found", "pool_not_found")
 
@@ -68,7 +68,7 @@ def cloud_client(target: ComputeTarget):
         from compute.cloud.clients.datalake import DataLakeAnalytics
 
         return DataLakeAnalytics.from_target(target)
-    raise ComputeError(f"{target.name} is not an Azure Databricks, Data Lake or Batch target.")
+    raise ServiceError(NOT_CLOUD.format(name=target.name), status=409)
 
 
 # ---------------------------------------------------------------- starting operations
@@ -170,7 +170,7 @@ def cloud_credentials_update(*, target: ComputeTarget, user, secret: str) -> Com
     """Replace the token, client secret or account key (the old one is overwritten) and check."""
     _require_checkable(target)
     if not secret:
-        raise ValidationError("Enter the new secret.")
+        raise ServiceError("Enter the new secret.")
     with transaction.atomic():
         target.access_token = secret
         target.save(update_fields=["access_token", "updated_at"])
@@ -179,7 +179,7 @@ def cloud_credentials_update(*, target: ComputeTarget, user, secret: str) -> Com
 
 def _attach(*, workspace, user, name: str, kind: str, config: dict, secret: str):
     if not secret:
-        raise ValidationError("Enter the service's secret: it is how Trainyard signs in.")
+        raise ServiceError("Enter the service's secret: it is how Trainyard signs in.")
     with transaction.atomic():
         target = target_create(
             workspace=workspace,
@@ -195,7 +195,7 @@ def _attach(*, workspace, user, name: str, kind: str, config: dict, secret: str)
 
 def _require_checkable(target: ComputeTarget) -> None:
     if target.kind not in CLOUD_KINDS:
-        raise ComputeError(f"{target.name} is not an Azure Databricks, Data Lake or Batch target.")
+        raise ServiceError(NOT_CLOUD.format(name=target.name), status=409)
     operation_require_idle(target)
 
 

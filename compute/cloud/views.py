@@ -3,7 +3,6 @@
 from collections.abc import Callable
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -19,8 +18,8 @@ from compute.cloud.forms import (
     DataLakeAttachForm,
 )
 from compute.models import CLOUD_KINDS, ComputeKind, ComputeTarget, OperationState
-from compute.operations import ComputeError
 from studio.access import workspace_view
+from studio.errors import ServiceError, form_add_service_error
 from studio.models import Role
 
 WIZARDS: dict[str, tuple[type[CloudAttachForm], Callable[..., object], str]] = {
@@ -63,8 +62,8 @@ def _attach(request, kind: str):
         data = dict(form.cleaned_data)
         try:
             attach(workspace=request.workspace, user=request.user, **data)
-        except ValidationError as exc:
-            form.add_error(None, exc)
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             messages.success(
                 request, f"Attaching {data['name']}: follow the steps below as they happen."
@@ -115,8 +114,8 @@ def cloud_check(request, name: str):
     target = cloud_target(request, name)
     try:
         cloud_services.cloud_check(target=target, user=request.user)
-    except ComputeError as exc:
-        messages.error(request, str(exc))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
     return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
 
 
@@ -130,8 +129,8 @@ def cloud_credentials(request, name: str):
             cloud_services.cloud_credentials_update(
                 target=target, user=request.user, secret=form.cleaned_data[field]
             )
-        except (ComputeError, ValidationError) as exc:
-            form.add_error(None, exc.messages[0] if isinstance(exc, ValidationError) else str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             messages.success(
                 request, f"New credentials saved for {target.name}: checking them now."

@@ -8,9 +8,7 @@ from ninja.errors import HttpError
 
 from compute.cluster import services as cluster_services
 from compute.cluster.scheduler import cluster_counts, cluster_wait_reason
-from compute.cluster.services import ClusterError
 from compute.models import ComputeKind, ComputeTarget, DockerEngine
-from compute.names import NAME_TAKEN
 from compute.schemas import ComputeOut, NodeOut, compute_out
 from studio.api import api_membership
 from studio.models import Role
@@ -84,15 +82,11 @@ def cluster_create(request, payload: ClusterIn, workspace: str | None = None):
         unknown = sorted(set(payload.engines) - {e.name for e in engines})
         if unknown:
             raise HttpError(400, f"No Docker engine called {', '.join(unknown)} in this workspace.")
-    try:
-        target = cluster_services.cluster_create(
-            workspace=membership.workspace,
-            user=request.user,
-            engines=engines,
-            **payload.dict(exclude={"engines"}),
-        )
-    except ClusterError as exc:
-        status = 409 if exc.code == NAME_TAKEN else 400
-        raise HttpError(status, str(exc)) from exc
+    target = cluster_services.cluster_create(
+        workspace=membership.workspace,
+        user=request.user,
+        engines=engines,
+        **payload.dict(exclude={"engines"}),
+    )
     target.refresh_from_db()
     return Status(201, cluster_out(target))

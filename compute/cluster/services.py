@@ -7,7 +7,7 @@ import re
 from dataclasses import replace
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 
 from compute.cluster.autoscaler import cluster_autoscale, node_network
 from compute.cluster.engines import (
@@ -36,15 +36,17 @@ from compute.models import (
     NodeRequest,
     NodeState,
 )
-from compute.names import NAME_TAKEN, compute_name_problem, name_taken_message
+from compute.names import NAME_TAKEN, compute_name_problem
 from compute.operations import (
     STEP_DONE,
     STEP_FAILED,
     STEP_RUNNING,
     OperationRunner,
     operation_start,
+    target_create,
 )
 from compute.signals import node_lost
+from studio.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -83,17 +85,6 @@ def ssh_public_key_problem(key: str) -> str:
     )
 
 
-class ClusterError(Exception):
-    """A cluster request that cannot be done; the message says what to do instead.
-
-    `code` is NAME_TAKEN when the name belongs to another target of the workspace.
-    """
-
-    def __init__(self, message: str, *, code: str = ""):
-        super().__init__(message)
-        self.code = code
-
-
 # --- Docker engines --------------------------------------------------------------------
 
 
@@ -111,20 +102,20 @@ def engine_register(*, workspace, name: str, url: str, user) -> DockerEngine:
     """Register an engine and check it at once; an unreachable one is kept with its error."""
     name, url = name.strip(), url.strip()
     if not ENGINE_NAME_RE.fullmatch(name):
-        raise ClusterError(
+        raise ServiceError(
             "An engine name is 1–32 characters: a letter first, then letters, digits, "
             "dots, hyphens or underscores."
         )
     if not url.startswith(ENGINE_URL_SCHEMES):
-        raise ClusterError(
+        raise ServiceError(
             "Give the engine as unix:///var/run/docker.sock, ssh://user@host or tcp://host:2376."
         )
     if DockerEngine.objects.filter(workspace=workspace, name=name).exists():
-        raise ClusterError(f"This workspace already has a Docker engine called {name}.")
+        raise ServiceError(f"This workspace already has a Docker engine called {name}.")
     try:
         engine_url_check(url)
     except EngineError as exc:
-        raise ClusterError(str(exc)) from None
+        raise ServiceError(str(exc)) from None
     engine = DockerEngine.objects.create(workspace=workspace, name=name, url=url, created_by=user)
     engine_check(engine)
     return engine
@@ -134,7 +125,7 @@ def engine_remove(*, engine: DockerEngine) -> None:
     in_use = Node.objects.filter(engine=engine).values_list("target__name", flat=True)
     if in_use:
         names = ", ".join(sorted(set(in_use)))
-        raise ClusterError(
+        raise ServiceError(
             f"Docker engine {engine.name} still hosts nodes of {names}: delete those clusters "
             "or lower their nodes to 0 first."
         )
@@ -152,23 +143,23 @@ MAX_IDLE_SECONDS = 30 * 24 * 3600
 
 def _check_scale(*, min_nodes: int, max_nodes: int, idle_seconds: int) -> None:
     if min_nodes < 0:
-        raise ClusterError("Minimum nodes cannot be negative.")
+        raise ServiceError("Minimum nodes cannot be negative.")
     if max_nodes < 1:
-        raise ClusterError("Maximum nodes must be at least 1.")
+        raise ServiceError("Maximum nodes must be at least 1.")
     if max_nodes > MAX_NODES:
-        raise ClusterError(
+        raise ServiceError(
             f"Maximum nodes is at most {MAX_NODES}: past that, split the work over more "
             "than one cluster."
         )
     if min_nodes > max_nodes:
-        raise ClusterError(
+        raise ServiceError(
             f"Minimum nodes ({min_nodes}) is above maximum nodes ({max_nodes}): "
             "lower the minimum or raise the maximum."
         )
     if idle_seconds < 0:
-        raise ClusterError("Idle seconds before scale down cannot be negative.")
+        raise ServiceError("Idle seconds before scale down cannot be negative.")
     if idle_seconds > MAX_IDLE_SECONDS:
-        raise ClusterError(
+        raise ServiceError(
             f"Idle seconds before scale down is at most {MAX_IDLE_SECONDS} (30 days)."
         )
 
@@ -192,12 +183,14 @@ def cluster_create(
     """Record the cluster as Creating; a background task provisions it."""
     problem = compute_name_problem(workspace=workspace, name=name)
     if problem:
-        raise ClusterError(problem[1], code=problem[0])
+        code, message = problem
+        status = 409 if code == NAME_TAKEN else 400
+        raise ServiceError(message, field="name", code=code, status=status)
     size = vm_size_get(vm_size)
     if size is None:
-        raise ClusterError(f"{vm_size} is not a virtual machine size Trainyard knows.")
+        raise ServiceError(f"{vm_size} is not a virtual machine size Trainyard knows.")
     if vm_priority not in PRIORITIES:
-        raise ClusterError("Virtual machine priority is dedicated or lowpriority.")
+        raise ServiceError("Virtual machine priority is dedicated or lowpriority.")
     _check_scale(
         min_nodes=min_nodes, max_nodes=max_nodes, idle_seconds=idle_seconds_before_scaledown
     )
@@ -207,7 +200,7 @@ def cluster_create(
     if not engines:
         engines = [engine_default_ensure(workspace=workspace)]
     if any(engine.workspace_id != workspace.pk for engine in engines):
-        raise ClusterError("Pick Docker engines of this workspace.")
+        raise ServiceError("Pick Docker engines of this workspace.")
     config = {
         "vm_size": size.name,
         "vm_tier": size.tier,
@@ -221,31 +214,28 @@ def cluster_create(
         "admin_username": admin_username,
         "admin_ssh_public_key": admin_ssh_public_key,
     }
-    try:
-        with transaction.atomic():
-            target = ComputeTarget.objects.create(
-                workspace=workspace,
-                name=name,
-                kind=ComputeKind.CLUSTER,
-                state=ComputeState.CREATING,
-                config=config,
-                created_by=user,
-            )
-            _operation_start(target=target, user=user, action="provision")
-    except IntegrityError as exc:
-        raise ClusterError(name_taken_message(name), code=NAME_TAKEN) from exc
+    with transaction.atomic():
+        target = target_create(
+            workspace=workspace,
+            name=name,
+            kind=ComputeKind.CLUSTER,
+            state=ComputeState.CREATING,
+            config=config,
+            created_by=user,
+        )
+        _operation_start(target=target, user=user, action="provision")
     return target
 
 
 def _check_admin(user: str, key: str) -> None:
     if key and not user:
-        raise ClusterError("Give the SSH admin user name that the public key is for.")
+        raise ServiceError("Give the SSH admin user name that the public key is for.")
     if user and not key:
-        raise ClusterError(ADMIN_KEY_MISSING.format(user=user))
+        raise ServiceError(ADMIN_KEY_MISSING.format(user=user))
     if user:
         problem = admin_username_problem(user) or ssh_public_key_problem(key)
         if problem:
-            raise ClusterError(problem)
+            raise ServiceError(problem)
 
 
 def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOperation:
@@ -386,9 +376,9 @@ def cluster_update(
 ) -> ComputeTarget:
     """Change the scale settings; the next autoscale pass acts on them."""
     if target.kind != ComputeKind.CLUSTER:
-        raise ClusterError(f"{target.name} is not a managed cluster: only clusters have nodes.")
+        raise ServiceError(f"{target.name} is not a managed cluster: only clusters have nodes.")
     if target.state == ComputeState.DELETING:
-        raise ClusterError(f"{target.name} is being deleted.")
+        raise ServiceError(f"{target.name} is being deleted.")
     _check_scale(
         min_nodes=min_nodes, max_nodes=max_nodes, idle_seconds=idle_seconds_before_scaledown
     )
@@ -407,7 +397,7 @@ def cluster_update(
 def cluster_delete(*, target: ComputeTarget, user) -> ComputeOperation:
     """Mark the cluster Deleting; a background task removes its nodes, then the target."""
     if target.kind != ComputeKind.CLUSTER:
-        raise ClusterError(f"{target.name} is not a managed cluster.")
+        raise ServiceError(f"{target.name} is not a managed cluster.")
     with transaction.atomic():
         operation = _operation_start(target=target, user=user, action="delete")
     return operation

@@ -21,7 +21,6 @@ from compute.cluster.engines import (
 from compute.cluster.forms import ClusterForm, EngineForm, ScaleForm
 from compute.cluster.node_image import node_image_build_problem
 from compute.cluster.scheduler import cluster_counts, cluster_wait_reason, node_address
-from compute.cluster.services import ClusterError
 from compute.cluster.sizes import VM_SIZES, vm_size_get
 from compute.models import (
     BUSY_STATES,
@@ -34,6 +33,7 @@ from compute.models import (
 )
 from runs.models import Run
 from studio.access import workspace_view
+from studio.errors import ServiceError, form_add_service_error
 from studio.models import Role
 
 TRANSIENT_NODE_STATES = (NodeState.PREPARING, NodeState.LEAVING)
@@ -136,8 +136,8 @@ def cluster_new(request):
                 admin_username=data["admin_username"],
                 admin_ssh_public_key=data["admin_ssh_public_key"],
             )
-        except ClusterError as exc:
-            form.add_error(None, str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             messages.success(request, f"Creating compute cluster {target.name}.")
             return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
@@ -284,8 +284,8 @@ def cluster_scale(request, name: str):
     if form.is_valid():
         try:
             cluster_services.cluster_update(target=target, **form.cleaned_data)
-        except ClusterError as exc:
-            form.add_error(None, str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             messages.success(
                 request,
@@ -303,8 +303,8 @@ def cluster_delete(request, name: str):
     target = _cluster(request, name)
     try:
         cluster_services.cluster_delete(target=target, user=request.user)
-    except ClusterError as exc:
-        messages.error(request, str(exc))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
         return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
     messages.success(request, f"Deleting {target.name}: its node containers are being removed.")
     return redirect("compute_list", slug=request.workspace.slug)
@@ -322,8 +322,8 @@ def engine_list(request):
                 url=form.cleaned_data["url"],
                 user=request.user,
             )
-        except ClusterError as exc:
-            form.add_error(None, str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             if engine.error:
                 messages.warning(request, f"Registered {engine.name}, but: {engine.error}")
@@ -348,8 +348,8 @@ def engine_remove(request, engine_id: int):
     engine = get_object_or_404(DockerEngine, workspace=request.workspace, pk=engine_id)
     try:
         cluster_services.engine_remove(engine=engine)
-    except ClusterError as exc:
-        messages.error(request, str(exc))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
     else:
         messages.success(request, f"Removed Docker engine {engine.name}.")
     return redirect("engine_list", slug=request.workspace.slug)

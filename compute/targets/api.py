@@ -6,9 +6,7 @@ from ninja.errors import HttpError
 from compute import selectors
 from compute.cluster import services as cluster_services
 from compute.cluster.api import cluster_out
-from compute.cluster.services import ClusterError
 from compute.models import ComputeKind, ComputeTarget
-from compute.operations import ComputeError
 from compute.schemas import ComputeOut
 from compute.targets import services
 from studio.api import api_membership
@@ -63,10 +61,7 @@ def cluster_update(request, name: str, payload: ScaleIn, workspace: str | None =
         key: value if value is not None else target.config[key]
         for key, value in payload.dict().items()
     }
-    try:
-        target = cluster_services.cluster_update(target=target, **scale)
-    except ClusterError as exc:
-        raise HttpError(400, str(exc)) from exc
+    target = cluster_services.cluster_update(target=target, **scale)
     return cluster_out(target)
 
 
@@ -78,14 +73,8 @@ def cluster_delete(request, name: str, workspace: str | None = None):
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
     target = _target(membership, name)
     if target.kind != ComputeKind.CLUSTER:
-        try:
-            services.compute_detach(target=target, user=request.user)
-        except ComputeError as exc:
-            raise HttpError(409, str(exc)) from exc
+        services.compute_detach(target=target, user=request.user)
         return Status(204, None)
-    try:
-        cluster_services.cluster_delete(target=target, user=request.user)
-    except ClusterError as exc:
-        raise HttpError(400, str(exc)) from exc
+    cluster_services.cluster_delete(target=target, user=request.user)
     target = ComputeTarget.objects.filter(pk=target.pk).first() or target
     return Status(202, cluster_out(target))

@@ -7,8 +7,8 @@ from django.utils import timezone
 
 from compute import selectors, ssh
 from compute.models import ComputeKind, ComputeOperation, ComputeTarget, OperationState
-from compute.operations import ComputeError
 from compute.vm.services import ssh_target
+from studio.errors import ServiceError
 
 # Runs named in a refused detach; the Runs page lists them all.
 DETACH_RUNS_NAMED = 5
@@ -44,7 +44,7 @@ def compute_detach(*, target: ComputeTarget, user) -> None:
     """Forget an attached target and its secrets; runs keep their history and its name."""
     refusal = detach_refusal(target)
     if refusal:
-        raise ComputeError(refusal)
+        raise ServiceError(refusal, status=409)
     pooled = ssh_target(target) if target.address else None
     with transaction.atomic():
         ComputeOperation.objects.create(

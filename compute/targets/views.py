@@ -15,9 +15,9 @@ from django.urls import reverse
 
 from compute import selectors, terminal
 from compute.models import ComputeKind, ComputeTarget
-from compute.operations import ComputeError
 from compute.targets import services
 from studio.access import workspace_view
+from studio.errors import ServiceError
 from studio.models import Role
 
 DetailPage = Callable[..., HttpResponse]
@@ -84,8 +84,8 @@ def compute_detach(request, name: str):
     if request.method == "POST":
         try:
             services.compute_detach(target=target, user=request.user)
-        except ComputeError as exc:
-            messages.error(request, str(exc))
+        except ServiceError as exc:
+            messages.error(request, exc.message)
             return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
         messages.success(
             request,

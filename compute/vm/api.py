@@ -5,14 +5,12 @@ Listing, reading and deleting every kind of target is compute.targets.api.
 
 from datetime import datetime
 
-from django.core.exceptions import ValidationError
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
 from compute import selectors, ssh
 from compute.models import ComputeTarget
 from compute.names import NAME_TAKEN
-from compute.operations import ComputeError
 from compute.schemas import AttachedOut, attached_out
 from compute.vm import services
 from compute.vm.forms import (
@@ -112,22 +110,18 @@ def vm_attach(request, payload: VmIn, workspace: str | None = None):
     form = VmAttachForm(data=payload.dict(), workspace=membership.workspace)
     if form.is_valid():
         data = form.cleaned_data
-        try:
-            services.vm_attach(
-                workspace=membership.workspace,
-                user=request.user,
-                name=data["name"],
-                address=data["host"],
-                resource_id=data["resource_id"],
-                port=data["port"],
-                username=data["username"],
-                **data["credentials"],
-            )
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
-            return Status(202, vm_out(target))
+        services.vm_attach(
+            workspace=membership.workspace,
+            user=request.user,
+            name=data["name"],
+            address=data["host"],
+            resource_id=data["resource_id"],
+            port=data["port"],
+            username=data["username"],
+            **data["credentials"],
+        )
+        target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
+        return Status(202, vm_out(target))
     status = 409 if form.has_error("name", NAME_TAKEN) else 400
     return Status(status, form_errors(form))
 
@@ -137,10 +131,7 @@ def compute_check(request, name: str, workspace: str | None = None):
     """Log in again and refresh the facts (over the pooled connection when there is one)."""
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
     target = _vm(membership, name)
-    try:
-        services.compute_check(target=target, user=request.user)
-    except ComputeError as exc:
-        raise HttpError(409, str(exc)) from exc
+    services.compute_check(target=target, user=request.user)
     return Status(202, vm_out(target))
 
 
@@ -153,19 +144,13 @@ def compute_credentials_update(
     target = _vm(membership, name)
     form = VmCredentialsForm(data=payload.dict())
     if form.is_valid():
-        try:
-            services.compute_credentials_update(
-                target=target,
-                user=request.user,
-                username=form.cleaned_data["username"],
-                **form.cleaned_data["credentials"],
-            )
-        except ComputeError as exc:
-            raise HttpError(409, str(exc)) from exc
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            return Status(202, vm_out(target))
+        services.compute_credentials_update(
+            target=target,
+            user=request.user,
+            username=form.cleaned_data["username"],
+            **form.cleaned_data["credentials"],
+        )
+        return Status(202, vm_out(target))
     return Status(400, form_errors(form))
 
 
@@ -175,10 +160,7 @@ def host_key_retrust(request, name: str, payload: HostKeyIn, workspace: str | No
     comparing it on the VM with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` (Owner)."""
     membership = api_membership(request, workspace, Role.OWNER)
     target = _vm(membership, name)
-    try:
-        services.host_key_retrust(target=target, user=request.user, fingerprint=payload.fingerprint)
-    except ComputeError as exc:
-        raise HttpError(409, str(exc)) from exc
+    services.host_key_retrust(target=target, user=request.user, fingerprint=payload.fingerprint)
     return Status(202, vm_out(target))
 
 
@@ -202,22 +184,18 @@ def hdinsight_attach(request, payload: HdInsightIn, workspace: str | None = None
     form = HdInsightAttachForm(data=payload.dict(), workspace=membership.workspace)
     if form.is_valid():
         data = form.cleaned_data
-        try:
-            services.hdinsight_attach(
-                workspace=membership.workspace,
-                user=request.user,
-                name=data["name"],
-                address=data["address"],
-                port=data["port"],
-                spark_master=data["spark_master"],
-                username=data["username"],
-                **data["credentials"],
-            )
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
-            return Status(202, vm_out(target))
+        services.hdinsight_attach(
+            workspace=membership.workspace,
+            user=request.user,
+            name=data["name"],
+            address=data["address"],
+            port=data["port"],
+            spark_master=data["spark_master"],
+            username=data["username"],
+            **data["credentials"],
+        )
+        target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
+        return Status(202, vm_out(target))
     status = 409 if form.has_error("name", NAME_TAKEN) else 400
     return Status(status, form_errors(form))
 
@@ -230,11 +208,6 @@ def spark_master_update(request, name: str, payload: SparkMasterIn, workspace: s
     target = _vm(membership, name)
     form = SparkMasterForm(data=payload.dict())
     if form.is_valid():
-        try:
-            services.hdinsight_master_set(
-                target=target, spark_master=form.cleaned_data["spark_master"]
-            )
-        except ComputeError as exc:
-            raise HttpError(409, str(exc)) from exc
+        services.hdinsight_master_set(target=target, spark_master=form.cleaned_data["spark_master"])
         return Status(200, vm_out(target))
     return Status(400, form_errors(form))

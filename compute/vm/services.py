@@ -12,7 +12,6 @@ import logging
 
 import paramiko
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -27,13 +26,13 @@ from compute.models import (
     OperationState,
 )
 from compute.operations import (
-    ComputeError,
     OperationRunner,
     operation_require_idle,
     operation_start,
     target_create,
 )
 from compute.vm import spark
+from studio.errors import ServiceError
 from studio.outbound import detailed_errors_for, outbound_policy
 
 log = logging.getLogger(__name__)
@@ -134,7 +133,7 @@ def hdinsight_attach(
     _require_credentials(auth_method, password, private_key, passphrase)
     problem = spark.master_problem(spark_master)
     if problem:
-        raise ValidationError({"spark_master": problem})
+        raise ServiceError(problem, field="spark_master")
     config = {"spark_master": spark_master}
     if public_key:
         config["public_key"] = public_key
@@ -157,10 +156,10 @@ def hdinsight_attach(
 def hdinsight_master_set(*, target: ComputeTarget, spark_master: str) -> None:
     """Choose the master PySpark runs on `target` submit to ('' = what the cluster uses)."""
     if target.kind != ComputeKind.HDINSIGHT:
-        raise ComputeError(f"{target.name} is not an HDInsight / Spark target.")
+        raise ServiceError(f"{target.name} is not an HDInsight / Spark target.", status=409)
     problem = spark.master_problem(spark_master)
     if problem:
-        raise ValidationError({"spark_master": problem})
+        raise ServiceError(problem, field="spark_master")
     config = dict(target.config)
     config["spark_master"] = spark_master
     ComputeTarget.objects.filter(pk=target.pk).update(config=config)
@@ -210,9 +209,10 @@ def host_key_retrust(*, target: ComputeTarget, user, fingerprint: str) -> Comput
     _require_checkable(target)
     offered = target.config.get("offered_host_key") or {}
     if not offered or offered.get("fingerprint") != fingerprint:
-        raise ComputeError(
+        raise ServiceError(
             f"{target.name} does not currently offer the host key {fingerprint}: "
-            "re-check it to see the key it offers now, then trust that one."
+            "re-check it to see the key it offers now, then trust that one.",
+            status=409,
         )
     with transaction.atomic():
         target.host_key_fingerprint = fingerprint
@@ -228,17 +228,17 @@ def _require_credentials(auth_method: str, password: str, private_key: str, pass
     if auth_method == AuthMethod.PASSWORD:
         if not password:
             message = "Enter the password of the user on the VM."
-            raise ValidationError({"password": message})  # a message  # nosec B105
+            raise ServiceError(message, field="password")  # a message  # nosec B105
         return
     if auth_method != AuthMethod.KEY:
-        raise ValidationError({"authentication": "Choose an SSH key or a password."})
+        raise ServiceError("Choose an SSH key or a password.", field="authentication")
     if not private_key:
-        raise ValidationError({"private_key": "Paste the private key or upload its file."})
+        raise ServiceError("Paste the private key or upload its file.", field="private_key")
     try:
         ssh.parse_private_key(private_key, passphrase or None)
     except ssh.SshError as exc:
         field = "passphrase" if exc.code == "bad_passphrase" else "private_key"
-        raise ValidationError({field: exc.message}) from None
+        raise ServiceError(exc.message, field=field) from None
 
 
 def _credential_fields(auth_method: str, password: str, private_key: str, passphrase: str):
@@ -254,7 +254,7 @@ def _credential_fields(auth_method: str, password: str, private_key: str, passph
 
 def _require_checkable(target: ComputeTarget) -> None:
     if target.kind not in SSH_KINDS:
-        raise ComputeError(f"{target.name} is not a machine attached over SSH.")
+        raise ServiceError(f"{target.name} is not a machine attached over SSH.", status=409)
     operation_require_idle(target)
 
 

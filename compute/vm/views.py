@@ -11,7 +11,6 @@ from django_htmx.http import HttpResponseClientRefresh
 
 from compute import sandbox, selectors, ssh, terminal
 from compute.models import SSH_KINDS, ComputeKind, ComputeTarget, OperationState
-from compute.operations import ComputeError
 from compute.vm import services
 from compute.vm.forms import (
     KEYGEN_COMMAND,
@@ -25,6 +24,7 @@ from compute.vm.forms import (
     generated_key_seal,
 )
 from studio.access import workspace_view
+from studio.errors import ServiceError, form_add_service_error
 from studio.models import Role
 
 # Fields a re-rendered wizard may show again; secrets are never sent back to the browser.
@@ -104,8 +104,8 @@ def attach_wizard(request, *, form_class, template: str, attach):
             data = form.cleaned_data
             try:
                 attach(data)
-            except ValidationError as exc:
-                form.add_error(None, exc)
+            except ServiceError as exc:
+                form_add_service_error(form, exc)
             else:
                 messages.success(
                     request, f"Attaching {data['name']}: follow the steps below as they happen."
@@ -144,8 +144,8 @@ def compute_check(request, name: str):
     target = _vm(request, name)
     try:
         services.compute_check(target=target, user=request.user)
-    except ComputeError as exc:
-        messages.error(request, str(exc))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
     return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
 
 
@@ -179,10 +179,8 @@ def compute_credentials(request, name: str):
                     username=form.cleaned_data["username"],
                     **form.cleaned_data["credentials"],
                 )
-            except ValidationError as exc:
-                form.add_error(None, exc)
-            except ComputeError as exc:
-                form.add_error(None, str(exc))
+            except ServiceError as exc:
+                form_add_service_error(form, exc)
             else:
                 messages.success(
                     request, f"New credentials saved for {target.name}: checking them now."
@@ -208,8 +206,8 @@ def compute_retrust(request, name: str):
         services.host_key_retrust(
             target=target, user=request.user, fingerprint=request.POST.get("fingerprint", "")
         )
-    except ComputeError as exc:
-        messages.error(request, str(exc))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
     else:
         messages.success(
             request, f"{target.name} is now pinned to {target.host_key_fingerprint}: re-checking."
@@ -251,8 +249,8 @@ def spark_master_update(request, name: str):
         master = form.cleaned_data["spark_master"]
         try:
             services.hdinsight_master_set(target=target, spark_master=master)
-        except ValidationError as exc:
-            form.add_error("spark_master", exc.message_dict.get("spark_master", exc.messages))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             messages.success(
                 request,
