@@ -105,11 +105,11 @@ def cloud_out(target: ComputeTarget) -> CloudOut:
     )
 
 
-def _attach(request, workspace, payload, form_class, attach):
+def _attach(request, workspace, payload, form_class):
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
     form = form_class(data=payload.dict(), workspace=membership.workspace)
     if form.is_valid():
-        attach(workspace=membership.workspace, user=request.user, **form.cleaned_data)
+        form.attach(user=request.user)
         target = selectors.compute_get(
             workspace=membership.workspace, name=form.cleaned_data["name"]
         )
@@ -123,22 +123,20 @@ def databricks_attach(request, payload: DatabricksIn, workspace: str | None = No
     """Attach an Azure Databricks workspace with a personal access token; the token is
     checked in the background (state Creating, then Succeeded with the clusters in `facts`,
     or Failed with the failed step in `operation`)."""
-    return _attach(
-        request, workspace, payload, DatabricksAttachForm, cloud_services.databricks_attach
-    )
+    return _attach(request, workspace, payload, DatabricksAttachForm)
 
 
 @router.post("/computes/datalake", response={202: CloudOut, 400: FormErrorOut, 409: FormErrorOut})
 def datalake_attach(request, payload: DataLakeIn, workspace: str | None = None):
     """Attach an Azure Data Lake Analytics account as an Azure AD application. Microsoft
     retired the service on 2024-02-29; it is kept for existing accounts."""
-    return _attach(request, workspace, payload, DataLakeAttachForm, cloud_services.datalake_attach)
+    return _attach(request, workspace, payload, DataLakeAttachForm)
 
 
 @router.post("/computes/batch", response={202: CloudOut, 400: FormErrorOut, 409: FormErrorOut})
 def batch_attach(request, payload: BatchIn, workspace: str | None = None):
     """Attach an Azure Batch account with its shared key and a default pool."""
-    return _attach(request, workspace, payload, BatchAttachForm, cloud_services.batch_attach)
+    return _attach(request, workspace, payload, BatchAttachForm)
 
 
 def _cloud_target(membership, name: str) -> ComputeTarget:

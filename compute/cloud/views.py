@@ -1,7 +1,5 @@
 """Pages of the cloud targets: the three attach wizards, the detail page, re-check, credentials."""
 
-from collections.abc import Callable
-
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -22,23 +20,20 @@ from studio.access import workspace_view
 from studio.errors import ServiceError, form_add_service_error
 from studio.models import Role
 
-WIZARDS: dict[str, tuple[type[CloudAttachForm], Callable[..., object], str]] = {
+WIZARDS: dict[str, tuple[type[CloudAttachForm], str]] = {
     ComputeKind.DATABRICKS: (
         DatabricksAttachForm,
-        cloud_services.databricks_attach,
         "Databricks runs pipeline steps as Databricks jobs: a Python script, a notebook or a JAR, "
         "on one of the workspace's clusters or on a new job cluster. Trainyard signs in with the "
         "token now and lists the workspace's clusters.",
     ),
     ComputeKind.DATALAKE: (
         DataLakeAttachForm,
-        cloud_services.datalake_attach,
         "Data Lake Analytics runs U-SQL scripts as pipeline steps. Trainyard signs in as the "
         "application now and lists the account's recent jobs.",
     ),
     ComputeKind.BATCH: (
         BatchAttachForm,
-        cloud_services.batch_attach,
         "Azure Batch runs a pipeline step's command line as a job with one task on a pool of the "
         "account. Trainyard checks the key now, lists the pools and verifies the default one.",
     ),
@@ -56,12 +51,12 @@ def cloud_target(request, name: str) -> ComputeTarget:
 
 
 def _attach(request, kind: str):
-    form_class, attach, intro = WIZARDS[kind]
+    form_class, intro = WIZARDS[kind]
     form = form_class(request.POST or None, workspace=request.workspace)
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         try:
-            attach(workspace=request.workspace, user=request.user, **data)
+            form.attach(user=request.user)
         except ServiceError as exc:
             form_add_service_error(form, exc)
         else:

@@ -110,16 +110,7 @@ def vm_attach(request, payload: VmIn, workspace: str | None = None):
     form = VmAttachForm(data=payload.dict(), workspace=membership.workspace)
     if form.is_valid():
         data = form.cleaned_data
-        services.vm_attach(
-            workspace=membership.workspace,
-            user=request.user,
-            name=data["name"],
-            address=data["host"],
-            resource_id=data["resource_id"],
-            port=data["port"],
-            username=data["username"],
-            **data["credentials"],
-        )
+        form.attach(user=request.user)
         target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
         return Status(202, vm_out(target))
     status = 409 if form.has_error("name", NAME_TAKEN) else 400
@@ -144,12 +135,7 @@ def compute_credentials_update(
     target = _vm(membership, name)
     form = VmCredentialsForm(data=payload.dict())
     if form.is_valid():
-        services.compute_credentials_update(
-            target=target,
-            user=request.user,
-            username=form.cleaned_data["username"],
-            **form.cleaned_data["credentials"],
-        )
+        form.update(target=target, user=request.user)
         return Status(202, vm_out(target))
     return Status(400, form_errors(form))
 
@@ -184,16 +170,7 @@ def hdinsight_attach(request, payload: HdInsightIn, workspace: str | None = None
     form = HdInsightAttachForm(data=payload.dict(), workspace=membership.workspace)
     if form.is_valid():
         data = form.cleaned_data
-        services.hdinsight_attach(
-            workspace=membership.workspace,
-            user=request.user,
-            name=data["name"],
-            address=data["address"],
-            port=data["port"],
-            spark_master=data["spark_master"],
-            username=data["username"],
-            **data["credentials"],
-        )
+        form.attach(user=request.user)
         target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
         return Status(202, vm_out(target))
     status = 409 if form.has_error("name", NAME_TAKEN) else 400
@@ -208,6 +185,6 @@ def spark_master_update(request, name: str, payload: SparkMasterIn, workspace: s
     target = _vm(membership, name)
     form = SparkMasterForm(data=payload.dict())
     if form.is_valid():
-        services.hdinsight_master_set(target=target, spark_master=form.cleaned_data["spark_master"])
+        form.update(target=target)
         return Status(200, vm_out(target))
     return Status(400, form_errors(form))

@@ -83,11 +83,11 @@ def _key_pair_context(token: str) -> dict:
     return {"public_key": public_key, "authorize_command": authorized_keys_command(public_key)}
 
 
-def attach_wizard(request, *, form_class, template: str, attach):
-    """An attach wizard for a machine reached over SSH: the form, key generation, `attach`.
+def attach_wizard(request, *, form_class, template: str):
+    """An attach wizard for a machine reached over SSH: the form, key generation, attaching.
 
-    `attach(data)` starts the attach with the form's cleaned data; the user then
-    watches its steps on the target's page.
+    The form's `attach` starts the attach; the user then watches its steps on the
+    target's page.
     """
     context = {"keygen_command": KEYGEN_COMMAND}
     if request.method == "POST" and "generate" in request.POST:
@@ -103,7 +103,7 @@ def attach_wizard(request, *, form_class, template: str, attach):
         if form.is_valid():
             data = form.cleaned_data
             try:
-                attach(data)
+                form.attach(user=request.user)
             except ServiceError as exc:
                 form_add_service_error(form, exc)
             else:
@@ -121,21 +121,7 @@ def attach_wizard(request, *, form_class, template: str, attach):
 
 @workspace_view(role=Role.CONTRIBUTOR)
 def vm_attach(request):
-    def attach(data):
-        services.vm_attach(
-            workspace=request.workspace,
-            user=request.user,
-            name=data["name"],
-            address=data["host"],
-            resource_id=data["resource_id"],
-            port=data["port"],
-            username=data["username"],
-            **data["credentials"],
-        )
-
-    return attach_wizard(
-        request, form_class=VmAttachForm, template="compute/vm_attach.html", attach=attach
-    )
+    return attach_wizard(request, form_class=VmAttachForm, template="compute/vm_attach.html")
 
 
 @require_POST
@@ -173,12 +159,7 @@ def compute_credentials(request, name: str):
         form = VmCredentialsForm(request.POST, request.FILES, machine=_machine(target))
         if form.is_valid():
             try:
-                services.compute_credentials_update(
-                    target=target,
-                    user=request.user,
-                    username=form.cleaned_data["username"],
-                    **form.cleaned_data["credentials"],
-                )
+                form.update(target=target, user=request.user)
             except ServiceError as exc:
                 form_add_service_error(form, exc)
             else:
@@ -217,23 +198,8 @@ def compute_retrust(request, name: str):
 
 @workspace_view(role=Role.CONTRIBUTOR)
 def hdinsight_attach(request):
-    def attach(data):
-        services.hdinsight_attach(
-            workspace=request.workspace,
-            user=request.user,
-            name=data["name"],
-            address=data["address"],
-            port=data["port"],
-            spark_master=data["spark_master"],
-            username=data["username"],
-            **data["credentials"],
-        )
-
     return attach_wizard(
-        request,
-        form_class=HdInsightAttachForm,
-        template="compute/hdinsight_attach.html",
-        attach=attach,
+        request, form_class=HdInsightAttachForm, template="compute/hdinsight_attach.html"
     )
 
 
@@ -248,7 +214,7 @@ def spark_master_update(request, name: str):
     if form.is_valid():
         master = form.cleaned_data["spark_master"]
         try:
-            services.hdinsight_master_set(target=target, spark_master=master)
+            form.update(target=target)
         except ServiceError as exc:
             form_add_service_error(form, exc)
         else:
