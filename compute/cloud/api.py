@@ -2,18 +2,15 @@
 
 Attach (checked in the background like a VM), re-check and replace the secret.
 Responses carry the target's settings and facts, never its token, client
-secret or account key. Batch nodes download a step's files from
-/api/v1/batch-files/{link} without signing in: the signed link is their key.
+secret or account key.
 """
 
 from datetime import datetime
 
-from django.http import FileResponse
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
 from compute import selectors
-from compute.backends.batch import linked_file
 from compute.cloud import services as cloud_services
 from compute.cloud.forms import (
     SECRET_FORMS,
@@ -24,7 +21,6 @@ from compute.cloud.forms import (
 from compute.models import CLOUD_KINDS, ComputeTarget
 from compute.names import NAME_TAKEN
 from compute.schemas import OperationOut, operation_out
-from runs.snapshots import blob_path
 from studio.api import FormErrorOut, api_membership, form_errors
 from studio.models import Role
 
@@ -175,19 +171,3 @@ def cloud_credentials_update(request, name: str, payload: SecretIn, workspace: s
         )
         return Status(202, cloud_out(target))
     return Status(400, form_errors(form))
-
-
-@router.get("/batch-files/{link}", auth=None, url_name="batch_file", include_in_schema=False)
-def batch_file(request, link: str):
-    """A run's file, for the Batch node whose task was given this link."""
-    sha = linked_file(link)
-    if sha is None:
-        raise HttpError(
-            403,
-            "This link to a run's file has expired or was not made by Trainyard: submit the "
-            "step again (links last BATCH_FILE_LINK_HOURS).",
-        )
-    try:
-        return FileResponse(blob_path(sha).open("rb"))
-    except FileNotFoundError:
-        raise HttpError(404, "The file is no longer stored: submit the step again.") from None

@@ -56,6 +56,7 @@ _DEFAULT_STEP_ERRORS = ("cluster_not_found", "pool_not_found")
 
 def cloud_client(target: ComputeTarget):
     """The service client of a cloud target, from its settings and its (decrypted) secret."""
+    # Each client imports its service's SDK, slow to load: only a target of its kind needs it.
     if target.kind == ComputeKind.DATABRICKS:
         from compute.cloud.clients.databricks import Databricks
 

@@ -3,6 +3,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
+from django.db.models import Model
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -31,7 +32,6 @@ from compute.models import (
     NodeState,
     OperationState,
 )
-from runs.models import Run
 from studio.access import workspace_view
 from studio.errors import ServiceError, form_add_service_error
 from studio.models import Role
@@ -178,16 +178,14 @@ class NodeRow:
     """A line of the node table: the node, the run it carries, how to log in to it."""
 
     node: Node
-    run: Run | None
+    run: Model | None  # a runs.Run, which compute reads through the workspace
     ssh_command: str
 
 
 def _node_rows(request, target: ComputeTarget, nodes: list[Node]) -> list[NodeRow]:
     # A node holds a bare run id: look it up in the cluster's workspace only.
-    runs = (
-        Run.objects.filter(workspace=target.workspace)
-        .select_related("experiment")
-        .in_bulk([node.run_id for node in nodes if node.run_id])
+    runs = target.workspace.runs.select_related("experiment").in_bulk(
+        [node.run_id for node in nodes if node.run_id]
     )
     server_host = urlsplit(f"//{request.get_host()}").hostname or "localhost"
     user = target.config.get("admin_username", "")
