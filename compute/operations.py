@@ -142,7 +142,7 @@ class OperationRunner:
         assert self.operation is not None  # only an operation that is followed finishes
         with transaction.atomic():
             if target_fields:
-                ComputeTarget.objects.filter(pk=self.operation.target_id).update(**target_fields)
+                ComputeTarget.objects.filter(operations=self.operation).update(**target_fields)
             ComputeOperation.objects.filter(pk=self.operation.pk).update(
                 state=OperationState.SUCCEEDED, error="", finished_at=timezone.now()
             )
@@ -157,7 +157,7 @@ class OperationRunner:
         else:
             self.step(step or self.current, STEP_FAILED, error)
         with transaction.atomic():
-            ComputeTarget.objects.filter(pk=self.operation.target_id).update(
+            ComputeTarget.objects.filter(operations=self.operation).update(
                 state=ComputeState.FAILED, error=error
             )
             ComputeOperation.objects.filter(pk=self.operation.pk).update(
