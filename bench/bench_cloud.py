@@ -26,9 +26,9 @@ django.setup()
 
 import requests  # noqa: E402
 
-from compute.cloud.batch import Batch  # noqa: E402
-from compute.cloud.databricks import Databricks  # noqa: E402
-from compute.cloud.datalake import DataLakeAnalytics  # noqa: E402
+from compute.cloud.clients.batch import Batch  # noqa: E402
+from compute.cloud.clients.databricks import Databricks  # noqa: E402
+from compute.cloud.clients.datalake import DataLakeAnalytics  # noqa: E402
 from tests.emulators.batch import BatchEmulator  # noqa: E402
 from tests.emulators.databricks import DatabricksEmulator  # noqa: E402
 from tests.emulators.datalake import DataLakeEmulator  # noqa: E402

@@ -38,9 +38,10 @@ import docker  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
-from compute import cluster_services  # noqa: E402
+from compute.cluster import services as cluster_services  # noqa: E402
+from compute.cluster.autoscaler import cluster_autoscale  # noqa: E402
+from compute.cluster.scheduler import node_release, node_request  # noqa: E402
 from compute.models import ComputeTarget  # noqa: E402
-from compute.scheduler import cluster_autoscale, node_release, node_request  # noqa: E402
 from compute.ssh import generate_key_pair  # noqa: E402
 from studio.services import workspace_create  # noqa: E402
 from tests.factories import UserFactory  # noqa: E402

@@ -58,9 +58,10 @@ from django.test import Client, RequestFactory  # noqa: E402
 from django.test.client import BOUNDARY, MULTIPART_CONTENT, encode_multipart  # noqa: E402
 from django.urls import reverse  # noqa: E402
 
-from compute import cluster_services  # noqa: E402
+from compute.cluster import services as cluster_services  # noqa: E402
+from compute.cluster.autoscaler import cluster_autoscale  # noqa: E402
+from compute.cluster.scheduler import node_docker  # noqa: E402
 from compute.models import ComputeTarget  # noqa: E402
-from compute.scheduler import cluster_autoscale, node_docker  # noqa: E402
 from runs.forms import RunSubmitForm  # noqa: E402
 from runs.models import FINAL_STATUSES, Environment, Run, RunStatus  # noqa: E402
 from runs.monitor import Monitor  # noqa: E402

@@ -1,4 +1,7 @@
 from django.apps import AppConfig
+from django.conf import settings
+
+from compute import ssh
 
 
 class ComputeConfig(AppConfig):
@@ -6,8 +9,4 @@ class ComputeConfig(AppConfig):
     verbose_name = "Compute"
 
     def ready(self) -> None:
-        from django.conf import settings
-
-        from compute import ssh
-
         ssh.pool.idle_seconds = float(settings.COMPUTE_SSH_IDLE_SECONDS)

@@ -19,6 +19,7 @@ class ComputeKind(models.TextChoices):
 
 # Targets Trainyard logs in to over SSH (pinned host key, pooled connection).
 SSH_KINDS = (ComputeKind.VM, ComputeKind.HDINSIGHT)
+CLOUD_KINDS = (ComputeKind.DATABRICKS, ComputeKind.DATALAKE, ComputeKind.BATCH)
 
 
 class ComputeState(models.TextChoices):

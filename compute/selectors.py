@@ -17,13 +17,7 @@ def compute_get(*, workspace, name: str) -> ComputeTarget:
 
 def target_active_runs(*, target: ComputeTarget):
     """The runs on `target` that have not ended yet, oldest first."""
-    from runs.models import FINAL_STATUSES
-
-    return (
-        target.runs.exclude(status__in=FINAL_STATUSES)
-        .select_related("experiment")
-        .order_by("created_at")
-    )
+    return target.runs.unfinished().select_related("experiment").order_by("created_at")
 
 
 def operation_latest(*, target: ComputeTarget) -> ComputeOperation | None:

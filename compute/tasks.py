@@ -1,7 +1,10 @@
 from celery import shared_task
 
-from compute import cloud_services, cluster_services, scheduler, services
+from compute.cloud import services as cloud_services
+from compute.cluster import autoscaler
+from compute.cluster import services as cluster_services
 from compute.models import ComputeTarget
+from compute.vm import services as vm_services
 
 
 @shared_task
@@ -18,17 +21,17 @@ def cluster_delete_task(operation_id: int) -> None:
 def cluster_autoscale_task(target_id: int) -> None:
     target = ComputeTarget.objects.filter(pk=target_id).first()
     if target is not None:
-        scheduler.cluster_autoscale(target=target)
+        autoscaler.cluster_autoscale(target=target)
 
 
 @shared_task
 def clusters_autoscale() -> None:
-    scheduler.clusters_autoscale()
+    autoscaler.clusters_autoscale()
 
 
 @shared_task
 def vm_check_task(operation_id: int) -> None:
-    services.vm_check_execute(operation_id=operation_id)
+    vm_services.vm_check_execute(operation_id=operation_id)
 
 
 @shared_task

@@ -19,10 +19,11 @@ import paramiko
 import requests
 from docker.errors import DockerException
 
-from compute import services, ssh
+from compute import ssh
 from compute.backends import BackendError
 from compute.backends.cluster import RUN_AS, NodeBackend
 from compute.models import ComputeKind, ComputeState, ComputeTarget, Node, NodeState
+from compute.vm import services
 from studio.models import Membership, Role
 
 # Bounds on what a client may ask of the pty.

@@ -22,8 +22,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db.models import Q
 from django.utils import timezone
 
-from compute.cloud import CloudError
-from compute.cloud_services import cloud_client
+from compute.cloud.clients import CloudError
+from compute.cloud.services import cloud_client
 from compute.models import ComputeKind, ComputeState, ComputeTarget
 from compute.sandbox import local_target_problem
 from pipelines.definition import (

@@ -24,6 +24,7 @@ from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from pydantic import Field, TypeAdapter, ValidationError
 
+from compute.backends.batch import linked_file
 from runs import selectors, snapshots
 from runs.models import Environment, Run
 from runs.runconfig import RunConfigError, parse_runconfig
@@ -445,3 +446,20 @@ def runs_file_download(request, run_id: int, path: str):
     except FileNotFoundError:
         raise HttpError(404, "The file's content is no longer stored") from None
     return FileResponse(handle, as_attachment=True, filename=path.rsplit("/", 1)[-1])
+
+
+# Batch nodes download a step's files without signing in: the signed link is their key.
+@router.get("/batch-files/{link}", auth=None, url_name="batch_file", include_in_schema=False)
+def batch_file(request, link: str):
+    """A run's file, for the Batch node whose task was given this link."""
+    sha = linked_file(link)
+    if sha is None:
+        raise HttpError(
+            403,
+            "This link to a run's file has expired or was not made by Trainyard: submit the "
+            "step again (links last BATCH_FILE_LINK_HOURS).",
+        )
+    try:
+        return FileResponse(snapshots.blob_path(sha).open("rb"))
+    except FileNotFoundError:
+        raise HttpError(404, "The file is no longer stored: submit the step again.") from None

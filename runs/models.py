@@ -52,6 +52,12 @@ class RunStatus(models.TextChoices):
 FINAL_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED)
 
 
+class RunQuerySet(models.QuerySet):
+    def unfinished(self) -> "RunQuerySet":
+        """The runs that have not ended yet (so compute can ask `target.runs.unfinished()`)."""
+        return self.exclude(status__in=FINAL_STATUSES)
+
+
 class Run(models.Model):
     workspace = models.ForeignKey("studio.Workspace", on_delete=models.CASCADE, related_name="runs")
     experiment = models.ForeignKey(Experiment, on_delete=models.CASCADE, related_name="runs")
@@ -115,6 +121,8 @@ class Run(models.Model):
     # how far it has scanned the stored stdout for metric patterns.
     metrics_file_offset = models.BigIntegerField(default=0)
     metrics_stdout_offset = models.BigIntegerField(default=0)
+
+    objects = RunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

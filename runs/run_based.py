@@ -28,7 +28,7 @@ class RunBasedSpec:
 
 def run_based_cluster_create(*, workspace, user, spec: RunBasedSpec, node_count: int):
     """A new cluster for one run, scaling from zero to what the run needs."""
-    from compute.cluster_services import cluster_create
+    from compute.cluster.services import cluster_create
 
     target = cluster_create(
         workspace=workspace,
@@ -48,7 +48,7 @@ def run_based_cluster_create(*, workspace, user, spec: RunBasedSpec, node_count:
 
 def run_based_cluster_release(*, run) -> None:
     """Delete the run's run-based cluster once the run has ended (unless it is retained)."""
-    from compute.cluster_services import cluster_delete
+    from compute.cluster.services import cluster_delete
     from runs.models import FINAL_STATUSES, Run
 
     target = run.target

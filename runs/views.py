@@ -11,7 +11,7 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from compute import terminal
-from compute.views import terminal_page
+from compute.targets.views import terminal_page
 from runs import charts, selectors, snapshots, upload_plan
 from runs.forms import EnvironmentForm, ExperimentForm, RunSubmitForm
 from runs.models import FINAL_STATUSES, RunFile, RunStatus

@@ -123,16 +123,20 @@ from runs.api_logs import router as run_logs_router  # noqa: E402 - it imports t
 
 api.add_router("/", run_logs_router)
 
-# Before the cluster router: its /computes/{name} would otherwise answer /computes/vm.
-from compute.api import router as vm_router  # noqa: E402 - it imports this module
+# Before the targets router: its /computes/{name} would otherwise answer /computes/vm.
+from compute.vm.api import router as vm_router  # noqa: E402 - it imports this module
 
 api.add_router("/", vm_router)
 
-from compute.cloud_api import router as cloud_router  # noqa: E402 - it imports this module
+from compute.cloud.api import router as cloud_router  # noqa: E402 - it imports this module
 
 api.add_router("/", cloud_router)
 
-from compute.cluster_api import router as compute_router  # noqa: E402 - it imports this module
+from compute.cluster.api import router as cluster_router  # noqa: E402 - it imports this module
+
+api.add_router("/", cluster_router)
+
+from compute.targets.api import router as compute_router  # noqa: E402 - it imports this module
 
 api.add_router("/", compute_router)
 

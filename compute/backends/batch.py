@@ -20,7 +20,7 @@ from django.urls import reverse
 
 from compute.backends.base import LaunchSpec
 from compute.backends.cloud import CloudBackend
-from compute.cloud import FAILED
+from compute.cloud.clients import FAILED
 
 _LINK_SALT = "trainyard.batch-file"
 # How the service says a node could not fetch a task's resource files.

@@ -21,7 +21,7 @@ import time
 from typing import BinaryIO
 
 from compute.backends.base import BackendError, LaunchSpec, Poll
-from compute.cloud import COMPLETED, FINALIZING, RUNNING, CloudError
+from compute.cloud.clients import COMPLETED, FINALIZING, RUNNING, CloudError
 
 # How often a cancel asks the service whether the job has stopped.
 CANCEL_POLL_SECONDS = 0.5
@@ -47,7 +47,7 @@ class CloudBackend:
     @property
     def client(self):
         if self._client is None:
-            from compute.cloud_services import cloud_client
+            from compute.cloud.services import cloud_client
 
             self._client = cloud_client(self.target)
         return self._client

@@ -39,7 +39,7 @@ class NodeBackend(PosixBackend):
         ]
 
     def container(self):
-        from compute.scheduler import node_docker
+        from compute.cluster.scheduler import node_docker
 
         try:
             return node_docker(self.node).containers.get(self.node.container_id)
@@ -54,7 +54,7 @@ class NodeBackend(PosixBackend):
                 f"Cannot reach the Docker engine of {self.describe()}: {exc}", unreachable=True
             ) from None
         except Exception as exc:
-            # compute.engines.EngineError: the engine is unknown or unreachable.
+            # compute.cluster.engines.EngineError: the engine is unknown or unreachable.
             raise BackendError(str(exc), unreachable=True) from None
 
     def ensure_root(self) -> None:

@@ -13,9 +13,10 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from compute import spark, ssh
+from compute import ssh
 from compute.backends.base import BackendError, LaunchSpec
 from compute.backends.vm import VmBackend
+from compute.vm import spark
 
 SUBMIT_SCRIPT = "spark-submit.sh"
 

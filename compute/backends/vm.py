@@ -26,7 +26,7 @@ class VmBackend(PosixBackend):
         return f"{self.target.name} ({self.target.username}@{self.target.address})"
 
     def connection(self) -> ssh.SshConnection:
-        from compute.services import ssh_target
+        from compute.vm.services import ssh_target
 
         try:
             return ssh.pool.get(ssh_target(self.target))

@@ -1,6 +1,6 @@
 from django import template
 
-from compute import spark
+from compute.vm import spark
 
 register = template.Library()
 

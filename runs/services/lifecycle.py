@@ -169,7 +169,7 @@ def run_start(*, run_id: int, again: bool = True) -> None:
     nodes: list = []
     try:
         if target.kind == ComputeKind.CLUSTER:
-            from compute.scheduler import cluster_counts, cluster_wait_reason, node_request
+            from compute.cluster.scheduler import cluster_counts, cluster_wait_reason, node_request
 
             nodes = node_request(target=target, run_id=run_id, count=run.node_count) or []
             if not nodes:
@@ -254,7 +254,7 @@ def _rank_environments(nodes: list, driver_backend) -> list[dict[str, str]]:
     """Each rank's environment: none for a one-node run."""
     if len(nodes) < 2:
         return [{}]
-    from compute.scheduler import node_address
+    from compute.cluster.scheduler import node_address
 
     try:
         address = node_address(nodes[0])
@@ -340,7 +340,7 @@ def _stopped_before_launch(run_id: int) -> None:
 
 def run_release_node(*, run_id: int) -> None:
     """The run is done with its nodes: they become idle, and a run-based cluster goes."""
-    from compute.scheduler import node_release
+    from compute.cluster.scheduler import node_release
 
     node_release(run_id=run_id)
     run = Run.objects.select_related("target", "submitted_by").filter(pk=run_id).first()

@@ -10,7 +10,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 
 from compute.backends import RUNNABLE_KINDS
-from compute.cluster_services import ClusterError
 from compute.models import (
     LOCAL_TARGET_NAME,
     ComputeKind,
@@ -39,6 +38,7 @@ from runs.services.errors import FieldError, RunError
 from runs.services.experiments import experiment_get_or_create, experiment_name_problem
 from runs.services.lifecycle import run_start_soon, run_transition
 from runs.services.snapshots import snapshot_from_upload, snapshot_has
+from studio.errors import ServiceError
 
 # Every stdout line is matched against every pattern: both are bounded.
 MAX_METRIC_PATTERNS = 20
@@ -336,7 +336,7 @@ def run_submit_upload(
                 spec=request.run_based,
                 node_count=request.node_count or 1,
             )
-        except ClusterError as exc:
+        except ServiceError as exc:
             raise FieldError("target", f"The run-based cluster cannot be created: {exc}") from None
         return _submit_resolved(target=target, **resolved)
 

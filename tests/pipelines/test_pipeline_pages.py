@@ -157,7 +157,7 @@ def test_a_script_run_on_a_databricks_target_is_a_one_step_pipeline(workspace, a
 
 @pytest.fixture
 def adla(workspace, alice, datalake_emulator):
-    from compute import cloud_services
+    from compute.cloud import services as cloud_services
     from tests.support.runs import minimal_environment
 
     minimal_environment()

@@ -20,8 +20,8 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from compute import cloud_services
 from compute.backends.batch import file_link
+from compute.cloud import services as cloud_services
 from compute.models import ComputeTarget
 from pipelines import services
 from pipelines.models import Pipeline

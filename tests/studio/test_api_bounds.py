@@ -2,11 +2,11 @@
 
 import pytest
 
-from compute.cloud_forms import BATCH_ACCOUNT_RE, RESOURCE_GROUP_RE
-from compute.cluster_services import admin_username_problem, ssh_public_key_problem
-from compute.forms import HOST_NAME_RE, LINUX_USER_RE
+from compute.cloud.forms import BATCH_ACCOUNT_RE, RESOURCE_GROUP_RE
+from compute.cluster.services import admin_username_problem, ssh_public_key_problem
 from compute.names import COMPUTE_NAME_RE
-from compute.spark import master_problem
+from compute.vm.forms import HOST_NAME_RE, LINUX_USER_RE
+from compute.vm.spark import master_problem
 from pipelines.definition import NAME_RE as PIPELINE_STEP_NAME
 from runs.logstore import STREAM_NAME
 from runs.services.environments import ENVIRONMENT_NAME

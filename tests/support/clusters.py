@@ -5,7 +5,7 @@ from __future__ import annotations
 import docker
 from django.conf import settings
 
-from compute import cluster_services
+from compute.cluster import services as cluster_services
 from compute.models import ComputeTarget
 
 
@@ -38,7 +38,7 @@ def remove_test_containers(client: docker.DockerClient) -> None:
 
 def node_processes(node, *needles: str) -> list[str]:
     """The live (not zombie) processes in a node's container whose command has a needle."""
-    from compute.scheduler import node_docker
+    from compute.cluster.scheduler import node_docker
 
     container = node_docker(node).containers.get(node.container_id)
     listing = container.exec_run(["ps", "-eo", "stat,args"]).output.decode().splitlines()[1:]

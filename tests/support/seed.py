@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from compute import cluster_services
+from compute.cluster import services as cluster_services
 from compute.models import ComputeTarget, DockerEngine, OperationState
 from pipelines import services as pipeline_services
 from runs.models import FINAL_STATUSES, Run, RunStatus

@@ -3,8 +3,8 @@ import os
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from compute.engines import ENGINE_ERRORS, EngineError, engine_client
-from compute.node_image import (
+from compute.cluster.engines import ENGINE_ERRORS, EngineError, engine_client
+from compute.cluster.node_image import (
     NODE_IMAGE,
     Builder,
     NodeImageError,

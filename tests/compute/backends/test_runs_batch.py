@@ -5,8 +5,8 @@ import textwrap
 
 import pytest
 
-from compute.cloud import CANCELED, COMPLETED, FAILED, QUEUED, RUNNING, CloudError
-from compute.cloud.batch import Batch
+from compute.cloud.clients import CANCELED, COMPLETED, FAILED, QUEUED, RUNNING, CloudError
+from compute.cloud.clients.batch import Batch
 from compute.models import ComputeKind, ComputeState, ComputeTarget
 from tests.support.cloud import (
     closed_port_url,

@@ -7,11 +7,12 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from compute import cluster_services
 from compute.backends import BackendError
 from compute.backends.cluster import NodeBackend
+from compute.cluster import services as cluster_services
+from compute.cluster.autoscaler import cluster_autoscale
+from compute.cluster.scheduler import node_docker
 from compute.models import Node, NodeState
-from compute.scheduler import cluster_autoscale, node_docker
 from runs import logstore
 from runs.models import RunStatus
 from runs.services.lifecycle import run_cancel, run_transition, runs_dispatch

@@ -4,8 +4,8 @@ import textwrap
 
 import pytest
 
-from compute.cloud import CANCELED, COMPLETED, FAILED, RUNNING, CloudError
-from compute.cloud.databricks import Databricks
+from compute.cloud.clients import CANCELED, COMPLETED, FAILED, RUNNING, CloudError
+from compute.cloud.clients.databricks import Databricks
 from compute.models import ComputeKind, ComputeState, ComputeTarget
 from tests.support.cloud import (
     closed_port_url,

@@ -5,8 +5,8 @@ import uuid
 
 import pytest
 
-from compute.cloud import CANCELED, COMPLETED, FAILED, RUNNING, CloudError
-from compute.cloud.datalake import RETIRED_ON, RETIREMENT_NOTICE, DataLakeAnalytics
+from compute.cloud.clients import CANCELED, COMPLETED, FAILED, RUNNING, CloudError
+from compute.cloud.clients.datalake import RETIRED_ON, RETIREMENT_NOTICE, DataLakeAnalytics
 from compute.models import ComputeKind, ComputeState, ComputeTarget
 from tests.support.cloud import closed_port_url, follow, wait_until
 

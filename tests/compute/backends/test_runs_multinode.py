@@ -5,8 +5,9 @@ import time
 import pytest
 from django.urls import reverse
 
+from compute.cluster.autoscaler import cluster_autoscale
+from compute.cluster.scheduler import node_docker
 from compute.models import ComputeTarget, Node, NodeState
-from compute.scheduler import cluster_autoscale, node_docker
 from runs import logstore
 from runs.models import RunStatus
 from runs.services.errors import FieldError

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
+from compute.cluster.autoscaler import cluster_autoscale
+from compute.cluster.scheduler import node_release, node_request
 from compute.models import ComputeTarget
-from compute.scheduler import cluster_autoscale, node_release, node_request
 from compute.ssh import generate_key_pair
 from tests.support.clusters import cluster_containers, remove_test_containers
 

@@ -2,11 +2,12 @@
 
 import pytest
 
-from compute import cluster_services
-from compute.cluster_services import ClusterError
+from compute.cluster import services as cluster_services
+from compute.cluster.autoscaler import cluster_autoscale
+from compute.cluster.scheduler import node_request
 from compute.models import ComputeOperation, ComputeTarget, Node, NodeState
-from compute.scheduler import cluster_autoscale, node_request
 from compute.signals import node_lost
+from studio.errors import ServiceError
 from tests.support.clusters import (
     cluster_containers,
     make_cluster,
@@ -104,7 +105,7 @@ def test_a_taken_name_is_refused_whatever_its_case(
 ):
     make_cluster(django_capture_on_commit_callbacks, workspace=workspace, user=alice)
     for name in ("cpu-cluster", "CPU-Cluster", "local"):
-        with pytest.raises(ClusterError, match="already has a compute target called"):
+        with pytest.raises(ServiceError, match="already has a compute target called"):
             make_cluster(
                 django_capture_on_commit_callbacks, workspace=workspace, user=alice, name=name
             )
@@ -127,7 +128,7 @@ def test_a_taken_name_is_refused_whatever_its_case(
 def test_invalid_requests_are_refused_before_anything_is_created(
     workspace, alice, django_capture_on_commit_callbacks, options, message
 ):
-    with pytest.raises(ClusterError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ServiceError, match=message.replace("(", r"\(").replace(")", r"\)")):
         make_cluster(django_capture_on_commit_callbacks, workspace=workspace, user=alice, **options)
     assert not ComputeTarget.objects.filter(kind="amlcompute").exists()
 
@@ -165,7 +166,7 @@ def test_an_engine_with_nodes_cannot_be_removed(
         django_capture_on_commit_callbacks, workspace=workspace, user=alice, min_nodes=1
     )
     local = Node.objects.get(target=cluster).engine
-    with pytest.raises(ClusterError, match="still hosts nodes of cpu-cluster"):
+    with pytest.raises(ServiceError, match="still hosts nodes of cpu-cluster"):
         cluster_services.engine_remove(engine=local)
     cluster_services.cluster_update(
         target=cluster, min_nodes=0, max_nodes=2, idle_seconds_before_scaledown=0

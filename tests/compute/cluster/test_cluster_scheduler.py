@@ -7,16 +7,16 @@ import pytest
 from django.conf import settings
 from docker.models.containers import ContainerCollection
 
-from compute import cluster_services
-from compute.models import Node, NodeState
-from compute.scheduler import (
-    cluster_autoscale,
+from compute.cluster import services as cluster_services
+from compute.cluster.autoscaler import cluster_autoscale
+from compute.cluster.scheduler import (
     cluster_counts,
     cluster_wait_reason,
     node_docker,
     node_release,
     node_request,
 )
+from compute.models import Node, NodeState
 from compute.signals import node_lost, node_ready
 from compute.ssh import generate_key_pair, parse_private_key
 from tests.support.clusters import (

@@ -8,9 +8,10 @@ from urllib.parse import urlsplit
 import paramiko
 import pytest
 
-from compute import cluster_services
+from compute.cluster import services as cluster_services
+from compute.cluster.autoscaler import cluster_autoscale
+from compute.cluster.scheduler import node_docker, node_request
 from compute.models import ComputeTarget
-from compute.scheduler import cluster_autoscale, node_docker, node_request
 from compute.ssh import generate_key_pair, parse_private_key
 from tests.services.sshd import DOCKER_USER
 from tests.support.clusters import (

@@ -10,7 +10,9 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from compute.cluster_services import engine_default_ensure
+from compute.cluster.autoscaler import cluster_autoscale
+from compute.cluster.scheduler import node_address, node_docker, node_request
+from compute.cluster.services import engine_default_ensure
 from compute.models import (
     ComputeOperation,
     ComputeTarget,
@@ -19,7 +21,6 @@ from compute.models import (
     NodeState,
     OperationState,
 )
-from compute.scheduler import cluster_autoscale, node_address, node_docker, node_request
 from compute.ssh import generate_key_pair
 from tests.services.sshd import free_port
 from tests.support.clusters import (

@@ -61,7 +61,7 @@ def test_create_a_cluster_in_the_wizard_and_delete_it(page, live_stack, stack_co
             "Standard_D2_v2 (2 vCPUs, 7 GiB RAM, 100 GiB temporary storage)", exact=True
         )
     ).to_be_visible()
-    expect(page.locator("ol.steps")).to_contain_text("Start minimum nodes: done 1 of 1 ready")
+    expect(page.locator("ol.steps")).to_contain_text("Start minimum nodes done — 1 of 1 ready")
     expect(page.get_by_text("research-vnet / —")).to_be_visible()
     [container] = stack_containers()
     assert container.status == "running"

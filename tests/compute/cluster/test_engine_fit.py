@@ -1,7 +1,7 @@
 """Whether a VM size fits a Docker engine: the GPUs it reports, the message naming them."""
 
-from compute.engines import EngineFacts, engine_gpu_count, size_fit_problem
-from compute.vm_sizes import GIB, vm_size_get
+from compute.cluster.engines import EngineFacts, engine_gpu_count, size_fit_problem
+from compute.cluster.sizes import GIB, vm_size_get
 
 # What `docker info` lists on a Docker 28 engine with the NVIDIA toolkit's CDI specs.
 TWO_GPUS_CDI = {

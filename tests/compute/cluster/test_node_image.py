@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from compute.node_image import (
+from compute.cluster.node_image import (
     Builder,
     NodeImageError,
     _engine_lock,

@@ -8,9 +8,9 @@ import docker
 import pytest
 from django.db import connection
 
-from compute import cluster_services
+from compute.cluster import services as cluster_services
+from compute.cluster.node_image import NODE_IMAGE
 from compute.models import ComputeTarget, DockerEngine
-from compute.node_image import NODE_IMAGE
 from runs.models import RunStatus
 from tests.compute.backends.test_runs_cluster import dispatch_until_started
 from tests.conftest import client_for

@@ -21,10 +21,12 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from compute import services, ssh
+from compute import ssh
 from compute.models import ComputeOperation, ComputeTarget
 from compute.templatetags.compute_format import mib
+from compute.vm import services
 from runs.models import Experiment, Run
+from studio.errors import ServiceError
 from studio.models import Workspace
 from tests.compute.ssh.test_ssh_layer import logged_in_ports, ssh_keygen, system_python3_version
 from tests.services.sshd import TEST_USER, free_port
@@ -710,7 +712,7 @@ def test_busy_target_refuses_a_second_operation(sshd, workspace, carol):
     ComputeOperation.objects.create(
         target=target, workspace=workspace, target_name="busy-vm", action="attach"
     )
-    with pytest.raises(services.ComputeError, match="busy-vm is busy"):
+    with pytest.raises(ServiceError, match="busy-vm is busy"):
         services.compute_check(target=target, user=carol)
 
 

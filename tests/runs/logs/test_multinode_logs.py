@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 import django; django.setup()
 from django.contrib.auth import get_user_model
-from compute import cluster_services
+from compute.cluster import services as cluster_services
 from studio.models import Workspace
 from tests.support.runs import submit
 ws = Workspace.objects.get(slug=sys.argv[1])

@@ -1,44 +1,39 @@
 """Pages of the cloud targets: the three attach wizards, the detail page, re-check, credentials."""
 
-from collections.abc import Callable
-
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from compute import cloud_services, selectors
-from compute.cloud.datalake import RETIREMENT_NOTICE
-from compute.cloud_forms import (
+from compute import selectors
+from compute.cloud import services as cloud_services
+from compute.cloud.clients.datalake import RETIREMENT_NOTICE
+from compute.cloud.forms import (
     SECRET_FORMS,
     BatchAttachForm,
     CloudAttachForm,
     DatabricksAttachForm,
     DataLakeAttachForm,
 )
-from compute.models import ComputeKind, ComputeTarget, OperationState
-from compute.services import ComputeError
+from compute.models import CLOUD_KINDS, ComputeKind, ComputeTarget, OperationState
 from studio.access import workspace_view
+from studio.errors import ServiceError, form_add_service_error
 from studio.models import Role
 
-WIZARDS: dict[str, tuple[type[CloudAttachForm], Callable[..., object], str]] = {
+WIZARDS: dict[str, tuple[type[CloudAttachForm], str]] = {
     ComputeKind.DATABRICKS: (
         DatabricksAttachForm,
-        cloud_services.databricks_attach,
         "Databricks runs pipeline steps as Databricks jobs: a Python script, a notebook or a JAR, "
         "on one of the workspace's clusters or on a new job cluster. Trainyard signs in with the "
         "token now and lists the workspace's clusters.",
     ),
     ComputeKind.DATALAKE: (
         DataLakeAttachForm,
-        cloud_services.datalake_attach,
         "Data Lake Analytics runs U-SQL scripts as pipeline steps. Trainyard signs in as the "
         "application now and lists the account's recent jobs.",
     ),
     ComputeKind.BATCH: (
         BatchAttachForm,
-        cloud_services.batch_attach,
         "Azure Batch runs a pipeline step's command line as a job with one task on a pool of the "
         "account. Trainyard checks the key now, lists the pools and verifies the default one.",
     ),
@@ -50,20 +45,20 @@ def cloud_target(request, name: str) -> ComputeTarget:
         target = selectors.compute_get(workspace=request.workspace, name=name)
     except ComputeTarget.DoesNotExist as exc:
         raise Http404("No such compute target") from exc
-    if target.kind not in cloud_services.CLOUD_KINDS:
+    if target.kind not in CLOUD_KINDS:
         raise Http404("No such Databricks, Data Lake or Batch target")
     return target
 
 
 def _attach(request, kind: str):
-    form_class, attach, intro = WIZARDS[kind]
+    form_class, intro = WIZARDS[kind]
     form = form_class(request.POST or None, workspace=request.workspace)
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         try:
-            attach(workspace=request.workspace, user=request.user, **data)
-        except ValidationError as exc:
-            form.add_error(None, exc)
+            form.attach(user=request.user)
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             messages.success(
                 request, f"Attaching {data['name']}: follow the steps below as they happen."
@@ -114,8 +109,8 @@ def cloud_check(request, name: str):
     target = cloud_target(request, name)
     try:
         cloud_services.cloud_check(target=target, user=request.user)
-    except ComputeError as exc:
-        messages.error(request, str(exc))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
     return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
 
 
@@ -129,8 +124,8 @@ def cloud_credentials(request, name: str):
             cloud_services.cloud_credentials_update(
                 target=target, user=request.user, secret=form.cleaned_data[field]
             )
-        except (ComputeError, ValidationError) as exc:
-            form.add_error(None, exc.messages[0] if isinstance(exc, ValidationError) else str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             messages.success(
                 request, f"New credentials saved for {target.name}: checking them now."

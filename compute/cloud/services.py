@@ -11,30 +11,28 @@ from __future__ import annotations
 
 import logging
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from compute import selectors
-from compute.cloud import CloudError
+from compute.cloud.clients import CloudError
 from compute.models import (
+    CLOUD_KINDS,
     ComputeKind,
     ComputeOperation,
     ComputeState,
     ComputeTarget,
     OperationState,
 )
-from compute.services import (
-    ComputeError,
-    operation_open,
+from compute.operations import (
+    OperationRunner,
     operation_require_idle,
+    operation_start,
     target_create,
 )
-from studio.secrets import redact
+from studio.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
-CLOUD_KINDS = (ComputeKind.DATABRICKS, ComputeKind.DATALAKE, ComputeKind.BATCH)
 STEPS: dict[str, list[tuple[str, str]]] = {
     ComputeKind.DATABRICKS: [
         ("signin", "Signing in to the workspace"),
@@ -51,25 +49,27 @@ STEPS: dict[str, list[tuple[str, str]]] = {
         ("default", "Default pool"),
     ],
 }
+NOT_CLOUD = "{name} is not an Azure Databricks, Data Lake or Batch target."
 # Which step a client error belongs to.
 _DEFAULT_STEP_ERRORS = ("cluster_not_found", "pool_not_found")
 
 
 def cloud_client(target: ComputeTarget):
     """The service client of a cloud target, from its settings and its (decrypted) secret."""
+    # Each client imports its service's SDK, slow to load: only a target of its kind needs it.
     if target.kind == ComputeKind.DATABRICKS:
-        from compute.cloud.databricks import Databricks
+        from compute.cloud.clients.databricks import Databricks
 
         return Databricks.from_target(target)
     if target.kind == ComputeKind.BATCH:
-        from compute.cloud.batch import Batch
+        from compute.cloud.clients.batch import Batch
 
         return Batch.from_target(target)
     if target.kind == ComputeKind.DATALAKE:
-        from compute.cloud.datalake import DataLakeAnalytics
+        from compute.cloud.clients.datalake import DataLakeAnalytics
 
         return DataLakeAnalytics.from_target(target)
-    raise ComputeError(f"{target.name} is not an Azure Databricks, Data Lake or Batch target.")
+    raise ServiceError(NOT_CLOUD.format(name=target.name), status=409)
 
 
 # ---------------------------------------------------------------- starting operations
@@ -171,7 +171,7 @@ def cloud_credentials_update(*, target: ComputeTarget, user, secret: str) -> Com
     """Replace the token, client secret or account key (the old one is overwritten) and check."""
     _require_checkable(target)
     if not secret:
-        raise ValidationError("Enter the new secret.")
+        raise ServiceError("Enter the new secret.")
     with transaction.atomic():
         target.access_token = secret
         target.save(update_fields=["access_token", "updated_at"])
@@ -180,7 +180,7 @@ def cloud_credentials_update(*, target: ComputeTarget, user, secret: str) -> Com
 
 def _attach(*, workspace, user, name: str, kind: str, config: dict, secret: str):
     if not secret:
-        raise ValidationError("Enter the service's secret: it is how Trainyard signs in.")
+        raise ServiceError("Enter the service's secret: it is how Trainyard signs in.")
     with transaction.atomic():
         target = target_create(
             workspace=workspace,
@@ -196,33 +196,20 @@ def _attach(*, workspace, user, name: str, kind: str, config: dict, secret: str)
 
 def _require_checkable(target: ComputeTarget) -> None:
     if target.kind not in CLOUD_KINDS:
-        raise ComputeError(f"{target.name} is not an Azure Databricks, Data Lake or Batch target.")
+        raise ServiceError(NOT_CLOUD.format(name=target.name), status=409)
     operation_require_idle(target)
 
 
 def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOperation:
-    operation = operation_open(target=target, user=user, action=action, steps=STEPS[target.kind])
+    # compute.tasks runs this module's checks: imported here, where a check is queued.
     from compute.tasks import cloud_check_task
 
-    transaction.on_commit(lambda: cloud_check_task.delay(operation.pk))
-    return operation
+    return operation_start(
+        target=target, user=user, action=action, steps=STEPS[target.kind], task=cloud_check_task
+    )
 
 
 # ---------------------------------------------------------------- running the check
-
-
-class _Steps:
-    """The operation's steps, saved on every change so the page can follow them."""
-
-    def __init__(self, operation: ComputeOperation):
-        self.operation = operation
-        self.secrets = selectors.workspace_secrets(workspace_id=operation.workspace_id)
-
-    def set(self, key: str, state: str, detail: str) -> None:
-        for step in self.operation.steps:
-            if step["key"] == key:
-                step["state"], step["detail"] = state, redact(detail, self.secrets)
-        ComputeOperation.objects.filter(pk=self.operation.pk).update(steps=self.operation.steps)
 
 
 def cloud_check_execute(*, operation_id: int) -> None:
@@ -231,18 +218,18 @@ def cloud_check_execute(*, operation_id: int) -> None:
     target = operation.target
     if target is None or operation.state != OperationState.RUNNING:
         return
-    steps = _Steps(operation)
+    steps = OperationRunner(operation)
     client = None
     try:
         client = cloud_client(target)
-        steps.set("signin", "running", f"Signing in to {_where(target)}")
+        steps.start("signin", f"Signing in to {_where(target)}")
         facts = _read_facts(target, client)
     except CloudError as exc:
         failed = "default" if exc.code in _DEFAULT_STEP_ERRORS else "signin"
         if failed == "default":
-            steps.set("signin", "done", f"Signed in to {_where(target)}")
-            steps.set("facts", "done", "")
-        _finish_failed(operation, steps, error=exc.message, failed_step=failed)
+            steps.done("signin", f"Signed in to {_where(target)}")
+            steps.done("facts", "")
+        steps.fail(exc.message, step=failed)
         return
     except Exception as exc:
         log.exception("checking cloud target %s failed", target.pk)
@@ -250,33 +237,28 @@ def cloud_check_execute(*, operation_id: int) -> None:
             f"Unexpected error while checking {_where(target)}: {type(exc).__name__}: {exc}. "
             "Try again; if it persists, the worker log has the details."
         )
-        _finish_failed(operation, steps, error=message, failed_step="signin")
+        steps.fail(message, step="signin")
         return
 
-    steps.set("signin", "done", _signed_in(target, facts))
-    steps.set("facts", "done", _facts_summary(target, facts))
+    steps.done("signin", _signed_in(target, facts))
+    steps.done("facts", _facts_summary(target, facts))
     if target.kind == ComputeKind.DATABRICKS:
         cluster_id = target.config.get("cluster_id")
-        steps.set(
+        steps.done(
             "default",
-            "done",
             f"{cluster_id} exists"
             if cluster_id
             else "None: each step names a cluster or asks for a new job cluster",
         )
     elif target.kind == ComputeKind.BATCH:
-        steps.set("default", "done", _pool_detail(target.config["pool_id"], facts))
-    with transaction.atomic():
-        ComputeTarget.objects.filter(pk=target.pk).update(
-            state=ComputeState.SUCCEEDED,
-            error="",
-            warnings=_warnings(target, facts),
-            facts=facts,
-            checked_at=timezone.now(),
-        )
-        ComputeOperation.objects.filter(pk=operation.pk).update(
-            state=OperationState.SUCCEEDED, finished_at=timezone.now()
-        )
+        steps.done("default", _pool_detail(target.config["pool_id"], facts))
+    steps.finish(
+        state=ComputeState.SUCCEEDED,
+        error="",
+        warnings=_warnings(target, facts),
+        facts=facts,
+        checked_at=timezone.now(),
+    )
 
 
 def _read_facts(target: ComputeTarget, client) -> dict:
@@ -340,15 +322,3 @@ def _warnings(target: ComputeTarget, facts: dict) -> list[str]:
                 "the Azure portal."
             ]
     return []
-
-
-def _finish_failed(operation, steps: _Steps, *, error: str, failed_step: str) -> None:
-    error = redact(error, steps.secrets)
-    steps.set(failed_step, "failed", error)
-    with transaction.atomic():
-        ComputeTarget.objects.filter(pk=operation.target_id).update(
-            state=ComputeState.FAILED, error=error
-        )
-        ComputeOperation.objects.filter(pk=operation.pk).update(
-            state=OperationState.FAILED, error=error, finished_at=timezone.now()
-        )

@@ -1,27 +1,21 @@
-from urllib.parse import quote, urlencode
+"""Pages of machines attached over SSH (VMs, HDInsight / Spark head nodes) and of the
+local target: attach wizards, detail, re-check, credentials, host key, Spark master."""
 
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from compute import (
-    cloud_services,
-    cloud_views,
-    cluster_views,
-    sandbox,
-    selectors,
-    services,
-    ssh,
-    terminal,
-)
-from compute.forms import (
+from compute import sandbox, selectors, ssh, terminal
+from compute.models import SSH_KINDS, ComputeKind, ComputeTarget, OperationState
+from compute.vm import services
+from compute.vm.forms import (
     KEYGEN_COMMAND,
     Authentication,
+    HdInsightAttachForm,
     SparkMasterForm,
     VmAttachForm,
     VmCredentialsForm,
@@ -29,8 +23,8 @@ from compute.forms import (
     generated_key_open,
     generated_key_seal,
 )
-from compute.models import ComputeKind, ComputeTarget, OperationState
 from studio.access import workspace_view
+from studio.errors import ServiceError, form_add_service_error
 from studio.models import Role
 
 # Fields a re-rendered wizard may show again; secrets are never sent back to the browser.
@@ -47,30 +41,13 @@ def _target(request, name: str) -> ComputeTarget:
 def _vm(request, name: str) -> ComputeTarget:
     """A target attached over SSH: a VM or an HDInsight / Spark head node."""
     target = _target(request, name)
-    if target.kind not in services.SSH_KINDS:
+    if target.kind not in SSH_KINDS:
         raise Http404("No such machine attached over SSH")
     return target
 
 
-@workspace_view()
-def compute_list(request):
-    targets = list(selectors.compute_list(workspace=request.workspace))
-    context = {
-        "targets": targets,
-        "poll": any(t.is_busy for t in targets),
-        "only_local": [t.kind for t in targets] == [ComputeKind.LOCAL],
-    }
-    template = "compute/_compute_table.html" if request.htmx else "compute/compute_list.html"
-    return render(request, template, context)
-
-
-@workspace_view()
-def compute_detail(request, name: str):
-    target = _target(request, name)
-    if target.kind == ComputeKind.CLUSTER:
-        return cluster_views.cluster_detail(request, target)
-    if target.kind in cloud_services.CLOUD_KINDS:
-        return cloud_views.cloud_detail(request, target)
+def machine_detail(request, target: ComputeTarget):
+    """The detail page of the local target, a VM or a head node (compute_detail hands them here)."""
     operation = selectors.operation_latest(target=target)
     running = operation is not None and operation.state == OperationState.RUNNING
     context: dict[str, object] = {
@@ -97,35 +74,6 @@ def compute_detail(request, name: str):
     return render(request, "compute/compute_detail.html", context)
 
 
-def terminal_page(request, place: terminal.Place | None, socket_path: str, back_url: str):
-    """The terminal page for `place` (404 when the user may not open it)."""
-    if place is None:
-        raise Http404("No such terminal")
-    return render(
-        request,
-        "compute/terminal.html",
-        {
-            "place": place,
-            "socket_path": socket_path,
-            "back_url": back_url,
-            "idle_minutes": settings.TERMINAL_IDLE_SECONDS // 60,
-        },
-    )
-
-
-@workspace_view(role=Role.CONTRIBUTOR)
-def compute_terminal(request, name: str):
-    """A shell on the target (or on `?node=NAME` of a cluster); the websocket does the work."""
-    slug, node = request.workspace.slug, request.GET.get("node", "")[:64]
-    socket_path = f"/ws/w/{slug}/compute/{quote(name)}/terminal/"
-    return terminal_page(
-        request,
-        terminal.target_place(request.user, slug, name, node),
-        socket_path + (f"?{urlencode({'node': node})}" if node else ""),
-        reverse("compute_detail", args=[slug, name]),
-    )
-
-
 def _key_pair_context(token: str) -> dict:
     """What the wizard shows for a generated key: the public half and how to authorise it."""
     try:
@@ -135,11 +83,11 @@ def _key_pair_context(token: str) -> dict:
     return {"public_key": public_key, "authorize_command": authorized_keys_command(public_key)}
 
 
-def attach_wizard(request, *, form_class, template: str, attach):
-    """An attach wizard for a machine reached over SSH: the form, key generation, `attach`.
+def attach_wizard(request, *, form_class, template: str):
+    """An attach wizard for a machine reached over SSH: the form, key generation, attaching.
 
-    `attach(data)` starts the attach with the form's cleaned data; the user then
-    watches its steps on the target's page.
+    The form's `attach` starts the attach; the user then watches its steps on the
+    target's page.
     """
     context = {"keygen_command": KEYGEN_COMMAND}
     if request.method == "POST" and "generate" in request.POST:
@@ -155,9 +103,9 @@ def attach_wizard(request, *, form_class, template: str, attach):
         if form.is_valid():
             data = form.cleaned_data
             try:
-                attach(data)
-            except ValidationError as exc:
-                form.add_error(None, exc)
+                form.attach(user=request.user)
+            except ServiceError as exc:
+                form_add_service_error(form, exc)
             else:
                 messages.success(
                     request, f"Attaching {data['name']}: follow the steps below as they happen."
@@ -173,21 +121,7 @@ def attach_wizard(request, *, form_class, template: str, attach):
 
 @workspace_view(role=Role.CONTRIBUTOR)
 def vm_attach(request):
-    def attach(data):
-        services.vm_attach(
-            workspace=request.workspace,
-            user=request.user,
-            name=data["name"],
-            address=data["host"],
-            resource_id=data["resource_id"],
-            port=data["port"],
-            username=data["username"],
-            **data["credentials"],
-        )
-
-    return attach_wizard(
-        request, form_class=VmAttachForm, template="compute/vm_attach.html", attach=attach
-    )
+    return attach_wizard(request, form_class=VmAttachForm, template="compute/vm_attach.html")
 
 
 @require_POST
@@ -196,8 +130,8 @@ def compute_check(request, name: str):
     target = _vm(request, name)
     try:
         services.compute_check(target=target, user=request.user)
-    except services.ComputeError as exc:
-        messages.error(request, str(exc))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
     return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
 
 
@@ -225,16 +159,9 @@ def compute_credentials(request, name: str):
         form = VmCredentialsForm(request.POST, request.FILES, machine=_machine(target))
         if form.is_valid():
             try:
-                services.compute_credentials_update(
-                    target=target,
-                    user=request.user,
-                    username=form.cleaned_data["username"],
-                    **form.cleaned_data["credentials"],
-                )
-            except ValidationError as exc:
-                form.add_error(None, exc)
-            except services.ComputeError as exc:
-                form.add_error(None, str(exc))
+                form.update(target=target, user=request.user)
+            except ServiceError as exc:
+                form_add_service_error(form, exc)
             else:
                 messages.success(
                     request, f"New credentials saved for {target.name}: checking them now."
@@ -260,8 +187,8 @@ def compute_retrust(request, name: str):
         services.host_key_retrust(
             target=target, user=request.user, fingerprint=request.POST.get("fingerprint", "")
         )
-    except services.ComputeError as exc:
-        messages.error(request, str(exc))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
     else:
         messages.success(
             request, f"{target.name} is now pinned to {target.host_key_fingerprint}: re-checking."
@@ -270,23 +197,37 @@ def compute_retrust(request, name: str):
 
 
 @workspace_view(role=Role.CONTRIBUTOR)
-def compute_detach(request, name: str):
-    target = _target(request, name)
-    if request.method == "POST":
+def hdinsight_attach(request):
+    return attach_wizard(
+        request, form_class=HdInsightAttachForm, template="compute/hdinsight_attach.html"
+    )
+
+
+@require_POST
+@workspace_view(role=Role.CONTRIBUTOR)
+def spark_master_update(request, name: str):
+    targets = selectors.compute_list(workspace=request.workspace)
+    target = targets.filter(name=name, kind=ComputeKind.HDINSIGHT).first()
+    if target is None:
+        raise Http404("No such HDInsight / Spark target")
+    form = SparkMasterForm(request.POST)
+    if form.is_valid():
+        master = form.cleaned_data["spark_master"]
         try:
-            services.compute_detach(target=target, user=request.user)
-        except services.ComputeError as exc:
-            messages.error(request, str(exc))
+            form.update(target=target)
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
+        else:
+            messages.success(
+                request,
+                f"New runs on {target.name} submit to {master}."
+                if master
+                else f"New runs on {target.name} submit to the master the cluster uses.",
+            )
             return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
-        messages.success(
-            request,
-            f"{target.name} was detached and its credentials deleted. "
-            "Runs that used it keep their history.",
-        )
-        return redirect("compute_list", slug=request.workspace.slug)
-    context = {
-        "target": target,
-        "run_count": target.runs.count(),
-        "refusal": services.detach_refusal(target),
-    }
-    return render(request, "compute/compute_detach.html", context)
+    return render(
+        request,
+        "compute/spark_master.html",
+        {"target": target, "form": form},
+        status=400,
+    )

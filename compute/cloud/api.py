@@ -2,30 +2,25 @@
 
 Attach (checked in the background like a VM), re-check and replace the secret.
 Responses carry the target's settings and facts, never its token, client
-secret or account key. Batch nodes download a step's files from
-/api/v1/batch-files/{link} without signing in: the signed link is their key.
+secret or account key.
 """
 
 from datetime import datetime
 
-from django.core.exceptions import ValidationError
-from django.http import FileResponse
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
-from compute import cloud_services, selectors
-from compute.api import OperationOut, operation_out
-from compute.backends.batch import linked_file
-from compute.cloud_forms import (
+from compute import selectors
+from compute.cloud import services as cloud_services
+from compute.cloud.forms import (
     SECRET_FORMS,
     BatchAttachForm,
     DatabricksAttachForm,
     DataLakeAttachForm,
 )
-from compute.models import ComputeTarget
+from compute.models import CLOUD_KINDS, ComputeTarget
 from compute.names import NAME_TAKEN
-from compute.services import ComputeError
-from runs.snapshots import blob_path
+from compute.schemas import OperationOut, operation_out
 from studio.api import FormErrorOut, api_membership, form_errors
 from studio.models import Role
 
@@ -106,19 +101,15 @@ def cloud_out(target: ComputeTarget) -> CloudOut:
     )
 
 
-def _attach(request, workspace, payload, form_class, attach):
+def _attach(request, workspace, payload, form_class):
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
     form = form_class(data=payload.dict(), workspace=membership.workspace)
     if form.is_valid():
-        try:
-            attach(workspace=membership.workspace, user=request.user, **form.cleaned_data)
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            target = selectors.compute_get(
-                workspace=membership.workspace, name=form.cleaned_data["name"]
-            )
-            return Status(202, cloud_out(target))
+        form.attach(user=request.user)
+        target = selectors.compute_get(
+            workspace=membership.workspace, name=form.cleaned_data["name"]
+        )
+        return Status(202, cloud_out(target))
     status = 409 if form.has_error("name", NAME_TAKEN) else 400
     return Status(status, form_errors(form))
 
@@ -128,22 +119,20 @@ def databricks_attach(request, payload: DatabricksIn, workspace: str | None = No
     """Attach an Azure Databricks workspace with a personal access token; the token is
     checked in the background (state Creating, then Succeeded with the clusters in `facts`,
     or Failed with the failed step in `operation`)."""
-    return _attach(
-        request, workspace, payload, DatabricksAttachForm, cloud_services.databricks_attach
-    )
+    return _attach(request, workspace, payload, DatabricksAttachForm)
 
 
 @router.post("/computes/datalake", response={202: CloudOut, 400: FormErrorOut, 409: FormErrorOut})
 def datalake_attach(request, payload: DataLakeIn, workspace: str | None = None):
     """Attach an Azure Data Lake Analytics account as an Azure AD application. Microsoft
     retired the service on 2024-02-29; it is kept for existing accounts."""
-    return _attach(request, workspace, payload, DataLakeAttachForm, cloud_services.datalake_attach)
+    return _attach(request, workspace, payload, DataLakeAttachForm)
 
 
 @router.post("/computes/batch", response={202: CloudOut, 400: FormErrorOut, 409: FormErrorOut})
 def batch_attach(request, payload: BatchIn, workspace: str | None = None):
     """Attach an Azure Batch account with its shared key and a default pool."""
-    return _attach(request, workspace, payload, BatchAttachForm, cloud_services.batch_attach)
+    return _attach(request, workspace, payload, BatchAttachForm)
 
 
 def _cloud_target(membership, name: str) -> ComputeTarget:
@@ -151,7 +140,7 @@ def _cloud_target(membership, name: str) -> ComputeTarget:
         target = selectors.compute_get(workspace=membership.workspace, name=name)
     except ComputeTarget.DoesNotExist as exc:
         raise HttpError(404, f"No compute target called {name} in this workspace.") from exc
-    if target.kind not in cloud_services.CLOUD_KINDS:
+    if target.kind not in CLOUD_KINDS:
         raise HttpError(
             409,
             f"{name} is a {target.get_kind_display()}, not a Databricks, Data Lake or Batch "
@@ -165,10 +154,7 @@ def cloud_check(request, name: str, workspace: str | None = None):
     """Sign in again and refresh the clusters, pools or recent jobs."""
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
     target = _cloud_target(membership, name)
-    try:
-        cloud_services.cloud_check(target=target, user=request.user)
-    except ComputeError as exc:
-        raise HttpError(409, str(exc)) from exc
+    cloud_services.cloud_check(target=target, user=request.user)
     return Status(202, cloud_out(target))
 
 
@@ -180,27 +166,8 @@ def cloud_credentials_update(request, name: str, payload: SecretIn, workspace: s
     form_class, field = SECRET_FORMS[target.kind]
     form = form_class(data=payload.dict())
     if form.is_valid():
-        try:
-            cloud_services.cloud_credentials_update(
-                target=target, user=request.user, secret=form.cleaned_data[field]
-            )
-        except ComputeError as exc:
-            raise HttpError(409, str(exc)) from exc
+        cloud_services.cloud_credentials_update(
+            target=target, user=request.user, secret=form.cleaned_data[field]
+        )
         return Status(202, cloud_out(target))
     return Status(400, form_errors(form))
-
-
-@router.get("/batch-files/{link}", auth=None, url_name="batch_file", include_in_schema=False)
-def batch_file(request, link: str):
-    """A run's file, for the Batch node whose task was given this link."""
-    sha = linked_file(link)
-    if sha is None:
-        raise HttpError(
-            403,
-            "This link to a run's file has expired or was not made by Trainyard: submit the "
-            "step again (links last BATCH_FILE_LINK_HOURS).",
-        )
-    try:
-        return FileResponse(blob_path(sha).open("rb"))
-    except FileNotFoundError:
-        raise HttpError(404, "The file is no longer stored: submit the step again.") from None

@@ -15,7 +15,7 @@ from datetime import date
 
 import requests
 
-from compute.cloud import (
+from compute.cloud.clients import (
     CANCELED,
     COMPLETED,
     FAILED,

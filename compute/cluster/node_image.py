@@ -31,7 +31,7 @@ import docker
 from django.conf import settings
 from django.utils import timezone
 
-from compute.engines import ENGINE_ERRORS, unreachable_message
+from compute.cluster.engines import ENGINE_ERRORS, unreachable_message
 
 NODE_IMAGE_VERSION = 2
 NODE_IMAGE = f"trainyard/node:bookworm-{NODE_IMAGE_VERSION}"

@@ -7,10 +7,10 @@ import re
 from dataclasses import replace
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.utils import timezone
+from django.db import transaction
 
-from compute.engines import (
+from compute.cluster.autoscaler import cluster_autoscale, node_network
+from compute.cluster.engines import (
     ENGINE_ERRORS,
     ENGINE_URL_SCHEMES,
     EngineError,
@@ -23,6 +23,9 @@ from compute.engines import (
     size_fit_problem,
     unreachable_message,
 )
+from compute.cluster.node_image import Builder, NodeImageError, node_image_ensure
+from compute.cluster.scheduler import LOW_PRIORITY, cluster_label_filter
+from compute.cluster.sizes import vm_size_get
 from compute.models import (
     ComputeKind,
     ComputeOperation,
@@ -32,24 +35,23 @@ from compute.models import (
     Node,
     NodeRequest,
     NodeState,
-    OperationState,
 )
-from compute.names import NAME_TAKEN, compute_name_problem, name_taken_message
-from compute.node_image import Builder, NodeImageError, node_image_ensure
-from compute.scheduler import (
-    LOW_PRIORITY,
-    cluster_autoscale,
-    cluster_label_filter,
-    node_network,
+from compute.names import NAME_TAKEN, compute_name_problem
+from compute.operations import (
+    STEP_DONE,
+    STEP_FAILED,
+    STEP_RUNNING,
+    OperationRunner,
+    operation_start,
+    target_create,
 )
 from compute.signals import node_lost
-from compute.vm_sizes import vm_size_get
+from studio.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENGINE_NAME = "local"
 ENGINE_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,31}")
-STEP_DONE, STEP_FAILED, STEP_RUNNING = "done", "failed", "running"
 PRIORITIES = {"dedicated": "Dedicated", LOW_PRIORITY: "Low priority"}
 ADMIN_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 SSH_PUBLIC_KEY_RE = re.compile(
@@ -83,17 +85,6 @@ def ssh_public_key_problem(key: str) -> str:
     )
 
 
-class ClusterError(Exception):
-    """A cluster request that cannot be done; the message says what to do instead.
-
-    `code` is NAME_TAKEN when the name belongs to another target of the workspace.
-    """
-
-    def __init__(self, message: str, *, code: str = ""):
-        super().__init__(message)
-        self.code = code
-
-
 # --- Docker engines --------------------------------------------------------------------
 
 
@@ -111,20 +102,20 @@ def engine_register(*, workspace, name: str, url: str, user) -> DockerEngine:
     """Register an engine and check it at once; an unreachable one is kept with its error."""
     name, url = name.strip(), url.strip()
     if not ENGINE_NAME_RE.fullmatch(name):
-        raise ClusterError(
+        raise ServiceError(
             "An engine name is 1–32 characters: a letter first, then letters, digits, "
             "dots, hyphens or underscores."
         )
     if not url.startswith(ENGINE_URL_SCHEMES):
-        raise ClusterError(
+        raise ServiceError(
             "Give the engine as unix:///var/run/docker.sock, ssh://user@host or tcp://host:2376."
         )
     if DockerEngine.objects.filter(workspace=workspace, name=name).exists():
-        raise ClusterError(f"This workspace already has a Docker engine called {name}.")
+        raise ServiceError(f"This workspace already has a Docker engine called {name}.")
     try:
         engine_url_check(url)
     except EngineError as exc:
-        raise ClusterError(str(exc)) from None
+        raise ServiceError(str(exc)) from None
     engine = DockerEngine.objects.create(workspace=workspace, name=name, url=url, created_by=user)
     engine_check(engine)
     return engine
@@ -134,41 +125,12 @@ def engine_remove(*, engine: DockerEngine) -> None:
     in_use = Node.objects.filter(engine=engine).values_list("target__name", flat=True)
     if in_use:
         names = ", ".join(sorted(set(in_use)))
-        raise ClusterError(
+        raise ServiceError(
             f"Docker engine {engine.name} still hosts nodes of {names}: delete those clusters "
             "or lower their nodes to 0 first."
         )
     engine_client_forget(engine.url)
     engine.delete()
-
-
-# --- operations a user can follow ------------------------------------------------------
-
-
-def _step(operation: ComputeOperation, label: str, state: str, detail: str = "") -> None:
-    """Record a step, in the step format every compute operation uses.
-
-    A step recorded again under the same label is updated in place: a running
-    step shows its progress that way until it is done or failed.
-    """
-    key = label.lower().replace(" ", "_")
-    step = {"key": key, "label": label, "state": state, "detail": detail}
-    for index, recorded in enumerate(operation.steps):
-        if recorded["key"] == key:
-            operation.steps[index] = step
-            break
-    else:
-        operation.steps.append(step)
-    ComputeOperation.objects.filter(pk=operation.pk).update(steps=operation.steps)
-
-
-def _operation_finish(operation: ComputeOperation, error: str = "") -> None:
-    operation.state = OperationState.FAILED if error else OperationState.SUCCEEDED
-    operation.error = error
-    operation.finished_at = timezone.now()
-    ComputeOperation.objects.filter(pk=operation.pk).update(
-        state=operation.state, error=error, finished_at=operation.finished_at
-    )
 
 
 # --- clusters --------------------------------------------------------------------------
@@ -181,23 +143,23 @@ MAX_IDLE_SECONDS = 30 * 24 * 3600
 
 def _check_scale(*, min_nodes: int, max_nodes: int, idle_seconds: int) -> None:
     if min_nodes < 0:
-        raise ClusterError("Minimum nodes cannot be negative.")
+        raise ServiceError("Minimum nodes cannot be negative.")
     if max_nodes < 1:
-        raise ClusterError("Maximum nodes must be at least 1.")
+        raise ServiceError("Maximum nodes must be at least 1.")
     if max_nodes > MAX_NODES:
-        raise ClusterError(
+        raise ServiceError(
             f"Maximum nodes is at most {MAX_NODES}: past that, split the work over more "
             "than one cluster."
         )
     if min_nodes > max_nodes:
-        raise ClusterError(
+        raise ServiceError(
             f"Minimum nodes ({min_nodes}) is above maximum nodes ({max_nodes}): "
             "lower the minimum or raise the maximum."
         )
     if idle_seconds < 0:
-        raise ClusterError("Idle seconds before scale down cannot be negative.")
+        raise ServiceError("Idle seconds before scale down cannot be negative.")
     if idle_seconds > MAX_IDLE_SECONDS:
-        raise ClusterError(
+        raise ServiceError(
             f"Idle seconds before scale down is at most {MAX_IDLE_SECONDS} (30 days)."
         )
 
@@ -221,12 +183,14 @@ def cluster_create(
     """Record the cluster as Creating; a background task provisions it."""
     problem = compute_name_problem(workspace=workspace, name=name)
     if problem:
-        raise ClusterError(problem[1], code=problem[0])
+        code, message = problem
+        status = 409 if code == NAME_TAKEN else 400
+        raise ServiceError(message, field="name", code=code, status=status)
     size = vm_size_get(vm_size)
     if size is None:
-        raise ClusterError(f"{vm_size} is not a virtual machine size Trainyard knows.")
+        raise ServiceError(f"{vm_size} is not a virtual machine size Trainyard knows.")
     if vm_priority not in PRIORITIES:
-        raise ClusterError("Virtual machine priority is dedicated or lowpriority.")
+        raise ServiceError("Virtual machine priority is dedicated or lowpriority.")
     _check_scale(
         min_nodes=min_nodes, max_nodes=max_nodes, idle_seconds=idle_seconds_before_scaledown
     )
@@ -236,7 +200,7 @@ def cluster_create(
     if not engines:
         engines = [engine_default_ensure(workspace=workspace)]
     if any(engine.workspace_id != workspace.pk for engine in engines):
-        raise ClusterError("Pick Docker engines of this workspace.")
+        raise ServiceError("Pick Docker engines of this workspace.")
     config = {
         "vm_size": size.name,
         "vm_tier": size.tier,
@@ -250,44 +214,36 @@ def cluster_create(
         "admin_username": admin_username,
         "admin_ssh_public_key": admin_ssh_public_key,
     }
-    try:
-        with transaction.atomic():
-            target = ComputeTarget.objects.create(
-                workspace=workspace,
-                name=name,
-                kind=ComputeKind.CLUSTER,
-                state=ComputeState.CREATING,
-                config=config,
-                created_by=user,
-            )
-            operation = ComputeOperation.objects.create(
-                target=target,
-                workspace=workspace,
-                target_name=name,
-                action="provision",
-                started_by=user,
-            )
-            transaction.on_commit(lambda: _enqueue("cluster_provision_task", operation.pk))
-    except IntegrityError as exc:
-        raise ClusterError(name_taken_message(name), code=NAME_TAKEN) from exc
+    with transaction.atomic():
+        target = target_create(
+            workspace=workspace,
+            name=name,
+            kind=ComputeKind.CLUSTER,
+            state=ComputeState.CREATING,
+            config=config,
+            created_by=user,
+        )
+        _operation_start(target=target, user=user, action="provision")
     return target
 
 
 def _check_admin(user: str, key: str) -> None:
     if key and not user:
-        raise ClusterError("Give the SSH admin user name that the public key is for.")
+        raise ServiceError("Give the SSH admin user name that the public key is for.")
     if user and not key:
-        raise ClusterError(ADMIN_KEY_MISSING.format(user=user))
+        raise ServiceError(ADMIN_KEY_MISSING.format(user=user))
     if user:
         problem = admin_username_problem(user) or ssh_public_key_problem(key)
         if problem:
-            raise ClusterError(problem)
+            raise ServiceError(problem)
 
 
-def _enqueue(task_name: str, *args) -> None:
+def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOperation:
+    # compute.tasks runs this module's operations: imported here, where one is queued.
     from compute import tasks
 
-    getattr(tasks, task_name).delay(*args)
+    task = tasks.cluster_provision_task if action == "provision" else tasks.cluster_delete_task
+    return operation_start(target=target, user=user, action=action, steps=[], task=task)
 
 
 def cluster_provision(*, operation_id: int) -> None:
@@ -299,10 +255,10 @@ def cluster_provision(*, operation_id: int) -> None:
     size = vm_size_get(target.config["vm_size"])
     assert size is not None
 
+    runner = OperationRunner(operation)
+
     def fail(error: str, step: str = "Provision") -> None:
-        _step(operation, step, STEP_FAILED, error)
-        _operation_finish(operation, error)
-        ComputeTarget.objects.filter(pk=target.pk).update(state=ComputeState.FAILED, error=error)
+        runner.fail(error, label=step)
 
     engines = list(
         DockerEngine.objects.filter(workspace=target.workspace, name__in=target.config["engines"])
@@ -317,8 +273,7 @@ def cluster_provision(*, operation_id: int) -> None:
             fail(engine.error)
             return
         facts[engine.name] = found
-    _step(
-        operation,
+    runner.labelled(
         "Check Docker engines",
         STEP_DONE,
         "; ".join(
@@ -329,7 +284,7 @@ def cluster_provision(*, operation_id: int) -> None:
     )
     for engine in engines:
         if not facts[engine.name].node_image:
-            error = _node_image_build(operation, target, engine)
+            error = _node_image_build(runner, target, engine)
             if error:
                 fail(error, step=_build_step_label(engine))
                 return
@@ -369,8 +324,7 @@ def cluster_provision(*, operation_id: int) -> None:
                 f"Nodes on engine {name} get {limits.cpus:g} CPUs instead of the "
                 f"{size.vcpus} vCPUs of {size.name}: the engine has {facts[name].cpus} CPUs."
             )
-    _step(
-        operation,
+    runner.labelled(
         "Size the nodes",
         STEP_DONE,
         f"{size.describe()} on {', '.join(fitting)}",
@@ -384,27 +338,24 @@ def cluster_provision(*, operation_id: int) -> None:
     if min_nodes:
         cluster_autoscale(target=target)
         ready = Node.objects.filter(target=target, state=NodeState.IDLE).count()
-        _step(
-            operation,
+        runner.labelled(
             "Start minimum nodes",
             STEP_DONE if ready >= min_nodes else STEP_FAILED,
             f"{ready} of {min_nodes} ready",
         )
-    _operation_finish(operation)
+    runner.finish()
 
 
 def _build_step_label(engine: DockerEngine) -> str:
     return f"Build the node image on {engine.name}"
 
 
-def _node_image_build(
-    operation: ComputeOperation, target: ComputeTarget, engine: DockerEngine
-) -> str:
+def _node_image_build(runner: OperationRunner, target: ComputeTarget, engine: DockerEngine) -> str:
     """Give the engine the node image, its progress shown live as a step; the error, or ""."""
     label = _build_step_label(engine)
 
     def progress(detail: str) -> None:
-        _step(operation, label, STEP_RUNNING, detail)
+        runner.labelled(label, STEP_RUNNING, detail)
 
     progress(f"{settings.CLUSTER_NODE_IMAGE} is not on this engine: building it (about a minute)")
     try:
@@ -415,7 +366,7 @@ def _node_image_build(
         )
     except NodeImageError as exc:
         return f"Could not build the node image on Docker engine {engine.name}: {exc}"
-    _step(operation, label, STEP_DONE, done)
+    runner.labelled(label, STEP_DONE, done)
     engine_check(engine)
     return ""
 
@@ -425,9 +376,9 @@ def cluster_update(
 ) -> ComputeTarget:
     """Change the scale settings; the next autoscale pass acts on them."""
     if target.kind != ComputeKind.CLUSTER:
-        raise ClusterError(f"{target.name} is not a managed cluster: only clusters have nodes.")
+        raise ServiceError(f"{target.name} is not a managed cluster: only clusters have nodes.")
     if target.state == ComputeState.DELETING:
-        raise ClusterError(f"{target.name} is being deleted.")
+        raise ServiceError(f"{target.name} is being deleted.")
     _check_scale(
         min_nodes=min_nodes, max_nodes=max_nodes, idle_seconds=idle_seconds_before_scaledown
     )
@@ -446,18 +397,9 @@ def cluster_update(
 def cluster_delete(*, target: ComputeTarget, user) -> ComputeOperation:
     """Mark the cluster Deleting; a background task removes its nodes, then the target."""
     if target.kind != ComputeKind.CLUSTER:
-        raise ClusterError(f"{target.name} is not a managed cluster.")
+        raise ServiceError(f"{target.name} is not a managed cluster.")
     with transaction.atomic():
-        ComputeTarget.objects.filter(pk=target.pk).update(state=ComputeState.DELETING)
-        target.state = ComputeState.DELETING
-        operation = ComputeOperation.objects.create(
-            target=target,
-            workspace=target.workspace,
-            target_name=target.name,
-            action="delete",
-            started_by=user,
-        )
-        transaction.on_commit(lambda: _enqueue("cluster_delete_task", operation.pk))
+        operation = _operation_start(target=target, user=user, action="delete")
     return operation
 
 
@@ -473,6 +415,7 @@ def cluster_teardown(*, operation_id: int) -> None:
         )
     )
     engines = DockerEngine.objects.filter(workspace=target.workspace, name__in=engine_names)
+    runner = OperationRunner(operation)
     removed = 0
     for engine in engines:
         try:
@@ -488,13 +431,9 @@ def cluster_teardown(*, operation_id: int) -> None:
                 f"Could not remove the nodes on Docker engine {engine.name} ({exc}). "
                 "Make the engine reachable and delete the cluster again."
             )
-            _step(operation, "Remove nodes", STEP_FAILED, error)
-            _operation_finish(operation, error)
-            ComputeTarget.objects.filter(pk=target.pk).update(
-                state=ComputeState.FAILED, error=error
-            )
+            runner.fail(error, label="Remove nodes")
             return
-    _step(operation, "Remove nodes", STEP_DONE, f"{removed} containers removed")
+    runner.labelled("Remove nodes", STEP_DONE, f"{removed} containers removed")
     carried = list(
         Node.objects.filter(target=target, state=NodeState.RUNNING, run_id__isnull=False)
     )
@@ -508,4 +447,4 @@ def cluster_teardown(*, operation_id: int) -> None:
             preempted=False,
             reason=f"Cluster {target.name} was deleted while the run was on node {node.name}.",
         )
-    _operation_finish(operation)
+    runner.finish()

@@ -19,8 +19,8 @@ from django.conf import settings
 from django.utils import timezone
 from docker.errors import DockerException
 
+from compute.cluster.sizes import GIB, VmSize
 from compute.models import DockerEngine
-from compute.vm_sizes import GIB, VmSize
 from studio.outbound import (
     DEFAULT_PORTS,
     OutboundRefused,

@@ -1,15 +1,15 @@
 from django import forms
 
-from compute.cluster_services import (
+from compute.cluster.engines import EngineFacts
+from compute.cluster.services import (
     ADMIN_KEY_MISSING,
     PRIORITIES,
     admin_username_problem,
     ssh_public_key_problem,
 )
-from compute.engines import EngineFacts
+from compute.cluster.sizes import VM_SIZES, vm_size_get
 from compute.models import DockerEngine
 from compute.names import ComputeNameMixin, compute_name_field
-from compute.vm_sizes import VM_SIZES, vm_size_get
 
 TIERS = [("cpu", "CPU"), ("gpu", "GPU")]
 

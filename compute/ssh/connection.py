@@ -1,4 +1,4 @@
-"""SSH to remote VMs: key parsing, host key pinning, pooled connections, preflight.
+"""SSH connections to remote machines: host key pinning, logging in, running commands.
 
 Pure Python (no Django) so it can be tested alone against a real sshd.
 
@@ -9,7 +9,6 @@ a repr or a pool key: messages are shown to users and end up in logs.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import select
 import shlex
@@ -22,120 +21,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import paramiko
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from compute.ssh.keys import SshError, parse_private_key
 from studio.outbound import OutboundPolicy, OutboundRefused, unreachable_message
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_RUN_TIMEOUT = 60.0
-DEFAULT_IDLE_SECONDS = 300.0
 # Channels open at once on one connection: below OpenSSH's default MaxSessions (10),
 # so the runs and operations sharing a target's connection wait their turn instead of
 # being refused.
 MAX_SESSIONS = 8
-
-
-class SshError(Exception):
-    """A failure the user can act on; `code` is stable, `message` says what to do."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-# ---------------------------------------------------------------- keys
-
-
-def parse_private_key(text: str, passphrase: str | None = None) -> paramiko.PKey:
-    """Load an ed25519, RSA or ECDSA private key in OpenSSH or PEM (traditional or PKCS8) format."""
-    # Pasted keys often carry Windows line ends or indentation from an editor.
-    data = "\n".join(line.strip() for line in text.strip().splitlines()).encode()
-    if data.startswith(b"PuTTY-User-Key-File"):
-        raise SshError(
-            "bad_key",
-            "This is a PuTTY key (.ppk): export it in OpenSSH format with PuTTYgen "
-            "(Conversions > Export OpenSSH key) and paste that file.",
-        )
-    if data.startswith((b"ssh-", b"ecdsa-")):
-        raise SshError(
-            "bad_key",
-            "This is a public key: paste the private key instead "
-            "(the file without .pub, e.g. ~/.ssh/id_ed25519).",
-        )
-    if b"-----BEGIN" not in data or b"PRIVATE KEY-----" not in data:
-        raise SshError(
-            "bad_key",
-            "This does not look like a private key: paste the whole file "
-            "including the BEGIN/END lines.",
-        )
-    load = (
-        serialization.load_ssh_private_key
-        if b"BEGIN OPENSSH PRIVATE KEY" in data
-        else serialization.load_pem_private_key
-    )
-    # `from None` everywhere below: the chained cryptography errors add
-    # nothing for the user and must not drag key material into tracebacks.
-    try:
-        loaded = load(data, None)
-    except TypeError:
-        # cryptography's documented signal for "encrypted, but no password".
-        if not passphrase:
-            raise SshError(
-                "bad_passphrase",
-                "This key is protected by a passphrase: enter it in the passphrase field.",
-            ) from None
-        try:
-            loaded = load(data, passphrase.encode())
-        except ValueError:
-            raise SshError(
-                "bad_passphrase",
-                "The passphrase does not unlock this key: check it and try again.",
-            ) from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise SshError(
-            "bad_key",
-            "This does not look like a private key: paste the whole file "
-            "including the BEGIN/END lines.",
-        ) from None
-
-    if isinstance(loaded, ed25519.Ed25519PrivateKey):
-        key_class = paramiko.Ed25519Key
-    elif isinstance(loaded, rsa.RSAPrivateKey):
-        key_class = paramiko.RSAKey
-    elif isinstance(loaded, ec.EllipticCurvePrivateKey):
-        key_class = paramiko.ECDSAKey
-    else:
-        raise SshError(
-            "bad_key",
-            f"Unsupported key type {type(loaded).__name__}: use an ed25519, RSA or ECDSA key.",
-        )
-    # paramiko reads every key type from unencrypted OpenSSH text, so
-    # re-serialising once avoids running the (slow, bcrypt) key derivation twice.
-    openssh_text = loaded.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    ).decode()
-    return key_class.from_private_key(io.StringIO(openssh_text))
-
-
-def generate_key_pair(comment: str = "trainyard") -> tuple[str, str]:
-    """Return (private key in OpenSSH format, public key line for authorized_keys)."""
-    key = ed25519.Ed25519PrivateKey.generate()
-    private_text = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    ).decode()
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    return private_text, f"{public.decode()} {comment}"
 
 
 # ---------------------------------------------------------------- targets
@@ -405,7 +302,7 @@ class SshConnection:
         return SshError(
             "timeout",
             f"The command on {self.target.address} did not finish within {timeout:g} s: "
-            f"{_shorten(command)}",
+            f"{shorten(command)}",
         )
 
     @contextmanager
@@ -506,7 +403,7 @@ def _handshake(transport: paramiko.Transport, target: SshTarget, timeout: float)
     )
 
 
-def _shorten(text: str, limit: int = 200) -> str:
+def shorten(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -515,206 +412,3 @@ def connect(target: SshTarget, *, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> S
     connection = SshConnection(target, timeout=timeout)
     connection.transport  # noqa: B018 - connects now so errors surface here
     return connection
-
-
-def _pool_key(target: SshTarget) -> str:
-    return target.pool_key or target.address
-
-
-class SshPool:
-    """One live connection per pool key, shared by threads; reconnects transparently.
-
-    Each process (web server, Celery worker, run monitor) has its own pool, which
-    the others cannot close. So the pool itself notices what changed: a key seen
-    with other credentials or another pinned host key gets a new connection, and a
-    connection nobody checked out for `idle_seconds` is closed, such as the one to
-    a target detached elsewhere. A connection with a command still running is
-    closed only once that command has finished.
-    """
-
-    def __init__(self, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> None:
-        self.idle_seconds = idle_seconds
-        self._connections: dict[str, SshConnection] = {}
-        self._checked_out: dict[str, float] = {}
-        self._retired: list[SshConnection] = []
-        self._lock = threading.Lock()
-
-    def get(self, target: SshTarget, *, timeout: float = DEFAULT_CONNECT_TIMEOUT) -> SshConnection:
-        key = _pool_key(target)
-        with self._lock:
-            now = time.monotonic()
-            self._retire_idle(now)
-            connection = self._connections.get(key)
-            if connection is not None and connection.target.login_hash != target.login_hash:
-                self._retired.append(self._connections.pop(key))
-                connection = None
-            if connection is None:
-                connection = SshConnection(target, timeout=timeout)
-                self._connections[key] = connection
-            self._checked_out[key] = now
-            finished = self._take_finished()
-        for old in finished:
-            old.close()
-        # Outside the pool lock: a slow or dead VM must not block other targets.
-        connection.transport  # noqa: B018 - (re)connects now so errors surface here
-        return connection
-
-    def _retire_idle(self, now: float) -> None:
-        for key, checked_out in list(self._checked_out.items()):
-            if now - checked_out > self.idle_seconds:
-                del self._checked_out[key]
-                self._retired.append(self._connections.pop(key))
-
-    def _take_finished(self) -> list[SshConnection]:
-        finished: list[SshConnection] = []
-        still_busy: list[SshConnection] = []
-        for connection in self._retired:
-            (still_busy if connection.busy else finished).append(connection)
-        self._retired = still_busy
-        return finished
-
-    def close(self, target: SshTarget) -> None:
-        """Close this process's connection for `target`'s pool key, whatever its credentials."""
-        key = _pool_key(target)
-        with self._lock:
-            connection = self._connections.pop(key, None)
-            self._checked_out.pop(key, None)
-        if connection is not None:
-            connection.close()
-
-    def close_all(self) -> None:
-        with self._lock:
-            connections = [*self._connections.values(), *self._retired]
-            self._connections.clear()
-            self._checked_out.clear()
-            self._retired.clear()
-        for connection in connections:
-            connection.close()
-
-
-pool = SshPool()
-
-
-# ---------------------------------------------------------------- preflight
-
-# One round trip, POSIX sh (run via `sh -c`, whatever the login shell is),
-# one key=value per line so a missing tool only leaves its key empty.
-_PREFLIGHT_SCRIPT = r"""
-echo "system=$(uname -s)"
-[ "$(uname -s)" = Linux ] || exit 0
-if [ -r /etc/os-release ]; then
-    (. /etc/os-release
-     echo "os_name=$PRETTY_NAME"; echo "os_id=$ID"; echo "os_version=$VERSION_ID")
-fi
-echo "kernel=$(uname -r)"
-echo "arch=$(uname -m)"
-echo "cpus=$(nproc 2>/dev/null || getconf _NPROCESSORS_ONLN)"
-echo "memory_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
-echo "disk_free_kib=$(df -Pk ~ 2>/dev/null | awk 'NR==2 {print $4}')"
-if command -v nvidia-smi >/dev/null 2>&1; then
-    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits 2>/dev/null |
-        sed 's/^/gpu=/'
-fi
-if command -v python3 >/dev/null 2>&1; then
-    echo "python3=$(python3 -c 'import platform; print(platform.python_version())' 2>/dev/null)"
-fi
-# conda is usually only on PATH for interactive shells, so look in the usual places too.
-for c in "$(command -v conda)" ~/miniconda3/bin/conda ~/anaconda3/bin/conda \
-         ~/miniforge3/bin/conda /opt/conda/bin/conda /anaconda/bin/conda; do
-    if [ -n "$c" ] && [ -x "$c" ]; then echo "conda=$c"; break; fi
-done
-if command -v docker >/dev/null 2>&1; then
-    echo "docker=$(command -v docker)"
-    if out=$(timeout 20 docker info 2>&1); then
-        echo "docker_usable=1"
-    else
-        echo "docker_usable=0"
-        case "$out" in *"permission denied"*) echo "docker_denied=1" ;; esac
-    fi
-fi
-if command -v spark-submit >/dev/null 2>&1; then
-    echo "spark_submit=$(command -v spark-submit)"
-    version=$(spark-submit --version 2>&1 | grep -m 1 -o 'version [0-9][0-9.]*')
-    echo "spark_version=${version#version }"
-fi
-"""
-
-
-def gpu_fact(line: str) -> dict:
-    """One line of `nvidia-smi --query-gpu=name,memory.total --format=csv,noheader,nounits`."""
-    name, _, memory = line.rpartition(",")
-    return {"name": name.strip(), "memory_mib": _int(memory)}
-
-
-def preflight(conn: SshConnection) -> dict:
-    """Facts about the host that decide whether and how runs can use it."""
-    code, out, err = conn.run(["sh", "-c", _PREFLIGHT_SCRIPT], timeout=120)
-    values: dict[str, str] = {}
-    gpus = []
-    for line in out.splitlines():
-        name, sep, value = line.partition("=")
-        if not sep:
-            continue
-        if name == "gpu":
-            gpus.append(gpu_fact(value))
-        else:
-            values[name] = value.strip()
-
-    system = values.get("system", "")
-    if system != "Linux":
-        if system:
-            found = f"a {system} system"
-        else:
-            found = f"no POSIX shell ({_shorten(err.strip()) or f'exit code {code}'})"
-        raise SshError(
-            "not_linux",
-            f"{conn.target.address} runs {found}; Trainyard runs jobs on Linux VMs only: "
-            "attach a Linux VM instead.",
-        )
-
-    user = conn.username
-    warnings = []
-    docker_usable = values.get("docker_usable") == "1"
-    if values.get("docker") and not docker_usable:
-        if values.get("docker_denied") == "1":
-            warnings.append(
-                f"User {user} cannot run docker: add them to the docker group "
-                f"(sudo usermod -aG docker {user}) and reconnect"
-            )
-        else:
-            warnings.append(
-                "Docker is installed but not running on the VM: start it "
-                "(sudo systemctl start docker) and reconnect"
-            )
-
-    return {
-        "system": system,
-        "os_name": values.get("os_name") or None,
-        "os_id": values.get("os_id") or None,
-        "os_version": values.get("os_version") or None,
-        "kernel": values.get("kernel"),
-        "arch": values.get("arch"),
-        "cpus": _int(values.get("cpus")),
-        "memory_mib": _mib(values.get("memory_kib")),
-        "disk_free_mib": _mib(values.get("disk_free_kib")),
-        "gpus": gpus,
-        "python3": values.get("python3") or None,
-        "conda": values.get("conda") or None,
-        "docker": values.get("docker") or None,
-        "docker_usable": docker_usable,
-        "spark_submit": values.get("spark_submit") or None,
-        "spark_version": values.get("spark_version") or None,
-        "warnings": warnings,
-    }
-
-
-def _int(text: str | None) -> int | None:
-    try:
-        return int(text) if text else None
-    except ValueError:
-        return None
-
-
-def _mib(kib_text: str | None) -> int | None:
-    kib = _int(kib_text)
-    return None if kib is None else kib // 1024

@@ -10,12 +10,15 @@ from __future__ import annotations
 import base64
 import re
 import uuid
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from django import forms
 from django.utils.safestring import mark_safe
 
-from compute.cloud.datalake import RETIREMENT_NOTICE
+from compute.cloud import services as cloud_services
+from compute.cloud.clients.datalake import RETIREMENT_NOTICE
+from compute.models import ComputeOperation
 from compute.names import ComputeNameMixin, compute_name_field
 from studio.outbound import OutboundRefused, outbound_policy
 from studio.secrets import SecretInput
@@ -61,9 +64,16 @@ class CloudAttachForm(ComputeNameMixin, forms.Form):
         "its Overview page (e.g. ml-rg). Shown on the target's page for reference.",
     )
 
+    # The service attaching what the form describes, whose parameters are the form's fields.
+    attach_service: Callable[..., ComputeOperation]
+
     def __init__(self, *args, workspace, **kwargs):
         super().__init__(*args, **kwargs)
         self.workspace = workspace
+
+    def attach(self, *, user) -> ComputeOperation:
+        """Attach what the form describes (the form is valid); page and API both call this."""
+        return type(self).attach_service(workspace=self.workspace, user=user, **self.cleaned_data)
 
     def clean_resource_group(self):
         group = self.cleaned_data["resource_group"].strip()
@@ -94,6 +104,8 @@ class DatabricksSecretForm(forms.Form):
 
 class DatabricksAttachForm(CloudAttachForm, DatabricksSecretForm):
     """Compute → Attach → Azure Databricks."""
+
+    attach_service = cloud_services.databricks_attach
 
     workspace_url = forms.CharField(
         label="Databricks workspace URL",
@@ -139,6 +151,8 @@ class DataLakeSecretForm(forms.Form):
 
 class DataLakeAttachForm(CloudAttachForm, DataLakeSecretForm):
     """Compute → Attach → Data Lake Analytics (retired by Microsoft, kept for existing accounts)."""
+
+    attach_service = cloud_services.datalake_attach
 
     notice = RETIREMENT_NOTICE
     account_name = forms.CharField(
@@ -241,6 +255,8 @@ class BatchSecretForm(forms.Form):
 
 class BatchAttachForm(CloudAttachForm, BatchSecretForm):
     """Compute → Attach → Azure Batch."""
+
+    attach_service = cloud_services.batch_attach
 
     account_name = forms.CharField(
         label="Batch account name",

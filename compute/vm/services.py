@@ -1,4 +1,4 @@
-"""Compute targets: attaching VMs over SSH, checking them, editing credentials, detaching.
+"""Machines attached over SSH (VMs, HDInsight / Spark head nodes): attach, check, credentials.
 
 Everything that talks to a VM runs in a Celery task and records its steps in a
 ComputeOperation, so the detail page can show what is happening and why it
@@ -9,15 +9,13 @@ passes `redact` (with the workspace's secrets) before it is stored.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 
 import paramiko
 from django.conf import settings
-from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
-from compute import selectors, spark, ssh
+from compute import ssh
 from compute.models import (
     SSH_KINDS,
     AuthMethod,
@@ -27,9 +25,15 @@ from compute.models import (
     ComputeTarget,
     OperationState,
 )
-from compute.names import NAME_TAKEN, name_taken_message
+from compute.operations import (
+    OperationRunner,
+    operation_require_idle,
+    operation_start,
+    target_create,
+)
+from compute.vm import spark
+from studio.errors import ServiceError
 from studio.outbound import detailed_errors_for, outbound_policy
-from studio.secrets import redact
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +45,7 @@ STEPS = [
 ]
 # An HDInsight / Spark head node is a VM whose check also looks at its Spark.
 SPARK_STEP = ("spark", "Spark")
-# Longer than the slowest check (connect timeout + 120 s preflight): an operation
-# still "running" after this lost its worker and must not block the target.
-STALE_OPERATION = timedelta(minutes=5)
 HOST_KEY_HELP = "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"
-
-
-class ComputeError(Exception):
-    """A request the target's current state does not allow; the message says what to do."""
 
 
 def ssh_target(target: ComputeTarget) -> ssh.SshTarget:
@@ -78,16 +75,6 @@ def public_key_line(
 
 
 # ---------------------------------------------------------------- starting operations
-
-
-def target_create(**fields) -> ComputeTarget:
-    """Store a new compute target; a name already taken in the workspace is a form error."""
-    try:
-        return ComputeTarget.objects.create(**fields)
-    except IntegrityError:
-        raise ValidationError(
-            {"name": ValidationError(name_taken_message(fields["name"]), code=NAME_TAKEN)}
-        ) from None
 
 
 def vm_attach(
@@ -146,7 +133,7 @@ def hdinsight_attach(
     _require_credentials(auth_method, password, private_key, passphrase)
     problem = spark.master_problem(spark_master)
     if problem:
-        raise ValidationError({"spark_master": problem})
+        raise ServiceError(problem, field="spark_master")
     config = {"spark_master": spark_master}
     if public_key:
         config["public_key"] = public_key
@@ -169,10 +156,10 @@ def hdinsight_attach(
 def hdinsight_master_set(*, target: ComputeTarget, spark_master: str) -> None:
     """Choose the master PySpark runs on `target` submit to ('' = what the cluster uses)."""
     if target.kind != ComputeKind.HDINSIGHT:
-        raise ComputeError(f"{target.name} is not an HDInsight / Spark target.")
+        raise ServiceError(f"{target.name} is not an HDInsight / Spark target.", status=409)
     problem = spark.master_problem(spark_master)
     if problem:
-        raise ValidationError({"spark_master": problem})
+        raise ServiceError(problem, field="spark_master")
     config = dict(target.config)
     config["spark_master"] = spark_master
     ComputeTarget.objects.filter(pk=target.pk).update(config=config)
@@ -222,9 +209,10 @@ def host_key_retrust(*, target: ComputeTarget, user, fingerprint: str) -> Comput
     _require_checkable(target)
     offered = target.config.get("offered_host_key") or {}
     if not offered or offered.get("fingerprint") != fingerprint:
-        raise ComputeError(
+        raise ServiceError(
             f"{target.name} does not currently offer the host key {fingerprint}: "
-            "re-check it to see the key it offers now, then trust that one."
+            "re-check it to see the key it offers now, then trust that one.",
+            status=409,
         )
     with transaction.atomic():
         target.host_key_fingerprint = fingerprint
@@ -236,72 +224,21 @@ def host_key_retrust(*, target: ComputeTarget, user, fingerprint: str) -> Comput
     return operation
 
 
-# Runs named in a refused detach; the Runs page lists them all.
-DETACH_RUNS_NAMED = 5
-
-
-def detach_refusal(target: ComputeTarget) -> str:
-    """Why `target` cannot be detached now, or '' when it can."""
-    if target.kind == ComputeKind.LOCAL:
-        return "The built-in local target is part of every workspace: it stays."
-    if target.kind == ComputeKind.CLUSTER:
-        return (
-            f"{target.name} is a compute cluster Trainyard created: delete it instead of detaching."
-        )
-    # Detached, their target would be gone for the run monitor: it would fail them and
-    # leave their processes running on the machine.
-    active = selectors.target_active_runs(target=target)
-    count = active.count()
-    if not count:
-        return ""
-    named = ", ".join(f"{run} ({run.status})" for run in active[:DETACH_RUNS_NAMED])
-    if count > DETACH_RUNS_NAMED:
-        named += f" and {count - DETACH_RUNS_NAMED} more"
-    runs, have, them, they_end = (
-        ("run", "has", "it", "it ends") if count == 1 else ("runs", "have", "them", "they end")
-    )
-    return (
-        f"{target.name} still has {count} {runs} that {have} not ended: {named}. "
-        f"Cancel {them} or wait until {they_end}, then detach {target.name}."
-    )
-
-
-def compute_detach(*, target: ComputeTarget, user) -> None:
-    """Forget an attached target and its secrets; runs keep their history and its name."""
-    refusal = detach_refusal(target)
-    if refusal:
-        raise ComputeError(refusal)
-    pooled = ssh_target(target) if target.address else None
-    with transaction.atomic():
-        ComputeOperation.objects.create(
-            target=None,
-            workspace=target.workspace,
-            target_name=target.name,
-            action="detach",
-            state=OperationState.SUCCEEDED,
-            started_by=user,
-            finished_at=timezone.now(),
-        )
-        target.delete()
-    if pooled is not None:
-        ssh.pool.close(pooled)
-
-
 def _require_credentials(auth_method: str, password: str, private_key: str, passphrase: str):
     if auth_method == AuthMethod.PASSWORD:
         if not password:
             message = "Enter the password of the user on the VM."
-            raise ValidationError({"password": message})  # a message  # nosec B105
+            raise ServiceError(message, field="password")  # a message  # nosec B105
         return
     if auth_method != AuthMethod.KEY:
-        raise ValidationError({"authentication": "Choose an SSH key or a password."})
+        raise ServiceError("Choose an SSH key or a password.", field="authentication")
     if not private_key:
-        raise ValidationError({"private_key": "Paste the private key or upload its file."})
+        raise ServiceError("Paste the private key or upload its file.", field="private_key")
     try:
         ssh.parse_private_key(private_key, passphrase or None)
     except ssh.SshError as exc:
         field = "passphrase" if exc.code == "bad_passphrase" else "private_key"
-        raise ValidationError({field: exc.message}) from None
+        raise ServiceError(exc.message, field=field) from None
 
 
 def _credential_fields(auth_method: str, password: str, private_key: str, passphrase: str):
@@ -315,55 +252,19 @@ def _credential_fields(auth_method: str, password: str, private_key: str, passph
     }
 
 
-def operation_require_idle(target: ComputeTarget) -> None:
-    """Refuse a second operation while one runs on the target (a stale one no longer counts)."""
-    running = target.operations.filter(
-        state=OperationState.RUNNING, started_at__gt=timezone.now() - STALE_OPERATION
-    ).first()
-    if running is not None:
-        raise ComputeError(
-            f"{target.name} is busy ({running.action} started "
-            f"{running.started_at:%H:%M:%S}): wait until it finishes, then try again."
-        )
-
-
-def operation_open(
-    *, target: ComputeTarget, user, action: str, steps: list[tuple[str, str]]
-) -> ComputeOperation:
-    """Record a new operation with its pending steps and mark the target as busy."""
-    # Anything a stale operation left "running" is closed, so the page shows one live operation.
-    target.operations.filter(state=OperationState.RUNNING).update(
-        state=OperationState.FAILED,
-        error="The worker running this operation stopped before it finished.",
-        finished_at=timezone.now(),
-    )
-    state = ComputeState.CREATING if action == "attach" else ComputeState.UPDATING
-    ComputeTarget.objects.filter(pk=target.pk).update(state=state, error="")
-    target.state, target.error = state, ""
-    return ComputeOperation.objects.create(
-        target=target,
-        workspace=target.workspace,
-        target_name=target.name,
-        action=action,
-        started_by=user,
-        steps=[
-            {"key": key, "label": label, "state": "pending", "detail": ""} for key, label in steps
-        ],
-    )
-
-
 def _require_checkable(target: ComputeTarget) -> None:
     if target.kind not in SSH_KINDS:
-        raise ComputeError(f"{target.name} is not a machine attached over SSH.")
+        raise ServiceError(f"{target.name} is not a machine attached over SSH.", status=409)
     operation_require_idle(target)
 
 
 def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOperation:
-    operation = operation_open(target=target, user=user, action=action, steps=_steps(target))
+    # compute.tasks runs this module's checks: imported here, where a check is queued.
     from compute.tasks import vm_check_task
 
-    transaction.on_commit(lambda: vm_check_task.delay(operation.pk))
-    return operation
+    return operation_start(
+        target=target, user=user, action=action, steps=_steps(target), task=vm_check_task
+    )
 
 
 def _steps(target: ComputeTarget) -> list[tuple[str, str]]:
@@ -371,39 +272,6 @@ def _steps(target: ComputeTarget) -> list[tuple[str, str]]:
 
 
 # ---------------------------------------------------------------- running operations
-
-
-class _Progress:
-    """The operation's steps, saved on every change so the page can follow them."""
-
-    def __init__(self, operation: ComputeOperation | None):
-        self.operation = operation
-        self.current = "connecting"
-        self.secrets = (
-            selectors.workspace_secrets(workspace_id=operation.workspace_id)
-            if operation is not None
-            else frozenset()
-        )
-
-    def _set(self, key: str, state: str, detail: str | None = None) -> None:
-        if self.operation is None:
-            return
-        for step in self.operation.steps:
-            if step["key"] == key:
-                step["state"] = state
-                if detail is not None:
-                    step["detail"] = redact(detail, self.secrets)
-        ComputeOperation.objects.filter(pk=self.operation.pk).update(steps=self.operation.steps)
-
-    def start(self, key: str, detail: str) -> None:
-        self.current = key
-        self._set(key, "running", detail)
-
-    def done(self, key: str, detail: str) -> None:
-        self._set(key, "done", detail)
-
-    def fail(self, key: str, detail: str) -> None:
-        self._set(key, "failed", detail)
 
 
 class _ObservedConnection(ssh.SshConnection):
@@ -414,7 +282,7 @@ class _ObservedConnection(ssh.SshConnection):
     the server offered, which a refused host key needs for re-trusting.
     """
 
-    def __init__(self, target: ssh.SshTarget, progress: _Progress, timeout: float):
+    def __init__(self, target: ssh.SshTarget, progress: OperationRunner, timeout: float):
         self.progress = progress
         self.offered_key: tuple[str, str] | None = None
         super().__init__(target, timeout=timeout)
@@ -461,7 +329,7 @@ def vm_check_execute(*, operation_id: int) -> None:
     target = operation.target
     if target is None or operation.state != OperationState.RUNNING:
         return
-    progress = _Progress(operation)
+    progress = OperationRunner(operation)
     timeout = float(settings.COMPUTE_SSH_TIMEOUT)
     where = ssh_target(target)
     connection: ssh.SshConnection | None = None
@@ -499,7 +367,7 @@ def vm_check_execute(*, operation_id: int) -> None:
                 host_key_type=connection.host_key_type or "",
             )
         step = _FAILED_STEP.get(exc.code, progress.current)
-        _operation_finish(operation, progress, error=exc.message, failed_step=step)
+        progress.fail(exc.message, step=step)
         return
     except Exception as exc:
         log.exception("checking compute target %s failed", target.pk)
@@ -507,7 +375,7 @@ def vm_check_execute(*, operation_id: int) -> None:
             f"Unexpected error while checking {where.address}: {type(exc).__name__}: {exc}. "
             "Try again; if it persists, the worker log has the details."
         )
-        _operation_finish(operation, progress, error=message, failed_step=progress.current)
+        progress.fail(message)
         return
     finally:
         if connection is not None and operation.action != "check":
@@ -522,39 +390,23 @@ def vm_check_execute(*, operation_id: int) -> None:
         # PySpark runs never use Docker, so Docker's state is no concern on a head node.
         warnings = [w for w in warnings if "docker" not in w.lower()]
     config = {k: v for k, v in target.config.items() if k != "offered_host_key"}
-    with transaction.atomic():
-        ComputeTarget.objects.filter(pk=target.pk).update(
-            state=ComputeState.SUCCEEDED,
-            error="",
-            warnings=warnings,
-            facts=facts,
-            config=config,
-            checked_at=timezone.now(),
-            host_key_fingerprint=connection.host_key_fingerprint,
-            host_key_type=connection.host_key_type or "",
-        )
-        ComputeOperation.objects.filter(pk=operation.pk).update(
-            state=OperationState.SUCCEEDED, finished_at=timezone.now()
-        )
-
-
-def _operation_finish(operation, progress: _Progress, *, error: str, failed_step: str) -> None:
-    error = redact(error, progress.secrets)
-    progress.fail(failed_step, error)
-    with transaction.atomic():
-        ComputeTarget.objects.filter(pk=operation.target_id).update(
-            state=ComputeState.FAILED, error=error
-        )
-        ComputeOperation.objects.filter(pk=operation.pk).update(
-            state=OperationState.FAILED, error=error, finished_at=timezone.now()
-        )
+    progress.finish(
+        state=ComputeState.SUCCEEDED,
+        error="",
+        warnings=warnings,
+        facts=facts,
+        config=config,
+        checked_at=timezone.now(),
+        host_key_fingerprint=connection.host_key_fingerprint,
+        host_key_type=connection.host_key_type or "",
+    )
 
 
 def _remember_offered_key(target, connection, where: ssh.SshTarget, timeout: float) -> None:
     """Store the key the VM offers now, so the page can show it and offer to trust it."""
     if not isinstance(connection, _ObservedConnection):
         # The pooled connection failed inside the pool: look at the key once more.
-        connection = _ObservedConnection(where, _Progress(None), timeout)
+        connection = _ObservedConnection(where, OperationRunner(None), timeout)
         try:
             connection.transport  # noqa: B018 - fails at the host key, after noting it
         except ssh.SshError:

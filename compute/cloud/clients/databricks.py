@@ -22,7 +22,7 @@ from databricks.sdk import errors as dbx_errors
 from databricks.sdk.config import Config
 from databricks.sdk.service import compute, jobs, workspace
 
-from compute.cloud import (
+from compute.cloud.clients import (
     CANCELED,
     COMPLETED,
     FAILED,

@@ -10,10 +10,10 @@ from cryptography.fernet import InvalidToken
 from django import forms
 from django.utils.html import format_html
 
-from compute import spark, ssh
-from compute.models import AuthMethod
+from compute import ssh
+from compute.models import AuthMethod, ComputeOperation, ComputeTarget
 from compute.names import ComputeNameMixin, compute_name_field
-from compute.services import public_key_line
+from compute.vm import services, spark
 from studio.outbound import OutboundRefused, outbound_policy
 from studio.secrets import SecretInput, fernet
 
@@ -212,10 +212,19 @@ class VmCredentialsForm(forms.Form):
                     self.add_error("authentication", exc)
                 else:
                     credentials.update(
-                        private_key=private_key, public_key=public_key_line(private_key)
+                        private_key=private_key, public_key=services.public_key_line(private_key)
                     )
         data["credentials"] = credentials
         return data
+
+    def update(self, *, target: ComputeTarget, user) -> ComputeOperation:
+        """Log in to `target` with these credentials from now on (the form is valid)."""
+        return services.compute_credentials_update(
+            target=target,
+            user=user,
+            username=self.cleaned_data["username"],
+            **self.cleaned_data["credentials"],
+        )
 
 
 class VmAttachForm(ComputeNameMixin, VmCredentialsForm):
@@ -300,6 +309,20 @@ class VmAttachForm(ComputeNameMixin, VmCredentialsForm):
             data["resource_id"] = ""
             data["host"] = address or data.get("reachable_address", "")
         return data
+
+    def attach(self, *, user) -> ComputeOperation:
+        """Attach the VM the form describes (the form is valid); page and API both call this."""
+        data = self.cleaned_data
+        return services.vm_attach(
+            workspace=self.workspace,
+            user=user,
+            name=data["name"],
+            address=data["host"],
+            resource_id=data["resource_id"],
+            port=data["port"],
+            username=data["username"],
+            **data["credentials"],
+        )
 
 
 def _host(address: str) -> str:
@@ -391,6 +414,20 @@ class HdInsightAttachForm(ComputeNameMixin, VmCredentialsForm):
     def clean_spark_master(self):
         return _spark_master(self.cleaned_data["spark_master"])
 
+    def attach(self, *, user) -> ComputeOperation:
+        """Attach the head node the form describes (the form is valid)."""
+        data = self.cleaned_data
+        return services.hdinsight_attach(
+            workspace=self.workspace,
+            user=user,
+            name=data["name"],
+            address=data["address"],
+            port=data["port"],
+            spark_master=data["spark_master"],
+            username=data["username"],
+            **data["credentials"],
+        )
+
 
 class SparkMasterForm(forms.Form):
     """The master PySpark runs on an HDInsight / Spark target submit to."""
@@ -399,6 +436,10 @@ class SparkMasterForm(forms.Form):
 
     def clean_spark_master(self):
         return _spark_master(self.cleaned_data["spark_master"])
+
+    def update(self, *, target: ComputeTarget) -> None:
+        """Make `target`'s PySpark runs submit to this master (the form is valid)."""
+        services.hdinsight_master_set(target=target, spark_master=self.cleaned_data["spark_master"])
 
 
 def _spark_master(value: str) -> str:

@@ -32,7 +32,7 @@ from azure.core.exceptions import (
 from azure.core.pipeline.policies import HttpLoggingPolicy
 from azure.core.pipeline.transport import RequestsTransport
 
-from compute.cloud import (
+from compute.cloud.clients import (
     CANCELED,
     COMPLETED,
     FAILED,

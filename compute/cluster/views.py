@@ -3,6 +3,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
+from django.db.models import Model
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -10,15 +11,18 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
-from compute import cluster_services, selectors
-from compute.cluster_forms import ClusterForm, EngineForm, ScaleForm
-from compute.cluster_services import ClusterError
-from compute.engines import (
+from compute import selectors
+from compute.cluster import services as cluster_services
+from compute.cluster.engines import (
     ENGINE_ERRORS,
     EngineError,
     EngineFacts,
     engines_check_briefly,
 )
+from compute.cluster.forms import ClusterForm, EngineForm, ScaleForm
+from compute.cluster.node_image import node_image_build_problem
+from compute.cluster.scheduler import cluster_counts, cluster_wait_reason, node_address
+from compute.cluster.sizes import VM_SIZES, vm_size_get
 from compute.models import (
     BUSY_STATES,
     ComputeKind,
@@ -28,11 +32,8 @@ from compute.models import (
     NodeState,
     OperationState,
 )
-from compute.node_image import node_image_build_problem
-from compute.scheduler import cluster_counts, cluster_wait_reason, node_address
-from compute.vm_sizes import VM_SIZES, vm_size_get
-from runs.models import Run
 from studio.access import workspace_view
+from studio.errors import ServiceError, form_add_service_error
 from studio.models import Role
 
 TRANSIENT_NODE_STATES = (NodeState.PREPARING, NodeState.LEAVING)
@@ -135,8 +136,8 @@ def cluster_new(request):
                 admin_username=data["admin_username"],
                 admin_ssh_public_key=data["admin_ssh_public_key"],
             )
-        except ClusterError as exc:
-            form.add_error(None, str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             messages.success(request, f"Creating compute cluster {target.name}.")
             return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
@@ -177,16 +178,14 @@ class NodeRow:
     """A line of the node table: the node, the run it carries, how to log in to it."""
 
     node: Node
-    run: Run | None
+    run: Model | None  # a runs.Run, which compute reads through the workspace
     ssh_command: str
 
 
 def _node_rows(request, target: ComputeTarget, nodes: list[Node]) -> list[NodeRow]:
     # A node holds a bare run id: look it up in the cluster's workspace only.
-    runs = (
-        Run.objects.filter(workspace=target.workspace)
-        .select_related("experiment")
-        .in_bulk([node.run_id for node in nodes if node.run_id])
+    runs = target.workspace.runs.select_related("experiment").in_bulk(
+        [node.run_id for node in nodes if node.run_id]
     )
     server_host = urlsplit(f"//{request.get_host()}").hostname or "localhost"
     user = target.config.get("admin_username", "")
@@ -283,8 +282,8 @@ def cluster_scale(request, name: str):
     if form.is_valid():
         try:
             cluster_services.cluster_update(target=target, **form.cleaned_data)
-        except ClusterError as exc:
-            form.add_error(None, str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             messages.success(
                 request,
@@ -302,8 +301,8 @@ def cluster_delete(request, name: str):
     target = _cluster(request, name)
     try:
         cluster_services.cluster_delete(target=target, user=request.user)
-    except ClusterError as exc:
-        messages.error(request, str(exc))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
         return redirect("compute_detail", slug=request.workspace.slug, name=target.name)
     messages.success(request, f"Deleting {target.name}: its node containers are being removed.")
     return redirect("compute_list", slug=request.workspace.slug)
@@ -321,8 +320,8 @@ def engine_list(request):
                 url=form.cleaned_data["url"],
                 user=request.user,
             )
-        except ClusterError as exc:
-            form.add_error(None, str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             if engine.error:
                 messages.warning(request, f"Registered {engine.name}, but: {engine.error}")
@@ -347,8 +346,8 @@ def engine_remove(request, engine_id: int):
     engine = get_object_or_404(DockerEngine, workspace=request.workspace, pk=engine_id)
     try:
         cluster_services.engine_remove(engine=engine)
-    except ClusterError as exc:
-        messages.error(request, str(exc))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
     else:
         messages.success(request, f"Removed Docker engine {engine.name}.")
     return redirect("engine_list", slug=request.workspace.slug)

@@ -1,18 +1,19 @@
-"""/api/v1/computes for attached virtual machines: attach, re-check, credentials, host key.
+"""/api/v1/computes for machines attached over SSH: attach, re-check, credentials, host key.
 
-Listing, reading and deleting every kind of target is in compute.cluster_api,
-whose ComputeOut carries the AttachedOut fields defined here.
+Listing, reading and deleting every kind of target is compute.targets.api.
 """
 
 from datetime import datetime
 
-from django.core.exceptions import ValidationError
 from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
-from compute import selectors, services, ssh
-from compute.cloud_services import CLOUD_KINDS
-from compute.forms import (
+from compute import selectors, ssh
+from compute.models import ComputeTarget
+from compute.names import NAME_TAKEN
+from compute.schemas import AttachedOut, attached_out
+from compute.vm import services
+from compute.vm.forms import (
     Authentication,
     HdInsightAttachForm,
     SparkMasterForm,
@@ -21,81 +22,10 @@ from compute.forms import (
     authorized_keys_command,
     generated_key_seal,
 )
-from compute.models import ComputeKind, ComputeTarget
-from compute.names import NAME_TAKEN
 from studio.api import FormErrorOut, api_membership, form_errors
 from studio.models import Role
 
 router: Router = Router(tags=["compute"])
-
-
-class OperationOut(Schema):
-    action: str
-    state: str
-    steps: list[dict]
-    error: str
-    started_by: str | None
-    started_at: datetime
-    finished_at: datetime | None
-
-
-class AttachedOut(Schema):
-    """What a target attached over SSH adds to its JSON; never a secret."""
-
-    address: str | None = None
-    resource_id: str | None = None
-    port: int | None = None
-    username: str | None = None
-    auth_method: str | None = None
-    public_key: str | None = None
-    host_key_fingerprint: str | None = None
-    host_key_type: str | None = None
-    offered_host_key: dict | None = None
-    spark_master: str | None = None
-    facts: dict = {}
-    checked_at: datetime | None = None
-    created_by: str | None = None
-    operation: OperationOut | None = None
-
-
-def attached_out(target: ComputeTarget) -> dict:
-    """The AttachedOut fields of `target` (all empty for kinds that are not attached over SSH)."""
-    operation = selectors.operation_latest(target=target)
-    fields: dict = {
-        "created_by": target.created_by.username if target.created_by else None,
-        "operation": operation_out(operation) if operation else None,
-    }
-    if target.kind in CLOUD_KINDS:
-        return fields | {"facts": target.facts, "checked_at": target.checked_at}
-    if not target.is_ssh:
-        return fields
-    if target.kind == ComputeKind.HDINSIGHT:
-        fields["spark_master"] = target.config.get("spark_master", "")
-    return fields | {
-        "address": target.address,
-        "resource_id": target.resource_id or None,
-        "port": target.port,
-        "username": target.username,
-        "auth_method": target.auth_method,
-        "public_key": target.config.get("public_key"),
-        "host_key_fingerprint": target.host_key_fingerprint or None,
-        "host_key_type": target.host_key_type or None,
-        "offered_host_key": target.config.get("offered_host_key"),
-        "facts": target.facts,
-        "checked_at": target.checked_at,
-    }
-
-
-def operation_out(operation) -> OperationOut:
-    return OperationOut(
-        action=operation.action,
-        state=operation.state,
-        steps=operation.steps,
-        error=operation.error,
-        started_by=operation.started_by.username if operation.started_by else None,
-        started_at=operation.started_at,
-        finished_at=operation.finished_at,
-    )
 
 
 class VmOut(AttachedOut):
@@ -180,22 +110,9 @@ def vm_attach(request, payload: VmIn, workspace: str | None = None):
     form = VmAttachForm(data=payload.dict(), workspace=membership.workspace)
     if form.is_valid():
         data = form.cleaned_data
-        try:
-            services.vm_attach(
-                workspace=membership.workspace,
-                user=request.user,
-                name=data["name"],
-                address=data["host"],
-                resource_id=data["resource_id"],
-                port=data["port"],
-                username=data["username"],
-                **data["credentials"],
-            )
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
-            return Status(202, vm_out(target))
+        form.attach(user=request.user)
+        target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
+        return Status(202, vm_out(target))
     status = 409 if form.has_error("name", NAME_TAKEN) else 400
     return Status(status, form_errors(form))
 
@@ -205,10 +122,7 @@ def compute_check(request, name: str, workspace: str | None = None):
     """Log in again and refresh the facts (over the pooled connection when there is one)."""
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
     target = _vm(membership, name)
-    try:
-        services.compute_check(target=target, user=request.user)
-    except services.ComputeError as exc:
-        raise HttpError(409, str(exc)) from exc
+    services.compute_check(target=target, user=request.user)
     return Status(202, vm_out(target))
 
 
@@ -221,19 +135,8 @@ def compute_credentials_update(
     target = _vm(membership, name)
     form = VmCredentialsForm(data=payload.dict())
     if form.is_valid():
-        try:
-            services.compute_credentials_update(
-                target=target,
-                user=request.user,
-                username=form.cleaned_data["username"],
-                **form.cleaned_data["credentials"],
-            )
-        except services.ComputeError as exc:
-            raise HttpError(409, str(exc)) from exc
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            return Status(202, vm_out(target))
+        form.update(target=target, user=request.user)
+        return Status(202, vm_out(target))
     return Status(400, form_errors(form))
 
 
@@ -243,10 +146,7 @@ def host_key_retrust(request, name: str, payload: HostKeyIn, workspace: str | No
     comparing it on the VM with `ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub` (Owner)."""
     membership = api_membership(request, workspace, Role.OWNER)
     target = _vm(membership, name)
-    try:
-        services.host_key_retrust(target=target, user=request.user, fingerprint=payload.fingerprint)
-    except services.ComputeError as exc:
-        raise HttpError(409, str(exc)) from exc
+    services.host_key_retrust(target=target, user=request.user, fingerprint=payload.fingerprint)
     return Status(202, vm_out(target))
 
 
@@ -270,22 +170,9 @@ def hdinsight_attach(request, payload: HdInsightIn, workspace: str | None = None
     form = HdInsightAttachForm(data=payload.dict(), workspace=membership.workspace)
     if form.is_valid():
         data = form.cleaned_data
-        try:
-            services.hdinsight_attach(
-                workspace=membership.workspace,
-                user=request.user,
-                name=data["name"],
-                address=data["address"],
-                port=data["port"],
-                spark_master=data["spark_master"],
-                username=data["username"],
-                **data["credentials"],
-            )
-        except ValidationError as exc:
-            form.add_error(None, exc)
-        else:
-            target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
-            return Status(202, vm_out(target))
+        form.attach(user=request.user)
+        target = selectors.compute_get(workspace=membership.workspace, name=data["name"])
+        return Status(202, vm_out(target))
     status = 409 if form.has_error("name", NAME_TAKEN) else 400
     return Status(status, form_errors(form))
 
@@ -298,11 +185,6 @@ def spark_master_update(request, name: str, payload: SparkMasterIn, workspace: s
     target = _vm(membership, name)
     form = SparkMasterForm(data=payload.dict())
     if form.is_valid():
-        try:
-            services.hdinsight_master_set(
-                target=target, spark_master=form.cleaned_data["spark_master"]
-            )
-        except services.ComputeError as exc:
-            raise HttpError(409, str(exc)) from exc
+        form.update(target=target)
         return Status(200, vm_out(target))
     return Status(400, form_errors(form))
