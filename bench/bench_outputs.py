@@ -105,9 +105,7 @@ def main() -> None:
             subprocess.run(["sha256sum", tar.name], check=True, capture_output=True)
             baseline.append(time.perf_counter() - start)
         follower = RunFollower(run.pk, monitor)
-        follower.backends = [
-            backend_for(run.target, handle=handle) for handle in ranks.handles(run.handle)
-        ]
+        follower.backends = [backend_for(run.target, handle=h) for h in ranks.handles(run)]
         start = time.perf_counter()
         assert follower.collect(run).files >= 1
         ours.append(time.perf_counter() - start)

@@ -30,10 +30,9 @@ from django.db import close_old_connections, connection
 from django.db.models import Q
 from django.utils import timezone
 
-from compute.backends import LOG_STREAMS, BackendError, Poll, backend_for
-from compute.backends.posix import PosixBackend
+from compute.backends import LOG_STREAMS, Backend, BackendError, Handle, Poll, backend_for
 from compute.selectors import workspace_secrets
-from runs import linear_regex, live, logstore, metric_records, ranks, services
+from runs import linear_regex, live, logstore, metric_records, ranks, services, snapshots
 from runs.models import Run, RunStatus
 from studio.health import monitor_heartbeat, redis_client
 from studio.secrets import redact_bytes
@@ -69,6 +68,16 @@ def combined(polls: list[Poll]) -> Poll:
     if all(p.state == "exited" for p in polls):
         return Poll("exited", 0, all(p.started for p in polls), chunks)
     return Poll("running", None, polls[0].started, chunks)
+
+
+def refused(name: str) -> str:
+    """Why a file a target or service reports is not kept among the run's outputs, as the
+    run's timeline lists it ("" when it is kept)."""
+    try:
+        snapshots.output_path(name)
+    except snapshots.SnapshotError as exc:
+        return f"{snapshots.shown_name(name)} ({exc})"
+    return ""
 
 
 class Monitor:
@@ -182,8 +191,8 @@ class RunFollower:
         self.run_id = run_id
         self.monitor = monitor
         # One backend per rank of the run (one for a one-node run), rank 0 first.
-        self.backends: list[PosixBackend] = []
-        self.attempt = None
+        self.backends: list[Backend] = []
+        self.attempt: str | None = None
         self.more = False
         self.patterns: list = []
         # Problems met outside record_metrics, reported on the run with its next records.
@@ -222,14 +231,13 @@ class RunFollower:
         if run.target is None:
             services.run_fail(run_id=run.pk, reason="The compute target was detached.")
             return False
-        attempt = (run.handle or {}).get("attempt")
+        handles = ranks.handles(run)
+        attempt = handles[0].attempt if handles else None
         if not self.backends or attempt != self.attempt:
             self.attempt = attempt
             self.secrets = workspace_secrets(workspace_id=run.workspace_id)
             try:
-                self.backends = [
-                    backend_for(run.target, handle=handle) for handle in ranks.handles(run.handle)
-                ]
+                self.backends = [backend_for(run.target, handle=handle) for handle in handles]
             except BackendError as exc:
                 services.run_fail(run_id=run.pk, reason=exc.message)
                 return False
@@ -281,9 +289,9 @@ class RunFollower:
             return self.finish(run, poll)
         return True
 
-    def each_rank(self, run: Run):
+    def each_rank(self, run: Run) -> list[tuple[int, Backend, Handle]]:
         """(rank, its backend, its handle) for every process of the run."""
-        handles = ranks.handles(run.handle)
+        handles = ranks.handles(run)
         return [
             (rank, backend, handle)
             for rank, (backend, handle) in enumerate(zip(self.backends, handles, strict=True))
@@ -300,15 +308,15 @@ class RunFollower:
 
     # --- reading ---------------------------------------------------------------------
 
-    def offsets(self, run: Run, rank: int, handle: dict) -> dict[str, int]:
+    def offsets(self, run: Run, rank: int, handle: Handle) -> dict[str, int]:
         """Where to read on the target: how far storage has this attempt's files."""
         result = {}
         for stream in LOG_STREAMS:
             name = ranks.stream_name(rank, stream)
-            read = logstore.source_read(run.pk, name, handle.get("attempt", ""))
+            read = logstore.source_read(run.pk, name, handle.attempt)
             if read is None:
                 # Nothing stored from this attempt yet: it starts where the handle says.
-                target_at, stored_at = handle.get("log_offsets", {}).get(stream, [0, 0])
+                target_at, stored_at = handle.log_offsets.get(stream, (0, 0))
                 read = target_at + max(0, logstore.size(run.pk, name) - stored_at)
             result[stream] = read
         # Metrics come from the driver.
@@ -335,7 +343,7 @@ class RunFollower:
         return combined(polls)
 
     def store(
-        self, run: Run, rank: int, stream: str, data: bytes, target_at: int, handle: dict
+        self, run: Run, rank: int, stream: str, data: bytes, target_at: int, handle: Handle
     ) -> None:
         """Store new output masked, unless another follower of the run stored it first."""
         name = ranks.stream_name(rank, stream)
@@ -362,7 +370,7 @@ class RunFollower:
             run.pk,
             name,
             masked,
-            source=handle.get("attempt", ""),
+            source=handle.attempt,
             read_from=target_at,
             read_to=target_at + len(data),
         )
@@ -600,7 +608,7 @@ class RunFollower:
         collected = services.Collected()
         for rank, backend, handle in self.each_rank(run):
             with tempfile.TemporaryFile(dir=settings.DATA_DIR, prefix="collect-") as tar:
-                left_out = backend.collect(handle, tar)
+                left_out = backend.collect(handle, tar, refused)
                 tar.seek(0)
                 collected.add(
                     services.outputs_record(run=run, tar=tar, node_folder=ranks.source(rank))

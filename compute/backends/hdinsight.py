@@ -13,8 +13,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from compute import spark, ssh
-from compute.backends.base import BackendError, LaunchSpec
+from compute import spark
+from compute.backends.base import LaunchSpec
 from compute.backends.vm import VmBackend
 
 SUBMIT_SCRIPT = "spark-submit.sh"
@@ -36,11 +36,3 @@ class HdInsightBackend(VmBackend):
             "PYTHON=sh\n"
             f"ENTRY={shlex.quote(f'{run_dir}/ctl/{SUBMIT_SCRIPT}')}\n"
         )
-
-    def check(self) -> dict:
-        facts = super().check()
-        try:
-            facts.update(spark.spark_preflight(self.connection()))
-        except ssh.SshError as exc:
-            raise BackendError(exc.message) from None
-        return facts

@@ -62,12 +62,6 @@ class VmBackend(PosixBackend):
                 raise BackendError(f"Could not find the home directory on {self.describe()}.")
             self.root = f"{home}/.trainyard"
 
-    def check(self) -> dict:
-        try:
-            return ssh.preflight(self.connection())
-        except ssh.SshError as exc:
-            raise BackendError(exc.message, unreachable=True) from None
-
 
 def _exec_bytes(
     connection: ssh.SshConnection,
