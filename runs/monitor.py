@@ -6,7 +6,7 @@ thread: every MONITOR_POLL_SECONDS it reads the run's status and new output
 from the target in one round trip, stores the bytes with `runs.logstore`
 (masked, at their offsets), wakes live viewers, records metrics, enforces
 cancel and max duration, and at the end moves the run through Finalizing
-(outputs, logs, metrics) to Completed, Failed or Canceled.
+(outputs, logs, metrics; runs/finalize.py) to Completed, Failed or Canceled.
 
 Storage is the truth: a monitor that starts (or takes a run over) continues
 from the stored offsets, so nothing is lost or stored twice.
@@ -20,7 +20,6 @@ import os
 import secrets
 import signal
 import socket
-import tempfile
 import threading
 import time
 from datetime import timedelta
@@ -32,7 +31,7 @@ from django.utils import timezone
 
 from compute.backends import LOG_STREAMS, Backend, BackendError, Handle, Poll, backend_for
 from compute.selectors import workspace_secrets
-from runs import linear_regex, live, logstore, metric_records, ranks, services, snapshots
+from runs import finalize, linear_regex, live, logstore, metric_records, ranks, services
 from runs.models import Run, RunStatus
 from studio.health import monitor_heartbeat, redis_client
 from studio.secrets import redact_bytes
@@ -68,16 +67,6 @@ def combined(polls: list[Poll]) -> Poll:
     if all(p.state == "exited" for p in polls):
         return Poll("exited", 0, all(p.started for p in polls), chunks)
     return Poll("running", None, polls[0].started, chunks)
-
-
-def refused(name: str) -> str:
-    """Why a file a target or service reports is not kept among the run's outputs, as the
-    run's timeline lists it ("" when it is kept)."""
-    try:
-        snapshots.output_path(name)
-    except snapshots.SnapshotError as exc:
-        return f"{snapshots.shown_name(name)} ({exc})"
-    return ""
 
 
 class Monitor:
@@ -289,7 +278,7 @@ class RunFollower:
             return self.finish(run, poll)
         return True
 
-    def each_rank(self, run: Run) -> list[tuple[int, Backend, Handle]]:
+    def each_rank(self, run: Run) -> finalize.RankBackends:
         """(rank, its backend, its handle) for every process of the run."""
         handles = ranks.handles(run)
         return [
@@ -497,7 +486,7 @@ class RunFollower:
                 # One rank ended the run: the others stop too.
                 self.stop_ranks(run)
             drained = self.drain(run)
-            collected = self.collect(run)
+            collected = finalize.outputs_collect(run, self.each_rank(run))
         except BackendError as exc:
             if exc.unreachable:
                 Run.objects.filter(pk=run.pk).update(status_reason=exc.message)
@@ -506,60 +495,8 @@ class RunFollower:
             return False
         if poll is None or len(self.backends) == 1:
             poll = drained
-        # On a multi-node run, the rank that ended it (the others were stopped after it).
-        where = ranks.where(poll.rank, len(self.backends))
-        tail = services.stderr_tail(run.pk)
-        summary = collected.summary()
-        if poll.state == "lost":
-            reason = (
-                f"The run's process disappeared from {run.target_name}{where} without an exit "
-                "code (was the machine restarted, or the process killed from outside?)"
-            )
-            services.run_transition(
-                run.pk,
-                RunStatus.FAILED,
-                allowed_from=[RunStatus.FINALIZING],
-                error=reason,
-                message=reason,
-                stderr_tail=tail,
-            )
-        elif not poll.started:
-            stream = ranks.stream_name(poll.rank, "prepare")
-            prepare = logstore.read(run.pk, stream, max(0, logstore.size(run.pk, stream) - 4096))
-            last = prepare[0].decode(errors="replace").strip().splitlines()[-5:]
-            reason = f"Preparing the run failed{where} (exit code {poll.exit_code}): " + " / ".join(
-                last
-            )
-            services.run_transition(
-                run.pk,
-                RunStatus.FAILED,
-                allowed_from=[RunStatus.FINALIZING],
-                error=reason,
-                message=reason,
-                exit_code=poll.exit_code,
-                stderr_tail=tail,
-            )
-        elif poll.exit_code == 0:
-            services.run_transition(
-                run.pk,
-                RunStatus.COMPLETED,
-                allowed_from=[RunStatus.FINALIZING],
-                message=summary,
-                exit_code=0,
-                stderr_tail=tail,
-            )
-        else:
-            reason = f"The script exited with code {poll.exit_code}{where}"
-            services.run_transition(
-                run.pk,
-                RunStatus.FAILED,
-                allowed_from=[RunStatus.FINALIZING],
-                message=f"{reason}; {summary}",
-                error=reason,
-                exit_code=poll.exit_code,
-                stderr_tail=tail,
-            )
-        self.release(run)
+        finalize.run_conclude(run, poll, collected, len(self.backends))
+        finalize.run_cleanup(run, self.each_rank(run))
         return False
 
     def cancel(self, run: Run) -> bool:
@@ -577,7 +514,7 @@ class RunFollower:
         left_out = ""
         try:
             self.drain(run)
-            collected = self.collect(run)
+            collected = finalize.outputs_collect(run, self.each_rank(run))
             if collected.left_out:
                 left_out = f"; {collected.summary()}"
         except BackendError as exc:
@@ -591,38 +528,10 @@ class RunFollower:
             status_reason="",
             stderr_tail=services.stderr_tail(run.pk),
         )
-        self.release(run)
+        finalize.run_cleanup(run, self.each_rank(run))
         return False
 
     def stop_ranks(self, run: Run) -> int:
         """SIGTERM, grace, SIGKILL on every rank; the processes left (0: all gone)."""
         grace = settings.RUN_CANCEL_GRACE_SECONDS
         return sum(backend.cancel(handle, grace) for _, backend, handle in self.each_rank(run))
-
-    def collect(self, run: Run) -> services.Collected:
-        """Keep every rank's ./outputs and ./logs (another rank's under its node's folder).
-
-        Each rank's tar passes through a temporary file, never through memory whole: a
-        run's outputs can be gigabytes.
-        """
-        collected = services.Collected()
-        for rank, backend, handle in self.each_rank(run):
-            with tempfile.TemporaryFile(dir=settings.DATA_DIR, prefix="collect-") as tar:
-                left_out = backend.collect(handle, tar, refused)
-                tar.seek(0)
-                collected.add(
-                    services.outputs_record(run=run, tar=tar, node_folder=ranks.source(rank))
-                )
-                collected.left_out += left_out
-        if collected.left_out:
-            log.warning("run %s: %s", run.pk, collected.summary())
-        return collected
-
-    def release(self, run: Run) -> None:
-        """Remove the run's directories, then let go of its nodes."""
-        for _, backend, handle in self.each_rank(run):
-            try:
-                backend.cleanup(handle)
-            except BackendError as exc:
-                log.warning("run %s: work directory not removed: %s", run.pk, exc)
-        services.run_release_node(run_id=run.pk)
