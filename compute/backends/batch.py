@@ -49,7 +49,6 @@ def linked_file(token: str) -> str | None:
 
 
 class BatchBackend(CloudBackend):
-    kind = "batch"
     service = "Azure Batch"
 
     def submit(self, spec: LaunchSpec, handle: CloudHandle, step: dict[str, Any]) -> dict:

@@ -30,7 +30,6 @@ CANCEL_POLL_SECONDS = 0.5
 
 
 class CloudBackend:
-    kind = "cloud"
     # The service's name in messages, e.g. "Databricks".
     service = ""
 

@@ -21,8 +21,6 @@ RUN_AS = (
 
 
 class NodeBackend(PosixBackend):
-    kind = "amlcompute"
-
     def __init__(self, target, node) -> None:
         self.target = target
         self.node = node

@@ -18,7 +18,6 @@ from compute.backends.cloud import CloudBackend
 
 
 class DatabricksBackend(CloudBackend):
-    kind = "databricks"
     service = "Databricks"
 
     def submit(self, spec: LaunchSpec, handle: CloudHandle, step: dict[str, Any]) -> dict:

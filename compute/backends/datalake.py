@@ -16,7 +16,6 @@ from compute.backends.cloud import CloudBackend
 
 
 class DataLakeBackend(CloudBackend):
-    kind = "datalakeanalytics"
     service = "Data Lake Analytics"
 
     def submit(self, spec: LaunchSpec, handle: CloudHandle, step: dict[str, Any]) -> dict:

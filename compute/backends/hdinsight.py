@@ -21,8 +21,6 @@ SUBMIT_SCRIPT = "spark-submit.sh"
 
 
 class HdInsightBackend(VmBackend):
-    kind = "hdinsight"
-
     def control_files(self, spec: LaunchSpec) -> dict[str, bytes | Path]:
         return {SUBMIT_SCRIPT: spark.submit_script().encode()}
 

@@ -28,8 +28,6 @@ KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "DOCKER_HOST")
 
 
 class LocalBackend(PosixBackend):
-    kind = "local"
-
     def __init__(self) -> None:
         self.root = str(Path(settings.DATA_DIR) / "local-target")
 

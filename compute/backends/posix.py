@@ -93,7 +93,6 @@ def parse_poll(out: bytes) -> Poll:
 class PosixBackend:
     """The shared logic; subclasses provide the transport."""
 
-    kind = "posix"
     # Where blobs and runs live on the target; subclasses set or compute it.
     root: str = ""
 
@@ -124,7 +123,8 @@ class PosixBackend:
         return f"{self.root}/blobs"
 
     def describe(self) -> str:
-        return self.kind
+        """The target as messages name it."""
+        raise NotImplementedError
 
     # --- checks ----------------------------------------------------------------------
 

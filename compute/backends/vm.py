@@ -16,8 +16,6 @@ from compute.backends.posix import PosixBackend
 
 
 class VmBackend(PosixBackend):
-    kind = "virtualmachine"
-
     def __init__(self, target, root: str = "") -> None:
         self.target = target
         self.root = root
