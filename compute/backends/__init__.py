@@ -69,6 +69,9 @@ def backend_for(
 ) -> Backend:
     """The backend for a target (and, on a cluster, the node carrying the run)."""
     root = handle.root if isinstance(handle, PosixHandle) else ""
+    # Each kind's module loads when a target of that kind is used: hdinsight.py imports
+    # compute.spark, which reads its scripts through posix.py (this package); importing
+    # the kinds at the top would close that import cycle.
     if target.kind == ComputeKind.LOCAL:
         from compute.backends.local import LocalBackend
 
