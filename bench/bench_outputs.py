@@ -3,7 +3,7 @@
 A run on the local target writes 1 GB of random bytes to ./outputs; once it
 has exited, the run monitor collects its ./outputs and ./logs (a tar from the
 target into a temporary file, then each file hashed and stored as a blob a
-chunk at a time). Timed: that collection (`RunFollower.collect`), 3 rounds.
+chunk at a time). Timed: that collection (`finalize.outputs_collect`), 3 rounds.
 Memory: how much the peak resident size of this process grew over the rounds.
 Baseline, timed in the same rounds: `tar -cf` of the same folder into a file,
 then `sha256sum` of that file, the work collection cannot avoid.
@@ -35,7 +35,7 @@ from django.core.management import call_command  # noqa: E402
 
 from compute.backends import backend_for  # noqa: E402
 from compute.models import ComputeTarget  # noqa: E402
-from runs import ranks  # noqa: E402
+from runs import finalize, ranks  # noqa: E402
 from runs.models import Environment  # noqa: E402
 from runs.monitor import Monitor, RunFollower  # noqa: E402
 from runs.services.experiments import experiment_get_or_create  # noqa: E402
@@ -108,14 +108,12 @@ def main() -> None:
             subprocess.run(["sha256sum", tar.name], check=True, capture_output=True)
             baseline.append(time.perf_counter() - start)
         follower = RunFollower(run.pk, monitor)
-        follower.backends = [
-            backend_for(run.target, handle=handle) for handle in ranks.handles(run.handle)
-        ]
+        follower.backends = [backend_for(run.target, handle=h) for h in ranks.handles(run)]
         start = time.perf_counter()
-        assert follower.collect(run).files >= 1
+        assert finalize.outputs_collect(run, follower.each_rank(run)).files >= 1
         ours.append(time.perf_counter() - start)
         assert run.files.get(path="outputs/model.bin").size == SIZE
-        follower.release(run)
+        finalize.run_cleanup(run, follower.each_rank(run))
     grown = peak_mib() - before
     base = statistics.median(baseline)
     print(f"## Collecting a 1 GB ./outputs file (median of {ROUNDS})\n")

@@ -20,7 +20,7 @@ import requests
 from docker.errors import DockerException
 
 from compute import ssh
-from compute.backends import BackendError
+from compute.backends import BackendError, PosixHandle, handle_load
 from compute.backends.cluster import RUN_AS, NodeBackend
 from compute.models import ComputeKind, ComputeState, ComputeTarget, Node, NodeState
 from compute.vm import services
@@ -116,10 +116,16 @@ def run_has_terminal(run) -> bool:
     """Whether the run page offers a terminal: the run runs on a VM, head node or node."""
     return (
         run.status == "Running"
-        and bool((run.handle or {}).get("run_dir"))
         and run.target is not None
+        and bool(_run_dir(run.target, run.handle))
         and (run.target.is_ssh or run.target.kind == ComputeKind.CLUSTER)
     )
+
+
+def _run_dir(target: ComputeTarget, data: dict | None) -> str:
+    """The run's directory on a machine ("" before it has one, or on a cloud service)."""
+    handle = handle_load(target.kind, data)
+    return handle.run_dir if isinstance(handle, PosixHandle) else ""
 
 
 def run_place(user, slug: str, run_id: int) -> Place | None:
@@ -134,9 +140,14 @@ def run_place(user, slug: str, run_id: int) -> Place | None:
     )
     if not run:
         return None
-    handle = run.handle or {}
     target = run.target
-    if target is None or run.status in FINAL_STATUSES or not handle.get("run_dir"):
+    handle = handle_load(target.kind, run.handle) if target is not None else None
+    if (
+        target is None
+        or run.status in FINAL_STATUSES
+        or not isinstance(handle, PosixHandle)
+        or not handle.run_dir
+    ):
         problem = (
             f"Run {run.number} of {run.experiment.name} is {run.status}: a terminal opens in "
             "the working directory of a running run."
@@ -144,9 +155,9 @@ def run_place(user, slug: str, run_id: int) -> Place | None:
         return Place(target or ComputeTarget(name=run.target_name), run_id=run.pk, problem=problem)
     node = None
     if target.kind == ComputeKind.CLUSTER:
-        node_id = handle.get("node_id")
+        node_id = handle.node_id
         node = (
-            Node.objects.select_related("engine").filter(pk=int(node_id)).first()
+            Node.objects.select_related("engine").filter(pk=node_id).first()
             if node_id is not None
             else None
         )
@@ -157,7 +168,7 @@ def run_place(user, slug: str, run_id: int) -> Place | None:
         target,
         node=node,
         run_id=run.pk,
-        directory=f"{handle['run_dir']}/wd",
+        directory=f"{handle.run_dir}/wd",
         problem=terminal_problem(target, node),
     )
 

@@ -6,7 +6,7 @@ thread: every MONITOR_POLL_SECONDS it reads the run's status and new output
 from the target in one round trip, stores the bytes with `runs.logstore`
 (masked, at their offsets), wakes live viewers, records metrics, enforces
 cancel and max duration, and at the end moves the run through Finalizing
-(outputs, logs, metrics) to Completed, Failed or Canceled.
+(outputs, logs, metrics; runs/finalize.py) to Completed, Failed or Canceled.
 
 Storage is the truth: a monitor that starts (or takes a run over) continues
 from the stored offsets, so nothing is lost or stored twice.
@@ -20,7 +20,6 @@ import os
 import secrets
 import signal
 import socket
-import tempfile
 import threading
 import time
 from datetime import timedelta
@@ -30,19 +29,17 @@ from django.db import close_old_connections, connection
 from django.db.models import Q
 from django.utils import timezone
 
-from compute.backends import LOG_STREAMS, BackendError, Poll, backend_for
-from compute.backends.posix import PosixBackend
+from compute.backends import LOG_STREAMS, Backend, BackendError, Handle, Poll, backend_for
 from compute.selectors import workspace_secrets
-from runs import linear_regex, live, logstore, metric_records, ranks
+from runs import finalize, linear_regex, live, logstore, metric_records, ranks
 from runs.models import Run, RunStatus
 from runs.services.lifecycle import (
     ACTIVE_STATUSES,
     run_cancel,
     run_fail,
-    run_release_node,
     run_transition,
 )
-from runs.services.records import Collected, metrics_record, outputs_record, stderr_tail
+from runs.services.records import metrics_record, stderr_tail
 from studio.health import monitor_heartbeat, redis_client
 from studio.secrets import redact_bytes
 
@@ -190,8 +187,8 @@ class RunFollower:
         self.run_id = run_id
         self.monitor = monitor
         # One backend per rank of the run (one for a one-node run), rank 0 first.
-        self.backends: list[PosixBackend] = []
-        self.attempt = None
+        self.backends: list[Backend] = []
+        self.attempt: str | None = None
         self.more = False
         self.patterns: list = []
         # Problems met outside record_metrics, reported on the run with its next records.
@@ -230,14 +227,13 @@ class RunFollower:
         if run.target is None:
             run_fail(run_id=run.pk, reason="The compute target was detached.")
             return False
-        attempt = (run.handle or {}).get("attempt")
+        handles = ranks.handles(run)
+        attempt = handles[0].attempt if handles else None
         if not self.backends or attempt != self.attempt:
             self.attempt = attempt
             self.secrets = workspace_secrets(workspace_id=run.workspace_id)
             try:
-                self.backends = [
-                    backend_for(run.target, handle=handle) for handle in ranks.handles(run.handle)
-                ]
+                self.backends = [backend_for(run.target, handle=handle) for handle in handles]
             except BackendError as exc:
                 run_fail(run_id=run.pk, reason=exc.message)
                 return False
@@ -289,9 +285,9 @@ class RunFollower:
             return self.finish(run, poll)
         return True
 
-    def each_rank(self, run: Run):
+    def each_rank(self, run: Run) -> finalize.RankBackends:
         """(rank, its backend, its handle) for every process of the run."""
-        handles = ranks.handles(run.handle)
+        handles = ranks.handles(run)
         return [
             (rank, backend, handle)
             for rank, (backend, handle) in enumerate(zip(self.backends, handles, strict=True))
@@ -308,15 +304,15 @@ class RunFollower:
 
     # --- reading ---------------------------------------------------------------------
 
-    def offsets(self, run: Run, rank: int, handle: dict) -> dict[str, int]:
+    def offsets(self, run: Run, rank: int, handle: Handle) -> dict[str, int]:
         """Where to read on the target: how far storage has this attempt's files."""
         result = {}
         for stream in LOG_STREAMS:
             name = ranks.stream_name(rank, stream)
-            read = logstore.source_read(run.pk, name, handle.get("attempt", ""))
+            read = logstore.source_read(run.pk, name, handle.attempt)
             if read is None:
                 # Nothing stored from this attempt yet: it starts where the handle says.
-                target_at, stored_at = handle.get("log_offsets", {}).get(stream, [0, 0])
+                target_at, stored_at = handle.log_offsets.get(stream, (0, 0))
                 read = target_at + max(0, logstore.size(run.pk, name) - stored_at)
             result[stream] = read
         # Metrics come from the driver.
@@ -343,7 +339,7 @@ class RunFollower:
         return combined(polls)
 
     def store(
-        self, run: Run, rank: int, stream: str, data: bytes, target_at: int, handle: dict
+        self, run: Run, rank: int, stream: str, data: bytes, target_at: int, handle: Handle
     ) -> None:
         """Store new output masked, unless another follower of the run stored it first."""
         name = ranks.stream_name(rank, stream)
@@ -370,7 +366,7 @@ class RunFollower:
             run.pk,
             name,
             masked,
-            source=handle.get("attempt", ""),
+            source=handle.attempt,
             read_from=target_at,
             read_to=target_at + len(data),
         )
@@ -497,7 +493,7 @@ class RunFollower:
                 # One rank ended the run: the others stop too.
                 self.stop_ranks(run)
             drained = self.drain(run)
-            collected = self.collect(run)
+            collected = finalize.outputs_collect(run, self.each_rank(run))
         except BackendError as exc:
             if exc.unreachable:
                 Run.objects.filter(pk=run.pk).update(status_reason=exc.message)
@@ -506,60 +502,8 @@ class RunFollower:
             return False
         if poll is None or len(self.backends) == 1:
             poll = drained
-        # On a multi-node run, the rank that ended it (the others were stopped after it).
-        where = ranks.where(poll.rank, len(self.backends))
-        tail = stderr_tail(run.pk)
-        summary = collected.summary()
-        if poll.state == "lost":
-            reason = (
-                f"The run's process disappeared from {run.target_name}{where} without an exit "
-                "code (was the machine restarted, or the process killed from outside?)"
-            )
-            run_transition(
-                run.pk,
-                RunStatus.FAILED,
-                allowed_from=[RunStatus.FINALIZING],
-                error=reason,
-                message=reason,
-                stderr_tail=tail,
-            )
-        elif not poll.started:
-            stream = ranks.stream_name(poll.rank, "prepare")
-            prepare = logstore.read(run.pk, stream, max(0, logstore.size(run.pk, stream) - 4096))
-            last = prepare[0].decode(errors="replace").strip().splitlines()[-5:]
-            reason = f"Preparing the run failed{where} (exit code {poll.exit_code}): " + " / ".join(
-                last
-            )
-            run_transition(
-                run.pk,
-                RunStatus.FAILED,
-                allowed_from=[RunStatus.FINALIZING],
-                error=reason,
-                message=reason,
-                exit_code=poll.exit_code,
-                stderr_tail=tail,
-            )
-        elif poll.exit_code == 0:
-            run_transition(
-                run.pk,
-                RunStatus.COMPLETED,
-                allowed_from=[RunStatus.FINALIZING],
-                message=summary,
-                exit_code=0,
-                stderr_tail=tail,
-            )
-        else:
-            reason = f"The script exited with code {poll.exit_code}{where}"
-            run_transition(
-                run.pk,
-                RunStatus.FAILED,
-                allowed_from=[RunStatus.FINALIZING],
-                message=f"{reason}; {summary}",
-                error=reason,
-                exit_code=poll.exit_code,
-                stderr_tail=tail,
-            )
-        self.release(run)
+        finalize.run_conclude(run, poll, collected, len(self.backends))
+        finalize.run_cleanup(run, self.each_rank(run))
         return False
 
     def cancel(self, run: Run) -> bool:
@@ -577,7 +521,7 @@ class RunFollower:
         left_out = ""
         try:
             self.drain(run)
-            collected = self.collect(run)
+            collected = finalize.outputs_collect(run, self.each_rank(run))
             if collected.left_out:
                 left_out = f"; {collected.summary()}"
         except BackendError as exc:
@@ -591,36 +535,10 @@ class RunFollower:
             status_reason="",
             stderr_tail=stderr_tail(run.pk),
         )
-        self.release(run)
+        finalize.run_cleanup(run, self.each_rank(run))
         return False
 
     def stop_ranks(self, run: Run) -> int:
         """SIGTERM, grace, SIGKILL on every rank; the processes left (0: all gone)."""
         grace = settings.RUN_CANCEL_GRACE_SECONDS
         return sum(backend.cancel(handle, grace) for _, backend, handle in self.each_rank(run))
-
-    def collect(self, run: Run) -> Collected:
-        """Keep every rank's ./outputs and ./logs (another rank's under its node's folder).
-
-        Each rank's tar passes through a temporary file, never through memory whole: a
-        run's outputs can be gigabytes.
-        """
-        collected = Collected()
-        for rank, backend, handle in self.each_rank(run):
-            with tempfile.TemporaryFile(dir=settings.DATA_DIR, prefix="collect-") as tar:
-                left_out = backend.collect(handle, tar)
-                tar.seek(0)
-                collected.add(outputs_record(run=run, tar=tar, node_folder=ranks.source(rank)))
-                collected.left_out += left_out
-        if collected.left_out:
-            log.warning("run %s: %s", run.pk, collected.summary())
-        return collected
-
-    def release(self, run: Run) -> None:
-        """Remove the run's directories, then let go of its nodes."""
-        for _, backend, handle in self.each_rank(run):
-            try:
-                backend.cleanup(handle)
-            except BackendError as exc:
-                log.warning("run %s: work directory not removed: %s", run.pk, exc)
-        run_release_node(run_id=run.pk)

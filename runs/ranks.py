@@ -10,12 +10,24 @@ listens), WORLD_SIZE, RANK, NODE_RANK, LOCAL_RANK and LOCAL_WORLD_SIZE.
 
 from __future__ import annotations
 
+from dataclasses import replace
 
-def handles(handle: dict | None) -> list[dict]:
-    """Each rank's handle, rank 0 first."""
-    if not handle:
+from compute.backends import Handle, handle_load
+from runs.models import Run
+
+
+def handles(run: Run) -> list[Handle]:
+    """Each rank's handle, rank 0 first (none before the run is prepared, or once its
+    target is detached)."""
+    if run.target is None:
         return []
-    return [handle, *handle.get("workers", [])]
+    handle = handle_load(run.target.kind, run.handle)
+    return [] if handle is None else [handle, *handle.workers]
+
+
+def joined(handles: list[Handle]) -> Handle:
+    """The run's handle: rank 0's, with the other ranks' under `workers`."""
+    return replace(handles[0], workers=tuple(handles[1:]))
 
 
 def source(rank: int) -> str:

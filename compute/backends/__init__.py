@@ -1,25 +1,53 @@
 """Compute backends: one small interface, one module per kind of target.
 
-Every backend offers `check()` (facts about the target), `prepare(spec,
-local_blob)` (upload what the target lacks) and `launch(spec, handle)` (start
-detached, return the handle), `poll(handle, offsets)` (status and new output
-in one round trip; `stream` and `status` are its halves), `cancel(handle,
-grace)` and `collect(handle, out)` (a tar of ./outputs and ./logs, written into the
-file `out`; returns what it left out, one line each, why). Views, tasks
-and the run monitor speak only to this interface.
+Every backend is a `Backend` (base.py): `ensure_root()` (reach the target),
+`prepare(spec)` (upload what the target lacks, return the handle) and
+`launch(spec, handle)` (start detached, return the handle), `poll(handle,
+offsets)` (status and new output in one round trip), `cancel(handle, grace)`,
+`collect(handle, out, refused)` (a tar of ./outputs and ./logs, written into
+the file `out`; returns what it left out, one line each, why), `cleanup(handle)`
+and `free_port()`. Each family of kinds has its typed handle (`PosixHandle`,
+`CloudHandle`), stored as JSON in `Run.handle` and read back with `handle_load`.
+The run services and the run monitor speak only to this interface.
 """
 
 from __future__ import annotations
 
 from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-from compute.backends.base import LOG_STREAMS, STREAMS, BackendError, LaunchSpec, Poll
-from compute.models import ComputeKind
+from compute.backends.base import (
+    LOG_STREAMS,
+    STREAMS,
+    Backend,
+    BackendError,
+    CloudHandle,
+    Handle,
+    LaunchSpec,
+    Poll,
+    PosixHandle,
+)
+from compute.models import ComputeKind, ComputeTarget, Node
 
-__all__ = ["LOG_STREAMS", "STREAMS", "BackendError", "LaunchSpec", "Poll", "backend_for"]
+if TYPE_CHECKING:
+    from compute.backends.cloud import CloudBackend
+
+__all__ = [
+    "LOG_STREAMS",
+    "STREAMS",
+    "Backend",
+    "BackendError",
+    "CloudHandle",
+    "Handle",
+    "LaunchSpec",
+    "Poll",
+    "PosixHandle",
+    "backend_for",
+    "handle_load",
+]
 
 # Services that run pipeline steps only (as in the studio), each behind the same interface.
-CLOUD_BACKENDS = {
+CLOUD_BACKENDS: dict[str, tuple[str, str]] = {
     ComputeKind.DATABRICKS: ("compute.backends.databricks", "DatabricksBackend"),
     ComputeKind.BATCH: ("compute.backends.batch", "BatchBackend"),
     ComputeKind.DATALAKE: ("compute.backends.datalake", "DataLakeBackend"),
@@ -27,8 +55,23 @@ CLOUD_BACKENDS = {
 RUNNABLE_KINDS = (ComputeKind.LOCAL, ComputeKind.VM, ComputeKind.CLUSTER, ComputeKind.HDINSIGHT)
 
 
-def backend_for(target, *, node=None, handle: dict | None = None):
+def handle_load(kind: str, data: dict[str, Any] | None) -> Handle | None:
+    """The typed handle of a run on a target of `kind`, from its JSON (None: not prepared)."""
+    if not data:
+        return None
+    if kind in CLOUD_BACKENDS:
+        return CloudHandle.from_dict(data)
+    return PosixHandle.from_dict(data)
+
+
+def backend_for(
+    target: ComputeTarget, *, node: Node | None = None, handle: Handle | None = None
+) -> Backend:
     """The backend for a target (and, on a cluster, the node carrying the run)."""
+    root = handle.root if isinstance(handle, PosixHandle) else ""
+    # Each kind's module loads when a target of that kind is used: hdinsight.py imports
+    # compute.spark, which reads its scripts through posix.py (this package); importing
+    # the kinds at the top would close that import cycle.
     if target.kind == ComputeKind.LOCAL:
         from compute.backends.local import LocalBackend
 
@@ -36,24 +79,25 @@ def backend_for(target, *, node=None, handle: dict | None = None):
     if target.kind == ComputeKind.VM:
         from compute.backends.vm import VmBackend
 
-        return VmBackend(target, root=(handle or {}).get("root", ""))
+        return VmBackend(target, root=root)
     if target.kind == ComputeKind.HDINSIGHT:
         from compute.backends.hdinsight import HdInsightBackend
 
-        return HdInsightBackend(target, root=(handle or {}).get("root", ""))
+        return HdInsightBackend(target, root=root)
     if target.kind == ComputeKind.CLUSTER:
         from compute.backends.cluster import NodeBackend
-        from compute.models import Node
 
-        node_id = (handle or {}).get("node_id")
+        node_id = handle.node_id if handle is not None else None
         if node is None and node_id is not None:
-            node = Node.objects.filter(pk=int(node_id)).select_related("engine").first()
+            node = Node.objects.filter(pk=node_id).select_related("engine").first()
         if node is None:
             raise BackendError(f"The node that ran this run on {target.name} no longer exists.")
         return NodeBackend(target, node)
     if target.kind in CLOUD_BACKENDS:
         module, name = CLOUD_BACKENDS[target.kind]
-        return getattr(import_module(module), name)(target)
+        # Typed as what every entry is, so the type checker holds it to the Backend protocol.
+        backend: CloudBackend = getattr(import_module(module), name)(target)
+        return backend
     raise BackendError(
         f"Script runs on {target.get_kind_display()} targets are not supported: "
         "choose the local target, a VM, a compute cluster or an HDInsight / Spark head node."

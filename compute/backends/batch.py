@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import shlex
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
 
-from compute.backends.base import LaunchSpec
+from compute.backends.base import CloudHandle, LaunchSpec
 from compute.backends.cloud import CloudBackend
 from compute.cloud.clients import FAILED
 
@@ -48,10 +49,9 @@ def linked_file(token: str) -> str | None:
 
 
 class BatchBackend(CloudBackend):
-    kind = "batch"
     service = "Azure Batch"
 
-    def submit(self, spec: LaunchSpec, handle: dict, step: dict) -> dict:
+    def submit(self, spec: LaunchSpec, handle: CloudHandle, step: dict[str, Any]) -> dict:
         command = step.get("command") or shlex.join(["python3", spec.entry_script, *spec.arguments])
         links = (
             {path: file_link(sha) for path, sha, _size, _x in spec.manifest}
@@ -60,7 +60,7 @@ class BatchBackend(CloudBackend):
         )
         return self.client.submit(
             pool_id=step.get("pool") or self.target.config.get("pool_id", ""),
-            job_id=f"trainyard-{spec.run_id}-{handle['attempt']}",
+            job_id=f"trainyard-{spec.run_id}-{handle.attempt}",
             command_line=command,
             files={} if links else self.run_files(spec),
             links=links,

@@ -18,24 +18,18 @@ import io
 import secrets
 import tarfile
 import time
-from typing import BinaryIO
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, BinaryIO
 
-from compute.backends.base import BackendError, LaunchSpec, Poll
+from compute.backends.base import BackendError, CloudHandle, Handle, LaunchSpec, Poll
 from compute.cloud.clients import COMPLETED, FINALIZING, RUNNING, CloudError
 
 # How often a cancel asks the service whether the job has stopped.
 CANCEL_POLL_SECONDS = 0.5
 
 
-def step_settings(run_id: int) -> dict:
-    """The pipeline step's settings for its service (task kind, cluster, pool, command...)."""
-    from pipelines.selectors import step_settings as settings_of
-
-    return settings_of(run_id)
-
-
 class CloudBackend:
-    kind = "cloud"
     # The service's name in messages, e.g. "Databricks".
     service = ""
 
@@ -64,28 +58,29 @@ class CloudBackend:
 
     # --- the interface ---------------------------------------------------------------
 
-    def check(self) -> dict:
-        return self.call(lambda: self.client.check())
-
     def ensure_root(self) -> None:
         """A service needs no folder of ours set up before a run: its jobs carry their files."""
 
-    def prepare(self, spec: LaunchSpec, local_blob) -> dict:
+    def prepare(self, spec: LaunchSpec) -> CloudHandle:
         """Nothing waits on the service yet: the files travel with the job at launch."""
-        return {
-            "uploaded_files": len(spec.manifest),
-            "uploaded_bytes": sum(entry[2] for entry in spec.manifest),
-            "reused_files": 0,
+        return CloudHandle(
+            uploaded_files=len(spec.manifest),
+            uploaded_bytes=sum(entry[2] for entry in spec.manifest),
+            reused_files=0,
             # Tells one attempt of a run from the next, and keys the service's idempotency.
-            "attempt": secrets.token_hex(4),
-        }
+            attempt=secrets.token_hex(4),
+        )
 
-    def launch(self, spec: LaunchSpec, handle: dict) -> dict:
-        job = self.call(lambda: self.submit(spec, handle, step_settings(spec.run_id)))
-        return {**handle, "job": job, "submitted": self.submitted_text(job)}
+    def launch(self, spec: LaunchSpec, handle: Handle) -> CloudHandle:
+        handle = cloud_handle(handle)
+        job = self.call(lambda: self.submit(spec, handle, spec.step))
+        return replace(handle, job=job, submitted=self.submitted_text(job))
 
-    def poll(self, handle: dict, offsets: dict[str, int]) -> Poll:
-        job = handle["job"]
+    def poll(self, handle: Handle, offsets: dict[str, int]) -> Poll:
+        handle = cloud_handle(handle)
+        job = handle.job
+        if job is None:
+            raise BackendError(f"The run was never submitted to {self.describe()}.")
         state, finished, result = self.call(lambda: self.client.status(job))
         chunks = {
             "prepare": self._news(handle, state, result, offsets.get("prepare", 0)),
@@ -105,15 +100,9 @@ class CloudBackend:
             chunks=chunks,
         )
 
-    def stream(self, handle: dict, offsets: dict[str, int]) -> dict[str, bytes]:
-        return self.poll(handle, offsets).chunks
-
-    def status(self, handle: dict) -> Poll:
-        return self.poll(handle, {"prepare": 1 << 62, "stdout": 1 << 62, "stderr": 1 << 62})
-
-    def cancel(self, handle: dict, grace_seconds: int) -> int:
+    def cancel(self, handle: Handle, grace_seconds: int) -> int:
         """Ask the service to stop the job; 0 once it reports the job finished, else 1."""
-        job = handle.get("job")
+        job = cloud_handle(handle).job
         if job is None:
             return 0
         self.call(lambda: self.client.cancel(job))
@@ -126,40 +115,42 @@ class CloudBackend:
                 return 1
             time.sleep(CANCEL_POLL_SECONDS)
 
-    def collect(self, handle: dict, out: BinaryIO) -> list[str]:
+    def collect(self, handle: Handle, out: BinaryIO, refused: Callable[[str], str]) -> list[str]:
         """Write a tar of what the job wrote to outputs/ (downloaded from the service) into
         `out`; returns the files left out, each with why.
 
-        The service names the files: a name that is not a plain path in outputs/ is never
+        The service names the files: a name `refused` says is not kept is never
         downloaded, and none is ever a path on this server (the tar becomes blobs).
         """
-        from runs.snapshots import SnapshotError, output_path, shown_name
-
-        job = handle.get("job")
+        job = cloud_handle(handle).job
         if job is None:
             return []
         left_out = []
         files = self.call(lambda: self.client.collect(job))
         with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
             for name, download in files:
-                try:
-                    path = output_path(name)
-                except SnapshotError as exc:
-                    left_out.append(f"{shown_name(name)} ({exc})")
+                why = refused(name)
+                if why:
+                    left_out.append(why)
                     continue
                 content = self.call(download)
-                info = tarfile.TarInfo(str(path))
+                info = tarfile.TarInfo(name)
                 info.size = len(content)
                 info.mtime = int(time.time())
                 tar.addfile(info, io.BytesIO(content))
         return left_out
 
-    def cleanup(self, handle: dict) -> None:
+    def cleanup(self, handle: Handle) -> None:
         """The service keeps its job history; nothing of the run is left on this server."""
+
+    def free_port(self) -> int:
+        raise BackendError(
+            f"A run on {self.describe()} is one job of the service: it has no nodes of its own."
+        )
 
     # --- per service -----------------------------------------------------------------
 
-    def submit(self, spec: LaunchSpec, handle: dict, step: dict) -> dict:
+    def submit(self, spec: LaunchSpec, handle: CloudHandle, step: dict[str, Any]) -> dict:
         raise NotImplementedError
 
     def submitted_text(self, job: dict) -> str:
@@ -178,15 +169,13 @@ class CloudBackend:
     @staticmethod
     def run_files(spec: LaunchSpec) -> dict[str, bytes]:
         """The run's snapshot files (its inputs too), path → content, to send with the job."""
-        from runs.snapshots import blob_path
+        return {path: spec.local_blob(sha).read_bytes() for path, sha, _size, _x in spec.manifest}
 
-        return {path: blob_path(sha).read_bytes() for path, sha, _size, _x in spec.manifest}
-
-    def _news(self, handle: dict, state: str, result: dict, stored: int) -> bytes:
+    def _news(self, handle: CloudHandle, state: str, result: dict, stored: int) -> bytes:
         """A line for each state the service reports, after the submission line."""
         text = ""
         if stored == 0 and not self._last_news:
-            text += handle.get("submitted", "") + "\n"
+            text += handle.submitted + "\n"
         detail = result.get("service_state", "")
         message = result.get("message") or ""
         news = f"{self.service}: {detail} → {state}" + (f" ({message})" if message else "")
@@ -194,3 +183,10 @@ class CloudBackend:
             self._last_news = news
             text += f"{time.strftime('%H:%M:%S')} {news}\n"
         return text.encode()
+
+
+def cloud_handle(handle: Handle) -> CloudHandle:
+    """The handle of a run that is a service's job: what a cloud backend is given back."""
+    if not isinstance(handle, CloudHandle):
+        raise TypeError(f"not the handle of a cloud service's job: {handle!r}")
+    return handle

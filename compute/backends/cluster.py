@@ -21,8 +21,6 @@ RUN_AS = (
 
 
 class NodeBackend(PosixBackend):
-    kind = "amlcompute"
-
     def __init__(self, target, node) -> None:
         self.target = target
         self.node = node
@@ -122,19 +120,3 @@ class NodeBackend(PosixBackend):
             raise BackendError(
                 f"Copying files to {self.describe()} failed: {exc}", unreachable=True
             ) from None
-
-    def free_port(self) -> int:
-        """A TCP port free on the node now, for a multi-node run's rank 0 to listen on."""
-        code, out, err = self.exec(
-            'exec python3 -c \'import socket; s = socket.socket(); s.bind(("", 0)); '
-            "print(s.getsockname()[1])'",
-            [],
-        )
-        if code != 0:
-            raise BackendError(f"No free port found on {self.describe()}: {err.decode()[:200]}")
-        return int(out.split()[-1])
-
-    def check(self) -> dict:
-        code, out, _ = self.exec("python3 -V; nproc", [])
-        lines = out.decode().split("\n")
-        return {"python3": lines[0].split()[-1] if code == 0 else None, "cpus": lines[1:2]}

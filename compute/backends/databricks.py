@@ -11,15 +11,16 @@ job's run page shows it.
 
 from __future__ import annotations
 
-from compute.backends.base import BackendError, LaunchSpec
+from typing import Any
+
+from compute.backends.base import BackendError, CloudHandle, LaunchSpec
 from compute.backends.cloud import CloudBackend
 
 
 class DatabricksBackend(CloudBackend):
-    kind = "databricks"
     service = "Databricks"
 
-    def submit(self, spec: LaunchSpec, handle: dict, step: dict) -> dict:
+    def submit(self, spec: LaunchSpec, handle: CloudHandle, step: dict[str, Any]) -> dict:
         new_cluster = step.get("new_cluster") or None
         cluster_id = (
             ""
@@ -41,7 +42,7 @@ class DatabricksBackend(CloudBackend):
             cluster_id=cluster_id,
             new_cluster=new_cluster,
             main_class=step.get("main_class", ""),
-            idempotency_key=f"trainyard-{spec.run_id}-{handle['attempt']}",
+            idempotency_key=f"trainyard-{spec.run_id}-{handle.attempt}",
             timeout_seconds=step.get("timeout_seconds"),
         )
 

@@ -9,16 +9,16 @@ Data Lake Store paths, so nothing is collected into the run's outputs.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
-from compute.backends.base import BackendError, LaunchSpec
+from compute.backends.base import BackendError, CloudHandle, LaunchSpec
 from compute.backends.cloud import CloudBackend
 
 
 class DataLakeBackend(CloudBackend):
-    kind = "datalakeanalytics"
     service = "Data Lake Analytics"
 
-    def submit(self, spec: LaunchSpec, handle: dict, step: dict) -> dict:
+    def submit(self, spec: LaunchSpec, handle: CloudHandle, step: dict[str, Any]) -> dict:
         try:
             script = self.run_files(spec)[spec.entry_script].decode()
         except UnicodeDecodeError:
@@ -31,9 +31,7 @@ class DataLakeBackend(CloudBackend):
             degree_of_parallelism=int(step.get("degree_of_parallelism", 1)),
             priority=int(step.get("priority", 1000)),
             # The same id on a retried launch finds the job the first attempt submitted.
-            job_id=str(
-                uuid.uuid5(uuid.NAMESPACE_URL, f"trainyard:{spec.run_id}:{handle['attempt']}")
-            ),
+            job_id=str(uuid.uuid5(uuid.NAMESPACE_URL, f"trainyard:{spec.run_id}:{handle.attempt}")),
         )
 
     def submitted_text(self, job: dict) -> str:

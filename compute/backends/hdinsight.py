@@ -13,8 +13,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from compute import ssh
-from compute.backends.base import BackendError, LaunchSpec
+from compute.backends.base import LaunchSpec
 from compute.backends.vm import VmBackend
 from compute.vm import spark
 
@@ -22,8 +21,6 @@ SUBMIT_SCRIPT = "spark-submit.sh"
 
 
 class HdInsightBackend(VmBackend):
-    kind = "hdinsight"
-
     def control_files(self, spec: LaunchSpec) -> dict[str, bytes | Path]:
         return {SUBMIT_SCRIPT: spark.submit_script().encode()}
 
@@ -37,11 +34,3 @@ class HdInsightBackend(VmBackend):
             "PYTHON=sh\n"
             f"ENTRY={shlex.quote(f'{run_dir}/ctl/{SUBMIT_SCRIPT}')}\n"
         )
-
-    def check(self) -> dict:
-        facts = super().check()
-        try:
-            facts.update(spark.spark_preflight(self.connection()))
-        except ssh.SshError as exc:
-            raise BackendError(exc.message) from None
-        return facts

@@ -9,7 +9,6 @@ code executes in a sandbox as an unprivileged account (compute/sandbox.py).
 from __future__ import annotations
 
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -20,9 +19,8 @@ from pathlib import Path
 from django.conf import settings
 
 from compute import sandbox
-from compute.backends.base import STREAMS, BackendError, LaunchSpec, Poll
-from compute.backends.posix import POLL_LIMIT, PosixBackend
-from compute.ssh import gpu_fact
+from compute.backends.base import STREAMS, BackendError, Handle, LaunchSpec, Poll
+from compute.backends.posix import POLL_LIMIT, PosixBackend, posix_handle
 
 # What the control scripts keep of the studio's environment: nothing that could hold a
 # secret (DATABASE_URL, SECRET_KEY, FERNET_KEYS, tokens).
@@ -30,8 +28,6 @@ KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "DOCKER_HOST")
 
 
 class LocalBackend(PosixBackend):
-    kind = "local"
-
     def __init__(self) -> None:
         self.root = str(Path(settings.DATA_DIR) / "local-target")
 
@@ -95,20 +91,8 @@ class LocalBackend(PosixBackend):
         # The run reads the snapshot straight from the control plane's blob store.
         return {}, {"uploaded_files": 0, "uploaded_bytes": 0, "reused_files": len(manifest)}
 
-    def check(self) -> dict:
-        usage = shutil.disk_usage(settings.DATA_DIR)
-        return {
-            "system": platform.system(),
-            "os_name": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python3": shutil.which("python3"),
-            "docker": shutil.which("docker"),
-            "disk_free_mib": usage.free // (1024 * 1024),
-            "gpus": _gpus(),
-        }
-
-    def poll(self, handle, offsets):
-        ctl = Path(handle["run_dir"]) / "ctl"
+    def poll(self, handle: Handle, offsets: dict[str, int]) -> Poll:
+        ctl = Path(posix_handle(handle).run_dir) / "ctl"
         pgid = _read_int(ctl / "pid") or 0
         alive = pgid > 0 and _group_alive(pgid)
         exit_code = _read_int(ctl / "exit_code")
@@ -116,7 +100,7 @@ class LocalBackend(PosixBackend):
         for name in STREAMS:
             try:
                 with open(ctl / name, "rb") as f:
-                    # status() asks from far past the end: no bytes, only the state.
+                    # An offset past the end (another rank's metrics) reads no bytes.
                     f.seek(min(offsets.get(name, 0), os.fstat(f.fileno()).st_size))
                     chunks[name] = f.read(POLL_LIMIT)
             except FileNotFoundError:
@@ -131,8 +115,8 @@ class LocalBackend(PosixBackend):
             state=state, exit_code=exit_code, started=(ctl / "started").exists(), chunks=chunks
         )
 
-    def cleanup(self, handle):
-        shutil.rmtree(handle["run_dir"], ignore_errors=True)
+    def cleanup(self, handle: Handle) -> None:
+        shutil.rmtree(posix_handle(handle).run_dir, ignore_errors=True)
 
 
 def _function(name: str, prefix: list[str]) -> str:
@@ -144,22 +128,6 @@ def _function(name: str, prefix: list[str]) -> str:
         f"{name}() {{ env -u TRAINYARD_RUN_MARK {sandboxed} "
         'env TRAINYARD_RUN_MARK="$TRAINYARD_RUN_MARK" "$@"; }'
     )
-
-
-def _gpus() -> list[dict]:
-    """The NVIDIA GPUs of this machine, as nvidia-smi lists them (none without it)."""
-    if not shutil.which("nvidia-smi"):
-        return []
-    try:
-        result = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [gpu_fact(line) for line in result.stdout.splitlines() if result.returncode == 0]
 
 
 def _read_int(path: Path) -> int | None:

@@ -22,11 +22,12 @@ import secrets
 import shlex
 import tarfile
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import BinaryIO
 
-from compute.backends.base import STREAMS, BackendError, LaunchSpec, Poll
-from runs.snapshots import manifest_text
+from compute.backends.base import STREAMS, BackendError, Handle, LaunchSpec, Poll, PosixHandle
 
 FILES = Path(__file__).resolve().parent / "files"
 # Bytes read per stream per poll: bounds memory while a run prints very fast.
@@ -92,7 +93,6 @@ def parse_poll(out: bytes) -> Poll:
 class PosixBackend:
     """The shared logic; subclasses provide the transport."""
 
-    kind = "posix"
     # Where blobs and runs live on the target; subclasses set or compute it.
     root: str = ""
 
@@ -123,7 +123,8 @@ class PosixBackend:
         return f"{self.root}/blobs"
 
     def describe(self) -> str:
-        return self.kind
+        """The target as messages name it."""
+        raise NotImplementedError
 
     # --- checks ----------------------------------------------------------------------
 
@@ -148,12 +149,16 @@ class PosixBackend:
             return set()
         return {line.rsplit("/", 1)[-1] for line in out.decode().split()}
 
-    def missing_blobs(self, manifest: list[list], local_blob) -> tuple[dict, dict]:
+    def missing_blobs(
+        self, manifest: list[list], local_blob: Callable[[str], Path]
+    ) -> tuple[dict[str, bytes | Path], dict[str, int]]:
         """The blobs of `manifest` the target lacks (tar path → file), and the counts."""
         wanted = {sha: size for _, sha, size, _ in manifest}
         present = self.blobs_present()
         missing = sorted(sha for sha in wanted if sha not in present)
-        files = {f"blobs/{sha[:2]}/{sha}": local_blob(sha) for sha in missing}
+        files: dict[str, bytes | Path] = {
+            f"blobs/{sha[:2]}/{sha}": local_blob(sha) for sha in missing
+        }
         return files, {
             "uploaded_files": len(missing),
             "uploaded_bytes": sum(wanted[sha] for sha in missing),
@@ -192,22 +197,29 @@ class PosixBackend:
         uid:gid its files must belong to ("" for the target's own user)."""
         return ['sandboxed() { "$@"; }', 'sandboxed_build() { "$@"; }', "RUN_OWNER="]
 
-    def prepare(self, spec: LaunchSpec, local_blob) -> dict:
+    def prepare(self, spec: LaunchSpec) -> PosixHandle:
         """Upload the missing snapshot blobs and the run's control files, in one transfer."""
         self.ensure_root()
-        files, transfer = self.missing_blobs(spec.manifest, local_blob)
+        files, transfer = self.missing_blobs(spec.manifest, spec.local_blob)
         run_dir = self.run_dir(spec.key)
         ctl = f"runs/{spec.key}/ctl"
         for name, content in {**helper_files(), **self.control_files(spec)}.items():
             files[f"{ctl}/{name}"] = content
         files[f"{ctl}/config.sh"] = self.config_sh(spec, run_dir).encode()
-        files[f"{ctl}/manifest"] = manifest_text(spec.manifest)
+        files[f"{ctl}/manifest"] = spec.manifest_file
         files[f"{ctl}/requirements.txt"] = spec.pip_requirements.encode()
         files[f"{ctl}/environment.yml"] = spec.conda_yaml.encode()
         self.put_tar(self.root, tar_bytes(files))
         # Tells the monitor apart one attempt of a run from the next (after a requeue).
         attempt = secrets.token_hex(4)
-        return {**transfer, "run_dir": run_dir, "root": self.root, "attempt": attempt}
+        return PosixHandle(
+            uploaded_files=transfer["uploaded_files"],
+            uploaded_bytes=transfer["uploaded_bytes"],
+            reused_files=transfer["reused_files"],
+            run_dir=run_dir,
+            root=self.root,
+            attempt=attempt,
+        )
 
     def control_files(self, spec: LaunchSpec) -> dict[str, bytes | Path]:
         """Files a kind of target adds to the run's ctl/ directory (name → content)."""
@@ -216,55 +228,69 @@ class PosixBackend:
     def ensure_root(self) -> None:
         """Reach the target (raising BackendError if it cannot be) and know its root."""
 
-    def launch(self, spec: LaunchSpec, handle: dict) -> dict:
+    def launch(self, spec: LaunchSpec, handle: Handle) -> PosixHandle:
         """Start the run detached; returns the handle the monitor follows it with."""
-        out = self.run_script("launch.sh", [handle["run_dir"]], timeout=30)
+        handle = posix_handle(handle)
+        out = self.run_script("launch.sh", [handle.run_dir], timeout=30)
         try:
             pgid = int(out.decode().split()[-1])
         except (ValueError, IndexError):
             raise BackendError(
                 f"The run did not report its process on {self.describe()}."
             ) from None
-        return {
-            **handle,
-            "pgid": pgid,
-            "container": spec.container_name if spec.docker_image else "",
-        }
+        return replace(
+            handle, pgid=pgid, container=spec.container_name if spec.docker_image else ""
+        )
 
-    def poll(self, handle: dict, offsets: dict[str, int]) -> Poll:
+    def poll(self, handle: Handle, offsets: dict[str, int]) -> Poll:
         """Status and the bytes after `offsets` of each stream, in one round trip."""
-        args = [handle["run_dir"], str(POLL_LIMIT), *(str(offsets.get(s, 0)) for s in STREAMS)]
+        run_dir = posix_handle(handle).run_dir
+        args = [run_dir, str(POLL_LIMIT), *(str(offsets.get(s, 0)) for s in STREAMS)]
         return parse_poll(self.run_script("poll.sh", args))
 
-    def stream(self, handle: dict, offsets: dict[str, int]) -> dict[str, bytes]:
-        return self.poll(handle, offsets).chunks
-
-    def status(self, handle: dict) -> Poll:
-        return self.poll(handle, {s: 1 << 62 for s in STREAMS})
-
-    def cancel(self, handle: dict, grace_seconds: int) -> int:
+    def cancel(self, handle: Handle, grace_seconds: int) -> int:
         """SIGTERM the run's process group, wait, SIGKILL; returns processes left (0 = gone)."""
-        args = [handle["run_dir"], str(grace_seconds), handle.get("container", "")]
+        handle = posix_handle(handle)
+        args = [handle.run_dir, str(grace_seconds), handle.container]
         out = self.run_script("cancel.sh", args, timeout=grace_seconds + 60)
         return int(out.decode().split()[-1])
 
-    def collect(self, handle: dict, out: BinaryIO) -> list[str]:
+    def collect(self, handle: Handle, out: BinaryIO, refused: Callable[[str], str]) -> list[str]:
         """Write a tar of the run's ./outputs and ./logs into `out`, as it arrives; the tar
-        says what each entry is (links stay links), so nothing is left out here."""
+        says what each entry is (links stay links), so nothing is left out here: its names
+        are checked as it is recorded."""
         code, err = self.exec_into(
             out,
             'cd "$1/wd" 2>/dev/null || exit 0; '
             'set --; for d in outputs logs; do [ -d $d ] && set -- "$@" $d; done; '
             '[ $# -gt 0 ] && tar -cf - "$@"; exit 0',
-            [handle["run_dir"]],
+            [posix_handle(handle).run_dir],
             timeout=COLLECT_TIMEOUT,
         )
         if code != 0:
             raise BackendError(f"Collecting outputs failed on {self.describe()}: {_tail(err)}")
         return []
 
-    def cleanup(self, handle: dict) -> None:
-        self.exec('rm -rf "$1"', [handle["run_dir"]], timeout=120)
+    def cleanup(self, handle: Handle) -> None:
+        self.exec('rm -rf "$1"', [posix_handle(handle).run_dir], timeout=120)
+
+    def free_port(self) -> int:
+        """A TCP port free on the target now, for a multi-node run's rank 0 to listen on."""
+        code, out, err = self.exec(
+            'exec python3 -c \'import socket; s = socket.socket(); s.bind(("", 0)); '
+            "print(s.getsockname()[1])'",
+            [],
+        )
+        if code != 0:
+            raise BackendError(f"No free port found on {self.describe()}: {err.decode()[:200]}")
+        return int(out.split()[-1])
+
+
+def posix_handle(handle: Handle) -> PosixHandle:
+    """The handle of a run on a machine: what a machine's backend is given back."""
+    if not isinstance(handle, PosixHandle):
+        raise TypeError(f"not the handle of a run on a machine: {handle!r}")
+    return handle
 
 
 def _tail(data: bytes, lines: int = 5) -> str:

@@ -16,8 +16,6 @@ from compute.backends.posix import PosixBackend
 
 
 class VmBackend(PosixBackend):
-    kind = "virtualmachine"
-
     def __init__(self, target, root: str = "") -> None:
         self.target = target
         self.root = root
@@ -61,12 +59,6 @@ class VmBackend(PosixBackend):
             if code != 0 or not home.startswith("/"):
                 raise BackendError(f"Could not find the home directory on {self.describe()}.")
             self.root = f"{home}/.trainyard"
-
-    def check(self) -> dict:
-        try:
-            return ssh.preflight(self.connection())
-        except ssh.SshError as exc:
-            raise BackendError(exc.message, unreachable=True) from None
 
 
 def _exec_bytes(

@@ -16,11 +16,12 @@ from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
+from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from compute.backends import LOG_STREAMS, BackendError, LaunchSpec, backend_for
+from compute.backends import LOG_STREAMS, Backend, BackendError, Handle, LaunchSpec, backend_for
 from compute.models import (
     ComputeKind,
     ComputeTarget,
@@ -113,6 +114,8 @@ def launch_spec(run: Run) -> LaunchSpec:
     return LaunchSpec(
         run_id=run.pk,
         manifest=run.snapshot.manifest,
+        manifest_file=snapshots.manifest_text(run.snapshot.manifest),
+        local_blob=snapshots.blob_path,
         entry_script=run.entry_script,
         arguments=list(run.arguments),
         env_kind=env_kind,
@@ -125,7 +128,19 @@ def launch_spec(run: Run) -> LaunchSpec:
         docker_image=env.docker_image,
         docker_gpus=env.docker_gpus,
         instance=settings.TRAINYARD_INSTANCE_ID,
+        step=_step_settings(run),
     )
+
+
+def _step_settings(run: Run) -> dict:
+    """A pipeline step's settings for its cloud service ({} for a run that is no step).
+
+    Read through the run's own relation: the pipelines layer sits above this one.
+    """
+    try:
+        return dict(run.pipeline_step.settings or {})
+    except ObjectDoesNotExist:
+        return {}
 
 
 def run_start(*, run_id: int, again: bool = True) -> None:
@@ -209,32 +224,34 @@ def run_start(*, run_id: int, again: bool = True) -> None:
         # Canceled while it was being claimed.
         _release_after_failed_start(run_id, nodes)
         return
-    launched: list[dict] = []
+    launched: list[Handle] = []
     try:
         specs = [replace(launch_spec(run), env=env) for env in envs]
-        handles = []
+        handles: list[Handle] = []
         for rank, (backend, spec) in enumerate(zip(backends, specs, strict=True)):
-            handle = backend.prepare(spec, snapshots.blob_path)
-            handle["node_id"] = nodes[rank].pk if nodes else None
-            # Where this attempt's output starts in storage: a requeued run goes on after
-            # what its earlier attempt printed. Per stream: [target offset, stored offset].
-            handle["log_offsets"] = {
-                s: [0, logstore.size(run_id, ranks.stream_name(rank, s))] for s in LOG_STREAMS
-            }
+            handle = replace(
+                backend.prepare(spec),
+                node_id=nodes[rank].pk if nodes else None,
+                # Where this attempt's output starts in storage: a requeued run goes on after
+                # what its earlier attempt printed. Per stream: (target offset, stored offset).
+                log_offsets={
+                    s: (0, logstore.size(run_id, ranks.stream_name(rank, s))) for s in LOG_STREAMS
+                },
+            )
             handles.append(handle)
         if not run_transition(
             run_id,
             RunStatus.STARTING,
             allowed_from=[RunStatus.PREPARING],
             message=_uploaded_message(handles),
-            handle=_joined(handles),
+            handle=ranks.joined(handles).as_dict(),
         ):
             _stopped_before_launch(run_id)
             return
         for backend, spec, handle in zip(backends, specs, handles, strict=True):
             launched.append(backend.launch(spec, handle))
         # Stored whatever the status is now, so a cancel that came meanwhile can reach it.
-        Run.objects.filter(pk=run_id).update(handle=_joined(launched))
+        Run.objects.filter(pk=run_id).update(handle=ranks.joined(launched).as_dict())
     except BackendError as exc:
         _stop_ranks(target, launched)
         _release_after_failed_start(run_id, nodes)
@@ -250,7 +267,7 @@ def run_start(*, run_id: int, again: bool = True) -> None:
             )
 
 
-def _rank_environments(nodes: list, driver_backend) -> list[dict[str, str]]:
+def _rank_environments(nodes: list, driver_backend: Backend) -> list[dict[str, str]]:
     """Each rank's environment: none for a one-node run."""
     if len(nodes) < 2:
         return [{}]
@@ -266,18 +283,10 @@ def _rank_environments(nodes: list, driver_backend) -> list[dict[str, str]]:
     return ranks.environments(len(nodes), address, driver_backend.free_port())
 
 
-def _joined(handles: list[dict]) -> dict:
-    """The run's handle: rank 0's, with the other ranks' under `workers`."""
-    handle = {key: value for key, value in handles[0].items() if key != "workers"}
-    if len(handles) > 1:
-        handle["workers"] = handles[1:]
-    return handle
-
-
-def _uploaded_message(handles: list[dict]) -> str:
-    uploaded = sum(h["uploaded_files"] for h in handles)
-    uploaded_bytes = sum(h["uploaded_bytes"] for h in handles)
-    reused = sum(h["reused_files"] for h in handles)
+def _uploaded_message(handles: list[Handle]) -> str:
+    uploaded = sum(h.uploaded_files for h in handles)
+    uploaded_bytes = sum(h.uploaded_bytes for h in handles)
+    reused = sum(h.reused_files for h in handles)
     moved = f"{uploaded} changed file(s) uploaded"
     if uploaded_bytes:
         moved += f" ({human_bytes(uploaded_bytes)})"
@@ -287,7 +296,7 @@ def _uploaded_message(handles: list[dict]) -> str:
     return moved
 
 
-def _stop_ranks(target, handles: list[dict]) -> None:
+def _stop_ranks(target: ComputeTarget, handles: list[Handle]) -> None:
     """Stop what runs of these ranks, as far as their nodes can be reached."""
     for handle in handles:
         try:
@@ -414,19 +423,19 @@ def run_fail(*, run_id: int, reason: str) -> bool:
     return failed
 
 
-def _ranks_of(run_id: int) -> tuple[ComputeTarget | None, list[dict]]:
+def _ranks_of(run_id: int) -> tuple[ComputeTarget | None, list[Handle]]:
     run = Run.objects.select_related("target").filter(pk=run_id).first()
     if run is None:
         return None, []
-    return run.target, ranks.handles(run.handle)
+    return run.target, ranks.handles(run)
 
 
-def _stop_other_ranks(run_id: int, before: tuple[ComputeTarget | None, list[dict]]) -> None:
+def _stop_other_ranks(run_id: int, before: tuple[ComputeTarget | None, list[Handle]]) -> None:
     """A multi-node run that lost one node stops on the others and lets them go."""
     target, handles = before
     if target is None or len(handles) < 2:
         return
-    _stop_ranks(target, [h for h in handles if "pgid" in h])
+    _stop_ranks(target, [h for h in handles if h.launched])
     run_release_node(run_id=run_id)
 
 

@@ -13,7 +13,7 @@ from django.db import connection
 
 from compute.backends import backend_for
 from compute.models import ComputeTarget
-from runs import logstore
+from runs import logstore, ranks
 from runs.models import Run, RunStatus
 from runs.monitor import Monitor, RunFollower
 from studio import secrets
@@ -112,23 +112,24 @@ def test_a_follower_waking_after_another_took_the_run_over_stores_nothing_twice(
     monitor = Monitor(owner="test-monitor")
     Run.objects.filter(pk=run.pk).update(lease_owner=monitor.owner)
     run = Run.objects.select_related("target").get(pk=run.pk)
-    backend = backend_for(local, handle=run.handle)
+    [handle] = ranks.handles(run)
+    backend = backend_for(local, handle=handle)
     deadline = time.monotonic() + 30
-    while backend.poll(run.handle, {}).state != "exited":
+    while backend.poll(handle, {}).state != "exited":
         assert time.monotonic() < deadline, "the run did not end"
         time.sleep(0.05)
 
     # One follower reads the run's output and stalls before storing it (masking makes
     # it shorter than what was read) ...
     stalled = RunFollower(run.pk, monitor)
-    offsets = stalled.offsets(run, 0, run.handle)
-    read = backend.poll(run.handle, offsets).chunks["stdout"]
+    offsets = stalled.offsets(run, 0, handle)
+    read = backend.poll(handle, offsets).chunks["stdout"]
     # ... another takes the run over and follows it to its end ...
     taking_over = RunFollower(run.pk, monitor)
     while taking_over.step():
         pass
     # ... and the first one wakes up.
-    stalled.store(run, 0, "stdout", read, offsets["stdout"], run.handle)
+    stalled.store(run, 0, "stdout", read, offsets["stdout"], handle)
 
     run.refresh_from_db()
     assert run.status == RunStatus.COMPLETED

@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
+from compute.backends import PosixHandle
 from compute.models import ComputeTarget
 from compute.selectors import workspace_secrets
 from runs import logstore
@@ -368,6 +369,6 @@ def test_an_unfinished_line_is_held_back_alike_whether_or_not_it_begins_a_secret
         follower = RunFollower(run.pk, Monitor())
         follower.secrets = workspace_secrets(workspace_id=workspace.pk)
         data = f"step 1\ntoken: {guess}".encode()
-        follower.store(run, 0, "stdout", data, 0, {"attempt": "a"})
+        follower.store(run, 0, "stdout", data, 0, PosixHandle(attempt="a"))
         stored[guess] = logstore.read(run.pk, "stdout")[0]
     assert stored == {password[:9]: b"step 1\n", "not-a-sec": b"step 1\n"}
