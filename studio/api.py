@@ -48,7 +48,8 @@ api = NinjaAPI(
     ),
 )
 
-api.add_exception_handler(ServiceError, api_service_error)
+# ninja types a handler's argument as the exception or its class; it is always an instance.
+api.add_exception_handler(ServiceError, api_service_error)  # type: ignore[arg-type]
 
 
 # Paging of every list endpoint: a value out of these bounds is a 422 that names the bound,

@@ -73,7 +73,8 @@ class MemberAddForm(forms.Form):
             self.fields["email"].required = True
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         username, email = cleaned.get("username"), cleaned.get("email")
         if not username:
             return cleaned

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
+from django.conf import settings
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -208,8 +209,6 @@ def _parsed(entries: tuple[str, ...]) -> OutboundPolicy:
 
 def outbound_policy() -> OutboundPolicy:
     """The operator's rules as the settings hold them now."""
-    from django.conf import settings
-
     return _parsed(tuple(settings.OUTBOUND_ALLOW))
 
 

@@ -6,7 +6,8 @@ import docker
 from django.conf import settings
 
 from compute import cluster_services
-from compute.models import ComputeTarget
+from compute.models import ComputeTarget, Node
+from compute.scheduler import node_docker, node_request
 
 
 def cluster_containers(client: docker.DockerClient, target: ComputeTarget | None = None) -> list:
@@ -31,6 +32,13 @@ def make_cluster(
     return target
 
 
+def nodes_granted(*, target: ComputeTarget, run_id: int, count: int = 1) -> list[Node]:
+    """The nodes `node_request` gives the run, failing the test if the run has to wait."""
+    nodes = node_request(target=target, run_id=run_id, count=count)
+    assert nodes is not None, f"run {run_id} waits for a node of {target.name}"
+    return nodes
+
+
 def remove_test_containers(client: docker.DockerClient) -> None:
     for container in cluster_containers(client):
         container.remove(force=True)
@@ -38,8 +46,6 @@ def remove_test_containers(client: docker.DockerClient) -> None:
 
 def node_processes(node, *needles: str) -> list[str]:
     """The live (not zombie) processes in a node's container whose command has a needle."""
-    from compute.scheduler import node_docker
-
     container = node_docker(node).containers.get(node.container_id)
     listing = container.exec_run(["ps", "-eo", "stat,args"]).output.decode().splitlines()[1:]
     return [p for p in listing if any(n in p for n in needles) and not p.startswith("Z")]

@@ -5,11 +5,12 @@ import pytest
 from compute import cluster_services
 from compute.cluster_services import ClusterError
 from compute.models import ComputeOperation, ComputeTarget, Node, NodeState
-from compute.scheduler import cluster_autoscale, node_request
+from compute.scheduler import cluster_autoscale
 from compute.signals import node_lost
 from tests.integration.cluster_support import (
     cluster_containers,
     make_cluster,
+    nodes_granted,
     remove_test_containers,
 )
 
@@ -141,7 +142,7 @@ def test_delete_removes_every_node_container_and_the_target(
         cluster = make_cluster(
             django_capture_on_commit_callbacks, workspace=workspace, user=alice, min_nodes=2
         )
-        [node] = node_request(target=cluster, run_id=11)
+        [node] = nodes_granted(target=cluster, run_id=11)
         assert node is not None
         assert len(cluster_containers(engine, cluster)) == 2
         with django_capture_on_commit_callbacks(execute=True):
@@ -165,6 +166,7 @@ def test_an_engine_with_nodes_cannot_be_removed(
         django_capture_on_commit_callbacks, workspace=workspace, user=alice, min_nodes=1
     )
     local = Node.objects.get(target=cluster).engine
+    assert local is not None
     with pytest.raises(ClusterError, match="still hosts nodes of cpu-cluster"):
         cluster_services.engine_remove(engine=local)
     cluster_services.cluster_update(

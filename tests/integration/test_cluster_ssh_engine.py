@@ -15,6 +15,7 @@ from compute.ssh import generate_key_pair, parse_private_key
 from tests.integration.cluster_support import (
     cluster_containers,
     make_cluster,
+    nodes_granted,
     remove_test_containers,
 )
 from tests.services.sshd import DOCKER_USER
@@ -68,7 +69,7 @@ def test_nodes_on_an_ssh_engine(
     assert cluster.state == "Succeeded", cluster.error
     assert node_request(target=cluster, run_id=51) is None
     cluster_autoscale(target=cluster)
-    [node] = node_request(target=cluster, run_id=51)
+    [node] = nodes_granted(target=cluster, run_id=51)
     assert node.engine == remote
     container = node_docker(node).containers.get(node.container_id)
     assert container.exec_run(["python3", "-c", "print('on box')"]).output == b"on box\n"

@@ -81,6 +81,7 @@ def test_killing_the_monitor_mid_run_loses_and_repeats_nothing(tmp_path, workspa
         first.wait()
         killed_at = len(stored_lines(run))
         run.refresh_from_db()
+        assert run.handle is not None
         (Path(run.handle["run_dir"]) / "wd" / "go").touch()
         second = start_monitor()
         try:
@@ -112,6 +113,7 @@ def test_a_follower_waking_after_another_took_the_run_over_stores_nothing_twice(
     monitor = Monitor(owner="test-monitor")
     Run.objects.filter(pk=run.pk).update(lease_owner=monitor.owner)
     run = Run.objects.select_related("target").get(pk=run.pk)
+    assert run.handle is not None
     backend = backend_for(local, handle=run.handle)
     deadline = time.monotonic() + 30
     while backend.poll(run.handle, {}).state != "exited":
