@@ -23,7 +23,7 @@ from compute.forms import (
 )
 from compute.models import ComputeKind, ComputeTarget
 from compute.names import NAME_TAKEN
-from studio.api import FormErrorOut, api_membership, form_errors
+from studio.api_auth import FormErrorOut, api_membership, form_errors
 from studio.models import Role
 
 router: Router = Router(tags=["compute"])

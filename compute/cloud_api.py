@@ -26,7 +26,7 @@ from compute.models import ComputeTarget
 from compute.names import NAME_TAKEN
 from compute.services import ComputeError
 from runs.snapshots import blob_path
-from studio.api import FormErrorOut, api_membership, form_errors
+from studio.api_auth import FormErrorOut, api_membership, form_errors
 from studio.models import Role
 
 router: Router = Router(tags=["compute"])

@@ -11,7 +11,7 @@ from compute.cluster_services import ClusterError
 from compute.models import ComputeKind, ComputeTarget, DockerEngine
 from compute.names import NAME_TAKEN
 from compute.scheduler import cluster_counts, cluster_wait_reason
-from studio.api import api_membership
+from studio.api_auth import api_membership
 from studio.models import Role
 
 router: Router = Router(tags=["compute"])

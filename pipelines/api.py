@@ -18,7 +18,7 @@ from ninja.files import UploadedFile
 from pipelines import selectors, services
 from pipelines.models import Pipeline
 from runs.services import RunError, parse_tags
-from studio.api import Limit, Offset, api_membership
+from studio.api_auth import Limit, Offset, api_membership
 from studio.models import Role
 
 router: Router = Router(tags=["pipelines"])

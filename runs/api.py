@@ -29,7 +29,7 @@ from runs.models import Environment, Run
 from runs.runconfig import RunConfigError, parse_runconfig
 from runs.views import snapshot_zip_response
 from studio import safeyaml
-from studio.api import Limit, Offset, api_membership
+from studio.api_auth import Limit, Offset, api_membership
 from studio.models import Role
 
 router: Router = Router(tags=["runs"])

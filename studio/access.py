@@ -3,10 +3,25 @@
 from functools import wraps
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest
 
-from studio.models import Membership, Role
+from studio.models import Membership, Role, Workspace
+
+
+class AuthenticatedRequest(HttpRequest):
+    """A request of a signed-in user: LoginRequiredMiddleware lets no other reach a page,
+    TokenAuth none reach an endpoint."""
+
+    user: User
+
+
+class WorkspaceRequest(AuthenticatedRequest):
+    """A request `workspace_view` let through: the caller's membership and its workspace."""
+
+    membership: Membership
+    workspace: Workspace
 
 
 def membership_for(user, slug: str) -> Membership:

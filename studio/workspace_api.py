@@ -13,7 +13,7 @@ from ninja.errors import HttpError
 
 from studio import services
 from studio.access import memberships_of, workspace_creation_problem
-from studio.api import FormErrorOut, api_membership, form_errors
+from studio.api_auth import FormErrorOut, api_membership, form_errors
 from studio.forms import MemberAddForm, WorkspaceForm
 from studio.models import Membership, Role
 

@@ -23,7 +23,7 @@ from runs.api import environment_named, submit_source
 from runs.runconfig import RunConfigError, parse_runconfig
 from runs.services import FieldError, RunError, SubmitRequest, parse_tags
 from studio import safeyaml
-from studio.api import Limit, Offset, api_membership
+from studio.api_auth import Limit, Offset, api_membership
 from studio.models import Role
 from sweeps import selectors, services
 from sweeps.models import Sweep
