@@ -6,8 +6,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from compute.models import LOCAL_TARGET_NAME, ComputeKind, ComputeState, ComputeTarget
 from studio.models import ApiToken, Membership, Role, Workspace, hash_token
+from studio.signals import workspace_created
 
 
 @transaction.atomic
@@ -19,14 +19,7 @@ def workspace_create(*, name: str, owner) -> Workspace:
         slug = f"{base}-{n}"
     workspace = Workspace.objects.create(name=name, slug=slug)
     Membership.objects.create(workspace=workspace, user=owner, role=Role.OWNER)
-    # Every workspace has the built-in local target, as in the studio.
-    ComputeTarget.objects.create(
-        workspace=workspace,
-        name=LOCAL_TARGET_NAME,
-        kind=ComputeKind.LOCAL,
-        state=ComputeState.SUCCEEDED,
-        created_by=owner,
-    )
+    workspace_created.send(sender=Workspace, workspace=workspace, owner=owner)
     return workspace
 
 
