@@ -5,10 +5,6 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from compute.models import ComputeKind
-from compute.selectors import compute_list
-from runs.models import RunStatus
-from runs.selectors import run_list
 from studio import services
 from studio.access import (
     membership_last_used,
@@ -43,35 +39,6 @@ def login_locked(request, original_response=None, credentials=None):
 def healthz(request):
     report = health(show_errors=request.user.is_staff)
     return JsonResponse(report, status=200 if report["ok"] else 503)
-
-
-def first_steps(workspace) -> dict:
-    """Which steps of the core loop (compute, a run, a finished run) a workspace has done."""
-    runs = run_list(workspace=workspace)
-    completed = runs.filter(status=RunStatus.COMPLETED).order_by("-created_at").first()
-    return {
-        "compute": compute_list(workspace=workspace).exclude(kind=ComputeKind.LOCAL).exists(),
-        "run": runs.exists(),
-        "completed": completed,
-        "latest_run": runs.order_by("-created_at").first(),
-    }
-
-
-@workspace_view()
-def home(request):
-    targets = list(compute_list(workspace=request.workspace)[:8])
-    steps = first_steps(request.workspace)
-    return render(
-        request,
-        "studio/home.html",
-        {
-            "recent_runs": run_list(workspace=request.workspace)[:8],
-            "targets": targets,
-            "only_local": [t.kind for t in targets] == [ComputeKind.LOCAL],
-            "steps": steps,
-            "steps_left": not (steps["compute"] and steps["run"] and steps["completed"]),
-        },
-    )
 
 
 def workspace_new(request):
