@@ -4,7 +4,7 @@ form errors. Routers import this module; studio/api.py mounts the routers."""
 from typing import Annotated, cast
 
 from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.forms import BaseForm
 from django.http import Http404, HttpRequest
 from ninja import Query, Schema
@@ -53,7 +53,7 @@ Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description=f"At most {MAX_PAGE}
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="How many to skip.")]
 
 
-def no_workspace_problem(user: AbstractBaseUser | AnonymousUser) -> str:
+def no_workspace_problem(user: User | AnonymousUser) -> str:
     """What a user who belongs to no workspace is told, with how to get one."""
     problem = workspace_creation_problem(user)
     if problem:

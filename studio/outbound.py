@@ -24,10 +24,12 @@ import functools
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from django.conf import settings
+from django.contrib.auth.models import User
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -71,7 +73,7 @@ def unreachable_message(where: str) -> str:
     )
 
 
-def detailed_errors_for(creator) -> bool:
+def detailed_errors_for(creator: User | None) -> bool:
     """Whether failing to reach an address may be explained in detail.
 
     The user who gave the address learns why it did not answer only if staff;
@@ -254,7 +256,7 @@ class _CheckedHTTPSPool(HTTPSConnectionPool):
 
 
 class CheckedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args, **kwargs) -> None:
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {
             "http": _CheckedHTTPPool,
