@@ -100,7 +100,7 @@ def main() -> None:
     call_command("migrate", verbosity=0)
     client = docker.from_env()
     client.images.get(settings.CLUSTER_NODE_IMAGE)  # fails fast: run `make node-image` first
-    alice = UserFactory(username="alice")
+    alice = UserFactory.create(username="alice")
     workspace = workspace_create(name="Bench", owner=alice)
     target = cluster_at_zero(workspace, alice, "bench")
     _, public_key = generate_key_pair()

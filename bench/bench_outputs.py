@@ -85,7 +85,7 @@ def finished_run(workspace, user, target, env, source: Path):
 
 def main() -> None:
     call_command("migrate", verbosity=0)
-    user = UserFactory(username="bench")
+    user = UserFactory.create(username="bench")
     workspace = workspace_create(name="Bench", owner=user)
     target = ComputeTarget.objects.get(workspace=workspace, name="local")
     env, _ = Environment.objects.get_or_create(

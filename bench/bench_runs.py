@@ -297,7 +297,7 @@ def row(name: str, values: list[float], baseline: float | None, target: str) -> 
 
 def main() -> None:
     call_command("migrate", verbosity=0)
-    user = UserFactory(username="bench")
+    user = UserFactory.create(username="bench")
     workspace = workspace_create(name="Bench", owner=user)
     env, _ = Environment.objects.get_or_create(
         workspace=None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -75,7 +76,7 @@ def compute_print(ctx: Context, target: dict) -> None:
         output.table(target["nodes"], NODE_COLUMNS)
 
 
-def credentials(args) -> dict:
+def credentials(args: argparse.Namespace) -> dict:
     """The login the target is attached with: a password, or a private key read from a file."""
     if args.password:
         return {"authentication": "password", "password": args.password}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -91,7 +92,9 @@ class Api:
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Bearer {self.token}"
 
-    def request(self, method: str, path: str, *, stream: bool = False, **kwargs):
+    def request(
+        self, method: str, path: str, *, stream: bool = False, **kwargs: Any
+    ) -> requests.Response:
         url = f"{self.url}/api/v1{path}"
         try:
             response = self.session.request(
@@ -133,16 +136,16 @@ class Api:
             )
         return CliError(detail)
 
-    def get(self, path: str, **params):
+    def get(self, path: str, **params: Any) -> Any:
         return self.answer(self.request("GET", path, params=params))
 
-    def post(self, path: str, *, params: dict | None = None, **kwargs):
+    def post(self, path: str, *, params: dict | None = None, **kwargs: Any) -> Any:
         return self.answer(self.request("POST", path, params=params, **kwargs))
 
-    def put(self, path: str, *, params: dict | None = None, **kwargs):
+    def put(self, path: str, *, params: dict | None = None, **kwargs: Any) -> Any:
         return self.answer(self.request("PUT", path, params=params, **kwargs))
 
-    def answer(self, response: requests.Response):
+    def answer(self, response: requests.Response) -> Any:
         try:
             return response.json()
         except ValueError:
@@ -151,5 +154,5 @@ class Api:
                 "JSON: is it the address of a Trainyard studio?"
             ) from None
 
-    def delete(self, path: str, **params) -> requests.Response:
+    def delete(self, path: str, **params: Any) -> requests.Response:
         return self.request("DELETE", path, params=params)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
+from typing import TypeAlias
 
 from cli import computes, downloads, runs, sweeps, workspaces
 from cli.connection import PROG, Api, CliError, login_save
 from cli.context import Context
 
 Verb = Callable[[Context], int]
+# Not subscriptable at run time: a string, read only by the type checker.
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def login(ctx: Context) -> int:
@@ -41,16 +44,18 @@ def output_option() -> argparse.ArgumentParser:
 class Verbs:
     """Builds the argparse tree: each leaf knows the function that runs it."""
 
-    def __init__(self, top: argparse.ArgumentParser):
+    def __init__(self, top: argparse.ArgumentParser) -> None:
         self.groups = top.add_subparsers(dest="group", required=True, metavar="GROUP")
         self.common = connection_options()
         self.shown = output_option()
 
-    def group(self, name: str, help: str):
+    def group(self, name: str, help: str) -> Subparsers:
         parser = self.groups.add_parser(name, help=help)
         return parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    def verb(self, group, name: str, handler: Verb, help: str, shown: bool = False):
+    def verb(
+        self, group: Subparsers, name: str, handler: Verb, help: str, shown: bool = False
+    ) -> argparse.ArgumentParser:
         parents = [self.common, self.shown] if shown else [self.common]
         parser = group.add_parser(name, help=help, description=help, parents=parents)
         parser.set_defaults(handler=handler)

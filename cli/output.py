@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 
-def printed(key: str, value) -> str:
+def printed(key: str, value: Any) -> str:
     """`value` as a person reads it; times (the `*_at` fields) in ISO form to the second."""
     if value is None:
         return ""
@@ -40,6 +41,6 @@ def details(item: dict, keys: Sequence[str]) -> None:
             print(f"{key.ljust(width)}  {printed(key, value)}")
 
 
-def as_json(data) -> None:
+def as_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2)
     sys.stdout.write("\n")

@@ -1,4 +1,11 @@
-from django.dispatch import Signal
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.dispatch import Signal, receiver
+
+from compute.models import LOCAL_TARGET_NAME, ComputeKind, ComputeState, ComputeTarget
+from studio.models import Workspace
+from studio.signals import workspace_created
 
 # Sent when a managed-cluster node that carried a run disappears (its container
 # was killed or removed outside Trainyard, or the cluster was deleted).
@@ -11,3 +18,17 @@ node_lost = Signal()
 # go of it), so runs waiting for that cluster can ask for a node at once instead
 # of at their next retry. Keyword arguments: target_id (int), node_name (str).
 node_ready = Signal()
+
+
+@receiver(workspace_created, dispatch_uid="compute-local-target")
+def local_target_create(
+    sender: type[Workspace], *, workspace: Workspace, owner: User, **kwargs: Any
+) -> None:
+    """Every workspace has the built-in local target, as in the studio."""
+    ComputeTarget.objects.create(
+        workspace=workspace,
+        name=LOCAL_TARGET_NAME,
+        kind=ComputeKind.LOCAL,
+        state=ComputeState.SUCCEEDED,
+        created_by=owner,
+    )

@@ -20,7 +20,7 @@ from pipelines.services import PIPELINE
 from runs.parents import ParentOut, parent_api_get, parent_cancel, parent_list, parent_out_fields
 from runs.services.errors import RunError
 from runs.services.submit import parse_tags
-from studio.api import Limit, Offset, api_membership
+from studio.api_auth import Limit, Offset, api_membership
 from studio.models import Role
 
 router: Router = Router(tags=["pipelines"])

@@ -79,7 +79,8 @@ class PipelineSubmitForm(SourceFolderForm):
             raise forms.ValidationError(str(exc)) from None
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         text = data.get("definition_file") or data.get("definition") or ""
         if not text.strip() and "definition_file" not in self.errors:
             self.add_error(

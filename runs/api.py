@@ -34,7 +34,7 @@ from runs.services.lifecycle import run_cancel
 from runs.services.submit import SubmitRequest, parse_metric_patterns, parse_tags, run_submit_upload
 from runs.views import snapshot_zip_response
 from studio import safeyaml
-from studio.api import Limit, Offset, api_membership
+from studio.api_auth import Limit, Offset, api_membership
 from studio.models import Role
 
 router: Router = Router(tags=["runs"])

@@ -21,7 +21,7 @@ from ninja.security import django_auth
 
 from runs import logstore, selectors
 from runs.models import FINAL_STATUSES, Run
-from studio.api import TokenAuth, api_membership
+from studio.api_auth import TokenAuth, api_membership
 from studio.models import ApiToken
 
 # The browser's viewer pages backwards with the session it already has.

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from typing import cast
 
 from django import forms
 from django.conf import settings
@@ -291,11 +292,11 @@ class RunSubmitForm(SourceFolderForm):
         super().__init__(*args, workspace=workspace, **kwargs)
         targets = list(selectors.runnable_targets(workspace=workspace))
         targets += list(selectors.pipeline_step_targets(workspace=workspace))
-        self.fields["target"].choices = [("", "— the runconfig's, else local")] + [
-            (t.name, f"{t.name} ({t.get_kind_display()})") for t in targets
-        ]
+        cast(forms.ChoiceField, self.fields["target"]).choices = [
+            ("", "— the runconfig's, else local")
+        ] + [(t.name, f"{t.name} ({t.get_kind_display()})") for t in targets]
         self.environments = {str(e.pk): e for e in selectors.environment_list(workspace=workspace)}
-        self.fields["environment"].choices = [
+        cast(forms.ChoiceField, self.fields["environment"]).choices = [
             ("", f"— the runconfig's, else {DEFAULT_ENVIRONMENT}")
         ] + [(pk, f"{e} ({e.get_kind_display()})") for pk, e in self.environments.items()]
         self.experiment_names = list(

@@ -24,6 +24,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db import models, transaction
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
@@ -143,7 +144,7 @@ def parents_advance(*, kind: ParentKind, advance: Callable[[int], None]) -> int:
 
 # --- pages -------------------------------------------------------------------------------
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]
 
 
 def _parent_or_404(kind: ParentKind, request: Any, run_id: int) -> Any:

@@ -1,8 +1,9 @@
 from django.urls import path
 
-from runs import log_views, views
+from runs import home, log_views, views
 
 urlpatterns = [
+    path("", home.home, name="home"),
     path("experiments/", views.experiment_list, name="experiment_list"),
     path("runs/", views.run_list, name="run_list"),
     path("experiments/<str:name>/", views.experiment_detail, name="experiment_detail"),

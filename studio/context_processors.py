@@ -1,7 +1,11 @@
+from typing import Any
+
+from django.http import HttpRequest
+
 from studio.access import membership_last_used, memberships_of, workspace_creation_problem
 
 
-def workspaces(request):
+def workspaces(request: HttpRequest) -> dict[str, Any]:
     """The workspace switcher's entries and the workspace the left nav links to.
 
     Pages outside a workspace (access tokens, a new workspace) keep the studio's nav,

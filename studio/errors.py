@@ -8,7 +8,8 @@ put it on their form with `form_add_service_error`; the API answers it with one 
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from django.http import HttpRequest, JsonResponse
+from django.forms import BaseForm
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
 from studio.middleware import NulCharacterSent
@@ -32,7 +33,7 @@ class ServiceError(Exception):
         self.status = status
 
 
-def form_add_service_error(form, exc: ServiceError) -> None:
+def form_add_service_error(form: BaseForm, exc: ServiceError) -> None:
     """Show `exc` on `form`: on its field when the form has that field, else above the form."""
     field = exc.field if exc.field in form.fields else None
     form.add_error(field, exc.message)
@@ -47,7 +48,7 @@ def api_service_error(request: HttpRequest, exc: ServiceError) -> JsonResponse:
     return JsonResponse(body, status=exc.status)
 
 
-def bad_request(request, exception):
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     """400, with the limit a large source folder hit spelled out; JSON under /api/."""
     message = _message(exception)
     if request.path.startswith("/api/"):
@@ -55,7 +56,7 @@ def bad_request(request, exception):
     return render(request, "400.html", {"message": message}, status=400)
 
 
-def _message(exception) -> str:
+def _message(exception: Exception) -> str:
     instead = (
         "Leave data and generated files out with .amlignore (or .gitignore), or upload the "
         "folder as a .zip / .tar.gz"

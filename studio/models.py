@@ -66,7 +66,7 @@ def hash_token(raw: str) -> str:
 
 
 class ApiTokenQuerySet(models.QuerySet):
-    def active(self):
+    def active(self) -> "ApiTokenQuerySet":
         return self.filter(revoked_at__isnull=True)
 
 

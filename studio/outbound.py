@@ -24,9 +24,12 @@ import functools
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from django.conf import settings
+from django.contrib.auth.models import User
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -70,7 +73,7 @@ def unreachable_message(where: str) -> str:
     )
 
 
-def detailed_errors_for(creator) -> bool:
+def detailed_errors_for(creator: User | None) -> bool:
     """Whether failing to reach an address may be explained in detail.
 
     The user who gave the address learns why it did not answer only if staff;
@@ -208,8 +211,6 @@ def _parsed(entries: tuple[str, ...]) -> OutboundPolicy:
 
 def outbound_policy() -> OutboundPolicy:
     """The operator's rules as the settings hold them now."""
-    from django.conf import settings
-
     return _parsed(tuple(settings.OUTBOUND_ALLOW))
 
 
@@ -255,7 +256,7 @@ class _CheckedHTTPSPool(HTTPSConnectionPool):
 
 
 class CheckedAdapter(HTTPAdapter):
-    def init_poolmanager(self, *args, **kwargs) -> None:
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {
             "http": _CheckedHTTPPool,

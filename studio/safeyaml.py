@@ -9,6 +9,8 @@ documents too big or too deeply nested to be one of those small files.
 
 from __future__ import annotations
 
+from typing import Any
+
 import yaml
 
 MAX_BYTES = 1024 * 1024
@@ -25,11 +27,11 @@ class _Loader(yaml.SafeLoader):
 
     what = "the file"
 
-    def __init__(self, stream) -> None:
+    def __init__(self, stream: str | bytes) -> None:
         super().__init__(stream)
         self.depth = 0
 
-    def compose_node(self, parent, index):
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise YamlError(
@@ -52,7 +54,7 @@ def _capital(text: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def load(text: str | bytes, *, what: str):
+def load(text: str | bytes, *, what: str) -> Any:
     """The document in `text`, or YamlError naming `what` ("the runconfig") and the problem."""
     size = len(text.encode()) if isinstance(text, str) else len(text)
     if size > MAX_BYTES:

@@ -9,11 +9,15 @@ string gets masked says nothing about another workspace's secrets.
 import logging
 import threading
 from collections.abc import Iterable
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django import forms
+from django.apps import apps
 from django.conf import settings
 from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.expressions import Expression
 
 MASK = "******"
 _known: set[str] = set()
@@ -94,33 +98,40 @@ def decrypt(token: str) -> str:
 class SecretInput(forms.PasswordInput):
     """Never renders the stored value back into the page."""
 
-    def __init__(self, attrs=None):
+    def __init__(self, attrs: dict[str, Any] | None = None):
         super().__init__(attrs=attrs, render_value=False)
 
 
 class EncryptedTextField(models.TextField):
     """Text encrypted with Fernet at rest; empty string means "not set"."""
 
-    def from_db_value(self, value, expression, connection):
+    def from_db_value(
+        self, value: str | None, expression: Expression, connection: BaseDatabaseWrapper
+    ) -> str:
         if not value:
             return ""
         return decrypt(value)
 
-    def get_prep_value(self, value):
+    def get_prep_value(self, value: Any) -> str:
         if not value:
             return ""
         remember_secret(value)
         return encrypt(str(value))
 
-    def formfield(self, **kwargs):
+    def formfield(
+        self,
+        form_class: type[forms.Field] | None = None,
+        choices_form_class: type[forms.ChoiceField] | None = None,
+        **kwargs: Any,
+    ) -> forms.Field | None:
         kwargs.setdefault("widget", SecretInput)
-        return super().formfield(**kwargs)
+        return super().formfield(
+            form_class=form_class, choices_form_class=choices_form_class, **kwargs
+        )
 
 
 def rotate_all() -> int:
     """Re-encrypt every stored secret with the first key of FERNET_KEYS."""
-    from django.apps import apps
-
     count = 0
     for model in apps.get_models():
         fields = [f for f in model._meta.get_fields() if isinstance(f, EncryptedTextField)]

@@ -2,16 +2,17 @@ import secrets
 from datetime import datetime
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from compute.models import LOCAL_TARGET_NAME, ComputeKind, ComputeState, ComputeTarget
 from studio.models import ApiToken, Membership, Role, Workspace, hash_token
+from studio.signals import workspace_created
 
 
 @transaction.atomic
-def workspace_create(*, name: str, owner) -> Workspace:
+def workspace_create(*, name: str, owner: User) -> Workspace:
     base = slugify(name)[:50] or "workspace"
     slug, n = base, 1
     while Workspace.objects.filter(slug=slug).exists():
@@ -19,27 +20,20 @@ def workspace_create(*, name: str, owner) -> Workspace:
         slug = f"{base}-{n}"
     workspace = Workspace.objects.create(name=name, slug=slug)
     Membership.objects.create(workspace=workspace, user=owner, role=Role.OWNER)
-    # Every workspace has the built-in local target, as in the studio.
-    ComputeTarget.objects.create(
-        workspace=workspace,
-        name=LOCAL_TARGET_NAME,
-        kind=ComputeKind.LOCAL,
-        state=ComputeState.SUCCEEDED,
-        created_by=owner,
-    )
+    workspace_created.send(sender=Workspace, workspace=workspace, owner=owner)
     return workspace
 
 
 LAST_OWNER = "A workspace needs at least one owner: make someone else owner first."
 
 
-def _is_last_owner(workspace: Workspace, user) -> bool:
+def _is_last_owner(workspace: Workspace, user: User) -> bool:
     owners = Membership.objects.filter(workspace=workspace, role=Role.OWNER)
     return owners.count() == 1 and owners.filter(user=user).exists()
 
 
 @transaction.atomic
-def membership_set(*, workspace: Workspace, user, role: str) -> Membership:
+def membership_set(*, workspace: Workspace, user: User, role: str) -> Membership:
     """Give `user` `role` in the workspace, adding them if need be; ValueError if that
     would leave the workspace without an owner."""
     if role != Role.OWNER and _is_last_owner(workspace, user):
@@ -50,7 +44,7 @@ def membership_set(*, workspace: Workspace, user, role: str) -> Membership:
     return membership
 
 
-def membership_add(*, workspace: Workspace, user, role: str) -> bool:
+def membership_add(*, workspace: Workspace, user: User, role: str) -> bool:
     """Make `user` a member with `role`; False (and no change) if they already are one."""
     _, created = Membership.objects.get_or_create(
         workspace=workspace, user=user, defaults={"role": role}
@@ -59,14 +53,14 @@ def membership_add(*, workspace: Workspace, user, role: str) -> bool:
 
 
 @transaction.atomic
-def membership_remove(*, workspace: Workspace, user) -> None:
+def membership_remove(*, workspace: Workspace, user: User) -> None:
     if _is_last_owner(workspace, user):
         raise ValueError(LAST_OWNER)
     Membership.objects.filter(workspace=workspace, user=user).delete()
 
 
 def token_create(
-    *, user, name: str, expires_at: datetime | None = None, read_only: bool = False
+    *, user: User, name: str, expires_at: datetime | None = None, read_only: bool = False
 ) -> tuple[ApiToken, str]:
     """Create a token; the raw value is returned once and never stored."""
     raw = ApiToken.new_raw()

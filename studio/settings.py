@@ -2,6 +2,7 @@
 
 import os
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def kept_secret(path: Path, make) -> str:
+def kept_secret(path: Path, make: Callable[[], str]) -> str:
     """Read a generated secret from DATA_DIR, creating it once (atomically) on first start."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

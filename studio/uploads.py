@@ -8,9 +8,14 @@ snapshot it. This handler decides per file instead.
 """
 
 from io import BytesIO
+from typing import IO, Any
 
 from django.conf import settings
-from django.core.files.uploadedfile import InMemoryUploadedFile, TemporaryUploadedFile
+from django.core.files.uploadedfile import (
+    InMemoryUploadedFile,
+    TemporaryUploadedFile,
+    UploadedFile,
+)
 from django.core.files.uploadhandler import FileUploadHandler
 
 
@@ -19,10 +24,17 @@ class PerFileUploadHandler(FileUploadHandler):
     file, until the request holds UPLOAD_MEMORY_MAX_BYTES in memory: later files go to
     temporary files whatever their size."""
 
-    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+    def handle_raw_input(
+        self,
+        input_data: IO[bytes],
+        META: dict[str, str],
+        content_length: int,
+        boundary: str,
+        encoding: str | None = None,
+    ) -> None:
         self.held = 0
 
-    def new_file(self, *args, **kwargs) -> None:
+    def new_file(self, *args: Any, **kwargs: Any) -> None:
         super().new_file(*args, **kwargs)
         self.memory: BytesIO | None = BytesIO()
         self.temporary: TemporaryUploadedFile | None = None
@@ -47,7 +59,7 @@ class PerFileUploadHandler(FileUploadHandler):
             self.temporary.write(self.memory.getvalue())
         self.memory = None
 
-    def file_complete(self, file_size: int):
+    def file_complete(self, file_size: int) -> UploadedFile:
         if self.temporary is not None:
             self.temporary.seek(0)
             self.temporary.size = file_size

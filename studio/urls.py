@@ -15,7 +15,6 @@ urlpatterns = [
     path("workspaces/new/", views.workspace_new, name="workspace_new"),
     path("settings/tokens/", views.token_list, name="token_list"),
     path("settings/tokens/<int:token_id>/revoke/", views.token_revoke, name="token_revoke"),
-    path("w/<slug:slug>/", views.home, name="home"),
     path("w/<slug:slug>/settings/", views.workspace_settings, name="workspace_settings"),
     path(
         "w/<slug:slug>/settings/members/<int:user_id>/",

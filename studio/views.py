@@ -1,16 +1,14 @@
 from django.conf import settings
 from django.contrib import messages
-from django.http import HttpResponseNotAllowed, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from compute.models import ComputeKind
-from compute.selectors import compute_list
-from runs.models import RunStatus
-from runs.selectors import run_list
 from studio import services
 from studio.access import (
+    AuthenticatedRequest,
+    WorkspaceRequest,
     membership_last_used,
     memberships_of,
     workspace_creation_problem,
@@ -21,7 +19,7 @@ from studio.health import health
 from studio.models import ApiToken, Membership, Role
 
 
-def root(request):
+def root(request: AuthenticatedRequest) -> HttpResponse:
     """Open the workspace used last, else the first one, else offer to create one."""
     chosen = membership_last_used(request, memberships_of(request.user))
     if chosen is None:
@@ -29,7 +27,11 @@ def root(request):
     return redirect("home", slug=chosen.workspace.slug)
 
 
-def login_locked(request, original_response=None, credentials=None):
+def login_locked(
+    request: HttpRequest,
+    original_response: HttpResponse | None = None,
+    credentials: dict | None = None,
+) -> HttpResponse:
     """The sign-in page saying why the sign-in was refused (django-axes' lockout answer)."""
     return render(
         request,
@@ -40,41 +42,12 @@ def login_locked(request, original_response=None, credentials=None):
 
 
 @never_cache
-def healthz(request):
+def healthz(request: HttpRequest) -> JsonResponse:
     report = health(show_errors=request.user.is_staff)
     return JsonResponse(report, status=200 if report["ok"] else 503)
 
 
-def first_steps(workspace) -> dict:
-    """Which steps of the core loop (compute, a run, a finished run) a workspace has done."""
-    runs = run_list(workspace=workspace)
-    completed = runs.filter(status=RunStatus.COMPLETED).order_by("-created_at").first()
-    return {
-        "compute": compute_list(workspace=workspace).exclude(kind=ComputeKind.LOCAL).exists(),
-        "run": runs.exists(),
-        "completed": completed,
-        "latest_run": runs.order_by("-created_at").first(),
-    }
-
-
-@workspace_view()
-def home(request):
-    targets = list(compute_list(workspace=request.workspace)[:8])
-    steps = first_steps(request.workspace)
-    return render(
-        request,
-        "studio/home.html",
-        {
-            "recent_runs": run_list(workspace=request.workspace)[:8],
-            "targets": targets,
-            "only_local": [t.kind for t in targets] == [ComputeKind.LOCAL],
-            "steps": steps,
-            "steps_left": not (steps["compute"] and steps["run"] and steps["completed"]),
-        },
-    )
-
-
-def workspace_new(request):
+def workspace_new(request: AuthenticatedRequest) -> HttpResponse:
     problem = workspace_creation_problem(request.user)
     if problem:
         return render(request, "studio/workspace_new.html", {"problem": problem}, status=403)
@@ -87,7 +60,7 @@ def workspace_new(request):
 
 
 @workspace_view(write_role=Role.OWNER)
-def workspace_settings(request):
+def workspace_settings(request: WorkspaceRequest) -> HttpResponse:
     form = MemberAddForm(request.POST or None, staff=request.user.is_staff)
     if request.method == "POST" and form.is_valid():
         user = form.cleaned_data["user"]
@@ -115,7 +88,7 @@ def workspace_settings(request):
 
 @require_POST
 @workspace_view(write_role=Role.OWNER)
-def member_update(request, user_id: int):
+def member_update(request: WorkspaceRequest, user_id: int) -> HttpResponse:
     # user__pk, not the user_id column: an id too big for the database is then simply not found.
     membership = get_object_or_404(Membership, workspace=request.workspace, user__pk=user_id)
     form = MemberRoleForm(request.POST)
@@ -136,7 +109,7 @@ def member_update(request, user_id: int):
     return redirect("workspace_settings", slug=request.workspace.slug)
 
 
-def token_list(request):
+def token_list(request: AuthenticatedRequest) -> HttpResponse:
     form = TokenForm(request.POST or None)
     new_token = None
     if request.method == "POST" and form.is_valid():
@@ -160,7 +133,7 @@ def token_list(request):
 
 
 @require_POST
-def token_revoke(request, token_id: int):
+def token_revoke(request: AuthenticatedRequest, token_id: int) -> HttpResponse:
     token = get_object_or_404(ApiToken, pk=token_id, user=request.user)
     services.token_revoke(token=token)
     messages.success(request, f"Token “{token.name}” was revoked; requests using it now fail.")

@@ -12,8 +12,8 @@ from ninja import Router, Schema, Status
 from ninja.errors import HttpError
 
 from studio import services
-from studio.access import memberships_of, workspace_creation_problem
-from studio.api import FormErrorOut, api_membership, form_errors
+from studio.access import AuthenticatedRequest, memberships_of, workspace_creation_problem
+from studio.api_auth import FormErrorOut, api_membership, form_errors
 from studio.forms import MemberAddForm, WorkspaceForm
 from studio.models import Membership, Role
 
@@ -70,7 +70,7 @@ def member_out(membership: Membership) -> MemberOut:
 
 
 @router.get("/workspaces", response=list[WorkspaceOut])
-def workspaces_list(request):
+def workspaces_list(request: AuthenticatedRequest) -> list[WorkspaceOut]:
     """The workspaces the caller belongs to, with their role in each."""
     return [
         WorkspaceOut(slug=m.workspace.slug, name=m.workspace.name, role=m.role)
@@ -79,7 +79,7 @@ def workspaces_list(request):
 
 
 @router.post("/workspaces", response={201: WorkspaceDetailOut, 400: FormErrorOut})
-def workspaces_create(request, payload: WorkspaceIn):
+def workspaces_create(request: AuthenticatedRequest, payload: WorkspaceIn) -> Status:
     """Create a workspace; the caller is its Owner. 403 when this server keeps that to staff
     (WORKSPACE_CREATORS)."""
     problem = workspace_creation_problem(request.user)
@@ -96,12 +96,12 @@ def workspaces_create(request, payload: WorkspaceIn):
 
 
 @router.get("/workspaces/{slug}", response=WorkspaceDetailOut)
-def workspaces_get(request, slug: str):
+def workspaces_get(request: AuthenticatedRequest, slug: str) -> WorkspaceDetailOut:
     return workspace_detail_out(api_membership(request, slug))
 
 
 @router.get("/workspaces/{slug}/members", response=list[MemberOut])
-def members_list(request, slug: str):
+def members_list(request: AuthenticatedRequest, slug: str) -> list[MemberOut]:
     """The workspace's members and their roles: any member may look, as on Settings."""
     workspace = api_membership(request, slug).workspace
     members = workspace.memberships.select_related("user").order_by("user__username")
@@ -109,7 +109,9 @@ def members_list(request, slug: str):
 
 
 @router.put("/workspaces/{slug}/members/{user}", response={200: MemberChangeOut, 400: FormErrorOut})
-def members_put(request, slug: str, user: str, payload: MemberIn):
+def members_put(
+    request: AuthenticatedRequest, slug: str, user: str, payload: MemberIn
+) -> MemberChangeOut | Status:
     """Change a member's role, or add the user `user` with it (Owner only). A non-staff Owner
     adds by user name and e-mail address together, and gets the same answer whether or not
     they matched an account; a staff Owner is told when no such user exists."""
@@ -139,7 +141,7 @@ def members_put(request, slug: str, user: str, payload: MemberIn):
 
 
 @router.delete("/workspaces/{slug}/members/{user}", response={204: None})
-def members_delete(request, slug: str, user: str):
+def members_delete(request: AuthenticatedRequest, slug: str, user: str) -> Status:
     """Remove a member (Owner only); the last owner stays (409)."""
     workspace = api_membership(request, slug, Role.OWNER).workspace
     membership = workspace.memberships.select_related("user").filter(user__username=user).first()

@@ -24,7 +24,7 @@ from runs.runconfig import RunConfigError, parse_runconfig
 from runs.services.errors import RunError
 from runs.services.submit import SubmitRequest, parse_tags
 from studio import safeyaml
-from studio.api import Limit, Offset, api_membership
+from studio.api_auth import Limit, Offset, api_membership
 from studio.models import Role
 from sweeps import selectors, services
 from sweeps.models import Sweep

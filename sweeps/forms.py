@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import cast
+
 from django import forms
 
 from compute.models import LOCAL_TARGET_NAME
@@ -30,7 +32,9 @@ class SweepSubmitForm(RunSubmitForm):
         super().__init__(*args, workspace=workspace, **kwargs)
         for name in self.LEFT_OUT:
             del self.fields[name]
-        self.fields["target"].choices = [("", f"— {LOCAL_TARGET_NAME}")] + [
+        cast(forms.ChoiceField, self.fields["target"]).choices = [
+            ("", f"— {LOCAL_TARGET_NAME}")
+        ] + [
             (t.name, f"{t.name} ({t.get_kind_display()})")
             for t in selectors.runnable_targets(workspace=workspace)
         ]
@@ -38,10 +42,10 @@ class SweepSubmitForm(RunSubmitForm):
             "Where every child runs: this server (local), an attached VM, a cluster, or an "
             "HDInsight / Spark head node."
         )
-        self.fields["environment"].choices = [
-            ("", f"— {DEFAULT_ENVIRONMENT}"),
-            *self.fields["environment"].choices[1:],
-        ]
+        environment = cast(forms.ChoiceField, self.fields["environment"])
+        # The field keeps its choices as a list (normalized when set).
+        choices = cast(list, environment.choices)
+        environment.choices = [("", f"— {DEFAULT_ENVIRONMENT}"), *choices[1:]]
         self.fields["environment"].help_text = (
             "The Python every child runs with (see Environments). Left empty: "
             f"{DEFAULT_ENVIRONMENT}."

@@ -21,7 +21,7 @@ from compute.cloud.forms import (
 from compute.models import CLOUD_KINDS, ComputeTarget
 from compute.names import NAME_TAKEN
 from compute.schemas import OperationOut, operation_out
-from studio.api import FormErrorOut, api_membership, form_errors
+from studio.api_auth import FormErrorOut, api_membership, form_errors
 from studio.models import Role
 
 router: Router = Router(tags=["compute"])

@@ -10,7 +10,7 @@ from compute.cluster import services as cluster_services
 from compute.cluster.scheduler import cluster_counts, cluster_wait_reason
 from compute.models import ComputeKind, ComputeTarget, DockerEngine
 from compute.schemas import ComputeOut, NodeOut, compute_out
-from studio.api import api_membership
+from studio.api_auth import api_membership
 from studio.models import Role
 
 router: Router = Router(tags=["compute"])

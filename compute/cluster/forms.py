@@ -1,3 +1,5 @@
+from typing import cast
+
 from django import forms
 
 from compute.cluster.engines import EngineFacts
@@ -42,7 +44,8 @@ class ScaleForm(forms.Form):
     )
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         low, high = data.get("min_nodes"), data.get("max_nodes")
         if low is not None and high is not None and low > high:
             self.add_error(
@@ -127,7 +130,7 @@ class ClusterForm(ComputeNameMixin, ScaleForm):
         super().__init__(*args, **kwargs)
         self.workspace = workspace
         engines = DockerEngine.objects.filter(workspace=workspace)
-        self.fields["engines"].queryset = engines
+        cast(EngineChoiceField, self.fields["engines"]).queryset = engines
         self.fields["engines"].initial = list(engines)
 
     def clean_admin_username(self):

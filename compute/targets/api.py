@@ -9,7 +9,7 @@ from compute.cluster.api import cluster_out
 from compute.models import ComputeKind, ComputeTarget
 from compute.schemas import ComputeOut
 from compute.targets import services
-from studio.api import api_membership
+from studio.api_auth import api_membership
 from studio.models import Role
 
 router: Router = Router(tags=["compute"])

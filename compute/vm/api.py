@@ -22,7 +22,7 @@ from compute.vm.forms import (
     authorized_keys_command,
     generated_key_seal,
 )
-from studio.api import FormErrorOut, api_membership, form_errors
+from studio.api_auth import FormErrorOut, api_membership, form_errors
 from studio.models import Role
 
 router: Router = Router(tags=["compute"])

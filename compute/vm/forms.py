@@ -166,7 +166,8 @@ class VmCredentialsForm(forms.Form):
             ) from None
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         method = data.get("authentication")
         credentials = {
             "auth_method": AuthMethod.KEY,

@@ -644,7 +644,7 @@ def test_run_download_writes_outputs_logs_and_snapshot_under_the_folder_only(cli
         cli_env, "run", "submit-script", "-e", "cli-dl", "-t", "local", "write.py", cwd=folder
     )
     assert submitted.returncode == 0, submitted.stderr
-    run_id = re.search(r"^Run (\d+) ", submitted.stderr, re.M).group(1)
+    run_id = re.findall(r"^Run (\d+) ", submitted.stderr, re.M)[0]
 
     out = tmp_path / "out"
     files = cli(cli_env, "run", "download", "--run", run_id, "-o", str(out))

@@ -94,6 +94,7 @@ def test_contributor_types_a_command_and_the_session_is_recorded(vm, workspace, 
         "carol",
         TerminalEnd.SHELL_EXIT,
     )
+    assert recorded.ended_at is not None
     assert recorded.ended_at >= recorded.started_at
     page = client_for(carol).get(reverse("compute_detail", args=[workspace.slug, vm.name]))
     text_page = page.content.decode()
@@ -225,6 +226,7 @@ def test_a_running_runs_terminal_opens_in_its_working_directory(
             session_of(carol), path, "pwd; ls; echo done-$((1+1))\r", b"done-2"
         )
         assert ready["target"] == f"run {run.pk} on {vm.name}"
+        assert run.handle is not None
         assert f"{run.handle['run_dir']}/wd".encode() in seen
         assert b"marker-file" in seen and b"train.py" in seen
         run_cancel(run=run, user=alice)
@@ -274,6 +276,7 @@ def test_terminals_on_a_cluster_node_and_its_run_are_nobodys(
         socket = f"/ws/w/{workspace.slug}/runs/{run.pk}/terminal/"
         command = "echo uid-$(id -u) in-$(pwd); ls\r"
         ready, seen = shell_session(session_of(carol), socket, command, b"marker-file")
+        assert run.handle is not None
         assert f"uid-65534 in-{run.handle['run_dir']}/wd".encode() in seen
         run_cancel(run=run, user=alice)
         wait_for(run, [RunStatus.CANCELED])

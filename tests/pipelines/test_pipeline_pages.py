@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from pipelines.models import Pipeline
 from runs import logstore
-from runs.models import Run
+from runs.models import Environment, Run
 from runs.parents import parent_cancel
 from tests.pipelines.test_pipelines import (
     PIPELINE,
@@ -128,9 +128,7 @@ def test_form_errors_say_what_to_fix(workspace, as_carol):
 def test_a_script_run_on_a_databricks_target_is_a_one_step_pipeline(workspace, as_carol):
     form = as_carol.get(reverse("run_submit", args=[workspace.slug])).content.decode()
     assert "dbx (Azure Databricks)" in form and "cpubatch (Azure Batch)" in form
-    env = Run._meta.get_field("environment").related_model.objects.get(
-        name="trainyard-minimal-python"
-    )
+    env = Environment.objects.get(name="trainyard-minimal-python")
     source = {"train.py": "print('hello from databricks', flush=True)\n"}
     response = as_carol.post(
         reverse("run_submit", args=[workspace.slug]),

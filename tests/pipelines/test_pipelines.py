@@ -207,8 +207,10 @@ def test_three_steps_pass_files_from_local_to_databricks_to_batch(cloud_targets,
     assert "Submitted Databricks run" in stored_log(steps["count"], "prepare")
     assert "Submitted Batch job" in stored_log(steps["report"], "prepare")
     # Each consumer saw its input in its snapshot.
-    assert any(e[0] == "inputs/words/words.txt" for e in steps["count"].snapshot.manifest)
-    assert any(e[0] == "inputs/counts/counts.json" for e in steps["report"].snapshot.manifest)
+    count, report = steps["count"].snapshot, steps["report"].snapshot
+    assert count is not None and report is not None
+    assert any(e[0] == "inputs/words/words.txt" for e in count.manifest)
+    assert any(e[0] == "inputs/counts/counts.json" for e in report.manifest)
     events = [e.message for e in parent.events.all()]
     assert "All 3 step(s) completed" in events
 
@@ -435,7 +437,11 @@ def test_a_notebook_step_reads_the_step_before_and_ends_with_a_value_then_a_jar_
             after: [explore]
         """
     )
-    source = {"prepare.py": PREPARE, "explore.py": EXPLORE, "hello.jar": hello_jar(tmp_path)}
+    source: dict[str, str | bytes] = {
+        "prepare.py": PREPARE,
+        "explore.py": EXPLORE,
+        "hello.jar": hello_jar(tmp_path),
+    }
     parent = services.pipeline_submit(
         workspace=workspace, user=carol, definition=definition, archive=archive(source)
     )
@@ -452,6 +458,7 @@ def test_a_notebook_step_reads_the_step_before_and_ends_with_a_value_then_a_jar_
     download = as_bob.get(reverse("run_log_download", args=[workspace.slug, explore.pk, "stdout"]))
     assert b"".join(download.streaming_content) == exited.encode()
     assert stored_log(package) == "hello from the JVM a,b\n"
+    assert package.started_at is not None and explore.ended_at is not None
     assert package.started_at >= explore.ended_at
 
 
@@ -595,6 +602,7 @@ def test_a_batch_task_carries_hundreds_of_kib_and_a_step_given_more_fails_saying
         too_big.error,
     ), too_big.error
     assert parent.error == f"Step ‘too-big’ failed: {too_big.error}"
+    assert fits.handle is not None
     assert list(batch_emulator.jobs) == [fits.handle["job"]["job_id"]]
 
 

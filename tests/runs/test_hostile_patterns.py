@@ -60,7 +60,9 @@ def test_a_folder_with_a_backtracking_ignore_rule_is_submitted(workspace, as_car
     url = reverse("run_submit", args=[workspace.slug])
     response = quickly(lambda: as_carol.post(url, data))
     assert response.status_code == 302, response.content.decode()
-    manifest = [entry[0] for entry in Run.objects.get().snapshot.manifest]
+    snapshot = Run.objects.get().snapshot
+    assert snapshot is not None
+    manifest = [entry[0] for entry in snapshot.manifest]
     assert manifest == [".amlignore", BACKTRACKING_NAME, "train.py"]
 
 

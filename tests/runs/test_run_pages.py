@@ -9,6 +9,7 @@ import json
 import tarfile
 import zipfile
 from html.parser import HTMLParser
+from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -207,7 +208,7 @@ def test_submit_a_folder_through_the_form(workspace, as_carol, as_bob):
     response = as_carol.post(url, data)
     run = Run.objects.get(experiment__name="mnist")
     assert response["Location"] == reverse("run_detail", args=[workspace.slug, run.pk])
-    assert run.status == RunStatus.QUEUED
+    assert run.status == RunStatus.QUEUED and run.snapshot is not None
     assert [entry[0] for entry in run.snapshot.manifest] == ["pkg/__init__.py", "train.py"]
     assert run.arguments == ["--epochs", "3", "--name", "a b"]
     assert run.tags == {"model": "cnn", "lr": "0.1"}
@@ -330,7 +331,7 @@ def test_a_runconfig_fills_the_fields_left_empty(workspace, as_carol):
         ["--lr", "0.5"],
         "local",
     )
-    assert run.max_duration_seconds == 600
+    assert run.max_duration_seconds == 600 and run.environment is not None
     assert run.environment.kind == "user"
     assert run.environment.interpreter_path == "/usr/bin/python3"
 
@@ -370,7 +371,7 @@ class UntouchedForm(HTMLParser):
             self.values[self.textarea] += data.removeprefix("\n")
 
 
-def untouched_submit_form(client, workspace) -> dict[str, str]:
+def untouched_submit_form(client, workspace) -> dict[str, Any]:
     parser = UntouchedForm()
     parser.feed(client.get(reverse("run_submit", args=[workspace.slug])).content.decode())
     parser.values.pop("csrfmiddlewaretoken", None)
@@ -407,6 +408,7 @@ def test_a_runconfig_sets_target_environment_and_nodes_of_an_untouched_form(
     assert response.status_code == 302, response.content.decode()
     run = Run.objects.get()
     assert (run.target_name, run.node_count) == ("gpu-cluster", 2)
+    assert run.environment is not None
     assert (run.environment.name, run.environment.interpreter_path) == (
         "torch-env",
         "/opt/torch/bin/python",
@@ -505,5 +507,7 @@ def test_numbered_folder_files_take_their_paths_from_the_hidden_field(workspace,
     ]
     response = as_carol.post(reverse("run_submit", args=[workspace.slug]), data)
     assert response.status_code == 302, response.content.decode()
-    manifest = Run.objects.get().snapshot.manifest
+    snapshot = Run.objects.get().snapshot
+    assert snapshot is not None
+    manifest = snapshot.manifest
     assert [(entry[0], entry[2]) for entry in manifest] == [("src/b.py", 6), ("train.py", 15)]

@@ -104,6 +104,7 @@ def test_a_submit_with_only_the_changed_file_uploaded_snapshots_the_whole_folder
     plan = missing(as_carol, workspace, [sha(TRAIN), sha(DATA)]).json()["plan"]
     response = second_submit(as_carol, workspace, plan)
     run = Run.objects.get()
+    assert run.snapshot is not None
     assert [(path, digest, size) for path, digest, size, _ in run.snapshot.manifest] == [
         ("data/table.csv", sha(DATA), len(DATA)),
         ("train.py", sha(TRAIN), len(TRAIN)),
@@ -128,6 +129,7 @@ def test_without_a_valid_plan_the_workspace_is_asked_again(workspace, as_carol):
     for plan in others:
         second_submit(as_carol, workspace, plan)
         run = Run.objects.latest("pk")
+        assert run.snapshot is not None
         assert ["data/table.csv", sha(DATA), len(DATA), False] in run.snapshot.manifest
 
 

@@ -176,7 +176,9 @@ def test_a_strangers_snapshot_is_404_and_a_missing_blob_says_so(api_alice, api_c
         response = api_charlie.get(f"/api/v1/runs/{run_id}/{path}")
         assert response.status_code == 404
         assert response.json() == {"detail": "No such workspace"}
-    (sha,) = [sha for _, sha, _, _ in Run.objects.get(pk=run_id).snapshot.manifest]
+    snapshot = Run.objects.get(pk=run_id).snapshot
+    assert snapshot is not None
+    (sha,) = [sha for _, sha, _, _ in snapshot.manifest]
     blob_path(sha).unlink()
     gone = api_alice.get(f"/api/v1/runs/{run_id}/snapshot.zip")
     assert gone.status_code == 404

@@ -75,6 +75,7 @@ def test_a_second_submit_sends_only_the_changed_file(api_carol, folder):
     assert list(sent) == ["lib/util.py"]
 
     snapshot = Run.objects.get(pk=second.json()["id"]).snapshot
+    assert snapshot is not None
     stored = {path: blob_path(sha).read_bytes() for path, sha, _, _ in snapshot.manifest}
     assert stored == changed
     executable = {path for path, _, _, x in snapshot.manifest if x}
@@ -170,6 +171,7 @@ def test_a_sweep_takes_the_manifest_too(api_carol, folder):
     )
     assert response.status_code == 201, response.content
     snapshot = Run.objects.get(pk=response.json()["id"]).snapshot
+    assert snapshot is not None
     assert sorted(p for p, *_ in snapshot.manifest) == sorted(folder)
 
 

@@ -81,6 +81,7 @@ def test_killing_the_monitor_mid_run_loses_and_repeats_nothing(tmp_path, workspa
         first.wait()
         killed_at = len(stored_lines(run))
         run.refresh_from_db()
+        assert run.handle is not None
         (Path(run.handle["run_dir"]) / "wd" / "go").touch()
         second = start_monitor()
         try:

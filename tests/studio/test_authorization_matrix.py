@@ -218,8 +218,8 @@ def test_every_route_answers_each_role_as_its_rules_say(matrix):
             problems += admin_problems(seeded)
         elif route in PERSONAL:
             problems += personal_problems(route, seeded)
-        elif view is not None and getattr(view, "workspace_roles", None):
-            problems += page_problems(route, view.workspace_roles, seeded)
+        elif view is not None and (roles := getattr(view, "workspace_roles", None)):
+            problems += page_problems(route, roles, seeded)
         else:
             problems.append(
                 f"/{route}: not a workspace page (studio.access.workspace_view) and not listed "

@@ -97,7 +97,7 @@ def test_the_token_form_sets_expiry_and_read_only_and_the_list_shows_them(alice,
     )
     as_alice.post(reverse("token_list"), {"name": "ci", "expires_in_days": ""})
     dashboard = ApiToken.objects.get(name="dashboard")
-    assert dashboard.read_only
+    assert dashboard.read_only and dashboard.expires_at is not None
     assert timedelta(days=6, hours=23) < dashboard.expires_at - timezone.now() <= timedelta(days=7)
     ci = ApiToken.objects.get(name="ci")
     assert ci.expires_at is None and not ci.read_only
@@ -149,6 +149,7 @@ def test_create_token_command_makes_an_expiring_read_only_token(alice, workspace
     call_command("create_token", "alice", "--name", "viewer", "--read-only", "--expires-days", "3")
     raw = capsys.readouterr().out.strip()
     token = ApiToken.objects.get(token_hash=hash_token(raw))
-    assert token.read_only and token.expires_at > timezone.now() + timedelta(days=2)
+    assert token.read_only and token.expires_at is not None
+    assert token.expires_at > timezone.now() + timedelta(days=2)
     client = Client(headers={"Authorization": f"Bearer {raw}"})
     assert client.post("/api/v1/experiments?workspace=vision").status_code == 403

@@ -62,7 +62,7 @@ def test_user_without_workspace_is_offered_to_create_one(db, client, settings):
 def test_by_default_only_staff_create_workspaces(db, client):
     from tests.factories import UserFactory
 
-    dave = UserFactory(username="dave")
+    dave = UserFactory.create(username="dave")
     client.force_login(dave)
     response = client.get("/", follow=True)
     assert response.status_code == 403

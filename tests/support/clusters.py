@@ -6,7 +6,8 @@ import docker
 from django.conf import settings
 
 from compute.cluster import services as cluster_services
-from compute.models import ComputeTarget
+from compute.cluster.scheduler import node_request
+from compute.models import ComputeTarget, Node
 
 
 def cluster_containers(client: docker.DockerClient, target: ComputeTarget | None = None) -> list:
@@ -29,6 +30,13 @@ def make_cluster(
         )
     target.refresh_from_db()
     return target
+
+
+def nodes_granted(*, target: ComputeTarget, run_id: int, count: int = 1) -> list[Node]:
+    """The nodes `node_request` gives the run, failing the test if the run has to wait."""
+    nodes = node_request(target=target, run_id=run_id, count=count)
+    assert nodes is not None, f"run {run_id} waits for a node of {target.name}"
+    return nodes
 
 
 def remove_test_containers(client: docker.DockerClient) -> None:

@@ -176,7 +176,8 @@ def test_a_random_sweep_runs_four_children_two_at_a_time_and_picks_the_best(
         assert f"args 3 {lr!r} {units}" in stdout_of(child.run)
     assert len({c.hyperparameters["--lr"] for c in children}) == 4
     # Never more than two children at once.
-    spans = [(c.run.started_at, c.run.ended_at) for c in children]
+    spans = [(s, e) for c in children if (s := c.run.started_at) and (e := c.run.ended_at)]
+    assert len(spans) == len(children)
     for start, _ in spans:
         assert sum(1 for s, e in spans if s <= start < e) <= 2
 
@@ -191,7 +192,7 @@ def test_a_random_sweep_runs_four_children_two_at_a_time_and_picks_the_best(
     assert best["primary_metric"] == pytest.approx(
         1 - abs(closest.hyperparameters["--lr"] - 0.05), abs=1e-6
     )
-    assert f"Best: #{closest.run.number}" in parent.events.last().message
+    assert f"Best: #{closest.run.number}" in parent.events.latest("at", "pk").message
 
     from tests.conftest import client_for
 
@@ -220,7 +221,7 @@ def test_a_bandit_policy_stops_the_child_that_falls_far_behind(workspace, carol)
     # Stopped well before its 30 steps.
     assert poor.run.metrics.filter(name="score").count() < 20
     assert parent.status == "Completed"
-    assert "1 completed, 1 canceled" in parent.events.last().message
+    assert "1 completed, 1 canceled" in parent.events.latest("at", "pk").message
 
 
 def test_canceling_the_sweep_stops_its_running_children(workspace, carol):
@@ -384,7 +385,8 @@ def test_a_sweep_past_its_max_duration_stops_its_children_and_draws_no_more(work
     assert children[0].run.status == "Canceled"
     assert children[0].run.cancel_reason == "The sweep reached its max duration of 1 minute(s)"
     assert parent.status == "Completed"
-    assert parent.events.last().message.startswith("All 1 child run(s) ended: 1 canceled")
+    last = parent.events.latest("at", "pk").message
+    assert last.startswith("All 1 child run(s) ended: 1 canceled")
 
 
 def test_a_bayesian_sweep_draws_each_child_after_learning_from_the_last(workspace, carol):
@@ -402,6 +404,7 @@ def test_a_bayesian_sweep_draws_each_child_after_learning_from_the_last(workspac
     assert [c.run.status for c in children] == ["Completed"] * 3
     # One at a time: each child was drawn after the one before had ended.
     for before, after in zip(children, children[1:], strict=False):
+        assert before.run.ended_at is not None
         assert before.run.ended_at <= after.run.created_at
     for child in children:
         assert 0.001 <= child.hyperparameters["--lr"] <= 0.1

@@ -1,4 +1,6 @@
+from argparse import ArgumentParser
 from datetime import timedelta
+from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
@@ -10,7 +12,7 @@ from studio.services import token_create
 class Command(BaseCommand):
     help = "Create a personal access token for USERNAME and print it (shown only this once)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("username")
         parser.add_argument("--name", required=True, help="What the token is for, e.g. 'ci'.")
         parser.add_argument(
@@ -22,7 +24,15 @@ class Command(BaseCommand):
             "--read-only", action="store_true", help="The token may only read (GET requests)."
         )
 
-    def handle(self, *args, username, name, expires_days, read_only, **options):
+    def handle(
+        self,
+        *args: Any,
+        username: str,
+        name: str,
+        expires_days: int | None,
+        read_only: bool,
+        **options: Any,
+    ) -> None:
         user = get_user_model().objects.filter(username=username).first()
         if user is None:
             raise CommandError(f"No user called {username!r}. Create one at /admin/ first.")

@@ -1,4 +1,5 @@
 import os
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
@@ -11,7 +12,7 @@ from studio.services import first_admin_create
 class Command(BaseCommand):
     help = "Run all of Trainyard: web server, Celery worker and beat, run monitor (and Redis)."
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         host = os.getenv("HOST", "127.0.0.1")
         port = settings.PORT
         if not port_is_free(host, port):

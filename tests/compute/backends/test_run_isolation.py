@@ -98,6 +98,7 @@ def test_run_code_reads_and_writes_nothing_of_the_studio(
         while b"holding" not in logstore.read(holder.pk, "stdout")[0]:
             holder.refresh_from_db()
             assert holder.status == RunStatus.RUNNING, holder.error
+        assert holder.handle is not None
         other_wd = f"{holder.handle['run_dir']}/wd"
         blob = next(p for p in settings.BLOB_DIR.rglob("*") if p.is_file())
         log = next(p for p in settings.LOG_DIR.rglob("*") if p.is_file())

@@ -261,6 +261,7 @@ def test_cancel_of_a_docker_run_removes_its_container(
         while b"up" not in logstore.read(run.pk, "stdout")[0]:
             pass
         run.refresh_from_db()
+        assert run.handle is not None
         name = run.handle["container"]
         assert docker_engine.containers.list(filters={"name": name})
         run_cancel(run=run, user=alice)

@@ -75,6 +75,7 @@ def test_a_retained_run_based_cluster_stays(workspace, alice, api_alice, engine)
         assert response.status_code == 201, response.content
         run = wait_final(dispatch_until_started(Run.objects.get(pk=response.json()["id"])))
     assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
+    assert run.target_id is not None
     cluster = ComputeTarget.objects.get(pk=run.target_id)
     assert cluster.state == "Succeeded"
     page = client_for(alice).get(reverse("compute_detail", args=[workspace.slug, cluster.name]))

@@ -89,6 +89,7 @@ def test_a_vm_run_completes_with_outputs_and_metrics(tmp_path, workspace, alice,
     assert [f.path for f in run.files.all()] == ["outputs/big.bin", "outputs/result.txt"]
     assert_big_output_kept(run)
     # The work directory on the VM is cleaned up once the outputs are collected.
+    assert run.handle is not None
     assert (
         on_target(vm, f"ls {run.handle['run_dir']} 2>&1 || true")
         .strip()
@@ -113,6 +114,7 @@ def test_second_submit_of_the_same_folder_uploads_only_the_changed_file(
         (source / "lib" / "helpers.py").write_text(f"VALUE = '{unique}-changed'\n")
         second = wait_final(submit(workspace=workspace, user=alice, target=vm, source=source))
     assert first.status == second.status == RunStatus.COMPLETED
+    assert first.handle is not None and second.handle is not None
     assert first.handle["uploaded_files"] == 3
     assert second.handle["uploaded_files"] == 1
     assert second.handle["reused_files"] == 2

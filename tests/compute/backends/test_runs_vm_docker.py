@@ -78,6 +78,7 @@ def test_a_run_in_docker_on_a_vm_completes_with_outputs_and_metrics(
     assert list(run.metrics.values_list("name", "value")) == [("acc", 0.75)]
     assert [(f.path, f.size) for f in run.files.all()] == [("outputs/model.txt", 7)]
     # The VM is this machine: its user could remove everything the container wrote.
+    assert run.handle is not None
     assert not os.path.exists(run.handle["run_dir"])
 
 
@@ -97,6 +98,7 @@ def test_cancel_of_a_docker_run_on_a_vm_leaves_no_container(
         run = wait_for(run, [RunStatus.RUNNING])
         while b"up" not in logstore.read(run.pk, "stdout")[0]:
             pass
+        assert run.handle is not None
         name = run.handle["container"]
         assert docker_engine.containers.list(filters={"name": name})
         run_cancel(run=run, user=alice)

@@ -8,7 +8,11 @@ from compute.cluster.autoscaler import cluster_autoscale
 from compute.cluster.scheduler import node_release, node_request
 from compute.models import ComputeTarget
 from compute.ssh import generate_key_pair
-from tests.support.clusters import cluster_containers, remove_test_containers
+from tests.support.clusters import (
+    cluster_containers,
+    nodes_granted,
+    remove_test_containers,
+)
 
 pytestmark = pytest.mark.docker
 
@@ -45,7 +49,7 @@ def test_create_then_read_the_cluster_with_its_nodes(engine, api_bob, workspace,
     assert cluster.state == "Succeeded"
     node_request(target=cluster, run_id=31)
     cluster_autoscale(target=cluster)
-    [node] = node_request(target=cluster, run_id=31)
+    [node] = nodes_granted(target=cluster, run_id=31)
 
     body = api_bob.get(f"{API}/api-cluster?workspace={workspace.slug}").json()
     assert body["kind"] == "amlcompute"

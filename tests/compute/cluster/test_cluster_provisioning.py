@@ -4,13 +4,13 @@ import pytest
 
 from compute.cluster import services as cluster_services
 from compute.cluster.autoscaler import cluster_autoscale
-from compute.cluster.scheduler import node_request
 from compute.models import ComputeOperation, ComputeTarget, Node, NodeState
 from compute.signals import node_lost
 from studio.errors import ServiceError
 from tests.support.clusters import (
     cluster_containers,
     make_cluster,
+    nodes_granted,
     remove_test_containers,
 )
 
@@ -142,7 +142,7 @@ def test_delete_removes_every_node_container_and_the_target(
         cluster = make_cluster(
             django_capture_on_commit_callbacks, workspace=workspace, user=alice, min_nodes=2
         )
-        [node] = node_request(target=cluster, run_id=11)
+        [node] = nodes_granted(target=cluster, run_id=11)
         assert node is not None
         assert len(cluster_containers(engine, cluster)) == 2
         with django_capture_on_commit_callbacks(execute=True):
@@ -166,6 +166,7 @@ def test_an_engine_with_nodes_cannot_be_removed(
         django_capture_on_commit_callbacks, workspace=workspace, user=alice, min_nodes=1
     )
     local = Node.objects.get(target=cluster).engine
+    assert local is not None
     with pytest.raises(ServiceError, match="still hosts nodes of cpu-cluster"):
         cluster_services.engine_remove(engine=local)
     cluster_services.cluster_update(

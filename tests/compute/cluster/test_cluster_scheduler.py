@@ -22,6 +22,7 @@ from compute.ssh import generate_key_pair, parse_private_key
 from tests.support.clusters import (
     cluster_containers,
     make_cluster,
+    nodes_granted,
     remove_test_containers,
 )
 
@@ -80,8 +81,8 @@ def test_two_nodes_come_up_the_third_run_waits_then_scale_down_to_zero(
 
     assert len(running(engine, cluster)) == 2
     assert cluster_counts(cluster).idle == 2
-    [first] = node_request(target=cluster, run_id=1)
-    [second] = node_request(target=cluster, run_id=2)
+    [first] = nodes_granted(target=cluster, run_id=1)
+    [second] = nodes_granted(target=cluster, run_id=2)
     assert {first.state, second.state} == {NodeState.RUNNING}
     assert first.pk != second.pk
     assert node_request(target=cluster, run_id=3) is None
@@ -96,9 +97,9 @@ def test_two_nodes_come_up_the_third_run_waits_then_scale_down_to_zero(
 
     # Run 1 is done: its node is reused by the waiting run 3, not a new one.
     node_release(run_id=1)
-    [third] = node_request(target=cluster, run_id=3)
+    [third] = nodes_granted(target=cluster, run_id=3)
     assert third.pk == first.pk and third.run_id == 3
-    assert node_request(target=cluster, run_id=3)[0].pk == first.pk
+    assert nodes_granted(target=cluster, run_id=3)[0].pk == first.pk
 
     node_release(run_id=2)
     node_release(run_id=3)
@@ -130,7 +131,7 @@ def test_raising_max_nodes_lets_the_waiting_run_get_a_node(
     )
     assert cluster_wait_reason(cluster) == "1 run waiting, scaling up at the next autoscale pass"
     cluster_autoscale(target=cluster)
-    assert node_request(target=cluster, run_id=3)[0].state == NodeState.RUNNING
+    assert nodes_granted(target=cluster, run_id=3)[0].state == NodeState.RUNNING
     assert len(running(engine, cluster)) == 3
     assert cluster_counts(cluster).current == 3
 
@@ -278,7 +279,7 @@ def test_a_killed_low_priority_node_is_preempted_and_its_run_goes_back_to_the_qu
     )
     node_request(target=cluster, run_id=7)
     cluster_autoscale(target=cluster)
-    [node] = node_request(target=cluster, run_id=7)
+    [node] = nodes_granted(target=cluster, run_id=7)
     engine.containers.get(node.container_id).kill()
 
     cluster_autoscale(target=cluster)
@@ -296,7 +297,7 @@ def test_a_killed_low_priority_node_is_preempted_and_its_run_goes_back_to_the_qu
     # What the runs app does on a preemption: the run asks for a node again.
     assert node_request(target=cluster, run_id=7) is None
     cluster_autoscale(target=cluster)
-    [replacement] = node_request(target=cluster, run_id=7)
+    [replacement] = nodes_granted(target=cluster, run_id=7)
     assert replacement.pk != node.pk
     assert replacement.state == NodeState.RUNNING
     assert [c.id for c in running(engine, cluster)] == [replacement.container_id]
@@ -310,7 +311,7 @@ def test_a_removed_dedicated_node_fails_its_run_with_the_reason(
     )
     node_request(target=cluster, run_id=9)
     cluster_autoscale(target=cluster)
-    [node] = node_request(target=cluster, run_id=9)
+    [node] = nodes_granted(target=cluster, run_id=9)
     engine.containers.get(node.container_id).remove(force=True)
 
     cluster_autoscale(target=cluster)
@@ -342,7 +343,7 @@ def test_a_node_started_by_a_concurrent_pass_is_not_taken_for_an_orphan(
     )
     node_request(target=cluster, run_id=51)
     list_containers = ContainerCollection.list
-    concurrent = []
+    concurrent: list[bool] = []
 
     def list_after_a_concurrent_pass(collection, *args, **kwargs):
         # Another worker's pass starts the node after this pass read the nodes,
@@ -357,7 +358,7 @@ def test_a_node_started_by_a_concurrent_pass_is_not_taken_for_an_orphan(
     monkeypatch.undo()
 
     assert concurrent
-    [node] = node_request(target=cluster, run_id=51)
+    [node] = nodes_granted(target=cluster, run_id=51)
     assert [c.name for c in running(engine, cluster)] == [
         f"trainyard-{settings.TRAINYARD_INSTANCE_ID}-{node.name}"
     ]
@@ -376,7 +377,7 @@ def test_a_multi_node_run_gets_all_its_nodes_at_once_and_keeps_its_place_in_line
         max_nodes=2,
     )
     cluster_autoscale(target=cluster)
-    [busy] = node_request(target=cluster, run_id=1)
+    [busy] = nodes_granted(target=cluster, run_id=1)
     # One node idle: the two-node run claims none of it and waits, first in line.
     assert node_request(target=cluster, run_id=2, count=2) is None
     assert cluster_counts(cluster).waiting_nodes == 2
@@ -387,9 +388,9 @@ def test_a_multi_node_run_gets_all_its_nodes_at_once_and_keeps_its_place_in_line
     assert Node.objects.filter(target=cluster, state=NodeState.IDLE).count() == 1
 
     node_release(run_id=1)
-    both = node_request(target=cluster, run_id=2, count=2)
+    both = nodes_granted(target=cluster, run_id=2, count=2)
     assert both is not None and len({n.pk for n in both}) == 2
-    assert [n.pk for n in node_request(target=cluster, run_id=2, count=2)] == [n.pk for n in both]
+    assert [n.pk for n in nodes_granted(target=cluster, run_id=2, count=2)] == [n.pk for n in both]
     assert node_request(target=cluster, run_id=3) is None
     node_release(run_id=2)
     assert node_request(target=cluster, run_id=3) is not None

@@ -17,6 +17,7 @@ from tests.services.sshd import DOCKER_USER
 from tests.support.clusters import (
     cluster_containers,
     make_cluster,
+    nodes_granted,
     remove_test_containers,
 )
 
@@ -69,7 +70,7 @@ def test_nodes_on_an_ssh_engine(
     assert cluster.state == "Succeeded", cluster.error
     assert node_request(target=cluster, run_id=51) is None
     cluster_autoscale(target=cluster)
-    [node] = node_request(target=cluster, run_id=51)
+    [node] = nodes_granted(target=cluster, run_id=51)
     assert node.engine == remote
     container = node_docker(node).containers.get(node.container_id)
     assert container.exec_run(["python3", "-c", "print('on box')"]).output == b"on box\n"

@@ -26,6 +26,7 @@ from tests.services.sshd import free_port
 from tests.support.clusters import (
     cluster_containers,
     make_cluster,
+    nodes_granted,
     remove_test_containers,
 )
 from tests.support.runs import submit, write_tree
@@ -148,6 +149,7 @@ def test_the_wizard_opens_at_once_with_what_it_last_knew_of_unreachable_engines(
     assert "Engine gone has not been reachable since it was registered." in html
     assert "is missing on Docker engine" not in html
     local = DockerEngine.objects.get(workspace=workspace, name="local")
+    assert local.reachable_at is not None
     assert local.error == "" and local.reachable_at > timezone.now() - timedelta(minutes=1)
     assert DockerEngine.objects.get(name="hung").checked_at == reachable_at
 
@@ -262,14 +264,14 @@ def test_nodes_join_the_virtual_network_once_the_engine_has_it(
     )
     node_request(target=cluster, run_id=41)
     cluster_autoscale(target=cluster)
-    [on_host] = node_request(target=cluster, run_id=41)
+    [on_host] = nodes_granted(target=cluster, run_id=41)
     assert on_host.network == "host"
 
     # Created after provisioning: the next node to start joins it.
     engine.networks.create(vnet_name, driver="bridge", internal=True)
     node_request(target=cluster, run_id=42)
     cluster_autoscale(target=cluster)
-    [joined] = node_request(target=cluster, run_id=42)
+    [joined] = nodes_granted(target=cluster, run_id=42)
     assert joined.network == vnet_name
     container = node_docker(joined).containers.get(joined.container_id)
     assert list(container.attrs["NetworkSettings"]["Networks"]) == [vnet_name]
@@ -302,7 +304,7 @@ def test_the_detail_page_shows_nodes_runs_and_why_it_waits(
     for run in runs:
         node_request(target=cluster, run_id=run.pk)
     cluster_autoscale(target=cluster)
-    [node] = node_request(target=cluster, run_id=runs[0].pk)
+    [node] = nodes_granted(target=cluster, run_id=runs[0].pk)
     html = as_bob.get(url(workspace, f"{cluster.name}/")).content.decode()
     assert node.name in html
     assert f'<a href="/w/{workspace.slug}/runs/{runs[0].pk}/">mnist #1</a>' in html

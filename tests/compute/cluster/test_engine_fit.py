@@ -45,7 +45,9 @@ def test_a_size_needing_more_gpus_than_the_engine_has_names_the_limit():
         "Standard_NC24 has 4 GPUs, but Docker engine gpu-box has 2 GPUs: pick a size with at "
         "most 2 GPUs, or register an engine with more GPUs"
     )
-    assert size_fit_problem(vm_size_get("Standard_NC12"), gpu_engine(1), "gpu-box") == (
+    size = vm_size_get("Standard_NC12")
+    assert size is not None
+    assert size_fit_problem(size, gpu_engine(1), "gpu-box") == (
         "Standard_NC12 has 2 GPUs, but Docker engine gpu-box has 1 GPU: pick a size with at "
         "most 1 GPU, or register an engine with more GPUs"
     )

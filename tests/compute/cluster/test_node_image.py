@@ -22,7 +22,7 @@ def empty_cache(settings, tmp_path):
 
 def test_without_debootstrap_it_says_what_to_install_or_run(empty_cache, monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no debootstrap on it
-    shown = []
+    shown: list[str] = []
     with pytest.raises(NodeImageError) as raised:
         node_image_ensure(
             "ssh://ops@gpu-box",
@@ -41,7 +41,7 @@ def test_without_debootstrap_it_says_what_to_install_or_run(empty_cache, monkeyp
 def test_a_mirror_it_cannot_reach_fails_with_debootstraps_own_words(empty_cache, settings):
     """debootstrap for real (as root), against a mirror address nothing listens on."""
     settings.DEBIAN_MIRROR = "http://127.0.0.1:9/debian"
-    shown = []
+    shown: list[str] = []
     with pytest.raises(NodeImageError) as raised:
         node_image_rootfs(shown.append)
     message = str(raised.value)

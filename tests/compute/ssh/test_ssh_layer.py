@@ -255,7 +255,7 @@ def test_changed_host_key_is_refused_before_logging_in(sshd_factory):
     server = sshd_factory()
     with connect(password_target(server), timeout=TIMEOUT) as first_contact:
         trusted = first_contact.host_key_fingerprint
-    assert trusted == server.host_key_fingerprint
+    assert trusted is not None and trusted == server.host_key_fingerprint
 
     server.regenerate_host_key()
     offered = server.host_key_fingerprint

@@ -79,8 +79,8 @@ def test_attach_a_spark_head_node_with_a_generated_key(
     page = html.unescape(response.content.decode())
     assert "Add this public key to the head node, then attach." in page
     assert "Command to run on the head node" in page
-    public_key = re.search(r'id="generated-public-key" readonly value="([^"]+)"', page).group(1)
-    token = re.search(r'name="generated_key" value="([^"]+)"', page).group(1)
+    public_key = re.findall(r'id="generated-public-key" readonly value="([^"]+)"', page)[0]
+    token = re.findall(r'name="generated_key" value="([^"]+)"', page)[0]
     spark_head_node.authorize(public_key)
 
     data = form_data(spark_head_node, authentication="generate", password="", generated_key=token)

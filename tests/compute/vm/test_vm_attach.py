@@ -173,13 +173,13 @@ def test_attach_with_a_passphrase_protected_key(sshd, workspace, as_carol, tmp_p
 def test_generate_a_key_pair_in_the_wizard(sshd, workspace, as_carol):
     data = form_data(sshd, authentication="generate", password="")
     page = attach(as_carol, workspace, data | {"generate": "1"})
-    public = re.search(r'id="generated-public-key" readonly value="([^"]+)"', page).group(1)
+    public = re.findall(r'id="generated-public-key" readonly value="([^"]+)"', page)[0]
     assert public.startswith("ssh-ed25519 ") and public.endswith(" trainyard")
     assert f"echo '{public}' >> ~/.ssh/authorized_keys" in page
     assert "PRIVATE KEY" not in page
     # The form kept what the user typed, so they only add the key and press Attach.
     assert 'value="gpu-vm"' in page
-    token = re.search(r'name="generated_key" value="([^"]+)"', page).group(1)
+    token = re.findall(r'name="generated_key" value="([^"]+)"', page)[0]
 
     sshd.authorize(public)
     page = attach(as_carol, workspace, data | {"generated_key": token})
@@ -612,7 +612,8 @@ def test_edit_credentials_re_runs_the_check(sshd, workspace, as_carol, as_alice,
     assert "New credentials saved for gpu-vm: checking them now." in page
     target = ComputeTarget.objects.get(name="gpu-vm")
     assert (target.state, target.auth_method, target.password) == ("Succeeded", "key", "")
-    assert ComputeOperation.objects.filter(target_name="gpu-vm").first().action == "credentials"
+    operation = ComputeOperation.objects.filter(target_name="gpu-vm").first()
+    assert operation is not None and operation.action == "credentials"
 
 
 def test_detach_removes_target_and_secrets_runs_keep_history(sshd, workspace, alice, as_carol):
@@ -722,8 +723,8 @@ def test_switch_to_a_key_generated_on_the_credentials_page(sshd, workspace, as_c
     page = html.unescape(
         as_alice.post(url, {"username": "tytest", "generate": "1"}).content.decode()
     )
-    public = re.search(r'id="generated-public-key" readonly value="([^"]+)"', page).group(1)
-    token = re.search(r'name="generated_key" value="([^"]+)"', page).group(1)
+    public = re.findall(r'id="generated-public-key" readonly value="([^"]+)"', page)[0]
+    token = re.findall(r'name="generated_key" value="([^"]+)"', page)[0]
     sshd.authorize(public)
     as_alice.post(url, {"username": "tytest", "authentication": "generate", "generated_key": token})
     target = ComputeTarget.objects.get(name="gpu-vm")

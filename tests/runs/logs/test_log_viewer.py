@@ -119,6 +119,7 @@ def test_live_lines_arrive_once_and_in_order_across_dropped_connections(alice_pa
     expect(page.get_by_role("status").filter(has_text="Live")).to_be_visible()
 
     writer = start_storing(stack, run_id)
+    assert writer.stdin is not None
     for n in range(2, 301):
         data = f"line {n}\n".encode()
         writer.stdin.write(f"stdout {data!r}\nsleep 0.01\n".encode())

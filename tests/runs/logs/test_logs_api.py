@@ -4,6 +4,7 @@ import asyncio
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.http import StreamingHttpResponse
 from django.test import AsyncClient
 from django.urls import reverse
 from django.utils import timezone
@@ -107,6 +108,7 @@ def test_follow_streams_until_the_run_ends_and_every_byte_is_sent(run, alice):
         )
         assert response.status_code == 200
         assert response["X-Log-Offset"] == "6"
+        assert isinstance(response, StreamingHttpResponse)
         chunks = aiter(response.streaming_content)
         received = await anext(chunks)
         assert received == LOG[6:]
@@ -177,6 +179,7 @@ def test_a_followed_log_ends_once_the_caller_may_no_longer_read_it(run, bob, wor
             logs_url(run, stream="stdout", follow=1), headers={"Authorization": f"Bearer {raw}"}
         )
         assert response.status_code == 200
+        assert isinstance(response, StreamingHttpResponse)
         chunks = aiter(response.streaming_content)
         received = await anext(chunks)
         await sync_to_async(end_access)(how, bob, workspace, token)
