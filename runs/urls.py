@@ -1,6 +1,7 @@
 from django.urls import path
 
-from runs import log_views, views
+from runs import views
+from runs.logs import views as log_views
 
 urlpatterns = [
     path("experiments/", views.experiment_list, name="experiment_list"),

@@ -119,7 +119,7 @@ from studio.workspace_api import router as workspaces_router  # noqa: E402 - it 
 
 api.add_router("/", workspaces_router)
 
-from runs.api_logs import router as run_logs_router  # noqa: E402 - it imports this module
+from runs.logs.api import router as run_logs_router  # noqa: E402 - it imports this module
 
 api.add_router("/", run_logs_router)
 

@@ -27,7 +27,9 @@ from compute.models import (
     NodeRequest,
 )
 from compute.sandbox import local_target_problem
-from runs import live, logstore, ranks, snapshots
+from runs import ranks, snapshots
+from runs.logs import live
+from runs.logs import store as logstore
 from runs.models import (
     FINAL_STATUSES,
     EnvironmentKind,

@@ -12,7 +12,8 @@ from pathlib import PurePosixPath
 from django.db import transaction
 from django.db.models import Max
 
-from runs import logstore, metric_records, snapshots
+from runs import metric_records, snapshots
+from runs.logs import store as logstore
 from runs.models import (
     Metric,
     Run,

@@ -8,7 +8,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import FINAL_STATUSES, Environment, Run
 from runs.monitor import Monitor
 from runs.services.experiments import experiment_get_or_create

@@ -20,7 +20,7 @@ from django.urls import reverse
 from compute import ssh
 from compute.models import AuthMethod, ComputeKind, ComputeState, ComputeTarget
 from compute.services import ssh_target
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import Environment, EnvironmentKind, Framework, Run, RunStatus
 from runs.runconfig import RunConfigError, parse_runconfig
 from runs.services.errors import FieldError

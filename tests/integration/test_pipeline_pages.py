@@ -13,7 +13,7 @@ import pytest
 from django.urls import reverse
 
 from pipelines.models import Pipeline
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import Run
 from tests.integration.runs_support import running_monitor, wait_final
 from tests.integration.test_pipelines import (

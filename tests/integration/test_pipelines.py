@@ -167,7 +167,7 @@ def file_text(run: Run, path: str) -> str:
 
 
 def stored_log(run: Run, stream: str = "stdout") -> str:
-    from runs import logstore
+    from runs.logs import store as logstore
 
     return logstore.read(run.pk, stream, 0, 1 << 20)[0].decode()
 

@@ -12,7 +12,7 @@ from compute.backends import BackendError
 from compute.backends.cluster import NodeBackend
 from compute.models import Node, NodeState
 from compute.scheduler import cluster_autoscale, node_docker
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import RunStatus
 from runs.services.lifecycle import run_cancel, run_transition, runs_dispatch
 from tests.conftest import client_for

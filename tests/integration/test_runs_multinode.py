@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from compute.models import ComputeTarget, Node, NodeState
 from compute.scheduler import cluster_autoscale, node_docker
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import RunStatus
 from runs.services.errors import FieldError
 from runs.services.lifecycle import run_cancel

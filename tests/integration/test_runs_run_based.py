@@ -5,7 +5,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from compute.models import ComputeTarget
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import Run, RunStatus
 from tests.conftest import client_for
 from tests.integration.cluster_support import remove_test_containers
