@@ -25,8 +25,8 @@ from compute.cloud_forms import (
 from compute.models import ComputeTarget
 from compute.names import NAME_TAKEN
 from compute.services import ComputeError
-from runs.snapshots import blob_path
 from studio.api import FormErrorOut, api_membership, form_errors
+from studio.blobs import blob_path
 from studio.models import Role
 
 router: Router = Router(tags=["compute"])

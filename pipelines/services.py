@@ -36,7 +36,6 @@ from pipelines.definition import (
     parse_pipeline,
 )
 from pipelines.models import Pipeline, PipelineStep
-from runs import snapshots
 from runs.models import (
     FINAL_STATUSES,
     Environment,
@@ -53,6 +52,7 @@ from runs.services.errors import RunError
 from runs.services.experiments import experiment_get_or_create, experiment_name_problem
 from runs.services.lifecycle import parents_advance, run_cancel, run_transition
 from runs.services.snapshots import snapshot_from_upload, snapshot_of_manifest
+from runs.snapshots.capture import SnapshotError
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def pipeline_submit(
                 workspace=workspace, files=files, archive=archive, git_files=git_files
             )
             git = capture.git
-        except (snapshots.SnapshotError, RunError) as exc:
+        except (SnapshotError, RunError) as exc:
             raise PipelineError(str(exc), "source_folder") from None
     elif any(step.entry for step in spec.steps):
         needs = next(step for step in spec.steps if step.entry)

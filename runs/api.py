@@ -24,16 +24,18 @@ from ninja.errors import HttpError
 from ninja.files import UploadedFile
 from pydantic import Field, TypeAdapter, ValidationError
 
-from runs import selectors, snapshots
+from runs import selectors
 from runs.models import Environment, Run
 from runs.runconfig import RunConfigError, parse_runconfig
 from runs.services.errors import FieldError, RunError
 from runs.services.experiments import experiment_create
 from runs.services.lifecycle import run_cancel
 from runs.services.submit import SubmitRequest, parse_metric_patterns, parse_tags, run_submit_upload
+from runs.snapshots.capture import SnapshotError, relative_name
 from runs.views import snapshot_zip_response
 from studio import safeyaml
 from studio.api import Limit, Offset, api_membership
+from studio.blobs import SHA256, blob_path
 from studio.models import Role
 
 router: Router = Router(tags=["runs"])
@@ -108,7 +110,7 @@ class ExperimentIn(Schema):
     description: str = ""
 
 
-Sha256 = Annotated[str, Field(pattern=rf"^{snapshots.SHA256.pattern}$")]
+Sha256 = Annotated[str, Field(pattern=rf"^{SHA256.pattern}$")]
 
 
 class ManifestEntry(Schema):
@@ -227,8 +229,8 @@ def manifest_entries(manifest: str) -> list[ManifestEntry]:
         ) from None
     for entry in entries:
         try:
-            clean = snapshots.relative_name(entry.path)
-        except snapshots.SnapshotError:
+            clean = relative_name(entry.path)
+        except SnapshotError:
             clean = ""
         if clean != entry.path:
             raise HttpError(
@@ -441,7 +443,7 @@ def runs_file_download(request, run_id: int, path: str):
     if run_file is None:
         raise HttpError(404, "This run has no such file")
     try:
-        handle = snapshots.blob_path(run_file.sha256).open("rb")
+        handle = blob_path(run_file.sha256).open("rb")
     except FileNotFoundError:
         raise HttpError(404, "The file's content is no longer stored") from None
     return FileResponse(handle, as_attachment=True, filename=path.rsplit("/", 1)[-1])

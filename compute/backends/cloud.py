@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 from compute.backends.base import BackendError, LaunchSpec, Poll
 from compute.cloud import COMPLETED, FINALIZING, RUNNING, CloudError
+from studio.blobs import blob_path
 
 # How often a cancel asks the service whether the job has stopped.
 CANCEL_POLL_SECONDS = 0.5
@@ -133,7 +134,8 @@ class CloudBackend:
         The service names the files: a name that is not a plain path in outputs/ is never
         downloaded, and none is ever a path on this server (the tar becomes blobs).
         """
-        from runs.snapshots import SnapshotError, output_path, shown_name
+        from runs.snapshots.archives import output_path, shown_name
+        from runs.snapshots.capture import SnapshotError
 
         job = handle.get("job")
         if job is None:
@@ -178,8 +180,6 @@ class CloudBackend:
     @staticmethod
     def run_files(spec: LaunchSpec) -> dict[str, bytes]:
         """The run's snapshot files (its inputs too), path → content, to send with the job."""
-        from runs.snapshots import blob_path
-
         return {path: blob_path(sha).read_bytes() for path, sha, _size, _x in spec.manifest}
 
     def _news(self, handle: dict, state: str, result: dict, stored: int) -> bytes:

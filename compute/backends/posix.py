@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from compute.backends.base import STREAMS, BackendError, LaunchSpec, Poll
-from runs.snapshots import manifest_text
+from runs.snapshots.capture import manifest_text
 
 FILES = Path(__file__).resolve().parent / "files"
 # Bytes read per stream per poll: bounds memory while a run prints very fast.

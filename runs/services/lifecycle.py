@@ -27,7 +27,7 @@ from compute.models import (
     NodeRequest,
 )
 from compute.sandbox import local_target_problem
-from runs import ranks, snapshots
+from runs import ranks
 from runs.logs import live
 from runs.logs import store as logstore
 from runs.models import (
@@ -40,6 +40,7 @@ from runs.models import (
 from runs.run_based import (
     run_based_cluster_release,
 )
+from studio.blobs import blob_path
 from studio.units import human_bytes
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ def run_start(*, run_id: int, again: bool = True) -> None:
         specs = [replace(launch_spec(run), env=env) for env in envs]
         handles = []
         for rank, (backend, spec) in enumerate(zip(backends, specs, strict=True)):
-            handle = backend.prepare(spec, snapshots.blob_path)
+            handle = backend.prepare(spec, blob_path)
             handle["node_id"] = nodes[rank].pk if nodes else None
             # Where this attempt's output starts in storage: a requeued run goes on after
             # what its earlier attempt printed. Per stream: [target offset, stored offset].

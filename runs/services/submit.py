@@ -18,7 +18,7 @@ from compute.models import (
     ComputeTarget,
 )
 from compute.sandbox import local_target_problem
-from runs import linear_regex, snapshots
+from runs import linear_regex
 from runs.models import (
     Environment,
     Experiment,
@@ -39,6 +39,7 @@ from runs.services.errors import FieldError, RunError
 from runs.services.experiments import experiment_get_or_create, experiment_name_problem
 from runs.services.lifecycle import run_start_soon, run_transition
 from runs.services.snapshots import snapshot_from_upload, snapshot_has
+from runs.snapshots.capture import SnapshotError
 
 # Every stdout line is matched against every pattern: both are bounded.
 MAX_METRIC_PATTERNS = 20
@@ -396,7 +397,7 @@ def submit_upload_resolve(
             git_files=git_files,
             executables=executables,
         )
-    except snapshots.SnapshotError as exc:
+    except SnapshotError as exc:
         raise FieldError("source_folder", str(exc)) from None
     if not snapshot_has(snapshot, request.entry_script):
         scripts = [e[0] for e in snapshot.manifest if e[0].endswith(".py")][:10]

@@ -14,7 +14,7 @@ from runs.monitor import Monitor
 from runs.services.experiments import experiment_get_or_create
 from runs.services.snapshots import snapshot_create
 from runs.services.submit import run_submit
-from runs.snapshots import blob_path
+from studio.blobs import blob_path
 
 MINIMAL = "trainyard-minimal-python"
 

@@ -25,8 +25,8 @@ from compute.backends.batch import file_link
 from compute.models import ComputeTarget
 from pipelines import services
 from pipelines.models import Pipeline
-from runs import snapshots
 from runs.models import Run, RunFile
+from studio.blobs import blob_path, blob_store_bytes
 from tests.integration.cloud_support import hello_jar
 from tests.integration.runs_support import minimal_environment, running_monitor, wait_final
 from tests.integration.test_hdinsight_runs import head_node  # noqa: F401 - a fixture
@@ -163,7 +163,7 @@ def steps_of(parent: Run) -> dict[str, Run]:
 
 def file_text(run: Run, path: str) -> str:
     sha = RunFile.objects.get(run=run, path=path).sha256
-    return snapshots.blob_path(sha).read_text()
+    return blob_path(sha).read_text()
 
 
 def stored_log(run: Run, stream: str = "stdout") -> str:
@@ -676,7 +676,7 @@ def test_a_batch_task_whose_file_links_expired_fails_saying_what_to_do(
 
 
 def test_a_batch_file_link_gives_its_file_without_sign_in_until_it_expires(client, settings):
-    sha, _ = snapshots.blob_store_bytes(b"weights=42\n")
+    sha, _ = blob_store_bytes(b"weights=42\n")
     link = file_link(sha)
 
     answer = client.get(link)

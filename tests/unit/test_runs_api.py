@@ -10,7 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from runs.models import Metric, Run, RunFile, RunStatus
-from runs.snapshots import blob_path, blob_store_bytes
+from studio.blobs import blob_path, blob_store_bytes
 
 
 def archive(files: dict[str, bytes]) -> SimpleUploadedFile:
