@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from typing import Protocol
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Max
 
-from compute.backends import RUNNABLE_KINDS
+from compute.backends import CLOUD_BACKENDS, RUNNABLE_KINDS
 from compute.cluster_services import ClusterError
 from compute.models import (
     LOCAL_TARGET_NAME,
@@ -40,6 +42,7 @@ from runs.services.experiments import experiment_get_or_create, experiment_name_
 from runs.services.lifecycle import run_start_soon, run_transition
 from runs.services.snapshots import snapshot_from_upload, snapshot_has
 from runs.snapshots.capture import SnapshotError
+from studio.models import Workspace
 
 # Every stdout line is matched against every pattern: both are bounded.
 MAX_METRIC_PATTERNS = 20
@@ -305,6 +308,44 @@ class SubmitRequest:
             self.run_based = config.run_based
 
 
+class SingleStepSubmit(Protocol):
+    """Submits a script to a target that runs pipeline steps only, as a one-step pipeline;
+    FieldError for what the user can change."""
+
+    def __call__(
+        self,
+        *,
+        workspace: Workspace,
+        user: User,
+        experiment: Experiment,
+        target: ComputeTarget,
+        snapshot: Snapshot,
+        entry_script: str,
+        arguments: list[str],
+        display_name: str,
+        tags: dict,
+        git: dict,
+    ) -> Run: ...
+
+
+# Databricks, Data Lake and Batch targets run pipeline steps only, as in the studio: a script
+# submitted to one becomes a one-step pipeline. The pipelines app sits above runs, so it
+# registers how (single_step_submit_register) when it is ready.
+_single_step: list[SingleStepSubmit] = []
+
+
+def single_step_submit_register(submit: SingleStepSubmit) -> None:
+    _single_step[:] = [submit]
+
+
+def _single_step_submit(**fields) -> Run:
+    if not _single_step:
+        raise FieldError(
+            "target", f"{fields['target'].name} runs pipeline steps only: submit a pipeline to it."
+        )
+    return _single_step[0](**fields)
+
+
 def run_submit_upload(
     *,
     workspace,
@@ -431,27 +472,19 @@ def _submit_resolved(
     *, workspace, user, request: SubmitRequest, experiment, target, snapshot, git, environment
 ) -> Run:
     """Submit once the experiment, target, snapshot and environment are known."""
-    from compute.backends import CLOUD_BACKENDS
-
     if target.kind in CLOUD_BACKENDS:
-        # Databricks, Data Lake and Batch run pipeline steps only, as in the studio.
-        from pipelines.services import PipelineError, pipeline_single_step
-
-        try:
-            return pipeline_single_step(
-                workspace=workspace,
-                user=user,
-                experiment=experiment,
-                target=target,
-                snapshot=snapshot,
-                entry_script=request.entry_script,
-                arguments=request.arguments,
-                display_name=request.display_name,
-                tags=request.tags,
-                git=git,
-            )
-        except PipelineError as exc:
-            raise FieldError(exc.field or "target", str(exc)) from None
+        return _single_step_submit(
+            workspace=workspace,
+            user=user,
+            experiment=experiment,
+            target=target,
+            snapshot=snapshot,
+            entry_script=request.entry_script,
+            arguments=request.arguments,
+            display_name=request.display_name,
+            tags=request.tags,
+            git=git,
+        )
     return run_submit(
         workspace=workspace,
         user=user,
