@@ -80,7 +80,7 @@ def sweep_submit(
         git_files=git_files,
         executables=executables,
     )
-    target = resolved["target"]
+    target = resolved.target
     if target is None:
         raise FieldError(
             "target",
@@ -93,23 +93,23 @@ def sweep_submit(
     run_submit_check(
         workspace=workspace,
         user=user,
-        experiment=resolved["experiment"],
+        experiment=resolved.experiment,
         target=target,
-        snapshot=resolved["snapshot"],
+        snapshot=resolved.snapshot,
         entry_script=request.entry_script,
-        environment=resolved["environment"],
+        environment=resolved.environment,
         framework=framework,
     )
     fields = {
         "workspace": workspace,
-        "experiment": resolved["experiment"],
+        "experiment": resolved.experiment,
         "display_name": request.display_name or f"sweep of {request.entry_script}",
         "submitted_by": user,
         "target": target,
         "target_name": target.name,
-        "environment": resolved["environment"],
-        "snapshot": resolved["snapshot"],
-        "git": resolved["git"],
+        "environment": resolved.environment,
+        "snapshot": resolved.snapshot,
+        "git": resolved.git,
         "entry_script": request.entry_script,
         "arguments": list(request.arguments),
         "framework": framework,
@@ -119,7 +119,7 @@ def sweep_submit(
     for _attempt in range(5):
         try:
             with transaction.atomic():
-                number = Run.objects.filter(experiment=resolved["experiment"]).aggregate(
+                number = Run.objects.filter(experiment=resolved.experiment).aggregate(
                     n=Max("number")
                 )["n"]
                 parent = Run.objects.create(number=(number or 0) + 1, **fields)

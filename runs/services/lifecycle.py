@@ -27,6 +27,13 @@ from compute.models import (
     NodeRequest,
 )
 from compute.sandbox import local_target_problem
+from compute.scheduler import (
+    cluster_counts,
+    cluster_wait_reason,
+    node_address,
+    node_release,
+    node_request,
+)
 from runs import ranks
 from runs.logs import live
 from runs.logs import store as logstore
@@ -131,76 +138,26 @@ def launch_spec(run: Run) -> LaunchSpec:
     )
 
 
-def run_start(*, run_id: int, again: bool = True) -> None:
+def run_start(*, run_id: int) -> None:
     """Claim a queued run, get it a node, upload what the target lacks, launch it detached.
 
     While the run waits (no node yet, target unreachable) it stays Queued, and
     its timeline gets an entry only when the reason changes: the dispatcher
     retries every few seconds.
     """
-    now = timezone.now()
-    claim = f"start:{uuid.uuid4().hex}"
-    claimed = (
-        Run.objects.filter(pk=run_id, status=RunStatus.QUEUED)
-        .filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
-        .update(
-            lease_owner=claim,
-            lease_expires_at=now + timedelta(seconds=settings.RUN_START_TIMEOUT_SECONDS),
-        )
-    )
-    if not claimed:
+    if not _start_claim(run_id):
         return
     run = Run.objects.select_related("target", "environment", "snapshot").get(pk=run_id)
-    target = run.target
+    target = _start_target(run)
     if target is None:
-        run_transition(
-            run_id,
-            RunStatus.FAILED,
-            allowed_from=[RunStatus.QUEUED],
-            error="The compute target was detached before the run started.",
-        )
         return
-    if target.kind == ComputeKind.LOCAL and (problem := local_target_problem(run.submitted_by)):
-        run_transition(
-            run_id,
-            RunStatus.FAILED,
-            allowed_from=[RunStatus.QUEUED],
-            error=problem,
-            message=problem,
-        )
+    nodes = _cluster_nodes(run, target) if target.kind == ComputeKind.CLUSTER else []
+    if nodes is None:
         return
-    nodes: list = []
-    try:
-        if target.kind == ComputeKind.CLUSTER:
-            from compute.scheduler import cluster_counts, cluster_wait_reason, node_request
-
-            nodes = node_request(target=target, run_id=run_id, count=run.node_count) or []
-            if not nodes:
-                wanted = "a node" if run.node_count == 1 else f"{run.node_count} nodes"
-                _still_queued(
-                    run, f"Waiting for {wanted} of {target.name}: {cluster_wait_reason(target)}"
-                )
-                # A node freed while this attempt held the run found it taken: look once more.
-                if again and cluster_counts(target).idle >= run.node_count:
-                    run_start(run_id=run_id, again=False)
-                return
-        backends = [backend_for(target, node=node) for node in nodes] or [backend_for(target)]
-        for backend in backends:
-            backend.ensure_root()
-        envs = _rank_environments(nodes, backends[0])
-    except BackendError as exc:
-        _release_after_failed_start(run_id, nodes)
-        if exc.unreachable:
-            _still_queued(run, f"Target unreachable, retrying: {exc.message}")
-        else:
-            run_transition(
-                run_id,
-                RunStatus.FAILED,
-                allowed_from=[RunStatus.QUEUED],
-                error=exc.message,
-                message=exc.message,
-            )
+    connected = _start_connect(run, target, nodes)
+    if connected is None:
         return
+    backends, envs = connected
     if not run_transition(
         run_id,
         RunStatus.PREPARING,
@@ -212,6 +169,99 @@ def run_start(*, run_id: int, again: bool = True) -> None:
         # Canceled while it was being claimed.
         _release_after_failed_start(run_id, nodes)
         return
+    _start_launch(run, target, nodes, backends, envs)
+
+
+def _start_claim(run_id: int) -> bool:
+    """Take the queued run for this start attempt, unless another attempt holds it."""
+    now = timezone.now()
+    return bool(
+        Run.objects.filter(pk=run_id, status=RunStatus.QUEUED)
+        .filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
+        .update(
+            lease_owner=f"start:{uuid.uuid4().hex}",
+            lease_expires_at=now + timedelta(seconds=settings.RUN_START_TIMEOUT_SECONDS),
+        )
+    )
+
+
+def _start_target(run: Run) -> ComputeTarget | None:
+    """The target the run starts on; None when it cannot start there (the run has failed)."""
+    target = run.target
+    if target is None:
+        run_transition(
+            run.pk,
+            RunStatus.FAILED,
+            allowed_from=[RunStatus.QUEUED],
+            error="The compute target was detached before the run started.",
+        )
+        return None
+    if target.kind == ComputeKind.LOCAL and (problem := local_target_problem(run.submitted_by)):
+        run_transition(
+            run.pk,
+            RunStatus.FAILED,
+            allowed_from=[RunStatus.QUEUED],
+            error=problem,
+            message=problem,
+        )
+        return None
+    return target
+
+
+def _cluster_nodes(run: Run, target: ComputeTarget) -> list | None:
+    """The cluster nodes the run gets; None while it waits for them (it is let go then).
+
+    A node freed while this attempt held the run found it taken, so once the run is let
+    go it looks once more when the cluster has enough idle nodes.
+    """
+    nodes = node_request(target=target, run_id=run.pk, count=run.node_count)
+    if nodes:
+        return nodes
+    _cluster_wait(run, target)
+    if cluster_counts(target).idle < run.node_count or not _start_claim(run.pk):
+        return None
+    nodes = node_request(target=target, run_id=run.pk, count=run.node_count)
+    if nodes:
+        return nodes
+    _cluster_wait(run, target)
+    return None
+
+
+def _cluster_wait(run: Run, target: ComputeTarget) -> None:
+    wanted = "a node" if run.node_count == 1 else f"{run.node_count} nodes"
+    _still_queued(run, f"Waiting for {wanted} of {target.name}: {cluster_wait_reason(target)}")
+
+
+def _start_connect(
+    run: Run, target: ComputeTarget, nodes: list
+) -> tuple[list, list[dict[str, str]]] | None:
+    """A backend per rank, its root folder made, and each rank's environment; None when
+    the target cannot be reached (the run waits) or refuses (the run has failed)."""
+    try:
+        backends = [backend_for(target, node=node) for node in nodes] or [backend_for(target)]
+        for backend in backends:
+            backend.ensure_root()
+        return backends, _rank_environments(nodes, backends[0])
+    except BackendError as exc:
+        _release_after_failed_start(run.pk, nodes)
+        if exc.unreachable:
+            _still_queued(run, f"Target unreachable, retrying: {exc.message}")
+        else:
+            run_transition(
+                run.pk,
+                RunStatus.FAILED,
+                allowed_from=[RunStatus.QUEUED],
+                error=exc.message,
+                message=exc.message,
+            )
+        return None
+
+
+def _start_launch(
+    run: Run, target: ComputeTarget, nodes: list, backends: list, envs: list[dict[str, str]]
+) -> None:
+    """Upload what each rank's target lacks, then launch every rank detached."""
+    run_id = run.pk
     launched: list[dict] = []
     try:
         specs = [replace(launch_spec(run), env=env) for env in envs]
@@ -257,8 +307,6 @@ def _rank_environments(nodes: list, driver_backend) -> list[dict[str, str]]:
     """Each rank's environment: none for a one-node run."""
     if len(nodes) < 2:
         return [{}]
-    from compute.scheduler import node_address
-
     try:
         address = node_address(nodes[0])
     except Exception as exc:
@@ -343,8 +391,6 @@ def _stopped_before_launch(run_id: int) -> None:
 
 def run_release_node(*, run_id: int) -> None:
     """The run is done with its nodes: they become idle, and a run-based cluster goes."""
-    from compute.scheduler import node_release
-
     node_release(run_id=run_id)
     run = Run.objects.select_related("target", "submitted_by").filter(pk=run_id).first()
     if run is not None:

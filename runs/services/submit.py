@@ -366,9 +366,14 @@ def run_submit_upload(
         git_files=git_files,
         executables=executables,
     )
-    target = resolved.pop("target")
-    if target is not None:
-        return _submit_resolved(target=target, **resolved)
+    if resolved.target is not None:
+        return _submit_resolved(
+            workspace=workspace,
+            user=user,
+            request=request,
+            resolved=resolved,
+            target=resolved.target,
+        )
     assert request.run_based is not None
     with transaction.atomic():
         try:
@@ -380,7 +385,23 @@ def run_submit_upload(
             )
         except ClusterError as exc:
             raise FieldError("target", f"The run-based cluster cannot be created: {exc}") from None
-        return _submit_resolved(target=target, **resolved)
+        return _submit_resolved(
+            workspace=workspace, user=user, request=request, resolved=resolved, target=target
+        )
+
+
+@dataclass(frozen=True)
+class SubmitResolved:
+    """The experiment, target, snapshot (with its git facts) and environment a submit names.
+
+    The target is None for a run-based cluster, created only when the run is submitted.
+    """
+
+    experiment: Experiment
+    target: ComputeTarget | None
+    snapshot: Snapshot
+    git: dict
+    environment: Environment
 
 
 def submit_upload_resolve(
@@ -392,7 +413,7 @@ def submit_upload_resolve(
     archive=None,
     git_files=None,
     executables=None,
-) -> dict:
+) -> SubmitResolved:
     """The experiment, target, snapshot and environment the submit fields name, the upload
     snapshotted: FieldError for the first field that names none. The target is None for a
     run-based cluster, created only when the run is submitted."""
@@ -448,16 +469,13 @@ def submit_upload_resolve(
             f"{', '.join(scripts) or 'none'}.",
         )
     experiment = experiment_get_or_create(workspace=workspace, name=name, user=user)
-    return {
-        "workspace": workspace,
-        "user": user,
-        "request": request,
-        "experiment": experiment,
-        "target": target,
-        "snapshot": snapshot,
-        "git": capture.git,
-        "environment": environment,
-    }
+    return SubmitResolved(
+        experiment=experiment,
+        target=target,
+        snapshot=snapshot,
+        git=capture.git,
+        environment=environment,
+    )
 
 
 def _default_environment() -> Environment | None:
@@ -469,30 +487,35 @@ def _default_environment() -> Environment | None:
 
 
 def _submit_resolved(
-    *, workspace, user, request: SubmitRequest, experiment, target, snapshot, git, environment
+    *,
+    workspace: Workspace,
+    user: User,
+    request: SubmitRequest,
+    resolved: SubmitResolved,
+    target: ComputeTarget,
 ) -> Run:
     """Submit once the experiment, target, snapshot and environment are known."""
     if target.kind in CLOUD_BACKENDS:
         return _single_step_submit(
             workspace=workspace,
             user=user,
-            experiment=experiment,
+            experiment=resolved.experiment,
             target=target,
-            snapshot=snapshot,
+            snapshot=resolved.snapshot,
             entry_script=request.entry_script,
             arguments=request.arguments,
             display_name=request.display_name,
             tags=request.tags,
-            git=git,
+            git=resolved.git,
         )
     return run_submit(
         workspace=workspace,
         user=user,
-        experiment=experiment,
+        experiment=resolved.experiment,
         target=target,
-        snapshot=snapshot,
+        snapshot=resolved.snapshot,
         entry_script=request.entry_script,
-        environment=environment,
+        environment=resolved.environment,
         arguments=request.arguments,
         node_count=request.node_count or 1,
         max_duration_seconds=request.max_duration_seconds,
@@ -501,5 +524,5 @@ def _submit_resolved(
         display_name=request.display_name,
         framework=request.framework
         or (Framework.PYSPARK if target.kind == ComputeKind.HDINSIGHT else Framework.PYTHON),
-        git=git,
+        git=resolved.git,
     )
