@@ -17,9 +17,9 @@ from ninja.files import UploadedFile
 
 from pipelines import selectors, services
 from pipelines.models import Pipeline
-from runs.services.errors import RunError
 from runs.services.submit import parse_tags
 from studio.api import Limit, Offset, api_membership
+from studio.errors import ServiceError
 from studio.models import Role
 
 router: Router = Router(tags=["pipelines"])
@@ -129,7 +129,7 @@ def pipelines_submit(
         )
     except services.PipelineError as exc:
         raise HttpError(400, f"{exc.field}: {exc}" if exc.field else str(exc)) from None
-    except RunError as exc:
+    except ServiceError as exc:
         raise HttpError(400, f"tags: {exc}") from None
     return Status(201, pipeline_out(run.pipeline))
 

@@ -5,7 +5,7 @@ from django.contrib.auth.models import User
 from compute.models import ComputeTarget
 from pipelines.services import PipelineError, pipeline_single_step
 from runs.models import Experiment, Run, Snapshot
-from runs.services.errors import FieldError
+from studio.errors import ServiceError
 from studio.models import Workspace
 
 
@@ -36,4 +36,4 @@ def single_step_submit(
             git=git,
         )
     except PipelineError as exc:
-        raise FieldError(exc.field or "target", str(exc)) from None
+        raise ServiceError(str(exc), field=exc.field or "target") from None

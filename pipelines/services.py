@@ -48,11 +48,11 @@ from runs.models import (
     Snapshot,
 )
 from runs.services.environments import DEFAULT_ENVIRONMENT
-from runs.services.errors import RunError
 from runs.services.experiments import experiment_get_or_create, experiment_name_problem
 from runs.services.lifecycle import parents_advance, run_cancel, run_transition
 from runs.services.snapshots import snapshot_from_upload, snapshot_of_manifest
 from runs.snapshots.capture import SnapshotError
+from studio.errors import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def pipeline_submit(
                 workspace=workspace, files=files, archive=archive, git_files=git_files
             )
             git = capture.git
-        except (SnapshotError, RunError) as exc:
+        except (SnapshotError, ServiceError) as exc:
             raise PipelineError(str(exc), "source_folder") from None
     elif any(step.entry for step in spec.steps):
         needs = next(step for step in spec.steps if step.entry)

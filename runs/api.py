@@ -26,8 +26,7 @@ from pydantic import Field, TypeAdapter, ValidationError
 
 from runs import selectors
 from runs.models import Environment, Run
-from runs.runconfig import RunConfigError, parse_runconfig
-from runs.services.errors import FieldError, RunError
+from runs.runconfig import parse_runconfig
 from runs.services.experiments import experiment_create
 from runs.services.lifecycle import run_cancel
 from runs.services.submit import SubmitRequest, parse_metric_patterns, parse_tags, run_submit_upload
@@ -309,10 +308,6 @@ def runs_submit(
                 parse_runconfig(runconfig.read(safeyaml.MAX_BYTES + 1).decode(errors="replace"))
             )
         run = run_submit_upload(workspace=ws, user=request.user, request=submit, **source)
-    except FieldError as exc:
-        raise HttpError(400, f"{exc.field}: {exc}") from None
-    except (RunError, RunConfigError) as exc:
-        raise HttpError(400, str(exc)) from None
     except ValueError as exc:
         raise HttpError(400, f"arguments: {exc}") from None
     return Status(
@@ -415,15 +410,12 @@ def experiments_list(request, workspace: str | None = None):
 @router.post("/experiments", response={201: ExperimentOut}, tags=["experiments"])
 def experiments_create(request, payload: ExperimentIn, workspace: str | None = None):
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
-    try:
-        experiment = experiment_create(
-            workspace=membership.workspace,
-            name=payload.name,
-            description=payload.description,
-            user=request.user,
-        )
-    except RunError as exc:
-        raise HttpError(400, str(exc)) from None
+    experiment = experiment_create(
+        workspace=membership.workspace,
+        name=payload.name,
+        description=payload.description,
+        user=request.user,
+    )
     return Status(
         201,
         ExperimentOut(

@@ -10,7 +10,6 @@ from runs import selectors
 from runs.models import EnvironmentKind
 from runs.runconfig import RunConfigError, parse_runconfig
 from runs.services.environments import DEFAULT_ENVIRONMENT
-from runs.services.errors import RunError
 from runs.services.experiments import experiment_name_problem
 from runs.services.submit import SubmitRequest, parse_metric_patterns, parse_tags
 from runs.snapshots import upload_plan
@@ -18,6 +17,7 @@ from runs.snapshots.archives import strip_common_folder
 from runs.snapshots.capture import StoredFile
 from runs.snapshots.git import GIT_FILES
 from studio.blobs import SHA256
+from studio.errors import ServiceError
 from studio.units import human_bytes
 
 MAX_RUNCONFIG_BYTES = 256 * 1024
@@ -315,13 +315,13 @@ class RunSubmitForm(SourceFolderForm):
     def clean_tags(self):
         try:
             return parse_tags(self.cleaned_data["tags"])
-        except RunError as exc:
+        except ServiceError as exc:
             raise forms.ValidationError(str(exc)) from None
 
     def clean_metric_patterns(self):
         try:
             return parse_metric_patterns(self.cleaned_data["metric_patterns"])
-        except RunError as exc:
+        except ServiceError as exc:
             raise forms.ValidationError(str(exc)) from None
 
     def clean_runconfig(self):

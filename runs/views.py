@@ -16,7 +16,6 @@ from runs import charts, selectors
 from runs.forms import EnvironmentForm, ExperimentForm, RunSubmitForm
 from runs.models import FINAL_STATUSES, RunFile, RunStatus
 from runs.services import environments, lifecycle
-from runs.services.errors import FieldError, RunError
 from runs.services.experiments import experiment_create
 from runs.services.submit import run_submit_upload
 from runs.snapshots import upload_plan
@@ -24,6 +23,7 @@ from runs.snapshots.archives import zip_chunks
 from runs.snapshots.capture import SnapshotError, ignore_spec_from
 from studio.access import workspace_view
 from studio.blobs import SHA256, blob_exists, blob_path
+from studio.errors import ServiceError, form_add_service_error
 from studio.models import Role
 
 RUNS_PER_PAGE = 25
@@ -63,8 +63,8 @@ def experiment_list(request):
                 description=form.cleaned_data["description"],
                 user=request.user,
             )
-        except RunError as exc:
-            form.add_error("name", str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             messages.success(request, f"Experiment {experiment.name} created.")
             return redirect("experiment_detail", request.workspace.slug, experiment.name)
@@ -125,10 +125,8 @@ def run_submit(request):
                 archive=form.cleaned_data.get("source_archive"),
                 git_files=form.cleaned_data["source_git"],
             )
-        except FieldError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-        except RunError as exc:
-            form.add_error(None, str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             summary = form.upload_summary(files)
             messages.success(
@@ -300,8 +298,8 @@ def environment_create(request):
     if request.method == "POST" and form.is_valid():
         try:
             env = environments.environment_create(workspace=request.workspace, **form.cleaned_data)
-        except RunError as exc:
-            form.add_error(None, str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             messages.success(request, f"Environment {env} saved.")
             return redirect("environment_list", request.workspace.slug)

@@ -20,8 +20,7 @@ from ninja.errors import HttpError
 from ninja.files import UploadedFile
 
 from runs.api import environment_named, submit_source
-from runs.runconfig import RunConfigError, parse_runconfig
-from runs.services.errors import FieldError, RunError
+from runs.runconfig import parse_runconfig
 from runs.services.submit import SubmitRequest, parse_tags
 from studio import safeyaml
 from studio.api import Limit, Offset, api_membership
@@ -171,10 +170,6 @@ def sweeps_submit(
         run = services.sweep_submit(
             workspace=ws, user=request.user, request=submit, definition=definition, **source
         )
-    except FieldError as exc:
-        raise HttpError(400, f"{exc.field}: {exc}") from None
-    except (RunError, RunConfigError) as exc:
-        raise HttpError(400, str(exc)) from None
     except ValueError as exc:
         raise HttpError(400, f"arguments: {exc}") from None
     return Status(201, sweep_out(run.sweep))

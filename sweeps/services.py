@@ -26,9 +26,9 @@ from django.utils import timezone
 
 from compute.models import ComputeKind
 from runs.models import FINAL_STATUSES, Framework, Run, RunEvent, RunStatus
-from runs.services.errors import FieldError, RunError
 from runs.services.lifecycle import parents_advance, run_cancel, run_transition
 from runs.services.submit import SubmitRequest, run_submit, run_submit_check, submit_upload_resolve
+from studio.errors import ServiceError
 from sweeps import selectors
 from sweeps.definition import DefinitionError, SweepSpec, parse_sweep
 from sweeps.models import Sweep, SweepChild
@@ -57,19 +57,19 @@ def sweep_submit(
 ) -> Run:
     """Submit the sweep an hdconfig.yml describes over the uploaded source folder.
 
-    FieldError names the field to fix: `hyperdrive_config` for the hdconfig file.
+    The ServiceError names the field to fix: `hyperdrive_config` for the hdconfig file.
     """
     try:
         spec = parse_sweep(definition)
     except DefinitionError as exc:
-        raise FieldError("hyperdrive_config", str(exc)) from None
+        raise ServiceError(str(exc), field="hyperdrive_config") from None
     sampled = {p.name for p in spec.parameters}
     repeated = next((a for a in request.arguments if a in sampled), None)
     if repeated:
-        raise FieldError(
-            "arguments",
+        raise ServiceError(
             f"{repeated} is sampled by the sweep: leave it out of the arguments (each child gets "
             "its own value).",
+            field="arguments",
         )
     resolved = submit_upload_resolve(
         workspace=workspace,
@@ -82,10 +82,10 @@ def sweep_submit(
     )
     target = resolved.target
     if target is None:
-        raise FieldError(
-            "target",
+        raise ServiceError(
             "A sweep runs its children on an existing compute target: choose one (a run-based "
             "cluster is made for one run).",
+            field="target",
         )
     framework = request.framework or (
         Framework.PYSPARK if target.kind == ComputeKind.HDINSIGHT else Framework.PYTHON
@@ -134,7 +134,7 @@ def sweep_submit(
         except IntegrityError:
             continue
         return parent
-    raise RunError("Too many runs were submitted to this experiment at once: try again.")
+    raise ServiceError("Too many runs were submitted to this experiment at once: try again.")
 
 
 def _enqueue_advance(sweep_id: int) -> None:
@@ -189,7 +189,7 @@ def sweep_advance(*, sweep_id: int) -> None:
     else:
         try:
             _draw_children(sweep, spec, children, series)
-        except RunError as exc:
+        except ServiceError as exc:
             reason = f"Child {len(children) + 1} could not be submitted: {exc}"
             run_transition(
                 parent.pk,

@@ -7,8 +7,8 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from runs.charts import line_chart
 from runs.models import FINAL_STATUSES, RunStatus
-from runs.services.errors import FieldError, RunError
 from studio.access import workspace_view
+from studio.errors import ServiceError, form_add_service_error
 from sweeps import selectors, services
 from sweeps.definition import EXAMPLE
 from sweeps.forms import SweepSubmitForm
@@ -47,10 +47,8 @@ def sweep_submit(request):
                 archive=form.cleaned_data.get("source_archive"),
                 git_files=form.cleaned_data["source_git"],
             )
-        except FieldError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-        except RunError as exc:
-            form.add_error(None, str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             summary = form.upload_summary(files)
             messages.success(

@@ -13,7 +13,6 @@ from runs.models import (
     Snapshot,
     SnapshotBlob,
 )
-from runs.services.errors import RunError
 from runs.snapshots.archives import extract_archive
 from runs.snapshots.capture import (
     Capture,
@@ -24,6 +23,7 @@ from runs.snapshots.capture import (
     manifest_text,
 )
 from studio.blobs import blob_store_bytes
+from studio.errors import ServiceError
 
 
 def snapshot_create(*, workspace, root: Path) -> tuple[Snapshot, Capture]:
@@ -74,7 +74,7 @@ def _snapshot_store(
     *, workspace, capture: Capture, stored: dict[str, int] | None = None
 ) -> tuple[Snapshot, Capture]:
     if not capture.manifest:
-        raise RunError(
+        raise ServiceError(
             "The source folder has no files to snapshot (after .amlignore / .gitignore): "
             "choose the folder with your training script."
         )

@@ -19,8 +19,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from runs.models import Run
-from runs.services.errors import FieldError
 from runs.services.submit import SubmitRequest
+from studio.errors import ServiceError
 from sweeps import services
 from sweeps.models import Sweep, SweepChild
 from tests.integration.runs_support import minimal_environment, running_monitor, wait_final
@@ -271,7 +271,7 @@ def test_a_malformed_hdconfig_names_the_key_on_the_form_and_the_api(workspace, a
 
 
 def test_a_sampled_argument_given_as_an_argument_too_is_refused(workspace, carol):
-    with pytest.raises(FieldError) as caught:
+    with pytest.raises(ServiceError) as caught:
         sweep_submit(workspace, carol, RANDOM, TRAIN, arguments=["--lr", "0.1"])
     assert caught.value.field == "arguments"
     assert "--lr is sampled by the sweep" in str(caught.value)
