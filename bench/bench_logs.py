@@ -71,7 +71,7 @@ FINISHED_LOG = """
 import sys
 import django; django.setup()
 from django.contrib.auth import get_user_model
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import Experiment, Run
 from studio.models import Workspace
 ws = Workspace.objects.get(slug=sys.argv[1])
@@ -93,7 +93,8 @@ FEED = """
 import sys, time
 import django; django.setup()
 from django.contrib.auth import get_user_model
-from runs import live, logstore
+from runs.logs import live
+from runs.logs import store as logstore
 from runs.models import Experiment, Run
 from studio.models import Workspace
 slug, runs, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

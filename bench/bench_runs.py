@@ -68,7 +68,7 @@ from runs.monitor import Monitor  # noqa: E402
 from runs.services.experiments import experiment_get_or_create  # noqa: E402
 from runs.services.snapshots import snapshot_create, snapshot_from_upload  # noqa: E402
 from runs.services.submit import run_submit  # noqa: E402
-from runs.snapshots import Capture  # noqa: E402
+from runs.snapshots.capture import Capture  # noqa: E402
 from studio.services import workspace_create  # noqa: E402
 from tests.factories import UserFactory  # noqa: E402
 

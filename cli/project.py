@@ -14,7 +14,7 @@ from typing import IO
 from urllib.parse import quote
 
 from cli.connection import PROG, Api, CliError
-from runs.snapshots import SnapshotError, ignore_spec, source_files
+from runs.snapshots.capture import SnapshotError, ignore_spec, source_files
 from studio.units import human_bytes
 
 PROJECT_DIR = ".azureml"

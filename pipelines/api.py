@@ -18,9 +18,9 @@ from pipelines import selectors, services
 from pipelines.models import Pipeline
 from pipelines.services import PIPELINE
 from runs.parents import ParentOut, parent_api_get, parent_cancel, parent_list, parent_out_fields
-from runs.services.errors import RunError
 from runs.services.submit import parse_tags
 from studio.api_auth import Limit, Offset, api_membership
+from studio.errors import ServiceError
 from studio.models import Role
 
 router: Router = Router(tags=["pipelines"])
@@ -90,7 +90,7 @@ def pipelines_submit(
         raise HttpError(400, "definition: this is not a text (YAML) file.") from None
     try:
         tag_values = parse_tags(tags)
-    except RunError as exc:
+    except ServiceError as exc:
         raise HttpError(400, f"tags: {exc}") from None
     run = services.pipeline_submit(
         workspace=membership.workspace,

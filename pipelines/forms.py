@@ -5,8 +5,8 @@ from django import forms
 from pipelines.services import MAX_DEFINITION_BYTES
 from runs import selectors
 from runs.forms import FolderField, SourceFolderForm
-from runs.services.errors import RunError
 from runs.services.submit import parse_tags
+from studio.errors import ServiceError
 
 DEFINITION_HELP = (
     "A YAML file with a <code>steps:</code> list. Each step has a <code>name</code>, a "
@@ -75,7 +75,7 @@ class PipelineSubmitForm(SourceFolderForm):
     def clean_tags(self):
         try:
             return parse_tags(self.cleaned_data["tags"])
-        except RunError as exc:
+        except ServiceError as exc:
             raise forms.ValidationError(str(exc)) from None
 
     def clean(self):

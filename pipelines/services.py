@@ -36,7 +36,6 @@ from pipelines.definition import (
     parse_pipeline,
 )
 from pipelines.models import Pipeline, PipelineStep
-from runs import snapshots
 from runs.models import (
     FINAL_STATUSES,
     Environment,
@@ -51,10 +50,10 @@ from runs.models import (
 from runs.numbers import run_numbers_take
 from runs.parents import ParentKind, parent_advance_soon, parent_children_stop, parents_advance
 from runs.services.environments import DEFAULT_ENVIRONMENT
-from runs.services.errors import RunError
 from runs.services.experiments import experiment_get_or_create, experiment_name_problem
 from runs.services.lifecycle import run_start_soon, run_transition
 from runs.services.snapshots import snapshot_from_upload, snapshot_of_manifest
+from runs.snapshots.capture import SnapshotError
 from studio.errors import ServiceError
 from studio.models import Workspace
 
@@ -111,7 +110,7 @@ def pipeline_submit(
                 workspace=workspace, files=files, archive=archive, git_files=git_files
             )
             git = capture.git
-        except (snapshots.SnapshotError, RunError) as exc:
+        except (SnapshotError, ServiceError) as exc:
             raise ServiceError(str(exc), field="source_folder") from None
     elif any(step.entry for step in spec.steps):
         needs = next(step for step in spec.steps if step.entry)

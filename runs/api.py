@@ -25,16 +25,17 @@ from ninja.files import UploadedFile
 from pydantic import Field, TypeAdapter, ValidationError
 
 from compute.backends.batch import linked_file
-from runs import selectors, snapshots
+from runs import selectors
 from runs.models import Environment, Run
-from runs.runconfig import RunConfigError, parse_runconfig
-from runs.services.errors import FieldError, RunError
+from runs.runconfig import parse_runconfig
 from runs.services.experiments import experiment_create
 from runs.services.lifecycle import run_cancel
 from runs.services.submit import SubmitRequest, parse_metric_patterns, parse_tags, run_submit_upload
+from runs.snapshots.capture import SnapshotError, relative_name
 from runs.views import snapshot_zip_response
 from studio import safeyaml
 from studio.api_auth import Limit, Offset, api_membership
+from studio.blobs import SHA256, blob_path
 from studio.models import Role
 
 router: Router = Router(tags=["runs"])
@@ -109,7 +110,7 @@ class ExperimentIn(Schema):
     description: str = ""
 
 
-Sha256 = Annotated[str, Field(pattern=rf"^{snapshots.SHA256.pattern}$")]
+Sha256 = Annotated[str, Field(pattern=rf"^{SHA256.pattern}$")]
 
 
 class ManifestEntry(Schema):
@@ -228,8 +229,8 @@ def manifest_entries(manifest: str) -> list[ManifestEntry]:
         ) from None
     for entry in entries:
         try:
-            clean = snapshots.relative_name(entry.path)
-        except snapshots.SnapshotError:
+            clean = relative_name(entry.path)
+        except SnapshotError:
             clean = ""
         if clean != entry.path:
             raise HttpError(
@@ -308,10 +309,6 @@ def runs_submit(
                 parse_runconfig(runconfig.read(safeyaml.MAX_BYTES + 1).decode(errors="replace"))
             )
         run = run_submit_upload(workspace=ws, user=request.user, request=submit, **source)
-    except FieldError as exc:
-        raise HttpError(400, f"{exc.field}: {exc}") from None
-    except (RunError, RunConfigError) as exc:
-        raise HttpError(400, str(exc)) from None
     except ValueError as exc:
         raise HttpError(400, f"arguments: {exc}") from None
     return Status(
@@ -414,15 +411,12 @@ def experiments_list(request, workspace: str | None = None):
 @router.post("/experiments", response={201: ExperimentOut}, tags=["experiments"])
 def experiments_create(request, payload: ExperimentIn, workspace: str | None = None):
     membership = api_membership(request, workspace, Role.CONTRIBUTOR)
-    try:
-        experiment = experiment_create(
-            workspace=membership.workspace,
-            name=payload.name,
-            description=payload.description,
-            user=request.user,
-        )
-    except RunError as exc:
-        raise HttpError(400, str(exc)) from None
+    experiment = experiment_create(
+        workspace=membership.workspace,
+        name=payload.name,
+        description=payload.description,
+        user=request.user,
+    )
     return Status(
         201,
         ExperimentOut(
@@ -442,7 +436,7 @@ def runs_file_download(request, run_id: int, path: str):
     if run_file is None:
         raise HttpError(404, "This run has no such file")
     try:
-        handle = snapshots.blob_path(run_file.sha256).open("rb")
+        handle = blob_path(run_file.sha256).open("rb")
     except FileNotFoundError:
         raise HttpError(404, "The file's content is no longer stored") from None
     return FileResponse(handle, as_attachment=True, filename=path.rsplit("/", 1)[-1])
@@ -460,6 +454,6 @@ def batch_file(request, link: str):
             "step again (links last BATCH_FILE_LINK_HOURS).",
         )
     try:
-        return FileResponse(snapshots.blob_path(sha).open("rb"))
+        return FileResponse(blob_path(sha).open("rb"))
     except FileNotFoundError:
         raise HttpError(404, "The file is no longer stored: submit the step again.") from None

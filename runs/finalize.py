@@ -13,10 +13,13 @@ import tempfile
 from django.conf import settings
 
 from compute.backends import Backend, BackendError, Handle, Poll
-from runs import logstore, ranks, snapshots
+from runs import ranks
+from runs.logs import store as logstore
 from runs.models import Run, RunStatus
 from runs.services.lifecycle import run_release_node, run_transition
 from runs.services.records import Collected, outputs_record, stderr_tail
+from runs.snapshots.archives import output_path, shown_name
+from runs.snapshots.capture import SnapshotError
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +31,9 @@ def refused(name: str) -> str:
     """Why a file a target or service reports is not kept among the run's outputs, as the
     run's timeline lists it ("" when it is kept)."""
     try:
-        snapshots.output_path(name)
-    except snapshots.SnapshotError as exc:
-        return f"{snapshots.shown_name(name)} ({exc})"
+        output_path(name)
+    except SnapshotError as exc:
+        return f"{shown_name(name)} ({exc})"
     return ""
 
 

@@ -7,14 +7,18 @@ from typing import cast
 from django import forms
 from django.conf import settings
 
-from runs import selectors, snapshots, upload_plan
+from runs import selectors
 from runs.models import EnvironmentKind
 from runs.runconfig import RunConfigError, parse_runconfig
 from runs.services.environments import DEFAULT_ENVIRONMENT
-from runs.services.errors import RunError
 from runs.services.experiments import experiment_name_problem
 from runs.services.submit import SubmitRequest, parse_metric_patterns, parse_tags
-from runs.snapshots import StoredFile
+from runs.snapshots import upload_plan
+from runs.snapshots.archives import strip_common_folder
+from runs.snapshots.capture import StoredFile
+from runs.snapshots.git import GIT_FILES
+from studio.blobs import SHA256
+from studio.errors import ServiceError
 from studio.units import human_bytes
 
 MAX_RUNCONFIG_BYTES = 256 * 1024
@@ -119,7 +123,7 @@ class SourceFolderForm(forms.Form):
     # The SHA-256 of each file of source_paths, in the same order, when the page hashed the
     # folder: it then sends only the files the workspace does not hold yet.
     source_hashes = forms.CharField(required=False, widget=forms.HiddenInput)
-    # The signed answer to the page's question about those hashes (runs.upload_plan): the
+    # The signed answer to the page's question about those hashes (runs.snapshots.upload_plan): the
     # sizes of the files the workspace holds, which the page does not send.
     source_plan = forms.CharField(required=False, widget=forms.HiddenInput)
     # JSON: the small files of the folder's .git/ (HEAD, config, the branch's ref) that
@@ -174,7 +178,7 @@ class SourceFolderForm(forms.Form):
             named, sources = paths, files
         else:
             named, sources = [f.name for f in files], files
-        return list(zip(snapshots.strip_common_folder(named), sources, strict=True))
+        return list(zip(strip_common_folder(named), sources, strict=True))
 
     def upload_summary(self, files: list[tuple[str, object]]) -> str:
         """How much of the chosen folder (`folder_files()`) the page had to send."""
@@ -185,7 +189,7 @@ class SourceFolderForm(forms.Form):
 
     def clean_source_hashes(self):
         hashes = (self.cleaned_data.get("source_hashes") or "").split()
-        if any(not snapshots.SHA256.fullmatch(h) for h in hashes):
+        if any(not SHA256.fullmatch(h) for h in hashes):
             raise forms.ValidationError(
                 "The page sent a malformed file hash: reload the page and choose the folder again."
             )
@@ -202,9 +206,7 @@ class SourceFolderForm(forms.Form):
         if (
             not isinstance(files, dict)
             or len(text) > MAX_GIT_FILES_BYTES
-            or not all(
-                isinstance(v, str) and snapshots.GIT_FILES.fullmatch(k) for k, v in files.items()
-            )
+            or not all(isinstance(v, str) and GIT_FILES.fullmatch(k) for k, v in files.items())
         ):
             raise forms.ValidationError(
                 "The page sent malformed git facts: reload the page and choose the folder again."
@@ -314,13 +316,13 @@ class RunSubmitForm(SourceFolderForm):
     def clean_tags(self):
         try:
             return parse_tags(self.cleaned_data["tags"])
-        except RunError as exc:
+        except ServiceError as exc:
             raise forms.ValidationError(str(exc)) from None
 
     def clean_metric_patterns(self):
         try:
             return parse_metric_patterns(self.cleaned_data["metric_patterns"])
-        except RunError as exc:
+        except ServiceError as exc:
             raise forms.ValidationError(str(exc)) from None
 
     def clean_runconfig(self):

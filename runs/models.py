@@ -6,6 +6,9 @@ from django.db import models
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from runs.snapshots.capture import parse_manifest
+from studio.blobs import blob_path
+
 
 class Framework(models.TextChoices):
     PYTHON = "Python"
@@ -233,8 +236,6 @@ class Snapshot(models.Model):
     @cached_property
     def manifest(self) -> list[list]:
         """[[path, sha256, size, executable], ...] sorted by path."""
-        from runs.snapshots import blob_path, parse_manifest
-
         return parse_manifest(blob_path(self.digest).read_bytes())
 
 

@@ -3,7 +3,7 @@
 It leases active runs (a lease column with an expiry, so when a monitor dies
 another one takes its runs over), and follows each leased run in its own
 thread: every MONITOR_POLL_SECONDS it reads the run's status and new output
-from the target in one round trip, stores the bytes with `runs.logstore`
+from the target in one round trip, stores the bytes with `runs.logs.store`
 (masked, at their offsets), wakes live viewers, records metrics, enforces
 cancel and max duration, and at the end moves the run through Finalizing
 (outputs, logs, metrics; runs/finalize.py) to Completed, Failed or Canceled.
@@ -31,7 +31,9 @@ from django.utils import timezone
 
 from compute.backends import LOG_STREAMS, Backend, BackendError, Handle, Poll, backend_for
 from compute.selectors import workspace_secrets
-from runs import finalize, linear_regex, live, logstore, metric_records, ranks
+from runs import finalize, linear_regex, metric_records, ranks
+from runs.logs import live
+from runs.logs import store as logstore
 from runs.models import Run, RunStatus
 from runs.services.lifecycle import (
     ACTIVE_STATUSES,

@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass
 
 from compute.models import ComputeKind, ComputeState, ComputeTarget
+from runs.models import FINAL_STATUSES, Run
 
 # The target name that asks for run-based compute, as in `az ml` runconfig files.
 RUN_BASED_TARGET = "amlcompute"
@@ -49,7 +50,6 @@ def run_based_cluster_create(*, workspace, user, spec: RunBasedSpec, node_count:
 def run_based_cluster_release(*, run) -> None:
     """Delete the run's run-based cluster once the run has ended (unless it is retained)."""
     from compute.cluster.services import cluster_delete
-    from runs.models import FINAL_STATUSES, Run
 
     target = run.target
     if (

@@ -13,6 +13,7 @@ import yaml
 
 from runs.run_based import RunBasedSpec
 from studio import safeyaml
+from studio.errors import ServiceError
 
 # The runconfig's spelling (any case) → how runs store it.
 SUPPORTED_FRAMEWORKS = {"python": "Python", "pyspark": "PySpark"}
@@ -22,7 +23,7 @@ SUPPORTED_FRAMEWORKS = {"python": "Python", "pyspark": "PySpark"}
 SUPPORTED_COMMUNICATORS = ("none", "gloo", "nccl")
 
 
-class RunConfigError(Exception):
+class RunConfigError(ServiceError):
     """The file cannot be used; the message names the key and what to change."""
 
 

@@ -12,6 +12,7 @@ from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Coalesce, Now
 from django.shortcuts import get_object_or_404
 
+from compute.backends import CLOUD_BACKENDS, RUNNABLE_KINDS
 from compute.models import ComputeTarget
 from runs.models import Environment, Experiment, Metric, Run, Snapshot, SnapshotBlob
 
@@ -165,15 +166,11 @@ def snapshot_blobs_missing(*, workspace, hashes: list[str]) -> list[str]:
 
 
 def runnable_targets(*, workspace):
-    from compute.backends import RUNNABLE_KINDS
-
     return ComputeTarget.objects.filter(workspace=workspace, kind__in=RUNNABLE_KINDS)
 
 
 def pipeline_step_targets(*, workspace):
     """Databricks, Data Lake and Batch targets: they run a submitted script as a pipeline step."""
-    from compute.backends import CLOUD_BACKENDS
-
     return ComputeTarget.objects.filter(workspace=workspace, kind__in=list(CLOUD_BACKENDS))
 
 

@@ -1,6 +1,7 @@
 from django.urls import path
 
-from runs import home, log_views, views
+from runs import home, views
+from runs.logs import views as log_views
 
 urlpatterns = [
     path("", home.home, name="home"),

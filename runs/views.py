@@ -12,14 +12,18 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from compute import terminal
 from compute.targets.views import terminal_page
-from runs import charts, selectors, snapshots, upload_plan
+from runs import charts, selectors
 from runs.forms import EnvironmentForm, ExperimentForm, RunSubmitForm
 from runs.models import FINAL_STATUSES, RunFile, RunStatus
 from runs.services import environments, lifecycle
-from runs.services.errors import FieldError, RunError
 from runs.services.experiments import experiment_create
 from runs.services.submit import run_submit_upload
+from runs.snapshots import upload_plan
+from runs.snapshots.archives import zip_chunks
+from runs.snapshots.capture import SnapshotError, ignore_spec_from
 from studio.access import workspace_view
+from studio.blobs import SHA256, blob_exists, blob_path
+from studio.errors import ServiceError, form_add_service_error
 from studio.models import Role
 
 RUNS_PER_PAGE = 25
@@ -59,8 +63,8 @@ def experiment_list(request):
                 description=form.cleaned_data["description"],
                 user=request.user,
             )
-        except RunError as exc:
-            form.add_error("name", str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             messages.success(request, f"Experiment {experiment.name} created.")
             return redirect("experiment_detail", request.workspace.slug, experiment.name)
@@ -121,10 +125,8 @@ def run_submit(request):
                 archive=form.cleaned_data.get("source_archive"),
                 git_files=form.cleaned_data["source_git"],
             )
-        except FieldError as exc:
-            form.add_error(exc.field if exc.field in form.fields else None, str(exc))
-        except RunError as exc:
-            form.add_error(None, str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             summary = form.upload_summary(files)
             messages.success(
@@ -142,7 +144,7 @@ def snapshot_plan(request):
     `{"paths": [...], "ignore": {".amlignore": text}}` → the paths the ignore rules
     leave out (the page neither hashes nor sends them); `{"sha256": [...]}` → the
     hashes of files the workspace does not hold yet (the only ones the page sends), and
-    the signed plan the submit hands back for the others (runs.upload_plan).
+    the signed plan the submit hands back for the others (runs.snapshots.upload_plan).
     """
     try:
         body = json.loads(request.body)
@@ -156,14 +158,14 @@ def snapshot_plan(request):
                 {"error": "ignore maps an ignore file's name to its text."}, status=400
             )
         try:
-            spec, _ = snapshots.ignore_spec_from(ignore)
-        except snapshots.SnapshotError as exc:
+            spec, _ = ignore_spec_from(ignore)
+        except SnapshotError as exc:
             return JsonResponse({"error": str(exc)}, status=400)
         paths = [p for p in body["paths"] if isinstance(p, str)]
         return JsonResponse({"ignored": [p for p in paths if spec.match_file(p)]})
     hashes = body.get("sha256") if isinstance(body, dict) else None
     if not isinstance(hashes, list) or not all(
-        isinstance(h, str) and snapshots.SHA256.fullmatch(h) for h in hashes
+        isinstance(h, str) and SHA256.fullmatch(h) for h in hashes
     ):
         return JsonResponse(
             {"error": 'Send {"paths": [...], "ignore": {...}} or {"sha256": [...]}.'}, status=400
@@ -264,11 +266,11 @@ def snapshot_zip_response(run) -> StreamingHttpResponse:
     if run.snapshot is None:
         raise Http404("This run has no snapshot")
     manifest = run.snapshot.manifest
-    if not all(snapshots.blob_exists(sha) for _, sha, _, _ in manifest):
+    if not all(blob_exists(sha) for _, sha, _, _ in manifest):
         raise Http404("Some of the snapshot's files are no longer stored")
     date_time = timezone.localtime(run.snapshot.created_at).timetuple()[:6]
     response = StreamingHttpResponse(
-        snapshots.zip_chunks(manifest, date_time), content_type="application/zip"
+        zip_chunks(manifest, date_time), content_type="application/zip"
     )
     name = f"{run.experiment.name}-{run.number}-snapshot.zip"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
@@ -277,7 +279,7 @@ def snapshot_zip_response(run) -> StreamingHttpResponse:
 
 def _blob_response(sha: str, path: str) -> FileResponse:
     try:
-        handle = snapshots.blob_path(sha).open("rb")
+        handle = blob_path(sha).open("rb")
     except FileNotFoundError as exc:
         raise Http404("The file's content is no longer stored") from exc
     return FileResponse(handle, as_attachment=True, filename=path.rsplit("/", 1)[-1])
@@ -296,8 +298,8 @@ def environment_create(request):
     if request.method == "POST" and form.is_valid():
         try:
             env = environments.environment_create(workspace=request.workspace, **form.cleaned_data)
-        except RunError as exc:
-            form.add_error(None, str(exc))
+        except ServiceError as exc:
+            form_add_service_error(form, exc)
         else:
             messages.success(request, f"Environment {env} saved.")
             return redirect("environment_list", request.workspace.slug)

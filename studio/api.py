@@ -12,7 +12,7 @@ from compute.targets.api import router as compute_router
 from compute.vm.api import router as vm_router
 from pipelines.api import router as pipelines_router
 from runs.api import router as runs_router
-from runs.api_logs import router as run_logs_router
+from runs.logs.api import router as run_logs_router
 from studio.api_auth import TokenAuth
 from studio.errors import ServiceError, api_service_error
 from studio.workspace_api import router as workspaces_router

@@ -1,7 +1,7 @@
 from django.urls import path
 
 from compute.consumers import RunTerminalConsumer, TerminalConsumer
-from runs.consumers import RunLogConsumer
+from runs.logs.consumer import RunLogConsumer
 
 websocket_urlpatterns: list = [
     path("ws/runs/<int:run_id>/logs/", RunLogConsumer.as_asgi()),

@@ -20,8 +20,7 @@ from ninja.files import UploadedFile
 
 from runs.api import environment_named, submit_source
 from runs.parents import ParentOut, parent_api_get, parent_cancel, parent_list, parent_out_fields
-from runs.runconfig import RunConfigError, parse_runconfig
-from runs.services.errors import RunError
+from runs.runconfig import parse_runconfig
 from runs.services.submit import SubmitRequest, parse_tags
 from studio import safeyaml
 from studio.api_auth import Limit, Offset, api_membership
@@ -140,8 +139,6 @@ def sweeps_submit(
             submit.apply_runconfig(
                 parse_runconfig(runconfig.read(safeyaml.MAX_BYTES + 1).decode(errors="replace"))
             )
-    except (RunError, RunConfigError) as exc:
-        raise HttpError(400, str(exc)) from None
     except ValueError as exc:
         raise HttpError(400, f"arguments: {exc}") from None
     run = services.sweep_submit(

@@ -28,7 +28,6 @@ from compute.models import ComputeKind
 from runs.models import Framework, Run, RunEvent, RunStatus
 from runs.numbers import run_numbers_take
 from runs.parents import ParentKind, parent_advance_soon, parent_children_stop, parents_advance
-from runs.services.errors import FieldError, RunError
 from runs.services.lifecycle import run_cancel, run_transition
 from runs.services.submit import SubmitRequest, run_submit, run_submit_check, submit_upload_resolve
 from studio.errors import ServiceError
@@ -70,7 +69,7 @@ def sweep_submit(
 ) -> Run:
     """Submit the sweep an hdconfig.yml describes over the uploaded source folder.
 
-    ServiceError names the field to fix: `hyperdrive_config` for the hdconfig file.
+    The ServiceError names the field to fix: `hyperdrive_config` for the hdconfig file.
     """
     try:
         spec = parse_sweep(definition)
@@ -84,51 +83,45 @@ def sweep_submit(
             "its own value).",
             field="arguments",
         )
-    try:
-        resolved = submit_upload_resolve(
-            workspace=workspace,
-            user=user,
-            request=request,
-            files=files,
-            archive=archive,
-            git_files=git_files,
-            executables=executables,
+    resolved = submit_upload_resolve(
+        workspace=workspace,
+        user=user,
+        request=request,
+        files=files,
+        archive=archive,
+        git_files=git_files,
+        executables=executables,
+    )
+    target = resolved.target
+    if target is None:
+        raise ServiceError(
+            "A sweep runs its children on an existing compute target: choose one (a run-based "
+            "cluster is made for one run).",
+            field="target",
         )
-        target = resolved["target"]
-        if target is None:
-            raise ServiceError(
-                "A sweep runs its children on an existing compute target: choose one (a "
-                "run-based cluster is made for one run).",
-                field="target",
-            )
-        framework = request.framework or (
-            Framework.PYSPARK if target.kind == ComputeKind.HDINSIGHT else Framework.PYTHON
-        )
-        run_submit_check(
-            workspace=workspace,
-            user=user,
-            experiment=resolved["experiment"],
-            target=target,
-            snapshot=resolved["snapshot"],
-            entry_script=request.entry_script,
-            environment=resolved["environment"],
-            framework=framework,
-        )
-    # The run services' own errors, as the one error type pages and the API answer.
-    except FieldError as exc:
-        raise ServiceError(str(exc), field=exc.field) from None
-    except RunError as exc:
-        raise ServiceError(str(exc)) from None
+    framework = request.framework or (
+        Framework.PYSPARK if target.kind == ComputeKind.HDINSIGHT else Framework.PYTHON
+    )
+    run_submit_check(
+        workspace=workspace,
+        user=user,
+        experiment=resolved.experiment,
+        target=target,
+        snapshot=resolved.snapshot,
+        entry_script=request.entry_script,
+        environment=resolved.environment,
+        framework=framework,
+    )
     fields = {
         "workspace": workspace,
-        "experiment": resolved["experiment"],
+        "experiment": resolved.experiment,
         "display_name": request.display_name or f"sweep of {request.entry_script}",
         "submitted_by": user,
         "target": target,
         "target_name": target.name,
-        "environment": resolved["environment"],
-        "snapshot": resolved["snapshot"],
-        "git": resolved["git"],
+        "environment": resolved.environment,
+        "snapshot": resolved.snapshot,
+        "git": resolved.git,
         "entry_script": request.entry_script,
         "arguments": list(request.arguments),
         "framework": framework,
@@ -148,7 +141,7 @@ def sweep_submit(
         parent_advance_soon(kind=SWEEP, parent_id=sweep.pk)
         return parent
 
-    return run_numbers_take(experiment=resolved["experiment"], create=create)
+    return run_numbers_take(experiment=resolved.experiment, create=create)
 
 
 def child_arguments(parent: Run, hyperparameters: dict) -> list[str]:
@@ -184,7 +177,7 @@ def sweep_advance(*, sweep_id: int) -> None:
     else:
         try:
             _draw_children(sweep, spec, children, series)
-        except (RunError, ServiceError) as exc:
+        except ServiceError as exc:
             reason = f"Child {len(children) + 1} could not be submitted: {exc}"
             run_transition(
                 parent.pk,

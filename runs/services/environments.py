@@ -11,7 +11,7 @@ from runs.models import (
     Environment,
     EnvironmentKind,
 )
-from runs.services.errors import RunError
+from studio.errors import ServiceError
 
 ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 # The curated environment a run gets when neither the user nor a runconfig chose one.
@@ -32,25 +32,25 @@ def environment_create(
 ) -> Environment:
     """A new environment, or a new version of an existing name."""
     if not ENVIRONMENT_NAME.fullmatch(name or ""):
-        raise RunError(
+        raise ServiceError(
             "An environment name has letters, digits, dots, dashes and underscores, starting "
             "with a letter or digit (e.g. sklearn-1.5)."
         )
     if kind == EnvironmentKind.CURATED:
-        raise RunError(
+        raise ServiceError(
             "Curated environments come with Trainyard; create a user- or system-managed one."
         )
     if kind == EnvironmentKind.SYSTEM_MANAGED and not (
         pip_requirements.strip() or conda_yaml.strip()
     ):
-        raise RunError(
+        raise ServiceError(
             "A system-managed environment is built from a pip requirements list or a conda "
             "environment file: fill in one of them (or choose user-managed)."
         )
     if pip_requirements.strip() and conda_yaml.strip():
-        raise RunError("Give either pip requirements or a conda file, not both.")
+        raise ServiceError("Give either pip requirements or a conda file, not both.")
     if docker_gpus and not docker_image.strip():
-        raise RunError(
+        raise ServiceError(
             "GPUs are given to the run's Docker container: name a Docker base image too (a "
             "GPU one, e.g. nvidia/cuda:12.4.1-runtime-ubuntu22.04 with Python)."
         )

@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from runs.models import (
     Experiment,
 )
-from runs.services.errors import RunError
+from studio.errors import ServiceError
 
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,249}")
 
@@ -26,16 +26,17 @@ def experiment_name_problem(name: str) -> str:
 def experiment_create(*, workspace, name: str, user, description: str = "") -> Experiment:
     problem = experiment_name_problem(name)
     if problem:
-        raise RunError(problem)
+        raise ServiceError(problem, field="name")
     try:
         with transaction.atomic():
             return Experiment.objects.create(
                 workspace=workspace, name=name, description=description, created_by=user
             )
     except IntegrityError:
-        raise RunError(
+        raise ServiceError(
             f"An experiment named {name} already exists in this workspace: open it, "
-            "or choose another name."
+            "or choose another name.",
+            field="name",
         ) from None
 
 

@@ -22,13 +22,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from compute.backends import LOG_STREAMS, Backend, BackendError, Handle, LaunchSpec, backend_for
+from compute.cluster.scheduler import cluster_counts, cluster_wait_reason, node_request
 from compute.models import (
     ComputeKind,
     ComputeTarget,
     NodeRequest,
 )
 from compute.sandbox import local_target_problem
-from runs import live, logstore, ranks, snapshots
+from runs import ranks
+from runs.logs import live
+from runs.logs import store as logstore
 from runs.models import (
     FINAL_STATUSES,
     EnvironmentKind,
@@ -39,6 +42,8 @@ from runs.models import (
 from runs.run_based import (
     run_based_cluster_release,
 )
+from runs.snapshots.capture import manifest_text
+from studio.blobs import blob_path
 from studio.units import human_bytes
 
 log = logging.getLogger(__name__)
@@ -51,26 +56,6 @@ ACTIVE_STATUSES = (
     RunStatus.NOT_RESPONDING,
     RunStatus.FINALIZING,
 )
-
-
-def parents_advance(parents, *, children: str, advance, what: str) -> int:
-    """Call `advance(pk)` for each parent run (a pipeline, a sweep) that is not over or has
-    a child that is not; how many there were. One that fails is logged and tried again at
-    the next pass, and does not stop the others."""
-    unfinished = [status for status in RunStatus.values if status not in FINAL_STATUSES]
-    ids = list(
-        parents.filter(
-            Q(run__status__in=unfinished) | Q(**{f"{children}__run__status__in": unfinished})
-        )
-        .values_list("pk", flat=True)
-        .distinct()
-    )
-    for pk in ids:
-        try:
-            advance(pk)
-        except Exception:
-            log.exception("advancing %s %s failed; the next pass tries again", what, pk)
-    return len(ids)
 
 
 def _enqueue_start(run_id: int) -> None:
@@ -114,8 +99,8 @@ def launch_spec(run: Run) -> LaunchSpec:
     return LaunchSpec(
         run_id=run.pk,
         manifest=run.snapshot.manifest,
-        manifest_file=snapshots.manifest_text(run.snapshot.manifest),
-        local_blob=snapshots.blob_path,
+        manifest_file=manifest_text(run.snapshot.manifest),
+        local_blob=blob_path,
         entry_script=run.entry_script,
         arguments=list(run.arguments),
         env_kind=env_kind,
@@ -143,76 +128,26 @@ def _step_settings(run: Run) -> dict:
         return {}
 
 
-def run_start(*, run_id: int, again: bool = True) -> None:
+def run_start(*, run_id: int) -> None:
     """Claim a queued run, get it a node, upload what the target lacks, launch it detached.
 
     While the run waits (no node yet, target unreachable) it stays Queued, and
     its timeline gets an entry only when the reason changes: the dispatcher
     retries every few seconds.
     """
-    now = timezone.now()
-    claim = f"start:{uuid.uuid4().hex}"
-    claimed = (
-        Run.objects.filter(pk=run_id, status=RunStatus.QUEUED)
-        .filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
-        .update(
-            lease_owner=claim,
-            lease_expires_at=now + timedelta(seconds=settings.RUN_START_TIMEOUT_SECONDS),
-        )
-    )
-    if not claimed:
+    if not _start_claim(run_id):
         return
     run = Run.objects.select_related("target", "environment", "snapshot").get(pk=run_id)
-    target = run.target
+    target = _start_target(run)
     if target is None:
-        run_transition(
-            run_id,
-            RunStatus.FAILED,
-            allowed_from=[RunStatus.QUEUED],
-            error="The compute target was detached before the run started.",
-        )
         return
-    if target.kind == ComputeKind.LOCAL and (problem := local_target_problem(run.submitted_by)):
-        run_transition(
-            run_id,
-            RunStatus.FAILED,
-            allowed_from=[RunStatus.QUEUED],
-            error=problem,
-            message=problem,
-        )
+    nodes = _cluster_nodes(run, target) if target.kind == ComputeKind.CLUSTER else []
+    if nodes is None:
         return
-    nodes: list = []
-    try:
-        if target.kind == ComputeKind.CLUSTER:
-            from compute.cluster.scheduler import cluster_counts, cluster_wait_reason, node_request
-
-            nodes = node_request(target=target, run_id=run_id, count=run.node_count) or []
-            if not nodes:
-                wanted = "a node" if run.node_count == 1 else f"{run.node_count} nodes"
-                _still_queued(
-                    run, f"Waiting for {wanted} of {target.name}: {cluster_wait_reason(target)}"
-                )
-                # A node freed while this attempt held the run found it taken: look once more.
-                if again and cluster_counts(target).idle >= run.node_count:
-                    run_start(run_id=run_id, again=False)
-                return
-        backends = [backend_for(target, node=node) for node in nodes] or [backend_for(target)]
-        for backend in backends:
-            backend.ensure_root()
-        envs = _rank_environments(nodes, backends[0])
-    except BackendError as exc:
-        _release_after_failed_start(run_id, nodes)
-        if exc.unreachable:
-            _still_queued(run, f"Target unreachable, retrying: {exc.message}")
-        else:
-            run_transition(
-                run_id,
-                RunStatus.FAILED,
-                allowed_from=[RunStatus.QUEUED],
-                error=exc.message,
-                message=exc.message,
-            )
+    connected = _start_connect(run, target, nodes)
+    if connected is None:
         return
+    backends, envs = connected
     if not run_transition(
         run_id,
         RunStatus.PREPARING,
@@ -224,6 +159,99 @@ def run_start(*, run_id: int, again: bool = True) -> None:
         # Canceled while it was being claimed.
         _release_after_failed_start(run_id, nodes)
         return
+    _start_launch(run, target, nodes, backends, envs)
+
+
+def _start_claim(run_id: int) -> bool:
+    """Take the queued run for this start attempt, unless another attempt holds it."""
+    now = timezone.now()
+    return bool(
+        Run.objects.filter(pk=run_id, status=RunStatus.QUEUED)
+        .filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
+        .update(
+            lease_owner=f"start:{uuid.uuid4().hex}",
+            lease_expires_at=now + timedelta(seconds=settings.RUN_START_TIMEOUT_SECONDS),
+        )
+    )
+
+
+def _start_target(run: Run) -> ComputeTarget | None:
+    """The target the run starts on; None when it cannot start there (the run has failed)."""
+    target = run.target
+    if target is None:
+        run_transition(
+            run.pk,
+            RunStatus.FAILED,
+            allowed_from=[RunStatus.QUEUED],
+            error="The compute target was detached before the run started.",
+        )
+        return None
+    if target.kind == ComputeKind.LOCAL and (problem := local_target_problem(run.submitted_by)):
+        run_transition(
+            run.pk,
+            RunStatus.FAILED,
+            allowed_from=[RunStatus.QUEUED],
+            error=problem,
+            message=problem,
+        )
+        return None
+    return target
+
+
+def _cluster_nodes(run: Run, target: ComputeTarget) -> list | None:
+    """The cluster nodes the run gets; None while it waits for them (it is let go then).
+
+    A node freed while this attempt held the run found it taken, so once the run is let
+    go it looks once more when the cluster has enough idle nodes.
+    """
+    nodes = node_request(target=target, run_id=run.pk, count=run.node_count)
+    if nodes:
+        return nodes
+    _cluster_wait(run, target)
+    if cluster_counts(target).idle < run.node_count or not _start_claim(run.pk):
+        return None
+    nodes = node_request(target=target, run_id=run.pk, count=run.node_count)
+    if nodes:
+        return nodes
+    _cluster_wait(run, target)
+    return None
+
+
+def _cluster_wait(run: Run, target: ComputeTarget) -> None:
+    wanted = "a node" if run.node_count == 1 else f"{run.node_count} nodes"
+    _still_queued(run, f"Waiting for {wanted} of {target.name}: {cluster_wait_reason(target)}")
+
+
+def _start_connect(
+    run: Run, target: ComputeTarget, nodes: list
+) -> tuple[list, list[dict[str, str]]] | None:
+    """A backend per rank, its root folder made, and each rank's environment; None when
+    the target cannot be reached (the run waits) or refuses (the run has failed)."""
+    try:
+        backends = [backend_for(target, node=node) for node in nodes] or [backend_for(target)]
+        for backend in backends:
+            backend.ensure_root()
+        return backends, _rank_environments(nodes, backends[0])
+    except BackendError as exc:
+        _release_after_failed_start(run.pk, nodes)
+        if exc.unreachable:
+            _still_queued(run, f"Target unreachable, retrying: {exc.message}")
+        else:
+            run_transition(
+                run.pk,
+                RunStatus.FAILED,
+                allowed_from=[RunStatus.QUEUED],
+                error=exc.message,
+                message=exc.message,
+            )
+        return None
+
+
+def _start_launch(
+    run: Run, target: ComputeTarget, nodes: list, backends: list, envs: list[dict[str, str]]
+) -> None:
+    """Upload what each rank's target lacks, then launch every rank detached."""
+    run_id = run.pk
     launched: list[Handle] = []
     try:
         specs = [replace(launch_spec(run), env=env) for env in envs]

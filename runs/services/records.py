@@ -12,13 +12,17 @@ from pathlib import PurePosixPath
 from django.db import transaction
 from django.db.models import Max
 
-from runs import logstore, metric_records, snapshots
+from runs import metric_records
+from runs.logs import store as logstore
 from runs.models import (
     Metric,
     Run,
     RunEvent,
     RunFile,
 )
+from runs.snapshots.archives import output_path, shown_name
+from runs.snapshots.capture import SnapshotError
+from studio.blobs import blob_store_stream
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +132,7 @@ def outputs_record(*, run: Run, tar, node_folder: str = "") -> Collected:
     """Keep the files of a tar of ./outputs and ./logs (a file object, read once from start
     to end; empty when the run wrote neither) as the run's files, straight into blobs.
 
-    Only regular files under a name `snapshots.output_path` accepts are kept: links,
+    Only regular files under a name `output_path` accepts are kept: links,
     devices and names that would leave outputs/ or logs/ are left out, each with why.
     Another node's files of a multi-node run go under its folder (outputs/node-1/...).
     """
@@ -140,17 +144,17 @@ def outputs_record(*, run: Run, tar, node_folder: str = "") -> Collected:
         for member in archive:
             if member.isdir():
                 continue
-            name = snapshots.shown_name(member.name)
+            name = shown_name(member.name)
             if member.issym() or member.islnk():
-                target = snapshots.shown_name(member.linkname)
+                target = shown_name(member.linkname)
                 collected.left_out.append(f"{name} (a link to {target}: links are not kept)")
                 continue
             if not member.isfile():
                 collected.left_out.append(f"{name} (not a regular file)")
                 continue
             try:
-                path = snapshots.output_path(member.name)
-            except snapshots.SnapshotError as exc:
+                path = output_path(member.name)
+            except SnapshotError as exc:
                 collected.left_out.append(f"{name} ({exc})")
                 continue
             if node_folder:
@@ -159,7 +163,7 @@ def outputs_record(*, run: Run, tar, node_folder: str = "") -> Collected:
             if src is None:
                 continue
             with src:
-                sha, _ = snapshots.blob_store_stream(src)
+                sha, _ = blob_store_stream(src)
             RunFile.objects.update_or_create(
                 run=run, path=str(path), defaults={"sha256": sha, "size": member.size}
             )

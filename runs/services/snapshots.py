@@ -8,17 +8,27 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 
-from runs import selectors, snapshots
+from runs import selectors
 from runs.models import (
     Snapshot,
     SnapshotBlob,
 )
-from runs.services.errors import RunError
+from runs.snapshots.archives import extract_archive
+from runs.snapshots.capture import (
+    Capture,
+    SnapshotError,
+    StoredFile,
+    capture_dir,
+    capture_upload,
+    manifest_text,
+)
+from studio.blobs import blob_store_bytes
+from studio.errors import ServiceError
 
 
-def snapshot_create(*, workspace, root: Path) -> tuple[Snapshot, snapshots.Capture]:
+def snapshot_create(*, workspace, root: Path) -> tuple[Snapshot, Capture]:
     """Capture a folder: store new blobs, and the snapshot (reused when the tree is the same)."""
-    return _snapshot_store(workspace=workspace, capture=snapshots.capture_dir(root))
+    return _snapshot_store(workspace=workspace, capture=capture_dir(root))
 
 
 def snapshot_from_upload(
@@ -28,23 +38,21 @@ def snapshot_from_upload(
     archive=None,
     git_files: dict[str, str] | None = None,
     executables: set[str] | None = None,
-) -> tuple[Snapshot, snapshots.Capture]:
+) -> tuple[Snapshot, Capture]:
     """A snapshot of a folder chosen in the browser or sent with its manifest (with its .git/
     facts, and the paths of its executable files), or of an archive.
 
     A file not sent is named by its digest (a bare one, or a StoredFile from a signed
     plan): only a file the workspace holds may be left out."""
     if files and archive is not None:
-        raise snapshots.SnapshotError(
-            "Choose the source folder or upload it as an archive, not both."
-        )
+        raise SnapshotError("Choose the source folder or upload it as an archive, not both.")
     if archive is None:
         files = _held_files(workspace, files or [])
-        capture = snapshots.capture_upload(files, git_files=git_files, executables=executables)
-        held = {s.sha256: s.size for _, s in files if isinstance(s, snapshots.StoredFile)}
+        capture = capture_upload(files, git_files=git_files, executables=executables)
+        held = {s.sha256: s.size for _, s in files if isinstance(s, StoredFile)}
         return _snapshot_store(workspace=workspace, capture=capture, stored=held)
     with tempfile.TemporaryDirectory(prefix="snapshot-", dir=settings.DATA_DIR) as tmp:
-        snapshots.extract_archive(archive, archive.name, Path(tmp))
+        extract_archive(archive, archive.name, Path(tmp))
         return snapshot_create(workspace=workspace, root=Path(tmp))
 
 
@@ -57,16 +65,16 @@ def _held_files(workspace, files: list[tuple[str, object]]) -> list[tuple[str, o
     held: list[tuple[str, object]] = []
     for path, source in files:
         if isinstance(source, str) and source in sizes:
-            source = snapshots.StoredFile(source, sizes[source])
+            source = StoredFile(source, sizes[source])
         held.append((path, source))
     return held
 
 
 def _snapshot_store(
-    *, workspace, capture: snapshots.Capture, stored: dict[str, int] | None = None
-) -> tuple[Snapshot, snapshots.Capture]:
+    *, workspace, capture: Capture, stored: dict[str, int] | None = None
+) -> tuple[Snapshot, Capture]:
     if not capture.manifest:
-        raise RunError(
+        raise ServiceError(
             "The source folder has no files to snapshot (after .amlignore / .gitignore): "
             "choose the folder with your training script."
         )
@@ -87,7 +95,7 @@ def snapshot_of_manifest(
         hashes = [sha for _, sha, _, _ in manifest]
         stored = selectors.snapshot_blob_sizes(workspace=workspace, hashes=hashes)
     new = {sha: size for _, sha, size, _ in manifest if sha not in stored}
-    digest, _ = snapshots.blob_store_bytes(snapshots.manifest_text(manifest))
+    digest, _ = blob_store_bytes(manifest_text(manifest))
     with transaction.atomic():
         SnapshotBlob.objects.bulk_create(
             [SnapshotBlob(workspace=workspace, sha256=sha, size=size) for sha, size in new.items()],

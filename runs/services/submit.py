@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from typing import Protocol
 
-from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.contrib.auth.models import User
+from django.db import transaction
 
-from compute.backends import RUNNABLE_KINDS
+from compute.backends import CLOUD_BACKENDS, RUNNABLE_KINDS
 from compute.models import (
     LOCAL_TARGET_NAME,
     ComputeKind,
@@ -17,7 +18,7 @@ from compute.models import (
     ComputeTarget,
 )
 from compute.sandbox import local_target_problem
-from runs import linear_regex, snapshots
+from runs import linear_regex
 from runs.models import (
     Environment,
     Experiment,
@@ -27,6 +28,7 @@ from runs.models import (
     RunStatus,
     Snapshot,
 )
+from runs.numbers import run_numbers_take
 from runs.run_based import (
     RUN_BASED_TARGET,
     RunBasedSpec,
@@ -34,11 +36,12 @@ from runs.run_based import (
 )
 from runs.runconfig import EnvironmentSpec, RunConfig
 from runs.services.environments import DEFAULT_ENVIRONMENT, environment_from_runconfig
-from runs.services.errors import FieldError, RunError
 from runs.services.experiments import experiment_get_or_create, experiment_name_problem
 from runs.services.lifecycle import run_start_soon, run_transition
 from runs.services.snapshots import snapshot_from_upload, snapshot_has
+from runs.snapshots.capture import SnapshotError
 from studio.errors import ServiceError
+from studio.models import Workspace
 
 # Every stdout line is matched against every pattern: both are bounded.
 MAX_METRIC_PATTERNS = 20
@@ -54,7 +57,7 @@ def parse_tags(text: str) -> dict[str, str]:
             continue
         key, _, value = part.partition("=")
         if not key.strip():
-            raise RunError(f"The tag {part!r} has no name: write tags as name=value.")
+            raise ServiceError(f"The tag {part!r} has no name: write tags as name=value.")
         tags[key.strip()] = value.strip()
     return tags
 
@@ -67,24 +70,24 @@ def parse_metric_patterns(text: str) -> list[str]:
         if not line:
             continue
         if len(line) > MAX_METRIC_PATTERN_LENGTH:
-            raise RunError(
+            raise ServiceError(
                 f"A metric pattern is at most {MAX_METRIC_PATTERN_LENGTH} characters: shorten "
                 f"{line[:40]!r}…"
             )
         try:
             compiled = linear_regex.compile(line)
         except linear_regex.PatternError as exc:
-            raise RunError(
+            raise ServiceError(
                 f"The metric pattern {line!r} is not a valid regular expression: {exc}."
             ) from None
         if not set(compiled.groupindex) - {"step"}:
-            raise RunError(
+            raise ServiceError(
                 f"The metric pattern {line!r} has no named group: name the value's group after "
                 r"the metric, e.g. loss=(?P<loss>[0-9.]+)."
             )
         patterns.append(line)
     if len(patterns) > MAX_METRIC_PATTERNS:
-        raise RunError(
+        raise ServiceError(
             f"A run takes at most {MAX_METRIC_PATTERNS} metric patterns: one pattern can read "
             "several metrics, one named group each."
         )
@@ -123,45 +126,41 @@ def run_submit(
         metric_patterns=metric_patterns,
         framework=framework,
     )
-    for _attempt in range(5):
-        try:
-            with transaction.atomic():
-                number = (
-                    Run.objects.filter(experiment=experiment).aggregate(n=Max("number"))["n"] or 0
-                ) + 1
-                run = Run.objects.create(
-                    workspace=workspace,
-                    experiment=experiment,
-                    number=number,
-                    display_name=display_name,
-                    target=target,
-                    target_name=target.name,
-                    tags=tags or {},
-                    submitted_by=user,
-                    environment=environment,
-                    snapshot=snapshot,
-                    git=git or {},
-                    entry_script=entry_script,
-                    arguments=list(arguments or []),
-                    framework=framework,
-                    node_count=node_count,
-                    max_duration_seconds=max_duration_seconds,
-                    metric_patterns=list(metric_patterns or []),
-                    parent=parent,
-                )
-                RunEvent.objects.create(run=run, status=RunStatus.NOT_STARTED)
-                run_transition(
-                    run.pk,
-                    RunStatus.QUEUED,
-                    allowed_from=[RunStatus.NOT_STARTED],
-                    message=f"Submitted to {target.name}",
-                )
-                run_start_soon(run_id=run.pk)
-        except IntegrityError:
-            continue
-        run.refresh_from_db()
+
+    def create(number: int) -> Run:
+        run = Run.objects.create(
+            workspace=workspace,
+            experiment=experiment,
+            number=number,
+            display_name=display_name,
+            target=target,
+            target_name=target.name,
+            tags=tags or {},
+            submitted_by=user,
+            environment=environment,
+            snapshot=snapshot,
+            git=git or {},
+            entry_script=entry_script,
+            arguments=list(arguments or []),
+            framework=framework,
+            node_count=node_count,
+            max_duration_seconds=max_duration_seconds,
+            metric_patterns=list(metric_patterns or []),
+            parent=parent,
+        )
+        RunEvent.objects.create(run=run, status=RunStatus.NOT_STARTED)
+        run_transition(
+            run.pk,
+            RunStatus.QUEUED,
+            allowed_from=[RunStatus.NOT_STARTED],
+            message=f"Submitted to {target.name}",
+        )
+        run_start_soon(run_id=run.pk)
         return run
-    raise RunError("Too many runs were submitted to this experiment at once: try again.")
+
+    run = run_numbers_take(experiment=experiment, create=create)
+    run.refresh_from_db()
+    return run
 
 
 def run_submit_check(
@@ -177,43 +176,45 @@ def run_submit_check(
     metric_patterns: list[str] | None = None,
     framework: str = Framework.PYTHON,
 ) -> None:
-    """RunError saying why a run submitted with these would not start, if it would not."""
+    """ServiceError saying why a run submitted with these would not start, if it would not."""
     if experiment.workspace_id != workspace.pk or target.workspace_id != workspace.pk:
-        raise RunError("The experiment and the compute target must belong to this workspace.")
+        raise ServiceError("The experiment and the compute target must belong to this workspace.")
     if environment.workspace_id not in (None, workspace.pk):
-        raise RunError("That environment belongs to another workspace.")
+        raise ServiceError("That environment belongs to another workspace.")
     if target.kind not in RUNNABLE_KINDS:
-        raise RunError(
+        raise ServiceError(
             f"{target.name} is a {target.get_kind_display()} target, which runs pipeline steps, "
             "not script runs: choose the local target, a VM, a compute cluster or an HDInsight "
             "/ Spark target."
         )
     if target.state != ComputeState.SUCCEEDED and target.kind != ComputeKind.CLUSTER:
-        raise RunError(f"{target.name} is {target.state}: wait until it is ready, or fix it.")
+        raise ServiceError(f"{target.name} is {target.state}: wait until it is ready, or fix it.")
     if target.kind == ComputeKind.LOCAL and (problem := local_target_problem(user)):
-        raise FieldError("target", problem)
+        raise ServiceError(problem, field="target")
     _require_framework(framework, target, environment)
     if not snapshot_has(snapshot, entry_script):
         scripts = [e[0] for e in snapshot.manifest if e[0].endswith(".py")][:10]
         listed = ", ".join(scripts) if scripts else "none"
-        raise RunError(
+        raise ServiceError(
             f"The entry script {entry_script} is not in the source folder. Python files in it: "
             f"{listed}."
         )
     _require_nodes(node_count, target)
     if target.kind == ComputeKind.CLUSTER and environment.docker_image:
-        raise RunError(
+        raise ServiceError(
             "Cluster nodes run the environment's Python directly: choose an environment "
             "without a Docker image for a compute cluster."
         )
     if environment.docker_image and environment.conda_yaml.strip():
-        raise RunError("An environment with a Docker image can use pip requirements, not conda.")
+        raise ServiceError(
+            "An environment with a Docker image can use pip requirements, not conda."
+        )
     if environment.docker_gpus and not (target.facts or {}).get("gpus"):
-        raise FieldError(
-            "environment",
+        raise ServiceError(
             f"{environment} gives its container the target's GPUs, but {target.name} has no "
             "GPU that its last check found (nvidia-smi): choose a VM with NVIDIA GPUs (check it "
             "again after installing the driver), or an environment without GPUs.",
+            field="environment",
         )
     for pattern in metric_patterns or []:
         parse_metric_patterns(pattern)
@@ -222,47 +223,49 @@ def run_submit_check(
 def _require_nodes(node_count: int, target: ComputeTarget) -> None:
     """A multi-node run needs a compute cluster that may grow to that many nodes."""
     if node_count < 1:
-        raise FieldError("node_count", "The node count is at least 1.")
+        raise ServiceError("The node count is at least 1.", field="node_count")
     if node_count == 1:
         return
     if target.kind != ComputeKind.CLUSTER:
-        raise FieldError(
-            "node_count",
+        raise ServiceError(
             f"{target.name} is one machine: runs on more than one node need a compute cluster. "
             "Choose a cluster, or a node count of 1.",
+            field="node_count",
         )
     max_nodes = int(target.config.get("max_nodes", 0))
     if node_count > max_nodes:
-        raise FieldError(
-            "node_count",
+        raise ServiceError(
             f"{target.name} has at most {max_nodes} node(s), so a run on {node_count} nodes would "
             "never start: lower the node count, or raise the cluster's maximum nodes.",
+            field="node_count",
         )
 
 
 def _require_framework(framework: str, target: ComputeTarget, environment: Environment) -> None:
     """PySpark jobs go to HDInsight / Spark head nodes, and those run only PySpark jobs."""
     if framework not in Framework.values:
-        raise FieldError("framework", f"Choose the framework Python or PySpark, not {framework}.")
+        raise ServiceError(
+            f"Choose the framework Python or PySpark, not {framework}.", field="framework"
+        )
     is_spark = target.kind == ComputeKind.HDINSIGHT
     if framework == Framework.PYSPARK and not is_spark:
-        raise FieldError(
-            "framework",
+        raise ServiceError(
             f"PySpark jobs run with spark-submit on an HDInsight / Spark target, and {target.name} "
             f"is a {target.get_kind_display()}: choose an HDInsight / Spark target, or the "
             "framework Python.",
+            field="framework",
         )
     if is_spark and framework != Framework.PYSPARK:
-        raise FieldError(
-            "framework",
+        raise ServiceError(
             f"{target.name} is an HDInsight / Spark target: its runs are PySpark jobs submitted "
             "with spark-submit. Choose the framework PySpark.",
+            field="framework",
         )
     if is_spark and environment.docker_image:
-        raise FieldError(
-            "environment",
+        raise ServiceError(
             "PySpark jobs run in the head node's Spark, not in Docker: choose an environment "
             "without a Docker image.",
+            field="environment",
         )
 
 
@@ -304,6 +307,45 @@ class SubmitRequest:
             self.run_based = config.run_based
 
 
+class SingleStepSubmit(Protocol):
+    """Submits a script to a target that runs pipeline steps only, as a one-step pipeline;
+    ServiceError (with its field) for what the user can change."""
+
+    def __call__(
+        self,
+        *,
+        workspace: Workspace,
+        user: User,
+        experiment: Experiment,
+        target: ComputeTarget,
+        snapshot: Snapshot,
+        entry_script: str,
+        arguments: list[str],
+        display_name: str,
+        tags: dict,
+        git: dict,
+    ) -> Run: ...
+
+
+# Databricks, Data Lake and Batch targets run pipeline steps only, as in the studio: a script
+# submitted to one becomes a one-step pipeline. The pipelines app sits above runs, so it
+# registers how (single_step_submit_register) when it is ready.
+_single_step: list[SingleStepSubmit] = []
+
+
+def single_step_submit_register(submit: SingleStepSubmit) -> None:
+    _single_step[:] = [submit]
+
+
+def _single_step_submit(**fields) -> Run:
+    if not _single_step:
+        raise ServiceError(
+            f"{fields['target'].name} runs pipeline steps only: submit a pipeline to it.",
+            field="target",
+        )
+    return _single_step[0](**fields)
+
+
 def run_submit_upload(
     *,
     workspace,
@@ -324,9 +366,14 @@ def run_submit_upload(
         git_files=git_files,
         executables=executables,
     )
-    target = resolved.pop("target")
-    if target is not None:
-        return _submit_resolved(target=target, **resolved)
+    if resolved.target is not None:
+        return _submit_resolved(
+            workspace=workspace,
+            user=user,
+            request=request,
+            resolved=resolved,
+            target=resolved.target,
+        )
     assert request.run_based is not None
     with transaction.atomic():
         try:
@@ -337,8 +384,26 @@ def run_submit_upload(
                 node_count=request.node_count or 1,
             )
         except ServiceError as exc:
-            raise FieldError("target", f"The run-based cluster cannot be created: {exc}") from None
-        return _submit_resolved(target=target, **resolved)
+            raise ServiceError(
+                f"The run-based cluster cannot be created: {exc}", field="target"
+            ) from None
+        return _submit_resolved(
+            workspace=workspace, user=user, request=request, resolved=resolved, target=target
+        )
+
+
+@dataclass(frozen=True)
+class SubmitResolved:
+    """The experiment, target, snapshot (with its git facts) and environment a submit names.
+
+    The target is None for a run-based cluster, created only when the run is submitted.
+    """
+
+    experiment: Experiment
+    target: ComputeTarget | None
+    snapshot: Snapshot
+    git: dict
+    environment: Environment
 
 
 def submit_upload_resolve(
@@ -350,36 +415,36 @@ def submit_upload_resolve(
     archive=None,
     git_files=None,
     executables=None,
-) -> dict:
+) -> SubmitResolved:
     """The experiment, target, snapshot and environment the submit fields name, the upload
-    snapshotted: FieldError for the first field that names none. The target is None for a
+    snapshotted: ServiceError for the first field that names none. The target is None for a
     run-based cluster, created only when the run is submitted."""
     name = request.experiment.strip()
     if not name:
-        raise FieldError("experiment", "Name the experiment this run belongs to.")
+        raise ServiceError("Name the experiment this run belongs to.", field="experiment")
     problem = experiment_name_problem(name)
     if problem:
-        raise FieldError("experiment", problem)
+        raise ServiceError(problem, field="experiment")
     target_name = request.target or LOCAL_TARGET_NAME
     target = ComputeTarget.objects.filter(workspace=workspace, name=target_name).first()
     run_based = target is None and target_name == RUN_BASED_TARGET
     if run_based and (request.run_based is None or not request.run_based.vm_size):
-        raise FieldError(
-            "target",
+        raise ServiceError(
             "A run-based cluster (target amlcompute) needs a VM size: give it in the "
             "runconfig's amlcompute: vmSize, or choose an existing target.",
+            field="target",
         )
     if target is None and not run_based:
-        raise FieldError(
-            "target",
+        raise ServiceError(
             f"This workspace has no compute target {target_name!r}: choose one of its "
             "targets (see Compute).",
+            field="target",
         )
     if not request.entry_script:
-        raise FieldError("entry_script", "Say which script to run, e.g. train.py.")
+        raise ServiceError("Say which script to run, e.g. train.py.", field="entry_script")
     if not files and archive is None:
-        raise FieldError(
-            "source_folder", "Choose the source folder (or upload it as a .zip or .tar.gz)."
+        raise ServiceError(
+            "Choose the source folder (or upload it as a .zip or .tar.gz).", field="source_folder"
         )
     environment = request.environment
     if environment is None and request.environment_spec is not None:
@@ -387,7 +452,7 @@ def submit_upload_resolve(
     if environment is None:
         environment = _default_environment()
     if environment is None:
-        raise FieldError("environment", "Choose the environment the script runs in.")
+        raise ServiceError("Choose the environment the script runs in.", field="environment")
     try:
         snapshot, capture = snapshot_from_upload(
             workspace=workspace,
@@ -396,26 +461,23 @@ def submit_upload_resolve(
             git_files=git_files,
             executables=executables,
         )
-    except snapshots.SnapshotError as exc:
-        raise FieldError("source_folder", str(exc)) from None
+    except SnapshotError as exc:
+        raise ServiceError(str(exc), field="source_folder") from None
     if not snapshot_has(snapshot, request.entry_script):
         scripts = [e[0] for e in snapshot.manifest if e[0].endswith(".py")][:10]
-        raise FieldError(
-            "entry_script",
+        raise ServiceError(
             f"{request.entry_script} is not in the source folder. Python files in it: "
             f"{', '.join(scripts) or 'none'}.",
+            field="entry_script",
         )
     experiment = experiment_get_or_create(workspace=workspace, name=name, user=user)
-    return {
-        "workspace": workspace,
-        "user": user,
-        "request": request,
-        "experiment": experiment,
-        "target": target,
-        "snapshot": snapshot,
-        "git": capture.git,
-        "environment": environment,
-    }
+    return SubmitResolved(
+        experiment=experiment,
+        target=target,
+        snapshot=snapshot,
+        git=capture.git,
+        environment=environment,
+    )
 
 
 def _default_environment() -> Environment | None:
@@ -427,38 +489,35 @@ def _default_environment() -> Environment | None:
 
 
 def _submit_resolved(
-    *, workspace, user, request: SubmitRequest, experiment, target, snapshot, git, environment
+    *,
+    workspace: Workspace,
+    user: User,
+    request: SubmitRequest,
+    resolved: SubmitResolved,
+    target: ComputeTarget,
 ) -> Run:
     """Submit once the experiment, target, snapshot and environment are known."""
-    from compute.backends import CLOUD_BACKENDS
-
     if target.kind in CLOUD_BACKENDS:
-        # Databricks, Data Lake and Batch run pipeline steps only, as in the studio.
-        from pipelines.services import PipelineError, pipeline_single_step
-
-        try:
-            return pipeline_single_step(
-                workspace=workspace,
-                user=user,
-                experiment=experiment,
-                target=target,
-                snapshot=snapshot,
-                entry_script=request.entry_script,
-                arguments=request.arguments,
-                display_name=request.display_name,
-                tags=request.tags,
-                git=git,
-            )
-        except PipelineError as exc:
-            raise FieldError(exc.field or "target", str(exc)) from None
+        return _single_step_submit(
+            workspace=workspace,
+            user=user,
+            experiment=resolved.experiment,
+            target=target,
+            snapshot=resolved.snapshot,
+            entry_script=request.entry_script,
+            arguments=request.arguments,
+            display_name=request.display_name,
+            tags=request.tags,
+            git=resolved.git,
+        )
     return run_submit(
         workspace=workspace,
         user=user,
-        experiment=experiment,
+        experiment=resolved.experiment,
         target=target,
-        snapshot=snapshot,
+        snapshot=resolved.snapshot,
         entry_script=request.entry_script,
-        environment=environment,
+        environment=resolved.environment,
         arguments=request.arguments,
         node_count=request.node_count or 1,
         max_duration_seconds=request.max_duration_seconds,
@@ -467,5 +526,5 @@ def _submit_resolved(
         display_name=request.display_name,
         framework=request.framework
         or (Framework.PYSPARK if target.kind == ComputeKind.HDINSIGHT else Framework.PYTHON),
-        git=git,
+        git=resolved.git,
     )

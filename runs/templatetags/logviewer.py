@@ -1,7 +1,7 @@
 from django import template
 from django.urls import reverse
 
-from runs import logstore
+from runs.logs import store as logstore
 
 register = template.Library()
 

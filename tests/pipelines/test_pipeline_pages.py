@@ -13,7 +13,7 @@ import pytest
 from django.urls import reverse
 
 from pipelines.models import Pipeline
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import Environment, Run
 from runs.parents import parent_cancel
 from tests.pipelines.test_pipelines import (

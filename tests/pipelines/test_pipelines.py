@@ -25,9 +25,9 @@ from compute.cloud import services as cloud_services
 from compute.models import ComputeTarget
 from pipelines import services
 from pipelines.models import Pipeline
-from runs import snapshots
 from runs.models import Run, RunFile
 from runs.parents import parent_cancel
+from studio.blobs import blob_path, blob_store_bytes
 from studio.errors import ServiceError
 from tests.compute.backends.test_runs_hdinsight import head_node  # noqa: F401 - a fixture
 from tests.support.cloud import hello_jar
@@ -165,11 +165,11 @@ def steps_of(parent: Run) -> dict[str, Run]:
 
 def file_text(run: Run, path: str) -> str:
     sha = RunFile.objects.get(run=run, path=path).sha256
-    return snapshots.blob_path(sha).read_text()
+    return blob_path(sha).read_text()
 
 
 def stored_log(run: Run, stream: str = "stdout") -> str:
-    from runs import logstore
+    from runs.logs import store as logstore
 
     return logstore.read(run.pk, stream, 0, 1 << 20)[0].decode()
 
@@ -686,7 +686,7 @@ def test_a_batch_task_whose_file_links_expired_fails_saying_what_to_do(
 
 
 def test_a_batch_file_link_gives_its_file_without_sign_in_until_it_expires(client, settings):
-    sha, _ = snapshots.blob_store_bytes(b"weights=42\n")
+    sha, _ = blob_store_bytes(b"weights=42\n")
     link = file_link(sha)
 
     answer = client.get(link)

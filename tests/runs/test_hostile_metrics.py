@@ -12,7 +12,7 @@ import pytest
 from django.urls import reverse
 
 from compute.models import ComputeTarget
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import RunStatus
 from runs.services.records import METRIC_WARNING_PREFIX
 from tests.conftest import client_for

@@ -14,7 +14,7 @@ from runs.models import Run
 from runs.services.experiments import experiment_create
 from runs.services.snapshots import snapshot_create
 from runs.services.submit import run_submit
-from runs.snapshots import MAX_IGNORE_RULES
+from runs.snapshots.capture import MAX_IGNORE_RULES
 from tests.runs.test_run_pages import folder, submit_data
 from tests.runs.test_runs_api import archive
 from tests.support.runs import minimal_environment, write_tree

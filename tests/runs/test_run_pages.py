@@ -20,7 +20,7 @@ from runs.models import Environment, Experiment, Metric, Run, RunFile, RunStatus
 from runs.services.experiments import experiment_create
 from runs.services.snapshots import snapshot_create
 from runs.services.submit import run_submit
-from runs.snapshots import blob_store_bytes
+from studio.blobs import blob_store_bytes
 from tests.support.runs import minimal_environment, write_tree
 
 

@@ -8,9 +8,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from runs import upload_plan
 from runs.models import Run
 from runs.services.snapshots import snapshot_from_upload
+from runs.snapshots import upload_plan
 from studio.models import Workspace
 from tests.runs.test_run_pages import folder, submit_data
 

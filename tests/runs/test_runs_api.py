@@ -10,7 +10,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
 from runs.models import Metric, Run, RunFile, RunStatus
-from runs.snapshots import blob_path, blob_store_bytes
+from studio.blobs import blob_path, blob_store_bytes
 
 
 def archive(files: dict[str, bytes]) -> SimpleUploadedFile:
@@ -69,6 +69,19 @@ def test_submit_errors_say_what_to_fix(api_alice):
     assert "points outside the source folder" in unsafe.json()["detail"]
     target = submit(api_alice, target="nope")
     assert "no compute target 'nope'" in target.json()["detail"]
+
+
+def test_a_submit_error_names_its_field_and_a_bad_runconfig_says_why(api_alice):
+    missing = submit(api_alice, entry_script="main.py")
+    assert missing.json()["detail"] == (
+        "entry_script: main.py is not in the source folder. Python files in it: train.py."
+    )
+    assert list(missing.json()["errors"]) == ["entry_script"]
+    runconfig = SimpleUploadedFile("bad.runconfig", b"script: train.py\narguments: 5\n")
+    bad = submit(api_alice, entry_script="", arguments="", runconfig=runconfig)
+    assert bad.status_code == 400
+    assert bad.json()["detail"] == "arguments must be a list, e.g. [--epochs, 10]."
+    assert not Run.objects.exists()
 
 
 def test_submit_with_a_runconfig(api_alice):
@@ -134,6 +147,14 @@ def test_experiments(api_carol, api_bob, api_charlie):
         "exp-1"
     ]
     assert api_charlie.get("/api/v1/experiments?workspace=vision").status_code == 404
+    again = api_carol.post(
+        "/api/v1/experiments?workspace=vision", {"name": "exp-1"}, content_type="application/json"
+    )
+    assert again.status_code == 400
+    assert again.json()["detail"] == (
+        "name: An experiment named exp-1 already exists in this workspace: open it, or choose "
+        "another name."
+    )
 
 
 def test_the_snapshot_lists_its_files_page_by_page_and_downloads_as_a_zip(api_alice, api_bob):

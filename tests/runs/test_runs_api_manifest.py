@@ -10,7 +10,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 
 from runs.models import Run
-from runs.snapshots import blob_path
+from studio.blobs import blob_path
 
 
 @pytest.fixture

@@ -13,7 +13,8 @@ from django.db import connection
 
 from compute.backends import backend_for
 from compute.models import ComputeTarget
-from runs import logstore, ranks
+from runs import ranks
+from runs.logs import store as logstore
 from runs.models import Run, RunStatus
 from runs.monitor import Monitor, RunFollower
 from studio import secrets

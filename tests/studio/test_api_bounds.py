@@ -8,7 +8,7 @@ from compute.names import COMPUTE_NAME_RE
 from compute.vm.forms import HOST_NAME_RE, LINUX_USER_RE
 from compute.vm.spark import master_problem
 from pipelines.definition import NAME_RE as PIPELINE_STEP_NAME
-from runs.logstore import STREAM_NAME
+from runs.logs.store import STREAM_NAME
 from runs.services.environments import ENVIRONMENT_NAME
 from runs.services.experiments import EXPERIMENT_NAME
 from sweeps.definition import ARGUMENT_NAME

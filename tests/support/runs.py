@@ -9,13 +9,13 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import FINAL_STATUSES, Environment, Run
 from runs.monitor import Monitor
 from runs.services.experiments import experiment_get_or_create
 from runs.services.snapshots import snapshot_create
 from runs.services.submit import run_submit
-from runs.snapshots import blob_path
+from studio.blobs import blob_path
 
 MINIMAL = "trainyard-minimal-python"
 

@@ -152,7 +152,7 @@ def text(response) -> str:
 
 
 def stdout_of(run: Run) -> str:
-    from runs import logstore
+    from runs.logs import store as logstore
 
     return logstore.read(run.pk, "stdout", 0, 1 << 20)[0].decode()
 

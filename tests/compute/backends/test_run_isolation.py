@@ -12,7 +12,7 @@ from django.urls import reverse
 
 from compute import sandbox
 from compute.models import ComputeTarget
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import RunStatus
 from studio.models import Workspace
 from tests.conftest import client_for

@@ -13,7 +13,7 @@ from compute.cluster import services as cluster_services
 from compute.cluster.autoscaler import cluster_autoscale
 from compute.cluster.scheduler import node_docker
 from compute.models import Node, NodeState
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import RunStatus
 from runs.services.lifecycle import run_cancel, run_transition, runs_dispatch
 from tests.conftest import client_for

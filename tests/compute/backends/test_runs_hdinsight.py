@@ -20,11 +20,11 @@ from django.urls import reverse
 from compute import ssh
 from compute.models import AuthMethod, ComputeKind, ComputeState, ComputeTarget
 from compute.vm.services import ssh_target
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import Environment, EnvironmentKind, Framework, Run, RunStatus
 from runs.runconfig import RunConfigError, parse_runconfig
-from runs.services.errors import FieldError
 from runs.services.lifecycle import run_cancel
+from studio.errors import ServiceError
 from tests.conftest import client_for
 from tests.support.runs import (
     minimal_environment,
@@ -223,13 +223,13 @@ def test_pyspark_needs_an_hdinsight_target_and_hdinsight_needs_pyspark(
 ):
     source = write_tree(tmp_path / "src", {"train.py": "print(1)\n"})
     local = ComputeTarget.objects.get(workspace=workspace, name="local")
-    with pytest.raises(FieldError) as error:
+    with pytest.raises(ServiceError) as error:
         submit(workspace=workspace, user=alice, target=local, source=source, framework="PySpark")
     assert str(error.value) == (
         "PySpark jobs run with spark-submit on an HDInsight / Spark target, and local is a "
         "Local: choose an HDInsight / Spark target, or the framework Python."
     )
-    with pytest.raises(FieldError) as error:
+    with pytest.raises(ServiceError) as error:
         submit(workspace=workspace, user=alice, target=head_node, source=source)
     assert str(error.value) == (
         "hdi is an HDInsight / Spark target: its runs are PySpark jobs submitted with "
@@ -238,7 +238,7 @@ def test_pyspark_needs_an_hdinsight_target_and_hdinsight_needs_pyspark(
     in_docker = Environment.objects.create(
         workspace=workspace, name="cuda", kind=EnvironmentKind.USER_MANAGED, docker_image="cuda:12"
     )
-    with pytest.raises(FieldError, match="PySpark jobs run in the head node's Spark"):
+    with pytest.raises(ServiceError, match="PySpark jobs run in the head node's Spark"):
         submit(
             workspace=workspace,
             user=alice,

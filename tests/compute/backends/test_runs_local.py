@@ -12,7 +12,7 @@ from django.urls import reverse
 from compute.backends import PosixHandle
 from compute.models import ComputeTarget
 from compute.selectors import workspace_secrets
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import EnvironmentKind, RunStatus
 from runs.monitor import Monitor, RunFollower
 from runs.services.environments import environment_create

@@ -8,10 +8,10 @@ from django.urls import reverse
 from compute.cluster.autoscaler import cluster_autoscale
 from compute.cluster.scheduler import node_docker
 from compute.models import ComputeTarget, Node, NodeState
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import RunStatus
-from runs.services.errors import FieldError
 from runs.services.lifecycle import run_cancel
+from studio.errors import ServiceError
 from tests.compute.backends.test_runs_cluster import dispatch_until_started, make_cluster
 from tests.conftest import api_client_for, client_for
 from tests.support.clusters import node_processes, remove_test_containers
@@ -135,11 +135,11 @@ def test_a_node_count_above_one_needs_a_cluster_that_can_grow_that_far(
 ):
     source = write_tree(tmp_path / "src", {"train.py": "print('hi')\n"})
     local = ComputeTarget.objects.get(workspace=workspace, name="local")
-    with pytest.raises(FieldError, match="local is one machine") as one_machine:
+    with pytest.raises(ServiceError, match="local is one machine") as one_machine:
         submit(workspace=workspace, user=alice, target=local, source=source, node_count=2)
     assert one_machine.value.field == "node_count"
     cluster = make_cluster(workspace, alice, max_nodes=2)
-    with pytest.raises(FieldError, match="at most 2 node"):
+    with pytest.raises(ServiceError, match="at most 2 node"):
         submit(workspace=workspace, user=alice, target=cluster, source=source, node_count=3)
 
 

@@ -5,7 +5,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from compute.models import ComputeTarget
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import Run, RunStatus
 from tests.compute.backends.test_runs_cluster import dispatch_until_started
 from tests.conftest import client_for

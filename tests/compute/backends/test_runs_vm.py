@@ -8,7 +8,7 @@ from django.urls import reverse
 from compute import ssh
 from compute.models import AuthMethod, ComputeKind, ComputeState, ComputeTarget
 from compute.vm.services import ssh_target
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import RunStatus
 from runs.services.lifecycle import run_cancel, runs_dispatch
 from tests.conftest import client_for

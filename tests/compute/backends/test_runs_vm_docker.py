@@ -8,7 +8,7 @@ from django.conf import settings
 
 from compute import ssh
 from compute.models import AuthMethod, ComputeKind, ComputeState, ComputeTarget
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import EnvironmentKind, RunStatus
 from runs.services.environments import environment_create
 from runs.services.lifecycle import run_cancel

@@ -37,7 +37,8 @@ print(run.pk)
 # Stores each piece of output as the monitor does: append at the stream's end, then wake viewers.
 WRITER = r"""
 import sys, time, django; django.setup()
-from runs import live, logstore
+from runs.logs import live
+from runs.logs import store as logstore
 from runs.models import Run
 run_id = int(sys.argv[1])
 for line in sys.stdin.buffer:
@@ -175,7 +176,7 @@ def test_a_finished_long_log_loads_its_tail_first_then_pages_back(alice_page, li
     python(
         stack,
         "import sys, django; django.setup()\n"
-        "from runs import logstore\n"
+        "from runs.logs import store as logstore\n"
         "logstore.append(int(sys.argv[1]), 'stdout', 0, sys.stdin.buffer.read())",
         str(run_id),
         stdin=lines,
@@ -232,7 +233,7 @@ def test_a_log_longer_than_the_scrollback_pages_back_to_its_first_line_and_to_th
     python(
         stack,
         "import sys, django; django.setup()\n"
-        "from runs import logstore\n"
+        "from runs.logs import store as logstore\n"
         "logstore.append(int(sys.argv[1]), 'stdout', 0, sys.stdin.buffer.read())",
         str(run_id),
         stdin="".join(line + "\n" for line in record).encode(),
@@ -398,7 +399,7 @@ def logstore_append(stack, run_id: int, data: bytes) -> None:
     python(
         stack,
         "import sys, django; django.setup()\n"
-        "from runs import logstore\n"
+        "from runs.logs import store as logstore\n"
         "run = int(sys.argv[1])\n"
         "logstore.append(run, 'stdout', logstore.size(run, 'stdout'), sys.stdin.buffer.read())",
         str(run_id),

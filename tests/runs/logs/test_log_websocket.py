@@ -8,8 +8,9 @@ import pytest
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.testing import WebsocketCommunicator
 
-from runs import live, logstore
-from runs.consumers import FOLLOW_BURST, FOLLOW_PER_SECOND, TOO_MANY_MESSAGES
+from runs.logs import live
+from runs.logs import store as logstore
+from runs.logs.consumer import FOLLOW_BURST, FOLLOW_PER_SECOND, TOO_MANY_MESSAGES
 from runs.models import Experiment, Run, RunStatus
 from studio.asgi import application
 from tests.conftest import client_for

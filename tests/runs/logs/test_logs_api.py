@@ -9,7 +9,7 @@ from django.test import AsyncClient
 from django.urls import reverse
 from django.utils import timezone
 
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import Experiment, Run, RunStatus
 from studio.models import ApiToken
 from studio.services import membership_remove, token_create, token_revoke

@@ -1,6 +1,6 @@
 import pytest
 
-from runs import logstore
+from runs.logs import store as logstore
 
 
 @pytest.fixture(autouse=True)

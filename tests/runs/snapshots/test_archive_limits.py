@@ -15,7 +15,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from runs.models import Run, Snapshot
-from runs.snapshots import SnapshotError, extract_archive
+from runs.snapshots.archives import extract_archive
+from runs.snapshots.capture import SnapshotError
 from tests.runs.test_run_pages import submit_data
 
 TRAIN = b"print('hi')\n"

@@ -6,8 +6,9 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from runs import snapshots
 from runs.models import SnapshotBlob
+from runs.snapshots.capture import manifest_text
+from studio.blobs import blob_store_bytes
 
 BEFORE = [("runs", "0006_run_git")]
 AFTER = [("runs", "0007_snapshot_blob")]
@@ -22,9 +23,9 @@ def test_existing_snapshots_make_their_files_held_by_their_workspace():
         apps = executor.loader.project_state(BEFORE).apps
         workspace = apps.get_model("studio", "Workspace").objects.create(name="Old", slug="old")
         files = {"train.py": f"print('{uuid.uuid4()}')\n".encode(), "data.csv": b"a,b\n" * 9}
-        digests = {path: snapshots.blob_store_bytes(data)[0] for path, data in files.items()}
+        digests = {path: blob_store_bytes(data)[0] for path, data in files.items()}
         manifest = sorted([path, digests[path], len(data), False] for path, data in files.items())
-        digest, _ = snapshots.blob_store_bytes(snapshots.manifest_text(manifest))
+        digest, _ = blob_store_bytes(manifest_text(manifest))
         apps.get_model("runs", "Snapshot").objects.create(
             workspace=workspace, digest=digest, file_count=2, total_bytes=40
         )

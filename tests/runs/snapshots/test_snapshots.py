@@ -9,8 +9,10 @@ import zipfile
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from runs import snapshots
-from runs.snapshots import SnapshotError, capture_dir, extract_archive, output_path
+from runs.snapshots.archives import extract_archive, output_path
+from runs.snapshots.capture import SnapshotError, StoredFile, capture_dir, capture_upload
+from runs.snapshots.git import git_info_from
+from studio.blobs import blob_path, blob_store_bytes
 from tests.support.runs import write_tree
 
 
@@ -161,20 +163,20 @@ def test_git_facts_are_recorded_and_dot_git_is_left_out(tmp_path):
 
 
 def test_blobs_are_content_addressed(tmp_path):
-    sha, new = snapshots.blob_store_bytes(b"same bytes " + str(tmp_path).encode())
+    sha, new = blob_store_bytes(b"same bytes " + str(tmp_path).encode())
     assert new
-    assert snapshots.blob_store_bytes(b"same bytes " + str(tmp_path).encode()) == (sha, False)
-    assert snapshots.blob_path(sha).name == sha
+    assert blob_store_bytes(b"same bytes " + str(tmp_path).encode()) == (sha, False)
+    assert blob_path(sha).name == sha
 
 
 def test_a_folder_from_the_browser_keeps_its_ignore_rules_and_reuses_stored_files(settings):
     stored = f"stored {settings.BLOB_DIR}\n".encode() * 50
-    digest, _ = snapshots.blob_store_bytes(stored)
-    capture = snapshots.capture_upload(
+    digest, _ = blob_store_bytes(stored)
+    capture = capture_upload(
         [
             (".amlignore", SimpleUploadedFile(".amlignore", b"data/\n*.log\n")),
             ("train.py", SimpleUploadedFile("train.py", b"print(1)\n")),
-            ("lib/table.csv", snapshots.StoredFile(digest, len(stored))),
+            ("lib/table.csv", StoredFile(digest, len(stored))),
             # Named by a digest nobody holds, but left out by .amlignore: no error.
             ("data/gone.bin", "0" * 64),
             ("data/big.bin", SimpleUploadedFile("big.bin", b"\0" * 100)),
@@ -193,7 +195,7 @@ def test_a_folder_from_the_browser_keeps_its_ignore_rules_and_reuses_stored_file
 
 def test_a_file_of_the_browser_neither_sent_nor_held_is_named():
     with pytest.raises(SnapshotError, match=r"lib/table.csv was not uploaded and is not stored"):
-        snapshots.capture_upload(
+        capture_upload(
             [
                 ("train.py", SimpleUploadedFile("train.py", b"print(1)\n")),
                 ("lib/table.csv", "0" * 64),
@@ -203,7 +205,7 @@ def test_a_file_of_the_browser_neither_sent_nor_held_is_named():
 
 def test_a_folder_from_the_browser_over_the_limit_names_its_biggest_files():
     with pytest.raises(SnapshotError, match=r"over the limit of 100 B.*big\.bin \(200 B\)"):
-        snapshots.capture_upload(
+        capture_upload(
             [
                 ("train.py", SimpleUploadedFile("train.py", b"print(1)\n")),
                 ("big.bin", SimpleUploadedFile("big.bin", b"\0" * 200)),
@@ -226,7 +228,7 @@ CONFIG = """\
 
 def test_git_facts_of_a_browser_folder_come_from_its_head_config_and_refs():
     loose = {"HEAD": "ref: refs/heads/main\n", "config": CONFIG, "refs/heads/main": COMMIT + "\n"}
-    assert snapshots.git_info_from(loose) == {
+    assert git_info_from(loose) == {
         "repository": "https://example.com/team/repo.git",
         "branch": "main",
         "commit": COMMIT,
@@ -236,14 +238,14 @@ def test_git_facts_of_a_browser_folder_come_from_its_head_config_and_refs():
         "packed-refs": f"# pack-refs with: peeled\n{'1' * 40} refs/heads/main\n"
         f"{COMMIT} refs/heads/feature/x\n",
     }
-    assert snapshots.git_info_from(packed) == {
+    assert git_info_from(packed) == {
         "repository": "",
         "branch": "feature/x",
         "commit": COMMIT,
     }
-    assert snapshots.git_info_from({"HEAD": COMMIT + "\n"})["branch"] == "HEAD"
-    assert snapshots.git_info_from({"HEAD": "ref: refs/heads/gone\n"}) == {}
-    assert snapshots.git_info_from({}) == {}
+    assert git_info_from({"HEAD": COMMIT + "\n"})["branch"] == "HEAD"
+    assert git_info_from({"HEAD": "ref: refs/heads/gone\n"}) == {}
+    assert git_info_from({}) == {}
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
 The client says which streams it shows and how far it has each
 (`{"type": "follow", "offsets": {"stdout": 1024, "stderr": 0}}`); the consumer
 sends the stored bytes after those offsets, then new bytes as the run
-monitor stores them. Bytes always come from `runs.logstore`: a wake-up on the
+monitor stores them. Bytes always come from `runs.logs.store`: a wake-up on the
 run's group (or, should one be lost, the periodic check) only says that there
 is more, so a reconnecting client resumes exactly where it stopped.
 
@@ -30,8 +30,9 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from runs import logstore, selectors
-from runs.live import run_group
+from runs import selectors
+from runs.logs import store as logstore
+from runs.logs.live import run_group
 from runs.models import FINAL_STATUSES
 
 BAD_MESSAGE = 4400

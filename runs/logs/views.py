@@ -2,7 +2,7 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_safe
 
-from runs import logstore
+from runs.logs import store as logstore
 from runs.models import Run
 from studio.access import workspace_view
 

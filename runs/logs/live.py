@@ -1,7 +1,7 @@
 """Wake-ups for live viewers of a run: the channel layer carries only news, storage the bytes.
 
 A wake-up says how far a stream has been stored; every viewer then reads the
-bytes it lacks from `runs.logstore`, so a lost or late wake-up loses nothing.
+bytes it lacks from `runs.logs.store`, so a lost or late wake-up loses nothing.
 
 The monitor sends many wake-ups a second from its follower threads. They are
 handed to one event loop per process, in a thread of its own (`async_to_sync`

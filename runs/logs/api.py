@@ -19,7 +19,8 @@ from ninja import Query, Router, Schema
 from ninja.errors import HttpError
 from ninja.security import django_auth
 
-from runs import logstore, selectors
+from runs import selectors
+from runs.logs import store as logstore
 from runs.models import FINAL_STATUSES, Run
 from studio.api_auth import TokenAuth, api_membership
 from studio.models import ApiToken
