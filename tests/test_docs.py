@@ -36,6 +36,24 @@ def test_every_relative_link_reaches_a_file_and_heading():
     assert broken == []
 
 
+def test_every_file_and_test_the_docs_name_exists():
+    """`tests/x.py::test_y` and `compute/x.py` in the docs and bench/README.md point at real
+    files and tests, so a move or a rename cannot leave a page pointing at nothing."""
+    named = re.compile(
+        r"`((?:tests|compute|runs|studio|pipelines|sweeps|cli|bench|scripts|docs)/[\w/.-]+"
+        r"\.(?:py|md|sh|html))(?:::(\w+))?"
+    )
+    missing = []
+    for page in [*DOCS, ROOT / "bench" / "README.md"]:
+        for path, test in named.findall(page.read_text()):
+            source = ROOT / path
+            if not source.exists():
+                missing.append(f"{page.name}: {path}")
+            elif test and not re.search(rf"def {test}\b", source.read_text()):
+                missing.append(f"{page.name}: {path}::{test}")
+    assert missing == []
+
+
 def test_every_setting_is_in_the_settings_page():
     source = (ROOT / "studio" / "settings.py").read_text()
     names = set(re.findall(r"(?:getenv|env\w+)\(\s*\"([A-Z_]+)\"", source))
