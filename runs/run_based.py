@@ -12,6 +12,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from compute.cluster.services import cluster_create, cluster_delete
 from compute.models import ComputeKind, ComputeState, ComputeTarget
 from runs.models import FINAL_STATUSES, Run
 
@@ -29,8 +30,6 @@ class RunBasedSpec:
 
 def run_based_cluster_create(*, workspace, user, spec: RunBasedSpec, node_count: int):
     """A new cluster for one run, scaling from zero to what the run needs."""
-    from compute.cluster.services import cluster_create
-
     target = cluster_create(
         workspace=workspace,
         user=user,
@@ -49,8 +48,6 @@ def run_based_cluster_create(*, workspace, user, spec: RunBasedSpec, node_count:
 
 def run_based_cluster_release(*, run) -> None:
     """Delete the run's run-based cluster once the run has ended (unless it is retained)."""
-    from compute.cluster.services import cluster_delete
-
     target = run.target
     if (
         target is None

@@ -22,7 +22,13 @@ from django.db.models import Q
 from django.utils import timezone
 
 from compute.backends import LOG_STREAMS, Backend, BackendError, Handle, LaunchSpec, backend_for
-from compute.cluster.scheduler import cluster_counts, cluster_wait_reason, node_request
+from compute.cluster.scheduler import (
+    cluster_counts,
+    cluster_wait_reason,
+    node_address,
+    node_release,
+    node_request,
+)
 from compute.models import (
     ComputeKind,
     ComputeTarget,
@@ -299,8 +305,6 @@ def _rank_environments(nodes: list, driver_backend: Backend) -> list[dict[str, s
     """Each rank's environment: none for a one-node run."""
     if len(nodes) < 2:
         return [{}]
-    from compute.cluster.scheduler import node_address
-
     try:
         address = node_address(nodes[0])
     except Exception as exc:
@@ -377,8 +381,6 @@ def _stopped_before_launch(run_id: int) -> None:
 
 def run_release_node(*, run_id: int) -> None:
     """The run is done with its nodes: they become idle, and a run-based cluster goes."""
-    from compute.cluster.scheduler import node_release
-
     node_release(run_id=run_id)
     run = Run.objects.select_related("target", "submitted_by").filter(pk=run_id).first()
     if run is not None:
