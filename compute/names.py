@@ -8,6 +8,7 @@ import re
 from django import forms
 
 from compute.models import ComputeTarget
+from studio.models import Workspace
 
 COMPUTE_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9-]{1,15}")
 COMPUTE_NAME_RULE = "2–16 characters: a letter first, then letters, digits or hyphens"
@@ -53,7 +54,7 @@ def compute_name_field(used_by: str = "Runs name it as their target.") -> forms.
 class ComputeNameMixin:
     """`clean_name` for a wizard form with a `workspace` and a compute_name_field()."""
 
-    workspace: object
+    workspace: Workspace
     cleaned_data: dict
 
     def clean_name(self) -> str:

@@ -10,7 +10,10 @@ workspace's secrets before it is stored.
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+from celery import Task
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -32,7 +35,7 @@ TARGET_STATES = {
 STEP_PENDING, STEP_RUNNING, STEP_DONE, STEP_FAILED = "pending", "running", "done", "failed"
 
 
-def target_create(**fields) -> ComputeTarget:
+def target_create(**fields: Any) -> ComputeTarget:
     """Store a new compute target; a name already taken in the workspace is a conflict."""
     try:
         return ComputeTarget.objects.create(**fields)
@@ -56,7 +59,7 @@ def operation_require_idle(target: ComputeTarget) -> None:
 
 
 def operation_open(
-    *, target: ComputeTarget, user, action: str, steps: list[tuple[str, str]]
+    *, target: ComputeTarget, user: User, action: str, steps: list[tuple[str, str]]
 ) -> ComputeOperation:
     """Record a new operation with its pending steps and mark the target as busy."""
     # Anything a stale operation left "running" is closed, so the page shows one live operation.
@@ -81,7 +84,7 @@ def operation_open(
 
 
 def operation_start(
-    *, target: ComputeTarget, user, action: str, steps: list[tuple[str, str]], task
+    *, target: ComputeTarget, user: User, action: str, steps: list[tuple[str, str]], task: Task
 ) -> ComputeOperation:
     """Open the operation and run `task` on it in the background once the transaction commits."""
     operation = operation_open(target=target, user=user, action=action, steps=steps)
@@ -137,7 +140,7 @@ class OperationRunner:
     def done(self, key: str, detail: str) -> None:
         self.step(key, STEP_DONE, detail)
 
-    def finish(self, **target_fields) -> None:
+    def finish(self, **target_fields: Any) -> None:
         """The operation succeeded; `target_fields` are what it found out about the target."""
         assert self.operation is not None  # only an operation that is followed finishes
         with transaction.atomic():

@@ -1,21 +1,26 @@
-from compute.models import ComputeOperation, ComputeTarget
+from typing import Any
+
+from django.db.models import QuerySet
+
+from compute.models import ComputeOperation, ComputeTarget, TerminalSession
+from studio.models import Workspace
 from studio.secrets import maskable
 
 
-def compute_list(*, workspace):
+def compute_list(*, workspace: Workspace) -> QuerySet[ComputeTarget]:
     return ComputeTarget.objects.filter(workspace=workspace).select_related("created_by")
 
 
-def terminal_sessions(*, target: ComputeTarget, limit: int = 10):
+def terminal_sessions(*, target: ComputeTarget, limit: int = 10) -> QuerySet[TerminalSession]:
     """The latest terminal sessions on `target`, newest first."""
     return target.terminal_sessions.all()[:limit]
 
 
-def compute_get(*, workspace, name: str) -> ComputeTarget:
+def compute_get(*, workspace: Workspace, name: str) -> ComputeTarget:
     return ComputeTarget.objects.select_related("created_by").get(workspace=workspace, name=name)
 
 
-def target_active_runs(*, target: ComputeTarget):
+def target_active_runs(*, target: ComputeTarget) -> QuerySet[Any]:
     """The runs on `target` that have not ended yet, oldest first."""
     return target.runs.unfinished().select_related("experiment").order_by("created_at")
 

@@ -1,3 +1,7 @@
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection
 from django.db.models import (
     Count,
@@ -6,6 +10,7 @@ from django.db.models import (
     F,
     OuterRef,
     Q,
+    QuerySet,
     Subquery,
 )
 from django.db.models.fields.json import KeyTransform
@@ -14,7 +19,8 @@ from django.shortcuts import get_object_or_404
 
 from compute.backends import CLOUD_BACKENDS, RUNNABLE_KINDS
 from compute.models import ComputeTarget
-from runs.models import Environment, Experiment, Metric, Run, Snapshot, SnapshotBlob
+from runs.models import Environment, Experiment, Metric, Run, RunEvent, Snapshot, SnapshotBlob
+from studio.models import Workspace
 
 # Digests looked up per query: below every database's limit on query parameters.
 BLOB_LOOKUP_BATCH = 900
@@ -33,7 +39,13 @@ RUN_SORTS = {
 }
 
 
-def run_list(*, workspace, experiment=None, filters: dict | None = None, sort: str = ""):
+def run_list(
+    *,
+    workspace: Workspace,
+    experiment: Experiment | None = None,
+    filters: dict[str, str] | None = None,
+    sort: str = "",
+) -> QuerySet[Run]:
     """Runs of a workspace (or experiment), filtered by status, target, tag or text, sorted."""
     runs = Run.objects.filter(workspace=workspace).select_related(
         "experiment", "submitted_by", "target"
@@ -72,7 +84,7 @@ def run_list(*, workspace, experiment=None, filters: dict | None = None, sort: s
     return runs
 
 
-def run_get(*, workspace, run_id: int) -> Run:
+def run_get(*, workspace: Workspace, run_id: int) -> Run:
     return get_object_or_404(
         Run.objects.select_related(
             "experiment", "submitted_by", "target", "environment", "snapshot"
@@ -82,7 +94,7 @@ def run_get(*, workspace, run_id: int) -> Run:
     )
 
 
-def run_timeline(run: Run):
+def run_timeline(run: Run) -> list[RunEvent]:
     return list(run.events.all())
 
 
@@ -96,7 +108,7 @@ def metric_series(run: Run) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
-def metric_names(*, experiment) -> list[str]:
+def metric_names(*, experiment: Experiment) -> list[str]:
     return list(
         Metric.objects.filter(run__experiment=experiment)
         .order_by("name")
@@ -105,7 +117,7 @@ def metric_names(*, experiment) -> list[str]:
     )
 
 
-def metric_compare(*, runs, name: str) -> dict[str, list[tuple[int, float]]]:
+def metric_compare(*, runs: Iterable[Run], name: str) -> dict[str, list[tuple[int, float]]]:
     """One metric across runs: run label → (step, value) points."""
     series: dict[str, list[tuple[int, float]]] = {}
     for run in runs:
@@ -117,7 +129,7 @@ def metric_compare(*, runs, name: str) -> dict[str, list[tuple[int, float]]]:
     return series
 
 
-def experiment_get(*, workspace, name: str) -> Experiment:
+def experiment_get(*, workspace: Workspace, name: str) -> Experiment:
     return get_object_or_404(Experiment, workspace=workspace, name=name)
 
 
@@ -137,7 +149,7 @@ def snapshot_entry(snapshot: Snapshot | None, path: str) -> dict | None:
     return None
 
 
-def snapshot_blob_sizes(*, workspace, hashes: list[str]) -> dict[str, int]:
+def snapshot_blob_sizes(*, workspace: Workspace, hashes: list[str]) -> dict[str, int]:
     """The size of each of `hashes` the workspace's snapshots hold (its stored files).
 
     A submit asks about every file of its folder, often 10,000 of them: the query is
@@ -159,22 +171,23 @@ def snapshot_blob_sizes(*, workspace, hashes: list[str]) -> dict[str, int]:
     return sizes
 
 
-def snapshot_blobs_missing(*, workspace, hashes: list[str]) -> list[str]:
+def snapshot_blobs_missing(*, workspace: Workspace, hashes: list[str]) -> list[str]:
     """The digests of `hashes` the workspace holds no file for: the files a submit must send."""
     stored = snapshot_blob_sizes(workspace=workspace, hashes=hashes)
     return [sha for sha in hashes if sha not in stored]
 
 
-def runnable_targets(*, workspace):
+def runnable_targets(*, workspace: Workspace) -> QuerySet[ComputeTarget]:
     return ComputeTarget.objects.filter(workspace=workspace, kind__in=RUNNABLE_KINDS)
 
 
-def pipeline_step_targets(*, workspace):
+def pipeline_step_targets(*, workspace: Workspace) -> QuerySet[ComputeTarget]:
     """Databricks, Data Lake and Batch targets: they run a submitted script as a pipeline step."""
     return ComputeTarget.objects.filter(workspace=workspace, kind__in=list(CLOUD_BACKENDS))
 
 
-def experiment_list(*, workspace):
+def experiment_list(*, workspace: Workspace) -> QuerySet[Any]:
+    """The workspace's experiments, each with its run_count, latest_status and latest_at."""
     latest = Run.objects.filter(experiment=OuterRef("pk")).order_by("-created_at")
     return (
         Experiment.objects.filter(workspace=workspace)
@@ -187,11 +200,11 @@ def experiment_list(*, workspace):
     )
 
 
-def environment_list(*, workspace):
+def environment_list(*, workspace: Workspace) -> QuerySet[Environment]:
     return Environment.objects.filter(Q(workspace=workspace) | Q(workspace__isnull=True))
 
 
-def run_status_for_user(*, user, run_id: int) -> str | None:
+def run_status_for_user(*, user: User | AnonymousUser, run_id: int) -> str | None:
     """The run's status if `user` is an active member of its workspace, else None."""
     if not user.is_authenticated:
         return None

@@ -10,7 +10,9 @@ they happen; every failure is the client's actionable CloudError message.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -30,6 +32,7 @@ from compute.operations import (
     target_create,
 )
 from studio.errors import ServiceError
+from studio.models import Workspace
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +57,7 @@ NOT_CLOUD = "{name} is not an Azure Databricks, Data Lake or Batch target."
 _DEFAULT_STEP_ERRORS = ("cluster_not_found", "pool_not_found")
 
 
-def cloud_client(target: ComputeTarget):
+def cloud_client(target: ComputeTarget) -> Any:
     """The service client of a cloud target, from its settings and its (decrypted) secret."""
     # Each client imports its service's SDK, slow to load: only a target of its kind needs it.
     if target.kind == ComputeKind.DATABRICKS:
@@ -77,8 +80,8 @@ def cloud_client(target: ComputeTarget):
 
 def databricks_attach(
     *,
-    workspace,
-    user,
+    workspace: Workspace,
+    user: User,
     name: str,
     workspace_url: str,
     resource_group: str,
@@ -101,8 +104,8 @@ def databricks_attach(
 
 def datalake_attach(
     *,
-    workspace,
-    user,
+    workspace: Workspace,
+    user: User,
     name: str,
     resource_group: str,
     account_name: str,
@@ -135,8 +138,8 @@ def datalake_attach(
 
 def batch_attach(
     *,
-    workspace,
-    user,
+    workspace: Workspace,
+    user: User,
     name: str,
     account_name: str,
     account_url: str,
@@ -160,14 +163,14 @@ def batch_attach(
     )
 
 
-def cloud_check(*, target: ComputeTarget, user) -> ComputeOperation:
+def cloud_check(*, target: ComputeTarget, user: User) -> ComputeOperation:
     """Sign in again and refresh the clusters, pools or jobs shown on the target's page."""
     _require_checkable(target)
     with transaction.atomic():
         return _operation_start(target=target, user=user, action="check")
 
 
-def cloud_credentials_update(*, target: ComputeTarget, user, secret: str) -> ComputeOperation:
+def cloud_credentials_update(*, target: ComputeTarget, user: User, secret: str) -> ComputeOperation:
     """Replace the token, client secret or account key (the old one is overwritten) and check."""
     _require_checkable(target)
     if not secret:
@@ -178,7 +181,9 @@ def cloud_credentials_update(*, target: ComputeTarget, user, secret: str) -> Com
         return _operation_start(target=target, user=user, action="credentials")
 
 
-def _attach(*, workspace, user, name: str, kind: str, config: dict, secret: str):
+def _attach(
+    *, workspace: Workspace, user: User, name: str, kind: str, config: dict, secret: str
+) -> ComputeOperation:
     if not secret:
         raise ServiceError("Enter the service's secret: it is how Trainyard signs in.")
     with transaction.atomic():
@@ -200,7 +205,7 @@ def _require_checkable(target: ComputeTarget) -> None:
     operation_require_idle(target)
 
 
-def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOperation:
+def _operation_start(*, target: ComputeTarget, user: User, action: str) -> ComputeOperation:
     # compute.tasks runs this module's checks: imported here, where a check is queued.
     from compute.tasks import cloud_check_task
 
@@ -261,7 +266,7 @@ def cloud_check_execute(*, operation_id: int) -> None:
     )
 
 
-def _read_facts(target: ComputeTarget, client) -> dict:
+def _read_facts(target: ComputeTarget, client: Any) -> dict:
     if target.kind == ComputeKind.DATABRICKS:
         return client.check(cluster_id=target.config.get("cluster_id", ""))
     if target.kind == ComputeKind.BATCH:

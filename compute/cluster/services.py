@@ -7,6 +7,7 @@ import re
 from dataclasses import replace
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from compute.cluster.autoscaler import cluster_autoscale, node_network
@@ -47,6 +48,7 @@ from compute.operations import (
 )
 from compute.signals import node_lost
 from studio.errors import ServiceError
+from studio.models import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ def ssh_public_key_problem(key: str) -> str:
 # --- Docker engines --------------------------------------------------------------------
 
 
-def engine_default_ensure(*, workspace) -> DockerEngine:
+def engine_default_ensure(*, workspace: Workspace) -> DockerEngine:
     """Every workspace can place nodes on the Trainyard server's own Docker engine."""
     engine, _ = DockerEngine.objects.get_or_create(
         workspace=workspace,
@@ -98,7 +100,7 @@ def engine_default_ensure(*, workspace) -> DockerEngine:
     return engine
 
 
-def engine_register(*, workspace, name: str, url: str, user) -> DockerEngine:
+def engine_register(*, workspace: Workspace, name: str, url: str, user: User) -> DockerEngine:
     """Register an engine and check it at once; an unreachable one is kept with its error."""
     name, url = name.strip(), url.strip()
     if not ENGINE_NAME_RE.fullmatch(name):
@@ -166,8 +168,8 @@ def _check_scale(*, min_nodes: int, max_nodes: int, idle_seconds: int) -> None:
 
 def cluster_create(
     *,
-    workspace,
-    user,
+    workspace: Workspace,
+    user: User,
     name: str,
     vm_size: str,
     vm_priority: str = "dedicated",
@@ -238,7 +240,7 @@ def _check_admin(user: str, key: str) -> None:
             raise ServiceError(problem)
 
 
-def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOperation:
+def _operation_start(*, target: ComputeTarget, user: User, action: str) -> ComputeOperation:
     # compute.tasks runs this module's operations: imported here, where one is queued.
     from compute import tasks
 
@@ -394,7 +396,7 @@ def cluster_update(
     return target
 
 
-def cluster_delete(*, target: ComputeTarget, user) -> ComputeOperation:
+def cluster_delete(*, target: ComputeTarget, user: User) -> ComputeOperation:
     """Mark the cluster Deleting; a background task removes its nodes, then the target."""
     if target.kind != ComputeKind.CLUSTER:
         raise ServiceError(f"{target.name} is not a managed cluster.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -40,7 +41,7 @@ def detach_refusal(target: ComputeTarget) -> str:
     )
 
 
-def compute_detach(*, target: ComputeTarget, user) -> None:
+def compute_detach(*, target: ComputeTarget, user: User) -> None:
     """Forget an attached target and its secrets; runs keep their history and its name."""
     refusal = detach_refusal(target)
     if refusal:

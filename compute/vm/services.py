@@ -12,6 +12,7 @@ import logging
 
 import paramiko
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -33,6 +34,7 @@ from compute.operations import (
 )
 from compute.vm import spark
 from studio.errors import ServiceError
+from studio.models import Workspace
 from studio.outbound import detailed_errors_for, outbound_policy
 
 log = logging.getLogger(__name__)
@@ -79,8 +81,8 @@ def public_key_line(
 
 def vm_attach(
     *,
-    workspace,
-    user,
+    workspace: Workspace,
+    user: User,
     name: str,
     address: str,
     username: str,
@@ -113,8 +115,8 @@ def vm_attach(
 
 def hdinsight_attach(
     *,
-    workspace,
-    user,
+    workspace: Workspace,
+    user: User,
     name: str,
     address: str,
     username: str,
@@ -166,7 +168,7 @@ def hdinsight_master_set(*, target: ComputeTarget, spark_master: str) -> None:
     target.config = config
 
 
-def compute_check(*, target: ComputeTarget, user) -> ComputeOperation:
+def compute_check(*, target: ComputeTarget, user: User) -> ComputeOperation:
     """Log in again and refresh the facts, over the pooled connection when there is one."""
     _require_checkable(target)
     with transaction.atomic():
@@ -176,7 +178,7 @@ def compute_check(*, target: ComputeTarget, user) -> ComputeOperation:
 def compute_credentials_update(
     *,
     target: ComputeTarget,
-    user,
+    user: User,
     username: str,
     auth_method: str,
     password: str = "",
@@ -204,7 +206,7 @@ def compute_credentials_update(
     return operation
 
 
-def host_key_retrust(*, target: ComputeTarget, user, fingerprint: str) -> ComputeOperation:
+def host_key_retrust(*, target: ComputeTarget, user: User, fingerprint: str) -> ComputeOperation:
     """Pin the host key the VM offers now, which the user compared on the VM itself."""
     _require_checkable(target)
     offered = target.config.get("offered_host_key") or {}
@@ -224,7 +226,9 @@ def host_key_retrust(*, target: ComputeTarget, user, fingerprint: str) -> Comput
     return operation
 
 
-def _require_credentials(auth_method: str, password: str, private_key: str, passphrase: str):
+def _require_credentials(
+    auth_method: str, password: str, private_key: str, passphrase: str
+) -> None:
     if auth_method == AuthMethod.PASSWORD:
         if not password:
             message = "Enter the password of the user on the VM."
@@ -241,7 +245,9 @@ def _require_credentials(auth_method: str, password: str, private_key: str, pass
         raise ServiceError(exc.message, field=field) from None
 
 
-def _credential_fields(auth_method: str, password: str, private_key: str, passphrase: str):
+def _credential_fields(
+    auth_method: str, password: str, private_key: str, passphrase: str
+) -> dict[str, str]:
     """Only the chosen method's secrets are kept; the others are wiped."""
     is_key = auth_method == AuthMethod.KEY
     return {
@@ -258,7 +264,7 @@ def _require_checkable(target: ComputeTarget) -> None:
     operation_require_idle(target)
 
 
-def _operation_start(*, target: ComputeTarget, user, action: str) -> ComputeOperation:
+def _operation_start(*, target: ComputeTarget, user: User, action: str) -> ComputeOperation:
     # compute.tasks runs this module's checks: imported here, where a check is queued.
     from compute.tasks import vm_check_task
 
@@ -402,7 +408,12 @@ def vm_check_execute(*, operation_id: int) -> None:
     )
 
 
-def _remember_offered_key(target, connection, where: ssh.SshTarget, timeout: float) -> None:
+def _remember_offered_key(
+    target: ComputeTarget,
+    connection: ssh.SshConnection | None,
+    where: ssh.SshTarget,
+    timeout: float,
+) -> None:
     """Store the key the VM offers now, so the page can show it and offer to trust it."""
     if not isinstance(connection, _ObservedConnection):
         # The pooled connection failed inside the pool: look at the key once more.

@@ -11,7 +11,9 @@ from runs.models import (
     Environment,
     EnvironmentKind,
 )
+from runs.runconfig import EnvironmentSpec
 from studio.errors import ServiceError
+from studio.models import Workspace
 
 ENVIRONMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 # The curated environment a run gets when neither the user nor a runconfig chose one.
@@ -20,7 +22,7 @@ DEFAULT_ENVIRONMENT = "trainyard-minimal-python"
 
 def environment_create(
     *,
-    workspace,
+    workspace: Workspace,
     name: str,
     kind: str,
     description: str = "",
@@ -72,7 +74,7 @@ def environment_create(
         )
 
 
-def environment_from_runconfig(*, workspace, spec) -> Environment:
+def environment_from_runconfig(*, workspace: Workspace, spec: EnvironmentSpec) -> Environment:
     """The workspace environment a runconfig's `environment:` describes, created if new."""
     kind = (
         EnvironmentKind.USER_MANAGED

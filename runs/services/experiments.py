@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import re
 
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 
 from runs.models import (
     Experiment,
 )
 from studio.errors import ServiceError
+from studio.models import Workspace
 
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,249}")
 
@@ -23,7 +25,9 @@ def experiment_name_problem(name: str) -> str:
     return ""
 
 
-def experiment_create(*, workspace, name: str, user, description: str = "") -> Experiment:
+def experiment_create(
+    *, workspace: Workspace, name: str, user: User, description: str = ""
+) -> Experiment:
     problem = experiment_name_problem(name)
     if problem:
         raise ServiceError(problem, field="name")
@@ -40,6 +44,6 @@ def experiment_create(*, workspace, name: str, user, description: str = "") -> E
         ) from None
 
 
-def experiment_get_or_create(*, workspace, name: str, user) -> Experiment:
+def experiment_get_or_create(*, workspace: Workspace, name: str, user: User) -> Experiment:
     existing = Experiment.objects.filter(workspace=workspace, name=name).first()
     return existing or experiment_create(workspace=workspace, name=name, user=user)

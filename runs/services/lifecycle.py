@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Iterable
 from dataclasses import replace
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
 from django.db import transaction
 from django.db.models import Q
@@ -75,7 +78,9 @@ def run_start_soon(*, run_id: int) -> None:
     transaction.on_commit(partial(_enqueue_start, run_id))
 
 
-def run_transition(run_id: int, status: str, *, allowed_from, message: str = "", **fields) -> bool:
+def run_transition(
+    run_id: int, status: str, *, allowed_from: Iterable[str], message: str = "", **fields: Any
+) -> bool:
     """Move the run to `status` if it is in one of `allowed_from`; record it on the timeline."""
     now = timezone.now()
     updates = {"status": status, **fields}
@@ -387,7 +392,7 @@ def run_release_node(*, run_id: int) -> None:
         run_based_cluster_release(run=run)
 
 
-def run_cancel(*, run: Run, user=None, reason: str = "") -> bool:
+def run_cancel(*, run: Run, user: User | None = None, reason: str = "") -> bool:
     """Ask for the run to stop: at once if nothing runs yet, else through the run monitor."""
     why = reason or (f"Canceled by {user.username}" if user is not None else "Canceled")
     if run_transition(

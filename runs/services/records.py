@@ -8,6 +8,7 @@ import tarfile
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import PurePosixPath
+from typing import BinaryIO
 
 from django.db import transaction
 from django.db.models import Max
@@ -128,7 +129,7 @@ class Collected:
 LEFT_OUT_SHOWN = 5
 
 
-def outputs_record(*, run: Run, tar, node_folder: str = "") -> Collected:
+def outputs_record(*, run: Run, tar: BinaryIO, node_folder: str = "") -> Collected:
     """Keep the files of a tar of ./outputs and ./logs (a file object, read once from start
     to end; empty when the run wrote neither) as the run's files, straight into blobs.
 

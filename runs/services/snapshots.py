@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 from runs import selectors
@@ -24,18 +25,19 @@ from runs.snapshots.capture import (
 )
 from studio.blobs import blob_store_bytes
 from studio.errors import ServiceError
+from studio.models import Workspace
 
 
-def snapshot_create(*, workspace, root: Path) -> tuple[Snapshot, Capture]:
+def snapshot_create(*, workspace: Workspace, root: Path) -> tuple[Snapshot, Capture]:
     """Capture a folder: store new blobs, and the snapshot (reused when the tree is the same)."""
     return _snapshot_store(workspace=workspace, capture=capture_dir(root))
 
 
 def snapshot_from_upload(
     *,
-    workspace,
+    workspace: Workspace,
     files: list[tuple[str, object]] | None = None,
-    archive=None,
+    archive: UploadedFile | None = None,
     git_files: dict[str, str] | None = None,
     executables: set[str] | None = None,
 ) -> tuple[Snapshot, Capture]:
@@ -51,12 +53,13 @@ def snapshot_from_upload(
         capture = capture_upload(files, git_files=git_files, executables=executables)
         held = {s.sha256: s.size for _, s in files if isinstance(s, StoredFile)}
         return _snapshot_store(workspace=workspace, capture=capture, stored=held)
+    assert archive.name is not None  # an upload always carries its file's name
     with tempfile.TemporaryDirectory(prefix="snapshot-", dir=settings.DATA_DIR) as tmp:
         extract_archive(archive, archive.name, Path(tmp))
         return snapshot_create(workspace=workspace, root=Path(tmp))
 
 
-def _held_files(workspace, files: list[tuple[str, object]]) -> list[tuple[str, object]]:
+def _held_files(workspace: Workspace, files: list[tuple[str, object]]) -> list[tuple[str, object]]:
     """`files` with each bare digest the workspace holds as that StoredFile."""
     named = [source for _, source in files if isinstance(source, str)]
     if not named:
@@ -71,7 +74,7 @@ def _held_files(workspace, files: list[tuple[str, object]]) -> list[tuple[str, o
 
 
 def _snapshot_store(
-    *, workspace, capture: Capture, stored: dict[str, int] | None = None
+    *, workspace: Workspace, capture: Capture, stored: dict[str, int] | None = None
 ) -> tuple[Snapshot, Capture]:
     if not capture.manifest:
         raise ServiceError(
@@ -83,7 +86,7 @@ def _snapshot_store(
 
 
 def snapshot_of_manifest(
-    *, workspace, manifest: list[list], stored: dict[str, int] | None = None
+    *, workspace: Workspace, manifest: list[list], stored: dict[str, int] | None = None
 ) -> Snapshot:
     """The snapshot of exactly these files (their blobs are stored already), reused when the
     workspace has it; the workspace holds its files from now on.

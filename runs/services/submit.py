@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import Protocol
+from typing import Any, Protocol
 
 from django.contrib.auth.models import User
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 from compute.backends import CLOUD_BACKENDS, RUNNABLE_KINDS
@@ -96,8 +97,8 @@ def parse_metric_patterns(text: str) -> list[str]:
 
 def run_submit(
     *,
-    workspace,
-    user,
+    workspace: Workspace,
+    user: User | None,
     experiment: Experiment,
     target: ComputeTarget,
     snapshot: Snapshot,
@@ -165,8 +166,8 @@ def run_submit(
 
 def run_submit_check(
     *,
-    workspace,
-    user,
+    workspace: Workspace,
+    user: User | None,
     experiment: Experiment,
     target: ComputeTarget,
     snapshot: Snapshot,
@@ -337,7 +338,7 @@ def single_step_submit_register(submit: SingleStepSubmit) -> None:
     _single_step[:] = [submit]
 
 
-def _single_step_submit(**fields) -> Run:
+def _single_step_submit(**fields: Any) -> Run:
     if not _single_step:
         raise ServiceError(
             f"{fields['target'].name} runs pipeline steps only: submit a pipeline to it.",
@@ -348,13 +349,13 @@ def _single_step_submit(**fields) -> Run:
 
 def run_submit_upload(
     *,
-    workspace,
-    user,
+    workspace: Workspace,
+    user: User,
     request: SubmitRequest,
-    files=None,
-    archive=None,
-    git_files=None,
-    executables=None,
+    files: list[tuple[str, object]] | None = None,
+    archive: UploadedFile | None = None,
+    git_files: dict[str, str] | None = None,
+    executables: set[str] | None = None,
 ) -> Run:
     """Snapshot the uploaded folder or archive and submit it as `request` describes."""
     resolved = submit_upload_resolve(
@@ -408,13 +409,13 @@ class SubmitResolved:
 
 def submit_upload_resolve(
     *,
-    workspace,
-    user,
+    workspace: Workspace,
+    user: User,
     request: SubmitRequest,
-    files=None,
-    archive=None,
-    git_files=None,
-    executables=None,
+    files: list[tuple[str, object]] | None = None,
+    archive: UploadedFile | None = None,
+    git_files: dict[str, str] | None = None,
+    executables: set[str] | None = None,
 ) -> SubmitResolved:
     """The experiment, target, snapshot and environment the submit fields name, the upload
     snapshotted: ServiceError for the first field that names none. The target is None for a
