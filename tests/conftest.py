@@ -26,6 +26,7 @@ pytest_plugins = [
     "tests.emulators.batch",
     "tests.emulators.datalake",
     "tests.support.seed",
+    "tests.support.pipelines",
 ]
 
 
