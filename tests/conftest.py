@@ -27,6 +27,7 @@ pytest_plugins = [
     "tests.emulators.datalake",
     "tests.support.seed",
     "tests.support.pipelines",
+    "tests.support.cli",
 ]
 
 
