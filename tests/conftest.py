@@ -25,8 +25,8 @@ pytest_plugins = [
     "tests.emulators.databricks",
     "tests.emulators.batch",
     "tests.emulators.datalake",
-    "tests.support.seed",
     "tests.support.pipelines",
+    "tests.support.seed",
     "tests.support.cli",
 ]
 
