@@ -25,7 +25,9 @@ pytest_plugins = [
     "tests.emulators.databricks",
     "tests.emulators.batch",
     "tests.emulators.datalake",
+    "tests.support.pipelines",
     "tests.support.seed",
+    "tests.support.cli",
 ]
 
 

@@ -8,8 +8,8 @@ import textwrap
 import pytest
 from playwright.sync_api import expect
 
-from tests.pipelines.test_pipelines import COUNT, PREPARE, REPORT
 from tests.services.live_stack import login
+from tests.support.pipelines import COUNT, PREPARE, REPORT
 from tests.support.runs import write_tree
 
 pytestmark = pytest.mark.e2e

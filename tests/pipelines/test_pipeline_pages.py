@@ -16,13 +16,7 @@ from pipelines.models import Pipeline
 from runs.logs import store as logstore
 from runs.models import Environment, Run
 from runs.parents import parent_cancel
-from tests.pipelines.test_pipelines import (
-    PIPELINE,
-    SOURCE,
-    advancing_pipelines,
-    archive,
-    cloud_targets,  # noqa: F401 - a fixture
-)
+from tests.support.pipelines import PIPELINE, SOURCE, advancing_pipelines, archive
 from tests.support.runs import running_monitor, wait_final
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sandbox]

@@ -26,7 +26,7 @@ from runs.services.submit import SubmitRequest
 from studio.models import ApiToken, Workspace
 from studio.services import token_create
 from sweeps import services as sweep_services
-from tests.pipelines.test_pipelines import advancing_pipelines, archive
+from tests.support.pipelines import advancing_pipelines, archive
 from tests.support.runs import (
     minimal_environment,
     running_monitor,

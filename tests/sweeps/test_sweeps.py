@@ -24,7 +24,7 @@ from runs.services.submit import SubmitRequest
 from studio.errors import ServiceError
 from sweeps import services
 from sweeps.models import Sweep, SweepChild
-from tests.pipelines.test_pipelines import archive
+from tests.support.pipelines import archive
 from tests.support.runs import minimal_environment, running_monitor, wait_final
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sandbox]
