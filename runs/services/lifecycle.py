@@ -13,7 +13,6 @@ import logging
 import uuid
 from dataclasses import replace
 from datetime import timedelta
-from functools import partial
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist
@@ -39,6 +38,7 @@ from runs.models import (
 from runs.run_based import (
     run_based_cluster_release,
 )
+from studio.tasks import task_enqueue
 from studio.units import human_bytes
 
 log = logging.getLogger(__name__)
@@ -73,15 +73,9 @@ def parents_advance(parents, *, children: str, advance, what: str) -> int:
     return len(ids)
 
 
-def _enqueue_start(run_id: int) -> None:
-    from runs.tasks import start_run
-
-    start_run.delay(run_id)
-
-
 def run_start_soon(*, run_id: int) -> None:
     """Try to start a queued run now (a node it waits for may be free)."""
-    transaction.on_commit(partial(_enqueue_start, run_id))
+    task_enqueue("runs.tasks.start_run", run_id)
 
 
 def run_transition(run_id: int, status: str, *, allowed_from, message: str = "", **fields) -> bool:
@@ -408,7 +402,7 @@ def run_requeue(*, run_id: int, reason: str) -> bool:
     )
     if requeued:
         _stop_other_ranks(run_id, before)
-        transaction.on_commit(lambda: _enqueue_start(run_id))
+        task_enqueue("runs.tasks.start_run", run_id)
     return requeued
 
 
@@ -448,7 +442,7 @@ def runs_dispatch() -> int:
     waiting = Run.objects.filter(status=RunStatus.QUEUED).values("pk")
     NodeRequest.objects.exclude(run_id__in=waiting).delete()
     for run_id in queued:
-        _enqueue_start(run_id)
+        task_enqueue("runs.tasks.start_run", run_id)
     stale = now - timedelta(seconds=settings.RUN_START_TIMEOUT_SECONDS)
     for run in Run.objects.filter(
         status__in=[RunStatus.PREPARING, RunStatus.STARTING], handle__isnull=True
