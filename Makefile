@@ -18,7 +18,7 @@ test-fast: $(VENV)/.installed-test
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy . \
-		&& $(VENV)/bin/bandit -c pyproject.toml -r . -q
+		&& $(VENV)/bin/bandit -c pyproject.toml -r . -q && $(VENV)/bin/lint-imports --no-cache
 
 # Builds the managed-cluster node image locally (never pulled from a registry).
 node-image:

@@ -13,3 +13,7 @@ class ComputeConfig(AppConfig):
         from compute import ssh
 
         ssh.pool.idle_seconds = float(settings.COMPUTE_SSH_IDLE_SECONDS)
+
+        # Registers the Celery tasks in every process (not only in workers), so a service
+        # enqueues them by name and tests run them eagerly.
+        from compute import tasks  # noqa: F401

@@ -1,6 +1,6 @@
 """The terminal websockets: `/ws/w/<slug>/compute/<name>/terminal/` (`?node=NAME` for a
-node of a managed cluster) and `/ws/w/<slug>/runs/<run_id>/terminal/` (in a running
-run's working directory).
+node of a managed cluster); runs.terminal subclasses it for
+`/ws/w/<slug>/runs/<run_id>/terminal/` (in a running run's working directory).
 
 The browser sends JSON text frames: `{"type": "input", "data": "ls\\r"}` for
 keystrokes and pastes, `{"type": "resize", "cols": 120, "rows": 40}` when the
@@ -43,7 +43,6 @@ from compute.terminal import (
     TerminalError,
     clamp_size,
     open_shell,
-    run_place,
     target_place,
 )
 from studio.models import Role
@@ -228,11 +227,3 @@ class TerminalConsumer(AsyncWebsocketConsumer):
             await asyncio.to_thread(self.shell.close)
         if self.session is not None:
             await database_sync_to_async(_session_end)(self.session, self.end)
-
-
-class RunTerminalConsumer(TerminalConsumer):
-    """A shell in a running run's working directory, on its VM or node."""
-
-    def place(self, user) -> Place | None:
-        kwargs = self.scope["url_route"]["kwargs"]
-        return run_place(user, kwargs["slug"], int(kwargs["run_id"]))

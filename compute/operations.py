@@ -12,7 +12,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from celery import Task
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -22,6 +21,7 @@ from compute.models import ComputeOperation, ComputeState, ComputeTarget, Operat
 from compute.names import NAME_TAKEN, name_taken_message
 from studio.errors import ServiceError
 from studio.secrets import redact
+from studio.tasks import task_enqueue
 
 # Longer than the slowest check (connect timeout + 120 s preflight): an operation
 # still "running" after this lost its worker and must not block the target.
@@ -84,11 +84,12 @@ def operation_open(
 
 
 def operation_start(
-    *, target: ComputeTarget, user: User, action: str, steps: list[tuple[str, str]], task: Task
+    *, target: ComputeTarget, user: User, action: str, steps: list[tuple[str, str]], task: str
 ) -> ComputeOperation:
-    """Open the operation and run `task` on it in the background once the transaction commits."""
+    """Open the operation and run the task named `task` on it in the background once the
+    transaction commits."""
     operation = operation_open(target=target, user=user, action=action, steps=steps)
-    transaction.on_commit(lambda: task.delay(operation.pk))
+    task_enqueue(task, operation.pk)
     return operation
 
 

@@ -1,11 +1,11 @@
-"""Interactive shells for the terminal page: on a VM or head node, a cluster node, or a run.
+"""Interactive shells for the terminal page: on a VM or head node, or a cluster node.
 
 On an SSH target the shell is a pty over the pooled connection: it holds one
 session slot for as long as it is open, so the pool keeps the connection while
 a terminal uses it. On a managed-cluster node it is a `docker exec` with a tty,
 as `nobody` like the runs there (the container's root is the engine host's).
-A run's terminal opens in the run's working directory on its VM or node (rank
-0's for a multi-node run). What goes through a shell is never logged.
+A run's terminal (runs.terminal) opens one in the run's working directory. What goes
+through a shell is never logged.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ import requests
 from docker.errors import DockerException
 
 from compute import ssh
-from compute.backends import BackendError, PosixHandle, handle_load
+from compute.backends import BackendError
 from compute.backends.cluster import RUN_AS, NodeBackend
-from compute.models import ComputeKind, ComputeState, ComputeTarget, Node, NodeState
+from compute.models import ComputeTarget, Node
+from compute.selectors import terminal_problem
 from compute.vm import services
 from studio.models import Membership, Role
 
@@ -57,33 +58,7 @@ class Place:
         return f"run {self.run_id} on {where}" if self.run_id else where
 
 
-def terminal_problem(target: ComputeTarget, node: Node | None = None) -> str:
-    """Why a terminal cannot be opened on `target` (or its `node`); "" when it can."""
-    if target.kind == ComputeKind.LOCAL:
-        return (
-            "The local target has no terminal: a shell there would run as the studio's own "
-            "account, with its data and keys. Attach a virtual machine to get one."
-        )
-    if target.kind == ComputeKind.CLUSTER:
-        if node is None:
-            return f"Choose a node in the node table of {target.name} to open a terminal on it."
-        if node.state not in (NodeState.IDLE, NodeState.RUNNING) or not node.container_id:
-            return (
-                f"Node {node.name} is {node.get_state_display()}: a terminal opens on an idle "
-                "or running node."
-            )
-        return ""
-    if not target.is_ssh:
-        return f"A {target.get_kind_display()} target has no terminal."
-    if target.state != ComputeState.SUCCEEDED:
-        return (
-            f"{target.name} is {target.state}: a terminal opens once its check has succeeded "
-            "(use Re-check on its page)."
-        )
-    return ""
-
-
-def _membership(user, slug: str) -> Membership | None:
+def terminal_membership(user, slug: str) -> Membership | None:
     """The user's membership if they are a Contributor or Owner of the workspace."""
     if not user.is_authenticated:
         return None
@@ -97,7 +72,7 @@ def _membership(user, slug: str) -> Membership | None:
 
 def target_place(user, slug: str, name: str, node_name: str = "") -> Place | None:
     """A terminal on a target (or one of its nodes), or None when `user` may not open one."""
-    membership = _membership(user, slug)
+    membership = terminal_membership(user, slug)
     target = (
         membership
         and ComputeTarget.objects.filter(workspace=membership.workspace, name=name).first()
@@ -110,67 +85,6 @@ def target_place(user, slug: str, name: str, node_name: str = "") -> Place | Non
         if node is None:
             return Place(target, problem=f"{target.name} has no node {node_name} any more.")
     return Place(target, node=node, problem=terminal_problem(target, node))
-
-
-def run_has_terminal(run) -> bool:
-    """Whether the run page offers a terminal: the run runs on a VM, head node or node."""
-    return (
-        run.status == "Running"
-        and run.target is not None
-        and bool(_run_dir(run.target, run.handle))
-        and (run.target.is_ssh or run.target.kind == ComputeKind.CLUSTER)
-    )
-
-
-def _run_dir(target: ComputeTarget, data: dict | None) -> str:
-    """The run's directory on a machine ("" before it has one, or on a cloud service)."""
-    handle = handle_load(target.kind, data)
-    return handle.run_dir if isinstance(handle, PosixHandle) else ""
-
-
-def run_place(user, slug: str, run_id: int) -> Place | None:
-    """A terminal in a running run's working directory, or None when `user` may not open one."""
-    from runs.models import FINAL_STATUSES, Run
-
-    membership = _membership(user, slug)
-    run = membership and (
-        Run.objects.select_related("target")
-        .filter(workspace=membership.workspace, pk=run_id)
-        .first()
-    )
-    if not run:
-        return None
-    target = run.target
-    handle = handle_load(target.kind, run.handle) if target is not None else None
-    if (
-        target is None
-        or run.status in FINAL_STATUSES
-        or not isinstance(handle, PosixHandle)
-        or not handle.run_dir
-    ):
-        problem = (
-            f"Run {run.number} of {run.experiment.name} is {run.status}: a terminal opens in "
-            "the working directory of a running run."
-        )
-        return Place(target or ComputeTarget(name=run.target_name), run_id=run.pk, problem=problem)
-    node = None
-    if target.kind == ComputeKind.CLUSTER:
-        node_id = handle.node_id
-        node = (
-            Node.objects.select_related("engine").filter(pk=node_id).first()
-            if node_id is not None
-            else None
-        )
-        if node is None:
-            problem = f"The node that runs this run on {target.name} no longer exists."
-            return Place(target, run_id=run.pk, problem=problem)
-    return Place(
-        target,
-        node=node,
-        run_id=run.pk,
-        directory=f"{handle.run_dir}/wd",
-        problem=terminal_problem(target, node),
-    )
 
 
 def clamp_size(cols, rows) -> tuple[int, int] | None:

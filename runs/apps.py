@@ -6,4 +6,8 @@ class RunsConfig(AppConfig):
     verbose_name = "Runs"
 
     def ready(self) -> None:
-        from runs import signals  # noqa: F401 - connects the receivers
+        # Django loads an app's modules once every app's models are. The signals module
+        # connects the receivers; the tasks module registers the Celery tasks in every
+        # process (not only in workers), so a service enqueues them by name and tests run
+        # them eagerly.
+        from runs import signals, tasks  # noqa: F401

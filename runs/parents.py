@@ -17,11 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from celery import signature
 from django.contrib import messages
 from django.contrib.auth.models import User
 from django.core.exceptions import ObjectDoesNotExist
-from django.db import models, transaction
+from django.db import models
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpResponse
 from django.http.response import HttpResponseBase
@@ -36,6 +35,7 @@ from runs.models import FINAL_STATUSES, Run, RunStatus
 from runs.services.lifecycle import run_cancel, run_transition
 from studio.access import workspace_view
 from studio.models import Workspace
+from studio.tasks import task_enqueue
 
 log = logging.getLogger(__name__)
 
@@ -86,11 +86,8 @@ def parent_get(*, kind: ParentKind, workspace: Workspace, run_id: int) -> Any:
 
 
 def parent_advance_soon(*, kind: ParentKind, parent_id: int) -> None:
-    """Advance the parent once the transaction commits, in a worker.
-
-    The task goes by its name, so services need not import the tasks module that imports
-    them; each app's tasks module is loaded when Django starts (its AppConfig.ready)."""
-    transaction.on_commit(signature(kind.advance_task, args=(parent_id,)).delay)
+    """Advance the parent once the transaction commits, in a worker."""
+    task_enqueue(kind.advance_task, parent_id)
 
 
 def parent_cancel(*, kind: ParentKind, parent: Any, user: User) -> bool:

@@ -10,7 +10,6 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from compute import terminal
 from compute.targets.views import terminal_page
 from runs import charts, selectors
 from runs.forms import EnvironmentForm, ExperimentForm, RunSubmitForm
@@ -21,6 +20,7 @@ from runs.services.submit import run_submit_upload
 from runs.snapshots import upload_plan
 from runs.snapshots.archives import zip_chunks
 from runs.snapshots.capture import SnapshotError, ignore_spec_from
+from runs.terminal import run_has_terminal, run_place
 from studio.access import workspace_view
 from studio.blobs import SHA256, blob_exists, blob_path
 from studio.errors import ServiceError, form_add_service_error
@@ -184,7 +184,7 @@ def _run_context(request, run):
         "files": list(run.files.all()),
         "can_cancel": request.membership.can_edit
         and run.status not in (*FINAL_STATUSES, RunStatus.CANCEL_REQUESTED),
-        "can_open_terminal": request.membership.can_edit and terminal.run_has_terminal(run),
+        "can_open_terminal": request.membership.can_edit and run_has_terminal(run),
     }
 
 
@@ -218,7 +218,7 @@ def run_terminal(request, run_id: int):
     slug = request.workspace.slug
     return terminal_page(
         request,
-        terminal.run_place(request.user, slug, run_id),
+        run_place(request.user, slug, run_id),
         f"/ws/w/{slug}/runs/{run_id}/terminal/",
         reverse("run_detail", args=[slug, run_id]),
     )

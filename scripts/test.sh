@@ -21,6 +21,7 @@ echo "== lint"
 .venv/bin/ruff format --check .
 .venv/bin/mypy . --no-error-summary
 .venv/bin/bandit -c pyproject.toml -r . -q
+.venv/bin/lint-imports --no-cache
 
 echo "== tests on SQLite"
 status=0

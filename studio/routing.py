@@ -1,7 +1,8 @@
 from django.urls import path
 
-from compute.consumers import RunTerminalConsumer, TerminalConsumer
+from compute.consumers import TerminalConsumer
 from runs.logs.consumer import RunLogConsumer
+from runs.terminal import RunTerminalConsumer
 
 websocket_urlpatterns: list = [
     path("ws/runs/<int:run_id>/logs/", RunLogConsumer.as_asgi()),

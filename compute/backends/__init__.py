@@ -13,8 +13,7 @@ The run services and the run monitor speak only to this interface.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from compute.backends.base import (
     LOG_STREAMS,
@@ -27,10 +26,15 @@ from compute.backends.base import (
     Poll,
     PosixHandle,
 )
+from compute.backends.batch import BatchBackend
+from compute.backends.cloud import CloudBackend
+from compute.backends.cluster import NodeBackend
+from compute.backends.databricks import DatabricksBackend
+from compute.backends.datalake import DataLakeBackend
+from compute.backends.hdinsight import HdInsightBackend
+from compute.backends.local import LocalBackend
+from compute.backends.vm import VmBackend
 from compute.models import ComputeKind, ComputeTarget, Node
-
-if TYPE_CHECKING:
-    from compute.backends.cloud import CloudBackend
 
 __all__ = [
     "LOG_STREAMS",
@@ -47,10 +51,10 @@ __all__ = [
 ]
 
 # Services that run pipeline steps only (as in the studio), each behind the same interface.
-CLOUD_BACKENDS: dict[str, tuple[str, str]] = {
-    ComputeKind.DATABRICKS: ("compute.backends.databricks", "DatabricksBackend"),
-    ComputeKind.BATCH: ("compute.backends.batch", "BatchBackend"),
-    ComputeKind.DATALAKE: ("compute.backends.datalake", "DataLakeBackend"),
+CLOUD_BACKENDS: dict[str, type[CloudBackend]] = {
+    ComputeKind.DATABRICKS: DatabricksBackend,
+    ComputeKind.BATCH: BatchBackend,
+    ComputeKind.DATALAKE: DataLakeBackend,
 }
 RUNNABLE_KINDS = (ComputeKind.LOCAL, ComputeKind.VM, ComputeKind.CLUSTER, ComputeKind.HDINSIGHT)
 
@@ -69,24 +73,13 @@ def backend_for(
 ) -> Backend:
     """The backend for a target (and, on a cluster, the node carrying the run)."""
     root = handle.root if isinstance(handle, PosixHandle) else ""
-    # Each kind's module loads when a target of that kind is used: hdinsight.py imports
-    # compute.spark, which reads its scripts through posix.py (this package); importing
-    # the kinds at the top would close that import cycle.
     if target.kind == ComputeKind.LOCAL:
-        from compute.backends.local import LocalBackend
-
         return LocalBackend()
     if target.kind == ComputeKind.VM:
-        from compute.backends.vm import VmBackend
-
         return VmBackend(target, root=root)
     if target.kind == ComputeKind.HDINSIGHT:
-        from compute.backends.hdinsight import HdInsightBackend
-
         return HdInsightBackend(target, root=root)
     if target.kind == ComputeKind.CLUSTER:
-        from compute.backends.cluster import NodeBackend
-
         node_id = handle.node_id if handle is not None else None
         if node is None and node_id is not None:
             node = Node.objects.filter(pk=node_id).select_related("engine").first()
@@ -94,10 +87,7 @@ def backend_for(
             raise BackendError(f"The node that ran this run on {target.name} no longer exists.")
         return NodeBackend(target, node)
     if target.kind in CLOUD_BACKENDS:
-        module, name = CLOUD_BACKENDS[target.kind]
-        # Typed as what every entry is, so the type checker holds it to the Backend protocol.
-        backend: CloudBackend = getattr(import_module(module), name)(target)
-        return backend
+        return CLOUD_BACKENDS[target.kind](target)
     raise BackendError(
         f"Script runs on {target.get_kind_display()} targets are not supported: "
         "choose the local target, a VM, a compute cluster or an HDInsight / Spark head node."

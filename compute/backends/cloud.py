@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 from compute.backends.base import BackendError, CloudHandle, Handle, LaunchSpec, Poll
 from compute.cloud.clients import COMPLETED, FINALIZING, RUNNING, CloudError
+from compute.cloud.services import cloud_client
 
 # How often a cancel asks the service whether the job has stopped.
 CANCEL_POLL_SECONDS = 0.5
@@ -41,8 +42,6 @@ class CloudBackend:
     @property
     def client(self):
         if self._client is None:
-            from compute.cloud.services import cloud_client
-
             self._client = cloud_client(self.target)
         return self._client
 

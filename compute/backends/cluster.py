@@ -10,6 +10,7 @@ from docker.errors import DockerException, NotFound
 
 from compute.backends.base import BackendError, LaunchSpec
 from compute.backends.posix import PosixBackend
+from compute.cluster.scheduler import node_docker
 
 NODE_ROOT = "/var/lib/trainyard"
 # A run's code on a node executes as `nobody`, not as the container's root (which is the
@@ -37,8 +38,6 @@ class NodeBackend(PosixBackend):
         ]
 
     def container(self):
-        from compute.cluster.scheduler import node_docker
-
         try:
             return node_docker(self.node).containers.get(self.node.container_id)
         except NotFound:

@@ -13,6 +13,7 @@ import paramiko
 from compute import ssh
 from compute.backends.base import BackendError
 from compute.backends.posix import PosixBackend
+from compute.vm.services import ssh_target
 
 
 class VmBackend(PosixBackend):
@@ -24,8 +25,6 @@ class VmBackend(PosixBackend):
         return f"{self.target.name} ({self.target.username}@{self.target.address})"
 
     def connection(self) -> ssh.SshConnection:
-        from compute.vm.services import ssh_target
-
         try:
             return ssh.pool.get(ssh_target(self.target))
         except ssh.SshError as exc:

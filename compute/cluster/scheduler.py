@@ -33,6 +33,7 @@ from compute.models import (
     NodeState,
 )
 from compute.signals import node_ready
+from studio.tasks import task_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +116,7 @@ def node_request(*, target: ComputeTarget, run_id: int, count: int = 1) -> list[
         NodeRequest.objects.update_or_create(
             run_id=run_id, defaults={"target": target, "node_count": count}
         )
-        target_id = target.pk
-        transaction.on_commit(lambda: _autoscale_soon(target_id))
+        task_enqueue("compute.tasks.cluster_autoscale_task", target.pk)
     return None
 
 
@@ -239,12 +239,6 @@ def cluster_wait_reason(target: ComputeTarget) -> str:
     if c.current < c.min_nodes:
         return f"scaling up to min nodes {c.min_nodes} at the next autoscale pass"
     return f"steady at {_plural(c.current, 'node')} (min {c.min_nodes}, max {c.max_nodes})"
-
-
-def _autoscale_soon(target_id: int) -> None:
-    from compute.tasks import cluster_autoscale_task
-
-    cluster_autoscale_task.delay(target_id)
 
 
 def recent_start_failure(target: ComputeTarget) -> Node | None:

@@ -241,11 +241,10 @@ def _check_admin(user: str, key: str) -> None:
 
 
 def _operation_start(*, target: ComputeTarget, user: User, action: str) -> ComputeOperation:
-    # compute.tasks runs this module's operations: imported here, where one is queued.
-    from compute import tasks
-
-    task = tasks.cluster_provision_task if action == "provision" else tasks.cluster_delete_task
-    return operation_start(target=target, user=user, action=action, steps=[], task=task)
+    task = "cluster_provision_task" if action == "provision" else "cluster_delete_task"
+    return operation_start(
+        target=target, user=user, action=action, steps=[], task=f"compute.tasks.{task}"
+    )
 
 
 def cluster_provision(*, operation_id: int) -> None:

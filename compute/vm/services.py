@@ -265,11 +265,12 @@ def _require_checkable(target: ComputeTarget) -> None:
 
 
 def _operation_start(*, target: ComputeTarget, user: User, action: str) -> ComputeOperation:
-    # compute.tasks runs this module's checks: imported here, where a check is queued.
-    from compute.tasks import vm_check_task
-
     return operation_start(
-        target=target, user=user, action=action, steps=_steps(target), task=vm_check_task
+        target=target,
+        user=user,
+        action=action,
+        steps=_steps(target),
+        task="compute.tasks.vm_check_task",
     )
 
 

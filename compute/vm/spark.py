@@ -1,6 +1,6 @@
 """Spark on an HDInsight (or any Spark) head node: the preflight and the master runs use.
 
-The shell pieces live in backends/files: `spark-env.sh` finds spark-submit the
+The shell pieces live in files/: `spark-env.sh` finds spark-submit the
 way a login on the head node would, and is the start of both the preflight and
 the command of every PySpark run, so a check that passes means runs find the
 same spark-submit.
@@ -9,9 +9,11 @@ same spark-submit.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from compute import ssh
-from compute.backends.posix import script
+
+FILES = Path(__file__).resolve().parent / "files"
 
 # What a PySpark run uses where the cluster names no master of its own.
 LOCAL_MASTER = "local[2]"
@@ -42,12 +44,16 @@ def master_label(master: str) -> str:
     return master
 
 
+def _script(name: str) -> str:
+    return (FILES / name).read_text()
+
+
 def preflight_script() -> str:
-    return script("spark-env.sh") + script("spark-preflight.sh")
+    return _script("spark-env.sh") + _script("spark-preflight.sh")
 
 
 def submit_script() -> str:
-    return script("spark-env.sh") + script("spark-submit.sh")
+    return _script("spark-env.sh") + _script("spark-submit.sh")
 
 
 def spark_preflight(connection: ssh.SshConnection) -> dict:

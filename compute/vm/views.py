@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRefresh
 
-from compute import sandbox, selectors, ssh, terminal
+from compute import sandbox, selectors, ssh
 from compute.models import SSH_KINDS, ComputeKind, ComputeTarget, OperationState
 from compute.vm import services
 from compute.vm.forms import (
@@ -54,7 +54,7 @@ def machine_detail(request, target: ComputeTarget):
         "target": target,
         "operation": operation,
         "poll": running or target.is_busy,
-        "terminal_problem": terminal.terminal_problem(target),
+        "terminal_problem": selectors.terminal_problem(target),
         "terminal_sessions": selectors.terminal_sessions(target=target),
     }
     if target.kind == ComputeKind.LOCAL:

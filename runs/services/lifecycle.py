@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -53,6 +52,7 @@ from runs.run_based import (
 )
 from runs.snapshots.capture import manifest_text
 from studio.blobs import blob_path
+from studio.tasks import task_enqueue
 from studio.units import human_bytes
 
 log = logging.getLogger(__name__)
@@ -67,15 +67,9 @@ ACTIVE_STATUSES = (
 )
 
 
-def _enqueue_start(run_id: int) -> None:
-    from runs.tasks import start_run
-
-    start_run.delay(run_id)
-
-
 def run_start_soon(*, run_id: int) -> None:
     """Try to start a queued run now (a node it waits for may be free)."""
-    transaction.on_commit(partial(_enqueue_start, run_id))
+    task_enqueue("runs.tasks.start_run", run_id)
 
 
 def run_transition(
@@ -443,7 +437,7 @@ def run_requeue(*, run_id: int, reason: str) -> bool:
     )
     if requeued:
         _stop_other_ranks(run_id, before)
-        transaction.on_commit(lambda: _enqueue_start(run_id))
+        task_enqueue("runs.tasks.start_run", run_id)
     return requeued
 
 
@@ -483,7 +477,7 @@ def runs_dispatch() -> int:
     waiting = Run.objects.filter(status=RunStatus.QUEUED).values("pk")
     NodeRequest.objects.exclude(run_id__in=waiting).delete()
     for run_id in queued:
-        _enqueue_start(run_id)
+        task_enqueue("runs.tasks.start_run", run_id)
     stale = now - timedelta(seconds=settings.RUN_START_TIMEOUT_SECONDS)
     for run in Run.objects.filter(
         status__in=[RunStatus.PREPARING, RunStatus.STARTING], handle__isnull=True
