@@ -80,9 +80,9 @@ def test_a_cluster_on_an_engine_without_the_image_builds_it_once_and_runs(
     building = wait_for_page(
         as_carol,
         page(workspace, "first/nodes/"),
-        'Build the node image on fresh: <span class="badge badge-running">running</span>',
+        'Build the node image on fresh</strong> <span class="badge badge-running">running</span>',
     )
-    assert "Check Docker engines: " in building and "no node image yet" in building
+    assert "Check Docker engines</strong> " in building and "no node image yet" in building
 
     # A second cluster on the same engine waits for that build instead of starting its own.
     second = create_in_background(alice, workspace, "second", fresh)
@@ -96,8 +96,8 @@ def test_a_cluster_on_an_engine_without_the_image_builds_it_once_and_runs(
 
     detail = as_carol.get(page(workspace, "first/")).content.decode()
     assert re.search(
-        r"Build the node image on fresh: <span class=\"badge badge-done\">done</span>\s+"
-        rf"Built {NODE_IMAGE} in \d+ s",
+        r"Build the node image on fresh</strong> <span class=\"badge badge-done\">done</span>"
+        rf"\s+— Built {NODE_IMAGE} in \d+ s",
         detail,
     )
     second_detail = as_carol.get(page(workspace, "second/")).content.decode()
