@@ -14,7 +14,7 @@ test: $(VENV)/.installed-test $(VENV)/bin/trainyard
 # Every test that needs no service (no Docker, sshd, Spark, browser or local run), in
 # under a minute; `make test` runs them all.
 test-fast: $(VENV)/.installed-test
-	$(PY) -m pytest -m "not service" -q
+	$(PY) -m pytest -m "not service" -q -n 2
 
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy . \

@@ -16,7 +16,7 @@ from studio.asgi import application
 from tests.conftest import client_for
 
 # The consumer reaches the database from other threads and closes its connections.
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.redis]
 
 
 @pytest.fixture(autouse=True)
