@@ -1,23 +1,12 @@
-"""Shared pieces of the VM tests: the attach wizard driven as a user would, what it recorded,
-and a connection pool emptied around each test."""
+"""Shared pieces of the VM tests: the attach wizard driven as a user would, what it recorded."""
 
 from __future__ import annotations
 
 import html
 
-import pytest
 from django.urls import reverse
 
-from compute import ssh
 from compute.models import ComputeOperation
-
-
-@pytest.fixture(autouse=True)
-def fresh_pool():
-    """Each test starts without pooled connections left by the one before."""
-    ssh.pool.close_all()
-    yield
-    ssh.pool.close_all()
 
 
 def attach_url(workspace) -> str:

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from compute import ssh
 from compute.models import ComputeKind, ComputeOperation, ComputeTarget
 from tests.services.spark import spark_home, with_spark
 
@@ -26,13 +25,6 @@ SPARK_MISSING = (
     "Spark not found on the head node: spark-submit is not on PATH for user tytest. "
     "Install Spark or set SPARK_HOME in ~/.profile."
 )
-
-
-@pytest.fixture(autouse=True)
-def fresh_pool():
-    ssh.pool.close_all()
-    yield
-    ssh.pool.close_all()
 
 
 def attach_url(workspace) -> str:

@@ -9,13 +9,6 @@ from runs.models import Experiment, Run
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture(autouse=True)
-def fresh_pool():
-    ssh.pool.close_all()
-    yield
-    ssh.pool.close_all()
-
-
 def api(path, workspace):
     return f"/api/v1/computes{path}?workspace={workspace.slug}"
 

@@ -29,7 +29,6 @@ from tests.support.vm import (
     attach,
     attach_url,
     form_data,
-    fresh_pool,  # noqa: F401 - an autouse fixture
     page_of,
     steps_of,
 )
