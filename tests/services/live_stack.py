@@ -88,6 +88,8 @@ def stack_env(data_dir: Path, port: int) -> dict:
         PYTHONUNBUFFERED="1",
     )
     env.pop("REDIS_URL", None)
+    # The stack's targets (test sshd, emulators) listen on this machine.
+    env.setdefault("OUTBOUND_ALLOW", "public,unix,127.0.0.0/8,::1")
     return env
 
 
