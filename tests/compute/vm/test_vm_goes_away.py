@@ -214,3 +214,15 @@ def test_a_vm_away_past_the_limit_fails_its_run_and_keeps_queued_ones_waiting(
     assert "the run starts when gone-vm answers again; cancel it to stop waiting" in (
         queued.status_reason
     )
+
+    # Back, and checked from its page or the API: the mark goes at once.
+    server.start()
+    api = api_client_for(alice)
+    response = api.post(f"/api/v1/computes/gone-vm/check?workspace={workspace.slug}")
+    assert response.status_code == 202
+    shown = api_target(alice, workspace, "gone-vm")
+    assert (shown["state"], shown["unreachable_since"], shown["unreachable_reason"]) == (
+        "Succeeded",
+        None,
+        "",
+    )
