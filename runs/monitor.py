@@ -556,6 +556,8 @@ class RunFollower:
         try:
             left = self.stop_ranks(run)
         except BackendError as exc:
+            if exc.unreachable and self.away_too_long(run, exc.message):
+                return False
             Run.objects.filter(pk=run.pk).update(status_reason=f"Cancel pending: {exc.message}")
             return True
         if left:

@@ -34,7 +34,10 @@ def target_mark_unreachable(*, target_id: int, reason: str) -> tuple[datetime, s
         .values_list("unreachable_since", "unreachable_reason")
         .first()
     )
-    return row if row and row[0] else (now, reason)
+    if row is None or row[0] is None:
+        # Cleared (it answered someone else) between the two updates: away from now on.
+        return now, reason
+    return row[0], row[1]
 
 
 def target_mark_reachable(*, target_id: int) -> bool:
