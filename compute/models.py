@@ -70,6 +70,10 @@ class ComputeTarget(models.Model):
     # What the last check found on the target (OS, CPUs, memory, GPUs, ...).
     facts = models.JSONField(default=dict, blank=True)
     checked_at = models.DateTimeField(null=True, blank=True)
+    # Since when the run monitor or the dispatcher cannot reach the machine, and why;
+    # cleared as soon as it answers again.
+    unreachable_since = models.DateTimeField(null=True, blank=True)
+    unreachable_reason = models.TextField(blank=True)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL

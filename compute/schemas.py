@@ -100,6 +100,9 @@ class ComputeOut(AttachedOut):
     error: str
     warnings: list[str]
     created_at: datetime
+    # Set while the machine does not answer the run monitor or the dispatcher.
+    unreachable_since: datetime | None = None
+    unreachable_reason: str = ""
     vm_size: str | None = None
     vm_priority: str | None = None
     min_nodes: int | None = None
@@ -124,5 +127,7 @@ def compute_out(target: ComputeTarget) -> ComputeOut:
         error=target.error,
         warnings=target.warnings or [],
         created_at=target.created_at,
+        unreachable_since=target.unreachable_since,
+        unreachable_reason=target.unreachable_reason,
         **attached_out(target),
     )

@@ -31,6 +31,12 @@ from django.utils import timezone
 
 from compute.backends import LOG_STREAMS, Backend, BackendError, Handle, Poll, backend_for
 from compute.selectors import workspace_secrets
+from compute.targets.reachability import (
+    target_mark_reachable,
+    target_mark_unreachable,
+    unreachable_limit_words,
+    unreachable_too_long,
+)
 from runs import finalize, linear_regex, metric_records, ranks
 from runs.logs import live
 from runs.logs import store as logstore
@@ -57,6 +63,9 @@ STDOUT_SCAN_LIMIT = 4 * 1024 * 1024
 # secrets: holding back a prefix of a secret would tell the run it guessed right.
 PARTIAL_LINE_HOLD_SECONDS = 1.0
 PARTIAL_LINE_HOLD_BYTES = 8192
+# How often a run whose machine does not answer is tried again: each try is a new
+# connection attempt, which need not hit an absent VM several times a second.
+AWAY_POLL_SECONDS = 2.0
 
 
 def combined(polls: list[Poll]) -> Poll:
@@ -175,7 +184,9 @@ class Monitor:
             while not self.stopping.is_set():
                 if not follower.step():
                     return
-                if not follower.more:
+                if follower.away is not None:
+                    self.stopping.wait(max(self.poll_seconds, AWAY_POLL_SECONDS))
+                elif not follower.more:
                     self.stopping.wait(self.poll_seconds)
         except Exception:
             log.exception("following run %s failed; another pass will pick it up", run_id)
@@ -208,6 +219,9 @@ class RunFollower:
         self.held: dict[str, tuple[bytes, float]] = {}
         # Draining a run that ended: every byte read is the last of its stream.
         self.ending = False
+        # (since when, why) the run's machine has not answered, as this follower marked it:
+        # the target's row is written only when that changes.
+        self.away: tuple | None = None
 
     def load(self) -> Run | None:
         run = self.cached
@@ -257,6 +271,8 @@ class RunFollower:
             if not exc.unreachable:
                 run_fail(run_id=run.pk, reason=exc.message)
                 return False
+            if self.away_too_long(run, exc.message):
+                return False
             if run_transition(
                 run.pk,
                 RunStatus.NOT_RESPONDING,
@@ -266,6 +282,7 @@ class RunFollower:
             ):
                 log.warning("run %s not responding: %s", run.pk, exc.message)
             return True
+        self.answered(run)
         if run.status == RunStatus.NOT_RESPONDING:
             run_transition(
                 run.pk,
@@ -286,6 +303,31 @@ class RunFollower:
         if poll.state in ("exited", "lost"):
             return self.finish(run, poll)
         return True
+
+    def away_too_long(self, run: Run, reason: str) -> bool:
+        """Mark the run's machine Unreachable; fail the run once it stayed away past the limit."""
+        target = run.target
+        if target is None or not target.is_ssh:
+            return False
+        if self.away is None or self.away[1] != reason:
+            self.away = target_mark_unreachable(target_id=target.pk, reason=reason)
+        since, shown = self.away
+        if not unreachable_too_long(since):
+            return False
+        return run_fail(
+            run_id=run.pk,
+            reason=f"The target {target.name} has not answered for "
+            f"{unreachable_limit_words()} (since {timezone.localtime(since):%H:%M}): {shown} "
+            "The run's processes may still be running on it.",
+        )
+
+    def answered(self, run: Run) -> None:
+        """The run's machine answered: clear its Unreachable mark, if it has one."""
+        target = run.target
+        if target is not None and (self.away is not None or target.unreachable_since is not None):
+            target_mark_reachable(target_id=target.pk)
+            target.unreachable_since = None
+            self.away = None
 
     def each_rank(self, run: Run) -> finalize.RankBackends:
         """(rank, its backend, its handle) for every process of the run."""
@@ -498,6 +540,8 @@ class RunFollower:
             collected = finalize.outputs_collect(run, self.each_rank(run))
         except BackendError as exc:
             if exc.unreachable:
+                if self.away_too_long(run, exc.message):
+                    return False
                 Run.objects.filter(pk=run.pk).update(status_reason=exc.message)
                 return True
             run_fail(run_id=run.pk, reason=exc.message)
@@ -512,6 +556,8 @@ class RunFollower:
         try:
             left = self.stop_ranks(run)
         except BackendError as exc:
+            if exc.unreachable and self.away_too_long(run, exc.message):
+                return False
             Run.objects.filter(pk=run.pk).update(status_reason=f"Cancel pending: {exc.message}")
             return True
         if left:

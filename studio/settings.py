@@ -238,6 +238,9 @@ MONITOR_HEARTBEAT_SECONDS = envint("MONITOR_HEARTBEAT_SECONDS", 5)
 MONITOR_POLL_SECONDS = float(os.getenv("MONITOR_POLL_SECONDS", "0.25"))
 MONITOR_LEASE_SECONDS = envint("MONITOR_LEASE_SECONDS", 15)
 RUN_CANCEL_GRACE_SECONDS = envint("RUN_CANCEL_GRACE_SECONDS", 10)
+# A machine (VM, HDInsight head node) that has not answered for this long fails the runs
+# on it with the reason; its queued runs keep waiting for it.
+TARGET_UNREACHABLE_LIMIT_SECONDS = envint("TARGET_UNREACHABLE_LIMIT_SECONDS", 900)
 # Who may run code on the local target, the studio's own machine: off, staff or everyone.
 # Everyone's runs execute as LOCAL_RUN_USER in a sandbox (compute/sandbox.py); where that
 # cannot be set up, only staff may use the local target.

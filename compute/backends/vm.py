@@ -83,6 +83,9 @@ def _exec_bytes(
                 stderr += channel.recv_stderr(1 << 20)
             if channel.eof_received and not (channel.recv_ready() or channel.recv_stderr_ready()):
                 break
+            if channel.closed:
+                # The transport died under the command (sshd killed, link cut).
+                raise connection.lost()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BackendError(

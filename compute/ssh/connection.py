@@ -33,6 +33,12 @@ DEFAULT_RUN_TIMEOUT = 60.0
 # so the runs and operations sharing a target's connection wait their turn instead of
 # being refused.
 MAX_SESSIONS = 8
+# A link that went silent (VM powered off, network cut) is given up after this long
+# without an acknowledgement, instead of the kernel's default of about 15 minutes: the
+# transport then dies, its waiting operations end at once, and the next one reconnects.
+DEAD_LINK_SECONDS = 20
+# How often an idle connection sends something, so a silent link shows up even then.
+KEEPALIVE_SECONDS = 10
 
 
 # ---------------------------------------------------------------- targets
@@ -150,7 +156,7 @@ class SshConnection:
             transport.close()
             raise
         # Keepalives make a silently dead VM show up as an inactive transport.
-        transport.set_keepalive(30)
+        transport.set_keepalive(KEEPALIVE_SECONDS)
         return transport
 
     def _check_host_key(self, transport: paramiko.Transport) -> None:
@@ -244,13 +250,23 @@ class SshConnection:
         transport = self.transport
         try:
             return transport.open_session(timeout=timeout)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
+        except paramiko.ChannelException as exc:
             if transport.is_active():
                 # The VM is there but refuses more channels (sshd MaxSessions).
                 raise SshError(
                     "session_refused",
                     f"{self.target.address} refused a new session ({exc}) — "
                     "too many operations at once; try again shortly.",
+                ) from None
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            if transport.is_active():
+                # No answer at all within the timeout: the link is silent, so this
+                # transport is given up rather than waited on again.
+                transport.close()
+                raise SshError(
+                    "unreachable",
+                    f"No answer from {self.target.address} within {timeout:g} s ({exc}) — "
+                    "is the VM running and its network up?",
                 ) from None
         # The transport died after its liveness check (sshd restarted, VM
         # rebooted): the property reconnects, once.
@@ -286,6 +302,8 @@ class SshConnection:
                     channel.recv_ready() or channel.recv_stderr_ready()
                 ):
                     break
+                if channel.closed:
+                    raise self.lost()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise self._run_timeout(command, timeout)
@@ -297,6 +315,13 @@ class SshConnection:
                 stdout.decode(errors="replace"),
                 stderr.decode(errors="replace"),
             )
+
+    def lost(self) -> SshError:
+        """The error of an operation whose connection died under it."""
+        return SshError(
+            "unreachable",
+            f"Lost the connection to {self.target.address} — is the VM still running?",
+        )
 
     def _run_timeout(self, command: str, timeout: float) -> SshError:
         return SshError(
@@ -327,12 +352,16 @@ class SshConnection:
 def _open_socket(target: SshTarget, timeout: float) -> socket.socket:
     try:
         if target.outbound is not None:
-            return target.outbound.connect(target.host, target.port, timeout)
-        return socket.create_connection((target.host, target.port), timeout=timeout)
+            sock = target.outbound.connect(target.host, target.port, timeout)
+        else:
+            sock = socket.create_connection((target.host, target.port), timeout=timeout)
     except OutboundRefused as exc:
         raise SshError("not_allowed", exc.message) from None
     except OSError as exc:
         raise _connect_failed(target, _socket_error(target, exc, timeout)) from None
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_LINK_SECONDS * 1000)
+    return sock
 
 
 def _connect_failed(target: SshTarget, exc: SshError) -> SshError:

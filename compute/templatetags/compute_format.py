@@ -1,6 +1,8 @@
 from django import template
+from django.utils import timezone
 
 from compute.vm import spark
+from studio.units import human_duration
 
 register = template.Library()
 
@@ -41,3 +43,9 @@ def spark_master(target) -> str:
 @register.filter
 def spark_master_label(master: str) -> str:
     return spark.master_label(master or "")
+
+
+@register.filter
+def time_away(since) -> str:
+    """How long ago `since` was, in words: 40 s, 3 min, 2 h 05 min."""
+    return human_duration((timezone.now() - since).total_seconds())

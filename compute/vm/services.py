@@ -404,6 +404,9 @@ def vm_check_execute(*, operation_id: int) -> None:
         facts=facts,
         config=config,
         checked_at=timezone.now(),
+        # It answered: whatever marked it Unreachable is over.
+        unreachable_since=None,
+        unreachable_reason="",
         host_key_fingerprint=connection.host_key_fingerprint,
         host_key_type=connection.host_key_type or "",
     )

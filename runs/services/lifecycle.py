@@ -37,6 +37,12 @@ from compute.models import (
     NodeRequest,
 )
 from compute.sandbox import local_target_problem
+from compute.targets.reachability import (
+    target_mark_reachable,
+    target_mark_unreachable,
+    unreachable_limit_words,
+    unreachable_too_long,
+)
 from runs import ranks
 from runs.logs import live
 from runs.logs import store as logstore
@@ -236,11 +242,13 @@ def _start_connect(
         backends = [backend_for(target, node=node) for node in nodes] or [backend_for(target)]
         for backend in backends:
             backend.ensure_root()
+        if target.unreachable_since is not None:
+            target_mark_reachable(target_id=target.pk)
         return backends, _rank_environments(nodes, backends[0])
     except BackendError as exc:
         _release_after_failed_start(run.pk, nodes)
         if exc.unreachable:
-            _still_queued(run, f"Target unreachable, retrying: {exc.message}")
+            _still_queued(run, _unreachable_wait(target, exc.message))
         else:
             run_transition(
                 run.pk,
@@ -250,6 +258,24 @@ def _start_connect(
                 message=exc.message,
             )
         return None
+
+
+def _unreachable_wait(target: ComputeTarget, message: str) -> str:
+    """Why a queued run waits for a target that does not answer.
+
+    A queued run has not started anywhere, so it keeps waiting for its machine however
+    long that stays away (what a batch queue does); past the limit it says so.
+    """
+    if not target.is_ssh:
+        return f"Target unreachable, retrying: {message}"
+    since, _ = target_mark_unreachable(target_id=target.pk, reason=message)
+    if not unreachable_too_long(since):
+        return f"Target unreachable, retrying: {message}"
+    return (
+        f"Target unreachable for more than {unreachable_limit_words()} "
+        f"(since {timezone.localtime(since):%H:%M}), still waiting: the run starts when "
+        f"{target.name} answers again; cancel it to stop waiting. {message}"
+    )
 
 
 def _start_launch(

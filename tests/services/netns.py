@@ -66,9 +66,14 @@ def _free_subnet() -> int:
 class NamespacedSshServer(SshServer):
     """An SshServer whose sshd runs in `namespace`, reachable at its own address."""
 
-    def __init__(self, directory: Path, namespace: str, address: str):
+    def __init__(self, directory: Path, namespace: str, address: str, interface: str = ""):
         super().__init__(directory, address, 22, command_prefix=("ip", "netns", "exec", namespace))
         self.namespace = namespace
+        self.interface = interface
+
+    def set_link(self, state: str) -> None:
+        """`up` or `down`: the host's network link, as when its cable is pulled."""
+        _ip("-n", self.namespace, "link", "set", self.interface, state)
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +103,7 @@ def netns_host_factory():
         _ip("-n", namespace, "link", "set", ns_side, "up")
         _ip("-n", namespace, "link", "set", "lo", "up")
         server = NamespacedSshServer(
-            Path(tempfile.mkdtemp(dir=base)), namespace, f"10.213.{octet}.2"
+            Path(tempfile.mkdtemp(dir=base)), namespace, f"10.213.{octet}.2", ns_side
         )
         servers.append(server)
         server.start()

@@ -7,6 +7,7 @@ known password.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import pwd
@@ -66,6 +67,21 @@ def ensure_docker_user() -> None:
     subprocess.run(
         ["usermod", "--password", "*", "--append", "--groups", "docker", DOCKER_USER], check=True
     )
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            children.extend(int(c) for c in (task / "children").read_text().split())
+    return children
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def _die_with_parent() -> None:
@@ -153,6 +169,22 @@ Subsystem sftp internal-sftp
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL sshd with every session it serves, as when it dies on the VM.
+
+        Only sshd processes go: a run launched detached from a session keeps running.
+        """
+        if self.process is None:
+            return
+        doomed = [self.process.pid]
+        for pid in doomed:
+            doomed.extend(child for child in _children(pid) if _comm(child).startswith("sshd"))
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self.process.wait()
         self.process = None
 
     def regenerate_host_key(self) -> None:
