@@ -66,12 +66,12 @@ def _table(app_label: str, model: str) -> str:
 
 
 def _sqlite_path() -> Path:
-    return Path(settings.DATABASES["default"]["NAME"])
+    return Path(connection.settings_dict["NAME"])
 
 
 def _pg_env() -> dict[str, str]:
     """libpq's environment for pg_dump / pg_restore: the password never on a command line."""
-    db = settings.DATABASES["default"]
+    db = connection.settings_dict
     env = dict(os.environ)
     for var, key in (
         ("PGHOST", "HOST"),
@@ -310,7 +310,7 @@ def _holds_state() -> list[str]:
         found.append(str(data / "logs"))
     if _postgres():
         if connection.introspection.table_names():
-            found.append(f"the database {settings.DATABASES['default']['NAME']}")
+            found.append(f"the database {connection.settings_dict['NAME']}")
     elif _sqlite_path().exists() and _sqlite_path().stat().st_size > 0:
         found.append(str(_sqlite_path()))
     return found
@@ -354,7 +354,7 @@ def backup_restore(*, source: Path) -> dict:
                 "--no-privileges",
                 "--exit-on-error",
                 "--single-transaction",
-                f"--dbname={settings.DATABASES['default']['NAME']}",
+                f"--dbname={connection.settings_dict['NAME']}",
                 str(database),
             ]
         )
