@@ -33,6 +33,7 @@ import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from django.apps import apps
 from django.conf import settings
@@ -97,7 +98,7 @@ def _pg_tool(args: list[str]) -> None:
         raise ServiceError(f"{args[0]} failed: {result.stderr.strip()}")
 
 
-def _count(cursor) -> dict[str, int]:
+def _count(cursor: Any) -> dict[str, int]:
     counts = {}
     for name, (app_label, model) in COUNTED.items():
         cursor.execute(f'SELECT COUNT(*) FROM "{_table(app_label, model)}"')  # noqa: S608
@@ -136,10 +137,10 @@ def _database_copy(into: Path) -> tuple[str, list[int], dict[str, int]]:
         # One step (pages=-1): one read transaction, so one consistent state even
         # while the studio's processes write (WAL lets them go on meanwhile).
         source.backup(target)
-        cursor = target.cursor()
-        cursor.execute(f'SELECT id FROM "{runs}"')  # noqa: S608
-        run_ids = [row[0] for row in cursor.fetchall()]
-        counts = _count(cursor)
+        rows = target.cursor()
+        rows.execute(f'SELECT id FROM "{runs}"')  # noqa: S608
+        run_ids = [row[0] for row in rows.fetchall()]
+        counts = _count(rows)
     finally:
         target.close()
         source.close()

@@ -8,7 +8,6 @@ the finished run with its exact log and its output, the VM with its stored passw
 """
 
 import io
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -103,16 +102,6 @@ def test_a_backup_of_a_running_studio_restores_everything(tmp, sshd, shared_dir,
     assert not list(tmp.glob(".backup.partial-*"))
 
     new = tmp / "new"
-    # Damaged backups are refused before anything is written: the same folder then
-    # takes the whole backup.
-    truncated = tmp / "truncated"
-    shutil.copytree(backup, truncated)
-    log_copy = truncated / "data" / "logs" / str(done) / "stdout.log"
-    log_copy.write_bytes(log_copy.read_bytes()[:-3])
-    result = manage(new, "restore", str(truncated))
-    assert result.returncode == 1
-    assert f"data/logs/{done}/stdout.log is not what was backed up" in result.stderr
-
     result = manage(new, "restore", str(backup))
     assert result.returncode == 0, result.stderr
     assert "Restored the backup" in result.stdout

@@ -1,7 +1,7 @@
 from pathlib import Path
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from studio.backup import backup_restore
 from studio.errors import ServiceError
@@ -14,7 +14,7 @@ class Command(BaseCommand):
     )
     requires_system_checks: list[str] = []
 
-    def add_arguments(self, parser) -> None:
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("src", type=Path, help="the backup's folder")
 
     def handle(self, *args: Any, **options: Any) -> None:
