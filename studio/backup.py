@@ -199,6 +199,11 @@ def backup_create(*, dest: Path) -> dict:
     a backup that failed or was interrupted never looks complete (and is removed).
     """
     dest = Path(os.path.abspath(dest))
+    if not _postgres() and not _sqlite_path().is_file():
+        raise ServiceError(
+            f"There is no database at {_sqlite_path()}: set DATA_DIR (or DATABASE_URL) to "
+            "the studio's own, as it runs with."
+        )
     _check_destination(dest)
     partial = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
     try:
@@ -216,6 +221,12 @@ def backup_create(*, dest: Path) -> dict:
                 if exc.errno == 28
                 else "Fix that, then try again."
             )
+        ) from exc
+    except sqlite3.Error as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise ServiceError(
+            f"The backup failed and nothing was kept: the database answered {exc}. "
+            "Try again; if it persists, check the database file with sqlite3."
         ) from exc
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -336,6 +347,17 @@ def backup_restore(*, source: Path) -> dict:
             f"The backup holds a {manifest['database']['engine']} database and this studio "
             f"uses {engine}: set DATABASE_URL to match it, then run restore again."
         )
+    try:
+        _restore(source, manifest, engine)
+    except OSError as exc:
+        raise ServiceError(
+            f"The restore stopped half-way: {exc.strerror or exc} ({exc.filename}). Fix "
+            "that, empty DATA_DIR (and the database), and run restore again."
+        ) from exc
+    return manifest
+
+
+def _restore(source: Path, manifest: dict, engine: str) -> None:
     data = Path(settings.DATA_DIR)
     for name in manifest["files"]:
         if not name.startswith("data/"):
@@ -367,4 +389,3 @@ def backup_restore(*, source: Path) -> dict:
         for leftover in (target.with_name(target.name + s) for s in ("-wal", "-shm")):
             leftover.unlink(missing_ok=True)
         os.replace(partial, target)
-    return manifest
