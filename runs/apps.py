@@ -1,4 +1,8 @@
+from pathlib import Path
+
 from django.apps import AppConfig
+
+from runs.logs import store
 
 
 class RunsConfig(AppConfig):
@@ -11,3 +15,7 @@ class RunsConfig(AppConfig):
         # process (not only in workers), so a service enqueues them by name and tests run
         # them eagerly.
         from runs import signals, tasks  # noqa: F401
+
+    def backup_log_folder(self, run_id: int, into: Path) -> None:
+        """How a backup (studio.backup, a layer below) copies a run's logs consistently."""
+        store.folder_copy(run_id, into)

@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import re
+import shutil
 import struct
 from pathlib import Path
 
@@ -189,3 +190,42 @@ def arrival_order(run_id: int, offsets: dict[str, int]) -> list[tuple[str, int]]
         else:
             order.append((stream, end))
     return order
+
+
+def folder_copy(run_id: int, into: Path) -> None:
+    """Copy a run's log folder into `into`, consistent even while the run is being stored.
+
+    Each stream's `.source` record is copied before its log, and the log cut at the size
+    the record gives: bytes past it are read again from the target, as after a monitor
+    that died between the two writes. The arrival index comes last, without the records
+    of bytes past the copied logs.
+    """
+    folder = Path(settings.LOG_DIR) / str(run_id)
+    into.mkdir(parents=True, exist_ok=True)
+    sizes: dict[str, int | None] = {}
+    for record in sorted(folder.glob("*.source")):
+        shutil.copyfile(record, into / record.name)
+        sizes[record.stem] = json.loads((into / record.name).read_text())["size"]
+    for log in sorted(folder.glob("*.log")):
+        limit = sizes.get(log.stem)
+        with open(log, "rb") as src, open(into / log.name, "wb") as dst:
+            left = limit
+            while left is None or left > 0:
+                chunk = src.read(1 << 20 if left is None else min(1 << 20, left))
+                if not chunk:
+                    break
+                dst.write(chunk)
+                if left is not None:
+                    left -= len(chunk)
+            sizes[log.stem] = dst.tell()
+    try:
+        index = open(folder / ARRIVAL_INDEX, "rb")  # noqa: SIM115 - closed below
+    except FileNotFoundError:
+        return
+    with index, open(into / ARRIVAL_INDEX, "wb") as out:
+        while block := index.read(ARRIVAL_BLOCK * ARRIVAL_RECORD.size):
+            whole = len(block) - len(block) % ARRIVAL_RECORD.size
+            for name, end in ARRIVAL_RECORD.iter_unpack(block[:whole]):
+                stream = name.rstrip(b"\0").decode()
+                if end <= (sizes.get(stream) or 0):
+                    out.write(ARRIVAL_RECORD.pack(name, end))

@@ -110,3 +110,26 @@ def test_bytes_stored_by_a_follower_that_died_before_recording_them_are_stored_o
     )
     assert logstore.read(8, "stdout")[0] == b"one\ntwo\n"
     assert logstore.streams(8) == {"stdout": 8}
+
+
+def test_a_backup_copy_of_a_log_being_stored_is_whole_and_resumes_from_its_source(
+    settings, tmp_path
+):
+    """A writer caught between storing bytes and recording them (as a backup may find it):
+    the copy stops where the record says, and the next read from the source fills it."""
+    source = "/runs/9/stdout"
+    logstore.append_from_source(9, "stdout", b"one\n", source=source, read_from=0, read_to=4)
+    logstore.append(9, "events", 0, b"started\n")
+    path = logstore.stream_path(9, "stdout")
+    with open(path, "ab") as f:
+        logstore.write_bytes(f, path, "stdout", b"two\n")  # its record never written
+
+    logstore.folder_copy(9, tmp_path / "copy" / "9")
+    settings.LOG_DIR = tmp_path / "copy"
+    assert logstore.read(9, "stdout") == (b"one\n", 4)
+    assert logstore.read(9, "events") == (b"started\n", 8)
+    assert logstore.arrival_order(9, {"stdout": 0, "events": 0}) == [("stdout", 4), ("events", 8)]
+    assert logstore.source_read(9, "stdout", source) == 4
+    at = logstore.append_from_source(9, "stdout", b"two\n", source=source, read_from=4, read_to=8)
+    assert at == 4
+    assert logstore.read(9, "stdout") == (b"one\ntwo\n", 8)
