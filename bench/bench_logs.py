@@ -13,11 +13,7 @@ downloading the whole finished log (what a viewer without tail-first pays).
 
 import argparse
 import asyncio
-import base64
 import hashlib
-import http.cookiejar
-import json
-import re
 import statistics
 import subprocess
 import sys
@@ -28,13 +24,12 @@ import urllib.request
 from pathlib import Path
 
 import psutil
-import websockets
-from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.services.live_stack import ROOT, start_stack  # noqa: E402
 from tests.services.sshd import SshServer, ensure_test_user, free_port  # noqa: E402
+from tests.support.viewer import Viewer, session_cookie  # noqa: E402
 
 SUBMIT = """
 import sys
@@ -159,61 +154,6 @@ def submit(stack, target: str, script: str, count: int = 1) -> list[int]:
     (source / "train.py").write_text(script)
     out = python(stack, SUBMIT, stack.workspace_slug, target, str(source), str(count))
     return [int(line) for line in out.split()]
-
-
-def session_cookie(stack) -> str:
-    jar = http.cookiejar.CookieJar()
-    browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    page = browser.open(f"{stack.url}/login/").read().decode()
-    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-    assert found, "the sign-in page has no CSRF token"
-    csrf = found.group(1)
-    form = urllib.parse.urlencode(
-        {"username": "alice", "password": stack.password, "csrfmiddlewaretoken": csrf}
-    ).encode()
-    browser.open(urllib.request.Request(f"{stack.url}/login/", data=form)).read()
-    return next(c.value or "" for c in jar if c.name == "sessionid")
-
-
-class Viewer:
-    """A websocket client of one run, as the browser's viewer is."""
-
-    def __init__(self, stack, cookie: str, run_id: int) -> None:
-        self.url = f"ws://127.0.0.1:{stack.port}/ws/runs/{run_id}/logs/"
-        self.headers = {"Cookie": f"sessionid={cookie}"}
-        self.origin = stack.url
-
-    async def follow(self, offsets: dict, on_bytes) -> None:
-        """Follow until the run has ended and every byte arrived, reconnecting as the page does."""
-        offsets = dict(offsets)
-        while True:
-            try:
-                if await self.follow_once(offsets, on_bytes):
-                    return
-            except (OSError, websockets.exceptions.WebSocketException):
-                await asyncio.sleep(0.25)
-
-    async def follow_once(self, offsets: dict, on_bytes) -> bool:
-        async with connect(
-            self.url, additional_headers=self.headers, origin=self.origin, max_size=None
-        ) as socket:
-            await socket.send(json.dumps({"type": "follow", "offsets": offsets}))
-            synced = final = False
-            async for frame in socket:
-                message = json.loads(frame)
-                if message["type"] == "log":
-                    data = base64.b64decode(message["data"])
-                    stream, skip = message["stream"], offsets[message["stream"]] - message["offset"]
-                    if skip < len(data):
-                        offsets[stream] += len(data) - skip
-                        on_bytes(stream, data[skip:])
-                elif message["type"] == "synced":
-                    synced = True
-                elif message["type"] == "status":
-                    final = message["final"]
-                if synced and final:
-                    return True
-        return False
 
 
 def timed_latencies(data: bytes, carry: list, now: float, into: list) -> None:

@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import connection
 
 from studio.celery import app
+from studio.supervisor import supervisor_state
 
 MONITOR_KEY_PREFIX = "trainyard:monitor:"
 
@@ -82,16 +83,38 @@ def check_monitor() -> dict:
     return {"ok": True, "detail": f"{len(keys)} monitor(s) alive"}
 
 
+def check_processes() -> dict:
+    state = supervisor_state()
+    if state is None:
+        return {
+            "ok": True,
+            "detail": "not started by `manage.py up`: what started Trainyard's processes "
+            "restarts them",
+        }
+    processes = state["processes"]
+    down = [name for name, p in processes.items() if p["state"] != "running"]
+    if down:
+        detail = ", ".join(
+            f"{name} restarting (restart {processes[name]['restarts'] + 1})" for name in down
+        )
+    else:
+        detail = f"{', '.join(processes)} running"
+    return {"ok": not down, "detail": detail, "processes": processes}
+
+
 CHECKS = {
     "database": check_database,
     "redis": check_redis,
     "worker": check_worker,
     "monitor": check_monitor,
+    "processes": check_processes,
 }
 
 
 # An error names hosts, users and paths: only staff see it, anyone else this.
 HIDDEN_ERROR = "not answering: sign in as staff to see the error"
+# Parts of a check's answer that only staff see, for the same reason.
+STAFF_ONLY = ("processes",)
 
 
 def health(*, show_errors: bool) -> dict:
@@ -99,6 +122,9 @@ def health(*, show_errors: bool) -> dict:
     for name, check in CHECKS.items():
         try:
             results[name] = check()
+            if not show_errors:
+                for key in STAFF_ONLY:
+                    results[name].pop(key, None)
         except Exception as exc:  # a failing part is the answer here, not an error
             detail = f"{type(exc).__name__}: {exc}" if show_errors else HIDDEN_ERROR
             results[name] = {"ok": False, "detail": detail}

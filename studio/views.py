@@ -17,6 +17,7 @@ from studio.access import (
 from studio.forms import MemberAddForm, MemberRoleForm, TokenForm, WorkspaceForm
 from studio.health import health
 from studio.models import ApiToken, Membership, Role
+from studio.supervisor import supervisor_state
 
 
 def root(request: AuthenticatedRequest) -> HttpResponse:
@@ -82,7 +83,13 @@ def workspace_settings(request: WorkspaceRequest) -> HttpResponse:
     return render(
         request,
         "studio/workspace_settings.html",
-        {"form": form, "members": members, "roles": Role.choices},
+        {
+            "form": form,
+            "members": members,
+            "roles": Role.choices,
+            # Pids and exit reasons are for staff, as /healthz's details are.
+            "supervisor": {"state": supervisor_state()} if request.user.is_staff else None,
+        },
     )
 
 

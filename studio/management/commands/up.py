@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from studio.launcher import Launcher, StartError, port_is_free
 from studio.services import first_admin_create
+from studio.supervisor import Supervisor
 
 
 class Command(BaseCommand):
@@ -20,7 +21,8 @@ class Command(BaseCommand):
                 f"Port {port} on {host} is already in use. Stop what uses it, or start "
                 f"Trainyard on another port: PORT={port + 1} make run"
             )
-        launcher = Launcher(host=host, port=port, out=self.stdout)
+        supervisor = Supervisor(out=self.stdout)
+        launcher = Launcher(host=host, port=port, supervisor=supervisor)
         code = 1
         try:
             if settings.REDIS_EMBEDDED:
@@ -33,12 +35,12 @@ class Command(BaseCommand):
             self.stdout.write(f"Trainyard is running at http://{host}:{port}/  (Ctrl-C stops it)")
             self.stdout.write(f"Data directory: {settings.DATA_DIR}")
             self.stdout.flush()
-            code = launcher.watch()
+            code = supervisor.watch()
         except StartError as exc:
             self.stderr.write(str(exc))
         finally:
             self.stdout.write("Stopping Trainyard…")
-            launcher.stop_all()
+            supervisor.stop_all()
             self.stdout.write("Stopped.")
         if code:
             raise SystemExit(code)
