@@ -34,8 +34,7 @@ def test_fifty_runs_lose_nothing_while_trainyard_processes_are_killed(stack, ssh
 
     report = soak.run()
 
-    print(report.summary())
-    assert report.problems == []
+    assert report.problems == [], report.summary()
     assert report.unrecovered == []
     assert report.runs == report.runs_stored == 50
     assert sum(report.kills.values()) >= 3

@@ -223,7 +223,8 @@ class Soak:
         for run_id, (target, seed) in sorted(self.submitted.items()):
             run = self.request("GET", f"/runs/{run_id}").json()
             if (run["status"], run["exit_code"]) != ("Completed", 0):
-                problems.append(f"run {run_id} on {target}: {run['status']} {run.get('error')}")
+                timeline = "; ".join(f"{e['status']}: {e['message']}" for e in run["timeline"])
+                problems.append(f"run {run_id} on {target}: {run['status']} ({timeline})")
                 continue
             log = self.request("GET", f"/runs/{run_id}/logs", params={"stream": "stdout"}).content
             if hashlib.sha256(log).digest() != hashlib.sha256(expected_log(seed)).digest():
