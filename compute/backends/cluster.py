@@ -10,6 +10,7 @@ from docker.errors import DockerException, NotFound
 
 from compute.backends.base import BackendError, LaunchSpec
 from compute.backends.posix import PosixBackend
+from compute.cluster.node_exec import node_exec
 from compute.cluster.scheduler import node_docker
 
 NODE_ROOT = "/var/lib/trainyard"
@@ -67,22 +68,13 @@ class NodeBackend(PosixBackend):
 
     def exec_into(self, out, script_text, args, *, timeout=60):
         container = self.container()
-        api = container.client.api
-        # What the runtime says when it refuses the exec comes first, and it is short.
-        head, stderr = b"", bytearray()
         try:
-            run = api.exec_create(container.id, ["sh", "-c", script_text, "sh", *args])["Id"]
-            for stdout_chunk, stderr_chunk in api.exec_start(run, stream=True, demux=True):
-                if stdout_chunk:
-                    head = head or stdout_chunk[:4096]
-                    out.write(stdout_chunk)
-                if stderr_chunk:
-                    stderr += stderr_chunk
-            code = api.exec_inspect(run)["ExitCode"]
+            result = node_exec(container, ["sh", "-c", script_text, "sh", *args], out)
         except (DockerException, OSError, requests.RequestException) as exc:
             raise BackendError(
                 f"docker exec on {self.describe()} failed: {exc}", unreachable=True
             ) from None
+        code, stderr, head = result.exit_code, result.stderr, result.head
         said = head + stderr
         refused = code == 126 and (b"OCI runtime" in said or b"cannot exec in a" in said)
         if code != 0 and (refused or not self.still_running()):
@@ -90,7 +82,7 @@ class NodeBackend(PosixBackend):
             # is killed, or the runtime refuses it): whether the run is requeued or failed
             # is the autoscaler's call, as for a vanished one.
             raise BackendError(f"The container of {self.describe()} stopped.", unreachable=True)
-        return code, bytes(stderr)
+        return code, stderr
 
     def still_running(self, seconds: float = 2.0) -> bool:
         """Whether the node's container still runs a moment after a command in it failed:

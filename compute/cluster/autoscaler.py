@@ -13,6 +13,7 @@ from both adding the same node.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import secrets
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from compute.cluster.engines import (
     node_limits,
     unreachable_message,
 )
+from compute.cluster.node_exec import node_exec
 from compute.cluster.scheduler import (
     LOST_NODE_KEEP,
     LOW_PRIORITY,
@@ -226,11 +228,10 @@ def _node_start(target: ComputeTarget, node: Node, networks: dict[int, NodeNetwo
         container.start()
         ssh_port = _node_access_setup(target, container)
         # The node is ready when it can run Python, which is what runs need.
-        result = container.exec_run(["python3", "-c", "pass"])
+        result = node_exec(container, ["python3", "-c", "pass"], io.BytesIO())
         if result.exit_code != 0:
-            raise DockerException(
-                f"python3 does not run in the node container: {result.output.decode()[:200]}"
-            )
+            said = (result.head + result.stderr).decode(errors="replace")
+            raise DockerException(f"python3 does not run in the node container: {said[:200]}")
     except ImageNotFound:
         _node_start_failed(target, node, node_image_missing_message(engine.name))
         return
@@ -319,10 +320,9 @@ def _node_access_setup(target: ComputeTarget, container) -> int | None:
     key = target.config.get("admin_ssh_public_key")
     if not user or not key:
         return None
-    result = container.exec_run(
-        ["sh", "-c", _NODE_ACCESS_SCRIPT, "node-access", user, key], demux=True
-    )
-    stdout, stderr = (part.decode() if part else "" for part in result.output)
+    out = io.BytesIO()
+    result = node_exec(container, ["sh", "-c", _NODE_ACCESS_SCRIPT, "node-access", user, key], out)
+    stdout, stderr = out.getvalue().decode(), result.stderr.decode()
     if result.exit_code == _NO_SSHD:
         raise DockerException(
             f"the node image {settings.CLUSTER_NODE_IMAGE} has no sshd, which the admin user "
