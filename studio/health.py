@@ -92,6 +92,13 @@ CHECKS = {
 
 # An error names hosts, users and paths: only staff see it, anyone else this.
 HIDDEN_ERROR = "not answering: sign in as staff to see the error"
+# What a part being down means to users, said before its error.
+WHILE_DOWN = {
+    "redis": (
+        "Redis is not answering: live logs refresh every few seconds instead of at once, "
+        "and runs submitted meanwhile wait Queued until it is back"
+    ),
+}
 
 
 def health(*, show_errors: bool) -> dict:
@@ -101,5 +108,7 @@ def health(*, show_errors: bool) -> dict:
             results[name] = check()
         except Exception as exc:  # a failing part is the answer here, not an error
             detail = f"{type(exc).__name__}: {exc}" if show_errors else HIDDEN_ERROR
+            if name in WHILE_DOWN:
+                detail = f"{WHILE_DOWN[name]} ({detail})"
             results[name] = {"ok": False, "detail": detail}
     return {"ok": all(r["ok"] for r in results.values()), "checks": results}
