@@ -90,8 +90,7 @@ def _message(exception: Exception) -> str:
 
 
 DATABASE_AWAY = (
-    "The database is not answering (it may be restarting). Nothing was changed: "
-    "send the request again in a moment."
+    "The database is not answering (it may be restarting): send the request again in a moment."
 )
 
 

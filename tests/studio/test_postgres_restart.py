@@ -12,6 +12,7 @@ to its end.
 import shutil
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from tests.services.postgres import start_postgres, start_postgres_again, stop_p
 from tests.support.live_runs import (
     api_session,
     counted_lines,
+    has_status,
     run_of,
     stack_started,
     stored_log,
@@ -92,7 +94,7 @@ def test_every_process_reconnects_after_postgresql_restarts_mid_run(
 
     go.touch()
     for each in (run_id, after):
-        wait_until(lambda r=each: run_of(stack, api, r)["status"] in ("Completed", "Failed"), "end")
+        wait_until(partial(has_status, stack, api, each, "Completed", "Failed"), "the end")
         run = run_of(stack, api, each)
         assert (run["status"], run["exit_code"]) == ("Completed", 0), run
         counted_lines(stored_log(stack, api, each))

@@ -7,6 +7,7 @@ live, submits a run during the outage, and starts Redis again on the same port.
 
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from tests.support.live_runs import (
     LogViewer,
     api_session,
     counted_lines,
+    has_status,
     run_of,
     session_cookie,
     stack_started,
@@ -111,7 +113,7 @@ def test_runs_viewers_and_submits_survive_redis_going_away_for_30_s(
 
     go.touch()
     for run_id in (before, during):
-        wait_until(lambda r=run_id: run_of(stack, api, r)["status"] == "Completed", "the end")
+        wait_until(partial(has_status, stack, api, run_id, "Completed"), "the end")
     # Every line once, in order, in storage and in the viewer that lived through it.
     log = stored_log(stack, api, before)
     counted_lines(log)

@@ -16,6 +16,7 @@ from pathlib import Path
 import requests
 import websockets
 from websockets.asyncio.client import connect
+from websockets.typing import Origin
 
 from tests.services.live_stack import LiveStack, start_stack
 
@@ -95,10 +96,14 @@ def run_of(stack: LiveStack, api: requests.Session, run_id: int) -> dict:
     return response.json()
 
 
+def has_status(stack: LiveStack, api: requests.Session, run_id: int, *statuses: str) -> bool:
+    return run_of(stack, api, run_id)["status"] in statuses
+
+
 def stored_log(stack: LiveStack, api: requests.Session, run_id: int) -> str:
     response = api.get(
         f"{stack.url}/api/v1/runs/{run_id}/logs",
-        params={"stream": "stdout", "offset": 0},
+        params={"stream": "stdout", "offset": "0"},
         timeout=30,
     )
     assert response.ok, response.text
@@ -127,7 +132,7 @@ def session_cookie(stack: LiveStack, username: str = "alice") -> str:
         headers={"Referer": f"{stack.url}/login/"},
         timeout=30,
     )
-    return session.cookies["sessionid"]
+    return session.cookies["sessionid"] or ""
 
 
 class LogViewer:
@@ -137,7 +142,7 @@ class LogViewer:
     def __init__(self, stack: LiveStack, cookie: str, run_id: int) -> None:
         self.url = f"ws://127.0.0.1:{stack.port}/ws/runs/{run_id}/logs/"
         self.headers = {"Cookie": f"sessionid={cookie}"}
-        self.origin = stack.url
+        self.origin = Origin(stack.url)
         self.data = b""
         self.connections = 0
         self.statuses = 0
