@@ -87,9 +87,11 @@ def operation_start(
     *, target: ComputeTarget, user: User, action: str, steps: list[tuple[str, str]], task: str
 ) -> ComputeOperation:
     """Open the operation and run the task named `task` on it in the background once the
-    transaction commits."""
+    transaction commits. No periodic task runs it later: while the queue is down the
+    caller gets a ServiceError saying to try again (the operation left open is closed
+    by the next one)."""
     operation = operation_open(target=target, user=user, action=action, steps=steps)
-    task_enqueue(task, operation.pk)
+    task_enqueue(task, operation.pk, redispatched=False)
     return operation
 
 

@@ -6,11 +6,16 @@ put it on their form with `form_add_service_error`; the API answers it with one 
 (`api_service_error`), so no view or endpoint maps errors of its own.
 """
 
+import sys
+from html import escape
+
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.db import InterfaceError, OperationalError
 from django.forms import BaseForm
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.views.defaults import server_error as django_server_error
 
 from studio.middleware import NulCharacterSent
 from studio.units import human_bytes
@@ -82,3 +87,25 @@ def _message(exception: Exception) -> str:
             "and submit it again with fewer."
         )
     return "The request could not be read. Go back, reload the page and try again."
+
+
+DATABASE_AWAY = (
+    "The database is not answering (it may be restarting): send the request again in a moment."
+)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """500; or 503, saying to try again, when the database did not answer.
+
+    Rendered without templates: their context needs the database that is away.
+    """
+    if not isinstance(sys.exc_info()[1], OperationalError | InterfaceError):
+        return django_server_error(request)
+    headers = {"Retry-After": "5"}
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": DATABASE_AWAY}, status=503, headers=headers)
+    page = (
+        "<!doctype html><html lang=en><title>Try again in a moment</title>"
+        f"<h1>Try again in a moment</h1><p>{escape(DATABASE_AWAY)}</p></html>"
+    )
+    return HttpResponse(page, status=503, headers=headers)

@@ -115,6 +115,13 @@ CHECKS = {
 HIDDEN_ERROR = "not answering: sign in as staff to see the error"
 # Parts of a check's answer that only staff see, for the same reason.
 STAFF_ONLY = ("processes",)
+# What a part being down means to users, said before its error.
+WHILE_DOWN = {
+    "redis": (
+        "Redis is not answering: live logs refresh every few seconds instead of at once, "
+        "and runs submitted meanwhile wait Queued until it is back"
+    ),
+}
 
 
 def health(*, show_errors: bool) -> dict:
@@ -127,5 +134,7 @@ def health(*, show_errors: bool) -> dict:
                     results[name].pop(key, None)
         except Exception as exc:  # a failing part is the answer here, not an error
             detail = f"{type(exc).__name__}: {exc}" if show_errors else HIDDEN_ERROR
+            if name in WHILE_DOWN:
+                detail = f"{WHILE_DOWN[name]} ({detail})"
             results[name] = {"ok": False, "detail": detail}
     return {"ok": all(r["ok"] for r in results.values()), "checks": results}

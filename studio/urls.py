@@ -6,6 +6,7 @@ from studio import views
 from studio.api import api
 
 handler400 = "studio.errors.bad_request"
+handler500 = "studio.errors.server_error"
 
 urlpatterns = [
     path("", views.root, name="root"),

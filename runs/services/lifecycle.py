@@ -505,13 +505,14 @@ def runs_dispatch() -> int:
     for run_id in queued:
         task_enqueue("runs.tasks.start_run", run_id)
     stale = now - timedelta(seconds=settings.RUN_START_TIMEOUT_SECONDS)
-    for run in Run.objects.filter(
-        status__in=[RunStatus.PREPARING, RunStatus.STARTING], handle__isnull=True
-    ):
+    # Not launched: no handle yet (Preparing), or one with the upload done but no process
+    # (Starting). A launched run has its process id or cloud job, and the monitor has it.
+    unlaunched = Q(handle__isnull=True) | ~(Q(handle__has_key="pgid") | Q(handle__has_key="job"))
+    for run in Run.objects.filter(unlaunched, status__in=[RunStatus.PREPARING, RunStatus.STARTING]):
         last = run.events.order_by("-at").first()
         if last is not None and last.at < stale:
             _back_to_queue(run.pk, "The worker starting the run stopped; trying again")
-    for run in Run.objects.filter(status=RunStatus.CANCEL_REQUESTED, handle__isnull=True):
+    for run in Run.objects.filter(unlaunched, status=RunStatus.CANCEL_REQUESTED):
         last = run.events.order_by("-at").first()
         if last is not None and last.at < stale:
             _stopped_before_launch(run.pk)

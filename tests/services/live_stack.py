@@ -53,6 +53,8 @@ class LiveStack:
     process: subprocess.Popen
     workspace_slug: str
     password: str = PASSWORD
+    # Variables set over the defaults of `stack_env`, kept for `start_again`.
+    extra_env: dict | None = None
 
     def manage(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -76,10 +78,13 @@ class LiveStack:
 
     def start_again(self) -> None:
         """Start Trainyard once more, after `stop`, on the same data, database and port."""
-        self.process = start_stack(self.data_dir, seed=False, port=self.port).process
+        self.process = start_stack(
+            self.data_dir, seed=False, port=self.port, extra_env=self.extra_env
+        ).process
 
 
-def stack_env(data_dir: Path, port: int) -> dict:
+def stack_env(data_dir: Path, port: int, extra_env: dict | None = None) -> dict:
+    """The stack's environment: embedded Redis, unless `extra_env` names another (REDIS_URL)."""
     env = dict(os.environ)
     env.update(
         DATA_DIR=str(data_dir),
@@ -90,12 +95,15 @@ def stack_env(data_dir: Path, port: int) -> dict:
     env.pop("REDIS_URL", None)
     # The stack's targets (test sshd, emulators) listen on this machine.
     env.setdefault("OUTBOUND_ALLOW", "public,unix,127.0.0.0/8,::1")
+    env.update(extra_env or {})
     return env
 
 
-def start_stack(data_dir: Path, seed: bool = True, port: int | None = None) -> LiveStack:
+def start_stack(
+    data_dir: Path, seed: bool = True, port: int | None = None, extra_env: dict | None = None
+) -> LiveStack:
     port = port or free_port()
-    env = stack_env(data_dir, port)
+    env = stack_env(data_dir, port, extra_env)
     slug = ""
     if seed:
         subprocess.run(
@@ -122,7 +130,9 @@ def start_stack(data_dir: Path, seed: bool = True, port: int | None = None) -> L
         stdout=out,
         stderr=subprocess.STDOUT,
     )
-    stack = LiveStack(f"http://127.0.0.1:{port}", port, data_dir, env, process, slug)
+    stack = LiveStack(
+        f"http://127.0.0.1:{port}", port, data_dir, env, process, slug, extra_env=extra_env
+    )
     deadline = time.monotonic() + 90
     while "is running at" not in stack.output():
         if process.poll() is not None or time.monotonic() > deadline:

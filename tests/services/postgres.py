@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from tests.services.sshd import free_port
 
@@ -79,20 +80,7 @@ def start_postgres(data_dir: str | os.PathLike) -> str:
         password_file.unlink()
 
     port = free_port()
-    # Sockets in data_dir, not /var/run/postgresql: no clash with a system server.
-    options = f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
-    _run(
-        data_dir,
-        _bin("pg_ctl"),
-        "--pgdata",
-        str(pgdata),
-        "--log",
-        str(data_dir / "postgres.log"),
-        "--options",
-        options,
-        "--wait",
-        "start",
-    )
+    _start_server(data_dir, port)
     databases = _run(
         data_dir,
         _bin("psql"),
@@ -113,6 +101,29 @@ def start_postgres(data_dir: str | os.PathLike) -> str:
     url = f"postgres://{USER}:{PASSWORD}@127.0.0.1:{port}/{DATABASE}"
     url_file.write_text(url + "\n")
     return url
+
+
+def _start_server(data_dir: Path, port: int) -> None:
+    # Sockets in data_dir, not /var/run/postgresql: no clash with a system server.
+    options = f"-p {port} -k {data_dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+    _run(
+        data_dir,
+        _bin("pg_ctl"),
+        "--pgdata",
+        str(data_dir / "pgdata"),
+        "--log",
+        str(data_dir / "postgres.log"),
+        "--options",
+        options,
+        "--wait",
+        "start",
+    )
+
+
+def start_postgres_again(data_dir: str | os.PathLike) -> None:
+    """Start a cluster stopped by `stop_postgres` on the port it had."""
+    data_dir = Path(data_dir).resolve()
+    _start_server(data_dir, int(urlsplit((data_dir / "url").read_text().strip()).port or 0))
 
 
 def stop_postgres(data_dir: str | os.PathLike) -> None:

