@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -31,10 +32,9 @@ def node_exec(container: Any, argv: list[str], out: BinaryIO) -> NodeExecResult:
     head, stderr = b"", bytearray()
     try:
         # A SocketIO (the engine's unix socket) is opened for reading: write to its socket.
-        try:
+        # A command that did not start refuses the line: the engine says why, read below.
+        with contextlib.suppress(ConnectionError):
             getattr(sock, "_sock", sock).sendall(b"\n")
-        except ConnectionError:
-            pass  # The command did not start: the engine says why, read below.
         for stream, data in frames_iter(sock, tty=False):
             if stream == STDOUT:
                 head = head or data[:4096]
