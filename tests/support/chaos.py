@@ -111,17 +111,22 @@ class Soak:
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
         deadline = time.monotonic() + self.recover_within * 3
         while True:
-            try:
-                response = self.api.request(
-                    method, f"{self.stack.url}/api/v1{path}", timeout=60, **kwargs
-                )
-                if response.status_code not in (502, 503, 504):
-                    return response
-            except requests.ConnectionError:
-                pass
+            response = self.attempt(method, path, **kwargs)
+            if response is not None:
+                return response
             assert time.monotonic() < deadline, f"{method} {path} kept failing"
             self.retries += 1
             time.sleep(0.5)
+
+    def attempt(self, method: str, path: str, **kwargs) -> requests.Response | None:
+        """One try; None when it is to be tried again."""
+        try:
+            response = self.api.request(
+                method, f"{self.stack.url}/api/v1{path}", timeout=60, **kwargs
+            )
+        except requests.ConnectionError:
+            return None
+        return None if response.status_code in (502, 503, 504) else response
 
     def submit(self, target: str, seed: str) -> int:
         archive = io.BytesIO()
@@ -134,21 +139,24 @@ class Soak:
             "arguments": seed,
             "tags": f"seed={seed}",
         }
-        tried = False
+        deadline = time.monotonic() + self.recover_within * 3
         while True:
-            if tried and (known := self.runs_with_seed(seed)):
-                # An earlier try was stored though its answer was lost.
-                return known[0]
-            tried = True
-            response = self.request(
+            response = self.attempt(
                 "POST",
                 "/runs",
                 data=body,
                 files={"snapshot": ("source.zip", archive.getvalue(), "application/zip")},
             )
-            if response.status_code == 201:
+            if response is not None and response.status_code == 201:
                 return response.json()["id"]
-            assert response.status_code >= 500, response.text
+            assert response is None or response.status_code >= 500, response.text
+            # Not answered: the run may have been stored all the same. Submit again only
+            # if it was not, so a retry never makes a second run.
+            if known := self.runs_with_seed(seed):
+                return known[0]
+            assert time.monotonic() < deadline, f"submitting {seed} kept failing"
+            self.retries += 1
+            time.sleep(0.5)
 
     def chaos_runs(self) -> list[dict]:
         found: list[dict] = []
@@ -232,10 +240,14 @@ class Soak:
             output = self.request("GET", f"/runs/{run_id}/files/outputs/result.txt")
             if output.status_code != 200 or output.text != seed:
                 problems.append(f"run {run_id} on {target}: outputs/result.txt not collected")
+        stored = self.chaos_runs()
+        for run in stored:
+            if run["status"] not in FINAL_STATUSES:
+                problems.append(f"run {run['id']} stuck in {run['status']}")
         recoveries = [k.recovered_after for k in self.kills if k.recovered_after is not None]
         return SoakReport(
             runs=len(self.submitted),
-            runs_stored=len(self.chaos_runs()),
+            runs_stored=len(stored),
             seconds=seconds,
             kills={role: sum(1 for k in self.kills if k.role == role) for role in ROLES},
             unrecovered=[k.role for k in self.kills if k.recovered_after is None],
