@@ -33,5 +33,5 @@ rm -rf "$pg_dir"
 DATABASE_URL="$($PY -m tests.services.postgres start "$pg_dir")"
 export DATABASE_URL
 trap '$PY -m tests.services.postgres stop "$pg_dir" >/dev/null 2>&1 || true' EXIT
-$PY -m pytest -m "not e2e" "$@" || status=$?
+$PY -m pytest -m "not e2e and not outage" "$@" || status=$?
 exit $status

@@ -130,6 +130,7 @@ def outage(run, alice, workspace, vm, *, away, back, seconds: float, reason: str
     print(f"\n{vm.name}: NotResponding after {noticed:.1f} s, Running {recovered:.1f} s later")
 
 
+@pytest.mark.outage
 def test_sshd_killed_for_30_s_the_run_goes_on_and_its_log_is_whole(
     tmp_path, shared_dir, sshd_factory, workspace, alice
 ):
@@ -155,6 +156,7 @@ def test_sshd_killed_for_30_s_the_run_goes_on_and_its_log_is_whole(
     assert "NotResponding" in [e.status for e in run.events.all()]
 
 
+@pytest.mark.outage
 def test_network_cut_for_60_s_the_run_goes_on_and_its_log_is_whole(
     tmp_path, shared_dir, netns_host_factory, workspace, alice
 ):
