@@ -39,9 +39,11 @@ from runs.services.lifecycle import (
     ACTIVE_STATUSES,
     run_cancel,
     run_fail,
+    run_reason_change,
     run_transition,
 )
 from runs.services.records import metrics_record, stderr_tail
+from studio.disk import DISK_FULL_ADVICE, disk_full
 from studio.health import monitor_heartbeat, redis_client
 from studio.secrets import redact_bytes
 
@@ -57,6 +59,12 @@ STDOUT_SCAN_LIMIT = 4 * 1024 * 1024
 # secrets: holding back a prefix of a secret would tell the run it guessed right.
 PARTIAL_LINE_HOLD_SECONDS = 1.0
 PARTIAL_LINE_HOLD_BYTES = 8192
+# The run's status reason while what the monitor read of it cannot be stored.
+STORAGE_FULL_REASON = (
+    "The run's output and files are not stored yet: "
+    + DISK_FULL_ADVICE
+    + ". They wait on the target and are stored as soon as there is room."
+)
 
 
 def combined(polls: list[Poll]) -> Poll:
@@ -208,6 +216,8 @@ class RunFollower:
         self.held: dict[str, tuple[bytes, float]] = {}
         # Draining a run that ended: every byte read is the last of its stream.
         self.ending = False
+        # Whether the last step found no room to store what it read.
+        self.storage_full = False
 
     def load(self) -> Run | None:
         run = self.cached
@@ -221,7 +231,44 @@ class RunFollower:
         return Run.objects.select_related("target").filter(pk=self.run_id).first()
 
     def step(self) -> bool:
-        """One look at the run; False when this monitor is done with it."""
+        """One look at the run; False when this monitor is done with it.
+
+        What cannot be stored for want of space is not recorded as read either: the
+        run says so, and the next look reads it again from the target.
+        """
+        try:
+            return self.look()
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            self.storage_stopped(exc)
+            return True
+
+    def storage_stopped(self, exc: OSError) -> None:
+        self.more = False
+        self.cached = None
+        if self.storage_full:
+            return
+        self.storage_full = True
+        log.warning("run %s: its output is not stored: %s", self.run_id, exc)
+        run_reason_change(run_id=self.run_id, was="", reason=STORAGE_FULL_REASON)
+
+    def storage_resumed(self, run: Run) -> None:
+        """Say on the run that what waited is stored, once storing works again (a monitor
+        that took the run over knows it from the run's status reason)."""
+        if not self.storage_full and run.status_reason != STORAGE_FULL_REASON:
+            return
+        self.storage_full = False
+        run.status_reason = ""
+        if run_reason_change(
+            run_id=run.pk,
+            was=STORAGE_FULL_REASON,
+            reason="",
+            message="There is room in DATA_DIR again: the output that waited is stored",
+        ):
+            log.info("run %s: its output is stored again", run.pk)
+
+    def look(self) -> bool:
         self.more = False
         run = self.load()
         if run is None or run.lease_owner != self.monitor.owner or run.status not in FOLLOWED:
@@ -337,6 +384,9 @@ class RunFollower:
             polls.append(poll)
             if rank == 0:
                 metrics_offset = offsets["metrics"]
+        if not self.ending:
+            # A run's last output waits for its files: finish() says when both are stored.
+            self.storage_resumed(run)
         self.record_metrics(run, metrics_offset, polls[0].chunks.get("metrics", b""), final=False)
         return combined(polls)
 
@@ -496,6 +546,7 @@ class RunFollower:
                 self.stop_ranks(run)
             drained = self.drain(run)
             collected = finalize.outputs_collect(run, self.each_rank(run))
+            self.storage_resumed(run)
         except BackendError as exc:
             if exc.unreachable:
                 Run.objects.filter(pk=run.pk).update(status_reason=exc.message)
@@ -524,6 +575,7 @@ class RunFollower:
         try:
             self.drain(run)
             collected = finalize.outputs_collect(run, self.each_rank(run))
+            self.storage_resumed(run)
             if collected.left_out:
                 left_out = f"; {collected.summary()}"
         except BackendError as exc:
