@@ -124,8 +124,10 @@ def write_bytes(f, path: Path, stream: str, data: bytes) -> None:
     f.flush()
     os.fsync(f.fileno())
     with open(path.parent / ARRIVAL_INDEX, "ab") as index:
-        # A record cut short by a full disk would shift every later one: drop it.
-        index.truncate(index.tell() - index.tell() % ARRIVAL_RECORD.size)
+        cut = index.tell() % ARRIVAL_RECORD.size
+        if cut:
+            # A record cut short by a full disk would shift every later one: drop it.
+            index.truncate(index.tell() - cut)
         index.write(ARRIVAL_RECORD.pack(stream.encode(), os.fstat(f.fileno()).st_size))
 
 
