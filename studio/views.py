@@ -14,6 +14,7 @@ from studio.access import (
     workspace_creation_problem,
     workspace_view,
 )
+from studio.disk import disk_free_warning
 from studio.forms import MemberAddForm, MemberRoleForm, TokenForm, WorkspaceForm
 from studio.health import health
 from studio.models import ApiToken, Membership, Role
@@ -82,7 +83,12 @@ def workspace_settings(request: WorkspaceRequest) -> HttpResponse:
     return render(
         request,
         "studio/workspace_settings.html",
-        {"form": form, "members": members, "roles": Role.choices},
+        {
+            "form": form,
+            "members": members,
+            "roles": Role.choices,
+            "disk_warning": disk_free_warning(),
+        },
     )
 
 
