@@ -25,7 +25,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -251,11 +251,13 @@ class RunFollower:
             return
         self.storage_full = True
         log.warning("run %s: its output is not stored: %s", self.run_id, exc)
-        run_reason_change(run_id=self.run_id, was="", reason=STORAGE_FULL_REASON)
+        try:
+            run_reason_change(run_id=self.run_id, was="", reason=STORAGE_FULL_REASON)
+        except DatabaseError as db_exc:  # SQLite in the same full DATA_DIR
+            log.warning("run %s: the full disk is not noted on the run: %s", self.run_id, db_exc)
 
     def storage_resumed(self, run: Run) -> None:
-        """Say on the run that what waited is stored, once storing works again (a monitor
-        that took the run over knows it from the run's status reason)."""
+        """Say on the run that what waited is stored (a new monitor knows from its reason)."""
         if not self.storage_full and run.status_reason != STORAGE_FULL_REASON:
             return
         self.storage_full = False
@@ -384,8 +386,7 @@ class RunFollower:
             polls.append(poll)
             if rank == 0:
                 metrics_offset = offsets["metrics"]
-        if not self.ending:
-            # A run's last output waits for its files: finish() says when both are stored.
+        if not self.ending:  # the last output waits for the files: finish() tells
             self.storage_resumed(run)
         self.record_metrics(run, metrics_offset, polls[0].chunks.get("metrics", b""), final=False)
         return combined(polls)

@@ -83,8 +83,14 @@ def test_a_log_stored_while_the_disk_is_full_is_whole_once_space_frees(
         run.refresh_from_db()
         assert run.status == RunStatus.RUNNING
 
+        freed = time.monotonic()
         disk.free()
+        wait_until(lambda: logstore.read(run.pk, "stdout")[0] == printed("stdout"))
+        recovered = time.monotonic() - freed
         run = wait_final(run)
+    # Stored on the next poll or two after space frees.
+    assert recovered < 10, recovered
+    print(f"log stored {recovered:.2f} s after space freed")
     assert run.status == RunStatus.COMPLETED, (run.error, run.stderr_tail)
     assert run.status_reason == ""
     for stream in ("stdout", "stderr"):
