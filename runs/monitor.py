@@ -25,7 +25,7 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -45,9 +45,11 @@ from runs.services.lifecycle import (
     ACTIVE_STATUSES,
     run_cancel,
     run_fail,
+    run_reason_change,
     run_transition,
 )
 from runs.services.records import metrics_record, stderr_tail
+from studio.disk import DISK_FULL_ADVICE, disk_full
 from studio.health import monitor_heartbeat, redis_client
 from studio.secrets import redact_bytes
 
@@ -66,6 +68,12 @@ PARTIAL_LINE_HOLD_BYTES = 8192
 # How often a run whose machine does not answer is tried again: each try is a new
 # connection attempt, which need not hit an absent VM several times a second.
 AWAY_POLL_SECONDS = 2.0
+# The run's status reason while what the monitor read of it cannot be stored.
+STORAGE_FULL_REASON = (
+    "The run's output and files are not stored yet: "
+    + DISK_FULL_ADVICE
+    + ". They wait on the target and are stored as soon as there is room."
+)
 
 
 def combined(polls: list[Poll]) -> Poll:
@@ -222,6 +230,8 @@ class RunFollower:
         # (since when, why) the run's machine has not answered, as this follower marked it:
         # the target's row is written only when that changes.
         self.away: tuple | None = None
+        # Whether the last step found no room to store what it read.
+        self.storage_full = False
 
     def load(self) -> Run | None:
         run = self.cached
@@ -235,7 +245,46 @@ class RunFollower:
         return Run.objects.select_related("target").filter(pk=self.run_id).first()
 
     def step(self) -> bool:
-        """One look at the run; False when this monitor is done with it."""
+        """One look at the run; False when this monitor is done with it.
+
+        What cannot be stored for want of space is not recorded as read either: the
+        run says so, and the next look reads it again from the target.
+        """
+        try:
+            return self.look()
+        except OSError as exc:
+            if not disk_full(exc):
+                raise
+            self.storage_stopped(exc)
+            return True
+
+    def storage_stopped(self, exc: OSError) -> None:
+        self.more = False
+        self.cached = None
+        if self.storage_full:
+            return
+        self.storage_full = True
+        log.warning("run %s: its output is not stored: %s", self.run_id, exc)
+        try:
+            run_reason_change(run_id=self.run_id, was="", reason=STORAGE_FULL_REASON)
+        except DatabaseError as db_exc:  # SQLite in the same full DATA_DIR
+            log.warning("run %s: the full disk is not noted on the run: %s", self.run_id, db_exc)
+
+    def storage_resumed(self, run: Run) -> None:
+        """Say on the run that what waited is stored (a new monitor knows from its reason)."""
+        if not self.storage_full and run.status_reason != STORAGE_FULL_REASON:
+            return
+        self.storage_full = False
+        run.status_reason = ""
+        if run_reason_change(
+            run_id=run.pk,
+            was=STORAGE_FULL_REASON,
+            reason="",
+            message="There is room in DATA_DIR again: the output that waited is stored",
+        ):
+            log.info("run %s: its output is stored again", run.pk)
+
+    def look(self) -> bool:
         self.more = False
         run = self.load()
         if run is None or run.lease_owner != self.monitor.owner or run.status not in FOLLOWED:
@@ -379,6 +428,8 @@ class RunFollower:
             polls.append(poll)
             if rank == 0:
                 metrics_offset = offsets["metrics"]
+        if not self.ending:  # the last output waits for the files: finish() tells
+            self.storage_resumed(run)
         self.record_metrics(run, metrics_offset, polls[0].chunks.get("metrics", b""), final=False)
         return combined(polls)
 
@@ -538,6 +589,7 @@ class RunFollower:
                 self.stop_ranks(run)
             drained = self.drain(run)
             collected = finalize.outputs_collect(run, self.each_rank(run))
+            self.storage_resumed(run)
         except BackendError as exc:
             if exc.unreachable:
                 if self.away_too_long(run, exc.message):
@@ -570,6 +622,7 @@ class RunFollower:
         try:
             self.drain(run)
             collected = finalize.outputs_collect(run, self.each_rank(run))
+            self.storage_resumed(run)
             if collected.left_out:
                 left_out = f"; {collected.summary()}"
         except BackendError as exc:

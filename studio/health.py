@@ -11,7 +11,9 @@ from django.conf import settings
 from django.db import connection
 
 from studio.celery import app
+from studio.disk import disk_free_bytes, disk_free_warning
 from studio.supervisor import supervisor_state
+from studio.units import human_bytes
 
 MONITOR_KEY_PREFIX = "trainyard:monitor:"
 
@@ -102,12 +104,22 @@ def check_processes() -> dict:
     return {"ok": not down, "detail": detail, "processes": processes}
 
 
+def check_disk() -> dict:
+    """Free space in DATA_DIR: a warning, not a failure, below DISK_FREE_WARN_MB (the studio
+    still answers, and freeing space is done through it as much as beside it)."""
+    warning = disk_free_warning()
+    if warning:
+        return {"ok": True, "warning": True, "detail": warning}
+    return {"ok": True, "detail": f"{human_bytes(disk_free_bytes())} free in DATA_DIR"}
+
+
 CHECKS = {
     "database": check_database,
     "redis": check_redis,
     "worker": check_worker,
     "monitor": check_monitor,
     "processes": check_processes,
+    "disk": check_disk,
 }
 
 
@@ -137,4 +149,8 @@ def health(*, show_errors: bool) -> dict:
             if name in WHILE_DOWN:
                 detail = f"{WHILE_DOWN[name]} ({detail})"
             results[name] = {"ok": False, "detail": detail}
-    return {"ok": all(r["ok"] for r in results.values()), "checks": results}
+    return {
+        "ok": all(r["ok"] for r in results.values()),
+        "warnings": [name for name, r in results.items() if r.get("warning")],
+        "checks": results,
+    }

@@ -234,6 +234,8 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 BLOB_DIR = DATA_DIR / "blobs"
 LOG_DIR = DATA_DIR / "logs"
+# /healthz warns when DATA_DIR has less free space than this.
+DISK_FREE_WARN_MB = envint("DISK_FREE_WARN_MB", 1024)
 SNAPSHOT_MAX_BYTES = envint("SNAPSHOT_MAX_BYTES", 300 * 1024 * 1024)
 # A source folder chosen in the browser arrives as one upload per file, and the submit's
 # fields name every file of it: its path and SHA-256, about 100 bytes, up to 512.

@@ -14,6 +14,7 @@ from studio.access import (
     workspace_creation_problem,
     workspace_view,
 )
+from studio.disk import disk_free_warning
 from studio.forms import MemberAddForm, MemberRoleForm, TokenForm, WorkspaceForm
 from studio.health import health
 from studio.models import ApiToken, Membership, Role
@@ -89,6 +90,7 @@ def workspace_settings(request: WorkspaceRequest) -> HttpResponse:
             "roles": Role.choices,
             # Pids and exit reasons are for staff, as /healthz's details are.
             "supervisor": {"state": supervisor_state()} if request.user.is_staff else None,
+            "disk_warning": disk_free_warning(),
         },
     )
 

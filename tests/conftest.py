@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.services.spark",
     "tests.services.netns",
     "tests.services.docker_engine",
+    "tests.services.small_disk",
     "tests.emulators.databricks",
     "tests.emulators.batch",
     "tests.emulators.datalake",

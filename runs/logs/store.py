@@ -7,6 +7,10 @@ Output read from a file on a target is stored masked, so its offsets there and
 here part ways: each stream records with its bytes how far into that file they
 reach (`<stream>.source`), and bytes read from anywhere else are not stored.
 
+A disk that fills mid-append leaves no trace: bytes beyond the stream's
+record are cut off before the next append (they are read again from the
+source), and so is a cut-short record of the arrival index.
+
 Each append that stores new bytes also adds a fixed-size record (stream, its
 new size) to the run's arrival index, so a finished log can be replayed with
 its streams interleaved as they arrived (a traceback after the line that
@@ -74,11 +78,16 @@ def source_read(run_id: int, stream: str, source: str) -> int | None:
 def write_source_record(run_id: int, stream: str, source: str, read: int, size: int) -> None:
     path = source_path(run_id, stream)
     partial = path.with_suffix(".source-part")
-    with open(partial, "w") as f:
-        json.dump({"source": source, "read": read, "size": size}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    try:
+        with open(partial, "w") as f:
+            json.dump({"source": source, "read": read, "size": size}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except OSError:
+        # A full disk: the old record stays whole, and so do the bytes it counts.
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def append_from_source(
@@ -116,6 +125,10 @@ def write_bytes(f, path: Path, stream: str, data: bytes) -> None:
     f.flush()
     os.fsync(f.fileno())
     with open(path.parent / ARRIVAL_INDEX, "ab") as index:
+        cut = index.tell() % ARRIVAL_RECORD.size
+        if cut:
+            # A record cut short by a full disk would shift every later one: drop it.
+            index.truncate(index.tell() - cut)
         index.write(ARRIVAL_RECORD.pack(stream.encode(), os.fstat(f.fileno()).st_size))
 
 

@@ -95,6 +95,19 @@ def run_transition(
     return bool(changed)
 
 
+def run_reason_change(*, run_id: int, was: str, reason: str, message: str = "") -> bool:
+    """Set the run's status reason if it still is `was`; say so on its timeline (`message`,
+    or the new reason)."""
+    with transaction.atomic():
+        status = run_status(run_id)
+        changed = Run.objects.filter(pk=run_id, status_reason=was).update(status_reason=reason)
+        if not changed or status is None:
+            return False
+        RunEvent.objects.create(run_id=run_id, status=status, message=message or reason)
+        transaction.on_commit(lambda: live.notify_status(run_id, status))
+    return True
+
+
 def run_status(run_id: int) -> str | None:
     return Run.objects.filter(pk=run_id).values_list("status", flat=True).first()
 

@@ -24,15 +24,22 @@ from runs.snapshots.capture import (
     manifest_text,
 )
 from studio.blobs import blob_store_bytes
+from studio.disk import disk_full_refused
 from studio.errors import ServiceError
 from studio.models import Workspace
 
+# Each file is stored before the snapshot naming it: one that finds the disk full leaves
+# blobs (or none) but no snapshot.
+NOT_STORED = "The source folder was not stored"
 
+
+@disk_full_refused(NOT_STORED)
 def snapshot_create(*, workspace: Workspace, root: Path) -> tuple[Snapshot, Capture]:
     """Capture a folder: store new blobs, and the snapshot (reused when the tree is the same)."""
     return _snapshot_store(workspace=workspace, capture=capture_dir(root))
 
 
+@disk_full_refused(NOT_STORED)
 def snapshot_from_upload(
     *,
     workspace: Workspace,
@@ -85,6 +92,7 @@ def _snapshot_store(
     return snapshot, capture
 
 
+@disk_full_refused(NOT_STORED)
 def snapshot_of_manifest(
     *, workspace: Workspace, manifest: list[list], stored: dict[str, int] | None = None
 ) -> Snapshot:

@@ -1,8 +1,10 @@
+import html
 import threading
 import time
 from datetime import datetime, timedelta
 
 from django.test import Client
+from django.urls import reverse
 
 from studio.health import HIDDEN_ERROR, WHILE_DOWN
 from tests.conftest import client_for
@@ -75,3 +77,29 @@ def test_healthz_pings_the_workers_at_most_once_a_second(db):
     assert len(pings) <= 4, pings
     times = [datetime.fromisoformat(p) for p in pings]
     assert all(b - a >= timedelta(seconds=1) for a, b in zip(times, times[1:], strict=False))
+
+
+def test_healthz_and_the_settings_page_warn_when_data_dir_runs_low_on_space(
+    db, client, settings, small_disk, as_alice, workspace
+):
+    settings.DATA_DIR = small_disk.path
+    settings.DISK_FREE_WARN_MB = 4
+    body = client.get("/healthz").json()
+    assert body["checks"]["disk"] == {"ok": True, "detail": "8.0 MB free in DATA_DIR"}
+    assert body["warnings"] == []
+    settings_page = reverse("workspace_settings", args=[workspace.slug])
+    assert "The studio's disk" not in html.unescape(as_alice.get(settings_page).content.decode())
+
+    small_disk.fill(leave=1024 * 1024)
+    body = client.get("/healthz").json()
+    warning = (
+        "only 1.0 MB free in DATA_DIR (below DISK_FREE_WARN_MB = 4 MB): free space there "
+        "before runs' logs and outputs and new snapshots have to wait for it"
+    )
+    assert body["checks"]["disk"] == {"ok": True, "warning": True, "detail": warning}
+    assert body["warnings"] == ["disk"]
+    page = html.unescape(as_alice.get(settings_page).content.decode())
+    assert f"The studio's disk: {warning}." in page
+
+    small_disk.free()
+    assert client.get("/healthz").json()["warnings"] == []
