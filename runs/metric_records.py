@@ -8,6 +8,7 @@ skipped, and the run's timeline says why (runs.services.records.metrics_record).
 
 from __future__ import annotations
 
+import json
 import math
 
 MAX_NAME = 255  # Metric.name
@@ -91,3 +92,53 @@ def tag(record: dict) -> tuple[str, str]:
     if not _storable(text):
         raise Skipped(f"value of tag {_shown(key)} holds a NUL or an invalid character")
     return key, text
+
+
+def file_line_read(line: bytes, records: list[dict]) -> str:
+    """Add the record of one metrics file line; what is wrong with it, if anything."""
+    if len(line) > MAX_LINE_BYTES:
+        return f"is longer than {MAX_LINE_BYTES // 1024} KB"
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return "is not JSON"
+    if not isinstance(record, dict):
+        return "is not a JSON object"
+    records.append(record)
+    return ""
+
+
+def stdout_lines_match(
+    lines: list[bytes], patterns: list, records: list[dict], skipped: list[str]
+) -> None:
+    """Add the records `patterns` (compiled metric patterns) find in whole stdout lines."""
+    long_lines = 0
+    for line in lines:
+        if len(line) > MAX_LINE_BYTES:
+            long_lines += 1
+            continue
+        for text in line.decode(errors="replace").splitlines():
+            for pattern in patterns:
+                match = pattern.search(text)
+                if match:
+                    records.extend(pattern_match_records(match.groupdict()))
+    if long_lines:
+        skipped.append(
+            f"{long_lines} stdout line(s) longer than {MAX_LINE_BYTES // 1024} KB were not "
+            "matched against the metric patterns"
+        )
+
+
+def pattern_match_records(groups: dict) -> list[dict]:
+    """The records of one match: each named group but `step` is a metric's value."""
+    step = groups.pop("step", None)
+    found = []
+    for name, value in groups.items():
+        if value is None:
+            continue
+        record = {"metric": name, "value": value}
+        if step is not None and step.isascii() and step.isdigit():
+            # int() refuses thousands of digits; a longer step stays text and is skipped.
+            record["step"] = int(step) if len(step) <= 20 else step
+        found.append(record)
+    return found

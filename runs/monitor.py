@@ -14,7 +14,6 @@ from the stored offsets, so nothing is lost or stored twice.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
@@ -74,25 +73,6 @@ STORAGE_FULL_REASON = (
     + DISK_FULL_ADVICE
     + ". They wait on the target and are stored as soon as there is room."
 )
-
-
-def combined(polls: list[Poll]) -> Poll:
-    """The state of a run from the polls of its ranks.
-
-    It runs while every rank runs; it ends when all have exited (with the
-    first failing rank's code), or as soon as one rank fails or vanishes,
-    since the others cannot finish without it.
-    """
-    if len(polls) == 1:
-        return polls[0]
-    chunks = {f"{p.rank}.{name}": data for p in polls for name, data in p.chunks.items()}
-    failed = [p for p in polls if p.state == "lost" or (p.exit_code or 0) != 0]
-    if failed:
-        first = failed[0]
-        return Poll(first.state, first.exit_code, first.started, chunks, rank=first.rank)
-    if all(p.state == "exited" for p in polls):
-        return Poll("exited", 0, all(p.started for p in polls), chunks)
-    return Poll("running", None, polls[0].started, chunks)
 
 
 class Monitor:
@@ -431,7 +411,7 @@ class RunFollower:
         if not self.ending:  # the last output waits for the files: finish() tells
             self.storage_resumed(run)
         self.record_metrics(run, metrics_offset, polls[0].chunks.get("metrics", b""), final=False)
-        return combined(polls)
+        return ranks.combined(polls)
 
     def store(
         self, run: Run, rank: int, stream: str, data: bytes, target_at: int, handle: Handle
@@ -480,7 +460,7 @@ class RunFollower:
             at = file_offset
             for index, line in enumerate(complete.split(b"\n")):
                 if line.strip() and not (index == 0 and self.partial["metrics"]):
-                    problem = self.metrics_line(line, records)
+                    problem = metric_records.file_line_read(line, records)
                     if problem:
                         skipped.append(f"the metrics file line at byte {at} {problem}")
                 at += len(line) + 1
@@ -509,20 +489,6 @@ class RunFollower:
             if new_stdout_offset is not None:
                 run.metrics_stdout_offset = new_stdout_offset
 
-    @staticmethod
-    def metrics_line(line: bytes, records: list[dict]) -> str:
-        """Add the record of one metrics file line; what is wrong with it, if anything."""
-        if len(line) > metric_records.MAX_LINE_BYTES:
-            return f"is longer than {metric_records.MAX_LINE_BYTES // 1024} KB"
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            return "is not JSON"
-        if not isinstance(record, dict):
-            return "is not a JSON object"
-        records.append(record)
-        return ""
-
     def match_stdout(self, usable: bytes, records: list[dict], skipped: list[str]) -> None:
         """Records the metric patterns find in whole lines of stdout."""
         lines = usable.split(b"\n")
@@ -531,37 +497,7 @@ class RunFollower:
         if self.partial["stdout"]:
             lines = lines[1:]
         self.partial["stdout"] = not usable.endswith(b"\n")
-        long_lines = 0
-        for line in lines:
-            if len(line) > metric_records.MAX_LINE_BYTES:
-                long_lines += 1
-                continue
-            for text in line.decode(errors="replace").splitlines():
-                for pattern in self.patterns:
-                    match = pattern.search(text)
-                    if match:
-                        records.extend(self.matched(match.groupdict()))
-        if long_lines:
-            skipped.append(
-                f"{long_lines} stdout line(s) longer than "
-                f"{metric_records.MAX_LINE_BYTES // 1024} KB were not matched against the "
-                "metric patterns"
-            )
-
-    @staticmethod
-    def matched(groups: dict) -> list[dict]:
-        """The records of one match: each named group but `step` is a metric's value."""
-        step = groups.pop("step", None)
-        found = []
-        for name, value in groups.items():
-            if value is None:
-                continue
-            record = {"metric": name, "value": value}
-            if step is not None and step.isascii() and step.isdigit():
-                # int() refuses thousands of digits; a longer step stays text and is skipped.
-                record["step"] = int(step) if len(step) <= 20 else step
-            found.append(record)
-        return found
+        metric_records.stdout_lines_match(lines, self.patterns, records, skipped)
 
     def drain(self, run: Run):
         """Read until the target has nothing more to give; returns the last poll."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from compute.backends import Handle, handle_load
+from compute.backends import Handle, Poll, handle_load
 from runs.models import Run
 
 
@@ -60,3 +60,22 @@ def where(rank: int, count: int) -> str:
     if count == 1:
         return ""
     return " on the driver node" if rank == 0 else f" on node {rank} of {count}"
+
+
+def combined(polls: list[Poll]) -> Poll:
+    """The state of a run from the polls of its ranks.
+
+    It runs while every rank runs; it ends when all have exited (with the
+    first failing rank's code), or as soon as one rank fails or vanishes,
+    since the others cannot finish without it.
+    """
+    if len(polls) == 1:
+        return polls[0]
+    chunks = {f"{p.rank}.{name}": data for p in polls for name, data in p.chunks.items()}
+    failed = [p for p in polls if p.state == "lost" or (p.exit_code or 0) != 0]
+    if failed:
+        first = failed[0]
+        return Poll(first.state, first.exit_code, first.started, chunks, rank=first.rank)
+    if all(p.state == "exited" for p in polls):
+        return Poll("exited", 0, all(p.started for p in polls), chunks)
+    return Poll("running", None, polls[0].started, chunks)
