@@ -210,10 +210,11 @@ def _node_start(target: ComputeTarget, node: Node, networks: dict[int, NodeNetwo
         "nano_cpus": limits.nano_cpus,
         "mem_limit": limits.memory_bytes,
         "memswap_limit": limits.memory_bytes,
-        # The engine starts the node again when it restarts (its runs' processes die with it:
-        # the next pass requeues them and replaces the node); a container someone stopped,
-        # killed or removed stays down, and its run fails as before.
-        "restart_policy": {"Name": "unless-stopped"},
+        # The engine starts the node again when it restarts, its runs' processes dead: the
+        # next pass requeues them and replaces the node. A container someone stops, kills or
+        # removes stays down, and its run fails. Not unless-stopped: an engine that was
+        # killed stops its containers as it comes back, which would count as stopped by hand.
+        "restart_policy": {"Name": "always"},
     }
     if size.gpus:
         create_kwargs["device_requests"] = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import signal
 import subprocess
@@ -85,6 +86,14 @@ class PrivateEngine:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        # The engine's containerd goes with it, but after it: a new dockerd that still
+        # finds it running waits on it and gives up.
+        containerd_pid = self.root / "exec" / "containerd" / "containerd.pid"
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(containerd_pid.read_text())
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
         # dockerd removes its socket and pid file only on a clean exit.
         (self.root / "docker.sock").unlink(missing_ok=True)
         (self.root / "docker.pid").unlink(missing_ok=True)

@@ -43,6 +43,10 @@ def status_of(run) -> str:
     return run.status
 
 
+def requeued(run) -> bool:
+    return run.events.filter(status=RunStatus.QUEUED, message__startswith="Requeued").exists()
+
+
 def autoscale_until(cluster, done, timeout: float = 60):
     """What beat does every few seconds: autoscale passes and queued runs retried."""
     deadline = time.monotonic() + timeout
@@ -53,8 +57,9 @@ def autoscale_until(cluster, done, timeout: float = 60):
         time.sleep(0.2)
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["stopped", "killed"])
 def test_an_engine_restart_requeues_the_run_which_completes_on_a_new_node(
-    node_engine, workspace, alice, tmp_path, django_capture_on_commit_callbacks
+    sig, node_engine, workspace, alice, tmp_path, django_capture_on_commit_callbacks
 ):
     engine = cluster_services.engine_register(
         workspace=workspace, name="private", url=node_engine.url, user=alice
@@ -64,7 +69,7 @@ def test_an_engine_restart_requeues_the_run_which_completes_on_a_new_node(
         django_capture_on_commit_callbacks,
         workspace=workspace,
         user=alice,
-        name="restarting",
+        name=f"restart-{sig.name[3:].lower()}",
         engines=[engine],
         min_nodes=1,
         max_nodes=1,
@@ -78,17 +83,18 @@ def test_an_engine_restart_requeues_the_run_which_completes_on_a_new_node(
         first = Node.objects.get(target=cluster, name=run.node_name)
 
         restarted_at = time.monotonic()
-        node_engine.restart(signal.SIGTERM)
+        node_engine.restart(sig)
         back_after = time.monotonic() - restarted_at
-        autoscale_until(cluster, lambda: run.events.filter(status=RunStatus.QUEUED).count() > 1)
+        autoscale_until(cluster, lambda: requeued(run) or status_of(run) in FINAL_STATUSES)
+        assert requeued(run), (run.status, run.error)
         requeued_after = time.monotonic() - restarted_at
         autoscale_until(cluster, lambda: status_of(run) in FINAL_STATUSES)
         recovered_after = time.monotonic() - restarted_at
     events = [(e.status, e.message) for e in run.events.all()]
     assert run.status == RunStatus.COMPLETED, (run.error, events)
     print(
-        f"engine back after {back_after:.1f} s, run requeued after {requeued_after:.1f} s, "
-        f"completed after {recovered_after:.1f} s"
+        f"{sig.name}: engine back after {back_after:.1f} s, "
+        f"run requeued after {requeued_after:.1f} s, completed after {recovered_after:.1f} s"
     )
 
     reason = (
