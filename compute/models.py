@@ -197,6 +197,9 @@ class Node(models.Model):
     network = models.CharField(max_length=64, blank=True)
     # Where the node's sshd listens, when the cluster has an SSH admin user.
     ssh_port = models.PositiveIntegerField(null=True, blank=True)
+    # When the engine started the node's container, as the engine says it: a later start
+    # means the container restarted under its run (its engine restarted).
+    container_started_at = models.CharField(max_length=40, blank=True)
     error = models.TextField(blank=True)
     idle_since = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -8,10 +8,11 @@ from studio.models import Workspace
 from studio.signals import workspace_created
 
 # Sent when a managed-cluster node that carried a run disappears (its container
-# was killed or removed outside Trainyard, or the cluster was deleted).
+# was killed or removed outside Trainyard, the cluster was deleted, or its engine
+# restarted under the run).
 # Keyword arguments: run_id (int), preempted (bool: True on a low-priority
-# cluster, where the run should go back to the queue; False means the run
-# fails), reason (str, for the user).
+# cluster or after an engine restart, where the run should go back to the queue;
+# False means the run fails), reason (str, for the user).
 node_lost = Signal()
 
 # Sent when a node of a cluster becomes idle (a new node started, or a run let

@@ -127,7 +127,7 @@ def api_charlie(charlie, workspace):
 # What a test needs, read from the fixtures it uses (directly or through other fixtures).
 # Every such test is also marked `service`: `make test-fast` runs the others.
 NEEDS = {
-    "docker": {"docker_engine", "fresh_engine_url"},
+    "docker": {"docker_engine", "fresh_engine_url", "private_engine"},
     "sshd": {"sshd_factory", "netns_host_factory"},
     "spark": {"spark_head_node"},
     "redis": {"spare_redis"},

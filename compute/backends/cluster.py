@@ -11,7 +11,7 @@ from docker.errors import DockerException, NotFound
 from compute.backends.base import BackendError, LaunchSpec
 from compute.backends.posix import PosixBackend
 from compute.cluster.node_exec import node_exec
-from compute.cluster.scheduler import node_docker
+from compute.cluster.scheduler import node_docker, node_restarted
 
 NODE_ROOT = "/var/lib/trainyard"
 # A run's code on a node executes as `nobody`, not as the container's root (which is the
@@ -83,6 +83,14 @@ class NodeBackend(PosixBackend):
             # is the autoscaler's call, as for a vanished one.
             raise BackendError(f"The container of {self.describe()} stopped.", unreachable=True)
         return code, stderr
+
+    def poll(self, handle, offsets):
+        poll = super().poll(handle, offsets)
+        if poll.state == "lost" and node_restarted(self.node, self.container()):
+            # The engine restarted the container, and the run's processes died with it:
+            # the autoscaler requeues the run and replaces the node, saying why.
+            raise BackendError(f"The container of {self.describe()} restarted.", unreachable=True)
+        return poll
 
     def still_running(self, seconds: float = 2.0) -> bool:
         """Whether the node's container still runs a moment after a command in it failed:

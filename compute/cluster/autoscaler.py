@@ -44,6 +44,7 @@ from compute.cluster.scheduler import (
     cluster_counts,
     cluster_label_filter,
     container_labels,
+    node_restarted,
     recent_start_failure,
 )
 from compute.cluster.sizes import vm_size_get
@@ -209,6 +210,11 @@ def _node_start(target: ComputeTarget, node: Node, networks: dict[int, NodeNetwo
         "nano_cpus": limits.nano_cpus,
         "mem_limit": limits.memory_bytes,
         "memswap_limit": limits.memory_bytes,
+        # The engine starts the node again when it restarts, its runs' processes dead: the
+        # next pass requeues them and replaces the node. A container someone stops, kills or
+        # removes stays down, and its run fails. Not unless-stopped: an engine that was
+        # killed stops its containers as it comes back, which would count as stopped by hand.
+        "restart_policy": {"Name": "always"},
     }
     if size.gpus:
         create_kwargs["device_requests"] = [
@@ -226,6 +232,8 @@ def _node_start(target: ComputeTarget, node: Node, networks: dict[int, NodeNetwo
         Node.objects.filter(pk=node.pk).update(container_id=container.id)
         node.container_id = container.id
         container.start()
+        container.reload()
+        started_at = container.attrs["State"]["StartedAt"]
         ssh_port = _node_access_setup(target, container)
         # The node is ready when it can run Python, which is what runs need.
         result = node_exec(container, ["python3", "-c", "pass"], io.BytesIO())
@@ -255,6 +263,7 @@ def _node_start(target: ComputeTarget, node: Node, networks: dict[int, NodeNetwo
         memory_bytes=limits.memory_bytes,
         network=network,
         ssh_port=ssh_port,
+        container_started_at=started_at,
     )
     if not ready:
         # The cluster was deleted (or the node given up on) while the container started.
@@ -387,6 +396,10 @@ def _reconcile(target: ComputeTarget) -> None:
                 container is None or container.status != "running"
             ):
                 _node_lost(target, node, container)
+            elif node.state in (NodeState.IDLE, NodeState.RUNNING) and node_restarted(
+                node, container
+            ):
+                _node_restarted(target, node, container)
             elif node.state == NodeState.LEAVING:
                 if container is None:
                     Node.objects.filter(pk=node.pk).delete()
@@ -412,6 +425,23 @@ def _orphans_remove(target: ComputeTarget, containers_by_node: dict) -> None:
     for name, container in containers_by_node.items():
         if name not in owned:
             container.remove(force=True)
+
+
+def _node_restarted(target: ComputeTarget, node: Node, container) -> None:
+    """Replace a node whose engine restarted: its run's processes died, so the run goes
+    back to the queue; the node (without its sshd, its runs' state) is not trusted again."""
+    reason = (
+        f"The Docker engine of node {node.name} of cluster {target.name} restarted "
+        "(or its container was restarted); the run is queued again"
+    )
+    replaced = Node.objects.filter(pk=node.pk, state=node.state).update(
+        state=NodeState.UNUSABLE, error=reason, idle_since=None, state_changed_at=timezone.now()
+    )
+    if not replaced:
+        return
+    container.remove(force=True)
+    if node.state == NodeState.RUNNING and node.run_id is not None:
+        node_lost.send(sender=Node, run_id=node.run_id, preempted=True, reason=reason)
 
 
 def _node_lost(target: ComputeTarget, node: Node, container) -> None:

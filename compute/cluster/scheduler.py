@@ -252,3 +252,9 @@ def recent_start_failure(target: ComputeTarget) -> Node | None:
         .order_by("-state_changed_at")
         .first()
     )
+
+
+def node_restarted(node: Node, container) -> bool:
+    """Whether the engine started the node's container again since the node started."""
+    started_at = container.attrs.get("State", {}).get("StartedAt")
+    return bool(node.container_started_at) and started_at != node.container_started_at

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -35,58 +37,95 @@ def docker_engine():
     client.close()
 
 
-@pytest.fixture(scope="module")
-def fresh_engine_url(docker_engine, tmp_path_factory):
-    """A second dockerd of its own, started empty: no node image, no containers.
+class PrivateEngine:
+    """A dockerd of its own beside the suite's engine, which a test may restart.
 
-    It runs beside the suite's engine with its own state, sockets and
-    containerd; no bridge and no iptables, as the suite's engine.
+    Its own state, sockets and containerd; no bridge and no iptables, as the
+    suite's engine. A restart keeps the socket and the data root.
     """
-    root = tmp_path_factory.mktemp("dockerd")
-    socket_path = root / "docker.sock"
-    url = f"unix://{socket_path}"
-    with (root / "dockerd.log").open("w") as log:
-        process = subprocess.Popen(
-            [
-                "dockerd",
-                f"--data-root={root / 'data'}",
-                f"--exec-root={root / 'exec'}",
-                f"--pidfile={root / 'docker.pid'}",
-                f"--host={url}",
-                "--iptables=false",
-                "--bridge=none",
-                "--storage-driver=overlay2",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + 30
-    while True:
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.url = f"unix://{root / 'docker.sock'}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        with (self.root / "dockerd.log").open("a") as log:
+            self.process = subprocess.Popen(
+                [
+                    "dockerd",
+                    f"--data-root={self.root / 'data'}",
+                    f"--exec-root={self.root / 'exec'}",
+                    f"--pidfile={self.root / 'docker.pid'}",
+                    f"--host={self.url}",
+                    "--iptables=false",
+                    "--bridge=none",
+                    "--storage-driver=overlay2",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                docker.DockerClient(base_url=self.url, timeout=10).close()
+                return
+            except docker.errors.DockerException:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.process.kill()
+                    pytest.fail(f"The private dockerd did not start:\n{self.log()}", pytrace=False)
+                time.sleep(0.3)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        assert self.process is not None
+        self.process.send_signal(sig)
         try:
-            client = docker.DockerClient(base_url=url, timeout=10)
-            break
-        except docker.errors.DockerException:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(
-                    f"The second dockerd did not start:\n{(root / 'dockerd.log').read_text()}",
-                    pytrace=False,
-                )
-            time.sleep(0.3)
-    yield url
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        # The engine's containerd goes with it, but after it: a new dockerd that still
+        # finds it running waits on it and gives up.
+        containerd_pid = self.root / "exec" / "containerd" / "containerd.pid"
+        with contextlib.suppress(OSError, ValueError):
+            pid = int(containerd_pid.read_text())
+            deadline = time.monotonic() + 30
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+        # dockerd removes its socket and pid file only on a clean exit.
+        (self.root / "docker.sock").unlink(missing_ok=True)
+        (self.root / "docker.pid").unlink(missing_ok=True)
+
+    def restart(self, sig: int = signal.SIGTERM) -> None:
+        self.stop(sig)
+        self.start()
+
+    def log(self) -> str:
+        return (self.root / "dockerd.log").read_text()
+
+
+@pytest.fixture(scope="module")
+def private_engine(docker_engine, tmp_path_factory):
+    """A second dockerd of its own, started empty: no node image, no containers."""
+    root = tmp_path_factory.mktemp("dockerd")
+    engine = PrivateEngine(root)
+    engine.start()
+    yield engine
+    client = docker.DockerClient(base_url=engine.url, timeout=30)
     for container in client.containers.list(all=True):
         container.remove(force=True)
     client.close()
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    engine.stop()
     # dockerd leaves its network namespace mounted under its exec root.
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
     for mount in sorted((m for m in mounts if m.startswith(str(root))), reverse=True):
         subprocess.run(["umount", "-l", mount], check=False)
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def fresh_engine_url(private_engine):
+    """The URL of a second dockerd of its own, started empty."""
+    return private_engine.url
