@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from channels.layers import channel_layers
 from django.test import Client
 
 from studio.models import Role
@@ -30,6 +31,16 @@ pytest_plugins = [
     "tests.support.seed",
     "tests.support.cli",
 ]
+
+
+@pytest.fixture(autouse=True)
+def fresh_channel_layer():
+    """Each test gets a channel layer of its own. Every `async_to_sync` runs a new event
+    loop, while one layer object keeps asyncio state (its receive lock, its connections)
+    from the loop that used it first: a websocket refused in one test's loop could then
+    wait for good on what another test's loop left behind. A server has one loop."""
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture
