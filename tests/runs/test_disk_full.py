@@ -16,6 +16,7 @@ from runs.logs import store as logstore
 from runs.models import Run, RunStatus, Snapshot
 from runs.monitor import STORAGE_FULL_REASON
 from studio.blobs import blob_path
+from tests.support.cloud import wait_until
 from tests.support.runs import minimal_environment, running_monitor, submit, wait_final, write_tree
 
 OUTPUT = """\
@@ -29,26 +30,12 @@ print("big", hashlib.sha256(data).hexdigest(), flush=True)
 """
 
 
-@pytest.fixture
-def blobs_on_small_disk(settings, small_disk):
-    settings.LOG_DIR = small_disk.path / "logs"
-    settings.BLOB_DIR = small_disk.path / "blobs"
-    return small_disk
-
-
-def wait_until(condition, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 @pytest.mark.sandbox
 @pytest.mark.django_db(transaction=True)
 def test_outputs_the_disk_cannot_hold_are_collected_once_space_frees(
-    tmp_path, shared_dir, workspace, alice, blobs_on_small_disk
+    tmp_path, shared_dir, workspace, alice, storage_on_small_disk
 ):
-    disk = blobs_on_small_disk
+    disk = storage_on_small_disk
     go = shared_dir / "go"
     local = ComputeTarget.objects.get(workspace=workspace, name="local")
     source = write_tree(tmp_path / "src", {"train.py": OUTPUT})
@@ -100,9 +87,9 @@ def archive(files: dict[str, bytes]) -> SimpleUploadedFile:
 
 @pytest.mark.django_db
 def test_a_submit_to_a_full_disk_says_so_and_stores_nothing(
-    workspace, as_carol, api_alice, blobs_on_small_disk
+    workspace, as_carol, api_alice, storage_on_small_disk
 ):
-    disk = blobs_on_small_disk
+    disk = storage_on_small_disk
     disk.fill()
     page = as_carol.post(
         reverse("run_submit", args=[workspace.slug]),

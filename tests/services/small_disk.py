@@ -55,3 +55,11 @@ def small_disk() -> Iterator[SmallDisk]:
     finally:
         subprocess.run(["umount", "--lazy", str(path)], check=True)
         path.rmdir()
+
+
+@pytest.fixture
+def storage_on_small_disk(settings, small_disk: SmallDisk) -> SmallDisk:
+    """Run logs and blobs on the small disk; the database and the rest of DATA_DIR stay."""
+    settings.LOG_DIR = small_disk.path / "logs"
+    settings.BLOB_DIR = small_disk.path / "blobs"
+    return small_disk

@@ -9,6 +9,7 @@ from compute.models import ComputeTarget
 from runs.logs import store as logstore
 from runs.models import RunStatus
 from runs.monitor import STORAGE_FULL_REASON
+from tests.support.cloud import wait_until
 from tests.support.runs import running_monitor, submit, wait_final, write_tree
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sandbox]
@@ -35,24 +36,10 @@ def printed(stream: str) -> bytes:
     return b"".join(b"note %d\n" % i for i in range(0, 1500, 100))
 
 
-@pytest.fixture
-def logs_on_small_disk(settings, small_disk):
-    settings.LOG_DIR = small_disk.path / "logs"
-    settings.BLOB_DIR = small_disk.path / "blobs"
-    return small_disk
-
-
-def wait_until(condition, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
-
-
 def test_a_log_stored_while_the_disk_is_full_is_whole_once_space_frees(
-    tmp_path, shared_dir, workspace, alice, logs_on_small_disk
+    tmp_path, shared_dir, workspace, alice, storage_on_small_disk
 ):
-    disk = logs_on_small_disk
+    disk = storage_on_small_disk
     go = shared_dir / "go"
     local = ComputeTarget.objects.get(workspace=workspace, name="local")
     source = write_tree(tmp_path / "src", {"train.py": PRINTS})
